@@ -1,0 +1,112 @@
+"""One validation layer for the per-customer inputs of the models (RFM tables or arrays)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ClvInputError, format_rows
+from ..units import TimeUnit
+
+WEIGHT_COLUMNS = ("count", "weight", "weights")
+
+
+def _bad(name: str, what: str, mask: np.ndarray, values: np.ndarray, source: str) -> ClvInputError:
+    rows = np.flatnonzero(mask)
+    shown = ", ".join(repr(v) for v in values[rows[:3]].tolist())
+    return ClvInputError(f"{source}: column '{name}': {what} at {format_rows(rows + 1)} (values: {shown})")
+
+
+def column(data, name: str, given, source: str, required: bool = True) -> np.ndarray | None:
+    """Take ``given`` if not None, else ``data[name]``, as a float64 array."""
+    if given is None:
+        if data is None or name not in getattr(data, "columns", ()):
+            if not required:
+                return None
+            cols = ", ".join(map(str, getattr(data, "columns", []))) or "none"
+            raise ClvInputError(f"{source}: column '{name}' not found; columns are: {cols}")
+        given = data[name]
+    try:
+        arr = np.asarray(given, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ClvInputError(f"{source}: column '{name}': values are not numeric") from None
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ClvInputError(f"{source}: column '{name}': expected one value per customer (1-d), got shape {arr.shape}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise _bad(name, "missing or non-finite value", bad, arr, source)
+    return arr
+
+
+def weights_of(data, weights, n: int, source: str) -> np.ndarray:
+    if weights is None and data is not None:
+        for name in WEIGHT_COLUMNS:
+            if name in getattr(data, "columns", ()):
+                weights = data[name]
+                break
+    if weights is None:
+        return np.ones(n)
+    w = column(None, "count", weights, source)
+    if len(w) != n:
+        raise ClvInputError(f"{source}: weights have {len(w)} values for {n} customers")
+    bad = w < 0
+    if bad.any():
+        raise _bad("count", "negative weight", bad, w, source)
+    return w
+
+
+def time_unit_of(data, time_unit) -> str | None:
+    if time_unit is not None:
+        return str(TimeUnit.parse(time_unit))
+    attrs = getattr(data, "attrs", None) or {}
+    if attrs.get("time_unit"):
+        return str(TimeUnit.parse(attrs["time_unit"]))
+    return None
+
+
+@dataclass
+class RFM:
+    """Validated per-customer purchase history: frequency, recency, T (+ weights)."""
+
+    frequency: np.ndarray
+    recency: np.ndarray
+    T: np.ndarray
+    weights: np.ndarray
+    time_unit: str | None
+
+    def __len__(self) -> int:
+        return len(self.frequency)
+
+
+def rfm_arrays(data=None, *, frequency=None, recency=None, T=None, weights=None, time_unit=None,
+               source: str | None = None, with_weights: bool = True) -> RFM:
+    """Validate frequency/recency/T from a table or arrays (frequency >= 0 integer, 0 <= recency <= T)."""
+    source = source or ("RFM table" if data is not None else "input")
+    x = column(data, "frequency", frequency, source)
+    t_x = column(data, "recency", recency, source)
+    big_t = column(data, "T", T, source)
+    n = len(x)
+    if not (len(t_x) == n and len(big_t) == n):
+        raise ClvInputError(f"{source}: frequency, recency and T have different lengths ({n}, {len(t_x)}, {len(big_t)})")
+    for name, arr, mask, what in (
+        ("frequency", x, (x < 0) | (x != np.floor(x)), "not a non-negative whole number"),
+        ("recency", t_x, t_x < 0, "negative"),
+        ("T", big_t, big_t < 0, "negative"),
+        ("recency", t_x, t_x > big_t * (1 + 1e-12), "greater than T"),
+        ("recency", t_x, (x == 0) & (t_x != 0), "non-zero for a customer with frequency 0"),
+    ):
+        if mask.any():
+            raise _bad(name, what, mask, arr, source)
+    w = weights_of(data, weights, n, source) if with_weights else np.ones(n)
+    return RFM(x, np.minimum(t_x, big_t), big_t, w, time_unit_of(data, time_unit))
+
+
+def as_frame_index(data, n: int):
+    """The index to give prediction outputs: the table's own index, else a range."""
+    if isinstance(data, pd.DataFrame) and len(data) == n:
+        return data.index
+    return pd.RangeIndex(n)

@@ -1,0 +1,386 @@
+r"""BG/NBD: the beta-geometric / negative-binomial purchase model.
+
+Fader, P. S., Hardie, B. G. S. and Lee, K. L. (2005), "'Counting Your Customers' the Easy Way:
+An Alternative to the Pareto/NBD Model", *Marketing Science* 24(2), 275-284.
+Fader, P. S. and Hardie, B. G. S. (2013), "Overcoming the BG/NBD Model's #NUM! Error Problem"
+(the numerically stable log-likelihood used here).
+
+While active, a customer buys as a Poisson process with rate ``lambda ~ Gamma(r, alpha)``; after
+each repeat purchase he drops out with probability ``p ~ Beta(a, b)``. For a customer with ``x``
+repeat purchases, the last at ``t_x``, observed for ``T`` time units since his first purchase:
+
+.. math::
+
+    \ell = \ln\Gamma(r+x) - \ln\Gamma(r) + r\ln\alpha + \ln B(a, b+x) - \ln B(a, b)
+           + \ln\left[e^{A_3} + \delta_{x>0}\, e^{A_4}\right]
+
+    A_3 = -(r+x)\ln(\alpha+T), \qquad A_4 = \ln a - \ln(b+x-1) - (r+x)\ln(\alpha+t_x)
+
+The last term is evaluated with ``logaddexp``: no power of a large number is ever formed.
+
+The math lives in pure vectorised functions (``loglik``, ``loglik_derivatives``,
+``expected_purchases``, ``conditional_expected_purchases``, ``p_alive``, ``prob_purchases``);
+:class:`BetaGeoModel` holds the fitted state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from ..errors import ClvInputError, NotFittedError
+from ..units import Duration
+from . import _mle
+from ._data import RFM, as_frame_index, rfm_arrays
+
+PARAM_NAMES = ("r", "alpha", "a", "b")
+
+
+def _index_by_value(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of an integer-valued array and each element's position among them.
+
+    Terms that depend on ``x`` alone (gamma functions and their derivatives) are computed once per
+    distinct value: a table over ``0..max(x)`` when that is small, ``np.unique`` otherwise.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    top = float(x.max()) if x.size else 0.0
+    if top <= max(4096, 4 * x.size):
+        idx = x.astype(np.intp)
+        return np.arange(int(top) + 1, dtype=np.float64), idx
+    values, idx = np.unique(x, return_inverse=True)
+    return values, idx.reshape(-1)
+
+
+def _log_a4_constant(a: float, b: float, xu: np.ndarray) -> np.ndarray:
+    """``ln a - ln(b + x - 1)`` for x > 0 and ``-inf`` for x = 0 (no dropout term)."""
+    out = np.full(xu.shape, -np.inf)
+    pos = xu > 0
+    out[pos] = np.log(a) - np.log(b + xu[pos] - 1.0)
+    return out
+
+
+def loglik(r, alpha, a, b, frequency, recency, T) -> np.ndarray:
+    """Per-customer BG/NBD log-likelihood (numerically stable form), vectorised."""
+    x = np.asarray(frequency, dtype=np.float64)
+    t_x = np.asarray(recency, dtype=np.float64)
+    T = np.asarray(T, dtype=np.float64)
+    xu, idx = _index_by_value(x)
+    head = (special.gammaln(r + xu) - special.gammaln(r) + r * np.log(alpha)
+            + special.betaln(a, b + xu) - special.betaln(a, b))
+    a3 = -(r + x) * np.log(alpha + T)
+    a4 = _log_a4_constant(a, b, xu)[idx] - (r + x) * np.log(alpha + t_x)
+    return head[idx] + np.logaddexp(a3, a4)
+
+
+def loglik_derivatives(params, x, t_x, T, weights=None, _index=None):
+    """Weighted total log-likelihood, score (4,) and Hessian (4, 4) in (r, alpha, a, b).
+
+    All derivatives are analytic. With ``w = e^{A_4 - L}`` the weight of the dropout term in
+    ``L = ln(e^{A_3} + e^{A_4})``: ``dL = (1-w) dA_3 + w dA_4`` and
+    ``d^2 L = (1-w) d^2A_3 + w d^2A_4 + w(1-w) (dA_4 - dA_3)(dA_4 - dA_3)^T``.
+    """
+    r, alpha, a, b = (float(v) for v in params)
+    x = np.asarray(x, dtype=np.float64)
+    weights = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
+    xu, idx = _index if _index is not None else _index_by_value(x)
+    wu_x = np.bincount(idx, weights=weights, minlength=len(xu))  # total weight per distinct x
+    n = wu_x.sum()
+
+    # Terms in x alone: A1 + A2, summed with the per-x weights.
+    g_rx, g_bx, g_abx = special.gammaln(r + xu), special.gammaln(b + xu), special.gammaln(a + b + xu)
+    d_rx, d_bx, d_abx = special.digamma(r + xu), special.digamma(b + xu), special.digamma(a + b + xu)
+    t_rx, t_bx, t_abx = special.polygamma(1, r + xu), special.polygamma(1, b + xu), special.polygamma(1, a + b + xu)
+    head_ll = np.dot(wu_x, g_rx - special.gammaln(r) + r * np.log(alpha)
+                     + special.betaln(a, b + xu) - special.betaln(a, b))
+    d_ab, d_b, d_r = special.digamma(a + b), special.digamma(b), special.digamma(r)
+    t_ab, t_b, t_r = special.polygamma(1, a + b), special.polygamma(1, b), special.polygamma(1, r)
+    score = np.array([
+        np.dot(wu_x, d_rx) - n * d_r + n * np.log(alpha),
+        n * r / alpha,
+        n * d_ab - np.dot(wu_x, d_abx),
+        n * d_ab + np.dot(wu_x, d_bx) - n * d_b - np.dot(wu_x, d_abx),
+    ])
+    hess = np.zeros((4, 4))
+    hess[0, 0] = np.dot(wu_x, t_rx) - n * t_r
+    hess[0, 1] = n / alpha
+    hess[1, 1] = -n * r / alpha**2
+    hess[2, 2] = n * t_ab - np.dot(wu_x, t_abx)
+    hess[2, 3] = n * t_ab - np.dot(wu_x, t_abx)
+    hess[3, 3] = n * t_ab + np.dot(wu_x, t_bx) - n * t_b - np.dot(wu_x, t_abx)
+    del g_bx, g_abx
+
+    # Per-row mixture term L = logaddexp(A3, A4).
+    c4 = _log_a4_constant(a, b, xu)
+    inv_b = np.zeros_like(xu)
+    inv_b[xu > 0] = 1.0 / (b + xu[xu > 0] - 1.0)
+    rx = r + x
+    inv_T, inv_tx = 1.0 / (alpha + T), 1.0 / (alpha + t_x)
+    log_T, log_tx = np.log(alpha + T), np.log(alpha + t_x)
+    a3 = -rx * log_T
+    a4 = c4[idx] - rx * log_tx
+    big_l = np.logaddexp(a3, a4)
+    w = np.exp(a4 - big_l)
+    ib = inv_b[idx]
+    ww = weights * w
+    wu = weights - ww
+    wwu = ww * (1.0 - w)
+    d_r4 = log_T - log_tx
+    d_al4 = rx * (inv_T - inv_tx)
+
+    ll = head_ll + np.dot(weights, big_l)
+    score += np.array([
+        -np.dot(wu, log_T) - np.dot(ww, log_tx),
+        -np.dot(wu, rx * inv_T) - np.dot(ww, rx * inv_tx),
+        ww.sum() / a,
+        -np.dot(ww, ib),
+    ])
+    wwu_dr, wwu_dal = wwu * d_r4, wwu * d_al4
+    hess[0, 0] += np.dot(wwu_dr, d_r4)
+    hess[0, 1] += -np.dot(wu, inv_T) - np.dot(ww, inv_tx) + np.dot(wwu_dr, d_al4)
+    hess[1, 1] += np.dot(wu * rx, inv_T**2) + np.dot(ww * rx, inv_tx**2) + np.dot(wwu_dal, d_al4)
+    s_wwu = wwu.sum()
+    hess[0, 2] = wwu_dr.sum() / a
+    hess[0, 3] = -np.dot(wwu_dr, ib)
+    hess[1, 2] = wwu_dal.sum() / a
+    hess[1, 3] = -np.dot(wwu_dal, ib)
+    hess[2, 2] += -ww.sum() / a**2 + s_wwu / a**2
+    hess[2, 3] += -np.dot(wwu, ib) / a
+    hess[3, 3] += np.dot(ww, ib**2) + np.dot(wwu, ib**2)
+    hess = np.triu(hess) + np.triu(hess, 1).T
+    return float(ll), score, hess
+
+
+def expected_purchases(t, r, alpha, a, b) -> np.ndarray:
+    r"""E[X(t)] for a customer just acquired (FHL 2005, eq. 9).
+
+    .. math:: \frac{a+b-1}{a-1}\left[1 - \left(\frac{\alpha}{\alpha+t}\right)^r
+              {}_2F_1\!\left(r, b; a+b-1; \frac{t}{\alpha+t}\right)\right]
+    """
+    t = np.asarray(t, dtype=np.float64)
+    z = t / (alpha + t)
+    return (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * special.hyp2f1(r, b, a + b - 1, z))
+
+
+def _log_odds_dead(r, alpha, a, b, x, t_x, T) -> np.ndarray:
+    """``ln[a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x)]`` for x > 0, ``-inf`` for x = 0."""
+    xu, idx = _index_by_value(x)
+    return _log_a4_constant(a, b, xu)[idx] + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
+
+
+def p_alive(frequency, recency, T, r, alpha, a, b) -> np.ndarray:
+    r"""P(active | x, t_x, T) (FHL 2005, eq. 11): ``1 / (1 + d_{x>0} a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x))``.
+
+    Evaluated as ``expit(-log-odds)``: in [0, 1] for every input.
+    """
+    x = np.asarray(frequency, dtype=np.float64)
+    return special.expit(-_log_odds_dead(r, alpha, a, b, x, np.asarray(recency, float), np.asarray(T, float)))
+
+
+def _unique_pairs(x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (x, T) pairs and each row's position among them (hash-based, O(n))."""
+    t_codes, t_values = pd.factorize(T, sort=False)
+    x_codes, x_values = pd.factorize(x, sort=False)
+    pair_codes, pairs = pd.factorize(x_codes.astype(np.int64) * len(t_values) + t_codes, sort=False)
+    return x_values[pairs // len(t_values)], t_values[pairs % len(t_values)], pair_codes
+
+
+def _bracket(t, x, T, r, alpha, a, b) -> np.ndarray:
+    """``1 - (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z)``, ``z = t / (alpha+T+t)``.
+
+    Depends on (x, T, t) only, not on recency: for large inputs it is evaluated once per
+    distinct (x, T) pair. ``t`` may be a vector of horizons: the result then has one column per
+    horizon.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    T = np.asarray(T, dtype=np.float64)
+    if x.ndim == 1 and x.size > 20_000 and t.ndim <= 1:
+        xu, tu, inverse = _unique_pairs(x, T)
+        if len(xu) < x.size // 2:
+            return _bracket(t, xu, tu, r, alpha, a, b)[inverse]
+    if t.ndim == 1 and x.ndim == 1:
+        x, T = x[:, None], T[:, None]
+    z = t / (alpha + T + t)
+    return 1.0 - (1.0 - z) ** (a - 1) * special.hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
+
+
+def conditional_expected_purchases(t, frequency, recency, T, r, alpha, a, b) -> np.ndarray:
+    r"""E[Y(t) | x, t_x, T]: expected purchases in (T, T+t] (FHL 2005, eq. 10).
+
+    .. math:: P(\text{alive})\,\frac{a+b+x-1}{a-1}\left[1 - (1-z)^{a-1}
+              {}_2F_1(a+b-1-r,\, a-1;\, a+b+x-1;\, z)\right], \quad z = \frac{t}{\alpha+T+t}
+
+    The Euler transformation ``2F1(A,B;C;z) = (1-z)^{C-A-B} 2F1(C-A, C-B; C; z)`` turns the
+    paper's ``((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z)`` into this form, whose
+    parameters do not grow with x (no overflow for heavy buyers). ``t`` is a scalar (one value
+    per customer) or, for arrays of customers, a vector of horizons (one column each).
+    """
+    x = np.asarray(frequency, dtype=np.float64)
+    T = np.asarray(T, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    scale = p_alive(x, recency, T, r, alpha, a, b) * (a + b + x - 1) / (a - 1)
+    bracket = _bracket(t, x, T, r, alpha, a, b)
+    if bracket.ndim == 2 and scale.ndim == 1:
+        scale = scale[:, None]
+    return scale * bracket
+
+
+def prob_purchases(n, t, r, alpha, a, b) -> np.ndarray:
+    r"""P(X(t) = n) for a customer just acquired (FHL 2005, eq. 8), in log space.
+
+    .. math:: \frac{B(a, b+n)}{B(a,b)}\,\mathrm{NB}(n; r, \tfrac{\alpha}{\alpha+t})
+              + \delta_{n>0}\frac{B(a+1, b+n-1)}{B(a,b)}\,P(\mathrm{NB}(r, \tfrac{\alpha}{\alpha+t}) \ge n)
+    """
+    n = np.asarray(n, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    prob = alpha / (alpha + t)
+    first = special.betaln(a, b + n) - special.betaln(a, b) + stats.nbinom.logpmf(n, r, prob)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        second = np.where(
+            n > 0,
+            special.betaln(a + 1, np.maximum(b + n - 1, 1e-300)) - special.betaln(a, b)
+            + stats.nbinom.logsf(n - 1, r, prob),
+            -np.inf,
+        )
+    return np.exp(np.logaddexp(first, second))
+
+
+class BetaGeoModel:
+    """BG/NBD purchase model fitted by maximum likelihood (see the module docstring).
+
+    Parameters
+    ----------
+    penalizer : float
+        L2 penalty on the natural parameters: the objective is
+        ``-loglik / n_customers + penalizer * (r^2 + alpha^2 + a^2 + b^2)``.
+    initial_params : dict, optional
+        Starting values; by default ``r = 1, a = 1, b = 1`` and ``alpha`` from the mean purchase rate.
+    maxiter : int
+        Iteration limit of the trust-region optimiser.
+
+    Attributes (after ``fit``)
+    --------------------------
+    params_ : pandas.Series (r, alpha, a, b)
+    result_ : MLEResult with ``bse``, ``cov_params()``, ``conf_int()``, ``aic``, ``bic``, ``summary()``
+    log_likelihood_ : float, total log-likelihood
+    time_unit_ : str, the time unit of recency, T and every horizon
+    """
+
+    name = "BG/NBD"
+    param_names = PARAM_NAMES
+
+    def __init__(self, penalizer: float = 0.0, initial_params: dict | None = None, maxiter: int = 200) -> None:
+        self.penalizer = penalizer
+        self.initial_params = initial_params
+        self.maxiter = maxiter
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, data=None, *, frequency=None, recency=None, T=None, weights=None, time_unit=None):
+        """Fit on an RFM table (columns frequency, recency, T; optional ``count`` weights) or arrays."""
+        if not (np.isfinite(self.penalizer) and self.penalizer >= 0):
+            raise ClvInputError(f"penalizer {self.penalizer!r}: must be a non-negative number")
+        rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, weights=weights, time_unit=time_unit)
+        keep = rfm.weights > 0
+        x, t_x, big_t, w = rfm.frequency[keep], rfm.recency[keep], rfm.T[keep], rfm.weights[keep]
+        _mle.require(len(x) > 0, "BG/NBD: no customers to fit")
+        _mle.require(bool(np.any(x > 0)),
+                     "BG/NBD: no customer has a repeat purchase (all frequencies are 0); "
+                     "the purchase rate and dropout parameters cannot be identified")
+        _mle.require(bool(np.any(big_t > 0)), "BG/NBD: every customer has T = 0; nothing was observed")
+        index = _index_by_value(x)
+        n = float(w.sum())
+        if self.initial_params is not None:
+            x0 = [float(self.initial_params[k]) for k in PARAM_NAMES]
+        else:
+            rate = np.dot(w, x) / max(np.dot(w, big_t), 1e-12)
+            x0 = [1.0, float(np.clip(1.0 / max(rate, 1e-12), 1e-6, 1e8)), 1.0, 1.0]
+        self.result_ = _mle.maximize(
+            lambda phi: loglik_derivatives(phi, x, t_x, big_t, w, _index=index),
+            x0, PARAM_NAMES, n_obs=n, n_rows=len(x), model=self.name,
+            penalizer=self.penalizer, maxiter=self.maxiter,
+        )
+        self.result_.time_unit = rfm.time_unit
+        self.params_ = self.result_.params
+        self.log_likelihood_ = self.result_.log_likelihood
+        self.time_unit_ = rfm.time_unit
+        self.n_customers_ = n
+        return self
+
+    # -- state -----------------------------------------------------------------------------
+    def _check_fitted(self) -> tuple[float, float, float, float]:
+        if not hasattr(self, "params_"):
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet: call fit() or load a saved model first.")
+        return tuple(float(self.params_[k]) for k in PARAM_NAMES)  # type: ignore[return-value]
+
+    def _horizon(self, t) -> np.ndarray:
+        if isinstance(t, (str, Duration)):
+            if self.time_unit_ is None:
+                raise ClvInputError(f"horizon {t}: the model's time unit is unknown; fit with time_unit=... or give t in model units")
+            return np.asarray(Duration.parse(t).to(self.time_unit_))
+        t = np.asarray(t, dtype=np.float64)
+        if np.any(~np.isfinite(t)) or np.any(t < 0):
+            raise ClvInputError(f"horizon {t!r}: must be non-negative and finite")
+        return t
+
+    # -- predictions -----------------------------------------------------------------------
+    def expected_purchases(self, t):
+        """E[X(t)] for a newly acquired customer; ``t`` in model units or with a unit ("12M")."""
+        return expected_purchases(self._horizon(t), *self._check_fitted())
+
+    def prob_purchases(self, n, t):
+        """P(X(t) = n) for a newly acquired customer."""
+        return prob_purchases(n, self._horizon(t), *self._check_fitted())
+
+    def _rfm(self, data, frequency, recency, T) -> RFM:
+        return rfm_arrays(data, frequency=frequency, recency=recency, T=T, with_weights=False)
+
+    def conditional_expected_purchases(self, t, data=None, *, frequency=None, recency=None, T=None):
+        """Expected purchases in (T, T+t] per customer."""
+        params = self._check_fitted()
+        rfm = self._rfm(data, frequency, recency, T)
+        return conditional_expected_purchases(self._horizon(t), rfm.frequency, rfm.recency, rfm.T, *params)
+
+    def p_alive(self, data=None, *, frequency=None, recency=None, T=None):
+        """P(customer still active at T)."""
+        params = self._check_fitted()
+        rfm = self._rfm(data, frequency, recency, T)
+        return p_alive(rfm.frequency, rfm.recency, rfm.T, *params)
+
+    def predict(self, data, t) -> pd.DataFrame:
+        """Per customer: ``expected_purchases`` in (T, T+t] and ``p_alive``, indexed like ``data``."""
+        params = self._check_fitted()
+        rfm = self._rfm(data, None, None, None)
+        h = self._horizon(t)
+        return pd.DataFrame(
+            {
+                "expected_purchases": conditional_expected_purchases(h, rfm.frequency, rfm.recency, rfm.T, *params),
+                "p_alive": p_alive(rfm.frequency, rfm.recency, rfm.T, *params),
+            },
+            index=as_frame_index(data, len(rfm)),
+        )
+
+    # -- persistence -----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        self._check_fitted()
+        return {"model": self.name, "penalizer": self.penalizer, "time_unit": self.time_unit_, **self.result_.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BetaGeoModel":
+        model = cls(penalizer=float(data.get("penalizer", 0.0)))
+        model.result_ = _mle.MLEResult.from_dict(cls.name, PARAM_NAMES, data, data.get("time_unit"))
+        model.params_ = model.result_.params
+        model.log_likelihood_ = model.result_.log_likelihood
+        model.time_unit_ = data.get("time_unit")
+        model.n_customers_ = model.result_.n_obs
+        return model
+
+    def summary(self) -> str:
+        self._check_fitted()
+        return self.result_.summary()
+
+    def __repr__(self) -> str:
+        if hasattr(self, "params_"):
+            p = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
+            return f"<BetaGeoModel fitted: {p}, time unit {self.time_unit_}>"
+        return f"BetaGeoModel(penalizer={self.penalizer})"

@@ -1,0 +1,221 @@
+r"""Gamma-Gamma model of spend per transaction.
+
+Colombo, R. and Jiang, W. (1999), "A stochastic RFM model", *Journal of Interactive Marketing* 13(3).
+Fader, P. S., Hardie, B. G. S. and Lee, K. L. (2005), "RFM and CLV: Using Iso-Value Curves for
+Customer Base Analysis", *Journal of Marketing Research* 42(4), 415-430.
+Fader, P. S. and Hardie, B. G. S. (2013), "The Gamma-Gamma Model of Monetary Value".
+
+Each transaction's value is ``z ~ Gamma(p, nu)``; across customers ``nu ~ Gamma(q, gamma)``
+(``gamma`` is called ``v`` here). For a customer with ``x`` repeat transactions of mean value
+``m`` (the first purchase excluded), the density of ``m`` gives the log-likelihood
+
+.. math:: \ell = \ln\Gamma(px+q) - \ln\Gamma(px) - \ln\Gamma(q) + q\ln v + (px-1)\ln m
+          + px\ln x - (px+q)\ln(xm + v)
+
+and the conditional expected spend per transaction
+
+.. math:: E[Z \mid x, m] = \frac{p\,(v + x m)}{px + q - 1}.
+
+The model assumes spend is independent of purchase frequency: :func:`spend_frequency_correlation`
+reports the Pearson correlation so that the user can check.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from ..errors import ClvInputError, DataWarning, IdentificationError, NotFittedError
+from . import _mle
+from ._data import as_frame_index, column, time_unit_of, weights_of
+
+PARAM_NAMES = ("p", "q", "v")
+
+
+def loglik(p, q, v, frequency, monetary_value) -> np.ndarray:
+    """Per-customer Gamma-Gamma log-likelihood (customers with frequency > 0, monetary value > 0)."""
+    x = np.asarray(frequency, dtype=np.float64)
+    m = np.asarray(monetary_value, dtype=np.float64)
+    px = p * x
+    return (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(v)
+            + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(x * m + v))
+
+
+def loglik_derivatives(params, x, m, weights=None):
+    """Weighted total log-likelihood, score (3,) and Hessian (3, 3) in (p, q, v), analytic."""
+    p, q, v = (float(t) for t in params)
+    x = np.asarray(x, dtype=np.float64)
+    m = np.asarray(m, dtype=np.float64)
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
+    n = w.sum()
+    px = p * x
+    xm_v = x * m + v
+    log_xm_v = np.log(xm_v)
+    log_m, log_x = np.log(m), np.log(x)
+    ll = np.dot(w, special.gammaln(px + q) - special.gammaln(px) + (px - 1) * log_m + px * log_x
+                - (px + q) * log_xm_v) + n * (q * np.log(v) - special.gammaln(q))
+    dg_pq, dg_p = special.digamma(px + q), special.digamma(px)
+    tg_pq, tg_p = special.polygamma(1, px + q), special.polygamma(1, px)
+    inv = 1.0 / xm_v
+    score = np.array([
+        np.dot(w, x * (dg_pq - dg_p + log_m + log_x - log_xm_v)),
+        np.dot(w, dg_pq - log_xm_v) + n * (np.log(v) - special.digamma(q)),
+        n * q / v - np.dot(w, (px + q) * inv),
+    ])
+    wx = w * x
+    h_pp = np.dot(wx * x, tg_pq - tg_p)
+    h_pq = np.dot(wx, tg_pq)
+    h_pv = -np.dot(wx, inv)
+    h_qq = np.dot(w, tg_pq) - n * special.polygamma(1, q)
+    h_qv = n / v - np.dot(w, inv)
+    h_vv = -n * q / v**2 + np.dot(w * (px + q), inv**2)
+    hess = np.array([[h_pp, h_pq, h_pv], [h_pq, h_qq, h_qv], [h_pv, h_qv, h_vv]])
+    return float(ll), score, hess
+
+
+def conditional_expected_spend(frequency, monetary_value, p, q, v) -> np.ndarray:
+    """E[Z | x, m] = p (v + x m) / (p x + q - 1); for x = 0 the population mean p v / (q - 1)."""
+    x = np.asarray(frequency, dtype=np.float64)
+    m = np.where(x > 0, np.asarray(monetary_value, dtype=np.float64), 0.0)
+    return p * (v + x * m) / (p * x + q - 1)
+
+
+def spend_frequency_correlation(frequency, monetary_value, weights=None) -> float:
+    """Weighted Pearson correlation of frequency and mean spend among repeat buyers."""
+    x = np.asarray(frequency, dtype=np.float64)
+    m = np.asarray(monetary_value, dtype=np.float64)
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(m) == 0:
+        return float("nan")
+    cov = np.cov(x, m, aweights=w)
+    return float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]))
+
+
+class GammaGammaModel:
+    """Gamma-Gamma spend model fitted by maximum likelihood (see the module docstring).
+
+    Parameters
+    ----------
+    penalizer : float
+        L2 penalty: objective ``-loglik / n + penalizer * (p^2 + q^2 + v^2)``.
+    strict : bool
+        Customers with a repeat purchase and a non-positive mean spend cannot enter the model.
+        By default they are left out of the fit with a :class:`DataWarning` that says how many
+        and which; ``strict=True`` raises instead.
+
+    Attributes (after ``fit``)
+    --------------------------
+    params_, result_, log_likelihood_, n_customers_, excluded_ (ids left out),
+    spend_frequency_correlation_ (the model assumes none).
+    """
+
+    name = "Gamma-Gamma"
+    param_names = PARAM_NAMES
+
+    def __init__(self, penalizer: float = 0.0, strict: bool = False, initial_params: dict | None = None,
+                 maxiter: int = 200) -> None:
+        self.penalizer = penalizer
+        self.strict = strict
+        self.initial_params = initial_params
+        self.maxiter = maxiter
+
+    def fit(self, data=None, *, frequency=None, monetary_value=None, weights=None, time_unit=None):
+        """Fit on customers with ``frequency > 0`` (columns frequency, monetary_value; optional ``count``)."""
+        source = "RFM table" if data is not None else "input"
+        if not (np.isfinite(self.penalizer) and self.penalizer >= 0):
+            raise ClvInputError(f"penalizer {self.penalizer!r}: must be a non-negative number")
+        x = column(data, "frequency", frequency, source)
+        m = column(data, "monetary_value", monetary_value, source)
+        if len(m) != len(x):
+            raise ClvInputError(f"{source}: frequency and monetary_value have different lengths ({len(x)}, {len(m)})")
+        w = weights_of(data, weights, len(x), source)
+        index = as_frame_index(data, len(x))
+        repeat = (x > 0) & (w > 0)
+        bad = repeat & (m <= 0)
+        excluded = index[bad]
+        if bad.any():
+            ids = ", ".join(map(str, excluded[:10].tolist())) + (" ..." if bad.sum() > 10 else "")
+            msg = (f"Gamma-Gamma: {int(bad.sum())} customer(s) with repeat purchases have a non-positive mean "
+                   f"spend and cannot enter the model: {ids}")
+            if self.strict:
+                raise ClvInputError(f"{source}: column 'monetary_value': {msg}")
+            warnings.warn(msg + "; they are left out of the fit (strict=True makes this an error)",
+                          DataWarning, stacklevel=2)
+        keep = repeat & ~bad
+        xk, mk, wk = x[keep], m[keep], w[keep]
+        if len(xk) == 0:
+            raise IdentificationError("Gamma-Gamma: no customer with a repeat purchase and positive spend to fit")
+        if np.ptp(mk) == 0 and len(np.unique(xk)) == 1:
+            raise IdentificationError("Gamma-Gamma: every customer has the same frequency and spend; "
+                                      "the spend distribution cannot be identified")
+        n = float(wk.sum())
+        if self.initial_params is not None:
+            x0 = [float(self.initial_params[k]) for k in PARAM_NAMES]
+        else:
+            x0 = [1.0, 1.0, float(np.average(mk, weights=wk))]
+        self.result_ = _mle.maximize(
+            lambda phi: loglik_derivatives(phi, xk, mk, wk), x0, PARAM_NAMES,
+            n_obs=n, n_rows=len(xk), model=self.name, penalizer=self.penalizer, maxiter=self.maxiter,
+        )
+        self.spend_frequency_correlation_ = spend_frequency_correlation(xk, mk, wk)
+        self.result_.extra["spend_frequency_correlation"] = round(self.spend_frequency_correlation_, 6)
+        self.result_.extra["excluded_customers"] = int(bad.sum())
+        self.time_unit_ = time_unit_of(data, time_unit)
+        self.result_.time_unit = self.time_unit_
+        self.params_ = self.result_.params
+        self.log_likelihood_ = self.result_.log_likelihood
+        self.n_customers_ = n
+        self.excluded_ = excluded
+        return self
+
+    def _check_fitted(self) -> tuple[float, float, float]:
+        if not hasattr(self, "params_"):
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet: call fit() or load a saved model first.")
+        return tuple(float(self.params_[k]) for k in PARAM_NAMES)  # type: ignore[return-value]
+
+    def conditional_expected_spend(self, data=None, *, frequency=None, monetary_value=None) -> np.ndarray:
+        """Expected spend per transaction for each customer (population mean for frequency 0)."""
+        params = self._check_fitted()
+        source = "RFM table" if data is not None else "input"
+        x = column(data, "frequency", frequency, source)
+        m = column(data, "monetary_value", monetary_value, source)
+        return conditional_expected_spend(x, m, *params)
+
+    def predict(self, data) -> pd.DataFrame:
+        spend = self.conditional_expected_spend(data)
+        return pd.DataFrame({"expected_spend": spend}, index=as_frame_index(data, len(spend)))
+
+    @property
+    def mean_spend_(self) -> float:
+        """Population mean spend per transaction, ``p v / (q - 1)`` (infinite when q <= 1)."""
+        p, q, v = self._check_fitted()
+        return p * v / (q - 1) if q > 1 else float("inf")
+
+    def to_dict(self) -> dict:
+        self._check_fitted()
+        return {"model": self.name, "penalizer": self.penalizer, "strict": self.strict,
+                "time_unit": self.time_unit_, **self.result_.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GammaGammaModel":
+        model = cls(penalizer=float(data.get("penalizer", 0.0)), strict=bool(data.get("strict", False)))
+        model.result_ = _mle.MLEResult.from_dict(cls.name, PARAM_NAMES, data, data.get("time_unit"))
+        model.params_ = model.result_.params
+        model.log_likelihood_ = model.result_.log_likelihood
+        model.time_unit_ = data.get("time_unit")
+        model.n_customers_ = model.result_.n_obs
+        model.spend_frequency_correlation_ = float(model.result_.extra.get("spend_frequency_correlation", float("nan")))
+        return model
+
+    def summary(self) -> str:
+        self._check_fitted()
+        return self.result_.summary()
+
+    def __repr__(self) -> str:
+        if hasattr(self, "params_"):
+            p = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
+            return f"<GammaGammaModel fitted: {p}>"
+        return f"GammaGammaModel(penalizer={self.penalizer}, strict={self.strict})"

@@ -1,0 +1,44 @@
+"""Exceptions and warnings raised by clv-forecast.
+
+Every user-facing problem is a :class:`ClvInputError` whose message is one line naming the
+source (file or ``DataFrame``), the column, the first offending rows and the reason. The CLI
+turns it into that line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ClvInputError(ValueError):
+    """Bad user input: file, column, value or option. The message is a single line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+class NotFittedError(RuntimeError):
+    """A model was used before ``fit`` (or ``load``) gave it parameters."""
+
+
+class ConvergenceWarning(UserWarning):
+    """The optimiser stopped without meeting its convergence criterion."""
+
+
+class IdentificationError(ValueError):
+    """The data cannot identify the model's parameters (for example, no repeat buyers)."""
+
+
+class DataWarning(UserWarning):
+    """Rows were left out of a fit, or the data breaks a model assumption; the message says which."""
+
+
+def format_rows(rows: Sequence[int], limit: int = 5) -> str:
+    """Describe offending 1-based row numbers compactly: ``rows 3, 7, 9 (and 12 more)``."""
+    rows = list(rows)
+    if not rows:
+        return "no rows"
+    shown = ", ".join(str(int(r)) for r in rows[:limit])
+    word = "row" if len(rows) == 1 else "rows"
+    more = f" (and {len(rows) - limit} more)" if len(rows) > limit else ""
+    return f"{word} {shown}{more}"

@@ -1,0 +1,181 @@
+"""The fitted CLV model: BG/NBD purchases + Gamma-Gamma spend, one object, one time unit.
+
+``ClvModel`` is what runs, the CLI, tracking and scoring pass around. It is saved as a small
+human-readable JSON file (parameters, covariance, fit statistics, time unit, training-data
+summary and library versions), never as a pickle of the data.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .btyd import BetaGeoModel, GammaGammaModel
+from .btyd._data import rfm_arrays, time_unit_of
+from .errors import ClvInputError, NotFittedError
+from .value import customer_lifetime_value
+
+FORMAT = "clv-forecast-model"
+FORMAT_VERSION = 1
+
+
+def _versions() -> dict:
+    import scipy
+
+    from . import __version__
+
+    return {"clv_forecast": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
+            "pandas": pd.__version__, "python": platform.python_version()}
+
+
+def _compress_for_fit(data) -> pd.DataFrame:
+    """Unique (frequency, recency, T) rows with counts: all the BG/NBD likelihood needs."""
+    from .rfm import compress
+
+    return compress(data[["frequency", "recency", "T"]])
+
+
+class ClvModel:
+    """BG/NBD + Gamma-Gamma, fitted together on one RFM table.
+
+    Parameters
+    ----------
+    penalizer, spend_penalizer : float
+        L2 penalties of the purchase and spend models.
+    strict_spend : bool
+        Raise instead of warning when repeat buyers have a non-positive mean spend.
+    """
+
+    def __init__(self, penalizer: float = 0.0, spend_penalizer: float = 0.0, strict_spend: bool = False) -> None:
+        self.penalizer = penalizer
+        self.spend_penalizer = spend_penalizer
+        self.strict_spend = strict_spend
+
+    def fit(self, rfm: pd.DataFrame, *, time_unit=None) -> "ClvModel":
+        """Fit both models on an RFM table (frequency, recency, T, monetary_value)."""
+        unit = time_unit_of(rfm, time_unit)
+        if unit is None:
+            raise ClvInputError("RFM table: time unit unknown; build it with summarize() or pass time_unit='W'")
+        rfm_arrays(rfm)  # validate once, with row numbers of the user's table
+        compressed = _compress_for_fit(rfm)
+        self.purchases_ = BetaGeoModel(penalizer=self.penalizer).fit(compressed, time_unit=unit)
+        self.spend_ = None
+        if "monetary_value" in rfm.columns:
+            self.spend_ = GammaGammaModel(penalizer=self.spend_penalizer, strict=self.strict_spend).fit(
+                rfm, time_unit=unit)
+        self.time_unit_ = unit
+        self.training_ = {k: (v if isinstance(v, (int, float, str, type(None))) else str(v))
+                          for k, v in dict(getattr(rfm, "attrs", {}) or {}).items()}
+        self.training_.setdefault("n_customers", int(len(rfm)))
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "purchases_"):
+            raise NotFittedError("This ClvModel is not fitted yet: call fit() or ClvModel.load(path) first.")
+
+    def _check_spend(self) -> None:
+        self._check()
+        if self.spend_ is None:
+            raise ClvInputError("this model has no spend model: fit it on an RFM table with a monetary_value column")
+
+    # -- predictions -----------------------------------------------------------------------
+    def predict(self, rfm: pd.DataFrame, horizon="39W") -> pd.DataFrame:
+        """Per customer: expected purchases in the horizon, P(alive) and expected spend per purchase."""
+        self._check()
+        out = self.purchases_.predict(rfm, horizon)
+        if self.spend_ is not None and "monetary_value" in rfm.columns:
+            out["expected_spend"] = self.spend_.conditional_expected_spend(rfm)
+        return out
+
+    def clv(self, rfm: pd.DataFrame, *, horizon="12M", discount_rate="0%/Y", step="1M", margin=1.0) -> pd.DataFrame:
+        """Discounted CLV per customer (see :func:`clv_forecast.value.customer_lifetime_value`)."""
+        self._check_spend()
+        return customer_lifetime_value(self.purchases_, self.spend_, rfm, horizon=horizon,
+                                       discount_rate=discount_rate, step=step, margin=margin)
+
+    @property
+    def params_(self) -> dict:
+        self._check()
+        out = {"bgnbd": dict(self.purchases_.params_)}
+        if self.spend_ is not None:
+            out["gamma_gamma"] = dict(self.spend_.params_)
+        return out
+
+    def summary(self) -> str:
+        self._check()
+        parts = [self.purchases_.summary()]
+        if self.spend_ is not None:
+            parts.append(self.spend_.summary())
+        return "\n\n".join(parts)
+
+    # -- persistence -----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        self._check()
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "time_unit": self.time_unit_,
+            "versions": _versions(),
+            "settings": {"penalizer": self.penalizer, "spend_penalizer": self.spend_penalizer,
+                         "strict_spend": self.strict_spend},
+            "training_data": self.training_,
+            "bgnbd": self.purchases_.to_dict(),
+            "gamma_gamma": None if self.spend_ is None else self.spend_.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "model") -> "ClvModel":
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ClvInputError(f"{source}: not a clv-forecast model file (no 'format': '{FORMAT}')")
+        if int(data.get("format_version", 0)) > FORMAT_VERSION:
+            raise ClvInputError(f"{source}: model format version {data['format_version']} is newer than this "
+                                f"clv-forecast understands ({FORMAT_VERSION}); upgrade clv-forecast")
+        settings = data.get("settings", {})
+        model = cls(**settings)
+        try:
+            model.purchases_ = BetaGeoModel.from_dict(data["bgnbd"])
+            model.spend_ = None if data.get("gamma_gamma") is None else GammaGammaModel.from_dict(data["gamma_gamma"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ClvInputError(f"{source}: model file is incomplete or corrupt ({type(exc).__name__}: {exc})") from None
+        model.time_unit_ = data["time_unit"]
+        model.training_ = dict(data.get("training_data", {}))
+        return model
+
+    def save(self, path) -> Path:
+        """Write the model as indented JSON, atomically (temporary file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n"
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path) -> "ClvModel":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ClvInputError(f"{path}: model file not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ClvInputError(f"{path}: cannot read model file ({exc})") from None
+        return cls.from_dict(data, source=str(path))
+
+    def __repr__(self) -> str:
+        if hasattr(self, "purchases_"):
+            return f"<ClvModel {self.purchases_!r} {self.spend_!r} time unit {self.time_unit_}>"
+        return f"ClvModel(penalizer={self.penalizer}, spend_penalizer={self.spend_penalizer})"

@@ -1,0 +1,155 @@
+"""Explicit time units, durations and rates.
+
+A fitted model measures time in one unit (for CDNOW: weeks, ``"W"``). Horizons and discount
+rates always carry their own unit and are converted to the model's, so a weekly model and a
+monthly discount rate cannot be mixed silently (the trap in ``lifetimes``' ``freq`` argument).
+
+Units are fixed lengths in days: ``D`` = 1, ``W`` = 7, ``M`` = 365.25 / 12 = 30.4375,
+``Y`` = 365.25, ``h`` = 1 / 24, and any positive multiple of them (``"2W"``, ``"7D"``,
+``"4.345W"``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from .errors import ClvInputError
+
+BASE_DAYS: dict[str, float] = {"h": 1 / 24, "D": 1.0, "W": 7.0, "M": 365.25 / 12, "Y": 365.25}
+_ALIASES = {
+    "hour": "h", "hours": "h", "H": "h",
+    "d": "D", "day": "D", "days": "D",
+    "w": "W", "week": "W", "weeks": "W",
+    "m": "M", "month": "M", "months": "M", "MS": "M", "ME": "M",
+    "y": "Y", "year": "Y", "years": "Y", "A": "Y",
+}
+_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)?\s*([A-Za-z]+)\s*$")
+
+
+def _base(name: str, text: str) -> str:
+    base = _ALIASES.get(name, name)
+    if base not in BASE_DAYS:
+        raise ClvInputError(
+            f"time unit {text!r}: unknown unit {name!r}; use D, W, M, Y or h, optionally with a multiple such as 2W"
+        )
+    return base
+
+
+@dataclass(frozen=True)
+class TimeUnit:
+    """A unit of time: ``n`` times a base unit (``D``, ``W``, ``M``, ``Y``, ``h``)."""
+
+    n: float = 1.0
+    base: str = "W"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.n) and self.n > 0):
+            raise ClvInputError(f"time unit {self.n}{self.base}: the multiple must be a positive number")
+        _base(self.base, f"{self.n}{self.base}")
+
+    @classmethod
+    def parse(cls, value: "str | TimeUnit") -> "TimeUnit":
+        if isinstance(value, TimeUnit):
+            return value
+        match = _PATTERN.match(str(value))
+        if match is None:
+            raise ClvInputError(
+                f"time unit {value!r}: not understood; use D, W, M, Y or h, optionally with a multiple such as 2W"
+            )
+        n = float(match.group(1)) if match.group(1) else 1.0
+        return cls(n, _base(match.group(2), str(value)))
+
+    @property
+    def days(self) -> float:
+        """Length of one unit in days."""
+        return self.n * BASE_DAYS[self.base]
+
+    def __str__(self) -> str:
+        if self.n == 1:
+            return self.base
+        return f"{self.n:g}{self.base}"
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A length of time with its unit, e.g. ``Duration.parse("12M")``."""
+
+    value: float
+    unit: TimeUnit
+
+    @classmethod
+    def parse(cls, value: "str | Duration") -> "Duration":
+        if isinstance(value, Duration):
+            return value
+        if isinstance(value, (int, float)):
+            raise ClvInputError(
+                f"duration {value!r}: a bare number has no unit; write it with one, e.g. '{value}W' or '{value}M'"
+            )
+        match = _PATTERN.match(str(value))
+        if match is None:
+            raise ClvInputError(f"duration {value!r}: not understood; write a number and a unit, e.g. 12M or 39W")
+        number = float(match.group(1)) if match.group(1) else 1.0
+        if not (math.isfinite(number) and number >= 0):
+            raise ClvInputError(f"duration {value!r}: must be a non-negative number of units")
+        return cls(number, TimeUnit(1.0, _base(match.group(2), str(value))))
+
+    @property
+    def days(self) -> float:
+        return self.value * self.unit.days
+
+    def to(self, unit: "str | TimeUnit") -> float:
+        """This duration as a number of ``unit``; exact when the units are the same."""
+        unit = TimeUnit.parse(unit)
+        if unit.base == self.unit.base:
+            return self.value * self.unit.n / unit.n
+        return self.days / unit.days
+
+    def __str__(self) -> str:
+        return f"{self.value:g}{self.unit}"
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A discount (or interest) rate per period, e.g. ``Rate.parse("10%/Y")`` or ``Rate(0.01, "M")``."""
+
+    value: float
+    per: "TimeUnit | str" = "Y"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "per", TimeUnit.parse(self.per))
+        if not (math.isfinite(self.value) and self.value > -1):
+            raise ClvInputError(f"discount rate {self.value}: must be a finite number greater than -1")
+
+    @classmethod
+    def parse(cls, value: "str | Rate") -> "Rate":
+        if isinstance(value, Rate):
+            return value
+        if isinstance(value, (int, float)):
+            raise ClvInputError(
+                f"discount rate {value!r}: a bare number has no period; write e.g. '10%/Y' or Rate({value}, 'M')"
+            )
+        text = str(value).replace(" ", "")
+        if "/" not in text:
+            raise ClvInputError(f"discount rate {value!r}: give its period, e.g. '10%/Y' or '0.01/M'")
+        number, per = text.split("/", 1)
+        try:
+            rate = float(number[:-1]) / 100 if number.endswith("%") else float(number)
+        except ValueError:
+            raise ClvInputError(f"discount rate {value!r}: {number!r} is not a number") from None
+        return cls(rate, TimeUnit.parse(per))
+
+    def over(self, period: "str | TimeUnit") -> float:
+        """The equivalent compound rate over ``period``: ``(1 + r) ** (period / per) - 1``."""
+        period = TimeUnit.parse(period)
+        if period == self.per:
+            return self.value
+        if period.base == self.per.base:
+            ratio = period.n / self.per.n
+        else:
+            ratio = period.days / self.per.days
+        return (1.0 + self.value) ** ratio - 1.0
+
+    def __str__(self) -> str:
+        return f"{self.value:g}/{self.per}"
