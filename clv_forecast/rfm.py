@@ -254,15 +254,16 @@ def summarize(
 
     cid_dtype = tx.schema["customer_id"]
     cols = [pl.col("amount")] if has_amount else []
-    b2_span = 2 * (bucket(max(obs_last, last_tick)) + 1) + 2
+    # bucket*2+flag fits in ``shift`` bits: the key is (customer << shift) | bucket*2+flag
+    shift = max(1, int(2 * (bucket(max(obs_last, last_tick)) + 1) + 2).bit_length())
     composite = False
     if cid_dtype.is_integer():
         cid_lo, cid_hi = tx.select(pl.col("customer_id").min().alias("lo"), pl.col("customer_id").max().alias("hi")).row(0)
-        composite = -(2**62) < cid_lo and cid_hi < 2**62 and (cid_hi - cid_lo + 1) * b2_span < 2**62
+        composite = -(2**62) < cid_lo and cid_hi < 2**62 and (cid_hi - cid_lo + 1).bit_length() + shift <= 62
 
     if composite:
         # one int64 key = (customer, bucket, holdout flag): a single radix sort, no hash group-by
-        key = (pl.col("customer_id").cast(pl.Int64) - cid_lo) * b2_span + b2_expr
+        key = (pl.col("customer_id").cast(pl.Int64) - cid_lo) * (1 << shift) + b2_expr
         rows = lf.select(key.alias("k"), *cols).sort("k").collect()
         k = rows.get_column("k").to_numpy()
         new_group = np.empty(k.shape[0], dtype=bool)
@@ -271,8 +272,8 @@ def summarize(
         gstart = np.flatnonzero(new_group)
         del new_group
         gk = k[gstart]
-        gcust = gk // b2_span
-        gb2 = gk - gcust * b2_span
+        gcust = gk >> shift
+        gb2 = gk & ((1 << shift) - 1)
         del k, gk
         g_cnew = np.empty(gcust.shape[0], dtype=bool)
         g_cnew[0] = True

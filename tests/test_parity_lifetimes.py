@@ -339,5 +339,5 @@ def test_clv_own_params(cdnow, ours_bg, ours_gg, lt_bg, lt_gg, months, monthly_r
     ours = customer_lifetime_value(
         ours_bg, ours_gg, cdnow, horizon=horizon, step="4.345W", discount_rate=Rate(monthly_rate, "4.345W")
     )
-    _close(ours["clv"], theirs, rtol=1e-6, atol=1e-9)
+    _close(ours["clv"], theirs, rtol=1e-6, atol=1e-11)
     assert ours["clv"].sum() == pytest.approx(theirs.sum(), rel=1e-6)

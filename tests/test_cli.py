@@ -1,0 +1,101 @@
+"""The clv-forecast command: outputs, JSON shape, saved model, and one-line user errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from clv_forecast.cli import main
+from clv_forecast.datasets import load_cdnow_sample
+from clv_forecast.model import ClvModel
+
+
+@pytest.fixture(scope="module")
+def cdnow_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "cdnow.csv"
+    df = load_cdnow_sample()
+    df.assign(date=df["date"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
+    return path
+
+
+FIT = ["fit", "--customer-col", "customer_id", "--date-col", "date", "--amount-col", "amount",
+       "--freq", "W", "--calibration-end", "1997-09-30"]
+
+
+def test_fit_json(cdnow_csv, capsys, tmp_path):
+    out = tmp_path / "m.json"
+    assert main([*FIT, "--transactions", str(cdnow_csv), "--json", "--output", str(out)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) >= {"bgnbd", "gamma_gamma", "n_customers"}
+    assert data["n_customers"] == 2357
+    assert data["bgnbd"]["r"] == pytest.approx(0.2425945, rel=1e-6)
+    assert data["bgnbd"]["log_likelihood"] == pytest.approx(-9582.429, abs=1e-3)
+    assert data["gamma_gamma"]["log_likelihood"] == pytest.approx(-4055.92, abs=5e-3)
+    assert set(data["gamma_gamma"]) >= {"p", "q", "v", "log_likelihood"}
+    model = ClvModel.load(out)
+    assert model.time_unit_ == "W"
+    assert model.purchases_.params_["alpha"] == pytest.approx(data["bgnbd"]["alpha"])
+
+
+def test_fit_text(cdnow_csv, capsys):
+    assert main([*FIT, "--transactions", str(cdnow_csv)]) == 0
+    text = capsys.readouterr().out
+    assert "r = 0.242595" in text and "log-likelihood = -9582.4292" in text and "se" in text
+
+
+def test_run_default(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run"]) == 0
+    text = capsys.readouterr().out
+    assert "2,357 customers" in text
+    assert "holdout" in text and "actual 1,882" in text  # the real number of holdout purchases in CDNOW
+    assert "top 10 customers by CLV" in text
+    assert (tmp_path / "models" / "cdnow.json").exists()
+
+
+def _error(args, capsys):
+    rc = main(args)
+    err = capsys.readouterr().err.strip()
+    return rc, err
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--transactions", "nope.csv"], ["nope.csv", "not found"]),
+        (["--transactions", "{csv}", "--customer-col", "cust"], ["'cust'", "not found", "customer_id"]),
+        (["--transactions", "{csv}", "--calibration-end", "2005-01-01"], ["2005-01-01", "after"]),
+        (["--transactions", "{csv}", "--freq", "fortnight"], ["fortnight"]),
+        (["--transactions", "{csv}", "--penalizer", "abc"], ["penalizer"]),
+        (["--transactions", "{csv}", "--no-such-option"], ["no-such-option"]),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(cdnow_csv, capsys, args, fragments):
+    args = [a.replace("{csv}", str(cdnow_csv)) for a in args]
+    base = [a for a in FIT if a not in ()]
+    full = base + args
+    # later options override earlier ones in click; keep the test's values last
+    rc, err = _error(full, capsys)
+    assert rc == 2
+    assert err.count("\n") == 0, err
+    assert err.startswith("clv-forecast: error:")
+    for fragment in fragments:
+        assert fragment in err, err
+    assert "Traceback" not in err
+
+
+def test_bad_values_in_file(tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"customer_id": [1, 1, 2], "date": ["1997-01-01", "1997-13-45", "1997-02-01"],
+                  "amount": [1.0, 2.0, 3.0]}).to_csv(path, index=False)
+    rc, err = _error([*FIT, "--transactions", str(path)], capsys)
+    assert rc == 2 and "bad.csv" in err and "'date'" in err and "row 2" in err and "1997-13-45" in err
+
+
+def test_console_script_exit_code(cdnow_csv):
+    proc = subprocess.run([sys.executable, "-m", "clv_forecast.cli", "fit", "--transactions", "missing.csv"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1

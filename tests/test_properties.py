@@ -1,0 +1,260 @@
+"""Property-based tests (hypothesis) of the BG/NBD and Gamma-Gamma mathematics.
+
+Parameters are drawn log-uniformly over six orders of magnitude (1e-3 .. 1e3); histories cover
+x in 0..10^4 repeat purchases and T up to 10^5 time units. The log-likelihoods, their analytic
+derivatives and every prediction must stay finite and within their ranges for all of them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from clv_forecast.btyd import bgnbd, gamma_gamma
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FD_SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --------------------------------------------------------------------------------------------
+# strategies
+# --------------------------------------------------------------------------------------------
+
+
+def log_uniform(lo: float, hi: float) -> st.SearchStrategy[float]:
+    return st.floats(math.log(lo), math.log(hi)).map(math.exp)
+
+
+wide = log_uniform(1e-3, 1e3)
+moderate = log_uniform(0.05, 20.0)
+
+
+@st.composite
+def history(draw, max_x: int = 10**4, max_T: float = 1e5):
+    """One customer (x, t_x, T): t_x = 0 when x = 0, else 0 < t_x <= T."""
+    x = draw(st.integers(0, max_x))
+    if x == 0:
+        T = draw(st.floats(0.0, max_T))
+        return x, 0.0, T
+    T = draw(st.floats(1e-6, max_T))
+    frac = draw(st.floats(0.0, 1.0, exclude_min=True))
+    t_x = min(T, max(T * frac, 1e-300))
+    return x, t_x, T
+
+
+def customers(n_max: int = 20, **kw):
+    """A small population as arrays (x, t_x, T)."""
+    return st.lists(history(**kw), min_size=1, max_size=n_max).map(
+        lambda rows: tuple(np.array(c, dtype=float) for c in zip(*rows))
+    )
+
+
+bg_params = st.tuples(wide, wide, wide, wide)  # r, alpha, a, b
+gg_params = st.tuples(wide, wide, wide)  # p, q, v
+horizon = st.floats(0.0, 1e4)
+
+
+def _finite(*arrays) -> bool:
+    return all(np.all(np.isfinite(np.asarray(a, dtype=float))) for a in arrays)
+
+
+# --------------------------------------------------------------------------------------------
+# BG/NBD log-likelihood and derivatives
+# --------------------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(params=bg_params, data=customers())
+@example(params=(1e-3, 1e-3, 1e-3, 1e-3), data=(np.array([1e4, 0.0, 1.0]), np.array([1e-300, 0, 1e5]), np.array([1e5, 0, 1e5])))
+@example(params=(1e3, 1e3, 1e3, 1e3), data=(np.array([1e4, 0.0]), np.array([1e5, 0.0]), np.array([1e5, 0.0])))
+def test_bgnbd_loglik_finite(params, data):
+    x, t_x, T = data
+    ll = bgnbd.loglik(*params, x, t_x, T)
+    assert ll.shape == x.shape
+    assert _finite(ll), (params, data, ll)
+
+
+@SETTINGS
+@given(params=bg_params, data=customers())
+@example(params=(1e-3, 1e-3, 1e-3, 1e-3), data=(np.array([1e4, 0.0, 1.0]), np.array([1e-300, 0, 1e5]), np.array([1e5, 0, 1e5])))
+def test_bgnbd_derivatives_finite_and_consistent(params, data):
+    x, t_x, T = data
+    ll, score, hess = bgnbd.loglik_derivatives(params, x, t_x, T)
+    assert _finite(ll, score, hess), (params, data, ll, score, hess)
+    assert score.shape == (4,) and hess.shape == (4, 4)
+    np.testing.assert_array_equal(hess, hess.T)
+    assert ll == pytest.approx(bgnbd.loglik(*params, x, t_x, T).sum(), rel=1e-9, abs=1e-9)
+
+
+@SETTINGS
+@given(params=bg_params, data=customers(), w=st.lists(st.integers(0, 5), min_size=20, max_size=20))
+def test_bgnbd_weights_are_repetition(params, data, w):
+    """Integer weights equal repeating the rows (the likelihood of a compressed table)."""
+    x, t_x, T = data
+    w = np.array(w[: len(x)], dtype=float)
+    ll_w, s_w, h_w = bgnbd.loglik_derivatives(params, x, t_x, T, weights=w)
+    rep = np.repeat(np.arange(len(x)), w.astype(int))
+    if rep.size == 0:
+        assert ll_w == 0.0
+        return
+    ll_r, s_r, h_r = bgnbd.loglik_derivatives(params, x[rep], t_x[rep], T[rep])
+    scale = 1.0 + abs(ll_r)
+    assert ll_w == pytest.approx(ll_r, rel=1e-9, abs=1e-9 * scale)
+    np.testing.assert_allclose(s_w, s_r, rtol=1e-8, atol=1e-8 * (1 + np.abs(s_r).max()))
+    np.testing.assert_allclose(h_w, h_r, rtol=1e-8, atol=1e-8 * (1 + np.abs(h_r).max()))
+
+
+def _fd_gradient(f, phi: np.ndarray, rel_step: float = 1e-5) -> np.ndarray:
+    """Central finite difference of a scalar or vector function in each coordinate of phi."""
+    cols = []
+    for i in range(len(phi)):
+        h = rel_step * phi[i]
+        up, down = phi.copy(), phi.copy()
+        up[i] += h
+        down[i] -= h
+        cols.append((np.asarray(f(up)) - np.asarray(f(down))) / (2 * h))
+    return np.stack(cols, axis=-1)
+
+
+def _assert_derivative(analytic, numeric, phi, what):
+    """Compare on the log-parameter scale (d/d ln phi = phi d/d phi), where entries are comparable."""
+    if analytic.ndim == 1:
+        a, n = analytic * phi, numeric * phi
+    else:
+        a, n = analytic * np.outer(phi, phi), numeric * np.outer(phi, phi)
+    np.testing.assert_allclose(a, n, rtol=1e-5, atol=1e-6 * (1.0 + np.abs(a).max()), err_msg=what)
+
+
+@FD_SETTINGS
+@given(params=st.tuples(moderate, moderate, moderate, moderate), data=customers(max_x=60, max_T=100.0))
+@example(params=(0.243, 4.414, 0.793, 2.426), data=(np.array([0.0, 1, 2, 30]), np.array([0.0, 1.5, 30.4, 38.0]), np.array([38.9, 38.9, 38.9, 38.9])))
+def test_bgnbd_score_and_hessian_match_finite_differences(params, data):
+    x, t_x, T = data
+    phi = np.array(params, dtype=float)
+    _, score, hess = bgnbd.loglik_derivatives(phi, x, t_x, T)
+    fd_score = _fd_gradient(lambda p: bgnbd.loglik(*p, x, t_x, T).sum(), phi)
+    _assert_derivative(score, fd_score, phi, "score")
+    fd_hess = _fd_gradient(lambda p: bgnbd.loglik_derivatives(p, x, t_x, T)[1], phi)
+    _assert_derivative(hess, fd_hess, phi, "hessian")
+
+
+# --------------------------------------------------------------------------------------------
+# Gamma-Gamma
+# --------------------------------------------------------------------------------------------
+
+
+@st.composite
+def spend_data(draw, max_x: int = 10**4, n_max: int = 20):
+    n = draw(st.integers(1, n_max))
+    x = draw(st.lists(st.integers(1, max_x), min_size=n, max_size=n))
+    m = draw(st.lists(log_uniform(1e-3, 1e6), min_size=n, max_size=n))
+    return np.array(x, dtype=float), np.array(m, dtype=float)
+
+
+@SETTINGS
+@given(params=gg_params, data=spend_data())
+@example(params=(1e-3, 1e-3, 1e-3), data=(np.array([1.0, 1e4]), np.array([1e-3, 1e6])))
+@example(params=(1e3, 1e3, 1e3), data=(np.array([1.0, 1e4]), np.array([1e-3, 1e6])))
+def test_gamma_gamma_loglik_and_derivatives_finite(params, data):
+    x, m = data
+    ll = gamma_gamma.loglik(*params, x, m)
+    assert _finite(ll), (params, data, ll)
+    total, score, hess = gamma_gamma.loglik_derivatives(params, x, m)
+    assert _finite(total, score, hess), (params, data, total, score, hess)
+    assert total == pytest.approx(ll.sum(), rel=1e-9, abs=1e-9)
+    np.testing.assert_array_equal(hess, hess.T)
+
+
+@FD_SETTINGS
+@given(params=st.tuples(moderate, moderate, moderate), data=spend_data(max_x=60))
+def test_gamma_gamma_score_and_hessian_match_finite_differences(params, data):
+    x, m = data
+    phi = np.array(params, dtype=float)
+    _, score, hess = gamma_gamma.loglik_derivatives(phi, x, m)
+    fd_score = _fd_gradient(lambda p: gamma_gamma.loglik(*p, x, m).sum(), phi)
+    _assert_derivative(score, fd_score, phi, "score")
+    fd_hess = _fd_gradient(lambda p: gamma_gamma.loglik_derivatives(p, x, m)[1], phi)
+    _assert_derivative(hess, fd_hess, phi, "hessian")
+
+
+@SETTINGS
+@given(params=gg_params, data=spend_data())
+def test_conditional_expected_spend_between_prior_mean_and_data(params, data):
+    """For q > 1 it is a weighted average of the population mean p v/(q-1) and the customer's m."""
+    p, q, v = params
+    x, m = data
+    spend = gamma_gamma.conditional_expected_spend(x, m, p, q, v)
+    if q <= 1:
+        return
+    prior = p * v / (q - 1)
+    lo, hi = np.minimum(prior, m), np.maximum(prior, m)
+    assert np.all(spend >= lo * (1 - 1e-9)) and np.all(spend <= hi * (1 + 1e-9))
+
+
+# --------------------------------------------------------------------------------------------
+# BG/NBD predictions
+# --------------------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(params=bg_params, data=customers())
+@example(params=(1e3, 1e-3, 1e-3, 1e-3), data=(np.array([1e4, 1.0]), np.array([1e-300, 1e-300]), np.array([1e5, 1e5])))
+def test_p_alive_is_a_probability(params, data):
+    x, t_x, T = data
+    pa = bgnbd.p_alive(x, t_x, T, *params)
+    assert _finite(pa)
+    assert np.all((pa >= 0) & (pa <= 1))
+    assert np.all(pa[x == 0] == 1.0)
+    # a customer who bought more recently (same x, T) is at least as likely alive
+    later = bgnbd.p_alive(x, np.where(x > 0, T, 0.0), T, *params)
+    assert np.all(later >= pa * (1 - 1e-12))
+
+
+@SETTINGS
+@given(params=bg_params, data=customers(), t1=horizon, t2=horizon)
+def test_conditional_expected_purchases_finite_nonnegative_monotone(params, data, t1, t2):
+    x, t_x, T = data
+    t1, t2 = sorted((t1, t2))
+    e1 = bgnbd.conditional_expected_purchases(t1, x, t_x, T, *params)
+    e2 = bgnbd.conditional_expected_purchases(t2, x, t_x, T, *params)
+    assert _finite(e1, e2), (params, data, t1, t2, e1, e2)
+    assert np.all(e1 >= 0) and np.all(e2 >= 0), (params, data, t1, t2, e1, e2)
+    assert np.all(e2 >= e1 - 1e-9 * np.abs(e2)), (params, data, t1, t2, e1, e2)
+    assert np.all(bgnbd.conditional_expected_purchases(0.0, x, t_x, T, *params) == 0)
+
+
+@SETTINGS
+@given(params=bg_params, t1=horizon, t2=horizon)
+def test_expected_purchases_new_customer_finite_nonnegative_monotone(params, t1, t2):
+    t1, t2 = sorted((t1, t2))
+    e1, e2 = bgnbd.expected_purchases(np.array([t1, t2]), *params)
+    assert _finite(e1, e2), (params, t1, t2, e1, e2)
+    assert e1 >= 0 and e2 >= 0, (params, t1, t2, e1, e2)
+    assert e2 >= e1 - 1e-9 * abs(e2), (params, t1, t2, e1, e2)
+
+
+@SETTINGS
+@given(params=bg_params, t=horizon, n=st.lists(st.integers(0, 10**4), min_size=1, max_size=10))
+def test_prob_purchases_is_a_probability(params, t, n):
+    pr = bgnbd.prob_purchases(np.array(n), t, *params)
+    assert _finite(pr), (params, t, n, pr)
+    assert np.all((pr >= 0) & (pr <= 1)), (params, t, n, pr)
+
+
+@settings(max_examples=60, deadline=None)
+@given(params=st.tuples(moderate, moderate, moderate, moderate), t=st.floats(0.1, 100.0))
+def test_prob_purchases_sum_to_one_and_mean(params, t):
+    """The pmf sums to 1 and, when a > 1, its mean is E[X(t)]."""
+    r, alpha, a, b = params
+    n = np.arange(0, 20000)
+    pr = bgnbd.prob_purchases(n, t, *params)
+    if pr[-1] > 1e-12:  # heavy tail: truncated sum not conclusive
+        return
+    assert pr.sum() == pytest.approx(1.0, abs=1e-8)
+    if a > 1.5:
+        mean = float(np.dot(n, pr))
+        assert mean == pytest.approx(float(bgnbd.expected_purchases(t, *params)), rel=1e-6, abs=1e-9)
