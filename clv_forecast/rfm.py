@@ -195,14 +195,12 @@ def summarize(
     if tz is not None:
         ts_expr = ts_expr.dt.replace_time_zone(None)
     tick_ns = _TICK_NS[tu]
-    step_ns = 1 if step is None else int(round(step.days * _NS_PER_DAY))
-    if step is not None and step_ns < 1:
+    step_ns = tick_ns if step is None else int(round(step.days * _NS_PER_DAY))
+    if step_ns < 1:
         raise ClvInputError(f"merge={merge!r}: the resolution is shorter than a nanosecond")
     if step_ns % tick_ns:
         # the resolution is not a whole number of the data's ticks: work in nanoseconds
         ts_expr, tick_ns = ts_expr.cast(pl.Datetime("ns")), 1
-    elif step is None:
-        step_ns = tick_ns
     ticks = ts_expr.cast(pl.Int64)
     step_ticks = step_ns // tick_ns
 
@@ -271,10 +269,10 @@ def summarize(
         np.not_equal(k[1:], k[:-1], out=new_group[1:])
         gstart = np.flatnonzero(new_group)
         del new_group
-        gk = k[gstart]
-        gcust = gk >> shift
-        gb2 = gk & ((1 << shift) - 1)
-        del k, gk
+        gb2 = k[gstart]
+        del k
+        gcust = gb2 >> shift
+        np.bitwise_and(gb2, (1 << shift) - 1, out=gb2)
         g_cnew = np.empty(gcust.shape[0], dtype=bool)
         g_cnew[0] = True
         np.not_equal(gcust[1:], gcust[:-1], out=g_cnew[1:])
@@ -304,18 +302,17 @@ def summarize(
     n_used = rows.height
     n_groups = gstart.shape[0]
     g_hold = (gb2 & 1).astype(bool)
-    gb = gb2 >> 1
-    del gb2
+    gb = np.right_shift(gb2, 1, out=gb2)
     n_groups_c = np.diff(cstart, append=n_groups)
     n_hold_c = np.add.reduceat(g_hold.view(np.uint8), cstart, dtype=np.int64) if cal is not None else 0
     n_cal_c = n_groups_c - n_hold_c
     keep = n_cal_c > 0
-    g_rows = np.diff(gstart, append=n_used)
     late_rows = 0
     n_late = 0
     if cal is not None and not keep.all():
         n_late = int((~keep).sum())
-        late_rows = int(np.add.reduceat(g_rows, cstart)[~keep].sum())
+        row_start = gstart[cstart]  # first row of each customer
+        late_rows = int(np.diff(row_start, append=n_used)[~keep].sum())
 
     first_b = gb[cstart]
     last_cal_b = gb[cstart + np.maximum(n_cal_c, 1) - 1]

@@ -68,12 +68,11 @@ def customer_lifetime_value(purchases, spend, data=None, *, horizon="12M", disco
     m = column(data, "monetary_value", monetary_value, "RFM table" if data is not None else "input")
     times, factors = discount_schedule(purchases.time_unit_, horizon, step, discount_rate)
     x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
-    brackets = bgnbd._bracket(times, x, big_t, r, alpha, a, b)
-    increments = np.diff(brackets, axis=-1, prepend=0.0)
+    if_alive = bgnbd._expected_if_alive(times, x, big_t, r, alpha, a, b)  # (customers, steps)
+    increments = np.diff(if_alive, axis=-1, prepend=0.0)
     alive = bgnbd.p_alive(x, t_x, big_t, r, alpha, a, b)
-    scale = alive * (a + b + x - 1) / (a - 1)
-    expected = scale * brackets[..., -1]
-    discounted = scale * (increments @ factors)
+    expected = alive * if_alive[..., -1]
+    discounted = alive * (increments @ factors)
     expected_spend = gamma_gamma.conditional_expected_spend(x, m, *spend_params)
     return pd.DataFrame(
         {

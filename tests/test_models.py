@@ -1,0 +1,602 @@
+"""Estimator behaviour: fitting state, inference, weights, penalties, validation, units, persistence."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clv_forecast.btyd import BetaGeoModel, GammaGammaModel, bgnbd
+from clv_forecast.btyd._data import rfm_arrays
+from clv_forecast.errors import ClvInputError, DataWarning, IdentificationError, NotFittedError
+from clv_forecast.model import ClvModel
+from clv_forecast.units import Duration, Rate, TimeUnit
+from clv_forecast.value import customer_lifetime_value
+
+BG = ["r", "alpha", "a", "b"]
+GG = ["p", "q", "v"]
+
+
+def _cdnow_csv() -> Path | None:
+    spec = importlib.util.find_spec("lifetimes")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "cdnow_customers_summary_with_transactions.csv"
+    return path if path.exists() else None
+
+
+@pytest.fixture(scope="module")
+def cdnow() -> pd.DataFrame:
+    """CDNOW calibration summary (2357 customers, weeks), indexed by customer id."""
+    path = _cdnow_csv()
+    if path is None:
+        pytest.skip("CDNOW summary (shipped with lifetimes) not available")
+    df = pd.read_csv(path).rename(columns={"x": "frequency", "t_x": "recency", "zbar": "monetary_value"})
+    df = df.set_index("ID")
+    df.attrs["time_unit"] = "W"
+    return df
+
+
+@pytest.fixture(scope="module")
+def bg(cdnow) -> BetaGeoModel:
+    return BetaGeoModel().fit(cdnow, time_unit="W")
+
+
+@pytest.fixture(scope="module")
+def gg(cdnow) -> GammaGammaModel:
+    return GammaGammaModel().fit(cdnow, time_unit="W")
+
+
+def _compressed(df: pd.DataFrame, cols) -> pd.DataFrame:
+    """Unique rows of ``cols`` with a ``count`` column, built with plain pandas."""
+    return df.groupby(list(cols), as_index=False).size().rename(columns={"size": "count"})
+
+
+# --------------------------------------------------------------------------------------------
+# fitted state
+# --------------------------------------------------------------------------------------------
+
+
+def test_not_fitted_errors(cdnow):
+    model = BetaGeoModel()
+    for call in (
+        lambda: model.predict(cdnow, 39),
+        lambda: model.p_alive(cdnow),
+        lambda: model.conditional_expected_purchases(39, cdnow),
+        lambda: model.expected_purchases(39),
+        lambda: model.prob_purchases(1, 39),
+        lambda: model.summary(),
+        lambda: model.to_dict(),
+    ):
+        with pytest.raises(NotFittedError, match="not fitted"):
+            call()
+    spend = GammaGammaModel()
+    for call in (lambda: spend.conditional_expected_spend(cdnow), lambda: spend.predict(cdnow),
+                 lambda: spend.mean_spend_, lambda: spend.summary(), lambda: spend.to_dict()):
+        with pytest.raises(NotFittedError, match="not fitted"):
+            call()
+    with pytest.raises(NotFittedError):
+        customer_lifetime_value(model, spend, cdnow, horizon="12M")
+    clv = ClvModel()
+    for call in (lambda: clv.predict(cdnow), lambda: clv.clv(cdnow), lambda: clv.params_,
+                 lambda: clv.summary(), lambda: clv.to_dict()):
+        with pytest.raises(NotFittedError, match="not fitted"):
+            call()
+    assert "BetaGeoModel(" in repr(model) and "GammaGammaModel(" in repr(spend)
+
+
+def test_fit_returns_self(cdnow):
+    model = BetaGeoModel()
+    assert model.fit(cdnow, time_unit="W") is model
+    spend = GammaGammaModel()
+    assert spend.fit(cdnow) is spend
+    clv = ClvModel()
+    assert clv.fit(cdnow) is clv
+
+
+def test_bgnbd_fitted_attributes(bg, cdnow):
+    assert list(bg.params_.index) == BG
+    assert np.all(bg.params_ > 0)
+    assert bg.time_unit_ == "W"
+    assert bg.n_customers_ == len(cdnow)
+    res = bg.result_
+    assert res.converged
+    assert res.n_obs == len(cdnow) and res.n_rows == len(cdnow)
+    assert bg.log_likelihood_ == res.log_likelihood
+    assert bg.log_likelihood_ == pytest.approx(bgnbd.loglik(*bg.params_[BG], cdnow["frequency"], cdnow["recency"],
+                                                            cdnow["T"]).sum(), rel=1e-12)
+    assert "fitted" in repr(bg) and "W" in repr(bg)
+
+
+@pytest.mark.parametrize("which", ["bg", "gg"])
+def test_inference(which, bg, gg):
+    model = bg if which == "bg" else gg
+    names = BG if which == "bg" else GG
+    res = model.result_
+    cov = res.cov_params()
+    assert list(cov.index) == names and list(cov.columns) == names
+    c = cov.to_numpy()
+    assert np.all(np.isfinite(c))
+    np.testing.assert_allclose(c, c.T, rtol=1e-10, atol=0)
+    assert np.linalg.eigvalsh((c + c.T) / 2).min() > 0
+    np.testing.assert_allclose(res.bse.to_numpy(), np.sqrt(np.diag(c)), rtol=1e-12)
+    assert list(res.bse.index) == names and np.all(res.bse > 0)
+    ci = res.conf_int()
+    assert list(ci.columns) == ["lower", "upper"] and list(ci.index) == names
+    assert np.all(ci["lower"] < model.params_) and np.all(model.params_ < ci["upper"])
+    np.testing.assert_allclose(ci["upper"] - ci["lower"], 2 * 1.959963984540054 * res.bse, rtol=1e-9)
+    ci90 = res.conf_int(alpha=0.10)
+    assert np.all(ci90["lower"] > ci["lower"]) and np.all(ci90["upper"] < ci["upper"])
+    k = len(names)
+    assert res.aic == pytest.approx(2 * k - 2 * model.log_likelihood_, rel=1e-12)
+    assert res.bic == pytest.approx(k * math.log(res.n_obs) - 2 * model.log_likelihood_, rel=1e-12)
+    text = model.summary()
+    assert text == res.summary()
+    for name in names:
+        assert name in text
+    for word in ("log-likelihood", "AIC", "BIC", "converged"):
+        assert word in text
+    assert f"{model.params_[names[0]]:.6g}" in text
+
+
+def test_bgnbd_covariance_is_inverse_observed_information(bg, cdnow):
+    """cov = inv(-H) with H a finite difference of the total log-likelihood (not the package's Hessian)."""
+    phi = bg.params_[BG].to_numpy(float)
+    x, t_x, T = (cdnow[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+
+    def score(p):
+        return bgnbd.loglik_derivatives(p, x, t_x, T)[1]
+
+    h = np.empty((4, 4))
+    for j in range(4):
+        step = 1e-5 * phi[j]
+        up, down = phi.copy(), phi.copy()
+        up[j] += step
+        down[j] -= step
+        h[:, j] = (score(up) - score(down)) / (2 * step)
+    h = (h + h.T) / 2
+    np.testing.assert_allclose(bg.result_.cov_params().to_numpy(), np.linalg.inv(-h), rtol=1e-4)
+    # at the maximum the score is ~0 (relative to its scale, n)
+    assert np.all(np.abs(score(phi) * phi) < 1e-5 * len(x))
+
+
+def test_published_standard_errors_order_of_magnitude(bg):
+    # r, alpha are well determined on CDNOW; a, b much less so
+    rel = bg.result_.bse / bg.params_
+    assert rel["r"] < 0.1 and rel["alpha"] < 0.15
+    assert rel["a"] > rel["r"] and rel["b"] > rel["r"]
+
+
+# --------------------------------------------------------------------------------------------
+# weights / compression
+# --------------------------------------------------------------------------------------------
+
+
+def test_bgnbd_weights_equal_full_data(bg, cdnow):
+    comp = _compressed(cdnow, ["frequency", "recency", "T"])
+    assert len(comp) < len(cdnow) and comp["count"].sum() == len(cdnow)
+    fitted = BetaGeoModel().fit(comp, time_unit="W")  # the 'count' column is read as weights
+    np.testing.assert_allclose(fitted.params_[BG], bg.params_[BG], rtol=1e-8)
+    assert fitted.log_likelihood_ == pytest.approx(bg.log_likelihood_, rel=1e-12)
+    assert fitted.n_customers_ == len(cdnow)
+    assert fitted.result_.n_rows == len(comp) and fitted.result_.n_obs == len(cdnow)
+    np.testing.assert_allclose(fitted.result_.cov_params(), bg.result_.cov_params(), rtol=1e-6)
+    assert fitted.result_.bic == pytest.approx(bg.result_.bic, rel=1e-12)
+    # explicit weights= argument
+    again = BetaGeoModel().fit(frequency=comp["frequency"], recency=comp["recency"], T=comp["T"],
+                               weights=comp["count"], time_unit="W")
+    np.testing.assert_allclose(again.params_[BG], bg.params_[BG], rtol=1e-8)
+
+
+def test_bgnbd_zero_weight_rows_are_ignored(bg, cdnow):
+    extra = pd.DataFrame({"frequency": [5, 0], "recency": [30.0, 0.0], "T": [31.0, 20.0]})
+    data = pd.concat([cdnow[["frequency", "recency", "T"]], extra], ignore_index=True)
+    data["count"] = [1] * len(cdnow) + [0, 0]
+    fitted = BetaGeoModel().fit(data, time_unit="W")
+    np.testing.assert_allclose(fitted.params_[BG], bg.params_[BG], rtol=1e-8)
+    assert fitted.n_customers_ == len(cdnow)
+
+
+def test_gamma_gamma_weights_equal_full_data(gg, cdnow):
+    comp = _compressed(cdnow, ["frequency", "monetary_value"])
+    assert len(comp) < len(cdnow)
+    fitted = GammaGammaModel().fit(comp)
+    np.testing.assert_allclose(fitted.params_[GG], gg.params_[GG], rtol=1e-8)
+    assert fitted.log_likelihood_ == pytest.approx(gg.log_likelihood_, rel=1e-12)
+    assert fitted.n_customers_ == gg.n_customers_ == int((cdnow["frequency"] > 0).sum())
+
+
+def test_negative_weight_rejected(cdnow):
+    data = cdnow[["frequency", "recency", "T"]].copy()
+    data["count"] = 1
+    data.iloc[4, data.columns.get_loc("count")] = -1
+    with pytest.raises(ClvInputError, match=r"column 'count': negative weight at row 5"):
+        BetaGeoModel().fit(data, time_unit="W")
+
+
+# --------------------------------------------------------------------------------------------
+# penalizer
+# --------------------------------------------------------------------------------------------
+
+
+def test_bgnbd_penalizer_shrinks(bg, cdnow):
+    norms, lls = [float(np.sum(bg.params_ ** 2))], [bg.log_likelihood_]
+    for pen in (0.001, 0.01, 0.1):
+        model = BetaGeoModel(penalizer=pen).fit(cdnow, time_unit="W")
+        norms.append(float(np.sum(model.params_ ** 2)))
+        lls.append(model.log_likelihood_)
+        assert model.result_.penalizer == pen
+        assert f"penalizer: {pen:g}" in model.summary()
+    assert all(n1 > n2 for n1, n2 in zip(norms, norms[1:])), norms
+    assert all(l1 > l2 for l1, l2 in zip(lls, lls[1:])), lls  # unpenalised MLE has the highest loglik
+    strong = BetaGeoModel(penalizer=0.1).fit(cdnow, time_unit="W")
+    assert strong.params_["alpha"] < bg.params_["alpha"]
+
+
+def test_gamma_gamma_penalizer_shrinks(gg, cdnow):
+    pen = GammaGammaModel(penalizer=0.01).fit(cdnow)
+    assert np.sum(pen.params_ ** 2) < np.sum(gg.params_ ** 2)
+    assert pen.log_likelihood_ < gg.log_likelihood_
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf")])
+def test_bad_penalizer(cdnow, bad):
+    with pytest.raises(ClvInputError, match="penalizer"):
+        BetaGeoModel(penalizer=bad).fit(cdnow, time_unit="W")
+    with pytest.raises(ClvInputError, match="penalizer"):
+        GammaGammaModel(penalizer=bad).fit(cdnow)
+
+
+# --------------------------------------------------------------------------------------------
+# identification
+# --------------------------------------------------------------------------------------------
+
+
+def test_identification_error_without_repeat_buyers():
+    data = pd.DataFrame({"frequency": [0, 0, 0], "recency": [0.0, 0.0, 0.0], "T": [10.0, 20.0, 30.0]})
+    with pytest.raises(IdentificationError, match="no customer has a repeat purchase"):
+        BetaGeoModel().fit(data, time_unit="W")
+    with pytest.raises(IdentificationError, match="no customer"):
+        GammaGammaModel().fit(data.assign(monetary_value=0.0))
+
+
+def test_identification_error_when_nothing_observed():
+    data = pd.DataFrame({"frequency": [1, 0], "recency": [0.0, 0.0], "T": [0.0, 0.0]})
+    with pytest.raises(IdentificationError, match="T = 0"):
+        BetaGeoModel().fit(data, time_unit="W")
+
+
+def test_identification_error_all_weights_zero():
+    data = pd.DataFrame({"frequency": [1, 2], "recency": [5.0, 6.0], "T": [10.0, 10.0], "count": [0, 0]})
+    with pytest.raises(IdentificationError, match="no customers"):
+        BetaGeoModel().fit(data, time_unit="W")
+
+
+def test_gamma_gamma_identification_error_constant_data():
+    data = pd.DataFrame({"frequency": [2, 2, 2], "monetary_value": [10.0, 10.0, 10.0]})
+    with pytest.raises(IdentificationError, match="same frequency and spend"):
+        GammaGammaModel().fit(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Gamma-Gamma data problems
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_spend(cdnow) -> tuple[pd.DataFrame, list]:
+    data = cdnow.copy()
+    repeat_ids = data.index[data["frequency"] > 0]
+    bad_ids = [repeat_ids[0], repeat_ids[5], repeat_ids[17]]
+    data.loc[bad_ids[0], "monetary_value"] = 0.0
+    data.loc[bad_ids[1], "monetary_value"] = -4.5
+    data.loc[bad_ids[2], "monetary_value"] = 0.0
+    return data, bad_ids
+
+
+def test_gamma_gamma_warns_on_non_positive_spend(bad_spend):
+    data, bad_ids = bad_spend
+    with pytest.warns(DataWarning, match=r"3 customer\(s\)") as record:
+        model = GammaGammaModel().fit(data)
+    message = str(record[0].message)
+    for cid in bad_ids:
+        assert str(cid) in message
+    assert list(model.excluded_) == bad_ids
+    assert model.result_.extra["excluded_customers"] == 3
+    # the fit equals the fit without those customers, and zero-frequency rows (spend 0) are not flagged
+    clean = data.drop(index=bad_ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        reference = GammaGammaModel().fit(clean)
+    np.testing.assert_allclose(model.params_[GG], reference.params_[GG], rtol=1e-10)
+    assert model.n_customers_ == reference.n_customers_
+
+
+def test_gamma_gamma_strict_raises(bad_spend):
+    data, bad_ids = bad_spend
+    with pytest.raises(ClvInputError, match=r"monetary_value.*3 customer\(s\)") as info:
+        GammaGammaModel(strict=True).fit(data)
+    assert str(bad_ids[1]) in str(info.value)
+
+
+def test_gamma_gamma_warning_lists_at_most_ten_ids(cdnow):
+    data = cdnow.copy()
+    ids = data.index[data["frequency"] > 0][:12]
+    data.loc[ids, "monetary_value"] = 0.0
+    with pytest.warns(DataWarning, match=r"12 customer\(s\).*\.\.\.") as record:
+        GammaGammaModel().fit(data)
+    message = str(record[0].message)
+    assert str(ids[9]) in message and f"{ids[11]}," not in message
+
+
+def test_spend_frequency_correlation(gg, cdnow):
+    rep = cdnow[cdnow["frequency"] > 0]
+    expected = np.corrcoef(rep["frequency"], rep["monetary_value"])[0, 1]
+    assert gg.spend_frequency_correlation_ == pytest.approx(expected, rel=1e-9)
+    assert "spend_frequency_correlation" in gg.summary()
+    assert gg.result_.extra["spend_frequency_correlation"] == pytest.approx(expected, abs=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# validation of RFM inputs
+# --------------------------------------------------------------------------------------------
+
+
+def _table(**overrides) -> pd.DataFrame:
+    base = {"frequency": [0, 2, 1, 3], "recency": [0.0, 5.0, 2.0, 7.5], "T": [10.0, 10.0, 8.0, 9.0]}
+    base.update(overrides)
+    return pd.DataFrame(base)
+
+
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        (dict(recency=[0.0, 5.0, 9.0, 7.5]), r"column 'recency': greater than T at row 3 \(values: 9\.0\)"),
+        (dict(frequency=[0, -1, 1, 3]), r"column 'frequency': not a non-negative whole number at row 2"),
+        (dict(frequency=[0, 2, 1.5, 3]), r"column 'frequency': not a non-negative whole number at row 3 \(values: 1\.5\)"),
+        (dict(T=[10.0, np.nan, 8.0, 9.0]), r"column 'T': missing or non-finite value at row 2"),
+        (dict(recency=[0.0, 5.0, 2.0, np.inf]), r"column 'recency': missing or non-finite value at row 4"),
+        (dict(recency=[1.0, 5.0, 2.0, 7.5]), r"column 'recency': non-zero for a customer with frequency 0 at row 1"),
+        (dict(T=[10.0, -1.0, 8.0, 9.0]), r"column 'T': negative"),
+        (dict(frequency=["a", 2, 1, 3]), r"column 'frequency': values are not numeric"),
+    ],
+)
+def test_rfm_validation_messages(overrides, pattern):
+    data = _table(**overrides)
+    with pytest.raises(ClvInputError, match=pattern):
+        rfm_arrays(data)
+    with pytest.raises(ClvInputError, match=pattern):
+        BetaGeoModel().fit(data, time_unit="W")
+    with pytest.raises(ClvInputError, match=pattern.replace("RFM table", "")):
+        ClvModel().fit(data, time_unit="W")
+
+
+def test_rfm_validation_names_source_and_missing_column():
+    data = _table().drop(columns=["T"])
+    with pytest.raises(ClvInputError, match=r"RFM table: column 'T' not found; columns are: frequency, recency"):
+        rfm_arrays(data)
+    with pytest.raises(ClvInputError, match=r"^input: column 'recency'"):
+        rfm_arrays(frequency=[1, 2], recency=[3.0, np.nan], T=[5.0, 5.0])
+    with pytest.raises(ClvInputError, match="different lengths"):
+        rfm_arrays(frequency=[1, 2], recency=[1.0], T=[5.0, 5.0])
+    with pytest.raises(ClvInputError, match=r"monetary_value' not found"):
+        GammaGammaModel().fit(data)
+
+
+def test_rfm_validation_lists_several_rows():
+    data = _table(frequency=[-1, -2, 1, -3])
+    with pytest.raises(ClvInputError, match=r"rows 1, 2, 4"):
+        rfm_arrays(data)
+
+
+def test_recency_rounding_tolerance():
+    """recency above T by a relative 1e-13 (float noise) is accepted and clipped to T."""
+    T = 38.857142857142854
+    rfm = rfm_arrays(_table(recency=[0.0, T * (1 + 1e-13), 2.0, 7.5], T=[10.0, T, 8.0, 9.0]))
+    assert rfm.recency[1] == T
+
+
+def test_prediction_inputs_validated(bg):
+    with pytest.raises(ClvInputError, match="greater than T"):
+        bg.p_alive(frequency=[1], recency=[5.0], T=[4.0])
+    with pytest.raises(ClvInputError, match="horizon"):
+        bg.conditional_expected_purchases(-1.0, frequency=[1], recency=[2.0], T=[4.0])
+    with pytest.raises(ClvInputError, match="horizon"):
+        bg.expected_purchases(np.nan)
+
+
+# --------------------------------------------------------------------------------------------
+# units
+# --------------------------------------------------------------------------------------------
+
+
+def test_rate_conversion():
+    assert Rate.parse("12%/Y").over("M") == pytest.approx(1.12 ** (1 / 12) - 1, rel=1e-14)
+    assert Rate.parse("12%/Y").over("Y") == pytest.approx(0.12)
+    assert Rate.parse("0.01/M").over("Y") == pytest.approx(1.01 ** 12 - 1, rel=1e-14)
+    assert Rate(0.01, "M").over("2M") == pytest.approx(1.01 ** 2 - 1, rel=1e-14)
+    assert Rate.parse("1%/W").over("D") == pytest.approx(1.01 ** (1 / 7) - 1, rel=1e-14)
+    with pytest.raises(ClvInputError, match="bare number has no period"):
+        Rate.parse(0.1)
+    with pytest.raises(ClvInputError, match="give its period"):
+        Rate.parse("10%")
+    with pytest.raises(ClvInputError, match="greater than -1"):
+        Rate(-1.0, "Y")
+
+
+def test_durations_and_units():
+    assert Duration.parse("12M").to("W") == pytest.approx(365.25 / 7, rel=1e-14)
+    assert Duration.parse("39W").to("W") == 39.0
+    assert Duration.parse("52.14W").to("4.345W") == pytest.approx(12.0, rel=1e-14)
+    assert TimeUnit.parse("2W").days == 14.0
+    with pytest.raises(ClvInputError, match="bare number has no unit"):
+        Duration.parse(12)
+    with pytest.raises(ClvInputError, match="unknown unit"):
+        TimeUnit.parse("fortnight")
+
+
+def test_clv_bare_number_horizon_rejected(bg, gg, cdnow):
+    with pytest.raises(ClvInputError, match="bare number has no unit"):
+        customer_lifetime_value(bg, gg, cdnow, horizon=12, step="1M", discount_rate="10%/Y")
+    with pytest.raises(ClvInputError, match="bare number has no unit"):
+        customer_lifetime_value(bg, gg, cdnow, horizon="12M", step=1, discount_rate="10%/Y")
+    with pytest.raises(ClvInputError, match="bare number has no period"):
+        customer_lifetime_value(bg, gg, cdnow, horizon="12M", step="1M", discount_rate=0.01)
+    with pytest.raises(ClvInputError, match="whole number"):
+        customer_lifetime_value(bg, gg, cdnow, horizon="10W", step="3W")
+    with pytest.raises(ClvInputError, match="margin"):
+        customer_lifetime_value(bg, gg, cdnow, horizon="12M", margin=-0.5)
+
+
+def test_clv_needs_model_time_unit(cdnow, gg):
+    unitless = cdnow[["frequency", "recency", "T"]].copy()
+    unitless.attrs = {}
+    model = BetaGeoModel().fit(unitless)
+    assert model.time_unit_ is None
+    with pytest.raises(ClvInputError, match="time unit"):
+        customer_lifetime_value(model, gg, cdnow, horizon="12M")
+    with pytest.raises(ClvInputError, match="time unit"):
+        model.conditional_expected_purchases("39W", cdnow)
+    # plain numbers are model units
+    np.testing.assert_allclose(model.conditional_expected_purchases(39.0, cdnow),
+                               BetaGeoModel().fit(cdnow, time_unit="W").conditional_expected_purchases("39W", cdnow),
+                               rtol=1e-12)
+
+
+def test_weekly_model_monthly_clv(bg, gg, cdnow):
+    """12 monthly steps, 10 %/year: equals the sum written out with public functions."""
+    out = customer_lifetime_value(bg, gg, cdnow, horizon="12M", step="1M", discount_rate="10%/Y", margin=0.3)
+    assert list(out.columns) == ["expected_purchases", "p_alive", "expected_spend", "clv"]
+    assert out.index.equals(cdnow.index)
+    assert np.all(np.isfinite(out.to_numpy())) and np.all(out["clv"] > 0)
+    month = 365.25 / 12 / 7  # weeks
+    d = 1.1 ** (1 / 12) - 1
+    cum = np.column_stack([bg.conditional_expected_purchases(k * month, cdnow) for k in range(13)])
+    discounted = (np.diff(cum, axis=1) / (1 + d) ** np.arange(1, 13)).sum(axis=1)
+    spend = gg.conditional_expected_spend(cdnow)
+    np.testing.assert_allclose(out["clv"], 0.3 * spend * discounted, rtol=1e-9)
+    np.testing.assert_allclose(out["expected_purchases"], cum[:, -1], rtol=1e-9)
+    np.testing.assert_allclose(out["expected_spend"], spend, rtol=1e-12)
+    np.testing.assert_allclose(out["p_alive"], bg.p_alive(cdnow), rtol=1e-12)
+    # the same in days and years gives the same numbers
+    other = customer_lifetime_value(bg, gg, cdnow, horizon="1Y", step="1M", discount_rate=Rate(d, "M"),
+                                    margin=0.3)
+    np.testing.assert_allclose(other["clv"], out["clv"], rtol=1e-9)
+    # a discount lowers the value; no discount equals spend x expected purchases
+    flat = customer_lifetime_value(bg, gg, cdnow, horizon="12M", step="1M", discount_rate="0%/Y")
+    assert np.all(flat["clv"] >= out["clv"] / 0.3)
+    np.testing.assert_allclose(flat["clv"], spend * cum[:, -1], rtol=1e-9)
+
+
+def test_horizon_with_unit_in_predictions(bg, cdnow):
+    np.testing.assert_allclose(bg.conditional_expected_purchases("12M", cdnow),
+                               bg.conditional_expected_purchases(365.25 / 7, cdnow), rtol=1e-12)
+    np.testing.assert_allclose(bg.expected_purchases("14D"), bg.expected_purchases(2.0), rtol=1e-12)
+    pred = bg.predict(cdnow, "39W")
+    assert pred.index.equals(cdnow.index)
+    np.testing.assert_allclose(pred["expected_purchases"], bg.conditional_expected_purchases(39, cdnow), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# ClvModel and persistence
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clv_model(cdnow) -> ClvModel:
+    return ClvModel().fit(cdnow)
+
+
+def test_clv_model_matches_components(clv_model, bg, gg, cdnow):
+    np.testing.assert_allclose(pd.Series(clv_model.params_["bgnbd"])[BG], bg.params_[BG], rtol=1e-8)
+    np.testing.assert_allclose(pd.Series(clv_model.params_["gamma_gamma"])[GG], gg.params_[GG], rtol=1e-10)
+    assert clv_model.time_unit_ == "W"
+    assert clv_model.purchases_.n_customers_ == len(cdnow)
+    assert clv_model.purchases_.result_.n_rows < len(cdnow)  # fitted on the compressed table
+    pred = clv_model.predict(cdnow, "39W")
+    assert list(pred.columns) == ["expected_purchases", "p_alive", "expected_spend"]
+    value = clv_model.clv(cdnow, horizon="12M", discount_rate="10%/Y")
+    direct = customer_lifetime_value(bg, gg, cdnow, horizon="12M", discount_rate="10%/Y")
+    np.testing.assert_allclose(value["clv"], direct["clv"], rtol=1e-6)
+
+
+def test_clv_model_requires_time_unit(cdnow):
+    data = cdnow.copy()
+    data.attrs = {}
+    with pytest.raises(ClvInputError, match="time unit"):
+        ClvModel().fit(data)
+    assert ClvModel().fit(data, time_unit="W").time_unit_ == "W"
+
+
+def test_clv_model_without_spend(cdnow):
+    model = ClvModel().fit(cdnow[["frequency", "recency", "T"]], time_unit="W")
+    assert model.spend_ is None
+    assert "expected_spend" not in model.predict(cdnow).columns
+    with pytest.raises(ClvInputError, match="no spend model"):
+        model.clv(cdnow)
+
+
+def test_save_load_round_trip(clv_model, cdnow, tmp_path):
+    path = clv_model.save(tmp_path / "sub" / "model.json")
+    raw = Path(path).read_bytes()
+    assert not raw.startswith(b"\x80")  # not a pickle
+    doc = json.loads(raw.decode("utf-8"))
+    assert doc["format"] == "clv-forecast-model"
+    assert doc["time_unit"] == "W"
+    assert set(doc["bgnbd"]["params"]) == set(BG) and set(doc["gamma_gamma"]["params"]) == set(GG)
+    assert np.asarray(doc["bgnbd"]["cov"]).shape == (4, 4)
+    assert np.asarray(doc["gamma_gamma"]["cov"]).shape == (3, 3)
+    for lib in ("clv_forecast", "numpy", "scipy", "pandas", "python"):
+        assert doc["versions"][lib]
+    assert doc["training_data"]["n_customers"] == len(cdnow)
+
+    loaded = ClvModel.load(path)
+    pd.testing.assert_frame_equal(loaded.predict(cdnow, "39W"), clv_model.predict(cdnow, "39W"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        loaded.clv(cdnow, horizon="12M", discount_rate="10%/Y"),
+        clv_model.clv(cdnow, horizon="12M", discount_rate="10%/Y"), check_exact=True,
+    )
+    assert loaded.params_ == clv_model.params_
+    assert loaded.time_unit_ == "W"
+    np.testing.assert_array_equal(loaded.purchases_.result_.cov_params(), clv_model.purchases_.result_.cov_params())
+    pd.testing.assert_series_equal(loaded.purchases_.result_.bse, clv_model.purchases_.result_.bse)
+    assert loaded.purchases_.result_.aic == clv_model.purchases_.result_.aic
+    assert loaded.spend_.spend_frequency_correlation_ == pytest.approx(clv_model.spend_.spend_frequency_correlation_,
+                                                                      abs=1e-6)
+    assert loaded.summary() == clv_model.summary()
+
+
+def test_component_dict_round_trip(bg, gg, cdnow):
+    bg2 = BetaGeoModel.from_dict(json.loads(json.dumps(bg.to_dict())))
+    pd.testing.assert_frame_equal(bg2.predict(cdnow, 39), bg.predict(cdnow, 39), check_exact=True)
+    assert bg2.time_unit_ == "W" and bg2.n_customers_ == bg.n_customers_
+    gg2 = GammaGammaModel.from_dict(json.loads(json.dumps(gg.to_dict())))
+    np.testing.assert_array_equal(gg2.conditional_expected_spend(cdnow), gg.conditional_expected_spend(cdnow))
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(ClvInputError, match="not found"):
+        ClvModel.load(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ClvInputError, match="cannot read"):
+        ClvModel.load(bad)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"hello": 1}))
+    with pytest.raises(ClvInputError, match="not a clv-forecast model file"):
+        ClvModel.load(other)
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps({"format": "clv-forecast-model", "format_version": 99}))
+    with pytest.raises(ClvInputError, match="newer"):
+        ClvModel.load(newer)
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"format": "clv-forecast-model", "format_version": 1, "time_unit": "W",
+                                  "bgnbd": {"params": {"r": 1.0}}}))
+    with pytest.raises(ClvInputError, match="incomplete or corrupt"):
+        ClvModel.load(broken)
