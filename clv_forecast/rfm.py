@@ -228,6 +228,9 @@ def summarize(
             )
         if cal.start_ns // tick_ns > last_tick:
             raise ClvInputError(f"calibration_end={cal.label!r} is after the last transaction; {data_range}")
+        if observation_end is None and obs_boundary < cal_boundary:
+            # the default end (the last transaction) falls inside the calibration end's day
+            obs_last, obs_boundary = max(obs_last, cal_last), cal_boundary
         if obs_boundary < cal_boundary:
             raise ClvInputError(
                 f"observation_end={obs_label!r} is before calibration_end={cal.label!r}"

@@ -214,8 +214,19 @@ def test_p_alive_is_a_probability(params, data):
     assert np.all(later >= pa * (1 - 1e-12))
 
 
+NEW = (np.array([0.0]), np.array([0.0]), np.array([0.0]))  # x = 0, T = 0: a customer just acquired
+
+
 @SETTINGS
 @given(params=bg_params, data=customers(), t1=horizon, t2=horizon)
+# Inputs that broke earlier versions (found by this test): -inf for large a (2F1 overflow times an
+# underflowing power), NaN when r and a are both large, 0/0 at a = 1 exactly, a negative value
+# (-5.7e-9) for a tiny horizon at a = 1.
+@example(params=(1.0, 1.0, math.exp(6.0), 1.0), data=NEW, t1=0.0, t2=5.0)
+@example(params=(math.exp(6.0), 1.0, math.exp(6.0), math.e), data=NEW, t1=0.0, t2=362.0)
+@example(params=(1.0, 1.0, 1.0, 1.0), data=NEW, t1=0.0, t2=0.0)
+@example(params=(math.exp(3.0), 1.0, 1.0, 1.0), data=NEW, t1=0.0, t2=3.314217854823918e-68)
+@example(params=(0.243, 4.414, 1.0, 2.426), data=(np.array([0.0, 2.0, 21.0]), np.array([0.0, 30.4, 4.71]), np.array([38.9, 38.9, 29.29])), t1=1.0, t2=39.0)
 def test_conditional_expected_purchases_finite_nonnegative_monotone(params, data, t1, t2):
     x, t_x, T = data
     t1, t2 = sorted((t1, t2))
@@ -229,9 +240,13 @@ def test_conditional_expected_purchases_finite_nonnegative_monotone(params, data
 
 @SETTINGS
 @given(params=bg_params, t1=horizon, t2=horizon)
+@example(params=(math.exp(5.0), 1.0, math.exp(0.125), 1.0), t1=0.0, t2=119.0)  # was -inf (2F1 overflow)
+@example(params=(1.0, 1.0, 1.0, 1.0), t1=0.0, t2=10.0)  # a = 1: was ZeroDivisionError
+@example(params=(math.exp(3.0), 1.0, 1.0, 1.0), t1=0.0, t2=3.314217854823918e-68)
 def test_expected_purchases_new_customer_finite_nonnegative_monotone(params, t1, t2):
     t1, t2 = sorted((t1, t2))
-    e1, e2 = bgnbd.expected_purchases(np.array([t1, t2]), *params)
+    e1 = float(np.squeeze(bgnbd.expected_purchases(t1, *params)))
+    e2 = float(np.squeeze(bgnbd.expected_purchases(t2, *params)))
     assert _finite(e1, e2), (params, t1, t2, e1, e2)
     assert e1 >= 0 and e2 >= 0, (params, t1, t2, e1, e2)
     assert e2 >= e1 - 1e-9 * abs(e2), (params, t1, t2, e1, e2)
@@ -258,3 +273,63 @@ def test_prob_purchases_sum_to_one_and_mean(params, t):
     if a > 1.5:
         mean = float(np.dot(n, pr))
         assert mean == pytest.approx(float(bgnbd.expected_purchases(t, *params)), rel=1e-6, abs=1e-9)
+
+
+@SETTINGS
+@given(params=bg_params, data=customers(), log_c=st.floats(-5.0, 5.0))
+def test_bgnbd_change_of_time_unit(params, data, log_c):
+    """Measuring time in a unit c times smaller (t -> c t, alpha -> c alpha) changes nothing observable;
+    the log-likelihood changes only by the Jacobian of the recency density, -x ln c."""
+    r, alpha, a, b = params
+    x, t_x, T = data
+    c = math.exp(log_c)
+    ll = bgnbd.loglik(r, alpha, a, b, x, t_x, T)
+    ll_c = bgnbd.loglik(r, alpha * c, a, b, x, t_x * c, T * c)
+    np.testing.assert_allclose(ll_c, ll - x * log_c, rtol=1e-9, atol=1e-9 * (1 + np.abs(ll).max()))
+    pa = bgnbd.p_alive(x, t_x, T, *params)
+    pa_c = bgnbd.p_alive(x, t_x * c, T * c, r, alpha * c, a, b)
+    np.testing.assert_allclose(pa_c, pa, rtol=1e-7, atol=1e-300)
+
+
+# --------------------------------------------------------------------------------------------
+# hard points against 20-digit reference values (computed once with mpmath at 60 digits from
+# FHL 2005 eq. 9 / eq. 10 in the paper's own form; at a = 1 the limit a -> 1 + 1e-40)
+# --------------------------------------------------------------------------------------------
+
+E = math.exp
+REFERENCE_EXPECTED = [
+    # (t, r, alpha, a, b), E[X(t)]
+    pytest.param((119.0, E(5.0), 1.0, E(0.125), 1.0), 6.3363861647056149579, id="large-r"),
+    pytest.param((10.0, 1.0, 1.0, 1.0, 1.0), 2.3978952727983705441, id="a=1 (ln 11)"),
+    pytest.param((39.0, 0.243, 4.414, 1.0, 2.426), 1.0842790105915187835, id="a=1 cdnow-like"),
+    pytest.param((8327.178494, 4.621582, 0.198166, 2.481095, 821.519376), 555.40268868320498718, id="large-b-long-t"),
+    pytest.param((4503.393666, 402.032438, 0.140207, 2.686451, 0.085353), 1.0506110168631348344, id="large-r-small-b"),
+]
+REFERENCE_CONDITIONAL = [
+    # (t, x, t_x, T, r, alpha, a, b), E[Y(t) | x, t_x, T]
+    pytest.param((5.0, 0, 0.0, 0.0, 1.0, 1.0, E(6.0), 1.0), 0.83505753530535212072, id="large-a"),
+    pytest.param((362.0, 0, 0.0, 0.0, E(6.0), 1.0, E(6.0), E(1.0)), 1.0067546902021266954, id="large-r-large-a"),
+    pytest.param((10.0, 99, 0.0, 0.0, E(-2.0), 1.0, E(-2.0), 1.0), 795.92722369529267251, id="a+b-1-r=1e-16"),
+    pytest.param((10.0, 2, 5.0, 10.0, 1.0, 1.0, 1.0, 1.0), 0.47534248765902891569, id="a=1"),
+    pytest.param((39.0, 21, 4.71, 29.29, 0.243, 4.414, 0.793, 2.426), 4.4994941838285143543e-10, id="cdnow-1901"),
+]
+
+
+@pytest.mark.parametrize("args, expected", REFERENCE_EXPECTED)
+def test_expected_purchases_reference_values(args, expected):
+    assert float(np.squeeze(bgnbd.expected_purchases(*args))) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("args, expected", REFERENCE_CONDITIONAL)
+def test_conditional_expected_purchases_reference_values(args, expected):
+    t, x, t_x, T, *params = args
+    value = bgnbd.conditional_expected_purchases(t, np.array([float(x)]), np.array([t_x]), np.array([T]), *params)
+    assert float(value[0]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_tiny_horizon_is_rate_times_time():
+    """For t -> 0, E[X(t)] ~ t E[lambda] = t r / alpha (a customer just acquired is alive)."""
+    r = E(3.0)
+    for a in (0.5, 1.0, 2.0):
+        value = float(np.squeeze(bgnbd.expected_purchases(3.314217854823918e-68, r, 1.0, a, 1.0)))
+        assert value == pytest.approx(r * 3.314217854823918e-68, rel=1e-6)

@@ -216,7 +216,19 @@ def _bracket_forms(t, x, T, r, alpha, a, b) -> np.ndarray:
     return 1.0 - value
 
 
-def _if_alive_by_quadrature(t, x, T, r, alpha, a, b, nodes: int = 96) -> np.ndarray:
+def _tanh_sinh(step: float = 1 / 16, half_width: float = 3.25) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tanh-sinh nodes on (0, 1): ``u``, ``1 - u`` (both accurate near the ends) and weights."""
+    s = np.arange(-half_width, half_width + step / 2, step)
+    y = 2.0 * (np.pi / 2) * np.sinh(s)
+    u, v = special.expit(y), special.expit(-y)
+    w = step * 2.0 * u * v * (np.pi / 2) * np.cosh(s)
+    return u, v, w
+
+
+_TANH_SINH = _tanh_sinh()
+
+
+def _if_alive_by_quadrature(t, x, T, r, alpha, a, b) -> np.ndarray:
     r"""Expected purchases in (T, T+t] of an active customer, as an integral over his dropout probability.
 
     Given activity, ``lambda ~ Gamma(r+x, alpha+T)`` and ``p ~ Beta(a, b+x)``; a customer with
@@ -225,16 +237,17 @@ def _if_alive_by_quadrature(t, x, T, r, alpha, a, b, nodes: int = 96) -> np.ndar
     .. math:: \int_0^1 \frac{1 - (1 + p t / (\alpha+T))^{-(r+x)}}{p}\, \mathrm{Beta}(p; a, b+x)\, dp
               = \int_0^1 h(F^{-1}(u))\, du
 
-    evaluated by Gauss-Legendre in the Beta quantile ``u`` (``scipy.special.betaincinv``). Used where
-    the hypergeometric forms fail or lose precision (see :func:`_bracket_forms`); agrees with them
-    to about 1e-7 relative on CDNOW.
+    evaluated by tanh-sinh quadrature in the Beta quantile ``u`` (``scipy.special.betaincinv``;
+    the upper half through the mirrored Beta so that ``p`` near 1 keeps its digits). The
+    quantile's endpoint singularities are what tanh-sinh handles well: about 1e-12 relative.
+    Used where the hypergeometric forms fail or lose precision (see :func:`_expected_if_alive`).
     """
-    u, w = np.polynomial.legendre.leggauss(nodes)
-    u, w = (u + 1.0) / 2.0, w / 2.0
-    x, t, T = (np.asarray(v, dtype=np.float64)[:, None] for v in (x, t, T))
-    p = special.betaincinv(a, b + x, u[None, :])
-    shape, rate = r + x, alpha + T
+    u, v, w = _TANH_SINH
+    x, t, T = (np.asarray(vv, dtype=np.float64)[:, None] for vv in (x, t, T))
+    big_b = b + x
     with np.errstate(all="ignore"):
+        p = np.where(u < 0.5, special.betaincinv(a, big_b, u), 1.0 - special.betaincinv(big_b, a, v))
+        shape, rate = r + x, alpha + T
         h = -np.expm1(-shape * np.log1p(p * t / rate)) / p
     h = np.where(p > 0, h, shape * t / rate)
     return h @ w

@@ -1,0 +1,498 @@
+"""Tests for clv_forecast.rfm: the CDNOW reference summary, holdout columns, merge modes, units,
+compress, attrs accounting and option errors."""
+
+from __future__ import annotations
+
+import warnings
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+from clv_forecast.datasets import (
+    CDNOW_CALIBRATION_END,
+    CDNOW_OBSERVATION_END,
+    cdnow_sample_path,
+    load_cdnow_sample,
+)
+from clv_forecast.errors import ClvInputError
+from clv_forecast.rfm import compress, summarize
+from clv_forecast.transactions import read_transactions
+
+REFERENCE = Path(__import__("lifetimes").__file__).parent / "datasets" / "cdnow_customers_summary_with_transactions.csv" if __import__("importlib").util.find_spec("lifetimes") else None
+
+
+@pytest.fixture(scope="module")
+def cdnow() -> pd.DataFrame:
+    return load_cdnow_sample()
+
+
+@pytest.fixture(scope="module")
+def cdnow_rfm(cdnow) -> pd.DataFrame:
+    return summarize(
+        cdnow,
+        amount_col="amount",
+        calibration_end=CDNOW_CALIBRATION_END,
+        observation_end=CDNOW_OBSERVATION_END,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# datasets
+# ----------------------------------------------------------------------------------------------
+
+
+def test_load_cdnow_sample(cdnow):
+    assert cdnow_sample_path().is_file()
+    assert list(cdnow.columns) == ["master_id", "customer_id", "date", "cds", "amount"]
+    assert len(cdnow) == 6919 and cdnow["customer_id"].nunique() == 2357
+    assert pd.api.types.is_datetime64_dtype(cdnow["date"])
+    assert cdnow["cds"].dtype == np.int64 and cdnow["amount"].dtype == np.float64
+    first = cdnow.iloc[0]
+    assert (first.master_id, first.customer_id, first.date, first.cds, first.amount) == (
+        4, 1, pd.Timestamp("1997-01-01"), 2, 29.33
+    )
+    assert cdnow["date"].min() == pd.Timestamp("1997-01-01") and cdnow["date"].max() == pd.Timestamp("1998-06-30")
+
+
+# ----------------------------------------------------------------------------------------------
+# (a) the published CDNOW summary, all 2357 customers
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference() -> pd.DataFrame:
+    if REFERENCE is None or not REFERENCE.exists():
+        pytest.skip("lifetimes' CDNOW reference summary is not installed")
+    return pd.read_csv(REFERENCE).set_index("ID")
+
+
+def test_cdnow_reference_frequency_recency_T(cdnow_rfm, reference):
+    assert len(cdnow_rfm) == len(reference) == 2357
+    assert (cdnow_rfm.index == reference.index).all()
+    assert (cdnow_rfm["frequency"] == reference["x"]).all()
+    assert (np.round(cdnow_rfm["recency"], 2) == reference["t_x"]).all()
+    assert (np.round(cdnow_rfm["T"], 2) == reference["T"]).all()
+    # customer 1 of the brief: purchases 1997-01-01, 01-18, 08-02
+    row = cdnow_rfm.loc[1]
+    assert row["frequency"] == 2 and row["recency"] == 213 / 7.0 and row["T"] == 272 / 7.0
+
+
+def test_cdnow_reference_monetary_value(cdnow, cdnow_rfm, reference):
+    ours = cdnow_rfm["monetary_value"]
+    assert ours.loc[1] == pytest.approx((29.73 + 14.96) / 2, abs=1e-12)
+    # exact decimal mean of the merged (same-day summed) repeat purchases, computed independently
+    cal = cdnow[cdnow["date"] <= CDNOW_CALIBRATION_END]
+    exact = {}
+    for cid, group in cal.groupby("customer_id"):
+        days = {}
+        for date, amount in zip(group["date"], group["amount"]):
+            days[date] = days.get(date, Decimal(0)) + Decimal(repr(amount))
+        values = [days[d] for d in sorted(days)][1:]
+        exact[cid] = sum(values, Decimal(0)) / len(values) if values else Decimal(0)
+    exact = pd.Series(exact).sort_index()
+    assert np.allclose(ours.to_numpy(), exact.astype(float).to_numpy(), rtol=0, atol=1e-9)
+    # the reference rounds the exact mean half-up: that reproduces zbar for every customer
+    half_up = exact.map(lambda v: float(v.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)))
+    assert (half_up.to_numpy() == reference["zbar"].to_numpy()).all()
+    # np.round agrees everywhere except on exact half-cent means (binary 22.345 is 22.34499..)
+    differs = np.round(ours, 2) != reference["zbar"]
+    is_half = exact.map(lambda v: (v * 1000) % 10 == 5 and (v * 1000) == int(v * 1000)).to_numpy()
+    assert differs.sum() > 0
+    assert not (differs.to_numpy() & ~is_half).any()
+    assert (np.abs(ours[differs] - reference["zbar"][differs]) < 0.0051).all()
+
+
+def test_cdnow_from_standard_frame_and_from_raw_file(cdnow, cdnow_rfm, tmp_path):
+    standard = read_transactions(cdnow, date_col="date", amount_col="amount")
+    again = summarize(standard, calibration_end=CDNOW_CALIBRATION_END, observation_end=CDNOW_OBSERVATION_END)
+    pd.testing.assert_frame_equal(again, cdnow_rfm)
+    # CSV with YYYYMMDD integers, as in the raw file
+    path = tmp_path / "cdnow.csv"
+    pl.read_csv(
+        cdnow_sample_path(), has_header=False, separator="\x1f", new_columns=["line"]
+    )  # the raw file is readable as one text column
+    cdnow.assign(date=cdnow["date"].dt.strftime("%Y%m%d").astype(int)).to_csv(path, index=False)
+    from_csv = summarize(
+        path, amount_col="amount", calibration_end="19970930", observation_end=CDNOW_OBSERVATION_END
+    )
+    pd.testing.assert_frame_equal(from_csv, cdnow_rfm, check_like=False)
+
+
+def test_output_structure(cdnow_rfm):
+    assert list(cdnow_rfm.columns) == [
+        "frequency", "recency", "T", "monetary_value",
+        "frequency_holdout", "monetary_value_holdout", "duration_holdout",
+    ]
+    assert cdnow_rfm.index.name == "customer_id"
+    assert cdnow_rfm.index.is_monotonic_increasing and cdnow_rfm.index.is_unique
+    assert cdnow_rfm["frequency"].dtype == np.int64 and cdnow_rfm["frequency_holdout"].dtype == np.int64
+    for column in ("recency", "T", "monetary_value", "monetary_value_holdout", "duration_holdout"):
+        assert cdnow_rfm[column].dtype == np.float64
+    assert cdnow_rfm.attrs["time_unit"] == "W" and cdnow_rfm.attrs["merge"] == "D"
+    assert cdnow_rfm.attrs["calibration_end"] == "1997-09-30"
+    assert cdnow_rfm.attrs["observation_end"] == "1998-06-30"
+
+
+def test_no_calibration_columns_without_split(cdnow):
+    rfm = summarize(cdnow)
+    assert list(rfm.columns) == ["frequency", "recency", "T"]
+    assert rfm.attrs["calibration_end"] is None
+    assert rfm.attrs["observation_end"] == "1998-06-30T00:00:00"
+    # T runs to the last transaction (1998-06-30) = 545 days after 1997-01-01
+    assert rfm.loc[1, "T"] == 545 / 7.0
+
+
+# ----------------------------------------------------------------------------------------------
+# (b) holdout columns against lifetimes
+# ----------------------------------------------------------------------------------------------
+
+
+def test_cdnow_holdout_against_lifetimes(cdnow, cdnow_rfm):
+    utils = pytest.importorskip("lifetimes.utils")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = utils.calibration_and_holdout_data(
+            cdnow, "customer_id", "date", CDNOW_CALIBRATION_END, CDNOW_OBSERVATION_END,
+            freq="D", monetary_value_col="amount",
+        )
+    ours = cdnow_rfm
+    assert (ours.index == theirs.index).all()
+    # days / 7.0 exactly: integer buckets, one final division
+    assert (ours["frequency"] == theirs["frequency_cal"]).all()
+    assert (ours["recency"] == theirs["recency_cal"] / 7.0).all()
+    assert (ours["T"] == theirs["T_cal"] / 7.0).all()
+    np.testing.assert_allclose(ours["monetary_value"], theirs["monetary_value_cal"], rtol=1e-13, atol=1e-12)
+    assert (ours["frequency_holdout"] == theirs["frequency_holdout"]).all()
+    assert (ours["duration_holdout"] == theirs["duration_holdout"] / 7.0).all()
+    assert (ours["duration_holdout"] == 39.0).all()  # 1997-09-30 -> 1998-06-30 = 273 days
+
+    # monetary_value_holdout: ours is the mean of the MERGED (same-day summed) holdout purchases,
+    # consistent with frequency_holdout and with the calibration monetary_value; lifetimes
+    # averages the raw holdout rows. They agree wherever no customer bought twice on one day.
+    holdout = cdnow[(cdnow["date"] > CDNOW_CALIBRATION_END) & (cdnow["date"] <= CDNOW_OBSERVATION_END)]
+    same_day = holdout[holdout.duplicated(["customer_id", "date"], keep=False)]["customer_id"].unique()
+    assert len(same_day) > 0
+    clean = ~ours.index.isin(same_day)
+    np.testing.assert_allclose(
+        ours.loc[clean, "monetary_value_holdout"], theirs.loc[clean, "monetary_value_holdout"], rtol=1e-13, atol=1e-12
+    )
+    merged = holdout.groupby(["customer_id", "date"])["amount"].sum().groupby("customer_id").mean()
+    np.testing.assert_allclose(ours.loc[merged.index, "monetary_value_holdout"], merged, rtol=1e-13, atol=1e-12)
+    raw = holdout.groupby("customer_id")["amount"].mean()
+    np.testing.assert_allclose(theirs.loc[same_day, "monetary_value_holdout"], raw.loc[same_day], rtol=1e-13)
+    assert (ours.loc[~ours.index.isin(holdout["customer_id"]), "monetary_value_holdout"] == 0.0).all()
+
+
+def test_random_data_against_naive_reference():
+    """Merged-by-day weekly summary with holdout vs a straightforward pandas computation."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    frame = pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, 400, n),
+            "date": pd.Timestamp("2020-01-01")
+            + pd.to_timedelta(rng.integers(0, 300 * 86400, n), unit="s"),
+            "amount": np.round(rng.gamma(2.0, 10.0, n), 2),
+        }
+    )
+    cal_end, obs_end = pd.Timestamp("2020-06-30"), pd.Timestamp("2020-09-30")
+    ours = summarize(frame, amount_col="amount", calibration_end="2020-06-30", observation_end="2020-09-30")
+    frame["day"] = (frame["date"] - pd.Timestamp("1970-01-01")).dt.days
+    cal = frame[frame["date"] < cal_end + pd.Timedelta(days=1)]
+    hold = frame[(frame["date"] >= cal_end + pd.Timedelta(days=1)) & (frame["date"] < obs_end + pd.Timedelta(days=1))]
+    daily = cal.groupby(["customer_id", "day"])["amount"].sum().reset_index()
+    expected = {}
+    cal_day = (cal_end - pd.Timestamp("1970-01-01")).days
+    for cid, group in daily.groupby("customer_id"):
+        days, amounts = group["day"].to_numpy(), group["amount"].to_numpy()
+        h = hold[hold["customer_id"] == cid].groupby("day")["amount"].sum()
+        expected[cid] = {
+            "frequency": len(days) - 1,
+            "recency": (days[-1] - days[0]) / 7.0,
+            "T": (cal_day - days[0]) / 7.0,
+            "monetary_value": amounts[1:].mean() if len(days) > 1 else 0.0,
+            "frequency_holdout": len(h),
+            "monetary_value_holdout": h.mean() if len(h) else 0.0,
+            "duration_holdout": 92 / 7.0,
+        }
+    expected = pd.DataFrame.from_dict(expected, orient="index").sort_index()
+    assert (ours.index == expected.index).all()
+    for column in ("frequency", "recency", "T", "frequency_holdout", "duration_holdout"):
+        assert (ours[column].to_numpy() == expected[column].to_numpy()).all(), column
+    for column in ("monetary_value", "monetary_value_holdout"):
+        np.testing.assert_allclose(ours[column], expected[column], rtol=1e-12, atol=1e-12)
+    late = set(hold["customer_id"]) - set(cal["customer_id"])
+    assert ours.attrs["n_customers_first_purchase_after_calibration"] == len(late)
+
+
+# ----------------------------------------------------------------------------------------------
+# (c) merge modes and time units on hand-computed cases
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def small() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": ["A", "A", "A", "A", "B", "B"],
+            "date": pd.to_datetime(
+                [
+                    "2020-01-01 10:00", "2020-01-01 10:00", "2020-01-01 22:00", "2020-01-03 04:00",
+                    "2020-01-02 00:00", "2020-01-10 12:00",
+                ]
+            ),
+            "amount": [10.0, 5.0, 7.0, 3.0, 1.0, 2.0],
+        }
+    )
+
+
+def test_exact_merge_without_split(small):
+    rfm = summarize(small, amount_col="amount", merge="exact", time_unit="D")
+    assert rfm.index.tolist() == ["A", "B"]
+    a, b = rfm.loc["A"], rfm.loc["B"]
+    # A: 10:00 twice (one purchase of 15), 22:00, 01-03 04:00 -> 2 repeats of 7 and 3
+    assert a["frequency"] == 2 and a["monetary_value"] == 5.0
+    assert a["recency"] == 42 / 24 and a["T"] == (9 * 24 + 2) / 24  # to the last transaction
+    assert b["frequency"] == 1 and b["recency"] == 8.5 and b["T"] == 8.5 and b["monetary_value"] == 2.0
+    assert rfm.attrs["merge"] == "exact" and rfm.attrs["time_unit"] == "D"
+
+
+def test_exact_merge_with_split(small):
+    rfm = summarize(
+        small, amount_col="amount", merge="exact", time_unit="D",
+        calibration_end="2020-01-05", observation_end="2020-01-10",
+    )
+    a, b = rfm.loc["A"], rfm.loc["B"]
+    # a date is inclusive: the calibration boundary is 2020-01-06 00:00, the observation one 01-11
+    assert a["T"] == 4 + 14 / 24 and a["frequency_holdout"] == 0 and a["monetary_value_holdout"] == 0.0
+    assert b["frequency"] == 0 and b["recency"] == 0.0 and b["T"] == 4.0 and b["monetary_value"] == 0.0
+    assert b["frequency_holdout"] == 1 and b["monetary_value_holdout"] == 2.0
+    assert (rfm["duration_holdout"] == 5.0).all()
+    assert rfm.attrs["calibration_end"] == "2020-01-05" and rfm.attrs["observation_end"] == "2020-01-10"
+
+
+def test_calibration_end_with_a_time_is_an_instant(small):
+    rfm = summarize(small, amount_col="amount", merge="exact", time_unit="h", calibration_end="2020-01-03 03:00")
+    a = rfm.loc["A"]
+    assert a["frequency"] == 1 and a["recency"] == 12.0 and a["T"] == 41.0
+    assert a["frequency_holdout"] == 1 and a["monetary_value_holdout"] == 3.0
+    assert a["duration_holdout"] == (7 * 24 + 9)  # 01-03 03:00 -> last transaction 01-10 12:00
+    assert rfm.attrs["calibration_end"] == "2020-01-03T03:00:00"
+
+
+def test_day_merge(small):
+    rfm = summarize(small, amount_col="amount", time_unit="D", calibration_end="2020-01-05")
+    a = rfm.loc["A"]
+    # 01-01 (10 + 5 + 7 merged) and 01-03 (3)
+    assert a["frequency"] == 1 and a["recency"] == 2.0 and a["T"] == 4.0 and a["monetary_value"] == 3.0
+    assert rfm.loc["B", "T"] == 3.0
+    assert (rfm["duration_holdout"] == 5.0).all()  # bucket of 01-10 minus bucket of 01-05
+
+
+def test_hour_merge(small):
+    rfm = summarize(small, amount_col="amount", time_unit="D", merge="h")
+    a = rfm.loc["A"]
+    assert a["frequency"] == 2 and a["recency"] == 42 / 24 and a["monetary_value"] == 5.0
+    assert a["T"] == (9 * 24 + 2) / 24  # hour bucket of 01-10 12:00 minus that of 01-01 10:00
+
+
+def test_week_merge_uses_epoch_aligned_buckets(small):
+    # weeks start on Thursdays (1970-01-01 was one): 2020-01-01 (Wed) and 01-03 (Fri) differ
+    rfm = summarize(small, amount_col="amount", merge="W")
+    a, b = rfm.loc["A"], rfm.loc["B"]
+    assert a["frequency"] == 1 and a["recency"] == 1.0 and a["monetary_value"] == 3.0
+    assert a["T"] == 2.0  # 01-10 lies in the week starting Thursday 01-09
+    assert b["frequency"] == 1 and b["recency"] == 1.0 and b["T"] == 1.0
+    assert rfm.attrs["merge"] == "W"
+
+
+def test_two_day_merge():
+    frame = pd.DataFrame(
+        {"customer_id": [1, 1, 1], "date": pd.to_datetime(["1970-01-01", "1970-01-02", "1970-01-03"])}
+    )
+    rfm = summarize(frame, merge="2D", time_unit="D")
+    assert rfm.loc[1, "frequency"] == 1 and rfm.loc[1, "recency"] == 2.0 and rfm.loc[1, "T"] == 2.0
+    assert rfm.attrs["merge"] == "2D"
+
+
+@pytest.mark.parametrize("unit, days", [("D", 1.0), ("W", 7.0), ("2W", 14.0), ("M", 30.4375), ("Y", 365.25)])
+def test_time_units_divide_integer_days_once(cdnow, unit, days):
+    rfm = summarize(cdnow, time_unit=unit, calibration_end=CDNOW_CALIBRATION_END, observation_end=CDNOW_OBSERVATION_END)
+    in_days = summarize(cdnow, time_unit="D", calibration_end=CDNOW_CALIBRATION_END, observation_end=CDNOW_OBSERVATION_END)
+    assert (in_days["recency"] == np.round(in_days["recency"])).all()
+    for column in ("recency", "T", "duration_holdout"):
+        assert (rfm[column].to_numpy() == in_days[column].to_numpy() / days).all(), column
+    assert rfm.attrs["time_unit"] == unit
+
+
+def test_timestamps_with_time_zone_use_wall_clock():
+    frame = pl.DataFrame(
+        {"customer_id": [1, 1], "date": ["2020-01-01 23:30", "2020-01-02 00:30"]}
+    ).with_columns(pl.col("date").str.to_datetime().dt.replace_time_zone("America/New_York"))
+    rfm = summarize(frame, time_unit="D")
+    assert rfm.loc[1, "frequency"] == 1 and rfm.loc[1, "recency"] == 1.0
+
+
+def test_integer_ids_of_other_types_and_string_ids_sorted():
+    frame = pl.DataFrame(
+        {"customer_id": pl.Series([30, 10, 20, 10], dtype=pl.Int32), "date": ["2020-01-01", "2020-01-02", "2020-01-03", "2020-01-04"]}
+    )
+    rfm = summarize(frame, time_unit="D")
+    assert rfm.index.tolist() == [10, 20, 30] and rfm.loc[10, "recency"] == 2.0
+    strings = summarize(frame.with_columns(pl.col("customer_id").cast(pl.String)), time_unit="D")
+    assert strings.index.tolist() == ["10", "20", "30"]
+    pd.testing.assert_frame_equal(strings.reset_index(drop=True), rfm.reset_index(drop=True))
+
+
+def test_negative_amounts_are_returns():
+    frame = pd.DataFrame(
+        {"customer_id": [1, 1, 1], "date": pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-02"]), "amount": [5.0, 4.0, -1.0]}
+    )
+    rfm = summarize(frame, amount_col="amount", time_unit="D")
+    assert rfm.loc[1, "frequency"] == 1 and rfm.loc[1, "monetary_value"] == 3.0
+
+
+# ----------------------------------------------------------------------------------------------
+# (d) compress
+# ----------------------------------------------------------------------------------------------
+
+
+def test_compress_round_trip(cdnow_rfm):
+    columns = ["frequency", "recency", "T"]
+    unique, inverse = compress(cdnow_rfm, return_inverse=True)
+    assert list(unique.columns) == columns + ["count"]
+    assert unique["count"].dtype == np.int64 and unique["count"].sum() == len(cdnow_rfm)
+    assert len(unique) < len(cdnow_rfm)
+    assert not unique.duplicated(columns).any()
+    assert unique.equals(unique.sort_values(columns, ignore_index=True))
+    assert inverse.shape == (len(cdnow_rfm),) and inverse.dtype == np.int64
+    rebuilt = unique[columns].to_numpy()[inverse]
+    assert (rebuilt == cdnow_rfm[columns].to_numpy()).all()
+    assert (np.bincount(inverse, minlength=len(unique)) == unique["count"].to_numpy()).all()
+    assert unique["frequency"].dtype == np.int64
+    assert unique.attrs == cdnow_rfm.attrs
+
+
+def test_compress_sums_existing_counts(cdnow_rfm):
+    unique = compress(cdnow_rfm)
+    pd.testing.assert_frame_equal(compress(unique), unique)
+    by_frequency = compress(unique, columns=["frequency"])
+    expected = cdnow_rfm["frequency"].value_counts().sort_index()
+    assert (by_frequency["frequency"].to_numpy() == expected.index.to_numpy()).all()
+    assert (by_frequency["count"].to_numpy() == expected.to_numpy()).all()
+
+
+def test_compress_other_columns_and_errors(cdnow_rfm):
+    unique = compress(cdnow_rfm, columns=("frequency", "recency", "T", "monetary_value"))
+    assert unique["count"].sum() == len(cdnow_rfm)
+    with pytest.raises(ClvInputError, match="column 'nope' not found"):
+        compress(cdnow_rfm, columns=("frequency", "nope"))
+
+
+def test_compress_merges_signed_zeros():
+    frame = pd.DataFrame({"frequency": [0, 0], "recency": [0.0, -0.0], "T": [1.0, 1.0]})
+    unique, inverse = compress(frame, return_inverse=True)
+    assert len(unique) == 1 and unique["count"].tolist() == [2] and inverse.tolist() == [0, 0]
+
+
+# ----------------------------------------------------------------------------------------------
+# (e) every input row is accounted for
+# ----------------------------------------------------------------------------------------------
+
+
+def test_attrs_account_for_every_row():
+    frame = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 1, 2, 2, 3, 3, 4, 1],
+            "date": pd.to_datetime(
+                [
+                    "2020-01-01", "2020-01-01", "2020-02-10",  # 1: same-day pair, then holdout
+                    "2020-01-15", "2020-01-20",  # 2: calibration only
+                    "2020-02-05", "2020-02-06",  # 3: first purchase after calibration
+                    "2020-04-01",  # 4: only after the observation end
+                    "2020-03-31",  # 1: after the observation end
+                ]
+            ),
+        }
+    )
+    rfm = summarize(frame, calibration_end="2020-01-31", observation_end="2020-03-15", time_unit="D")
+    attrs = rfm.attrs
+    assert rfm.index.tolist() == [1, 2]
+    assert attrs["n_transactions"] == 9
+    assert attrs["n_customers"] == 2
+    assert attrs["n_transactions_after_observation_end"] == 2
+    assert attrs["n_customers_first_purchase_after_calibration"] == 1
+    assert attrs["n_transactions_first_purchase_after_calibration"] == 2
+    used = 9 - attrs["n_transactions_after_observation_end"] - attrs["n_transactions_first_purchase_after_calibration"]
+    assert used == 5  # rows of customers 1 and 2 inside the observation window
+    assert rfm.loc[1, "frequency"] == 0 and rfm.loc[1, "frequency_holdout"] == 1
+    assert rfm.loc[1, "duration_holdout"] == 44.0  # 2020-01-31 -> 2020-03-15
+
+
+def test_cdnow_attrs_accounting(cdnow):
+    rfm = summarize(cdnow, calibration_end=CDNOW_CALIBRATION_END, observation_end="1998-03-31")
+    after = int((cdnow["date"] > "1998-03-31").sum())
+    attrs = rfm.attrs
+    assert attrs["n_transactions"] == len(cdnow) == 6919
+    assert attrs["n_transactions_after_observation_end"] == after > 0
+    assert attrs["n_customers"] == len(rfm) == 2357
+    assert attrs["n_customers_first_purchase_after_calibration"] == 0
+    holdout = cdnow[(cdnow["date"] > CDNOW_CALIBRATION_END) & (cdnow["date"] <= "1998-03-31")]
+    assert rfm["frequency_holdout"].sum() == len(holdout.drop_duplicates(["customer_id", "date"]))
+    calibration = cdnow[cdnow["date"] <= CDNOW_CALIBRATION_END]
+    assert (rfm["frequency"] + 1).sum() == len(calibration.drop_duplicates(["customer_id", "date"]))
+
+
+# ----------------------------------------------------------------------------------------------
+# (f) option errors
+# ----------------------------------------------------------------------------------------------
+
+
+def error_of(frame, **kw) -> str:
+    with pytest.raises(ClvInputError) as info:
+        summarize(frame, **kw)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_calibration_end_before_first_transaction(cdnow):
+    message = error_of(cdnow, calibration_end="1996-12-31")
+    assert "calibration_end='1996-12-31'" in message and "before the first transaction" in message
+    assert "1997-01-01T00:00:00 to 1998-06-30T00:00:00" in message
+
+
+def test_calibration_end_after_last_transaction(cdnow):
+    message = error_of(cdnow, calibration_end="1998-07-01")
+    assert "calibration_end='1998-07-01'" in message and "after the last transaction" in message
+    assert "1997-01-01T00:00:00 to 1998-06-30T00:00:00" in message
+
+
+def test_calibration_end_on_the_last_day_is_allowed(cdnow):
+    rfm = summarize(cdnow, calibration_end="1998-06-30")
+    assert (rfm["frequency_holdout"] == 0).all() and (rfm["duration_holdout"] == 0.0).all()
+
+
+def test_observation_end_before_calibration_end(cdnow):
+    message = error_of(cdnow, calibration_end="1997-09-30", observation_end="1997-06-30")
+    assert "observation_end='1997-06-30' is before calibration_end='1997-09-30'" in message
+
+
+def test_observation_end_before_first_transaction(cdnow):
+    message = error_of(cdnow, observation_end="1990-01-01")
+    assert "observation_end='1990-01-01'" in message and "before the first transaction" in message
+
+
+def test_unparseable_calibration_end(cdnow):
+    message = error_of(cdnow, calibration_end="soon")
+    assert "calibration_end='soon'" in message and "not a date" in message
+
+
+@pytest.mark.parametrize("option, value", [("time_unit", "fortnight"), ("time_unit", "-2W"), ("merge", "X"), ("merge", "0D")])
+def test_bad_time_unit_and_merge(cdnow, option, value):
+    message = error_of(cdnow, **{option: value})
+    assert f"{option}={value!r}" in message
