@@ -284,8 +284,28 @@ def mib(kib) -> str:
     return f"{kib / 1024:,.0f}"
 
 
+def environment() -> str:
+    import platform
+
+    import polars
+    import scipy
+
+    import clv_forecast
+
+    try:
+        from importlib.metadata import version
+        lt = version("lifetimes")
+    except Exception:  # noqa: BLE001 - informational only
+        lt = "?"
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"python {platform.python_version()}, clv-forecast {clv_forecast.__version__}, lifetimes {lt}, "
+            f"numpy {np.__version__}, pandas {pd.__version__}, polars {polars.__version__}, scipy {scipy.__version__}; "
+            f"{os.cpu_count()} CPUs, load average {load}")
+
+
 def main_compare(sizes: list[int], repeats: int) -> None:
     ours_lib, their_lib = Ours(), Lifetimes()
+    print(environment(), flush=True)
     warnings.simplefilter("ignore")
     rows, mem = [], []
     for n in sizes:
@@ -325,6 +345,7 @@ def main_compare(sizes: list[int], repeats: int) -> None:
 
 
 def main_ours_only(sizes: list[int]) -> None:
+    print(environment() + "\n", flush=True)
     print("| size | transactions | summary s | split s | fit s (compress + BG/NBD + GG) | predict s | CLV s | "
           "total s | baseline MiB | peak MiB | peak - baseline MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -128,8 +128,11 @@ def _standard_frame(
         )
         if not wants_other and (amount_col is None or amount_col == "amount"):
             if amount_col is None or "amount" in cols:
-                # already validated by read_transactions: only the O(1) null counts are re-checked
-                if not any(transactions.get_column(c).null_count() for c in cols):
+                # already validated by read_transactions: only re-check the O(1) null counts and
+                # the finiteness of amounts (one vectorised pass), in case it was built by hand
+                if not any(transactions.get_column(c).null_count() for c in cols) and (
+                    "amount" not in cols or transactions.get_column("amount").is_finite().all()
+                ):
                     return transactions
     return read_transactions(
         transactions,
@@ -206,6 +209,19 @@ def summarize(
 
     bounds = tx.lazy().select(ticks.min().alias("lo"), ticks.max().alias("hi")).collect().row(0)
     first_tick, last_tick = int(bounds[0]), int(bounds[1])
+    if step is None:
+        # exact mode: if all timestamps are whole days/hours/.../seconds, bucket at that grain
+        # (identical results, smaller integers: the fast single-key sort usually applies)
+        grains = [
+            g // tick_ns
+            for g in (_NS_PER_DAY, 3_600 * 10**9, 60 * 10**9, 10**9, 10**6, 10**3)
+            if g % tick_ns == 0 and g > tick_ns
+        ]
+        if grains:
+            exact = tx.lazy().select(
+                [(ticks % g == 0).all().alias(f"g{i}") for i, g in enumerate(grains)]
+            ).collect().row(0)
+            step_ticks = next((g for g, ok in zip(grains, exact) if ok), 1)
     data_range = f"the data run from {_iso(first_tick * tick_ns)} to {_iso(last_tick * tick_ns)}"
 
     # --- ends, in ticks -----------------------------------------------------------------
@@ -321,44 +337,48 @@ def summarize(
     last_cal_b = gb[cstart + np.maximum(n_cal_c, 1) - 1]
     frequency = n_cal_c - 1
     if step is None:
-        end_cal = (cal_boundary if cal is not None else obs_boundary) - origin
+        # exact: buckets are the timestamps' common grain; measure in ticks up to the boundary
+        num, den = _ratio(tick_ns, unit)
+        end_ticks = (cal_boundary if cal is not None else obs_boundary) - origin
+        first_ticks = first_b * step_ticks
+        recency = _to_time((last_cal_b - first_b) * step_ticks, num, den)
+        T = _to_time(end_ticks - first_ticks, num, den)
+        del first_ticks
     else:
-        end_cal = bucket(cal_last if cal is not None else obs_last)
-    num, den = _ratio(step_ticks * tick_ns, unit)
+        num, den = _ratio(step_ticks * tick_ns, unit)
+        recency = _to_time(last_cal_b - first_b, num, den)
+        T = _to_time(bucket(cal_last if cal is not None else obs_last) - first_b, num, den)
 
-    out: dict[str, np.ndarray] = {
-        "frequency": frequency,
-        "recency": _to_time(last_cal_b - first_b, num, den),
-        "T": _to_time(end_cal - first_b, num, den),
-    }
+    out: dict[str, np.ndarray] = {"frequency": frequency, "recency": recency, "T": T}
     if has_amount:
         amount = rows.get_column("amount").to_numpy()
-        gsum = np.add.reduceat(amount, gstart)
+        gsum = np.add.reduceat(amount, gstart)  # merged purchase values
         del amount
-        rep = np.where(g_hold, 0.0, gsum)
-        rep[cstart] = 0.0  # the first purchase is not a repeat purchase
-        rep_sum = np.add.reduceat(rep, cstart)
-        del rep
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out["monetary_value"] = np.where(frequency > 0, rep_sum / np.maximum(frequency, 1), 0.0)
+        if cal is not None:
+            hold_sum = np.add.reduceat(np.where(g_hold, gsum, 0.0), cstart)
+            out_hold = np.divide(hold_sum, n_hold_c, out=np.zeros_like(hold_sum), where=n_hold_c > 0)
+            del hold_sum
+            gsum[g_hold] = 0.0
+        gsum[cstart] = 0.0  # the first purchase is not a repeat purchase
+        rep_sum = np.add.reduceat(gsum, cstart)
+        del gsum
+        out["monetary_value"] = np.divide(rep_sum, frequency, out=rep_sum, where=frequency > 0)
+        out["monetary_value"][frequency <= 0] = 0.0
     if cal is not None:
         out["frequency_holdout"] = np.asarray(n_hold_c, dtype=np.int64)
         if has_amount:
-            hold_sum = np.add.reduceat(np.where(g_hold, gsum, 0.0), cstart)
-            out["monetary_value_holdout"] = np.where(
-                n_hold_c > 0, hold_sum / np.maximum(n_hold_c, 1), 0.0
-            )
+            out["monetary_value_holdout"] = out_hold
         if step is None:
-            duration = obs_boundary - cal_boundary
+            duration = obs_boundary - cal_boundary  # ticks
         else:
             duration = bucket(obs_last) - bucket(cal_last)
-        out["duration_holdout"] = np.full(n_groups_c.shape[0], duration, dtype=np.int64)
-        out["duration_holdout"] = _to_time(out["duration_holdout"], num, den)
+        out["duration_holdout"] = _to_time(np.full(n_groups_c.shape[0], duration, dtype=np.int64), num, den)
     del rows, gb, g_hold
 
     if not keep.all():
-        out = {name: values[keep] for name, values in out.items()}
-        customer_ids = customer_ids.filter(pl.Series(keep))
+        kept = np.flatnonzero(keep)
+        out = {name: values.take(kept) for name, values in out.items()}
+        customer_ids = customer_ids.gather(kept)
     if customer_ids.dtype == pl.String:
         index = pd.Index(customer_ids.to_list(), name="customer_id")
     else:

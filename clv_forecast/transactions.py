@@ -186,7 +186,7 @@ def _load(source: Any, source_name: str | None, wanted: dict[str, str]) -> tuple
         if not path.exists():
             raise ClvInputError(f"{name}: file not found")
         if path.is_dir():
-            raise ClvInputError(f"{name}: is a directory, not a transactions file")
+            raise ClvInputError(f"{name}: cannot read: it is a directory, not a transactions file")
         if not os.access(path, os.R_OK):
             raise ClvInputError(f"{name}: cannot read the file (permission denied)")
         suffix = _suffix(path)

@@ -69,10 +69,11 @@ def customer_lifetime_value(purchases, spend, data=None, *, horizon="12M", disco
     times, factors = discount_schedule(purchases.time_unit_, horizon, step, discount_rate)
     x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
     if_alive = bgnbd._expected_if_alive(times, x, big_t, r, alpha, a, b)  # (customers, steps)
-    increments = np.diff(if_alive, axis=-1, prepend=0.0)
+    # sum_k f_k (E_k - E_{k-1}) = sum_k E_k (f_k - f_{k+1}), f_{K+1} = 0: no (customers x steps) difference array
+    weights = factors - np.append(factors[1:], 0.0)
     alive = bgnbd.p_alive(x, t_x, big_t, r, alpha, a, b)
     expected = alive * if_alive[..., -1]
-    discounted = alive * (increments @ factors)
+    discounted = alive * (if_alive @ weights)
     expected_spend = gamma_gamma.conditional_expected_spend(x, m, *spend_params)
     return pd.DataFrame(
         {

@@ -183,6 +183,19 @@ def test_gamma_gamma_score_and_hessian_match_finite_differences(params, data):
 
 @SETTINGS
 @given(params=gg_params, data=spend_data())
+@example(params=(0.3, 0.5, 1.0), data=(np.array([1.0]), np.array([10.0])))  # p x + q < 1
+@example(params=(0.5, 0.5, 1.0), data=(np.array([1.0]), np.array([10.0])))  # p x + q = 1
+def test_conditional_expected_spend_positive(params, data):
+    """E[Z | x, m] is a mean of positive spends: positive, and +inf when p x + q <= 1 (no finite
+    posterior mean), never negative or NaN."""
+    x, m = data
+    spend = gamma_gamma.conditional_expected_spend(x, m, *params)
+    assert not np.any(np.isnan(spend)), (params, data, spend)
+    assert np.all(spend > 0), (params, data, spend)
+
+
+@SETTINGS
+@given(params=gg_params, data=spend_data())
 def test_conditional_expected_spend_between_prior_mean_and_data(params, data):
     """For q > 1 it is a weighted average of the population mean p v/(q-1) and the customer's m."""
     p, q, v = params

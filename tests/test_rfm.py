@@ -3,6 +3,7 @@ compress, attrs accounting and option errors."""
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -11,6 +12,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clv_forecast.datasets import (
     CDNOW_CALIBRATION_END,
@@ -22,7 +25,12 @@ from clv_forecast.errors import ClvInputError
 from clv_forecast.rfm import compress, summarize
 from clv_forecast.transactions import read_transactions
 
-REFERENCE = Path(__import__("lifetimes").__file__).parent / "datasets" / "cdnow_customers_summary_with_transactions.csv" if __import__("importlib").util.find_spec("lifetimes") else None
+_LIFETIMES = importlib.util.find_spec("lifetimes")
+REFERENCE = (
+    Path(_LIFETIMES.submodule_search_locations[0]) / "datasets" / "cdnow_customers_summary_with_transactions.csv"
+    if _LIFETIMES is not None
+    else None
+)
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +120,6 @@ def test_cdnow_from_standard_frame_and_from_raw_file(cdnow, cdnow_rfm, tmp_path)
     pd.testing.assert_frame_equal(again, cdnow_rfm)
     # CSV with YYYYMMDD integers, as in the raw file
     path = tmp_path / "cdnow.csv"
-    pl.read_csv(
-        cdnow_sample_path(), has_header=False, separator="\x1f", new_columns=["line"]
-    )  # the raw file is readable as one text column
     cdnow.assign(date=cdnow["date"].dt.strftime("%Y%m%d").astype(int)).to_csv(path, index=False)
     from_csv = summarize(
         path, amount_col="amount", calibration_end="19970930", observation_end=CDNOW_OBSERVATION_END
@@ -152,9 +157,9 @@ def test_no_calibration_columns_without_split(cdnow):
 
 
 def test_cdnow_holdout_against_lifetimes(cdnow, cdnow_rfm):
-    utils = pytest.importorskip("lifetimes.utils")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # lifetimes' import and code warn under pandas 3
+        utils = pytest.importorskip("lifetimes.utils")
         theirs = utils.calibration_and_holdout_data(
             cdnow, "customer_id", "date", CDNOW_CALIBRATION_END, CDNOW_OBSERVATION_END,
             freq="D", monetary_value_col="amount",
@@ -496,3 +501,50 @@ def test_unparseable_calibration_end(cdnow):
 def test_bad_time_unit_and_merge(cdnow, option, value):
     message = error_of(cdnow, **{option: value})
     assert f"{option}={value!r}" in message
+
+
+def test_hand_built_standard_frame_is_still_checked():
+    frame = pl.DataFrame(
+        {"customer_id": [1, 2], "timestamp": [pd.Timestamp("2020-01-01"), pd.Timestamp("2020-01-02")], "amount": [1.0, float("nan")]}
+    )
+    with pytest.raises(ClvInputError, match="column 'amount', row 2 .*not finite"):
+        summarize(frame, date_col="timestamp", amount_col="amount")
+    assert list(summarize(frame.head(1), date_col="timestamp").columns) == ["frequency", "recency", "T", "monetary_value"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.sampled_from([0.0, -0.0, 1 / 7, 2 / 7, 10.5]), st.sampled_from([1.0, 2.0, 1 / 3])),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_compress_property(rows):
+    frame = pd.DataFrame(rows, columns=["frequency", "recency", "T"])
+    unique, inverse = compress(frame, return_inverse=True)
+    assert unique["count"].sum() == len(frame)
+    assert (unique[["frequency", "recency", "T"]].to_numpy()[inverse] == frame.to_numpy()).all()
+    assert len(unique) == len({(f, r + 0.0, t) for f, r, t in rows})
+
+
+def test_exact_merge_on_whole_days_equals_day_merge_without_split(cdnow):
+    exact = summarize(cdnow, amount_col="amount", merge="exact")
+    daily = summarize(cdnow, amount_col="amount")
+    assert exact.attrs["merge"] == "exact"
+    for column in daily.columns:
+        assert (exact[column].to_numpy() == daily[column].to_numpy()).all(), column
+    # with a split, exact T runs to the boundary (next midnight): one day more than merged
+    split = summarize(cdnow, merge="exact", time_unit="D", calibration_end=CDNOW_CALIBRATION_END)
+    assert split.loc[1, "T"] == 273.0
+
+
+def test_exact_merge_with_nanosecond_timestamps():
+    base = pd.Timestamp("2020-01-01").value
+    stamps = np.array([base + 1, base + 2, base + 2, base + 86_400 * 10**9 + 1], dtype="datetime64[ns]")
+    frame = pd.DataFrame({"customer_id": [5, 5, 5, 6], "date": stamps, "amount": [1.0, 2.0, 3.0, 4.0]})
+    rfm = summarize(frame, amount_col="amount", merge="exact", time_unit="D")
+    assert rfm.loc[5, "frequency"] == 1 and rfm.loc[5, "monetary_value"] == 5.0
+    assert rfm.loc[5, "recency"] == 1 / (86_400 * 10**9)
+    assert rfm.loc[5, "T"] == 1.0  # to the last transaction, base + 1 day + 1 ns
+    assert rfm.loc[6, "T"] == 0.0

@@ -42,6 +42,12 @@ def column(data, name: str, given, source: str, required: bool = True) -> np.nda
     return arr
 
 
+def whole_number_frequency(x: np.ndarray, source: str) -> None:
+    bad = (x < 0) | (x != np.floor(x))
+    if bad.any():
+        raise _bad("frequency", "not a non-negative whole number", bad, x, source)
+
+
 def weights_of(data, weights, n: int, source: str) -> np.ndarray:
     if weights is None and data is not None:
         for name in WEIGHT_COLUMNS:
@@ -92,8 +98,8 @@ def rfm_arrays(data=None, *, frequency=None, recency=None, T=None, weights=None,
     n = len(x)
     if not (len(t_x) == n and len(big_t) == n):
         raise ClvInputError(f"{source}: frequency, recency and T have different lengths ({n}, {len(t_x)}, {len(big_t)})")
+    whole_number_frequency(x, source)
     for name, arr, mask, what in (
-        ("frequency", x, (x < 0) | (x != np.floor(x)), "not a non-negative whole number"),
         ("recency", t_x, t_x < 0, "negative"),
         ("T", big_t, big_t < 0, "negative"),
         ("recency", t_x, t_x > big_t * (1 + 1e-12), "greater than T"),
@@ -103,6 +109,21 @@ def rfm_arrays(data=None, *, frequency=None, recency=None, T=None, weights=None,
             raise _bad(name, what, mask, arr, source)
     w = weights_of(data, weights, n, source) if with_weights else np.ones(n)
     return RFM(x, np.minimum(t_x, big_t), big_t, w, time_unit_of(data, time_unit))
+
+
+def index_by_value(x) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of a whole-number array and each element's position among them.
+
+    Model terms that depend on the purchase count alone (gamma functions and their derivatives)
+    are computed once per distinct value: a table over ``0..max(x)`` when that is small (O(n), no
+    sort), ``np.unique`` otherwise.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    top = float(x.max()) if x.size else 0.0
+    if top <= max(4096, 4 * x.size):
+        return np.arange(int(top) + 1, dtype=np.float64), x.astype(np.intp)
+    values, idx = np.unique(x, return_inverse=True)
+    return values, idx.reshape(-1)
 
 
 def as_frame_index(data, n: int):

@@ -32,24 +32,9 @@ from scipy import special, stats
 from ..errors import ClvInputError, NotFittedError
 from ..units import Duration
 from . import _mle
-from ._data import RFM, as_frame_index, rfm_arrays
+from ._data import RFM, as_frame_index, index_by_value, rfm_arrays
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
-
-
-def _index_by_value(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values of an integer-valued array and each element's position among them.
-
-    Terms that depend on ``x`` alone (gamma functions and their derivatives) are computed once per
-    distinct value: a table over ``0..max(x)`` when that is small, ``np.unique`` otherwise.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    top = float(x.max()) if x.size else 0.0
-    if top <= max(4096, 4 * x.size):
-        idx = x.astype(np.intp)
-        return np.arange(int(top) + 1, dtype=np.float64), idx
-    values, idx = np.unique(x, return_inverse=True)
-    return values, idx.reshape(-1)
 
 
 def _log_a4_constant(a: float, b: float, xu: np.ndarray) -> np.ndarray:
@@ -65,7 +50,7 @@ def loglik(r, alpha, a, b, frequency, recency, T) -> np.ndarray:
     x = np.asarray(frequency, dtype=np.float64)
     t_x = np.asarray(recency, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
-    xu, idx = _index_by_value(x)
+    xu, idx = index_by_value(x)
     head = (special.gammaln(r + xu) - special.gammaln(r) + r * np.log(alpha)
             + special.betaln(a, b + xu) - special.betaln(a, b))
     a3 = -(r + x) * np.log(alpha + T)
@@ -83,7 +68,7 @@ def loglik_derivatives(params, x, t_x, T, weights=None, _index=None):
     r, alpha, a, b = (float(v) for v in params)
     x = np.asarray(x, dtype=np.float64)
     weights = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
-    xu, idx = _index if _index is not None else _index_by_value(x)
+    xu, idx = _index if _index is not None else index_by_value(x)
     wu_x = np.bincount(idx, weights=weights, minlength=len(xu))  # total weight per distinct x
     n = wu_x.sum()
 
@@ -166,7 +151,7 @@ def expected_purchases(t, r, alpha, a, b) -> np.ndarray:
 
 def _log_odds_dead(r, alpha, a, b, x, t_x, T) -> np.ndarray:
     """``ln[a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x)]`` for x > 0, ``-inf`` for x = 0."""
-    xu, idx = _index_by_value(x)
+    xu, idx = index_by_value(x)
     return _log_a4_constant(a, b, xu)[idx] + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
 
 
@@ -367,7 +352,7 @@ class BetaGeoModel:
                      "BG/NBD: no customer has a repeat purchase (all frequencies are 0); "
                      "the purchase rate and dropout parameters cannot be identified")
         _mle.require(bool(np.any(big_t > 0)), "BG/NBD: every customer has T = 0; nothing was observed")
-        index = _index_by_value(x)
+        index = index_by_value(x)
         n = float(w.sum())
         if self.initial_params is not None:
             x0 = [float(self.initial_params[k]) for k in PARAM_NAMES]

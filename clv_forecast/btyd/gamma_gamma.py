@@ -30,7 +30,7 @@ from scipy import special
 
 from ..errors import ClvInputError, DataWarning, IdentificationError, NotFittedError
 from . import _mle
-from ._data import as_frame_index, column, time_unit_of, weights_of
+from ._data import as_frame_index, column, index_by_value, time_unit_of, weights_of, whole_number_frequency
 
 PARAM_NAMES = ("p", "q", "v")
 
@@ -44,43 +44,67 @@ def loglik(p, q, v, frequency, monetary_value) -> np.ndarray:
             + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(x * m + v))
 
 
-def loglik_derivatives(params, x, m, weights=None):
-    """Weighted total log-likelihood, score (3,) and Hessian (3, 3) in (p, q, v), analytic."""
+def loglik_derivatives(params, x, m, weights=None, _index=None):
+    """Weighted total log-likelihood, score (3,) and Hessian (3, 3) in (p, q, v), analytic.
+
+    The gamma-function terms depend on x alone (a whole number with few distinct values): they are
+    evaluated once per distinct x and weighted by the total weight of that x. Only
+    ``log(x + v / m)`` and ``1 / (x m + v)`` are evaluated per customer.
+    """
     p, q, v = (float(t) for t in params)
     x = np.asarray(x, dtype=np.float64)
     m = np.asarray(m, dtype=np.float64)
     w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
-    n = w.sum()
-    px = p * x
+    xu, idx = _index if _index is not None else index_by_value(x)
+    wx_u = np.bincount(idx, weights=w, minlength=len(xu))  # total weight per distinct x
+    n = wx_u.sum()
+    pxu = p * xu
+    with np.errstate(divide="ignore", invalid="ignore"):  # x = 0 entries carry no weight
+        log_xu = np.where(xu > 0, np.log(np.where(xu > 0, xu, 1.0)), 0.0)
+        g_u = np.where(wx_u > 0, special.gammaln(pxu + q) - special.gammaln(pxu) + pxu * log_xu, 0.0)
+        d_u = np.where(wx_u > 0, special.digamma(pxu + q) - special.digamma(pxu), 0.0)
+        dq_u = np.where(wx_u > 0, special.digamma(pxu + q), 0.0)
+        t_pq = np.where(wx_u > 0, special.polygamma(1, pxu + q), 0.0)
+        t_p = np.where(wx_u > 0, special.polygamma(1, pxu), 0.0)
+    # log(x m + v) = log m + log(x + v/m): keeping the two parts apart avoids the cancellation of
+    # large sums (p * sum(w x log m) - p * sum(w x log(x m + v))) in the objective and the score.
+    sum_log_m = np.dot(w, np.log(m))
+    ell = np.log(x + v / m)
     xm_v = x * m + v
-    log_xm_v = np.log(xm_v)
-    log_m, log_x = np.log(m), np.log(x)
-    ll = np.dot(w, special.gammaln(px + q) - special.gammaln(px) + (px - 1) * log_m + px * log_x
-                - (px + q) * log_xm_v) + n * (q * np.log(v) - special.gammaln(q))
-    dg_pq, dg_p = special.digamma(px + q), special.digamma(px)
-    tg_pq, tg_p = special.polygamma(1, px + q), special.polygamma(1, px)
     inv = 1.0 / xm_v
-    score = np.array([
-        np.dot(w, x * (dg_pq - dg_p + log_m + log_x - log_xm_v)),
-        np.dot(w, dg_pq - log_xm_v) + n * (np.log(v) - special.digamma(q)),
-        n * q / v - np.dot(w, (px + q) * inv),
-    ])
     wx = w * x
-    h_pp = np.dot(wx * x, tg_pq - tg_p)
-    h_pq = np.dot(wx, tg_pq)
-    h_pv = -np.dot(wx, inv)
-    h_qq = np.dot(w, tg_pq) - n * special.polygamma(1, q)
-    h_qv = n / v - np.dot(w, inv)
-    h_vv = -n * q / v**2 + np.dot(w * (px + q), inv**2)
+    s_ell, s_x_ell = np.dot(w, ell), np.dot(wx, ell)
+    s_inv, s_x_inv = np.dot(w, inv), np.dot(wx, inv)
+    s_inv2, s_x_inv2 = np.dot(w, inv * inv), np.dot(wx, inv * inv)
+    ll = (np.dot(wx_u, g_u) - (1.0 + q) * sum_log_m - p * s_x_ell - q * s_ell
+          + n * (q * np.log(v) - special.gammaln(q)))
+    xw_u = wx_u * xu
+    score = np.array([
+        np.dot(xw_u, d_u + log_xu) - s_x_ell,
+        np.dot(wx_u, dq_u) - sum_log_m - s_ell + n * (np.log(v) - special.digamma(q)),
+        n * q / v - p * s_x_inv - q * s_inv,
+    ])
+    h_pp = np.dot(xw_u * xu, t_pq - t_p)
+    h_pq = np.dot(xw_u, t_pq)
+    h_pv = -s_x_inv
+    h_qq = np.dot(wx_u, t_pq) - n * special.polygamma(1, q)
+    h_qv = n / v - s_inv
+    h_vv = -n * q / v**2 + p * s_x_inv2 + q * s_inv2
     hess = np.array([[h_pp, h_pq, h_pv], [h_pq, h_qq, h_qv], [h_pv, h_qv, h_vv]])
     return float(ll), score, hess
 
 
 def conditional_expected_spend(frequency, monetary_value, p, q, v) -> np.ndarray:
-    """E[Z | x, m] = p (v + x m) / (p x + q - 1); for x = 0 the population mean p v / (q - 1)."""
+    """E[Z | x, m] = p (v + x m) / (p x + q - 1); for x = 0 the population mean p v / (q - 1).
+
+    The posterior of ``nu`` is Gamma(p x + q, v + x m), so ``E[p / nu]`` is finite only when
+    ``p x + q > 1``; otherwise the expected spend is ``+inf`` (never a negative number).
+    """
     x = np.asarray(frequency, dtype=np.float64)
     m = np.where(x > 0, np.asarray(monetary_value, dtype=np.float64), 0.0)
-    return p * (v + x * m) / (p * x + q - 1)
+    shape = p * x + q - 1
+    with np.errstate(divide="ignore"):
+        return np.where(shape > 0, p * (v + x * m) / np.where(shape > 0, shape, 1.0), np.inf)
 
 
 def spend_frequency_correlation(frequency, monetary_value, weights=None) -> float:
@@ -131,6 +155,7 @@ class GammaGammaModel:
         m = column(data, "monetary_value", monetary_value, source)
         if len(m) != len(x):
             raise ClvInputError(f"{source}: frequency and monetary_value have different lengths ({len(x)}, {len(m)})")
+        whole_number_frequency(x, source)
         w = weights_of(data, weights, len(x), source)
         index = as_frame_index(data, len(x))
         repeat = (x > 0) & (w > 0)
@@ -156,13 +181,18 @@ class GammaGammaModel:
             x0 = [float(self.initial_params[k]) for k in PARAM_NAMES]
         else:
             x0 = [1.0, 1.0, float(np.average(mk, weights=wk))]
+        index = index_by_value(xk)
         self.result_ = _mle.maximize(
-            lambda phi: loglik_derivatives(phi, xk, mk, wk), x0, PARAM_NAMES,
+            lambda phi: loglik_derivatives(phi, xk, mk, wk, _index=index), x0, PARAM_NAMES,
             n_obs=n, n_rows=len(xk), model=self.name, penalizer=self.penalizer, maxiter=self.maxiter,
         )
         self.spend_frequency_correlation_ = spend_frequency_correlation(xk, mk, wk)
         self.result_.extra["spend_frequency_correlation"] = round(self.spend_frequency_correlation_, 6)
         self.result_.extra["excluded_customers"] = int(bad.sum())
+        if self.result_.params["q"] <= 1:
+            warnings.warn(f"Gamma-Gamma: fitted q = {self.result_.params['q']:.4g} <= 1: the population mean "
+                          "spend is not finite; spend predictions for customers with p x + q <= 1 are inf",
+                          DataWarning, stacklevel=2)
         self.time_unit_ = time_unit_of(data, time_unit)
         self.result_.time_unit = self.time_unit_
         self.params_ = self.result_.params
