@@ -94,11 +94,14 @@ class ClvModel:
             out["expected_spend"] = self.spend_.conditional_expected_spend(rfm)
         return out
 
-    def clv(self, rfm: pd.DataFrame, *, horizon="12M", discount_rate="0%/Y", step="1M", margin=1.0) -> pd.DataFrame:
-        """Discounted CLV per customer (see :func:`clv_forecast.value.customer_lifetime_value`)."""
+    def clv(self, rfm: pd.DataFrame, *, horizon="12M", discount_rate="0%/Y", step="1M", margin=1.0,
+            interval: float | None = None, n_draws: int = 200, seed=0) -> pd.DataFrame:
+        """Discounted CLV per customer, optionally with a parameter-uncertainty interval
+        (see :func:`clv_forecast.value.customer_lifetime_value`)."""
         self._check_spend()
         return customer_lifetime_value(self.purchases_, self.spend_, rfm, horizon=horizon,
-                                       discount_rate=discount_rate, step=step, margin=margin)
+                                       discount_rate=discount_rate, step=step, margin=margin,
+                                       interval=interval, n_draws=n_draws, seed=seed)
 
     @property
     def params_(self) -> dict:

@@ -17,6 +17,12 @@ Conventions (the papers' CDNOW convention is the default ``merge="D"``, ``time_u
   holding the last included instant (CDNOW: ``T = 272 / 7`` for a first purchase on
   1997-01-01); in exact mode it runs to the boundary itself (the next midnight for a date).
 * Timestamps with a time zone are taken as wall-clock times in that zone.
+* ``df.attrs`` accounts for every input row: ``n_transactions`` (rows read) =
+  ``n_transactions_after_observation_end`` + ``n_transactions_first_purchase_after_calibration``
+  (rows of the ``n_customers_first_purchase_after_calibration`` customers left out of the
+  calibration summary) + the rows summarised for the ``n_customers`` customers.
+* A calibration/holdout boundary inside a merge bucket (e.g. ``merge="W"``) splits that bucket:
+  purchases up to the end are calibration, later ones holdout (as in ``lifetimes``).
 """
 
 from __future__ import annotations
@@ -38,7 +44,6 @@ __all__ = ["summarize", "compress"]
 
 _NS_PER_DAY = 86_400 * 10**9
 _TICK_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000}
-_DATE_ONLY = re.compile(r"^\s*\d{4}-\d{1,2}-\d{1,2}\s*$|^\s*\d{8}\s*$")
 
 
 # --------------------------------------------------------------------------------------------

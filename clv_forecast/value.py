@@ -51,31 +51,41 @@ def discount_schedule(time_unit: str, horizon, step, discount_rate) -> tuple[np.
     return steps * step_len, 1.0 / (1.0 + per_step) ** steps
 
 
+def _clv_parts(purchase_params, spend_params, x, t_x, big_t, m, times, factors):
+    """Expected purchases over the horizon, P(alive), expected spend and discounted purchases."""
+    r, alpha, a, b = purchase_params
+    if_alive = bgnbd._expected_if_alive(times, x, big_t, r, alpha, a, b)  # (customers, steps)
+    # sum_k f_k (E_k - E_{k-1}) = sum_k E_k (f_k - f_{k+1}), f_{K+1} = 0: no (customers x steps) difference array
+    weights = factors - np.append(factors[1:], 0.0)
+    alive = bgnbd.p_alive(x, t_x, big_t, r, alpha, a, b)
+    expected_spend = gamma_gamma.conditional_expected_spend(x, m, *spend_params)
+    return alive * if_alive[..., -1], alive, expected_spend, alive * (if_alive @ weights)
+
+
 def customer_lifetime_value(purchases, spend, data=None, *, horizon="12M", discount_rate="0%/Y", step="1M",
-                            margin: float = 1.0, frequency=None, recency=None, T=None,
-                            monetary_value=None) -> pd.DataFrame:
+                            margin: float = 1.0, interval: float | None = None, n_draws: int = 200,
+                            seed=0, frequency=None, recency=None, T=None, monetary_value=None) -> pd.DataFrame:
     """Per-customer discounted CLV over ``horizon``.
 
     Returns a DataFrame indexed like ``data`` with ``expected_purchases`` (over the horizon),
     ``p_alive``, ``expected_spend`` (per purchase) and ``clv`` (margin x spend x discounted
-    purchases).
+    purchases). With ``interval`` (e.g. 0.9), also ``clv_lower`` / ``clv_upper``: the central
+    interval of the CLV over ``n_draws`` draws of both models' parameters from their estimated
+    sampling distributions (parameter uncertainty; not the customer's own purchase randomness).
     """
     if not (np.isfinite(margin) and margin >= 0):
         raise ClvInputError(f"margin {margin!r}: must be a non-negative number (share of revenue kept as profit)")
-    r, alpha, a, b = purchases._check_fitted()
+    if interval is not None and not (0 < interval < 1):
+        raise ClvInputError(f"interval {interval!r}: must be a probability between 0 and 1, e.g. 0.9")
+    purchase_params = purchases._check_fitted()
     spend_params = spend._check_fitted()
     rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, with_weights=False)
     m = column(data, "monetary_value", monetary_value, "RFM table" if data is not None else "input")
     times, factors = discount_schedule(purchases.time_unit_, horizon, step, discount_rate)
     x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
-    if_alive = bgnbd._expected_if_alive(times, x, big_t, r, alpha, a, b)  # (customers, steps)
-    # sum_k f_k (E_k - E_{k-1}) = sum_k E_k (f_k - f_{k+1}), f_{K+1} = 0: no (customers x steps) difference array
-    weights = factors - np.append(factors[1:], 0.0)
-    alive = bgnbd.p_alive(x, t_x, big_t, r, alpha, a, b)
-    expected = alive * if_alive[..., -1]
-    discounted = alive * (if_alive @ weights)
-    expected_spend = gamma_gamma.conditional_expected_spend(x, m, *spend_params)
-    return pd.DataFrame(
+    expected, alive, expected_spend, discounted = _clv_parts(purchase_params, spend_params, x, t_x, big_t, m,
+                                                             times, factors)
+    out = pd.DataFrame(
         {
             "expected_purchases": expected,
             "p_alive": alive,
@@ -84,3 +94,13 @@ def customer_lifetime_value(purchases, spend, data=None, *, horizon="12M", disco
         },
         index=as_frame_index(data, len(x)),
     )
+    if interval is not None:
+        draws_p = purchases.result_.draws(n_draws, seed)
+        draws_s = spend.result_.draws(n_draws, None if seed is None else seed + 1)
+        samples = np.empty((n_draws, len(x)))
+        for i in range(n_draws):
+            _, _, spend_i, disc_i = _clv_parts(draws_p[i], draws_s[i], x, t_x, big_t, m, times, factors)
+            samples[i] = margin * spend_i * disc_i
+        lo, hi = np.quantile(samples, [(1 - interval) / 2, (1 + interval) / 2], axis=0)
+        out["clv_lower"], out["clv_upper"] = lo, hi
+    return out

@@ -616,3 +616,24 @@ def test_load_errors(tmp_path):
                                   "bgnbd": {"params": {"r": 1.0}}}))
     with pytest.raises(ClvInputError, match="incomplete or corrupt"):
         ClvModel.load(broken)
+
+
+def test_clv_parameter_interval(cdnow_rfm):
+    from clv_forecast.model import ClvModel
+
+    model = ClvModel().fit(cdnow_rfm)
+    narrow = model.clv(cdnow_rfm, horizon="12M", discount_rate="10%/Y", interval=0.5, n_draws=100, seed=1)
+    wide = model.clv(cdnow_rfm, horizon="12M", discount_rate="10%/Y", interval=0.95, n_draws=100, seed=1)
+    for out in (narrow, wide):
+        assert np.all(out["clv_lower"] <= out["clv_upper"])
+        assert np.all(np.isfinite(out[["clv_lower", "clv_upper"]].to_numpy()))
+    # the point estimate sits inside the 95 % band for (nearly) every customer; the band is wider than the 50 % one
+    inside = (wide["clv"] >= wide["clv_lower"]) & (wide["clv"] <= wide["clv_upper"])
+    assert inside.mean() > 0.95
+    assert np.all(wide["clv_upper"] - wide["clv_lower"] >= narrow["clv_upper"] - narrow["clv_lower"] - 1e-12)
+    assert (wide["clv_upper"] - wide["clv_lower"]).max() > 0
+    # reproducible with a seed
+    again = model.clv(cdnow_rfm, horizon="12M", discount_rate="10%/Y", interval=0.5, n_draws=100, seed=1)
+    np.testing.assert_array_equal(again["clv_lower"], narrow["clv_lower"])
+    with pytest.raises(ClvInputError, match="interval"):
+        model.clv(cdnow_rfm, horizon="12M", interval=1.5)

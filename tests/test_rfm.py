@@ -548,3 +548,13 @@ def test_exact_merge_with_nanosecond_timestamps():
     assert rfm.loc[5, "recency"] == 1 / (86_400 * 10**9)
     assert rfm.loc[5, "T"] == 1.0  # to the last transaction, base + 1 day + 1 ns
     assert rfm.loc[6, "T"] == 0.0
+
+
+@pytest.mark.parametrize("offset", [-(10**6), 2**62 + 1])
+def test_wide_integer_ids_take_the_general_path_with_the_same_result(cdnow, cdnow_rfm, offset):
+    shifted = summarize(
+        cdnow.assign(customer_id=cdnow["customer_id"] + offset), amount_col="amount",
+        calibration_end=CDNOW_CALIBRATION_END, observation_end=CDNOW_OBSERVATION_END,
+    )
+    assert (shifted.index.to_numpy() - offset == cdnow_rfm.index.to_numpy()).all()
+    assert np.array_equal(shifted.to_numpy(), cdnow_rfm.to_numpy())

@@ -99,6 +99,19 @@ class MLEResult:
             lines.append(f"  {key}: {value}")
         return "\n".join(lines)
 
+    def draws(self, n: int, seed=None) -> np.ndarray:
+        """``n`` parameter vectors from the estimate's asymptotic distribution, shape (n, k).
+
+        Drawn on the log scale, ``log(phi) ~ N(log(phi_hat), J^-1 cov J^-1)`` with
+        ``J = diag(phi_hat)`` (the delta method backwards), so every draw is positive.
+        """
+        if not np.all(np.isfinite(self.cov)):
+            raise IdentificationError(f"{self.model}: no finite covariance; parameter uncertainty is unavailable")
+        phi = self.params.to_numpy()
+        cov_log = self.cov / np.outer(phi, phi)
+        rng = np.random.default_rng(seed)
+        return np.exp(rng.multivariate_normal(np.log(phi), cov_log, size=n, method="eigh"))
+
     def to_dict(self) -> dict:
         return {
             "params": {k: float(v) for k, v in self.params.items()},

@@ -187,17 +187,29 @@ def _bracket_forms(t, x, T, r, alpha, a, b) -> np.ndarray:
     of 1 (the 0/0 of the ``1/(a-1)`` factor), the value comes from the integral over the dropout
     probability, :func:`_if_alive_by_quadrature`, which has none of these problems.
     """
+    t, x, T = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (t, x, T)))
     z = t / (alpha + T + t)
     c = a + b + x - 1
+
+    def euler(i):
+        return (1.0 - z[i]) ** (a - 1) * special.hyp2f1(a + b - 1 - r, a - 1, c[i], z[i])
+
+    def paper(i):
+        return ((alpha + T[i]) / (alpha + T[i] + t[i])) ** (r + x[i]) * special.hyp2f1(r + x[i], b + x[i], c[i], z[i])
+
+    def pfaff(i):
+        return special.hyp2f1(r + x[i], a - 1, c[i], -t[i] / (alpha + T[i]))
+
+    value = np.empty(z.shape)
+    prefer_euler = r + x >= a - 1
     with np.errstate(all="ignore"):
-        euler = (1.0 - z) ** (a - 1) * special.hyp2f1(a + b - 1 - r, a - 1, c, z)
-        paper = ((alpha + T) / (alpha + T + t)) ** (r + x) * special.hyp2f1(r + x, b + x, c, z)
-        first, second = np.where(r + x >= a - 1, euler, paper), np.where(r + x >= a - 1, paper, euler)
-        value = np.where(np.isfinite(first), first, second)
-        bad = ~np.isfinite(value)
-        if np.any(bad):
-            pfaff = special.hyp2f1(r + x, a - 1, c, -t / (alpha + T))
-            value = np.where(bad, pfaff, value)
+        value[prefer_euler] = euler(prefer_euler)
+        value[~prefer_euler] = paper(~prefer_euler)
+        for form in (paper, euler, pfaff):  # second choices, only where the first was not finite
+            bad = ~np.isfinite(value)
+            if not bad.any():
+                break
+            value[bad] = form(bad)
     return 1.0 - value
 
 
@@ -247,7 +259,7 @@ def _expected_if_alive(t, x, T, r, alpha, a, b) -> np.ndarray:
     t = np.asarray(t, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
-    if x.ndim == 1 and x.size > 20_000 and t.ndim <= 1:
+    if x.ndim == 1 and x.size > 2_000 and t.ndim <= 1:
         xu, tu, inverse = _unique_pairs(x, T)
         if len(xu) < x.size // 2:
             return _expected_if_alive(t, xu, tu, r, alpha, a, b)[inverse]
