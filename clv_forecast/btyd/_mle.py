@@ -157,7 +157,7 @@ def maximize(
     model: str,
     penalizer: float = 0.0,
     maxiter: int = 200,
-    gtol: float = 1e-9,
+    gtol: float = 1e-6,
 ) -> MLEResult:
     """Maximise ``loglik`` over positive parameters; return estimates and their covariance."""
     names = tuple(names)

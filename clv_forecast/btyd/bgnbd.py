@@ -152,7 +152,7 @@ def expected_purchases(t, r, alpha, a, b) -> np.ndarray:
 def _log_odds_dead(r, alpha, a, b, x, t_x, T) -> np.ndarray:
     """``ln[a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x)]`` for x > 0, ``-inf`` for x = 0."""
     xu, idx = index_by_value(x)
-    return _log_a4_constant(a, b, xu)[idx] + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
+    return _log_a4_constant(a, b, xu)[idx] + (r + x) * np.log1p((T - t_x) / (alpha + t_x))
 
 
 def p_alive(frequency, recency, T, r, alpha, a, b) -> np.ndarray:
@@ -424,17 +424,17 @@ class BetaGeoModel:
         return p_alive(rfm.frequency, rfm.recency, rfm.T, *params)
 
     def predict(self, data, t) -> pd.DataFrame:
-        """Per customer: ``expected_purchases`` in (T, T+t] and ``p_alive``, indexed like ``data``."""
+        """Per customer: ``expected_purchases`` in (T, T+t] and ``p_alive``, indexed like ``data``.
+
+        Each distinct (frequency, T) pair's hypergeometric term is evaluated once.
+        """
         params = self._check_fitted()
         rfm = self._rfm(data, None, None, None)
-        h = self._horizon(t)
-        return pd.DataFrame(
-            {
-                "expected_purchases": conditional_expected_purchases(h, rfm.frequency, rfm.recency, rfm.T, *params),
-                "p_alive": p_alive(rfm.frequency, rfm.recency, rfm.T, *params),
-            },
-            index=as_frame_index(data, len(rfm)),
-        )
+        h = float(self._horizon(t))
+
+        alive = p_alive(rfm.frequency, rfm.recency, rfm.T, *params)
+        expected = alive * _expected_if_alive(h, rfm.frequency, rfm.T, *params)
+        return pd.DataFrame({"expected_purchases": expected, "p_alive": alive}, index=as_frame_index(data, len(rfm)))
 
     # -- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -68,14 +68,7 @@ def loglik_derivatives(params, x, m, weights=None, _index=None):
         t_p = np.where(wx_u > 0, special.polygamma(1, pxu), 0.0)
     # log(x m + v) = log m + log(x + v/m): keeping the two parts apart avoids the cancellation of
     # large sums (p * sum(w x log m) - p * sum(w x log(x m + v))) in the objective and the score.
-    sum_log_m = np.dot(w, np.log(m))
-    ell = np.log(x + v / m)
-    xm_v = x * m + v
-    inv = 1.0 / xm_v
-    wx = w * x
-    s_ell, s_x_ell = np.dot(w, ell), np.dot(wx, ell)
-    s_inv, s_x_inv = np.dot(w, inv), np.dot(wx, inv)
-    s_inv2, s_x_inv2 = np.dot(w, inv * inv), np.dot(wx, inv * inv)
+    sum_log_m, s_ell, s_x_ell, s_inv, s_x_inv, s_inv2, s_x_inv2 = _row_sums(x, m, w, v)
     ll = (np.dot(wx_u, g_u) - (1.0 + q) * sum_log_m - p * s_x_ell - q * s_ell
           + n * (q * np.log(v) - special.gammaln(q)))
     xw_u = wx_u * xu
@@ -92,6 +85,16 @@ def loglik_derivatives(params, x, m, weights=None, _index=None):
     h_vv = -n * q / v**2 + p * s_x_inv2 + q * s_inv2
     hess = np.array([[h_pp, h_pq, h_pv], [h_pq, h_qq, h_qv], [h_pv, h_qv, h_vv]])
     return float(ll), score, hess
+
+
+def _row_sums(x, m, w, v) -> list[float]:
+    """The per-customer sums of the Gamma-Gamma likelihood and its derivatives."""
+    ell = np.log(x + v / m)
+    inv = 1.0 / (x * m + v)
+    wx = w * x
+    inv2 = inv * inv
+    return [np.dot(w, np.log(m)), np.dot(w, ell), np.dot(wx, ell), np.dot(w, inv), np.dot(wx, inv),
+            np.dot(w, inv2), np.dot(wx, inv2)]
 
 
 def conditional_expected_spend(frequency, monetary_value, p, q, v) -> np.ndarray:
