@@ -109,12 +109,13 @@ def run(experiment, output, no_save) -> None:
     if output is not None:
         spec["output"]["model"] = str(output)
     result = run_experiment(spec, save=not no_save)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
     rfm, m = result.summary, result.metrics
     console.print(f"[bold]experiment {spec['name']}[/bold]: {len(rfm):,} customers, "
                   f"{rfm.attrs.get('n_transactions', 0):,} transactions, time unit {result.model.time_unit_}, "
-                  f"calibration to {rfm.attrs.get('calibration_end')}, data to {rfm.attrs.get('observation_end')}")
-    _print_model(result.model, console.print)
+                  f"calibration to {str(rfm.attrs.get('calibration_end'))[:10]}, "
+                  f"data to {str(rfm.attrs.get('observation_end'))[:10]}")
+    _print_model(result.model, lambda text: console.print(text, markup=False))
     if result.holdout is not None:
         console.print(
             f"holdout ({m['holdout_duration']:.2f} {result.model.time_unit_}): purchases predicted "
@@ -125,13 +126,20 @@ def run(experiment, output, no_save) -> None:
         v = spec["value"]
         top = result.clv.sort_values("clv", ascending=False).head(int(v.get("top", 10)))
         table = Table(title=f"top {len(top)} customers by CLV ({v['horizon']}, {v['discount_rate']}, margin {v['margin']})")
-        for col in ("customer", "frequency", "recency", "T", "p_alive", "E[purchases]", "E[spend]", "CLV"):
-            table.add_column(col, justify="right")
+        band = "clv_lower" in top.columns
+        columns = ["customer", "frequency", "recency", "T", "P(alive)", "E(purchases)", "E(spend)", "CLV"]
+        if band:
+            columns.append(f"{v['interval']:.0%} interval")
+        for col in columns:
+            table.add_column(col, justify="right", no_wrap=True)
         for cid, row in top.iterrows():
             s = rfm.loc[cid]
-            table.add_row(str(cid), f"{s['frequency']:.0f}", f"{s['recency']:.2f}", f"{s['T']:.2f}",
-                          f"{row['p_alive']:.3f}", f"{row['expected_purchases']:.2f}", f"{row['expected_spend']:.2f}",
-                          f"{row['clv']:.2f}")
+            cells = [str(cid), f"{s['frequency']:.0f}", f"{s['recency']:.2f}", f"{s['T']:.2f}",
+                     f"{row['p_alive']:.3f}", f"{row['expected_purchases']:.2f}", f"{row['expected_spend']:.2f}",
+                     f"{row['clv']:.2f}"]
+            if band:
+                cells.append(f"{row['clv_lower']:.2f} - {row['clv_upper']:.2f}")
+            table.add_row(*cells)
         console.print(table)
         console.print(f"total CLV of the {len(result.clv):,} customers: {m['clv_total']:,.2f}")
     for text in result.warnings:

@@ -24,7 +24,7 @@ DEFAULT_SPEC: dict = {
              "date_format": None},
     "summary": {"time_unit": "W", "merge": "D", "calibration_end": "1997-09-30", "observation_end": None},
     "model": {"penalizer": 0.0, "spend_penalizer": 0.0, "strict_spend": False},
-    "value": {"horizon": "12M", "step": "1M", "discount_rate": "10%/Y", "margin": 1.0, "top": 10},
+    "value": {"horizon": "12M", "step": "1M", "discount_rate": "10%/Y", "margin": 1.0, "interval": 0.9, "top": 10},
     "output": {"model": "models/cdnow.json"},
 }
 
@@ -108,7 +108,7 @@ def run(spec: dict, *, save: bool = True) -> RunResult:
                 "holdout_rmse": float(np.sqrt((err**2).mean())),
             })
         clv = model.clv(rfm, horizon=v["horizon"], discount_rate=v["discount_rate"], step=v["step"],
-                        margin=float(v["margin"])) if model.spend_ is not None else pd.DataFrame()
+                        margin=float(v["margin"]), interval=v.get("interval")) if model.spend_ is not None else pd.DataFrame()
         if len(clv):
             metrics["clv_total"] = float(clv["clv"].sum())
     result = RunResult(spec=spec, summary=rfm, model=model, holdout=holdout, clv=clv, metrics=metrics,
