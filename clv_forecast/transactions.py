@@ -110,32 +110,33 @@ def _read_csv(path: Path, source: str, wanted: dict[str, str]) -> pl.DataFrame:
     _check_columns(source, header, wanted)
     columns = list(dict.fromkeys(wanted.values()))
     date_col = wanted["date column"]
-    try:
-        # dates are always read as text and parsed by us (explicit formats, clear errors);
-        # ids and amounts are inferred from a large sample.
-        return pl.read_csv(
-            path,
-            separator=separator,
-            columns=columns,
-            schema_overrides={date_col: pl.String},
-            infer_schema_length=10_000,
-        )
-    except pl.exceptions.ComputeError:
-        pass  # a value later in the file does not fit the inferred type: read as text, check below
-    except Exception as exc:  # noqa: BLE001
-        raise ClvInputError(f"{source}: cannot read as CSV: {_first_line(exc)}") from None
-    try:
-        frame = pl.read_csv(
-            path, separator=separator, columns=columns, schema_overrides={c: pl.String for c in columns}
-        )
-    except Exception as exc:  # noqa: BLE001
-        raise ClvInputError(f"{source}: cannot read as CSV: {_first_line(exc)}") from None
-    # the clash may have been elsewhere: keep integer customer ids integers, as inference would
     customer_col = wanted["customer column"]
+    text = {date_col: pl.String, customer_col: pl.String}
     try:
-        return frame.with_columns(pl.col(customer_col).cast(pl.Int64, strict=True))
-    except Exception:  # noqa: BLE001 - genuinely text ids
-        return frame
+        # dates are always read as text and parsed by us (explicit formats, clear errors); ids as
+        # text too, so that "007" and "7" stay two customers; amounts are inferred.
+        frame = pl.read_csv(path, separator=separator, columns=columns, schema_overrides=text,
+                            infer_schema_length=10_000)
+    except pl.exceptions.ComputeError:
+        # a value later in the file does not fit the inferred type: read as text, check below
+        try:
+            frame = pl.read_csv(path, separator=separator, columns=columns,
+                                schema_overrides={c: pl.String for c in columns})
+        except Exception as exc:  # noqa: BLE001
+            raise ClvInputError(f"{source}: cannot read as CSV: {_first_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise ClvInputError(f"{source}: cannot read as CSV: {_first_line(exc)}") from None
+    return frame.with_columns(_integer_ids_if_lossless(frame.get_column(customer_col)))
+
+
+def _integer_ids_if_lossless(ids: pl.Series) -> pl.Series:
+    """Integer customer ids when every text id is a plain integer (no leading zeros, signs or spaces)."""
+    as_int = ids.cast(pl.Int64, strict=False)
+    if as_int.null_count() != ids.null_count():
+        return ids
+    if not (as_int.cast(pl.String) == ids).fill_null(True).all():
+        return ids  # e.g. "007": the text is the id
+    return as_int
 
 
 def _read_parquet(path: Path, source: str, wanted: dict[str, str]) -> pl.DataFrame:

@@ -372,3 +372,16 @@ def test_messages_are_single_lines(tmp_path):
     with pytest.raises(ClvInputError) as info:
         read(path)
     assert "\n" not in str(info.value) and re.match(re.escape(str(path)), str(info.value))
+
+
+def test_csv_ids_with_leading_zeros_stay_distinct(tmp_path):
+    path = write(tmp_path, "ids.csv", "cid,date\n007,2020-01-01\n7,2020-01-02\n007,2020-02-01\n")
+    frame = read_transactions(path, customer_col="cid")
+    assert frame["customer_id"].dtype == pl.String
+    assert frame["customer_id"].to_list() == ["007", "7", "007"]
+
+
+def test_csv_plain_integer_ids_are_integers(tmp_path):
+    frame = read_transactions(write(tmp_path, "ids.csv", "cid,date\n12,2020-01-01\n-3,2020-01-02\n"), customer_col="cid")
+    assert frame["customer_id"].dtype == pl.Int64
+    assert frame["customer_id"].to_list() == [12, -3]
