@@ -45,6 +45,17 @@ def _print_model(model, out) -> None:
         out(f"{'':12s} correlation(frequency, spend) = {corr:.3f} (the Gamma-Gamma model assumes 0)")
 
 
+def _accounting(rfm) -> str:
+    """Where every input row went (the summary's attrs account for all of them)."""
+    a = rfm.attrs
+    late_rows = a.get("n_transactions_first_purchase_after_calibration", 0)
+    after = a.get("n_transactions_after_observation_end", 0)
+    used = a.get("n_transactions", 0) - late_rows - after
+    return (f"{a.get('n_transactions', 0):,} transactions: {used:,} summarised for {len(rfm):,} customers, "
+            f"{late_rows:,} of {a.get('n_customers_first_purchase_after_calibration', 0):,} customers first seen "
+            f"after the calibration end, {after:,} after the observation end")
+
+
 def _model_json(model, n_customers: int) -> dict:
     out = {"bgnbd": {**{k: float(v) for k, v in model.purchases_.params_.items()},
                      "log_likelihood": model.purchases_.log_likelihood_,
@@ -88,7 +99,7 @@ def fit(transactions, customer_col, date_col, amount_col, date_format, freq, mer
     if as_json:
         click.echo(json.dumps(_model_json(model, len(rfm))))
         return
-    click.echo(f"{len(rfm):,} customers from {transactions} (time unit {model.time_unit_}, merge {merge})")
+    click.echo(f"{transactions}: {_accounting(rfm)} (time unit {model.time_unit_}, merge {merge})")
     _print_model(model, click.echo)
     if output is not None:
         click.echo(f"model saved to {output}")
@@ -115,6 +126,7 @@ def run(experiment, output, no_save) -> None:
                   f"{rfm.attrs.get('n_transactions', 0):,} transactions, time unit {result.model.time_unit_}, "
                   f"calibration to {str(rfm.attrs.get('calibration_end'))[:10]}, "
                   f"data to {str(rfm.attrs.get('observation_end'))[:10]}")
+    console.print(_accounting(rfm), markup=False)
     _print_model(result.model, lambda text: console.print(text, markup=False))
     if result.holdout is not None:
         console.print(

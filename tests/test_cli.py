@@ -99,3 +99,16 @@ def test_console_script_exit_code(cdnow_csv):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_fit_accounts_for_every_row(tmp_path, capsys):
+    df = load_cdnow_sample()[["customer_id", "date", "amount"]]
+    late = pd.DataFrame({"customer_id": [99999, 99999], "date": pd.to_datetime(["1998-01-05", "1998-02-01"]),
+                         "amount": [10.0, 11.0]})
+    path = tmp_path / "tx.csv"
+    pd.concat([df, late]).assign(date=lambda d: d["date"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
+    rc = main([*FIT, "--transactions", str(path)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    # customer 99999 first buys after the calibration end: his 2 rows are reported, not silently dropped
+    assert "6,921 transactions: 6,919 summarised for 2,357 customers, 2 of 1 customers first seen after" in out
