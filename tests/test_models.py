@@ -637,3 +637,14 @@ def test_clv_parameter_interval(cdnow_rfm):
     np.testing.assert_array_equal(again["clv_lower"], narrow["clv_lower"])
     with pytest.raises(ClvInputError, match="interval"):
         model.clv(cdnow_rfm, horizon="12M", interval=1.5)
+
+
+@pytest.mark.parametrize("n_t", [5, 50_000])  # dense occupancy table / hash fallback
+def test_unique_pairs_map_back_exactly(n_t):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 40, 30_000).astype(float)
+    T = rng.integers(0, n_t, 30_000) / 7.0
+    xu, tu, codes = bgnbd._unique_pairs(x, T)
+    np.testing.assert_array_equal(xu[codes], x)
+    np.testing.assert_array_equal(tu[codes], T)
+    assert len(set(zip(xu.tolist(), tu.tolist())))== len(xu)  # distinct

@@ -165,11 +165,27 @@ def p_alive(frequency, recency, T, r, alpha, a, b) -> np.ndarray:
 
 
 def _unique_pairs(x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (x, T) pairs and each row's position among them (hash-based, O(n))."""
+    """Distinct (x, T) pairs and each row's position among them, in O(n) without sorting.
+
+    x goes through the whole-number table of :func:`index_by_value`, T through a hash
+    factorisation; the pair code then indexes a dense occupancy table when that is small
+    (the usual case: few distinct x and T), else is factorised again.
+    """
+    x_values, x_codes = index_by_value(x)
     t_codes, t_values = pd.factorize(T, sort=False)
-    x_codes, x_values = pd.factorize(x, sort=False)
-    pair_codes, pairs = pd.factorize(x_codes.astype(np.int64) * len(t_values) + t_codes, sort=False)
-    return x_values[pairs // len(t_values)], t_values[pairs % len(t_values)], pair_codes
+    n_t = len(t_values)
+    key = x_codes.astype(np.int64) * n_t + t_codes
+    size = len(x_values) * n_t
+    if size <= 4 * len(key):
+        seen = np.zeros(size, dtype=bool)
+        seen[key] = True
+        pairs = np.flatnonzero(seen)
+        position = np.empty(size, dtype=np.int64)
+        position[pairs] = np.arange(len(pairs))
+        codes = position[key]
+    else:
+        codes, pairs = pd.factorize(key, sort=False)
+    return x_values[pairs // n_t], t_values[pairs % n_t], codes
 
 
 def _bracket_forms(t, x, T, r, alpha, a, b) -> np.ndarray:
