@@ -352,7 +352,7 @@ def test_nan_amount_in_pandas_is_missing():
 def test_non_finite_amounts_in_csv(tmp_path, text):
     path = write(tmp_path, "tx.csv", f"cust,order_date,total\n1,1997-01-01,3\n2,1997-01-02,{text}\n")
     message = error_of(path, amount_col="total")
-    assert f"column 'total', row 2" in message and "not finite" in message
+    assert "column 'total', row 2" in message and "not finite" in message
 
 
 def test_non_finite_amounts_in_polars():

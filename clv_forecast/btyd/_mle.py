@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from ..errors import ConvergenceWarning, IdentificationError
+from ..errors import ClvInputError, ConvergenceWarning, IdentificationError, NotFittedError
 
 LogLik = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
 
@@ -96,7 +96,7 @@ class MLEResult:
                 f"{ci.loc[name, 'lower']:12.6g} {ci.loc[name, 'upper']:12.6g}"
             )
         for key, value in self.extra.items():
-            lines.append(f"  {key}: {value}")
+            lines.append(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
         return "\n".join(lines)
 
     def draws(self, n: int, seed=None) -> np.ndarray:
@@ -270,3 +270,59 @@ def require(condition: bool, message: str) -> None:
     """Raise :class:`IdentificationError` when ``condition`` is false."""
     if not condition:
         raise IdentificationError(message)
+
+
+class MLEModel:
+    """State shared by the fitted models: settings in, ``params_``/``result_`` out (scikit-learn style).
+
+    Subclasses set ``name``, ``param_names`` and ``settings`` (the constructor arguments saved
+    with the model) and call :meth:`_store` at the end of ``fit``.
+    """
+
+    name = "model"
+    param_names: tuple[str, ...] = ()
+    settings: tuple[str, ...] = ("penalizer",)
+
+    def _check_penalizer(self) -> None:
+        if not (np.isfinite(self.penalizer) and self.penalizer >= 0):
+            raise ClvInputError(f"penalizer {self.penalizer!r}: must be a non-negative number")
+
+    def _start(self, default: Sequence[float]) -> list[float]:
+        if self.initial_params is not None:
+            return [float(self.initial_params[k]) for k in self.param_names]
+        return [float(v) for v in default]
+
+    def _store(self, result: MLEResult, time_unit: str | None) -> None:
+        result.time_unit = time_unit
+        self.result_ = result
+        self.params_ = result.params
+        self.log_likelihood_ = result.log_likelihood
+        self.time_unit_ = time_unit
+        self.n_customers_ = result.n_obs
+
+    def _check_fitted(self) -> tuple[float, ...]:
+        if not hasattr(self, "params_"):
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet: call fit() or load a saved model first.")
+        return tuple(float(self.params_[k]) for k in self.param_names)
+
+    def summary(self) -> str:
+        self._check_fitted()
+        return self.result_.summary()
+
+    def to_dict(self) -> dict:
+        self._check_fitted()
+        return {"model": self.name, **{k: getattr(self, k) for k in self.settings}, "time_unit": self.time_unit_,
+                **self.result_.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        model = cls(**{k: data[k] for k in cls.settings if k in data})
+        model._store(MLEResult.from_dict(cls.name, cls.param_names, data, data.get("time_unit")), data.get("time_unit"))
+        return model
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.settings)
+        if hasattr(self, "params_"):
+            params = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
+            return f"<{type(self).__name__} fitted: {params}; time unit {self.time_unit_}; {settings}>"
+        return f"{type(self).__name__}({settings})"

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from ..errors import ClvInputError, NotFittedError
+from ..errors import ClvInputError
 from ..units import Duration
 from . import _mle
 from ._data import RFM, as_frame_index, index_by_value, rfm_arrays
@@ -338,7 +338,7 @@ def prob_purchases(n, t, r, alpha, a, b) -> np.ndarray:
     return np.exp(np.logaddexp(first, second))
 
 
-class BetaGeoModel:
+class BetaGeoModel(_mle.MLEModel):
     """BG/NBD purchase model fitted by maximum likelihood (see the module docstring).
 
     Parameters
@@ -370,8 +370,7 @@ class BetaGeoModel:
     # -- fitting ---------------------------------------------------------------------------
     def fit(self, data=None, *, frequency=None, recency=None, T=None, weights=None, time_unit=None):
         """Fit on an RFM table (columns frequency, recency, T; optional ``count`` weights) or arrays."""
-        if not (np.isfinite(self.penalizer) and self.penalizer >= 0):
-            raise ClvInputError(f"penalizer {self.penalizer!r}: must be a non-negative number")
+        self._check_penalizer()
         rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, weights=weights, time_unit=time_unit)
         keep = rfm.weights > 0
         x, t_x, big_t, w = rfm.frequency[keep], rfm.recency[keep], rfm.T[keep], rfm.weights[keep]
@@ -382,29 +381,17 @@ class BetaGeoModel:
         _mle.require(bool(np.any(big_t > 0)), "BG/NBD: every customer has T = 0; nothing was observed")
         index = index_by_value(x)
         n = float(w.sum())
-        if self.initial_params is not None:
-            x0 = [float(self.initial_params[k]) for k in PARAM_NAMES]
-        else:
-            rate = np.dot(w, x) / max(np.dot(w, big_t), 1e-12)
-            x0 = [1.0, float(np.clip(1.0 / max(rate, 1e-12), 1e-6, 1e8)), 1.0, 1.0]
-        self.result_ = _mle.maximize(
+        rate = np.dot(w, x) / max(np.dot(w, big_t), 1e-12)
+        x0 = self._start([1.0, float(np.clip(1.0 / max(rate, 1e-12), 1e-6, 1e8)), 1.0, 1.0])
+        result = _mle.maximize(
             lambda phi: loglik_derivatives(phi, x, t_x, big_t, w, _index=index),
             x0, PARAM_NAMES, n_obs=n, n_rows=len(x), model=self.name,
             penalizer=self.penalizer, maxiter=self.maxiter,
         )
-        self.result_.time_unit = rfm.time_unit
-        self.params_ = self.result_.params
-        self.log_likelihood_ = self.result_.log_likelihood
-        self.time_unit_ = rfm.time_unit
-        self.n_customers_ = n
+        self._store(result, rfm.time_unit)
         return self
 
     # -- state -----------------------------------------------------------------------------
-    def _check_fitted(self) -> tuple[float, float, float, float]:
-        if not hasattr(self, "params_"):
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet: call fit() or load a saved model first.")
-        return tuple(float(self.params_[k]) for k in PARAM_NAMES)  # type: ignore[return-value]
-
     def _horizon(self, t) -> np.ndarray:
         if isinstance(t, (str, Duration)):
             if self.time_unit_ is None:
@@ -451,28 +438,3 @@ class BetaGeoModel:
         alive = p_alive(rfm.frequency, rfm.recency, rfm.T, *params)
         expected = alive * _expected_if_alive(h, rfm.frequency, rfm.T, *params)
         return pd.DataFrame({"expected_purchases": expected, "p_alive": alive}, index=as_frame_index(data, len(rfm)))
-
-    # -- persistence -----------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        self._check_fitted()
-        return {"model": self.name, "penalizer": self.penalizer, "time_unit": self.time_unit_, **self.result_.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "BetaGeoModel":
-        model = cls(penalizer=float(data.get("penalizer", 0.0)))
-        model.result_ = _mle.MLEResult.from_dict(cls.name, PARAM_NAMES, data, data.get("time_unit"))
-        model.params_ = model.result_.params
-        model.log_likelihood_ = model.result_.log_likelihood
-        model.time_unit_ = data.get("time_unit")
-        model.n_customers_ = model.result_.n_obs
-        return model
-
-    def summary(self) -> str:
-        self._check_fitted()
-        return self.result_.summary()
-
-    def __repr__(self) -> str:
-        if hasattr(self, "params_"):
-            p = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
-            return f"<BetaGeoModel fitted: {p}, time unit {self.time_unit_}>"
-        return f"BetaGeoModel(penalizer={self.penalizer})"

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from ..errors import ClvInputError, DataWarning, IdentificationError, NotFittedError
+from ..errors import ClvInputError, DataWarning, IdentificationError
 from . import _mle
 from ._data import as_frame_index, column, index_by_value, time_unit_of, weights_of, whole_number_frequency
 
@@ -121,7 +121,7 @@ def spend_frequency_correlation(frequency, monetary_value, weights=None) -> floa
     return float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]))
 
 
-class GammaGammaModel:
+class GammaGammaModel(_mle.MLEModel):
     """Gamma-Gamma spend model fitted by maximum likelihood (see the module docstring).
 
     Parameters
@@ -141,6 +141,7 @@ class GammaGammaModel:
 
     name = "Gamma-Gamma"
     param_names = PARAM_NAMES
+    settings = ("penalizer", "strict")
 
     def __init__(self, penalizer: float = 0.0, strict: bool = False, initial_params: dict | None = None,
                  maxiter: int = 200) -> None:
@@ -152,8 +153,7 @@ class GammaGammaModel:
     def fit(self, data=None, *, frequency=None, monetary_value=None, weights=None, time_unit=None):
         """Fit on customers with ``frequency > 0`` (columns frequency, monetary_value; optional ``count``)."""
         source = "RFM table" if data is not None else "input"
-        if not (np.isfinite(self.penalizer) and self.penalizer >= 0):
-            raise ClvInputError(f"penalizer {self.penalizer!r}: must be a non-negative number")
+        self._check_penalizer()
         x = column(data, "frequency", frequency, source)
         m = column(data, "monetary_value", monetary_value, source)
         if len(m) != len(x):
@@ -180,34 +180,27 @@ class GammaGammaModel:
             raise IdentificationError("Gamma-Gamma: every customer has the same frequency and spend; "
                                       "the spend distribution cannot be identified")
         n = float(wk.sum())
-        if self.initial_params is not None:
-            x0 = [float(self.initial_params[k]) for k in PARAM_NAMES]
-        else:
-            x0 = [1.0, 1.0, float(np.average(mk, weights=wk))]
         index = index_by_value(xk)
-        self.result_ = _mle.maximize(
-            lambda phi: loglik_derivatives(phi, xk, mk, wk, _index=index), x0, PARAM_NAMES,
+        result = _mle.maximize(
+            lambda phi: loglik_derivatives(phi, xk, mk, wk, _index=index),
+            self._start([1.0, 1.0, float(np.average(mk, weights=wk))]), PARAM_NAMES,
             n_obs=n, n_rows=len(xk), model=self.name, penalizer=self.penalizer, maxiter=self.maxiter,
         )
-        self.spend_frequency_correlation_ = spend_frequency_correlation(xk, mk, wk)
-        self.result_.extra["spend_frequency_correlation"] = round(self.spend_frequency_correlation_, 6)
-        self.result_.extra["excluded_customers"] = int(bad.sum())
-        if self.result_.params["q"] <= 1:
-            warnings.warn(f"Gamma-Gamma: fitted q = {self.result_.params['q']:.4g} <= 1: the population mean "
+        result.extra["spend_frequency_correlation"] = spend_frequency_correlation(xk, mk, wk)
+        result.extra["excluded_customers"] = int(bad.sum())
+        if result.params["q"] <= 1:
+            warnings.warn(f"Gamma-Gamma: fitted q = {result.params['q']:.4g} <= 1: the population mean "
                           "spend is not finite; spend predictions for customers with p x + q <= 1 are inf",
                           DataWarning, stacklevel=2)
-        self.time_unit_ = time_unit_of(data, time_unit)
-        self.result_.time_unit = self.time_unit_
-        self.params_ = self.result_.params
-        self.log_likelihood_ = self.result_.log_likelihood
-        self.n_customers_ = n
+        self._store(result, time_unit_of(data, time_unit))
         self.excluded_ = excluded
         return self
 
-    def _check_fitted(self) -> tuple[float, float, float]:
-        if not hasattr(self, "params_"):
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet: call fit() or load a saved model first.")
-        return tuple(float(self.params_[k]) for k in PARAM_NAMES)  # type: ignore[return-value]
+    @property
+    def spend_frequency_correlation_(self) -> float:
+        """Pearson correlation of frequency and mean spend in the fitted data (the model assumes 0)."""
+        self._check_fitted()
+        return float(self.result_.extra.get("spend_frequency_correlation", float("nan")))
 
     def conditional_expected_spend(self, data=None, *, frequency=None, monetary_value=None) -> np.ndarray:
         """Expected spend per transaction for each customer (population mean for frequency 0)."""
@@ -226,29 +219,3 @@ class GammaGammaModel:
         """Population mean spend per transaction, ``p v / (q - 1)`` (infinite when q <= 1)."""
         p, q, v = self._check_fitted()
         return p * v / (q - 1) if q > 1 else float("inf")
-
-    def to_dict(self) -> dict:
-        self._check_fitted()
-        return {"model": self.name, "penalizer": self.penalizer, "strict": self.strict,
-                "time_unit": self.time_unit_, **self.result_.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "GammaGammaModel":
-        model = cls(penalizer=float(data.get("penalizer", 0.0)), strict=bool(data.get("strict", False)))
-        model.result_ = _mle.MLEResult.from_dict(cls.name, PARAM_NAMES, data, data.get("time_unit"))
-        model.params_ = model.result_.params
-        model.log_likelihood_ = model.result_.log_likelihood
-        model.time_unit_ = data.get("time_unit")
-        model.n_customers_ = model.result_.n_obs
-        model.spend_frequency_correlation_ = float(model.result_.extra.get("spend_frequency_correlation", float("nan")))
-        return model
-
-    def summary(self) -> str:
-        self._check_fitted()
-        return self.result_.summary()
-
-    def __repr__(self) -> str:
-        if hasattr(self, "params_"):
-            p = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
-            return f"<GammaGammaModel fitted: {p}>"
-        return f"GammaGammaModel(penalizer={self.penalizer}, strict={self.strict})"
