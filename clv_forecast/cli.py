@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as exc:
         print(f"clv-forecast: error: {exc}", file=sys.stderr)
         return 2
+    except getattr(click.exceptions, "NoArgsIsHelpError", ()) as exc:  # click >= 8.2: bare `clv-forecast`
+        click.echo(exc.ctx.get_help() if exc.ctx else "")
+        return 0
     except click.UsageError as exc:
         print(f"clv-forecast: error: {' '.join(exc.format_message().split())} (see clv-forecast --help)",
               file=sys.stderr)

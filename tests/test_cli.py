@@ -112,3 +112,9 @@ def test_fit_accounts_for_every_row(tmp_path, capsys):
     assert rc == 0
     # customer 99999 first buys after the calibration end: his 2 rows are reported, not silently dropped
     assert "6,921 transactions: 6,919 summarised for 2,357 customers, 2 of 1 customers first seen after" in out
+
+
+def test_bare_command_prints_help(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "Usage:" in out and "fit" in out and "run" in out
