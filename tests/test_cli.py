@@ -118,3 +118,12 @@ def test_bare_command_prints_help(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
     assert "Usage:" in out and "fit" in out and "run" in out
+
+
+def test_default_run_is_the_cdnow_experiment_file():
+    from pathlib import Path
+
+    from clv_forecast.experiment import load_spec
+
+    spec_file = Path(__file__).resolve().parents[1] / "experiments" / "cdnow.toml"
+    assert load_spec(spec_file) == load_spec(None)
