@@ -455,7 +455,9 @@ def compress(
         return result
     inverse = (
         frame.select(columns)
-        .join(unique.select(columns).with_row_index("row"), on=columns, how="left", maintain_order="left")
+        .with_row_index("input_row")
+        .join(unique.select(columns).with_row_index("row"), on=columns, how="left")
+        .sort("input_row")  # (join's maintain_order needs polars >= 1.18)
         .get_column("row")
         .to_numpy()
         .astype(np.int64, copy=False)

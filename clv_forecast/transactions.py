@@ -102,7 +102,7 @@ def _check_columns(source: str, available: list[str], wanted: dict[str, str]) ->
 def _read_csv(path: Path, source: str, wanted: dict[str, str]) -> pl.DataFrame:
     separator = _sniff_separator(path, source)
     try:
-        header = pl.read_csv(path, separator=separator, n_rows=0).columns
+        header = pl.read_csv(path, separator=separator, n_rows=0, infer_schema_length=0).columns
     except pl.exceptions.NoDataError:
         raise ClvInputError(f"{source}: the file is empty (no header, no data rows)") from None
     except Exception as exc:  # noqa: BLE001 - any reader failure is a user-facing input problem
@@ -117,15 +117,14 @@ def _read_csv(path: Path, source: str, wanted: dict[str, str]) -> pl.DataFrame:
         # text too, so that "007" and "7" stay two customers; amounts are inferred.
         frame = pl.read_csv(path, separator=separator, columns=columns, schema_overrides=text,
                             infer_schema_length=10_000)
-    except pl.exceptions.ComputeError:
-        # a value later in the file does not fit the inferred type: read as text, check below
+    except Exception:  # noqa: BLE001
+        # e.g. a value later in the file does not fit the inferred type (the exception class
+        # differs across polars versions): read everything as text; the checks below then name
+        # the offending rows, and a file that cannot be read even so is reported as such
         try:
-            frame = pl.read_csv(path, separator=separator, columns=columns,
-                                schema_overrides={c: pl.String for c in columns})
+            frame = pl.read_csv(path, separator=separator, columns=columns, infer_schema_length=0)
         except Exception as exc:  # noqa: BLE001
             raise ClvInputError(f"{source}: cannot read as CSV: {_first_line(exc)}") from None
-    except Exception as exc:  # noqa: BLE001
-        raise ClvInputError(f"{source}: cannot read as CSV: {_first_line(exc)}") from None
     return frame.with_columns(_integer_ids_if_lossless(frame.get_column(customer_col)))
 
 
