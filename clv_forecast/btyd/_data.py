@@ -126,6 +126,23 @@ def index_by_value(x) -> tuple[np.ndarray, np.ndarray]:
     return values, idx.reshape(-1)
 
 
+@dataclass(frozen=True)
+class ByValue:
+    """Distinct purchase counts, each row's position among them and the total weight of each.
+
+    Fixed for a fit: built once, then every likelihood evaluation reuses it.
+    """
+
+    values: np.ndarray
+    index: np.ndarray
+    weights: np.ndarray
+
+    @classmethod
+    def of(cls, x, weights) -> "ByValue":
+        values, index = index_by_value(x)
+        return cls(values, index, np.bincount(index, weights=weights, minlength=len(values)))
+
+
 def as_frame_index(data, n: int):
     """The index to give prediction outputs: the table's own index, else a range."""
     if isinstance(data, pd.DataFrame) and len(data) == n:

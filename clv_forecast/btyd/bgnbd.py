@@ -32,7 +32,7 @@ from scipy import special, stats
 from ..errors import ClvInputError
 from ..units import Duration
 from . import _mle
-from ._data import RFM, as_frame_index, index_by_value, rfm_arrays
+from ._data import RFM, ByValue, as_frame_index, index_by_value, rfm_arrays
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
 
@@ -58,7 +58,7 @@ def loglik(r, alpha, a, b, frequency, recency, T) -> np.ndarray:
     return head[idx] + np.logaddexp(a3, a4)
 
 
-def loglik_derivatives(params, x, t_x, T, weights=None, _index=None):
+def loglik_derivatives(params, x, t_x, T, weights=None, _by_x: ByValue | None = None):
     """Weighted total log-likelihood, score (4,) and Hessian (4, 4) in (r, alpha, a, b).
 
     All derivatives are analytic. With ``w = e^{A_4 - L}`` the weight of the dropout term in
@@ -68,8 +68,8 @@ def loglik_derivatives(params, x, t_x, T, weights=None, _index=None):
     r, alpha, a, b = (float(v) for v in params)
     x = np.asarray(x, dtype=np.float64)
     weights = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
-    xu, idx = _index if _index is not None else index_by_value(x)
-    wu_x = np.bincount(idx, weights=weights, minlength=len(xu))  # total weight per distinct x
+    by_x = _by_x if _by_x is not None else ByValue.of(x, weights)  # (a fit passes it: fixed per fit)
+    xu, idx, wu_x = by_x.values, by_x.index, by_x.weights  # wu_x: total weight per distinct x
     n = wu_x.sum()
 
     # Terms in x alone: A1 + A2, summed with the per-x weights.
@@ -384,12 +384,12 @@ class BetaGeoModel(_mle.MLEModel):
                      "BG/NBD: no customer has a repeat purchase (all frequencies are 0); "
                      "the purchase rate and dropout parameters cannot be identified")
         _mle.require(bool(np.any(big_t > 0)), "BG/NBD: every customer has T = 0; nothing was observed")
-        index = index_by_value(x)
+        by_x = ByValue.of(x, w)
         n = float(w.sum())
         rate = np.dot(w, x) / max(np.dot(w, big_t), 1e-12)
         x0 = self._start([1.0, float(np.clip(1.0 / max(rate, 1e-12), 1e-6, 1e8)), 1.0, 1.0])
         result = _mle.maximize(
-            lambda phi: loglik_derivatives(phi, x, t_x, big_t, w, _index=index),
+            lambda phi: loglik_derivatives(phi, x, t_x, big_t, w, _by_x=by_x),
             x0, PARAM_NAMES, n_obs=n, n_rows=len(x), model=self.name,
             penalizer=self.penalizer, maxiter=self.maxiter,
         )

@@ -30,7 +30,7 @@ from scipy import special
 
 from ..errors import ClvInputError, DataWarning, IdentificationError
 from . import _mle
-from ._data import as_frame_index, column, index_by_value, time_unit_of, weights_of, whole_number_frequency
+from ._data import ByValue, as_frame_index, column, time_unit_of, weights_of, whole_number_frequency
 
 PARAM_NAMES = ("p", "q", "v")
 
@@ -44,7 +44,7 @@ def loglik(p, q, v, frequency, monetary_value) -> np.ndarray:
             + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(x * m + v))
 
 
-def loglik_derivatives(params, x, m, weights=None, _index=None):
+def loglik_derivatives(params, x, m, weights=None, _by_x: ByValue | None = None, _sum_log_m=None):
     """Weighted total log-likelihood, score (3,) and Hessian (3, 3) in (p, q, v), analytic.
 
     The gamma-function terms depend on x alone (a whole number with few distinct values): they are
@@ -55,8 +55,8 @@ def loglik_derivatives(params, x, m, weights=None, _index=None):
     x = np.asarray(x, dtype=np.float64)
     m = np.asarray(m, dtype=np.float64)
     w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
-    xu, idx = _index if _index is not None else index_by_value(x)
-    wx_u = np.bincount(idx, weights=w, minlength=len(xu))  # total weight per distinct x
+    by_x = _by_x if _by_x is not None else ByValue.of(x, w)
+    xu, wx_u = by_x.values, by_x.weights  # wx_u: total weight per distinct x
     n = wx_u.sum()
     pxu = p * xu
     with np.errstate(divide="ignore", invalid="ignore"):  # x = 0 entries carry no weight
@@ -68,7 +68,9 @@ def loglik_derivatives(params, x, m, weights=None, _index=None):
         t_p = np.where(wx_u > 0, special.polygamma(1, pxu), 0.0)
     # log(x m + v) = log m + log(x + v/m): keeping the two parts apart avoids the cancellation of
     # large sums (p * sum(w x log m) - p * sum(w x log(x m + v))) in the objective and the score.
-    sum_log_m, s_ell, s_x_ell, s_inv, s_x_inv, s_inv2, s_x_inv2 = _row_sums(x, m, w, v)
+    # (a fit passes by_x and sum(w log m): they do not change between evaluations)
+    sum_log_m = np.dot(w, np.log(m)) if _sum_log_m is None else _sum_log_m
+    s_ell, s_x_ell, s_inv, s_x_inv, s_inv2, s_x_inv2 = _row_sums(x, m, w, v)
     ll = (np.dot(wx_u, g_u) - (1.0 + q) * sum_log_m - p * s_x_ell - q * s_ell
           + n * (q * np.log(v) - special.gammaln(q)))
     xw_u = wx_u * xu
@@ -93,8 +95,7 @@ def _row_sums(x, m, w, v) -> list[float]:
     inv = 1.0 / (x * m + v)
     wx = w * x
     inv2 = inv * inv
-    return [np.dot(w, np.log(m)), np.dot(w, ell), np.dot(wx, ell), np.dot(w, inv), np.dot(wx, inv),
-            np.dot(w, inv2), np.dot(wx, inv2)]
+    return [np.dot(w, ell), np.dot(wx, ell), np.dot(w, inv), np.dot(wx, inv), np.dot(w, inv2), np.dot(wx, inv2)]
 
 
 def conditional_expected_spend(frequency, monetary_value, p, q, v) -> np.ndarray:
@@ -180,9 +181,9 @@ class GammaGammaModel(_mle.MLEModel):
             raise IdentificationError("Gamma-Gamma: every customer has the same frequency and spend; "
                                       "the spend distribution cannot be identified")
         n = float(wk.sum())
-        index = index_by_value(xk)
+        by_x, sum_log_m = ByValue.of(xk, wk), float(np.dot(wk, np.log(mk)))
         result = _mle.maximize(
-            lambda phi: loglik_derivatives(phi, xk, mk, wk, _index=index),
+            lambda phi: loglik_derivatives(phi, xk, mk, wk, _by_x=by_x, _sum_log_m=sum_log_m),
             self._start([1.0, 1.0, float(np.average(mk, weights=wk))]), PARAM_NAMES,
             n_obs=n, n_rows=len(xk), model=self.name, penalizer=self.penalizer, maxiter=self.maxiter,
         )
