@@ -90,14 +90,15 @@ def _parse_point(value: Any, option: str, date_format: str | None, tz: str | Non
                     stamp = pd.Timestamp(text)
             elif re.fullmatch(r"\d{8}", text):
                 stamp = pd.Timestamp(_dt.datetime.strptime(text, "%Y%m%d"))
-            else:
-                stamp = pd.Timestamp(text)
+            else:  # ISO 8601 only: "02/03/2020" could be either day or month first
+                stamp = pd.Timestamp(_dt.datetime.fromisoformat(text))
         elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             stamp = pd.Timestamp(_dt.datetime.strptime(str(int(value)), date_format or "%Y%m%d"))
         else:
             stamp = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError):
-        raise ClvInputError(f"{option}={value!r}: not a date or datetime (use e.g. '1997-09-30')") from None
+        raise ClvInputError(f"{option}={value!r}: not a date or datetime in ISO form (use e.g. '1997-09-30'), "
+                            "or give date_format") from None
     if stamp is pd.NaT or pd.isna(stamp):
         raise ClvInputError(f"{option}={value!r}: not a date or datetime (use e.g. '1997-09-30')")
     if stamp.tzinfo is not None:

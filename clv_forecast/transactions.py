@@ -14,6 +14,7 @@ once something is known to be wrong, so the happy path stays fast.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,13 @@ def _missing_column_error(source: str, column: str, role: str, available: list[s
     )
 
 
+def _check_duplicates(source: str, names: list[str], wanted: dict[str, str]) -> None:
+    for column in dict.fromkeys(wanted.values()):
+        if names.count(column) > 1:
+            raise ClvInputError(f"{source}: column {column!r} appears {names.count(column)} times; "
+                                "rename the duplicates so that the column to use is unambiguous")
+
+
 def _check_columns(source: str, available: list[str], wanted: dict[str, str]) -> None:
     for role, column in wanted.items():
         if column not in available:
@@ -107,6 +115,7 @@ def _read_csv(path: Path, source: str, wanted: dict[str, str]) -> pl.DataFrame:
         raise ClvInputError(f"{source}: the file is empty (no header, no data rows)") from None
     except Exception as exc:  # noqa: BLE001 - any reader failure is a user-facing input problem
         raise ClvInputError(f"{source}: cannot read as CSV: {_first_line(exc)}") from None
+    _check_duplicates(source, [re.sub(r"_duplicated_\d+$", "", c) for c in header], wanted)
     _check_columns(source, header, wanted)
     columns = list(dict.fromkeys(wanted.values()))
     date_col = wanted["date column"]
@@ -125,7 +134,10 @@ def _read_csv(path: Path, source: str, wanted: dict[str, str]) -> pl.DataFrame:
             frame = pl.read_csv(path, separator=separator, columns=columns, infer_schema_length=0)
         except Exception as exc:  # noqa: BLE001
             raise ClvInputError(f"{source}: cannot read as CSV: {_first_line(exc)}") from None
-    return frame.with_columns(_integer_ids_if_lossless(frame.get_column(customer_col)))
+    ids = frame.get_column(customer_col)
+    if ids.dtype == pl.String:
+        ids = ids.str.strip_chars()  # " 1" and "1 " in a text file are customer "1"
+    return frame.with_columns(_integer_ids_if_lossless(ids))
 
 
 def _integer_ids_if_lossless(ids: pl.Series) -> pl.Series:
@@ -161,9 +173,11 @@ def _from_pandas(frame: Any, source: str, wanted: dict[str, str]) -> pl.DataFram
     if customer_col not in available and customer_col in (frame.index.names or []):
         frame = frame.reset_index(level=customer_col)
         available = [str(c) for c in frame.columns]
+    _check_duplicates(source, available, wanted)
     _check_columns(source, available, wanted)
     columns = list(dict.fromkeys(wanted.values()))
-    subset = frame.loc[:, columns]
+    label = {str(c): c for c in frame.columns}  # the user names columns by text, e.g. "1" for label 1
+    subset = frame.loc[:, [label[c] for c in columns]]
     subset.columns = columns
     try:
         return pl.from_pandas(subset, include_index=False)
@@ -231,7 +245,7 @@ def _customer_ids(series: pl.Series, source: str, column: str) -> pl.Series:
     elif dtype in (pl.Categorical,) or isinstance(dtype, pl.Enum):
         series = series.cast(pl.String)
     elif dtype.is_float():
-        integral = series.is_finite() & (series == series.floor())
+        integral = series.is_finite() & (series == series.floor()) & (series.abs() < 2.0**63)
         if not integral.all():
             raise _row_error(source, column, series, ~integral, "customer ids must be integers or strings")
         series = series.cast(pl.Int64)
@@ -245,6 +259,27 @@ def _customer_ids(series: pl.Series, source: str, column: str) -> pl.Series:
 
 
 _YYYYMMDD = "%Y%m%d"
+
+
+# ISO 8601 forms accepted without a date_format: never a guess between day-first and month-first.
+_ISO_FORMATS = (
+    "%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M",
+)
+_UTC_OFFSET = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _parse_iso(series: pl.Series) -> pl.Series:
+    """ISO dates / datetimes; a UTC offset is dropped: the time is the local wall-clock time as written
+    (the rule for time-zone-aware columns too), so a purchase at 23:00+05:00 stays on its local day."""
+    text = series.str.strip_chars()
+    parsed = pl.Series(series.name, [None] * series.len(), pl.Datetime("us"))
+    for attempt in (text, text.str.replace(_UTC_OFFSET, "")):
+        for fmt in _ISO_FORMATS:
+            if parsed.null_count() == series.null_count():
+                return parsed
+            parsed = parsed.fill_null(attempt.str.strptime(pl.Datetime("us"), fmt, strict=False))
+    return parsed
 
 
 def _timestamps(series: pl.Series, date_format: str | None, source: str, column: str) -> pl.Series:
@@ -276,10 +311,7 @@ def _timestamps(series: pl.Series, date_format: str | None, source: str, column:
             parsed = series.str.strptime(pl.Datetime("us"), date_format, strict=False)
             hint = f" (expected format {date_format!r})"
         else:
-            try:
-                parsed = series.str.to_datetime(time_unit="us", strict=False)
-            except Exception:  # noqa: BLE001 - format inference failed on the first value
-                parsed = pl.Series(series.name, [None] * series.len(), pl.Datetime("us"))
+            parsed = _parse_iso(series)
             hint = " (expected ISO dates such as 1997-01-31 or 1997-01-31 14:05:00, or give date_format)"
     else:
         raise ClvInputError(

@@ -385,3 +385,44 @@ def test_csv_plain_integer_ids_are_integers(tmp_path):
     frame = read_transactions(write(tmp_path, "ids.csv", "cid,date\n12,2020-01-01\n-3,2020-01-02\n"), customer_col="cid")
     assert frame["customer_id"].dtype == pl.Int64
     assert frame["customer_id"].to_list() == [12, -3]
+
+
+def test_dates_are_iso_only_without_a_format(tmp_path):
+    # "05/01/2020" is 5 January or 1 May: never guessed
+    message = error_of(write(tmp_path, "tx.csv", "cust,order_date\n1,05/01/2020\n"))
+    assert "row 1" in message and "05/01/2020" in message and "ISO" in message
+    frame = read(write(tmp_path, "ok.csv", "cust,order_date\n1,05/01/2020\n"), date_format="%d/%m/%Y")
+    assert frame["timestamp"][0] == dt.datetime(2020, 1, 5)
+
+
+def test_utc_offsets_keep_the_local_wall_clock(tmp_path):
+    text = "cust,order_date\n1,2020-01-01T23:00+05:00\n1,2020-01-02T01:00:00Z\n1,2020-01-03 10:00\n"
+    stamps = read(write(tmp_path, "tx.csv", text))["timestamp"].to_list()
+    assert stamps == [dt.datetime(2020, 1, 1, 23), dt.datetime(2020, 1, 2, 1), dt.datetime(2020, 1, 3, 10)]
+
+
+def test_padded_text_ids_are_one_customer(tmp_path):
+    frame = read_transactions(write(tmp_path, "ids.csv", "cid,date\n 1,2020-01-01\n1 ,2020-01-02\n1,2020-01-03\n"),
+                              customer_col="cid")
+    assert frame["customer_id"].to_list() == [1, 1, 1]
+
+
+def test_duplicate_column_names_are_an_error(tmp_path):
+    message = error_of(write(tmp_path, "tx.csv", "cust,order_date,total,total\n1,2020-01-01,1,2\n"),
+                       amount_col="total")
+    assert "'total'" in message and "2 times" in message
+    frame = pd.DataFrame([[1, "2020-01-01", 1.0, 2.0]], columns=["cust", "order_date", "total", "total"])
+    message = error_of(frame, amount_col="total")
+    assert "'total'" in message and "2 times" in message
+
+
+def test_pandas_columns_with_non_text_labels(tmp_path):
+    frame = pd.DataFrame({1: [7, 7], 2: pd.to_datetime(["2020-01-01", "2020-01-09"])})
+    out = read_transactions(frame, customer_col="1", date_col="2")
+    assert out["customer_id"].to_list() == [7, 7]
+
+
+def test_float_ids_beyond_int64_are_an_error():
+    frame = pd.DataFrame({"cust": [1e30, 2.0], "order_date": pd.to_datetime(["2020-01-01", "2020-01-02"])})
+    message = error_of(frame)
+    assert "'cust'" in message and "row 1" in message and "integers or strings" in message
