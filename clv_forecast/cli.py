@@ -87,7 +87,7 @@ def _model_json(model, n_customers: int) -> dict:
 def fit(transactions, customer_col, date_col, amount_col, date_format, freq, merge, calibration_end,
         observation_end, penalizer, strict_spend, as_json, output) -> None:
     """Fit BG/NBD and Gamma-Gamma on a transaction log; print parameters, standard errors, log-likelihoods."""
-    from .model import ClvModel
+    from .model import ClvModel, json_safe
     from .rfm import summarize
 
     rfm = summarize(transactions, customer_col=customer_col, date_col=date_col, amount_col=amount_col,
@@ -97,7 +97,7 @@ def fit(transactions, customer_col, date_col, amount_col, date_format, freq, mer
     if output is not None:
         model.save(output)
     if as_json:
-        click.echo(json.dumps(_model_json(model, len(rfm))))
+        click.echo(json.dumps(json_safe(_model_json(model, len(rfm))), allow_nan=False))
         return
     click.echo(f"{transactions}: {_accounting(rfm)} (time unit {model.time_unit_}, merge {merge})")
     _print_model(model, click.echo)

@@ -50,10 +50,33 @@ def load_spec(path=None) -> dict:
             unknown = set(value) - set(spec[key])
             if unknown:
                 raise ClvInputError(f"{path}: [{key}] has unknown keys {sorted(unknown)}; known: {sorted(spec[key])}")
+            for name, item in value.items():
+                _check_type(path, key, name, item, DEFAULT_SPEC[key][name])
             spec[key].update(value)
         else:
+            _check_type(path, None, key, value, DEFAULT_SPEC[key])
             spec[key] = value
     return spec
+
+
+_OPTIONAL_TEXT = {("data", "amount_col"), ("data", "date_format"), ("summary", "calibration_end"),
+                  ("summary", "observation_end"), ("output", "model")}
+
+
+def _check_type(path, section, name, value, default) -> None:
+    """A spec value has the type of its default (numbers for numbers, text for text, true/false for flags)."""
+    where = f"{path}: [{section}] {name}" if section else f"{path}: {name}"
+    if (section, name) in _OPTIONAL_TEXT or default is None:
+        ok = isinstance(value, str) or (name == "interval" and isinstance(value, (int, float)) and not isinstance(value, bool))
+        want = "text" if name != "interval" else "a probability such as 0.9"
+    elif isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, (int, float)):
+        ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    else:
+        ok, want = isinstance(value, str), "text"
+    if not ok:
+        raise ClvInputError(f"{where} = {value!r}: must be {want}")
 
 
 @dataclass
@@ -108,7 +131,7 @@ def run(spec: dict, *, save: bool = True) -> RunResult:
                 "holdout_rmse": float(np.sqrt((err**2).mean())),
             })
         clv = model.clv(rfm, horizon=v["horizon"], discount_rate=v["discount_rate"], step=v["step"],
-                        margin=float(v["margin"]), interval=v.get("interval")) if model.spend_ is not None else pd.DataFrame()
+                        margin=float(v["margin"]), interval=v.get("interval") or None) if model.spend_ is not None else pd.DataFrame()
         if len(clv):
             metrics["clv_total"] = float(clv["clv"].sum())
     result = RunResult(spec=spec, summary=rfm, model=model, holdout=holdout, clv=clv, metrics=metrics,

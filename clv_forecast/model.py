@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import tempfile
@@ -20,6 +21,7 @@ import pandas as pd
 from .btyd import BetaGeoModel, GammaGammaModel
 from .btyd._data import rfm_arrays, time_unit_of
 from .errors import ClvInputError, NotFittedError
+from .units import TimeUnit
 from .value import customer_lifetime_value
 
 FORMAT = "clv-forecast-model"
@@ -33,6 +35,17 @@ def _versions() -> dict:
 
     return {"clv_forecast": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
             "pandas": pd.__version__, "python": platform.python_version()}
+
+
+def json_safe(value):
+    """Standard JSON: NaN and infinities (e.g. standard errors of an unidentified fit) become null."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _compress_for_fit(data) -> pd.DataFrame:
@@ -64,16 +77,15 @@ class ClvModel:
         if unit is None:
             raise ClvInputError("RFM table: time unit unknown; build it with summarize() or pass time_unit='W'")
         rfm_arrays(rfm)  # validate once, with row numbers of the user's table
-        compressed = _compress_for_fit(rfm)
-        self.purchases_ = BetaGeoModel(penalizer=self.penalizer).fit(compressed, time_unit=unit)
-        self.spend_ = None
+        # fit into locals: a failure leaves the model as it was, never half-refitted
+        purchases = BetaGeoModel(penalizer=self.penalizer).fit(_compress_for_fit(rfm), time_unit=unit)
+        spend = None
         if "monetary_value" in rfm.columns:
-            self.spend_ = GammaGammaModel(penalizer=self.spend_penalizer, strict=self.strict_spend).fit(
-                rfm, time_unit=unit)
-        self.time_unit_ = unit
-        self.training_ = {k: (v if isinstance(v, (int, float, str, type(None))) else str(v))
-                          for k, v in dict(getattr(rfm, "attrs", {}) or {}).items()}
-        self.training_.setdefault("n_customers", int(len(rfm)))
+            spend = GammaGammaModel(penalizer=self.spend_penalizer, strict=self.strict_spend).fit(rfm, time_unit=unit)
+        training = {k: (v if isinstance(v, (int, float, str, type(None))) else str(v))
+                    for k, v in dict(getattr(rfm, "attrs", {}) or {}).items()}
+        training.setdefault("n_customers", int(len(rfm)))
+        self.purchases_, self.spend_, self.time_unit_, self.training_ = purchases, spend, unit, training
         return self
 
     def _check(self) -> None:
@@ -138,25 +150,29 @@ class ClvModel:
     def from_dict(cls, data: dict, source: str = "model") -> "ClvModel":
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ClvInputError(f"{source}: not a clv-forecast model file (no 'format': '{FORMAT}')")
-        if int(data.get("format_version", 0)) > FORMAT_VERSION:
-            raise ClvInputError(f"{source}: model format version {data['format_version']} is newer than this "
-                                f"clv-forecast understands ({FORMAT_VERSION}); upgrade clv-forecast")
-        settings = data.get("settings", {})
-        model = cls(**settings)
         try:
+            version = int(data.get("format_version", 0))
+        except (TypeError, ValueError):
+            raise ClvInputError(f"{source}: format_version {data.get('format_version')!r} is not a number") from None
+        if version > FORMAT_VERSION:
+            raise ClvInputError(f"{source}: model format version {version} is newer than this "
+                                f"clv-forecast understands ({FORMAT_VERSION}); upgrade clv-forecast")
+        try:
+            model = cls(**{k: v for k, v in dict(data.get("settings", {})).items()
+                           if k in ("penalizer", "spend_penalizer", "strict_spend")})
             model.purchases_ = BetaGeoModel.from_dict(data["bgnbd"])
             model.spend_ = None if data.get("gamma_gamma") is None else GammaGammaModel.from_dict(data["gamma_gamma"])
-        except (KeyError, TypeError, ValueError) as exc:
+            model.time_unit_ = str(TimeUnit.parse(data["time_unit"]))
+            model.training_ = dict(data.get("training_data") or {})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ClvInputError(f"{source}: model file is incomplete or corrupt ({type(exc).__name__}: {exc})") from None
-        model.time_unit_ = data["time_unit"]
-        model.training_ = dict(data.get("training_data", {}))
         return model
 
     def save(self, path) -> Path:
         """Write the model as indented JSON, atomically (temporary file + rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n"
+        text = json.dumps(json_safe(self.to_dict()), indent=2, allow_nan=False) + "\n"
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
             with os.fdopen(fd, "w") as fh:

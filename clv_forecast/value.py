@@ -83,6 +83,7 @@ def customer_lifetime_value(purchases, spend, data=None, *, horizon="12M", disco
     m = column(data, "monetary_value", monetary_value, "RFM table" if data is not None else "input")
     times, factors = discount_schedule(purchases.time_unit_, horizon, step, discount_rate)
     x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
+    gamma_gamma.warn_outside_model(x, m, as_frame_index(data, len(x)))
     expected, alive, expected_spend, discounted = _clv_parts(purchase_params, spend_params, x, t_x, big_t, m,
                                                              times, factors)
     out = pd.DataFrame(
@@ -101,6 +102,9 @@ def customer_lifetime_value(purchases, spend, data=None, *, horizon="12M", disco
         for i in range(n_draws):
             _, _, spend_i, disc_i = _clv_parts(draws_p[i], draws_s[i], x, t_x, big_t, m, times, factors)
             samples[i] = margin * spend_i * disc_i
-        lo, hi = np.quantile(samples, [(1 - interval) / 2, (1 + interval) / 2], axis=0)
+        # order statistics, not interpolation: a draw with q <= 1 gives an infinite spend, and
+        # interpolating between inf and a number would give NaN
+        lo = np.quantile(samples, (1 - interval) / 2, axis=0, method="lower")
+        hi = np.quantile(samples, (1 + interval) / 2, axis=0, method="higher")
         out["clv_lower"], out["clv_upper"] = lo, hi
     return out

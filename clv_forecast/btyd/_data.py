@@ -66,12 +66,14 @@ def weights_of(data, weights, n: int, source: str) -> np.ndarray:
 
 
 def time_unit_of(data, time_unit) -> str | None:
-    if time_unit is not None:
-        return str(TimeUnit.parse(time_unit))
+    """The time unit of the data: the table's own (``attrs``), or ``time_unit``; both must agree."""
     attrs = getattr(data, "attrs", None) or {}
-    if attrs.get("time_unit"):
-        return str(TimeUnit.parse(attrs["time_unit"]))
-    return None
+    own = str(TimeUnit.parse(attrs["time_unit"])) if attrs.get("time_unit") else None
+    given = None if time_unit is None else str(TimeUnit.parse(time_unit))
+    if own is not None and given is not None and TimeUnit.parse(own).days != TimeUnit.parse(given).days:
+        raise ClvInputError(f"time_unit={time_unit!r} contradicts the RFM table, whose recency and T are in "
+                            f"{own!r} (its attrs); rebuild the table with summarize(time_unit=...) instead")
+    return given or own
 
 
 @dataclass

@@ -284,7 +284,8 @@ class MLEModel:
     settings: tuple[str, ...] = ("penalizer",)
 
     def _check_penalizer(self) -> None:
-        if not (np.isfinite(self.penalizer) and self.penalizer >= 0):
+        if isinstance(self.penalizer, bool) or not isinstance(self.penalizer, (int, float, np.number)) \
+                or not (np.isfinite(self.penalizer) and self.penalizer >= 0):
             raise ClvInputError(f"penalizer {self.penalizer!r}: must be a non-negative number")
 
     def _start(self, default: Sequence[float]) -> list[float]:

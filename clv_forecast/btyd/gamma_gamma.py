@@ -103,12 +103,27 @@ def conditional_expected_spend(frequency, monetary_value, p, q, v) -> np.ndarray
 
     The posterior of ``nu`` is Gamma(p x + q, v + x m), so ``E[p / nu]`` is finite only when
     ``p x + q > 1``; otherwise the expected spend is ``+inf`` (never a negative number).
+    Repeat buyers with a non-positive mean spend are outside the model (its spends are positive):
+    NaN, and :meth:`GammaGammaModel.conditional_expected_spend` says how many and which.
     """
     x = np.asarray(frequency, dtype=np.float64)
     m = np.where(x > 0, np.asarray(monetary_value, dtype=np.float64), 0.0)
     shape = p * x + q - 1
     with np.errstate(divide="ignore"):
-        return np.where(shape > 0, p * (v + x * m) / np.where(shape > 0, shape, 1.0), np.inf)
+        spend = np.where(shape > 0, p * (v + x * m) / np.where(shape > 0, shape, 1.0), np.inf)
+    # repeat buyers with a non-positive mean spend (returns) are outside the model: no estimate
+    return np.where((x > 0) & (m <= 0), np.nan, spend)
+
+
+def warn_outside_model(x: np.ndarray, m: np.ndarray, index) -> None:
+    """Say how many and which repeat buyers have a non-positive mean spend (their estimates are NaN)."""
+    outside = (x > 0) & (m <= 0)
+    if outside.any():
+        ids = index[outside]
+        shown = ", ".join(map(str, ids[:10].tolist())) + (" ..." if len(ids) > 10 else "")
+        warnings.warn(f"Gamma-Gamma: {len(ids)} customer(s) with repeat purchases have a non-positive mean "
+                      f"spend, outside the model: their expected spend (and CLV) is NaN: {shown}",
+                      DataWarning, stacklevel=3)
 
 
 def spend_frequency_correlation(frequency, monetary_value, weights=None) -> float:
@@ -209,6 +224,7 @@ class GammaGammaModel(_mle.MLEModel):
         source = "RFM table" if data is not None else "input"
         x = column(data, "frequency", frequency, source)
         m = column(data, "monetary_value", monetary_value, source)
+        warn_outside_model(x, m, as_frame_index(data, len(x)))
         return conditional_expected_spend(x, m, *params)
 
     def predict(self, data) -> pd.DataFrame:
