@@ -96,15 +96,37 @@ def customer_lifetime_value(purchases, spend, data=None, *, horizon="12M", disco
         index=as_frame_index(data, len(x)),
     )
     if interval is not None:
-        draws_p = purchases.result_.draws(n_draws, seed)
-        draws_s = spend.result_.draws(n_draws, None if seed is None else seed + 1)
-        samples = np.empty((n_draws, len(x)))
+        out["clv_lower"], out["clv_upper"] = _clv_interval(purchases, spend, x, t_x, big_t, m, times, factors,
+                                                           margin, interval, n_draws, seed)
+    return out
+
+
+def _clv_interval(purchases, spend, x, t_x, big_t, m, times, factors, margin, interval, n_draws, seed,
+                  max_values: int = 2**25):
+    """Central ``interval`` of the CLV over parameter draws, per customer.
+
+    Customers are taken in blocks (at most ``max_values`` samples, 256 MiB, held at once); within
+    a block the hypergeometric part is evaluated once per distinct (x, T) pair and draw.
+    """
+    draws_p = purchases.result_.draws(n_draws, seed)
+    draws_s = spend.result_.draws(n_draws, None if seed is None else seed + 1)
+    weights = factors - np.append(factors[1:], 0.0)
+    lower, upper = np.empty(len(x)), np.empty(len(x))
+    block = max(1, max_values // n_draws)
+    for start in range(0, len(x), block):
+        rows = slice(start, start + block)
+        xb, tb, big_tb, mb = x[rows], t_x[rows], big_t[rows], m[rows]
+        if len(xb) > 2_000:
+            xu, tu, codes = bgnbd._unique_pairs(xb, big_tb)
+        else:
+            xu, tu, codes = xb, big_tb, np.arange(len(xb))
+        samples = np.empty((n_draws, len(xb)))
         for i in range(n_draws):
-            _, _, spend_i, disc_i = _clv_parts(draws_p[i], draws_s[i], x, t_x, big_t, m, times, factors)
-            samples[i] = margin * spend_i * disc_i
+            discounted = bgnbd._expected_if_alive(times, xu, tu, *draws_p[i], dedupe=False) @ weights
+            samples[i] = (margin * gamma_gamma.conditional_expected_spend(xb, mb, *draws_s[i])
+                          * bgnbd.p_alive(xb, tb, big_tb, *draws_p[i]) * discounted[codes])
         # order statistics, not interpolation: a draw with q <= 1 gives an infinite spend, and
         # interpolating between inf and a number would give NaN
-        lo = np.quantile(samples, (1 - interval) / 2, axis=0, method="lower")
-        hi = np.quantile(samples, (1 + interval) / 2, axis=0, method="higher")
-        out["clv_lower"], out["clv_upper"] = lo, hi
-    return out
+        lower[rows] = np.quantile(samples, (1 - interval) / 2, axis=0, method="lower")
+        upper[rows] = np.quantile(samples, (1 + interval) / 2, axis=0, method="higher")
+    return lower, upper

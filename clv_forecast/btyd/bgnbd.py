@@ -271,19 +271,20 @@ def _if_alive_by_quadrature(t, x, T, r, alpha, a, b) -> np.ndarray:
     return h @ w
 
 
-def _expected_if_alive(t, x, T, r, alpha, a, b) -> np.ndarray:
+def _expected_if_alive(t, x, T, r, alpha, a, b, dedupe: bool = True) -> np.ndarray:
     """``(a+b+x-1)/(a-1) * bracket``: expected purchases in (T, T+t] of a customer still active.
 
     Depends on (x, T, t) only, not on recency: for large inputs it is evaluated once per distinct
-    (x, T) pair. ``t`` may be a vector of horizons: the result then has one column per horizon.
+    (x, T) pair (``dedupe=False`` when the rows are distinct already). ``t`` may be a vector of
+    horizons: the result then has one column per horizon.
     """
     t = np.asarray(t, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
-    if x.ndim == 1 and x.size > 2_000 and t.ndim <= 1:
+    if dedupe and x.ndim == 1 and x.size > 2_000 and t.ndim <= 1:
         xu, tu, inverse = _unique_pairs(x, T)
         if len(xu) < x.size // 2:
-            return _expected_if_alive(t, xu, tu, r, alpha, a, b)[inverse]
+            return _expected_if_alive(t, xu, tu, r, alpha, a, b, dedupe=False)[inverse]
     if t.ndim == 1 and x.ndim == 1:
         x, T = x[:, None], T[:, None]
     shape = np.broadcast_shapes(t.shape, x.shape, T.shape)
