@@ -10,6 +10,7 @@ no traceback. The commands only compose library functions.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -43,6 +44,22 @@ def _print_model(model, out) -> None:
     if model.spend_ is not None:
         corr = model.spend_.spend_frequency_correlation_
         out(f"{'':12s} correlation(frequency, spend) = {corr:.3f} (the Gamma-Gamma model assumes 0)")
+
+
+_OPTION_NAMES = {"time_unit=": "--freq ", "merge=": "--merge ", "calibration_end=": "--calibration-end ",
+                 "observation_end=": "--observation-end "}
+
+
+def _check_output(path: Path) -> None:
+    """Refuse an output path that cannot be written before any work is done (one-line error)."""
+    if path.is_dir():
+        raise ClvInputError(f"{path}: is a directory; give a file path for the model, e.g. {path / 'model.json'}")
+    parent = path.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ClvInputError(f"{path}: cannot write the model: {existing} is a file, not a directory")
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise ClvInputError(f"{path}: cannot write the model: {existing} is not writable")
 
 
 def _accounting(rfm) -> str:
@@ -90,9 +107,17 @@ def fit(transactions, customer_col, date_col, amount_col, date_format, freq, mer
     from .model import ClvModel, json_safe
     from .rfm import summarize
 
-    rfm = summarize(transactions, customer_col=customer_col, date_col=date_col, amount_col=amount_col,
-                    date_format=date_format, time_unit=freq, merge=merge, calibration_end=calibration_end,
-                    observation_end=observation_end)
+    if output is not None:
+        _check_output(output)
+    try:
+        rfm = summarize(transactions, customer_col=customer_col, date_col=date_col, amount_col=amount_col,
+                        date_format=date_format, time_unit=freq, merge=merge, calibration_end=calibration_end,
+                        observation_end=observation_end)
+    except ClvInputError as exc:  # name the command-line options, not the Python arguments
+        message = str(exc)
+        for argument, option in _OPTION_NAMES.items():
+            message = message.replace(argument, option)
+        raise ClvInputError(message) from None
     model = ClvModel(penalizer=penalizer, strict_spend=strict_spend).fit(rfm)
     if output is not None:
         model.save(output)
@@ -119,6 +144,8 @@ def run(experiment, output, no_save) -> None:
     spec = load_spec(experiment)
     if output is not None:
         spec["output"]["model"] = str(output)
+    if not no_save and spec["output"].get("model"):
+        _check_output(Path(spec["output"]["model"]))
     result = run_experiment(spec, save=not no_save)
     console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
     rfm, m = result.summary, result.metrics

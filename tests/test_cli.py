@@ -127,3 +127,25 @@ def test_default_run_is_the_cdnow_experiment_file():
 
     spec_file = Path(__file__).resolve().parents[1] / "experiments" / "cdnow.toml"
     assert load_spec(spec_file) == load_spec(None)
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--freq", "0W"], "--freq '0W'"),
+        (["--calibration-end", "notadate"], "--calibration-end 'notadate'"),
+        (["--merge", "fortnightly"], "--merge 'fortnightly'"),
+    ],
+)
+def test_errors_name_the_command_line_option(cdnow_csv, capsys, extra, fragment):
+    rc, err = _error(["fit", "--transactions", str(cdnow_csv), *extra], capsys)
+    assert rc == 2 and fragment in err and err.count("\n") == 0
+
+
+def test_unwritable_output_is_refused_before_fitting(cdnow_csv, capsys, tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    rc, err = _error([*FIT, "--transactions", str(cdnow_csv), "--output", str(blocker / "m.json")], capsys)
+    assert rc == 2 and "is a file, not a directory" in err
+    rc, err = _error(["run", "--output", str(tmp_path)], capsys)
+    assert rc == 2 and "is a directory" in err
