@@ -42,3 +42,21 @@ def format_rows(rows: Sequence[int], limit: int = 5) -> str:
     word = "row" if len(rows) == 1 else "rows"
     more = f" (and {len(rows) - limit} more)" if len(rows) > limit else ""
     return f"{word} {shown}{more}"
+
+
+def show_value(value) -> str:
+    """A value as shown in an error message: ``repr``, shortened; ``missing`` for None."""
+    if value is None:
+        return "missing"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def row_error(source: str, column: str, rows: Sequence[int], values: Sequence, reason: str,
+              limit: int = 5) -> ClvInputError:
+    """The one layout of a bad-value error: ``source: column 'c', rows 3, 7 (values: ...): reason``.
+
+    ``rows`` are 1-based (all of them: the message counts the rest), ``values`` those of the first rows.
+    """
+    shown = ", ".join(show_value(v) for v in list(values)[:limit])
+    return ClvInputError(f"{source}: column {column!r}, {format_rows(rows, limit)} (values: {shown}): {reason}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from .errors import ClvInputError, format_rows
+from .errors import ClvInputError, row_error
 
 __all__ = ["read_transactions", "STANDARD_COLUMNS"]
 
@@ -37,24 +37,9 @@ _SHOW = 5  # offending rows/values shown in a message
 # --------------------------------------------------------------------------------------------
 
 
-def _show_value(value: Any) -> str:
-    if value is None:
-        return "missing"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _offenders(series: pl.Series, mask: pl.Series) -> tuple[list[int], list[str]]:
-    """1-based row numbers (all of them) and the first few offending values of ``series``."""
-    idx = mask.fill_null(True).arg_true()
-    rows = (idx + 1).to_list()
-    values = [_show_value(v) for v in series.gather(idx.head(_SHOW)).to_list()]
-    return rows, values
-
-
 def _row_error(source: str, column: str, series: pl.Series, mask: pl.Series, reason: str) -> ClvInputError:
-    rows, values = _offenders(series, mask)
-    return ClvInputError(f"{source}: column {column!r}, {format_rows(rows, _SHOW)} (values: {', '.join(values)}): {reason}")
+    idx = mask.fill_null(True).arg_true()
+    return row_error(source, column, (idx + 1).to_list(), series.gather(idx.head(_SHOW)).to_list(), reason, _SHOW)
 
 
 # --------------------------------------------------------------------------------------------

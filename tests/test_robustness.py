@@ -4,7 +4,6 @@ import json
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from clv_forecast import ClvModel, simulate, summarize

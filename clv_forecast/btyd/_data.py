@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import ClvInputError, format_rows
+from ..errors import ClvInputError, row_error
 from ..units import TimeUnit
 
 WEIGHT_COLUMNS = ("count", "weight", "weights")
@@ -15,8 +15,7 @@ WEIGHT_COLUMNS = ("count", "weight", "weights")
 
 def _bad(name: str, what: str, mask: np.ndarray, values: np.ndarray, source: str) -> ClvInputError:
     rows = np.flatnonzero(mask)
-    shown = ", ".join(repr(v) for v in values[rows[:3]].tolist())
-    return ClvInputError(f"{source}: column '{name}': {what} at {format_rows(rows + 1)} (values: {shown})")
+    return row_error(source, name, (rows + 1).tolist(), values[rows[:5]].tolist(), what)
 
 
 def column(data, name: str, given, source: str, required: bool = True) -> np.ndarray | None:
