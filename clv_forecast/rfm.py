@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 import re
 from typing import Any, Sequence
 
@@ -358,8 +359,16 @@ def summarize(
     out: dict[str, np.ndarray] = {"frequency": frequency, "recency": recency, "T": T}
     if has_amount:
         amount = rows.get_column("amount").to_numpy()
-        gsum = np.add.reduceat(amount, gstart)  # merged purchase values
+        with np.errstate(over="ignore"):  # a sum beyond the float range is reported below, by customer
+            gsum = np.add.reduceat(amount, gstart)  # merged purchase values
         del amount
+        overflow = ~np.isfinite(gsum)
+        if overflow.any():
+            group = int(np.flatnonzero(overflow)[0])
+            customer = customer_ids[int(np.searchsorted(cstart, group, side="right") - 1)]
+            source = str(transactions) if isinstance(transactions, (str, os.PathLike)) else "DataFrame"
+            raise ClvInputError(f"{source}: column {amount_col or 'amount'!r}: the purchases of customer {customer!r} "
+                                "sum beyond the floating-point range (about 1.8e308); check the amounts' unit")
         if cal is not None:
             hold_sum = np.add.reduceat(np.where(g_hold, gsum, 0.0), cstart)
             out_hold = np.divide(hold_sum, n_hold_c, out=np.zeros_like(hold_sum), where=n_hold_c > 0)

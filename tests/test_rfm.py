@@ -558,3 +558,10 @@ def test_wide_integer_ids_take_the_general_path_with_the_same_result(cdnow, cdno
     )
     assert (shifted.index.to_numpy() - offset == cdnow_rfm.index.to_numpy()).all()
     assert np.array_equal(shifted.to_numpy(), cdnow_rfm.to_numpy())
+
+
+def test_amounts_summing_beyond_the_float_range_are_an_error(tmp_path):
+    path = tmp_path / "tx.csv"
+    path.write_text("cust,date,amount\n1,2020-01-01,1e308\n1,2020-01-01,1e308\n1,2020-01-05,1\n2,2020-01-01,3\n")
+    with pytest.raises(ClvInputError, match=r"tx.csv: column 'amount': the purchases of customer 1 sum beyond"):
+        summarize(path, customer_col="cust", amount_col="amount")
