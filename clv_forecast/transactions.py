@@ -118,11 +118,31 @@ def _read_csv(path: Path, source: str, wanted: dict[str, str]) -> pl.DataFrame:
         try:
             frame = pl.read_csv(path, separator=separator, columns=columns, infer_schema_length=0)
         except Exception as exc:  # noqa: BLE001
-            raise ClvInputError(f"{source}: cannot read as CSV: {_first_line(exc)}") from None
+            raise ClvInputError(f"{source}: cannot read as CSV: {_ragged_line(path, separator) or _first_line(exc)}"
+                                ) from None
     ids = frame.get_column(customer_col)
     if ids.dtype == pl.String:
         ids = ids.str.strip_chars()  # " 1" and "1 " in a text file are customer "1"
     return frame.with_columns(_integer_ids_if_lossless(ids))
+
+
+def _ragged_line(path: Path, separator: str) -> str | None:
+    """The first line whose number of fields differs from the header's (only read after a failure)."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:  # type: ignore[operator]
+            reader = csv.reader(handle, delimiter=separator)
+            width = len(next(reader, []))
+            for record in reader:
+                if record and len(record) != width:
+                    return (f"line {reader.line_num} (data row {reader.line_num - 1}) has {len(record)} fields, "
+                            f"the header has {width}")
+    except (OSError, csv.Error):
+        return None
+    return None
 
 
 def _integer_ids_if_lossless(ids: pl.Series) -> pl.Series:
