@@ -432,14 +432,14 @@ class BetaGeoModel(_mle.MLEModel):
         rfm = self._rfm(data, frequency, recency, T)
         return p_alive(rfm.frequency, rfm.recency, rfm.T, *params)
 
-    def predict(self, data, t) -> pd.DataFrame:
-        """Per customer: ``expected_purchases`` in (T, T+t] and ``p_alive``, indexed like ``data``.
+    def predict(self, data, horizon="39W") -> pd.DataFrame:
+        """Per customer: ``expected_purchases`` in (T, T+horizon] and ``p_alive``, indexed like ``data``.
 
         Each distinct (frequency, T) pair's hypergeometric term is evaluated once.
         """
         params = self._check_fitted()
         rfm = self._rfm(data, None, None, None)
-        h = float(self._horizon(t))
+        h = float(self._horizon(horizon))
 
         alive = p_alive(rfm.frequency, rfm.recency, rfm.T, *params)
         expected = alive * _expected_if_alive(h, rfm.frequency, rfm.T, *params)

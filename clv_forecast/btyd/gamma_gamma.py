@@ -227,7 +227,8 @@ class GammaGammaModel(_mle.MLEModel):
         warn_outside_model(x, m, as_frame_index(data, len(x)))
         return conditional_expected_spend(x, m, *params)
 
-    def predict(self, data) -> pd.DataFrame:
+    def predict(self, data, horizon=None) -> pd.DataFrame:
+        """Per customer: ``expected_spend`` per purchase (spend has no horizon; accepted for a uniform API)."""
         spend = self.conditional_expected_spend(data)
         return pd.DataFrame({"expected_spend": spend}, index=as_frame_index(data, len(spend)))
 
