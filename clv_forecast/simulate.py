@@ -110,17 +110,14 @@ def _duration_days(name: str, value: object) -> float:
 
 
 def _resolution_ns(value: object) -> int:
-    text = str(value).strip()
-    if text and not text[0].isdigit():
-        text = "1" + text
     try:
-        ns = pd.Timedelta(text).value
-    except (ValueError, TypeError) as exc:
+        ns = round(TimeUnit.parse(value).days * 86_400e9)
+    except ClvInputError as exc:
         raise ClvInputError(
             f"simulate: timestamp_resolution={value!r} not understood ({exc}); use e.g. 's', 'ms', 'us', 'ns', 'min', 'D'"
         ) from None
     if ns <= 0:
-        raise ClvInputError(f"simulate: timestamp_resolution={value!r} must be a positive duration")
+        raise ClvInputError(f"simulate: timestamp_resolution={value!r} must be at least one nanosecond")
     return int(ns)
 
 

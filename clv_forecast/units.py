@@ -5,8 +5,9 @@ rates always carry their own unit and are converted to the model's, so a weekly 
 monthly discount rate cannot be mixed silently (the trap in ``lifetimes``' ``freq`` argument).
 
 Units are fixed lengths in days: ``D`` = 1, ``W`` = 7, ``M`` = 365.25 / 12 = 30.4375,
-``Y`` = 365.25, ``h`` = 1 / 24, and any positive multiple of them (``"2W"``, ``"7D"``,
-``"4.345W"``).
+``Y`` = 365.25, ``h`` = 1 / 24, ``min``, ``s``, ``ms``, ``us``, ``ns``, and any positive multiple
+of them (``"2W"``, ``"7D"``, ``"4.345W"``, ``"15min"``). The same grammar serves model time units,
+merge resolutions, horizons and the simulator's timestamp resolution.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from dataclasses import dataclass
 
 from .errors import ClvInputError
 
-BASE_DAYS: dict[str, float] = {"h": 1 / 24, "D": 1.0, "W": 7.0, "M": 365.25 / 12, "Y": 365.25}
+BASE_DAYS: dict[str, float] = {
+    "ns": 1 / 86_400e9, "us": 1 / 86_400e6, "ms": 1 / 86_400e3, "s": 1 / 86_400, "min": 1 / 1_440,
+    "h": 1 / 24, "D": 1.0, "W": 7.0, "M": 365.25 / 12, "Y": 365.25,
+}
 _ALIASES = {
+    "sec": "s", "second": "s", "seconds": "s", "S": "s", "minute": "min", "minutes": "min", "T": "min",
     "hour": "h", "hours": "h", "H": "h",
     "d": "D", "day": "D", "days": "D",
     "w": "W", "week": "W", "weeks": "W",
@@ -32,7 +37,8 @@ def _base(name: str, text: str) -> str:
     base = _ALIASES.get(name, name)
     if base not in BASE_DAYS:
         raise ClvInputError(
-            f"time unit {text!r}: unknown unit {name!r}; use D, W, M, Y or h, optionally with a multiple such as 2W"
+            f"time unit {text!r}: unknown unit {name!r}; use D, W, M, Y, h, min, s (ms, us, ns), "
+            "optionally with a multiple such as 2W"
         )
     return base
 

@@ -565,3 +565,12 @@ def test_amounts_summing_beyond_the_float_range_are_an_error(tmp_path):
     path.write_text("cust,date,amount\n1,2020-01-01,1e308\n1,2020-01-01,1e308\n1,2020-01-05,1\n2,2020-01-01,3\n")
     with pytest.raises(ClvInputError, match=r"tx.csv: column 'amount': the purchases of customer 1 sum beyond"):
         summarize(path, customer_col="cust", amount_col="amount")
+
+
+def test_merge_by_minutes_and_seconds():
+    tx = pd.DataFrame({"customer_id": [1, 1, 1], "date": pd.to_datetime(
+        ["2020-01-01 10:00:05", "2020-01-01 10:00:50", "2020-01-01 10:20:00"])})
+    by_minute = summarize(tx, merge="min", time_unit="min")
+    assert by_minute.loc[1, "frequency"] == 1 and by_minute.loc[1, "recency"] == 20.0
+    by_second = summarize(tx, merge="s", time_unit="s")
+    assert by_second.loc[1, "frequency"] == 2 and by_second.loc[1, "recency"] == 1195.0

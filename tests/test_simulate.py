@@ -303,3 +303,9 @@ def test_validation(kwargs, message):
         simulate(n, **args)
     assert "\n" not in str(info.value)
     assert str(info.value).startswith("simulate")
+
+
+def test_timestamp_resolution_uses_the_time_unit_grammar():
+    tx = simulate(200, **CDNOW, timestamp_resolution="15min", seed=4)
+    minutes = (tx["timestamp"] - tx["timestamp"].dt.normalize()).dt.total_seconds() / 60
+    assert (minutes % 15 == 0).all()
