@@ -66,9 +66,8 @@ _OPTIONAL_TEXT = {("data", "amount_col"), ("data", "date_format"), ("summary", "
 def _check_type(path, section, name, value, default) -> None:
     """A spec value has the type of its default (numbers for numbers, text for text, true/false for flags)."""
     where = f"{path}: [{section}] {name}" if section else f"{path}: {name}"
-    if (section, name) in _OPTIONAL_TEXT or default is None:
-        ok = isinstance(value, str) or (name == "interval" and isinstance(value, (int, float)) and not isinstance(value, bool))
-        want = "text" if name != "interval" else "a probability such as 0.9"
+    if (section, name) in _OPTIONAL_TEXT:
+        ok, want = isinstance(value, str), "text"
     elif isinstance(default, bool):
         ok, want = isinstance(value, bool), "true or false"
     elif isinstance(default, (int, float)):

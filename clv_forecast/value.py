@@ -51,12 +51,17 @@ def discount_schedule(time_unit: str, horizon, step, discount_rate) -> tuple[np.
     return steps * step_len, 1.0 / (1.0 + per_step) ** steps
 
 
-def _clv_parts(purchase_params, spend_params, x, t_x, big_t, m, times, factors):
+def _step_weights(factors: np.ndarray) -> np.ndarray:
+    """Weights of the cumulative expectations E_k such that ``sum_k w_k E_k`` is the discounted sum of
+    the increments: ``sum_k f_k (E_k - E_{k-1}) = sum_k E_k (f_k - f_{k+1})``, ``f_{K+1} = 0`` (no
+    customers x steps difference array)."""
+    return factors - np.append(factors[1:], 0.0)
+
+
+def _clv_parts(purchase_params, spend_params, x, t_x, big_t, m, times, weights):
     """Expected purchases over the horizon, P(alive), expected spend and discounted purchases."""
     r, alpha, a, b = purchase_params
     if_alive = bgnbd._expected_if_alive(times, x, big_t, r, alpha, a, b)  # (customers, steps)
-    # sum_k f_k (E_k - E_{k-1}) = sum_k E_k (f_k - f_{k+1}), f_{K+1} = 0: no (customers x steps) difference array
-    weights = factors - np.append(factors[1:], 0.0)
     alive = bgnbd.p_alive(x, t_x, big_t, r, alpha, a, b)
     expected_spend = gamma_gamma.conditional_expected_spend(x, m, *spend_params)
     return alive * if_alive[..., -1], alive, expected_spend, alive * (if_alive @ weights)
@@ -82,10 +87,11 @@ def customer_lifetime_value(purchases, spend, data=None, *, horizon="12M", disco
     rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, with_weights=False)
     m = column(data, "monetary_value", monetary_value, "RFM table" if data is not None else "input")
     times, factors = discount_schedule(purchases.time_unit_, horizon, step, discount_rate)
+    weights = _step_weights(factors)
     x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
     gamma_gamma.warn_outside_model(x, m, as_frame_index(data, len(x)))
     expected, alive, expected_spend, discounted = _clv_parts(purchase_params, spend_params, x, t_x, big_t, m,
-                                                             times, factors)
+                                                             times, weights)
     out = pd.DataFrame(
         {
             "expected_purchases": expected,
@@ -96,12 +102,12 @@ def customer_lifetime_value(purchases, spend, data=None, *, horizon="12M", disco
         index=as_frame_index(data, len(x)),
     )
     if interval is not None:
-        out["clv_lower"], out["clv_upper"] = _clv_interval(purchases, spend, x, t_x, big_t, m, times, factors,
+        out["clv_lower"], out["clv_upper"] = _clv_interval(purchases, spend, x, t_x, big_t, m, times, weights,
                                                            margin, interval, n_draws, seed)
     return out
 
 
-def _clv_interval(purchases, spend, x, t_x, big_t, m, times, factors, margin, interval, n_draws, seed,
+def _clv_interval(purchases, spend, x, t_x, big_t, m, times, weights, margin, interval, n_draws, seed,
                   max_values: int = 2**25):
     """Central ``interval`` of the CLV over parameter draws, per customer.
 
@@ -110,21 +116,19 @@ def _clv_interval(purchases, spend, x, t_x, big_t, m, times, factors, margin, in
     """
     draws_p = purchases.result_.draws(n_draws, seed)
     draws_s = spend.result_.draws(n_draws, None if seed is None else seed + 1)
-    weights = factors - np.append(factors[1:], 0.0)
     lower, upper = np.empty(len(x)), np.empty(len(x))
     block = max(1, max_values // n_draws)
     for start in range(0, len(x), block):
         rows = slice(start, start + block)
         xb, tb, big_tb, mb = x[rows], t_x[rows], big_t[rows], m[rows]
-        if len(xb) > 2_000:
-            xu, tu, codes = bgnbd._unique_pairs(xb, big_tb)
-        else:
-            xu, tu, codes = xb, big_tb, np.arange(len(xb))
+        xu, tu, codes = bgnbd.distinct_pairs(xb, big_tb)  # once per block, not per draw
         samples = np.empty((n_draws, len(xb)))
         for i in range(n_draws):
             discounted = bgnbd._expected_if_alive(times, xu, tu, *draws_p[i], dedupe=False) @ weights
+            if codes is not None:
+                discounted = discounted[codes]
             samples[i] = (margin * gamma_gamma.conditional_expected_spend(xb, mb, *draws_s[i])
-                          * bgnbd.p_alive(xb, tb, big_tb, *draws_p[i]) * discounted[codes])
+                          * bgnbd.p_alive(xb, tb, big_tb, *draws_p[i]) * discounted)
         # order statistics, not interpolation: a draw with q <= 1 gives an infinite spend, and
         # interpolating between inf and a number would give NaN
         lower[rows] = np.quantile(samples, (1 - interval) / 2, axis=0, method="lower")

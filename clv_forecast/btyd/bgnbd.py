@@ -193,6 +193,16 @@ def _unique_pairs(x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return x_values[pairs // n_t], t_values[pairs % n_t], codes
 
 
+def distinct_pairs(x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Distinct (x, T) pairs and each row's position, when deduplicating pays (more than 2,000 rows,
+    fewer than half of them distinct); otherwise the rows themselves and ``None``."""
+    if x.size > 2_000:
+        xu, tu, inverse = _unique_pairs(x, T)
+        if len(xu) < x.size // 2:
+            return xu, tu, inverse
+    return x, T, None
+
+
 def _bracket_forms(t, x, T, r, alpha, a, b) -> np.ndarray:
     """``1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z)`` with ``z = t/(alpha+T+t)``.
 
@@ -281,9 +291,9 @@ def _expected_if_alive(t, x, T, r, alpha, a, b, dedupe: bool = True) -> np.ndarr
     t = np.asarray(t, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
-    if dedupe and x.ndim == 1 and x.size > 2_000 and t.ndim <= 1:
-        xu, tu, inverse = _unique_pairs(x, T)
-        if len(xu) < x.size // 2:
+    if dedupe and x.ndim == 1 and t.ndim <= 1:
+        xu, tu, inverse = distinct_pairs(x, T)
+        if inverse is not None:
             return _expected_if_alive(t, xu, tu, r, alpha, a, b, dedupe=False)[inverse]
     if t.ndim == 1 and x.ndim == 1:
         x, T = x[:, None], T[:, None]
