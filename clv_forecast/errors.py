@@ -10,11 +10,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-class ClvInputError(ValueError):
-    """Bad user input: file, column, value or option. The message is a single line."""
+_NO_VALUE = object()
 
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
+
+class ClvInputError(ValueError):
+    """Bad user input: file, column, value or option. The message is a single line.
+
+    When the problem is one argument's value, the error carries the argument's Python name
+    (``argument``), the value and the bare ``reason``; ``str(exc)`` reads ``time_unit='X': reason``
+    and a front end renders its own name for the argument with :meth:`render` (the CLI shows
+    ``--time-unit X: reason``), never by rewriting the message text.
+    """
+
+    def __init__(self, message: str, *, argument: str | None = None, value=_NO_VALUE) -> None:
+        self.reason = " ".join(str(message).split())
+        self.argument = argument
+        self.value = value
+        super().__init__(self.render())
+
+    def render(self, name: str | None = None, *, option: bool = False) -> str:
+        """The message with the argument called ``name`` (default: its Python name).
+
+        ``option=True`` renders a command-line option: ``--time-unit X: reason``.
+        """
+        if self.argument is None:
+            return self.reason
+        name = name or self.argument
+        if self.value is _NO_VALUE:
+            return f"{name}: {self.reason}"
+        if option:
+            return f"{name} {self.value}: {self.reason}"
+        return f"{name}={self.value!r}: {self.reason}"
 
 
 class NotFittedError(RuntimeError):
@@ -27,6 +53,11 @@ class ConvergenceWarning(UserWarning):
 
 class IdentificationError(ValueError):
     """The data cannot identify the model's parameters (for example, no repeat buyers)."""
+
+
+class UnreliableFitError(IdentificationError):
+    """A fit that did not converge or does not identify its parameters was used where a reliable one
+    is required (saving it, for example); the message says why."""
 
 
 class DataWarning(UserWarning):

@@ -10,14 +10,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
 import platform
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ._io import atomic_write_text
 from .btyd import BetaGeoModel, GammaGammaModel
 from .btyd._data import rfm_arrays, time_unit_of
 from .errors import ClvInputError, NotFittedError
@@ -170,18 +169,8 @@ class ClvModel:
 
     def save(self, path) -> Path:
         """Write the model as indented JSON, atomically (temporary file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(json_safe(self.to_dict()), indent=2, allow_nan=False) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_text(path, text)
 
     @classmethod
     def load(cls, path) -> "ClvModel":
