@@ -1,14 +1,19 @@
 """The ``clv-forecast`` command.
 
-``run``   the default experiment on the bundled CDNOW data (or ``--experiment spec.toml``);
-``fit``   fit BG/NBD + Gamma-Gamma on a transaction log and print or save the model.
+``run``   run an experiment file (default: the CDNOW experiment on the bundled data);
+``fit``   fit BG/NBD + Gamma-Gamma on a transaction log; optionally score every customer.
 
-User errors (bad file, column, value or option) print one line on stderr and exit with code 2;
-no traceback. The commands only compose library functions.
+Both drive the one pipeline (:func:`clv_forecast.experiment.run`): ``fit`` builds a spec from its
+options. User errors (bad file, column, value or option) print one line on stderr and exit with
+code 2, a fit that is not reliable exits with code 3; no traceback. An error about one argument is
+rendered with this command's own name for it (``--time-unit``, or ``spec.toml: [summary] key``).
+
+Only click is imported at start-up: ``clv-forecast --help`` stays fast.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -17,7 +22,11 @@ from pathlib import Path
 
 import click
 
-from .errors import ClvInputError, IdentificationError
+from .errors import ClvInputError, IdentificationError, UnreliableFitError
+
+USER_ERRORS = (ClvInputError, IdentificationError)
+EXIT_USER_ERROR = 2
+EXIT_UNRELIABLE_FIT = 3
 
 
 @click.group(help="Probabilistic customer-lifetime-value forecasting (BG/NBD + Gamma-Gamma).")
@@ -26,7 +35,58 @@ def app() -> None:
     pass
 
 
-USER_ERRORS = (ClvInputError, IdentificationError)
+# --------------------------------------------------------------------------------------------
+# errors named with this command's own names
+# --------------------------------------------------------------------------------------------
+
+
+def _option_names() -> dict[str, str]:
+    """Python argument name -> the current command's option (``time_unit`` -> ``--time-unit``)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return {}
+    return {p.name: p.opts[0] for p in ctx.command.params if isinstance(p, click.Option) and p.name}
+
+
+def _spec_names(spec_file: str | None) -> dict[str, str]:
+    """Python argument name -> its place in an experiment file (``[summary] time_unit``)."""
+    from .experiment import SCHEMA
+
+    where = f"{spec_file}: " if spec_file else "experiment "
+    return {key: f"{where}[{section}] {key}" for section, keys in SCHEMA.items() for key in keys}
+
+
+def _renamed(exc: ClvInputError, names: dict[str, str], option: bool) -> ClvInputError:
+    if exc.argument is None or exc.argument not in names:
+        return exc
+    return ClvInputError(exc.render(names[exc.argument], option=option))
+
+
+def _names_errors(spec_file_of=None):
+    """Render argument errors raised inside a command with the command's option names (or, for a
+    spec file, the file, section and key)."""
+
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            try:
+                return command(*args, **kwargs)
+            except ClvInputError as exc:
+                options = _option_names()
+                if exc.argument in options:
+                    raise _renamed(exc, options, option=True) from None
+                if spec_file_of is not None:
+                    raise _renamed(exc, _spec_names(spec_file_of(kwargs)), option=False) from None
+                raise
+
+        return wrapper
+
+    return decorate
+
+
+# --------------------------------------------------------------------------------------------
+# presentation
+# --------------------------------------------------------------------------------------------
 
 
 def _fmt(value: float) -> str:
@@ -40,151 +100,354 @@ def _print_model(model, out) -> None:
         res = sub.result_
         params = "  ".join(f"{k} = {_fmt(v)} (se {_fmt(res.bse[k])})" for k, v in res.params.items())
         out(f"{name:12s} {params}")
-        out(f"{'':12s} log-likelihood = {res.log_likelihood:.4f}  customers = {res.n_obs:,.0f}  converged = {res.converged}")
+        out(f"{'':12s} log-likelihood = {res.log_likelihood:.4f}  customers = {res.n_obs:,.0f}  "
+            f"converged = {res.converged}")
     if model.spend_ is not None:
         corr = model.spend_.spend_frequency_correlation_
         out(f"{'':12s} correlation(frequency, spend) = {corr:.3f} (the Gamma-Gamma model assumes 0)")
 
 
-_OPTION_NAMES = {"time_unit=": "--freq ", "merge=": "--merge ", "calibration_end=": "--calibration-end ",
-                 "observation_end=": "--observation-end "}
+def _n(attrs: dict, key: str) -> int:
+    return int(attrs.get(key) or 0)
 
 
-def _check_output(path: Path) -> None:
-    """Refuse an output path that cannot be written before any work is done (one-line error)."""
-    if path.is_dir():
-        raise ClvInputError(f"{path}: is a directory; give a file path for the model, e.g. {path / 'model.json'}")
-    parent = path.parent
-    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise ClvInputError(f"{path}: cannot write the model: {existing} is a file, not a directory")
-    if existing is not None and not os.access(existing, os.W_OK):
-        raise ClvInputError(f"{path}: cannot write the model: {existing} is not writable")
+def accounting_lines(attrs: dict, n_customers: int) -> list[str]:
+    """Where every input row went, from the summary's accounting (``attrs``)."""
+    rows = _n(attrs, "n_transactions")
+    late_rows = _n(attrs, "n_transactions_first_purchase_after_calibration")
+    after = _n(attrs, "n_transactions_after_observation_end")
+    missing = _n(attrs, "n_rows_missing_customer")
+    dup_dropped = _n(attrs, "n_duplicate_rows_dropped")
+    returns = _n(attrs, "n_return_rows")
+    netted = _n(attrs, "n_returns_netted")
+    fully_returned = _n(attrs, "n_purchases_fully_returned")
+    used = attrs.get("n_transactions_summarised")
+    if used is None:  # a summary without the detailed accounting
+        used = rows - late_rows - after - missing - dup_dropped - returns - fully_returned
+    lines = [f"{rows:,} rows read: {int(used):,} summarised for {n_customers:,} customers"]
+    left_out = []
+    if late_rows or _n(attrs, "n_customers_first_purchase_after_calibration"):
+        left_out.append(f"{late_rows:,} of {_n(attrs, 'n_customers_first_purchase_after_calibration'):,} "
+                        "customers first seen after the calibration end")
+    if after:
+        left_out.append(f"{after:,} after the observation end")
+    if missing:
+        left_out.append(f"{missing:,} without a customer id (dropped)")
+    if _n(attrs, "n_duplicate_rows"):
+        state = "dropped" if dup_dropped else "kept, as separate rows"
+        left_out.append(f"{_n(attrs, 'n_duplicate_rows'):,} exact duplicate rows ({state})")
+    if returns:
+        how = attrs.get("returns", "drop")
+        text = (f"{returns:,} returns (negative amounts, total {float(attrs.get('return_value') or 0):,.2f}) "
+                f"not counted as purchases")
+        if how == "net":
+            text += (f": {netted:,} netted against earlier purchases, {_n(attrs, 'n_returns_unmatched'):,} "
+                     f"without an earlier purchase; {fully_returned:,} purchases fully returned")
+        left_out.append(text)
+    if _n(attrs, "n_customers_returns_only"):
+        left_out.append(f"{_n(attrs, 'n_customers_returns_only'):,} customers with only returns (not in the summary)")
+    if left_out:
+        lines.append("left out: " + "; ".join(left_out))
+    return lines
 
 
-def _accounting(rfm) -> str:
-    """Where every input row went (the summary's attrs account for all of them)."""
-    a = rfm.attrs
-    late_rows = a.get("n_transactions_first_purchase_after_calibration", 0)
-    after = a.get("n_transactions_after_observation_end", 0)
-    used = a.get("n_transactions", 0) - late_rows - after
-    return (f"{a.get('n_transactions', 0):,} transactions: {used:,} summarised for {len(rfm):,} customers, "
-            f"{late_rows:,} of {a.get('n_customers_first_purchase_after_calibration', 0):,} customers first seen "
-            f"after the calibration end, {after:,} after the observation end")
+def _periods(attrs: dict, model) -> str:
+    cal = attrs.get("calibration_end")
+    obs = attrs.get("observation_end")
+    split = f"calibration to {cal}, holdout to {obs}" if cal else f"data to {obs} (no holdout split)"
+    return f"{split}; time unit {model.time_unit_}, merge {attrs.get('merge')}"
 
 
-def _model_json(model, n_customers: int) -> dict:
+def _coverage_line(metrics: dict, value: dict) -> str:
+    missing = metrics["clv_missing"]
+    text = (f"total CLV ({value['horizon']}, {value['discount_rate']}, margin {value['margin']}): "
+            f"{metrics['clv_total']:,.2f} over {metrics['clv_customers']:,} customers")
+    if missing:
+        why = []
+        if metrics.get("clv_missing_nonpositive_spend"):
+            why.append(f"{metrics['clv_missing_nonpositive_spend']:,} repeat buyers with a non-positive mean "
+                       "spend, outside the spend model")
+        if metrics.get("clv_missing_infinite_spend"):
+            why.append(f"{metrics['clv_missing_infinite_spend']:,} with an unbounded expected spend (p x + q <= 1)")
+        text += f"; {missing:,} customers have no CLV ({'; '.join(why) or 'no finite value'})"
+    return text
+
+
+def _model_json(result) -> dict:
+    model, attrs = result.model, dict(result.summary.attrs)
     out = {"bgnbd": {**{k: float(v) for k, v in model.purchases_.params_.items()},
                      "log_likelihood": model.purchases_.log_likelihood_,
-                     "bse": {k: float(v) for k, v in model.purchases_.result_.bse.items()}}}
+                     "bse": {k: float(v) for k, v in model.purchases_.result_.bse.items()},
+                     "converged": bool(model.purchases_.result_.converged)}}
     if model.spend_ is not None:
         out["gamma_gamma"] = {**{k: float(v) for k, v in model.spend_.params_.items()},
                               "log_likelihood": model.spend_.log_likelihood_,
                               "bse": {k: float(v) for k, v in model.spend_.result_.bse.items()},
+                              "converged": bool(model.spend_.result_.converged),
                               "spend_frequency_correlation": model.spend_.spend_frequency_correlation_}
-    out["n_customers"] = n_customers
+    out["n_customers"] = int(len(result.summary))
     out["time_unit"] = model.time_unit_
+    out["calibration_end"] = attrs.get("calibration_end")
+    out["observation_end"] = attrs.get("observation_end")
+    out["accounting"] = {k: v for k, v in attrs.items() if k.startswith(("n_", "return_"))}
+    out["problems"] = list(getattr(model, "problems_", []) or [])
+    out["metrics"] = dict(result.metrics)
+    out["model_path"] = None if result.model_path is None else str(result.model_path)
+    out["predictions_path"] = None if result.predictions_path is None else str(result.predictions_path)
     return out
 
 
-@app.command()
-@click.option("--transactions", "-t", required=True, type=click.Path(path_type=Path), help="CSV or Parquet transaction log.")
-@click.option("--customer-col", default="customer_id", show_default=True, help="Customer id column.")
-@click.option("--date-col", default="date", show_default=True, help="Timestamp column.")
-@click.option("--amount-col", default=None, help="Amount column (omit: no spend model).")
-@click.option("--date-format", default=None, help="strftime format of the dates, e.g. %Y%m%d.")
-@click.option("--freq", default="W", show_default=True, help="Time unit of the model: D, W, M or a multiple (2W).")
-@click.option("--merge", default="D", show_default=True, help="Merge purchases within this resolution (D, h, W...) or 'exact'.")
-@click.option("--calibration-end", default=None, help="Last day of the calibration period.")
-@click.option("--observation-end", default=None, help="Last day of the data to use.")
-@click.option("--penalizer", default=0.0, type=float, show_default=True, help="L2 penalty of the BG/NBD fit.")
-@click.option("--strict-spend", is_flag=True, help="Error (not warning) on non-positive mean spend.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--output", default=None, type=click.Path(path_type=Path), help="Save the fitted model (JSON) here.")
-def fit(transactions, customer_col, date_col, amount_col, date_format, freq, merge, calibration_end,
-        observation_end, penalizer, strict_spend, as_json, output) -> None:
-    """Fit BG/NBD and Gamma-Gamma on a transaction log; print parameters, standard errors, log-likelihoods."""
-    from .model import ClvModel, json_safe
-    from .rfm import summarize
-
-    if output is not None:
-        _check_output(output)
-    try:
-        rfm = summarize(transactions, customer_col=customer_col, date_col=date_col, amount_col=amount_col,
-                        date_format=date_format, time_unit=freq, merge=merge, calibration_end=calibration_end,
-                        observation_end=observation_end)
-    except ClvInputError as exc:  # name the command-line options, not the Python arguments
-        message = str(exc)
-        for argument, option in _OPTION_NAMES.items():
-            message = message.replace(argument, option)
-        raise ClvInputError(message) from None
-    model = ClvModel(penalizer=penalizer, strict_spend=strict_spend).fit(rfm)
-    if output is not None:
-        model.save(output)
-    if as_json:
-        click.echo(json.dumps(json_safe(_model_json(model, len(rfm))), allow_nan=False))
-        return
-    click.echo(f"{transactions}: {_accounting(rfm)} (time unit {model.time_unit_}, merge {merge})")
-    _print_model(model, click.echo)
-    if output is not None:
-        click.echo(f"model saved to {output}")
+def _check_output(path: Path, what: str = "the model", example: str = "model.json") -> None:
+    """Refuse an output path that cannot be written before any work is done (one-line error)."""
+    if path.is_dir():
+        raise ClvInputError(f"{path}: is a directory; give a file path for {what}, e.g. {path / example}")
+    parent = path.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ClvInputError(f"{path}: cannot write {what}: {existing} is a file, not a directory")
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise ClvInputError(f"{path}: cannot write {what}: {existing} is not writable")
 
 
-@app.command()
-@click.option("--experiment", default=None, type=click.Path(path_type=Path), help="Experiment spec (TOML); default: the CDNOW experiment.")
-@click.option("--output", default=None, type=click.Path(path_type=Path), help="Where to save the fitted model (overrides the spec).")
-@click.option("--no-save", is_flag=True, help="Do not save the fitted model.")
-def run(experiment, output, no_save) -> None:
-    """Run an experiment (default: BG/NBD + Gamma-Gamma on the bundled CDNOW sample) and print a summary."""
-    from rich.console import Console
-    from rich.table import Table
+def _check_outputs(spec: dict, save: bool) -> None:
+    out = spec["output"]
+    if save and out.get("model"):
+        _check_output(Path(out["model"]))
+    if save and out.get("predictions"):
+        path = Path(out["predictions"])
+        if not path.name.lower().endswith((".csv", ".csv.gz", ".txt", ".parquet", ".pq")):
+            raise ClvInputError(f"{path}: unknown type for the per-customer table; use .csv, .csv.gz or .parquet",
+                                argument="predictions")
+        _check_output(path, "the per-customer table", "customers.parquet")
 
-    from .experiment import load_spec, run as run_experiment
 
-    spec = load_spec(experiment)
-    if output is not None:
-        spec["output"]["model"] = str(output)
-    if not no_save and spec["output"].get("model"):
-        _check_output(Path(spec["output"]["model"]))
-    result = run_experiment(spec, save=not no_save)
-    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
-    rfm, m = result.summary, result.metrics
-    console.print(f"[bold]experiment {spec['name']}[/bold]: {len(rfm):,} customers, "
-                  f"{rfm.attrs.get('n_transactions', 0):,} transactions, time unit {result.model.time_unit_}, "
-                  f"calibration to {str(rfm.attrs.get('calibration_end'))[:10]}, "
-                  f"data to {str(rfm.attrs.get('observation_end'))[:10]}")
-    console.print(_accounting(rfm), markup=False)
-    _print_model(result.model, lambda text: console.print(text, markup=False))
+def _report(result, console_print, plain_print) -> None:
+    """The text report of a run: accounting, periods, model, holdout, CLV total, files, warnings."""
+    rfm, m, model = result.summary, result.metrics, result.model
+    spec = result.spec
+    plain_print(f"{spec['data']['source'] if spec['data']['source'] != 'cdnow_sample' else 'CDNOW sample (bundled)'}")
+    for line in accounting_lines(dict(rfm.attrs), len(rfm)):
+        plain_print("  " + line)
+    plain_print("  " + _periods(rfm.attrs, model))
+    _print_model(model, plain_print)
+    for problem in getattr(model, "problems_", []) or []:
+        plain_print(f"warning: unreliable fit: {problem}")
     if result.holdout is not None:
-        console.print(
-            f"holdout ({m['holdout_duration']:.2f} {result.model.time_unit_}): purchases predicted "
+        plain_print(
+            f"holdout ({m['holdout_duration']:.2f} {model.time_unit_}): purchases predicted "
             f"{m['holdout_purchases_predicted']:,.1f} vs actual {m['holdout_purchases_actual']:,.0f}  "
             f"(per customer MAE {m['holdout_mae']:.3f}, RMSE {m['holdout_rmse']:.3f})"
         )
-    if len(result.clv):
-        v = spec["value"]
-        top = result.clv.sort_values("clv", ascending=False).head(int(v.get("top", 10)))
-        table = Table(title=f"top {len(top)} customers by CLV ({v['horizon']}, {v['discount_rate']}, margin {v['margin']})")
-        band = "clv_lower" in top.columns
-        columns = ["customer", "frequency", "recency", "T", "P(alive)", "E(purchases)", "E(spend)", "CLV"]
+
+
+def _top_table(result, console) -> None:
+    from rich.table import Table
+
+    v = result.spec["value"]
+    table_in = result.predictions
+    if table_in is None or "clv" not in table_in:
+        return
+    top = table_in.sort_values("clv", ascending=False, na_position="last").head(int(v.get("top") or 10))
+    title = f"top {len(top)} customers by CLV ({v['horizon']}, {v['discount_rate']}, margin {v['margin']})"
+    table = Table(title=title)
+    band = "clv_lower" in top.columns
+    columns = ["customer", "frequency", "recency", "T", "P(alive)", "E(purchases)", "E(spend)", "CLV"]
+    if band:
+        columns.append(f"{v['interval']:.0%} interval")
+    for col in columns:
+        table.add_column(col, justify="right", no_wrap=True)
+    for cid, row in top.iterrows():
+        cells = [str(cid), f"{row['frequency']:.0f}", f"{row['recency']:.2f}", f"{row['T']:.2f}",
+                 f"{row['p_alive']:.3f}", f"{row['expected_purchases']:.2f}", f"{row['expected_spend']:.2f}",
+                 f"{row['clv']:.2f}"]
         if band:
-            columns.append(f"{v['interval']:.0%} interval")
-        for col in columns:
-            table.add_column(col, justify="right", no_wrap=True)
-        for cid, row in top.iterrows():
-            s = rfm.loc[cid]
-            cells = [str(cid), f"{s['frequency']:.0f}", f"{s['recency']:.2f}", f"{s['T']:.2f}",
-                     f"{row['p_alive']:.3f}", f"{row['expected_purchases']:.2f}", f"{row['expected_spend']:.2f}",
-                     f"{row['clv']:.2f}"]
-            if band:
-                cells.append(f"{row['clv_lower']:.2f} - {row['clv_upper']:.2f}")
-            table.add_row(*cells)
-        console.print(table)
-        console.print(f"total CLV of the {len(result.clv):,} customers: {m['clv_total']:,.2f}")
+            cells.append(f"{row['clv_lower']:.2f} - {row['clv_upper']:.2f}")
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _finish(result, console_print, plain_print) -> None:
+    m, spec = result.metrics, result.spec
+    if "clv_total" in m:
+        plain_print(_coverage_line(m, spec["value"]))
     for text in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {text}")
+        plain_print(f"warning: {text}")
+    if result.predictions_path is not None:
+        as_of = spec["output"].get("predictions_as_of")
+        plain_print(f"per-customer table ({len(result.predictions):,} customers, histories to the "
+                    f"{'observation' if as_of == 'observation_end' else 'calibration'} end) written to "
+                    f"{result.predictions_path}")
     if result.model_path is not None:
-        console.print(f"model saved to {result.model_path}")
+        plain_print(f"model saved to {result.model_path}")
+
+
+def _execute(spec: dict, *, save: bool, as_json: bool, top_table: bool) -> None:
+    from .experiment import run as run_pipeline
+
+    _check_outputs(spec, save)
+    result = run_pipeline(spec, save=save)
+    if as_json:
+        from .model import json_safe
+
+        click.echo(json.dumps(json_safe(_model_json(result)), allow_nan=False))
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+
+    def plain(text: str) -> None:
+        console.print(text, markup=False)
+
+    _report(result, console.print, plain)
+    if top_table:
+        _top_table(result, console)
+    _finish(result, console.print, plain)
+
+
+# --------------------------------------------------------------------------------------------
+# options
+# --------------------------------------------------------------------------------------------
+
+
+def _data_options(command):
+    options = [
+        click.option("--transactions", "-t", required=True, type=click.Path(path_type=Path),
+                     help="Transaction log: CSV (.csv, .txt, .csv.gz) or Parquet."),
+        click.option("--customer-col", "customer_col", default="customer_id", show_default=True,
+                     help="Customer id column."),
+        click.option("--date-col", "date_col", default="date", show_default=True, help="Timestamp column."),
+        click.option("--amount-col", "amount_col", default=None,
+                     help="Amount column (omit, and give no quantity/price: no spend model)."),
+        click.option("--quantity-col", "quantity_col", default=None,
+                     help="Quantity column: amount = quantity x unit price (with --price-col)."),
+        click.option("--price-col", "price_col", default=None, help="Unit price column (with --quantity-col)."),
+        click.option("--date-format", "date_format", default=None,
+                     help="strftime format of the dates, for the data and the period ends, e.g. '%d/%m/%Y %H:%M'."),
+        click.option("--encoding", default="utf-8", show_default=True,
+                     help="Text encoding of a CSV file (latin-1, cp1252, ...)."),
+        click.option("--decimal-comma", "decimal_comma", is_flag=True, help="Amounts use a decimal comma (1.234,56)."),
+        click.option("--missing-customer", "missing_customer", type=click.Choice(["error", "drop"]),
+                     default="error", show_default=True, help="Rows without a customer id: error, or drop and count."),
+        click.option("--duplicates", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
+                     help="Exact duplicate rows: keep or drop (counted either way)."),
+        click.option("--returns", type=click.Choice(["drop", "net", "error"]), default="drop", show_default=True,
+                     help="Negative amounts: drop (not purchases; reported), net against the customer's "
+                          "latest earlier purchase, or error."),
+        click.option("--time-unit", "--freq", "time_unit", default="W", show_default=True,
+                     help="Time unit of the model: D, W, M, Y or a multiple (2W)."),
+        click.option("--merge", default="D", show_default=True,
+                     help="Purchases within this resolution are one (D, h, W...), or 'exact'."),
+        click.option("--week-start", "week_start", default="MON", show_default=True,
+                     help="First day of a week when merging by weeks (MON..SUN)."),
+        click.option("--calibration-end", "calibration_end", default=None,
+                     help="Last day of the calibration period (ISO, or in --date-format); later data is the holdout."),
+        click.option("--observation-end", "observation_end", default=None,
+                     help="Last day of the data to use (default: the last transaction)."),
+        click.option("--include-first-transaction", "include_first_transaction", is_flag=True,
+                     help="Monetary value includes the first purchase."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _value_options(command):
+    options = [
+        click.option("--predictions", default=None, type=click.Path(path_type=Path),
+                     help="Write the per-customer table (expected purchases, P(alive), expected spend, CLV, "
+                          "interval) to this .csv or .parquet file."),
+        click.option("--as-of", "predictions_as_of", type=click.Choice(["calibration-end", "observation-end"]),
+                     default=None, help="Score the customers of the fit with histories to the calibration end "
+                                        "(default), or every customer with histories to the observation end."),
+        click.option("--horizon", default=None, help="CLV horizon with its unit [12M]."),
+        click.option("--step", default=None, help="Discounting step [1M]."),
+        click.option("--discount-rate", "discount_rate", default=None, help="Discount rate with its period [10%/Y]."),
+        click.option("--margin", default=None, type=float, help="Share of revenue kept as profit [1.0]."),
+        click.option("--interval", default=None, type=float, help="CLV interval level, e.g. 0.9 [none]."),
+        click.option("--save-unreliable", "save_unreliable", is_flag=True,
+                     help="Save the model even if the fit did not converge or is not identified."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _as_of(value):
+    return None if value is None else value.replace("-", "_")
+
+
+# --------------------------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------------------------
+
+
+@app.command()
+@_data_options
+@click.option("--penalizer", default=0.0, type=float, show_default=True, help="L2 penalty of the BG/NBD fit.")
+@click.option("--spend-penalizer", "spend_penalizer", default=0.0, type=float, show_default=True,
+              help="L2 penalty of the Gamma-Gamma fit.")
+@click.option("--strict-spend", "strict_spend", is_flag=True,
+              help="Error (not warning) on repeat buyers with a non-positive mean spend.")
+@_value_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--output", "model", default=None, type=click.Path(path_type=Path),
+              help="Save the fitted model (JSON) here.")
+@_names_errors()
+def fit(transactions, as_json, model, predictions, predictions_as_of, horizon, step, discount_rate, margin,
+        interval, save_unreliable, **options) -> None:
+    """Fit BG/NBD and Gamma-Gamma on a transaction log; print parameters, standard errors, log-likelihoods,
+    where every input row went, and optionally the per-customer table."""
+    from .experiment import spec_from_options
+
+    spec = spec_from_options(
+        transactions=transactions, model=None if model is None else str(model),
+        predictions=None if predictions is None else str(predictions),
+        predictions_as_of=_as_of(predictions_as_of), save_unreliable=save_unreliable or None,
+        horizon=horizon, step=step, discount_rate=discount_rate, margin=margin, interval=interval, **options,
+    )
+    if predictions is None:
+        spec["value"] = None  # no per-customer table asked for: fit only
+    _execute(spec, save=True, as_json=as_json, top_table=False)
+
+
+@app.command()
+@click.option("--experiment", default=None, type=click.Path(path_type=Path),
+              help="Experiment file (TOML); default: the CDNOW experiment on the bundled sample.")
+@click.option("--output", "model", default=None, type=click.Path(path_type=Path),
+              help="Where to save the fitted model (overrides the experiment's [output] model).")
+@click.option("--no-save", is_flag=True, help="Write no files.")
+@click.option("--predictions", default=None, type=click.Path(path_type=Path),
+              help="Write the per-customer table to this .csv or .parquet file.")
+@click.option("--as-of", "predictions_as_of", type=click.Choice(["calibration-end", "observation-end"]),
+              default=None, help="Histories to the calibration end (the fitted customers) or to the observation end "
+                                 "(every customer).")
+@click.option("--save-unreliable", "save_unreliable", is_flag=True,
+              help="Save the model even if the fit did not converge or is not identified.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_names_errors(spec_file_of=lambda kwargs: None if kwargs.get("experiment") is None else str(kwargs["experiment"]))
+def run(experiment, model, no_save, predictions, predictions_as_of, save_unreliable, as_json) -> None:
+    """Run an experiment (default: BG/NBD + Gamma-Gamma on the bundled CDNOW sample) and print a summary."""
+    from .experiment import load_spec
+
+    spec = load_spec(experiment)
+    out = spec["output"]
+    if model is not None:
+        out["model"] = str(model)
+    if predictions is not None:
+        out["predictions"] = str(predictions)
+    if predictions_as_of is not None:
+        out["predictions_as_of"] = _as_of(predictions_as_of)
+    if save_unreliable:
+        out["save_unreliable"] = True
+    console_header = f"experiment {spec['name']}"
+    if not as_json:
+        click.echo(console_header)
+    _execute(spec, save=not no_save, as_json=as_json, top_table=True)
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------------
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -192,22 +455,25 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+    """Entry point: user errors become one line on stderr and exit code 2 (3 for an unreliable fit)."""
     warnings.showwarning = _one_line_warning
     try:
         rc = app.main(args=argv, prog_name="clv-forecast", standalone_mode=False)
         if isinstance(rc, int) and rc:
             return rc
+    except UnreliableFitError as exc:
+        print(f"clv-forecast: error: {exc}", file=sys.stderr)
+        return EXIT_UNRELIABLE_FIT
     except USER_ERRORS as exc:
         print(f"clv-forecast: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     except getattr(click.exceptions, "NoArgsIsHelpError", ()) as exc:  # click >= 8.2: bare `clv-forecast`
         click.echo(exc.ctx.get_help() if exc.ctx else "")
         return 0
     except click.UsageError as exc:
         print(f"clv-forecast: error: {' '.join(exc.format_message().split())} (see clv-forecast --help)",
               file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.Abort:
@@ -215,13 +481,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as exc:
         print(f"clv-forecast: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
+def console_main() -> None:  # pragma: no cover - the console script
     sys.exit(main())
 
 
-def console_main() -> None:  # pragma: no cover - the console script
+if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

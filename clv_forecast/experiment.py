@@ -1,126 +1,305 @@
-"""Experiment specs (TOML files in ``experiments/``) and the run that executes one.
+"""Experiment specs and the one pipeline every command drives.
 
-A run reads the transaction log, builds the calibration/holdout summary once, fits the
-BG/NBD + Gamma-Gamma model, scores the holdout period and the discounted CLV, and saves the
-model. Its result is a plain object that the CLI prints and later tracking code can log.
+A spec is a TOML-shaped dict (sections ``data``, ``summary``, ``model``, ``value``, ``output`` and
+a ``name``). :func:`run` executes one: summary -> fit -> reliability check -> holdout check ->
+per-customer predictions and CLV -> saved model and prediction table. ``clv-forecast run`` reads a
+spec from a file; ``clv-forecast fit`` builds one from its options (:func:`spec_from_options`), so
+tracking, reports and scoring wire into one place.
+
+An experiment file written by a user inherits nothing from the CDNOW example: keys it leaves out
+take the neutral defaults of :data:`SCHEMA` (no calibration split, no saved files), its name is the
+file name, and relative paths in it are read from the spec file's folder. :func:`cdnow_spec` is the
+built-in default experiment (the same as ``experiments/cdnow.toml``).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import math
+import time
 import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import pandas as pd
+from .errors import ClvInputError, UnreliableFitError
 
-from .errors import ClvInputError
-from .model import ClvModel
+__all__ = ["SCHEMA", "cdnow_spec", "load_spec", "spec_from_options", "run", "RunResult", "spec_error"]
 
-DEFAULT_SPEC: dict = {
-    "name": "cdnow",
-    "data": {"source": "cdnow_sample", "customer_col": "customer_id", "date_col": "date", "amount_col": "amount",
-             "date_format": None},
-    "summary": {"time_unit": "W", "merge": "D", "calibration_end": "1997-09-30", "observation_end": None},
-    "model": {"penalizer": 0.0, "spend_penalizer": 0.0, "strict_spend": False},
-    "value": {"horizon": "12M", "step": "1M", "discount_rate": "10%/Y", "margin": 1.0, "interval": 0.9, "top": 10},
-    "output": {"model": "models/cdnow.json"},
+_DATE = (str, _dt.date)  # TOML's native dates and datetimes are datetime.date / datetime.datetime
+
+#: Every key of a spec: section -> key -> (accepted types, default, one-line description).
+#: ``None`` as a default means "not set". The README's table of keys is this table.
+SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
+    "data": {
+        "source": ((str,), None, "transaction log: a CSV or Parquet path (relative to the spec file), "
+                                 "or 'cdnow_sample' for the bundled CDNOW sample"),
+        "customer_col": ((str,), "customer_id", "customer id column"),
+        "date_col": ((str,), "date", "timestamp column"),
+        "amount_col": ((str,), None, "amount column (without it and without quantity/price: no spend model)"),
+        "quantity_col": ((str,), None, "quantity column: amount = quantity x unit price"),
+        "price_col": ((str,), None, "unit price column: amount = quantity x unit price"),
+        "date_format": ((str,), None, "strftime format of the dates, used for the data and the period ends"),
+        "encoding": ((str,), "utf-8", "text encoding of a CSV file (latin-1, cp1252, ...)"),
+        "decimal_comma": ((bool,), False, "amounts are written with a decimal comma (1.234,56)"),
+        "missing_customer": ((str,), "error", "rows without a customer id: 'error' or 'drop' (counted)"),
+        "duplicates": ((str,), "keep", "exact duplicate rows: 'keep' or 'drop' (counted either way)"),
+        "returns": ((str,), "drop", "negative amounts: 'drop' (not purchases, reported), 'net' or 'error'"),
+    },
+    "summary": {
+        "time_unit": ((str,), "W", "the model's time unit: D, W, M, Y or a multiple such as 2W"),
+        "merge": ((str,), "D", "purchases within this resolution are one purchase (D, h, W...) or 'exact'"),
+        "week_start": ((str, int), "MON", "first day of a week when merging by weeks (MON..SUN)"),
+        "calibration_end": (_DATE, None, "last day of the calibration period; without it, no holdout split"),
+        "observation_end": (_DATE, None, "last day of the data to use (default: the last transaction)"),
+        "include_first_transaction": ((bool,), False, "monetary value includes the first purchase"),
+    },
+    "model": {
+        "penalizer": ((int, float), 0.0, "L2 penalty of the BG/NBD fit"),
+        "spend_penalizer": ((int, float), 0.0, "L2 penalty of the Gamma-Gamma fit"),
+        "strict_spend": ((bool,), False, "repeat buyers with a non-positive mean spend are an error, "
+                                          "not left out of the spend fit with a warning"),
+    },
+    "value": {
+        "horizon": ((str,), "12M", "CLV and expected-purchases horizon, with its unit"),
+        "step": ((str,), "1M", "discounting step, with its unit"),
+        "discount_rate": ((str,), "10%/Y", "discount rate with its period, e.g. '10%/Y'"),
+        "margin": ((int, float), 1.0, "share of revenue kept as profit"),
+        "interval": ((int, float), None, "CLV interval from the parameters' sampling distribution, e.g. 0.9"),
+        "top": ((int,), 10, "customers shown in the top-CLV table"),
+    },
+    "output": {
+        "model": ((str,), None, "where to save the fitted model (JSON); relative to the spec file"),
+        "predictions": ((str,), None, "per-customer table (.csv or .parquet); relative to the spec file"),
+        "predictions_as_of": ((str,), "calibration_end",
+                              "'calibration_end' (the customers of the fit) or 'observation_end' (every "
+                              "customer, histories to the end of the data)"),
+        "save_unreliable": ((bool,), False, "save a model whose fit did not converge or is not identified"),
+    },
 }
 
+_CHOICES = {
+    ("data", "missing_customer"): ("error", "drop"),
+    ("data", "duplicates"): ("keep", "drop"),
+    ("data", "returns"): ("drop", "net", "error"),
+    ("output", "predictions_as_of"): ("calibration_end", "observation_end"),
+}
+_PATHS = (("data", "source"), ("output", "model"), ("output", "predictions"))
 
-def load_spec(path=None) -> dict:
-    """The default spec, updated section by section from a TOML file when one is given."""
-    spec = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_SPEC.items()}
-    if path is None:
-        return spec
-    path = Path(path)
-    try:
-        user = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ClvInputError(f"{path}: experiment file not found") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ClvInputError(f"{path}: cannot read experiment spec ({exc})") from None
-    for key, value in user.items():
-        if key not in spec:
-            raise ClvInputError(f"{path}: unknown section {key!r}; sections are: {', '.join(spec)}")
-        if isinstance(spec[key], dict):
-            if not isinstance(value, dict):
-                raise ClvInputError(f"{path}: {key!r} must be a table")
-            unknown = set(value) - set(spec[key])
-            if unknown:
-                raise ClvInputError(f"{path}: [{key}] has unknown keys {sorted(unknown)}; known: {sorted(spec[key])}")
-            for name, item in value.items():
-                _check_type(path, key, name, item, DEFAULT_SPEC[key][name])
-            spec[key].update(value)
-        else:
-            _check_type(path, None, key, value, DEFAULT_SPEC[key])
-            spec[key] = value
+_CDNOW_SOURCE = "cdnow_sample"
+
+
+def _neutral(name: str | None = None) -> dict:
+    spec: dict = {"name": name}
+    for section, keys in SCHEMA.items():
+        spec[section] = {key: default for key, (_, default, _) in keys.items()}
     return spec
 
 
-_OPTIONAL_TEXT = {("data", "amount_col"), ("data", "date_format"), ("summary", "calibration_end"),
-                  ("summary", "observation_end"), ("output", "model")}
+def cdnow_spec() -> dict:
+    """The default experiment (``clv-forecast run``): the bundled CDNOW sample as in Fader, Hardie & Lee
+    (2005), 39 calibration weeks, 12-month CLV at 10 %/year with a 90 % interval. Equal to
+    ``experiments/cdnow.toml`` (tested)."""
+    spec = _neutral("cdnow")
+    spec["data"].update(source=_CDNOW_SOURCE, amount_col="amount")
+    spec["summary"].update(calibration_end=_dt.date(1997, 9, 30))
+    spec["value"].update(interval=0.9)
+    spec["output"].update(model="models/cdnow.json")
+    return spec
 
 
-def _check_type(path, section, name, value, default) -> None:
-    """A spec value has the type of its default (numbers for numbers, text for text, true/false for flags)."""
-    where = f"{path}: [{section}] {name}" if section else f"{path}: {name}"
-    if (section, name) in _OPTIONAL_TEXT:
-        ok, want = isinstance(value, str), "text"
-    elif isinstance(default, bool):
-        ok, want = isinstance(value, bool), "true or false"
-    elif isinstance(default, (int, float)):
-        ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-    else:
-        ok, want = isinstance(value, str), "text"
+def spec_error(where: str, section: str | None, key: str, value, reason: str) -> ClvInputError:
+    """The one layout of a spec error: ``spec.toml: [summary] calibration_end = 1997: reason``."""
+    place = f"{where}: [{section}] {key}" if section else f"{where}: {key}"
+    return ClvInputError(f"{place} = {value!r}: {reason}")
+
+
+def _check(where: str, section: str, key: str, value) -> None:
+    types, _, _ = SCHEMA[section][key]
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
     if not ok:
-        raise ClvInputError(f"{where} = {value!r}: must be {want}")
+        want = {(str,): "text", (bool,): "true or false", (int, float): "a number", (int,): "a whole number",
+                _DATE: "text or a date (e.g. 1997-09-30)", (str, int): "text or a number"}.get(types, "text")
+        raise spec_error(where, section, key, value, f"must be {want}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise spec_error(where, section, key, value, "must be a finite number")
+    choices = _CHOICES.get((section, key))
+    if choices and value not in choices:
+        raise spec_error(where, section, key, value, f"must be one of {', '.join(map(repr, choices))}")
+
+
+def load_spec(path=None) -> dict:
+    """Read an experiment file; ``None`` gives :func:`cdnow_spec`.
+
+    Keys left out take the neutral defaults of :data:`SCHEMA`; the name defaults to the file name;
+    relative paths are resolved against the file's folder. Unknown sections or keys and values of
+    the wrong type are one-line errors naming the file, the section and the key.
+    """
+    if path is None:
+        return cdnow_spec()
+    path = Path(path)
+    where = str(path)
+    try:
+        user = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ClvInputError(f"{where}: experiment file not found") from None
+    except IsADirectoryError:
+        raise ClvInputError(f"{where}: is a directory, not an experiment file") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ClvInputError(f"{where}: cannot read the experiment file ({' '.join(str(exc).split())})") from None
+    spec = _neutral(path.stem)
+    for key, value in user.items():
+        if key == "name":
+            if not isinstance(value, str) or not value.strip():
+                raise spec_error(where, None, "name", value, "must be non-empty text")
+            spec["name"] = value
+            continue
+        if key not in SCHEMA:
+            raise ClvInputError(f"{where}: unknown section [{key}]; sections are: "
+                                + ", ".join(["name", *SCHEMA]))
+        if not isinstance(value, dict):
+            raise spec_error(where, None, key, value, "must be a table ([" + key + "])")
+        unknown = sorted(set(value) - set(SCHEMA[key]))
+        if unknown:
+            raise ClvInputError(f"{where}: [{key}] has unknown keys {unknown}; known: {sorted(SCHEMA[key])}")
+        for name, item in value.items():
+            _check(where, key, name, item)
+        spec[key].update(value)
+    base = path.resolve().parent
+    for section, key in _PATHS:
+        value = spec[section][key]
+        if value is not None and not (section == "data" and value == _CDNOW_SOURCE):
+            spec[section][key] = str(base / Path(value).expanduser()) if not Path(value).is_absolute() else value
+    if spec["data"]["source"] is None:
+        raise ClvInputError(f"{where}: [data] source is missing; give the transaction log, e.g. "
+                            "source = \"transactions.csv\" (relative to the experiment file)")
+    spec["spec_file"] = str(path)
+    return spec
+
+
+def spec_from_options(*, transactions, name: str | None = None, **options) -> dict:
+    """A spec from flat options named like the spec keys (the CLI's ``fit``): each option goes to the
+    section that defines it; unknown names are a programming error."""
+    spec = _neutral(name or Path(str(transactions)).stem)
+    spec["data"]["source"] = str(transactions)
+    owners = {key: section for section, keys in SCHEMA.items() for key in keys}
+    for key, value in options.items():
+        if key not in owners:
+            raise TypeError(f"spec_from_options: unknown option {key!r}")
+        if value is not None:
+            spec[owners[key]][key] = value
+    return spec
 
 
 @dataclass
 class RunResult:
+    """What a run produced: the calibration summary, the model, the holdout check, the per-customer
+    table (predictions and CLV), metrics, warnings and the files written."""
+
     spec: dict
-    summary: pd.DataFrame
-    model: ClvModel
-    holdout: pd.DataFrame | None
-    clv: pd.DataFrame
+    summary: Any
+    model: Any
+    holdout: Any = None
+    predictions: Any = None
     metrics: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     model_path: Path | None = None
+    predictions_path: Path | None = None
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def clv(self):  # the per-customer table, under the name the first version used
+        return self.predictions
 
 
 def _source(data: dict):
-    if data["source"] == "cdnow_sample":
+    if data["source"] == _CDNOW_SOURCE:
         from .datasets import load_cdnow_sample
 
         return load_cdnow_sample(), "CDNOW sample (bundled)"
     return data["source"], str(data["source"])
 
 
+_READ_KEYS = ("customer_col", "date_col", "amount_col", "quantity_col", "price_col", "date_format", "encoding",
+              "decimal_comma", "missing_customer", "duplicates", "returns")
+_SUMMARY_KEYS = ("time_unit", "merge", "week_start", "observation_end", "include_first_transaction")
+
+
+def summary_options(spec: dict) -> dict:
+    """The keyword arguments of :func:`clv_forecast.rfm.summarize` that a spec sets (defaults left out,
+    so a spec only passes what it changes)."""
+    out = {}
+    for section, keys in (("data", _READ_KEYS), ("summary", _SUMMARY_KEYS)):
+        for key in keys:
+            value = spec[section][key]
+            if value != SCHEMA[section][key][1] or key in ("customer_col", "date_col", "time_unit", "merge"):
+                out[key] = value
+    return out
+
+
+def _clv_table(model, rfm, value: dict):
+    """Per-customer predictions over the horizon and the discounted CLV (with its interval if asked)."""
+    kwargs = dict(horizon=value["horizon"], discount_rate=value["discount_rate"], step=value["step"],
+                  margin=float(value["margin"]))
+    if model.spend_ is None:
+        return model.predict(rfm, horizon=value["horizon"])
+    return model.clv(rfm, interval=value["interval"] or None, **kwargs)
+
+
+def value_coverage(table) -> dict:
+    """How many customers a CLV total covers and why the others have no value."""
+    import numpy as np
+
+    clv = table["clv"].to_numpy(dtype=float)
+    finite = np.isfinite(clv)
+    spend = table["expected_spend"].to_numpy(dtype=float) if "expected_spend" in table else clv
+    return {
+        "clv_total": float(clv[finite].sum()),
+        "clv_customers": int(finite.sum()),
+        "clv_missing": int((~finite).sum()),
+        "clv_missing_nonpositive_spend": int(np.isnan(spend).sum()),
+        "clv_missing_infinite_spend": int(np.isinf(spend).sum()),
+    }
+
+
 def run(spec: dict, *, save: bool = True) -> RunResult:
-    """Execute an experiment spec: summary -> fit -> holdout check -> CLV -> saved model."""
+    """Execute a spec: summary -> fit -> reliability check -> holdout check -> predictions -> files.
+
+    A fit that did not converge or does not identify its parameters raises
+    :class:`~clv_forecast.errors.UnreliableFitError` before anything is written, unless
+    ``[output] save_unreliable`` is true.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from .model import ClvModel
     from .rfm import summarize
 
+    timings: dict = {}
     source, _ = _source(spec["data"])
-    s = spec["summary"]
+    options = summary_options(spec)
+    calibration_end = spec["summary"]["calibration_end"]
+    out = spec["output"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        rfm = summarize(
-            source,
-            customer_col=spec["data"]["customer_col"], date_col=spec["data"]["date_col"],
-            amount_col=spec["data"].get("amount_col"), date_format=spec["data"].get("date_format"),
-            time_unit=s["time_unit"], merge=s["merge"], calibration_end=s.get("calibration_end"),
-            observation_end=s.get("observation_end"),
-        )
+        start = time.perf_counter()
+        rfm = summarize(source, calibration_end=calibration_end, **options)
+        timings["summary"] = time.perf_counter() - start
+        start = time.perf_counter()
         model = ClvModel(**spec["model"]).fit(rfm)
-        v = spec["value"]
-        holdout = None
+        timings["fit"] = time.perf_counter() - start
+        problems = list(getattr(model, "problems_", []) or [])
+        if problems and not out.get("save_unreliable"):
+            raise UnreliableFitError("the fit is not reliable: " + "; ".join(problems)
+                                     + "; nothing was saved (save_unreliable / --save-unreliable keeps it anyway)")
         metrics: dict = {}
+        holdout = None
         if "frequency_holdout" in rfm.columns:
             horizon = float(rfm["duration_holdout"].iloc[0])
             pred = model.purchases_.conditional_expected_purchases(horizon, rfm)
-            holdout = pd.DataFrame({"predicted": pred, "actual": rfm["frequency_holdout"].to_numpy()}, index=rfm.index)
+            holdout = pd.DataFrame({"predicted": pred, "actual": rfm["frequency_holdout"].to_numpy()},
+                                   index=rfm.index)
             err = holdout["predicted"] - holdout["actual"]
             metrics.update({
                 "holdout_duration": horizon,
@@ -129,12 +308,37 @@ def run(spec: dict, *, save: bool = True) -> RunResult:
                 "holdout_mae": float(np.abs(err).mean()),
                 "holdout_rmse": float(np.sqrt((err**2).mean())),
             })
-        clv = model.clv(rfm, horizon=v["horizon"], discount_rate=v["discount_rate"], step=v["step"],
-                        margin=float(v["margin"]), interval=v.get("interval") or None) if model.spend_ is not None else pd.DataFrame()
-        if len(clv):
-            metrics["clv_total"] = float(clv["clv"].sum())
-    result = RunResult(spec=spec, summary=rfm, model=model, holdout=holdout, clv=clv, metrics=metrics,
-                       warnings=[str(w.message) for w in caught])
-    if save and spec["output"].get("model"):
-        result.model_path = model.save(spec["output"]["model"])
+        predictions = None
+        value = spec.get("value")
+        if value is not None:
+            start = time.perf_counter()
+            scored = rfm
+            if out.get("predictions_as_of") == "observation_end" and calibration_end is not None:
+                # every customer, histories to the end of the data, scored by the calibration fit
+                scored = summarize(source, calibration_end=None, **options)
+            predictions = scored.join(_clv_table(model, scored, value))
+            if "clv" in predictions:
+                metrics.update(value_coverage(predictions))
+            timings["predictions"] = time.perf_counter() - start
+    result = RunResult(spec=spec, summary=rfm, model=model, holdout=holdout, predictions=predictions,
+                       metrics=metrics, warnings=[str(w.message) for w in caught], timings=timings)
+    if save and out.get("model"):
+        result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
+    if save and out.get("predictions") and predictions is not None:
+        result.predictions_path = write_table(predictions, out["predictions"])
     return result
+
+
+def write_table(table, path) -> Path:
+    """Write a per-customer table (index as the first column) to CSV or Parquet, atomically."""
+    from ._io import atomic_write
+
+    path = Path(path)
+    suffix = path.name.lower()
+    frame = table.reset_index()
+    if suffix.endswith((".parquet", ".pq")):
+        return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    if suffix.endswith((".csv", ".txt", ".csv.gz")):
+        compression = "gzip" if suffix.endswith(".gz") else None
+        return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, compression=compression))
+    raise ClvInputError(f"{path}: unknown output type; use .csv, .csv.gz or .parquet", argument="predictions")
