@@ -52,12 +52,21 @@ def assert_standard(out: pl.DataFrame, *, amount: bool = True) -> None:
 
 
 def test_csv_with_column_mapping(tmp_path):
-    out = read(write(tmp_path, "tx.csv", CSV_TEXT), amount_col="total")
+    out = read(write(tmp_path, "tx.csv", CSV_TEXT), amount_col="total", returns="net")
     assert_standard(out)
     assert out.schema["customer_id"] == pl.Int64
     assert out["customer_id"].to_list() == [1, 1, 2]
     assert out["timestamp"].to_list() == [dt.datetime(1997, 1, 1), dt.datetime(1997, 1, 18), dt.datetime(1997, 1, 2)]
-    assert out["amount"].to_list() == [29.33, 29.73, -5.0]  # negative amounts (returns) are allowed
+    assert out["amount"].to_list() == [29.33, 29.73, -5.0]  # returns="net" keeps returns for summarize to net
+
+
+def test_returns_are_dropped_and_counted_by_default(tmp_path):
+    out, acc = read(write(tmp_path, "tx.csv", CSV_TEXT), amount_col="total", with_accounting=True)
+    assert out["amount"].to_list() == [29.33, 29.73]
+    assert (acc.n_transactions, acc.n_rows, acc.n_return_rows, acc.return_value) == (3, 2, 1, -5.0)
+    assert acc.n_customers_returns_only == 1  # customer 2 has only a return
+    message = error_of(write(tmp_path, "tx.csv", CSV_TEXT), amount_col="total", returns="error")
+    assert message.startswith(f"{tmp_path / 'tx.csv'}: column 'total', row 3 (values: -5.0): negative amount")
 
 
 def test_without_amount_column_there_is_no_amount(tmp_path):
@@ -77,7 +86,7 @@ def test_csv_gz_txt_and_tab_separator(tmp_path):
         handle.write(CSV_TEXT)
     txt = write(tmp_path, "tx.txt", CSV_TEXT.replace(",", "\t"))
     for path in (gz, txt):
-        out = read(path, amount_col="total")
+        out = read(path, amount_col="total", returns="net")
         assert out["amount"].to_list() == [29.33, 29.73, -5.0]
 
 
@@ -278,7 +287,8 @@ def test_missing_customer_ids_in_csv(tmp_path):
 def test_missing_customer_ids_in_pandas():
     frame = pd.DataFrame({"cust": ["a", None, "c"], "order_date": ["1997-01-01"] * 3})
     message = error_of(frame)
-    assert "DataFrame: column 'cust', row 2 (values: missing): missing customer id" == message
+    assert message == ("DataFrame: column 'cust', row 2 (values: missing): missing customer id; "
+                       "give missing_customer='drop' to leave such rows out (they are counted)")
 
 
 def test_many_offending_rows_are_summarised():
