@@ -305,14 +305,39 @@ def test_hour_merge(small):
     assert a["T"] == (9 * 24 + 2) / 24  # hour bucket of 01-10 12:00 minus that of 01-01 10:00
 
 
-def test_week_merge_uses_epoch_aligned_buckets(small):
-    # weeks start on Thursdays (1970-01-01 was one): 2020-01-01 (Wed) and 01-03 (Fri) differ
+def test_week_merge_weeks_run_monday_to_sunday_by_default(small):
+    # 2019-12-30 (Mon) .. 2020-01-05 (Sun) is one week: 01-01 (Wed) and 01-03 (Fri) are one purchase
     rfm = summarize(small, amount_col="amount", merge="W")
+    a, b = rfm.loc["A"], rfm.loc["B"]
+    assert a["frequency"] == 0 and a["recency"] == 0.0 and a["monetary_value"] == 0.0
+    assert a["T"] == 1.0  # 01-10 lies in the week starting Monday 01-06
+    assert b["frequency"] == 1 and b["recency"] == 1.0 and b["T"] == 1.0
+    assert rfm.attrs["merge"] == "W" and rfm.attrs["week_start"] == "MON"
+
+
+@pytest.mark.parametrize("week_start", ["THU", "thursday", 3])
+def test_week_start_thursday_gives_the_epoch_aligned_buckets(small, week_start):
+    # weeks from Thursdays (1970-01-01 was one): 2020-01-01 (Wed) and 01-03 (Fri) differ
+    rfm = summarize(small, amount_col="amount", merge="W", week_start=week_start)
     a, b = rfm.loc["A"], rfm.loc["B"]
     assert a["frequency"] == 1 and a["recency"] == 1.0 and a["monetary_value"] == 3.0
     assert a["T"] == 2.0  # 01-10 lies in the week starting Thursday 01-09
     assert b["frequency"] == 1 and b["recency"] == 1.0 and b["T"] == 1.0
-    assert rfm.attrs["merge"] == "W"
+    assert rfm.attrs["week_start"] == "THU"
+
+
+def test_week_start_applies_to_multiples_of_weeks_only(small):
+    two = summarize(small, amount_col="amount", merge="2W", time_unit="W", week_start="SUN")
+    assert two.attrs["week_start"] == "SUN"
+    days = summarize(small, amount_col="amount", merge="D", time_unit="D", week_start="SUN")
+    assert (days.to_numpy() == summarize(small, amount_col="amount", merge="D", time_unit="D").to_numpy()).all()
+
+
+@pytest.mark.parametrize("value", ["Funday", 7, -1, True, 1.5])
+def test_bad_week_start(small, value):
+    with pytest.raises(ClvInputError) as info:
+        summarize(small, merge="W", week_start=value)
+    assert info.value.argument == "week_start" and "MON" in str(info.value)
 
 
 def test_two_day_merge():
@@ -357,8 +382,14 @@ def test_negative_amounts_are_returns():
     frame = pd.DataFrame(
         {"customer_id": [1, 1, 1], "date": pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-02"]), "amount": [5.0, 4.0, -1.0]}
     )
-    rfm = summarize(frame, amount_col="amount", time_unit="D")
-    assert rfm.loc[1, "frequency"] == 1 and rfm.loc[1, "monetary_value"] == 3.0
+    rfm = summarize(frame, amount_col="amount", time_unit="D")  # returns="drop": the -1 is not spend
+    assert rfm.loc[1, "frequency"] == 1 and rfm.loc[1, "monetary_value"] == 4.0
+    assert rfm.attrs["n_return_rows"] == 1 and rfm.attrs["return_value"] == -1.0
+    netted = summarize(frame, amount_col="amount", time_unit="D", returns="net")  # 4 - 1 on 01-02
+    assert netted.loc[1, "frequency"] == 1 and netted.loc[1, "monetary_value"] == 3.0
+    assert netted.attrs["n_returns_netted"] == 1
+    with pytest.raises(ClvInputError, match="row 3 .*negative amount"):
+        summarize(frame, amount_col="amount", returns="error")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -484,7 +515,7 @@ def test_calibration_end_on_the_last_day_is_allowed(cdnow):
 
 def test_observation_end_before_calibration_end(cdnow):
     message = error_of(cdnow, calibration_end="1997-09-30", observation_end="1997-06-30")
-    assert "observation_end='1997-06-30' is before calibration_end='1997-09-30'" in message
+    assert message.startswith("observation_end='1997-06-30': ") and "before the calibration end 1997-09-30" in message
 
 
 def test_observation_end_before_first_transaction(cdnow):
