@@ -115,6 +115,11 @@ def _read_csv(path: Path, source: str, wanted: dict[str, str], opts: "_Options")
     # is read as text, for the exact-duplicate check (a row is compared in all its columns)
     numbers = {wanted[r] for r in ("amount column", "quantity column", "price column") if r in wanted}
     text_cols = {wanted["date column"], wanted["customer column"]}
+    customer_col = wanted["customer column"]
+    if isinstance(data, Path) and not opts.decimal_comma and opts.date_format is None and len(set(header)) == len(header):
+        frame = _read_csv_arrow(path, separator, header, wanted, numbers)
+        if frame is not None:
+            return frame.with_columns(_clean_text_ids(frame.get_column(customer_col)))
     schema = {
         c: (pl.Float64 if c in numbers and not opts.decimal_comma and c not in text_cols else pl.String)
         for c in header
@@ -130,10 +135,44 @@ def _read_csv(path: Path, source: str, wanted: dict[str, str], opts: "_Options")
         except Exception as exc2:  # noqa: BLE001
             raise _csv_failure(path, source, separator, exc2, data, opts.encoding) from None
         del exc
-    customer_col = wanted["customer column"]
-    ids = frame.get_column(customer_col).str.strip_chars()  # " 1" and "1 " in a text file are customer "1"
+    return frame.with_columns(_clean_text_ids(frame.get_column(customer_col)))
+
+
+def _clean_text_ids(ids: pl.Series) -> pl.Series:
+    """Ids of a text file: integers when lossless, else stripped text (" 1" and "1 " are customer "1")."""
+    as_int = _integer_ids_if_lossless(ids)
+    if as_int.dtype != pl.String:
+        return as_int
+    ids = ids.str.strip_chars()
     ids = ids.set(ids == "", None) if (ids == "").any() else ids  # a blank id is a missing id
-    return frame.with_columns(_integer_ids_if_lossless(ids))
+    return _integer_ids_if_lossless(ids)
+
+
+def _read_csv_arrow(path: Path, separator: str, header: list[str], wanted: dict[str, str],
+                    numbers: set[str]) -> pl.DataFrame | None:
+    """The fast path for a UTF-8 file with ISO dates: pyarrow's multi-threaded reader parses the
+    dates and amounts while reading (one pass). None when anything does not fit (a date that is not
+    plain ISO, a number that is not one, a ragged line, ...): the general path then reads the file
+    and names the problem."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    types = {c: pa.string() for c in header}
+    types[wanted["date column"]] = pa.timestamp("us")
+    for c in numbers:
+        types[c] = pa.float64()
+    try:
+        table = pacsv.read_csv(
+            path,
+            parse_options=pacsv.ParseOptions(delimiter=separator),
+            convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
+                                                 quoted_strings_can_be_null=True),
+        )
+        if table.num_rows == 0:
+            return None
+        return pl.from_arrow(table)  # type: ignore[return-value]
+    except Exception:  # noqa: BLE001 - the general path reads it and reports what is wrong
+        return None
 
 
 def _csv_bytes_source(path: Path, source: str, encoding: str) -> "tuple[Any, str]":
@@ -233,7 +272,9 @@ def _integer_ids_if_lossless(ids: pl.Series) -> pl.Series:
         if not ids.str.contains(r"^-?(?:0|[1-9][0-9]{0,17})\.0+$|^-?(?:0|[1-9][0-9]{0,17})$").fill_null(True).all():
             return ids
         return ids.str.replace(r"\.0+$", "").cast(pl.Int64)
-    if ids.str.starts_with("0").any() or ids.str.starts_with("-0").any() or ids.str.starts_with("+").any():
+    if ids.str.starts_with("0").any() or ids.str.starts_with("-0").any() or ids.str.starts_with("+").any() or (
+        ids.str.len_bytes() > 18
+    ).any():
         if not (as_int.cast(pl.String) == ids).fill_null(True).all():
             return ids  # e.g. "007": the text is the id
     return as_int
@@ -660,20 +701,13 @@ def _apply_rules(raw: pl.DataFrame, name: str, opts: _Options, *, from_text: boo
         raw = raw.filter(~missing)
         if raw.height == 0:
             raise ClvInputError(f"{name}: every row has a missing customer id (column {customer_col!r})")
-    copies = _duplicate_copies(raw)
-    if copies is not None:
-        acc.n_duplicate_rows = int(copies.sum())
-        if opts.duplicates == "drop":
-            acc.n_duplicate_rows_dropped = acc.n_duplicate_rows
-            rows = _row_numbers(rows, raw.height).filter(~copies)
-            raw = raw.filter(~copies)
     if standard:
         frame = raw
+        copies = _duplicate_copies(frame)
     else:
-        columns = [
-            _customer_ids(raw.get_column(opts.customer_col), name, opts.customer_col, rows),
-            _timestamps(raw.get_column(opts.date_col), opts.date_format, name, opts.date_col, rows),
-        ]
+        ids = _customer_ids(raw.get_column(opts.customer_col), name, opts.customer_col, rows)
+        stamps = _timestamps(raw.get_column(opts.date_col), opts.date_format, name, opts.date_col, rows)
+        columns = [ids, stamps]
         if opts.amount_col is not None:
             columns.append(_numbers(raw.get_column(opts.amount_col), name, opts.amount_col, "amount",
                                     opts.decimal_comma, rows).rename("amount"))
@@ -687,8 +721,16 @@ def _apply_rules(raw: pl.DataFrame, name: str, opts: _Options, *, from_text: boo
                 raise _row_error(name, opts.quantity_col, raw.get_column(opts.quantity_col), ~amount.is_finite(),
                                  "quantity x price is beyond the floating-point range", rows)
             columns.append(amount)
-        del raw
         frame = pl.DataFrame(columns)
+        # duplicates: every column of the row, the id and date as converted ("13904.0" = "13904")
+        copies = _duplicate_copies(raw.with_columns(ids.rename(opts.customer_col), stamps.rename(opts.date_col)))
+        del raw
+    if copies is not None:
+        acc.n_duplicate_rows = int(copies.sum())
+        if opts.duplicates == "drop":
+            acc.n_duplicate_rows_dropped = acc.n_duplicate_rows
+            rows = _row_numbers(rows, frame.height).filter(~copies)
+            frame = frame.filter(~copies)
     if "amount" in frame.columns:
         frame = _apply_returns(frame, name, opts, acc, rows)
     acc.n_rows = frame.height
