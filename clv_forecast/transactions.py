@@ -135,17 +135,17 @@ def _read_csv(path: Path, source: str, wanted: dict[str, str], opts: "_Options")
         except Exception as exc2:  # noqa: BLE001
             raise _csv_failure(path, source, separator, exc2, data, opts.encoding) from None
         del exc
-    return frame.with_columns(_clean_text_ids(frame.get_column(customer_col)))
+    return frame.with_columns(_clean_text_ids(frame.get_column(customer_col), opts.decimal_comma))
 
 
-def _clean_text_ids(ids: pl.Series) -> pl.Series:
+def _clean_text_ids(ids: pl.Series, decimal_comma: bool = False) -> pl.Series:
     """Ids of a text file: integers when lossless, else stripped text (" 1" and "1 " are customer "1")."""
-    as_int = _integer_ids_if_lossless(ids)
+    as_int = _integer_ids_if_lossless(ids, decimal_comma)
     if as_int.dtype != pl.String:
         return as_int
     ids = ids.str.strip_chars()
     ids = ids.set(ids == "", None) if (ids == "").any() else ids  # a blank id is a missing id
-    return _integer_ids_if_lossless(ids)
+    return _integer_ids_if_lossless(ids, decimal_comma)
 
 
 def _read_csv_arrow(path: Path, separator: str, header: list[str], wanted: dict[str, str],
@@ -264,14 +264,15 @@ def _ragged_line(path: Path, separator: str) -> str | None:
     return None
 
 
-def _integer_ids_if_lossless(ids: pl.Series) -> pl.Series:
+def _integer_ids_if_lossless(ids: pl.Series, decimal_comma: bool = False) -> pl.Series:
     """Integer customer ids when every text id is a plain integer (no leading zeros, signs or spaces),
     or an integral float as pandas writes an id column with gaps (``"13904.0"`` is customer 13904)."""
     as_int = ids.cast(pl.Int64, strict=False)
     if as_int.null_count() != ids.null_count():
-        if not ids.str.contains(r"^-?(?:0|[1-9][0-9]{0,17})\.0+$|^-?(?:0|[1-9][0-9]{0,17})$").fill_null(True).all():
+        point = "[.,]" if decimal_comma else r"\."
+        if not ids.str.contains(rf"^-?(?:0|[1-9][0-9]{{0,17}}){point}0+$|^-?(?:0|[1-9][0-9]{{0,17}})$").fill_null(True).all():
             return ids
-        return ids.str.replace(r"\.0+$", "").cast(pl.Int64)
+        return ids.str.replace(rf"{point}0+$", "").cast(pl.Int64)
     if ids.str.starts_with("0").any() or ids.str.starts_with("-0").any() or ids.str.starts_with("+").any() or (
         ids.str.len_bytes() > 18
     ).any():
