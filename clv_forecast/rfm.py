@@ -150,8 +150,8 @@ def _parse_point(value: Any, option: str, date_format: str | None, tz: str | Non
     ``pd.Period`` (the whole period is included). A date, or a time of 00:00, includes that whole day."""
     if isinstance(value, pd.Period):
         start = int(value.start_time.as_unit("ns").value)
-        last = int(value.end_time.as_unit("ns").value)
-        boundary = last + 1
+        boundary = int((value + 1).start_time.as_unit("ns").value)  # the next period's start
+        last = boundary - 1
         label = (_iso_date(boundary - _NS_PER_DAY) if boundary % _NS_PER_DAY == 0
                  else pd.Timestamp(last, unit="ns").isoformat())
         return _Point(last, boundary, label, start)
@@ -362,7 +362,12 @@ def summarize(
     ticks = ts_expr.cast(pl.Int64)
     step_ticks = step_ns // tick_ns
 
-    bounds = tx.lazy().select(ticks.min().alias("lo"), ticks.max().alias("hi")).collect().row(0)
+    netting = has_amount and opts.returns == "net" and acc.n_return_rows > 0
+    # the data's range is the purchases' (with returns="net" the frame still holds the returns)
+    span = ticks.filter(pl.col("amount") >= 0) if netting else ticks
+    bounds = tx.lazy().select(span.min().alias("lo"), span.max().alias("hi")).collect().row(0)
+    if bounds[0] is None:
+        raise ClvInputError(f"{source}: every row is a return (negative amount); there are no purchases")
     first_tick, last_tick = int(bounds[0]), int(bounds[1])
     if step is None:
         # exact mode: if all timestamps are whole days/hours/.../seconds, bucket at that grain
@@ -409,12 +414,12 @@ def summarize(
     # --- returns="net": returns are subtracted from purchases (a purchase then weighs its rows) -
     net: dict[str, int] = {"n_customers_returns_only": acc.n_customers_returns_only}
     weighted = False
-    if has_amount and opts.returns == "net" and acc.n_return_rows:
+    if netting:
         tx, net = _net_returns(tx, ticks, cal_last, obs_last)
         weighted = True
         if tx.height == 0:
             raise ClvInputError(f"{source}: no purchase is left after netting the returns")
-        last_tick = int(tx.lazy().select(ticks.max()).collect().item())
+        first_tick, last_tick = tx.lazy().select(ticks.min(), ticks.max().alias("hi")).collect().row(0)
 
     # --- integer buckets relative to an aligned origin (keeps numbers small) -----------------
     # weeks (and multiples of them) start on ``week_start``; 1970-01-01 (tick 0) was a Thursday
