@@ -6,7 +6,9 @@ on, optionally split at a calibration end into calibration columns and holdout c
 Conventions (the papers' CDNOW convention is the default ``merge="D"``, ``time_unit="W"``):
 
 * ``merge=R`` (a time unit such as ``"D"``, ``"W"``, ``"2D"``, ``"h"``): time is cut into
-  buckets ``floor((timestamp - 1970-01-01) / R)``; purchases of a customer in one bucket are
+  buckets ``floor((timestamp - 1970-01-01) / R)``, or for a whole number of weeks
+  ``floor((timestamp - first week_start on or after 1970-01-01) / R)`` (weeks run Monday to Sunday
+  by default, as pandas' ``to_period("W")``); purchases of a customer in one bucket are
   one purchase (amounts summed) and times are bucket differences times ``R`` in ``time_unit``.
   All arithmetic is on integer bucket numbers; the one division happens at the very end, so
   e.g. a recency of 213 days in weeks is exactly ``213 / 7.0``.
@@ -17,10 +19,27 @@ Conventions (the papers' CDNOW convention is the default ``merge="D"``, ``time_u
   holding the last included instant (CDNOW: ``T = 272 / 7`` for a first purchase on
   1997-01-01); in exact mode it runs to the boundary itself (the next midnight for a date).
 * Timestamps with a time zone are taken as wall-clock times in that zone.
-* ``df.attrs`` accounts for every input row: ``n_transactions`` (rows read) =
-  ``n_transactions_after_observation_end`` + ``n_transactions_first_purchase_after_calibration``
-  (rows of the ``n_customers_first_purchase_after_calibration`` customers left out of the
-  calibration summary) + the rows summarised for the ``n_customers`` customers.
+* ``df.attrs`` records the options (``time_unit``, ``merge``, ``week_start``,
+  ``include_first_transaction``, ``returns``, ``duplicates``, ``missing_customer``), the ends
+  actually used as ISO text (``calibration_end``, ``observation_end``) and accounts for every input
+  row. ``n_transactions`` (rows read) = ``n_transactions_summarised`` (rows behind the summary)
+  + the rows left out, each counted once (:data:`LEFT_OUT_ROWS`):
+
+  - ``n_rows_missing_customer``: no customer id (``missing_customer="drop"``);
+  - ``n_duplicate_rows_dropped``: extra copies of identical rows (``duplicates="drop"``;
+    ``n_duplicate_rows`` counts the extra copies found either way);
+  - ``n_return_rows``: rows with a negative amount (every mode; ``return_value`` is their sum,
+    negative). With ``returns="net"`` they split into ``n_returns_netted``,
+    ``n_returns_unmatched`` (no earlier purchase of the customer),
+    ``n_returns_across_calibration_end`` (a holdout return whose purchase is in the calibration
+    period: not netted back) and ``n_returns_after_observation_end``;
+  - ``n_purchases_fully_returned``: purchase rows whose purchase was netted to <= 0 (``"net"``);
+  - ``n_transactions_after_observation_end``: purchase rows after the observation end;
+  - ``n_transactions_first_purchase_after_calibration``: rows of the
+    ``n_customers_first_purchase_after_calibration`` customers first seen in the holdout period.
+
+  ``n_customers`` is the summary's length; ``n_customers_returns_only`` counts customers left
+  with no purchase once returns are taken out.
 * A calibration/holdout boundary inside a merge bucket (e.g. ``merge="W"``) splits that bucket:
   purchases up to the end are calibration, later ones holdout (as in ``lifetimes``).
 """
