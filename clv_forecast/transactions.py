@@ -273,9 +273,10 @@ def _integer_ids_if_lossless(ids: pl.Series, decimal_comma: bool = False) -> pl.
         if not ids.str.contains(rf"^-?(?:0|[1-9][0-9]{{0,17}}){point}0+$|^-?(?:0|[1-9][0-9]{{0,17}})$").fill_null(True).all():
             return ids
         return ids.str.replace(rf"{point}0+$", "").cast(pl.Int64)
-    if ids.str.starts_with("0").any() or ids.str.starts_with("-0").any() or ids.str.starts_with("+").any() or (
-        ids.str.len_bytes() > 18
-    ).any():
+    zero = ids.str.starts_with("0")
+    if (zero.any() and (zero & (ids.str.len_bytes() > 1)).any()) or ids.str.starts_with("-0").any() or (
+        ids.str.starts_with("+").any()
+    ):
         if not (as_int.cast(pl.String) == ids).fill_null(True).all():
             return ids  # e.g. "007": the text is the id
     return as_int
@@ -666,21 +667,47 @@ def _row_numbers(rows: pl.Series | None, n: int) -> pl.Series:
     return pl.int_range(1, n + 1, eager=True, dtype=pl.Int64) if rows is None else rows
 
 
-def _duplicate_copies(frame: pl.DataFrame) -> pl.Series | None:
+def _sorted_candidates(frame: pl.DataFrame, key: tuple[str, str]) -> pl.Series | None:
+    """Rows that may repeat another row, when the frame is ordered (by time, or by customer then
+    time) so that identical rows are neighbours: the rows equal to a neighbour in (customer, time).
+    None when the frame is in no such order."""
+    customers, stamps = frame.get_column(key[0]), frame.get_column(key[1])
+    if stamps.is_sorted():
+        same = (stamps == stamps.shift(1)).fill_null(False)
+    elif customers.is_sorted() and not (
+        (customers == customers.shift(1)) & (stamps < stamps.shift(1))
+    ).fill_null(False).any():
+        same = ((customers == customers.shift(1)) & (stamps == stamps.shift(1))).fill_null(False)
+    else:
+        return None
+    return same | same.shift(-1, fill_value=False)
+
+
+def _duplicate_copies(frame: pl.DataFrame, key: tuple[str, str] | None = None) -> pl.Series | None:
     """Mask of rows that repeat an earlier row in every column (None when there are none).
 
-    A 64-bit row hash decides quickly that there are none; rows with a repeated hash are then
-    compared exactly, so a hash collision never counts as a duplicate."""
+    Identical rows have the same customer and time: in a frame ordered by time (or by customer
+    then time) only rows equal to a neighbour in those two columns can be copies. Among the
+    candidates a 64-bit row hash decides quickly that there are none; rows with a repeated hash
+    are then compared exactly, so a hash collision never counts as a duplicate."""
     if frame.height < 2:
         return None
-    hashes = frame.hash_rows()
-    if hashes.n_unique() == frame.height:
+    index = None
+    candidates = _sorted_candidates(frame, key) if key is not None else None
+    if candidates is not None:
+        if not candidates.any():
+            return None
+        index = candidates.arg_true()
+        subset = frame.filter(candidates)
+    else:
+        subset = frame
+    hashes = subset.hash_rows()
+    if hashes.n_unique() == subset.height:
         return None
-    candidates = hashes.is_duplicated()
-    index = candidates.arg_true()
-    subset = frame.filter(candidates)
-    first = subset.select(pl.struct(pl.all()).is_first_distinct()).to_series()
-    mask = pl.Series("dup", [False] * frame.height, pl.Boolean).scatter(index.filter(~first), True)
+    repeated = hashes.is_duplicated()
+    where = repeated.arg_true() if index is None else index.gather(repeated.arg_true())
+    first = subset.filter(repeated).select(pl.struct(pl.all()).is_first_distinct()).to_series()
+    mask = pl.Series("dup", [False] * frame.height, pl.Boolean).scatter(where.filter(~first), True)
     return mask if mask.any() else None
 
 
@@ -704,7 +731,7 @@ def _apply_rules(raw: pl.DataFrame, name: str, opts: _Options, *, from_text: boo
             raise ClvInputError(f"{name}: every row has a missing customer id (column {customer_col!r})")
     if standard:
         frame = raw
-        copies = _duplicate_copies(frame)
+        copies = _duplicate_copies(frame, ("customer_id", "timestamp"))
     else:
         ids = _customer_ids(raw.get_column(opts.customer_col), name, opts.customer_col, rows)
         stamps = _timestamps(raw.get_column(opts.date_col), opts.date_format, name, opts.date_col, rows)
@@ -724,7 +751,8 @@ def _apply_rules(raw: pl.DataFrame, name: str, opts: _Options, *, from_text: boo
             columns.append(amount)
         frame = pl.DataFrame(columns)
         # duplicates: every column of the row, the id and date as converted ("13904.0" = "13904")
-        copies = _duplicate_copies(raw.with_columns(ids.rename(opts.customer_col), stamps.rename(opts.date_col)))
+        copies = _duplicate_copies(raw.with_columns(ids.rename(opts.customer_col), stamps.rename(opts.date_col)),
+                                   (opts.customer_col, opts.date_col))
         del raw
     if copies is not None:
         acc.n_duplicate_rows = int(copies.sum())

@@ -568,3 +568,25 @@ def test_fast_and_general_csv_paths_agree(tmp_path):
 def test_day_first_dates_without_a_format_suggest_one(tmp_path):
     message = error_of(write(tmp_path, "tx.csv", "cust,order_date\n1,13/09/2011 08:26\n"))
     assert "give date_format, e.g. '%d/%m/%Y %H:%M' (day first) or '%m/%d/%Y %H:%M' (month first)" in message
+
+
+@pytest.mark.parametrize("order", ["shuffled", "by_time", "by_customer_time"])
+def test_duplicate_count_is_exact_in_any_row_order(order):
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = pd.DataFrame({
+        "cust": rng.integers(0, 50, n),
+        "order_date": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 40, n), unit="D"),
+        "total": rng.integers(1, 4, n).astype(float),
+        "item": rng.integers(0, 3, n),
+    })
+    frame = pd.concat([frame, frame.sample(200, random_state=1)], ignore_index=True)
+    if order == "shuffled":
+        frame = frame.sample(frac=1.0, random_state=2)
+    elif order == "by_time":
+        frame = frame.sort_values("order_date", kind="stable")
+    else:
+        frame = frame.sort_values(["cust", "order_date"], kind="stable")
+    expected = int(frame.duplicated().sum())
+    out, acc = read(frame, amount_col="total", duplicates="drop", with_accounting=True)
+    assert acc.n_duplicate_rows == expected > 200 and out.height == len(frame) - expected
