@@ -486,6 +486,7 @@ def summarize(
         del new_group
         gb2 = k[gstart]
         del k
+        rows = rows.drop("k")
         gcust = gb2 >> shift
         np.bitwise_and(gb2, (1 << shift) - 1, out=gb2)
         g_cnew = np.empty(gcust.shape[0], dtype=bool)
@@ -514,6 +515,7 @@ def summarize(
         customer_ids = rows.get_column("customer_id").gather(gstart[cstart])
         del b2, cnew, new_group, g_cnew
 
+    del lf, tx  # the input frame is no longer needed: free it before the per-group arrays
     n_used = rows.height
     n_used_rows = int(rows.get_column("rows").sum()) if weighted else n_used
     n_groups = gstart.shape[0]

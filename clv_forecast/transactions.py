@@ -119,7 +119,8 @@ def _read_csv(path: Path, source: str, wanted: dict[str, str], opts: "_Options")
     if isinstance(data, Path) and not opts.decimal_comma and opts.date_format is None and len(set(header)) == len(header):
         frame = _read_csv_arrow(path, separator, header, wanted, numbers)
         if frame is not None:
-            return frame.with_columns(_clean_text_ids(frame.get_column(customer_col)))
+            ids = frame.get_column(customer_col)
+            return frame if ids.dtype.is_integer() else frame.with_columns(_clean_text_ids(ids))
     schema = {
         c: (pl.Float64 if c in numbers and not opts.decimal_comma and c not in text_cols else pl.String)
         for c in header
@@ -170,9 +171,32 @@ def _read_csv_arrow(path: Path, separator: str, header: list[str], wanted: dict[
         )
         if table.num_rows == 0:
             return None
-        return pl.from_arrow(table)  # type: ignore[return-value]
     except Exception:  # noqa: BLE001 - the general path reads it and reports what is wrong
         return None
+    table = _arrow_integer_ids(table, wanted["customer column"])
+    frame = pl.from_arrow(table, rechunk=False)  # zero-copy: no second copy of the columns
+    del table
+    pa.default_memory_pool().release_unused()
+    return frame  # type: ignore[return-value]
+
+
+def _arrow_integer_ids(table: Any, column: str) -> Any:
+    """Text ids that are all plain integers (no leading zeros, signs or spaces) as int64, in arrow
+    (the text column is then never copied into polars); anything else is left as text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = table.column(column)
+    try:
+        as_int = pc.cast(ids, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return table
+    zero = pc.starts_with(ids, "0")
+    if pc.any(zero).as_py() and pc.any(pc.and_(zero, pc.greater(pc.utf8_length(ids), 1))).as_py():
+        return table  # e.g. "007": the text is the id
+    if pc.any(pc.starts_with(ids, "+")).as_py() or pc.any(pc.starts_with(ids, "-0")).as_py():
+        return table
+    return table.set_column(table.schema.get_field_index(column), column, as_int)
 
 
 def _csv_bytes_source(path: Path, source: str, encoding: str) -> "tuple[Any, str]":
