@@ -339,7 +339,6 @@ def _from_pandas(frame: Any, source: str, wanted: dict[str, str]) -> pl.DataFram
         available = [str(c) for c in frame.columns]
     _check_duplicates(source, available, wanted)
     _check_columns(source, available, wanted)
-    used = set(wanted.values())
     # every column (exact duplicates are judged on whole rows), under its text name; a column
     # whose label repeats and is not used is kept once per position under a numbered name
     names, seen = [], set()
@@ -353,8 +352,7 @@ def _from_pandas(frame: Any, source: str, wanted: dict[str, str]) -> pl.DataFram
         return pl.from_pandas(subset, include_index=False)
     except Exception:  # noqa: BLE001 - e.g. object columns mixing ints and strings
         pass
-    return pl.DataFrame([_pandas_column(frame.iloc[:, i], name) for i, name in enumerate(names)
-                         if name in used or True])
+    return pl.DataFrame([_pandas_column(frame.iloc[:, i], name) for i, name in enumerate(names)])
 
 
 def _load(source: Any, source_name: str | None, wanted: dict[str, str], opts: "_Options") -> tuple[pl.DataFrame, str, bool]:
@@ -735,8 +733,7 @@ def _duplicate_copies(frame: pl.DataFrame, key: tuple[str, str] | None = None) -
     return mask if mask.any() else None
 
 
-def _apply_rules(raw: pl.DataFrame, name: str, opts: _Options, *, from_text: bool,
-                 standard: bool = False) -> tuple[pl.DataFrame, ReadAccounting]:
+def _apply_rules(raw: pl.DataFrame, name: str, opts: _Options, *, standard: bool = False) -> tuple[pl.DataFrame, ReadAccounting]:
     """The one implementation of the row rules: missing ids, duplicates, conversion, returns."""
     acc = ReadAccounting(n_transactions=raw.height, missing_customer=opts.missing_customer,
                          duplicates=opts.duplicates, returns=opts.returns)
@@ -823,11 +820,11 @@ def _ingest(source: Any, opts: _Options, source_name: str | None = None,
     """Read + apply the row rules; a frame that already is standard skips the conversion."""
     if trust_standard:
         name = source_name or "DataFrame"
-        return (*_apply_rules(source, name, opts, from_text=False, standard=True), name)
-    frame, name, from_text = _load(source, source_name, opts.wanted(), opts)
+        return (*_apply_rules(source, name, opts, standard=True), name)
+    frame, name, _ = _load(source, source_name, opts.wanted(), opts)
     if frame.height == 0:
         raise ClvInputError(f"{name}: no data rows (the input has only a header)")
-    out, acc = _apply_rules(frame, name, opts, from_text=from_text)
+    out, acc = _apply_rules(frame, name, opts)
     return out, acc, name
 
 
