@@ -65,7 +65,7 @@ def _sniff_separator(path: Path, source: str, data: Any = None, encoding: str = 
 
     try:
         if data is not None and not isinstance(data, Path):
-            header = data.getvalue().split(b"\n", 1)[0].decode("utf-8", errors="replace")
+            header = bytes(data.getbuffer()[:1 << 16]).split(b"\n", 1)[0].decode("utf-8", errors="replace")
         else:
             opener = gzip.open if path.name.lower().endswith(".gz") else open
             with opener(path, "rt", encoding="utf-8", errors="replace") as handle:  # type: ignore[operator]
@@ -100,10 +100,19 @@ def _check_columns(source: str, available: list[str], wanted: dict[str, str]) ->
 
 
 def _read_csv(path: Path, source: str, wanted: dict[str, str], opts: "_Options") -> pl.DataFrame:
+    numbers = {wanted[r] for r in ("amount column", "quantity column", "price column") if r in wanted}
+    customer_col = wanted["customer column"]
+    fast = not opts.decimal_comma and opts.date_format is None
+    if fast and _codec(opts.encoding) not in ("utf-8", "utf-8-sig"):
+        # another encoding: pyarrow transcodes while it reads (no copy of the file in memory)
+        frame = _read_csv_arrow_encoded(path, source, wanted, numbers, _codec(opts.encoding))
+        if frame is not None:
+            ids = frame.get_column(customer_col)
+            return frame if ids.dtype.is_integer() else frame.with_columns(_clean_text_ids(ids))
     data, encoding = _csv_bytes_source(path, source, opts.encoding)
     separator = _sniff_separator(path, source, data, encoding)
     try:
-        header = pl.read_csv(data, separator=separator, n_rows=0, infer_schema_length=0).columns
+        header = pl.read_csv(_rewind(data), separator=separator, n_rows=0, infer_schema_length=0).columns
     except pl.exceptions.NoDataError:
         raise ClvInputError(f"{source}: the file is empty (no header, no data rows)") from None
     except Exception as exc:  # noqa: BLE001 - any reader failure is a user-facing input problem
@@ -113,11 +122,9 @@ def _read_csv(path: Path, source: str, wanted: dict[str, str], opts: "_Options")
     # explicit types: dates and ids are text (parsed by us: explicit formats, clear errors; "007" and
     # "7" stay two customers); numbers are Float64 (text with a decimal comma); every other column
     # is read as text, for the exact-duplicate check (a row is compared in all its columns)
-    numbers = {wanted[r] for r in ("amount column", "quantity column", "price column") if r in wanted}
     text_cols = {wanted["date column"], wanted["customer column"]}
-    customer_col = wanted["customer column"]
-    if isinstance(data, Path) and not opts.decimal_comma and opts.date_format is None and len(set(header)) == len(header):
-        frame = _read_csv_arrow(path, separator, header, wanted, numbers)
+    if fast and len(set(header)) == len(header):
+        frame = _read_csv_arrow(path if isinstance(data, Path) else data, separator, header, wanted, numbers)
         if frame is not None:
             ids = frame.get_column(customer_col)
             return frame if ids.dtype.is_integer() else frame.with_columns(_clean_text_ids(ids))
@@ -126,13 +133,13 @@ def _read_csv(path: Path, source: str, wanted: dict[str, str], opts: "_Options")
         for c in header
     }
     try:
-        frame = pl.read_csv(data, separator=separator, schema=schema, has_header=True)
+        frame = pl.read_csv(_rewind(data), separator=separator, schema=schema, has_header=True)
     except Exception as exc:  # noqa: BLE001
         # e.g. an amount that is not a number (the exception class differs across polars versions):
         # read everything as text; the checks then name the offending rows, and a file that cannot
         # be read even so is reported as such
         try:
-            frame = pl.read_csv(data, separator=separator, schema={c: pl.String for c in header}, has_header=True)
+            frame = pl.read_csv(_rewind(data), separator=separator, schema={c: pl.String for c in header}, has_header=True)
         except Exception as exc2:  # noqa: BLE001
             raise _csv_failure(path, source, separator, exc2, data, opts.encoding) from None
         del exc
@@ -149,8 +156,29 @@ def _clean_text_ids(ids: pl.Series, decimal_comma: bool = False) -> pl.Series:
     return _integer_ids_if_lossless(ids, decimal_comma)
 
 
-def _read_csv_arrow(path: Path, separator: str, header: list[str], wanted: dict[str, str],
-                    numbers: set[str]) -> pl.DataFrame | None:
+def _read_csv_arrow_encoded(path: Path, source: str, wanted: dict[str, str], numbers: set[str],
+                            codec: str) -> pl.DataFrame | None:
+    """The fast path for a file in another encoding; None (the general path) on any doubt."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:  # type: ignore[operator]
+            line = handle.readline().decode(codec).rstrip("\r\n")
+    except (OSError, UnicodeDecodeError, EOFError):
+        return None
+    counts = {sep: line.count(sep) for sep in (",", "\t", ";", "|")}
+    separator = max(counts, key=counts.__getitem__) if max(counts.values()) > 0 else ","
+    header = next(csv.reader([line], delimiter=separator), [])
+    if not header or len(set(header)) != len(header):
+        return None
+    _check_columns(source, header, wanted)
+    return _read_csv_arrow(path, separator, header, wanted, numbers, codec)
+
+
+def _read_csv_arrow(path: Any, separator: str, header: list[str], wanted: dict[str, str],
+                    numbers: set[str], encoding: str = "utf8") -> pl.DataFrame | None:
     """The fast path for a UTF-8 file with ISO dates: pyarrow's multi-threaded reader parses the
     dates and amounts while reading (one pass). None when anything does not fit (a date that is not
     plain ISO, a number that is not one, a ragged line, ...): the general path then reads the file
@@ -164,7 +192,8 @@ def _read_csv_arrow(path: Path, separator: str, header: list[str], wanted: dict[
         types[c] = pa.float64()
     try:
         table = pacsv.read_csv(
-            path,
+            _rewind(path),
+            read_options=pacsv.ReadOptions(encoding=encoding),
             parse_options=pacsv.ParseOptions(delimiter=separator),
             convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
                                                  quoted_strings_can_be_null=True),
@@ -197,6 +226,13 @@ def _arrow_integer_ids(table: Any, column: str) -> Any:
     if pc.any(pc.starts_with(ids, "+")).as_py() or pc.any(pc.starts_with(ids, "-0")).as_py():
         return table
     return table.set_column(table.schema.get_field_index(column), column, as_int)
+
+
+def _rewind(data: Any) -> Any:
+    """A path as it is; in-memory bytes from their start (each reader leaves them at the end)."""
+    if not isinstance(data, Path):
+        data.seek(0)
+    return data
 
 
 def _csv_bytes_source(path: Path, source: str, encoding: str) -> "tuple[Any, str]":
