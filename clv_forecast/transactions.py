@@ -9,14 +9,25 @@ header not counted) with their values, and the reason.
 
 Validation is vectorised (null counts, ``is_finite``); the offending rows are only searched for
 once something is known to be wrong, so the happy path stays fast.
+
+The row rules (missing customer ids, exact duplicate rows, returns) live in one place
+(``_apply_rules``) used by :func:`read_transactions` and by :func:`~clv_forecast.rfm.summarize`;
+each rule counts what it finds (:class:`ReadAccounting`), so no row is dropped silently.
+
+Reading a CSV: a UTF-8 (or other ``encoding``) file with ISO dates is read by pyarrow's
+multi-threaded reader with explicit types (dates and amounts parsed while reading, ids as text and
+converted to integers when lossless, other columns as text for the duplicate check). Anything that
+does not fit that (another date form, a decimal comma, a bad value, a ragged line, bytes not in the
+encoding) goes through the general path: polars reads the text, one ISO format is detected from the
+first value and tried on the whole column, and the checks name the offending rows.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
