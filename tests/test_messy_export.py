@@ -156,13 +156,14 @@ def test_without_missing_customer(export):
     assert "missing customer id; give missing_customer='drop'" in message
 
 
-def test_without_decimal_comma(export):
-    if not export.decimal_comma:
-        pytest.skip("the comma variant has no decimal commas")
-    kw = options(export)
-    kw.pop("decimal_comma")
-    message = str(one_line(export, **kw))
-    assert "column 'UnitPrice'" in message and "give decimal_comma=True" in message
+def test_wrong_decimal_comma(export):
+    # without decimal_comma on the semicolon export; with it on the point-decimal export
+    message = str(one_line(export, **options(export, decimal_comma=not export.decimal_comma)))
+    assert "column 'UnitPrice'" in message
+    if export.decimal_comma:
+        assert "give decimal_comma=True" in message
+    else:
+        assert "not a number written with a decimal comma" in message
 
 
 def test_returns_error_names_the_rows(export):
