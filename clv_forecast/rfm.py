@@ -557,6 +557,7 @@ def summarize(
         with np.errstate(over="ignore"):  # a sum beyond the float range is reported below, by customer
             gsum = np.add.reduceat(amount, gstart)  # merged purchase values
         del amount
+        rows = None  # the per-row amounts are summed: free them before the per-customer arrays
         overflow = ~np.isfinite(gsum)
         if overflow.any():
             group = int(np.flatnonzero(overflow)[0])
@@ -588,7 +589,7 @@ def summarize(
         else:
             duration = bucket(obs_last) - bucket(cal_last)
         out["duration_holdout"] = _to_time(np.full(n_groups_c.shape[0], duration, dtype=np.int64), num, den)
-    del rows, gb, g_hold
+    del rows, gb, g_hold, gstart
 
     if not keep.all():
         kept = np.flatnonzero(keep)

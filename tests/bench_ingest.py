@@ -38,9 +38,13 @@ def main() -> None:
         return
     from clv_forecast.rfm import summarize
 
-    extra = dict(kv.split("=", 1) for kv in args.options.split(",") if kv)
+    extra: dict = dict(kv.split("=", 1) for kv in args.options.split(",") if kv)
+    if "include_first_transaction" in extra:
+        extra["include_first_transaction"] = extra["include_first_transaction"] not in ("0", "false", "False")
     times = []
+    rfm = None
     for _ in range(args.repeat):
+        rfm = None  # the previous summary is not part of the next run's peak memory
         t0 = time.perf_counter()
         rfm = summarize(args.path, amount_col="amount", calibration_end="2020-09-30", **extra)
         times.append(time.perf_counter() - t0)
