@@ -213,8 +213,15 @@ def _read_csv_arrow(path: Any, separator: str, header: list[str], wanted: dict[s
             return None
     except Exception:  # noqa: BLE001 - the general path reads it and reports what is wrong
         return None
+    if table.column_names != header:  # repeated names in the header: polars' numbered names
+        if table.num_columns != len(header):
+            return None
+        table = table.rename_columns(header)
     table = _arrow_integer_ids(table, wanted["customer column"])
-    frame = pl.from_arrow(table, rechunk=False)  # zero-copy: no second copy of the columns
+    try:
+        frame = pl.from_arrow(table, rechunk=False)  # zero-copy: no second copy of the columns
+    except Exception:  # noqa: BLE001
+        return None
     del table
     pa.default_memory_pool().release_unused()
     return frame  # type: ignore[return-value]

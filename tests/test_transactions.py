@@ -590,3 +590,9 @@ def test_duplicate_count_is_exact_in_any_row_order(order):
     expected = int(frame.duplicated().sum())
     out, acc = read(frame, amount_col="total", duplicates="drop", with_accounting=True)
     assert acc.n_duplicate_rows == expected > 200 and out.height == len(frame) - expected
+
+
+def test_repeated_names_of_unused_columns(tmp_path):
+    text = "cust,order_date,total,note,note\n1,2020-01-01,2.5,a,b\n1,2020-01-01,2.5,a,c\n1,2020-01-01,2.5,a,c\n"
+    out, acc = read(write(tmp_path, "tx.csv", text), amount_col="total", with_accounting=True)
+    assert out.height == 3 and acc.n_duplicate_rows == 1  # the rows differ in the second 'note' only
