@@ -240,7 +240,8 @@ def _net_returns(tx: pl.DataFrame, ticks: pl.Expr, cal_last: int | None, obs_las
     keeps how many input rows it stands for). Returns are matched with a backward as-of join by
     customer *and period* (calibration / holdout): netting never crosses the calibration end. A
     purchase netted to <= 0 is left out (``n_purchases_fully_returned`` counts its input rows).
-    Returns after the observation end are outside the observed window and are not netted."""
+    Returns after the observation end (by default the last purchase) are outside the observed
+    window: not netted, counted in ``n_returns_after_observation_end``."""
     period = (ticks > cal_last).cast(pl.Int8) if cal_last is not None else pl.lit(0, pl.Int8)
     lf = tx.lazy().with_columns(ticks.alias("_t"), period.alias("_p"))
     negative = pl.col("amount") < 0

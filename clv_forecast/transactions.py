@@ -121,6 +121,8 @@ def _read_csv(path: Path, source: str, wanted: dict[str, str], opts: "_Options")
             ids = frame.get_column(customer_col)
             return frame if ids.dtype.is_integer() else frame.with_columns(_clean_text_ids(ids))
     data, encoding = _csv_bytes_source(path, source, opts.encoding)
+    if isinstance(data, Path):
+        _check_utf8_header(path, source, opts.encoding)
     separator = _sniff_separator(path, source, data, encoding)
     try:
         header = pl.read_csv(_rewind(data), separator=separator, n_rows=0, infer_schema_length=0).columns
@@ -213,14 +215,14 @@ def _read_csv_arrow(path: Any, separator: str, header: list[str], wanted: dict[s
             return None
     except Exception:  # noqa: BLE001 - the general path reads it and reports what is wrong
         return None
-    if table.column_names != header:  # repeated names in the header: polars' numbered names
-        if table.num_columns != len(header):
-            return None
-        table = table.rename_columns(header)
-    table = _arrow_integer_ids(table, wanted["customer column"])
     try:
+        if table.column_names != header:  # repeated names in the header: polars' numbered names
+            if table.num_columns != len(header):
+                return None
+            table = table.rename_columns(header)
+        table = _arrow_integer_ids(table, wanted["customer column"])
         frame = pl.from_arrow(table, rechunk=False)  # zero-copy: no second copy of the columns
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - e.g. a header that is not UTF-8: the general path names it
         return None
     del table
     pa.default_memory_pool().release_unused()
@@ -291,6 +293,24 @@ def _decode_error(source: str, raw: bytes, exc: UnicodeDecodeError, encoding: st
         f"{source}: line {line} is not valid {encoding} text (bytes {bad.hex(' ')}); {hint}",
         argument="encoding", value=encoding,
     )
+
+
+def _check_utf8_header(path: Path, source: str, encoding: str) -> None:
+    """The header line must be UTF-8 too (polars would read its names with replacement characters)."""
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:  # type: ignore[operator]
+            line = handle.readline()
+    except (OSError, EOFError):
+        return  # reported by the reader
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ClvInputError(
+            f"{source}: line 1 is not valid UTF-8 text (bytes {line[exc.start:exc.end].hex(' ')}); "
+            "give encoding='latin-1' (or cp1252)", argument="encoding", value=encoding) from None
 
 
 def _first_bad_utf8(path: Path, source: str, encoding: str) -> ClvInputError | None:

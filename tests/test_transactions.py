@@ -596,3 +596,10 @@ def test_repeated_names_of_unused_columns(tmp_path):
     text = "cust,order_date,total,note,note\n1,2020-01-01,2.5,a,b\n1,2020-01-01,2.5,a,c\n1,2020-01-01,2.5,a,c\n"
     out, acc = read(write(tmp_path, "tx.csv", text), amount_col="total", with_accounting=True)
     assert out.height == 3 and acc.n_duplicate_rows == 1  # the rows differ in the second 'note' only
+
+
+def test_header_that_is_not_utf8(tmp_path):
+    path = write_bytes(tmp_path, "tx.csv", "cust,order_date,caf\xe9\n1,2020-01-01,x\n".encode("latin-1"))
+    message = error_of(path)
+    assert "line 1 " in message and "encoding='latin-1'" in message
+    assert read(path, encoding="latin-1")["customer_id"].to_list() == [1]
