@@ -6,7 +6,9 @@ on, optionally split at a calibration end into calibration columns and holdout c
 Conventions (the papers' CDNOW convention is the default ``merge="D"``, ``time_unit="W"``):
 
 * ``merge=R`` (a time unit such as ``"D"``, ``"W"``, ``"2D"``, ``"h"``): time is cut into
-  buckets ``floor((timestamp - 1970-01-01) / R)``; purchases of a customer in one bucket are
+  buckets ``floor((timestamp - 1970-01-01) / R)``, or for a whole number of weeks
+  ``floor((timestamp - first week_start on or after 1970-01-01) / R)`` (weeks run Monday to Sunday
+  by default, as pandas' ``to_period("W")``); purchases of a customer in one bucket are
   one purchase (amounts summed) and times are bucket differences times ``R`` in ``time_unit``.
   All arithmetic is on integer bucket numbers; the one division happens at the very end, so
   e.g. a recency of 213 days in weeks is exactly ``213 / 7.0``.
@@ -17,10 +19,27 @@ Conventions (the papers' CDNOW convention is the default ``merge="D"``, ``time_u
   holding the last included instant (CDNOW: ``T = 272 / 7`` for a first purchase on
   1997-01-01); in exact mode it runs to the boundary itself (the next midnight for a date).
 * Timestamps with a time zone are taken as wall-clock times in that zone.
-* ``df.attrs`` accounts for every input row: ``n_transactions`` (rows read) =
-  ``n_transactions_after_observation_end`` + ``n_transactions_first_purchase_after_calibration``
-  (rows of the ``n_customers_first_purchase_after_calibration`` customers left out of the
-  calibration summary) + the rows summarised for the ``n_customers`` customers.
+* ``df.attrs`` records the options (``time_unit``, ``merge``, ``week_start``,
+  ``include_first_transaction``, ``returns``, ``duplicates``, ``missing_customer``), the ends
+  actually used as ISO text (``calibration_end``, ``observation_end``) and accounts for every input
+  row. ``n_transactions`` (rows read) = ``n_transactions_summarised`` (rows behind the summary)
+  + the rows left out, each counted once (:data:`LEFT_OUT_ROWS`):
+
+  - ``n_rows_missing_customer``: no customer id (``missing_customer="drop"``);
+  - ``n_duplicate_rows_dropped``: extra copies of identical rows (``duplicates="drop"``;
+    ``n_duplicate_rows`` counts the extra copies found either way);
+  - ``n_return_rows``: rows with a negative amount (every mode; ``return_value`` is their sum,
+    negative). With ``returns="net"`` they split into ``n_returns_netted``,
+    ``n_returns_unmatched`` (no earlier purchase of the customer),
+    ``n_returns_across_calibration_end`` (a holdout return whose purchase is in the calibration
+    period: not netted back) and ``n_returns_after_observation_end``;
+  - ``n_purchases_fully_returned``: purchase rows whose purchase was netted to <= 0 (``"net"``);
+  - ``n_transactions_after_observation_end``: purchase rows after the observation end;
+  - ``n_transactions_first_purchase_after_calibration``: rows of the
+    ``n_customers_first_purchase_after_calibration`` customers first seen in the holdout period.
+
+  ``n_customers`` is the summary's length; ``n_customers_returns_only`` counts customers left
+  with no purchase once returns are taken out.
 * A calibration/holdout boundary inside a merge bucket (e.g. ``merge="W"``) splits that bucket:
   purchases up to the end are calibration, later ones holdout (as in ``lifetimes``).
 """
@@ -38,10 +57,10 @@ import pandas as pd
 import polars as pl
 
 from .errors import ClvInputError
-from .transactions import _is_standard, read_transactions
+from .transactions import _ingest, _is_standard, _Options
 from .units import TimeUnit
 
-__all__ = ["summarize", "compress"]
+__all__ = ["summarize", "compress", "LEFT_OUT_ROWS"]
 
 _NS_PER_DAY = 86_400 * 10**9
 _TICK_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000}
@@ -56,7 +75,7 @@ def _parse_unit(value: Any, option: str) -> TimeUnit:
     try:
         return TimeUnit.parse(value)
     except ClvInputError as exc:
-        raise ClvInputError(f"{option}={value!r}: {exc}") from None
+        raise ClvInputError(exc.reason, argument=option, value=value) from None
 
 
 def _parse_merge(value: Any) -> TimeUnit | None:
@@ -65,9 +84,25 @@ def _parse_merge(value: Any) -> TimeUnit | None:
     try:
         return TimeUnit.parse(value)
     except ClvInputError as exc:
-        raise ClvInputError(
-            f"merge={value!r}: {exc}; or use 'exact' to merge only identical timestamps"
-        ) from None
+        raise ClvInputError(f"{exc.reason}; or use 'exact' to merge only identical timestamps",
+                            argument="merge", value=value) from None
+
+
+_WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+_FULL_WEEKDAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+
+
+def _parse_week_start(value: Any) -> int:
+    """0 = Monday ... 6 = Sunday (Python's ``date.weekday()``), from a number or a day name."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= int(value) <= 6:
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip().upper()
+        for names in (_WEEKDAYS, _FULL_WEEKDAYS):
+            if text in names:
+                return names.index(text)
+    raise ClvInputError("use a day name MON, TUE, WED, THU, FRI, SAT, SUN or its number 0 (Monday) to 6 (Sunday)",
+                        argument="week_start", value=value)
 
 
 class _Point:
@@ -80,28 +115,81 @@ class _Point:
         self.label = label
 
 
+# strftime directives of the time of day: a format's date part ends before the first of them
+_TIME_DIRECTIVES = re.compile(r"%(?:[-_0^#]?[HIMSpfzZTRXrklPsc]|\.f|:z|\.3f|\.6f|\.9f)")
+
+
+def _date_part(date_format: str) -> str | None:
+    match = _TIME_DIRECTIVES.search(date_format)
+    if match is None or match.start() == 0:
+        return None
+    part = date_format[: match.start()].rstrip(" T,;-_/:")
+    return part if "%" in part else None
+
+
+def _python_format(date_format: str) -> str:
+    """polars' (chrono's) fraction directives in Python's strptime spelling."""
+    return re.sub(r"%\.(?:3|6|9)?f", ".%f", date_format)
+
+
+def _read_end_text(text: str, value: Any, option: str, date_format: str | None) -> _dt.datetime:
+    if date_format is not None:
+        fmt = _python_format(date_format)
+        for candidate in (fmt, _date_part(fmt)):
+            if candidate is None:
+                continue
+            try:
+                return _dt.datetime.strptime(text, candidate)
+            except ValueError:
+                pass
+        try:  # ISO is unambiguous: accepted with any date_format
+            return _dt.datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        part = _date_part(fmt)
+        also = f" or its date part {part!r}" if part else ""
+        raise ClvInputError(f"not a date in date_format {date_format!r}{also}, nor an ISO date such as '1997-09-30'",
+                            argument=option, value=value)
+    if re.fullmatch(r"\d{8}", text):
+        try:
+            return _dt.datetime.strptime(text, "%Y%m%d")
+        except ValueError:
+            pass
+    try:  # ISO 8601 only: "02/03/2020" could be either day or month first
+        return _dt.datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    raise ClvInputError("not a date or datetime in ISO form (use e.g. '1997-09-30'); for other forms give "
+                        "date_format, e.g. '%d/%m/%Y'", argument=option, value=value)
+
+
 def _parse_point(value: Any, option: str, date_format: str | None, tz: str | None) -> _Point:
+    """An end: text (ISO, YYYYMMDD, or in ``date_format`` / its date part), an integer YYYYMMDD,
+    ``datetime.date`` / ``datetime.datetime`` / ``pd.Timestamp`` / ``numpy.datetime64``, or a
+    ``pd.Period`` (the whole period is included). A date, or a time of 00:00, includes that whole day."""
+    if isinstance(value, pd.Period):
+        start = int(value.start_time.as_unit("ns").value)
+        boundary = int((value + 1).start_time.as_unit("ns").value)  # the next period's start
+        last = boundary - 1
+        label = (_iso_date(boundary - _NS_PER_DAY) if boundary % _NS_PER_DAY == 0
+                 else pd.Timestamp(last, unit="ns").isoformat())
+        return _Point(last, boundary, label, start)
     try:
         if isinstance(value, str):
-            text = value.strip()
-            if date_format is not None:
-                try:
-                    stamp = pd.Timestamp(_dt.datetime.strptime(text, date_format))
-                except ValueError:
-                    stamp = pd.Timestamp(text)
-            elif re.fullmatch(r"\d{8}", text):
-                stamp = pd.Timestamp(_dt.datetime.strptime(text, "%Y%m%d"))
-            else:  # ISO 8601 only: "02/03/2020" could be either day or month first
-                stamp = pd.Timestamp(_dt.datetime.fromisoformat(text))
+            stamp = pd.Timestamp(_read_end_text(value.strip(), value, option, date_format))
         elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            stamp = pd.Timestamp(_dt.datetime.strptime(str(int(value)), date_format or "%Y%m%d"))
-        else:
+            stamp = pd.Timestamp(_dt.datetime.strptime(str(int(value)), _python_format(date_format or "%Y%m%d")))
+        elif isinstance(value, (_dt.date, np.datetime64)):  # datetime, pd.Timestamp are dates too
             stamp = pd.Timestamp(value)
+        else:
+            raise TypeError(type(value).__name__)
+    except ClvInputError:
+        raise
     except (ValueError, TypeError, OverflowError):
-        raise ClvInputError(f"{option}={value!r}: not a date or datetime in ISO form (use e.g. '1997-09-30'), "
-                            "or give date_format") from None
+        raise ClvInputError("not a date or datetime (use e.g. '1997-09-30', a datetime.date or a pandas Period)",
+                            argument=option, value=value) from None
     if stamp is pd.NaT or pd.isna(stamp):
-        raise ClvInputError(f"{option}={value!r}: not a date or datetime (use e.g. '1997-09-30')")
+        raise ClvInputError("not a date or datetime (use e.g. '1997-09-30')", argument=option, value=value)
     if stamp.tzinfo is not None:
         stamp = (stamp.tz_convert(tz) if tz else stamp).tz_localize(None)
     stamp = stamp.as_unit("ns")
@@ -110,6 +198,10 @@ def _parse_point(value: Any, option: str, date_format: str | None, tz: str | Non
         boundary = ns + _NS_PER_DAY
         return _Point(boundary - 1, boundary, stamp.date().isoformat(), ns)
     return _Point(ns, ns, stamp.isoformat(), ns)
+
+
+def _iso_date(ns: int) -> str:
+    return pd.Timestamp(ns, unit="ns").date().isoformat()
 
 
 def _iso(ns: int) -> str:
@@ -121,33 +213,74 @@ def _iso(ns: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _standard_frame(
-    transactions: Any,
-    customer_col: str,
-    date_col: str,
-    amount_col: str | None,
-    date_format: str | None,
-) -> pl.DataFrame:
-    if _is_standard(transactions):
-        cols = transactions.columns
-        wants_other = (customer_col != "customer_id" and customer_col not in cols) or (
-            date_col not in ("date", "timestamp") and date_col not in cols
-        )
-        if not wants_other and (amount_col is None or amount_col == "amount"):
-            if amount_col is None or "amount" in cols:
-                # already validated by read_transactions: only re-check the O(1) null counts and
-                # the finiteness of amounts (one vectorised pass), in case it was built by hand
-                if not any(transactions.get_column(c).null_count() for c in cols) and (
-                    "amount" not in cols or transactions.get_column("amount").is_finite().all()
-                ):
-                    return transactions
-    return read_transactions(
-        transactions,
-        customer_col=customer_col,
-        date_col=date_col,
-        amount_col=amount_col,
-        date_format=date_format,
+def _trusted_standard(transactions: Any, customer_col: str, date_col: str, amount_col: str | None,
+                      quantity_col: str | None) -> bool:
+    """True for the output of :func:`read_transactions` (then its conversion is not repeated)."""
+    if quantity_col is not None or not _is_standard(transactions):
+        return False
+    cols = transactions.columns
+    wants_other = (customer_col != "customer_id" and customer_col not in cols) or (
+        date_col not in ("date", "timestamp") and date_col not in cols
     )
+    if wants_other or not (amount_col is None or amount_col == "amount"):
+        return False
+    if amount_col is not None and "amount" not in cols:
+        return False
+    # already validated by read_transactions: only re-check the O(1) null counts and the
+    # finiteness of amounts (one vectorised pass), in case it was built by hand
+    return not any(transactions.get_column(c).null_count() for c in cols) and (
+        "amount" not in cols or bool(transactions.get_column("amount").is_finite().all())
+    )
+
+
+def _net_returns(tx: pl.DataFrame, ticks: pl.Expr, cal_last: int | None, obs_last: int) -> tuple[pl.DataFrame, dict]:
+    """``returns="net"``: subtract each return from the same customer's latest purchase at or before it.
+
+    A purchase is all of a customer's purchase rows at one timestamp (their amounts summed; ``rows``
+    keeps how many input rows it stands for). Returns are matched with a backward as-of join by
+    customer *and period* (calibration / holdout): netting never crosses the calibration end. A
+    purchase netted to <= 0 is left out (``n_purchases_fully_returned`` counts its input rows).
+    Returns after the observation end (by default the last purchase) are outside the observed
+    window: not netted, counted in ``n_returns_after_observation_end``."""
+    period = (ticks > cal_last).cast(pl.Int8) if cal_last is not None else pl.lit(0, pl.Int8)
+    lf = tx.lazy().with_columns(ticks.alias("_t"), period.alias("_p"))
+    negative = pl.col("amount") < 0
+    purchases = (
+        lf.filter(~negative)
+        .group_by("customer_id", "timestamp")
+        .agg(pl.col("amount").sum(), pl.len().cast(pl.Int64).alias("rows"), pl.col("_t").first(),
+             pl.col("_p").first())
+        .sort("_t")
+        .with_row_index("_pid")
+        .collect()
+    )
+    returns = lf.filter(negative).select("customer_id", "amount", "_t", "_p").collect()
+    stats = {"n_returns_after_observation_end": int((returns.get_column("_t") > obs_last).sum())}
+    returns = returns.filter(pl.col("_t") <= obs_last).sort("_t")
+    matched = returns.join_asof(purchases.select("customer_id", "_t", "_p", "_pid"), on="_t",
+                                by=["customer_id", "_p"], strategy="backward", check_sortedness=False)
+    unmatched = matched.filter(pl.col("_pid").is_null())
+    # a holdout return of a calibration purchase: reported, not netted back across the calibration end
+    calibration_buyers = purchases.filter(pl.col("_p") == 0).select("customer_id").unique()
+    across = unmatched.filter(pl.col("_p") == 1).join(calibration_buyers, on="customer_id", how="semi").height
+    netted = matched.filter(pl.col("_pid").is_not_null())
+    stats["n_returns_netted"] = netted.height
+    stats["n_returns_across_calibration_end"] = across
+    stats["n_returns_unmatched"] = unmatched.height - across
+    per_purchase = netted.group_by("_pid").agg(pl.col("amount").sum().alias("_ret"))
+    purchases = purchases.join(per_purchase, on="_pid", how="left")
+    fully = pl.col("_ret").is_not_null() & (pl.col("amount") + pl.col("_ret") <= 0)
+    stats["n_purchases_fully_returned"] = int(purchases.filter(fully).get_column("rows").sum())
+    kept = (
+        purchases.filter(~fully)
+        .sort("_pid")
+        .with_columns(pl.col("amount") + pl.col("_ret").fill_null(0.0))
+        .select("customer_id", "timestamp", "amount", "rows")
+    )
+    stats["n_customers_returns_only"] = (
+        tx.get_column("customer_id").n_unique() - kept.get_column("customer_id").n_unique()
+    )
+    return kept, stats
 
 
 def _ratio(step_ns: int, unit: TimeUnit) -> tuple[int, int]:
@@ -178,25 +311,60 @@ def summarize(
     merge: "str | TimeUnit" = "D",
     calibration_end: Any = None,
     observation_end: Any = None,
+    encoding: str = "utf-8",
+    decimal_comma: bool = False,
+    quantity_col: str | None = None,
+    price_col: str | None = None,
+    missing_customer: str = "error",
+    duplicates: str = "keep",
+    returns: str = "drop",
+    week_start: "str | int" = "MON",
+    include_first_transaction: bool = False,
 ) -> pd.DataFrame:
     """Summarise transactions per customer: ``frequency, recency, T[, monetary_value]``.
 
     ``transactions`` is anything :func:`~clv_forecast.transactions.read_transactions` accepts
     (a path, a pandas or polars frame) or its output (then its ``amount`` column, if any, is
-    used). With ``calibration_end`` the summary covers the calibration period and gains
+    used); ``encoding``, ``decimal_comma``, ``quantity_col``/``price_col``, ``missing_customer``,
+    ``duplicates`` and ``returns`` mean what they mean there (one implementation, same counts).
+    With ``calibration_end`` the summary covers the calibration period and gains
     ``frequency_holdout[, monetary_value_holdout], duration_holdout``.
 
     ``frequency`` counts repeat purchases (after merging), ``recency`` is last minus first
     purchase, ``T`` is the calibration (or observation) end minus the first purchase, both in
     ``time_unit``; ``monetary_value`` is the mean of the merged repeat purchases (0 without
-    any). Returns a pandas DataFrame indexed and sorted by ``customer_id``; ``df.attrs`` records
-    the options and accounts for every input row (see the module docs).
+    any), or with ``include_first_transaction=True`` the mean of all merged calibration purchases,
+    the first included.
+
+    Returns (negative amounts) are never purchases. ``returns="drop"`` (default): left out of
+    frequency, recency and spend, and counted. ``returns="net"``: each is subtracted from the same
+    customer's latest purchase at or before it in the same period (a purchase is the customer's
+    rows at one timestamp; netting never crosses the calibration end); a purchase netted to <= 0 is
+    no longer a purchase, a return with no such purchase is counted as unmatched (or as crossing
+    the calibration end) and left out. ``returns="error"``: refused. Zero amounts are purchases.
+
+    ``calibration_end`` / ``observation_end``: text (ISO or YYYYMMDD; with ``date_format``, text in
+    that format or only in its date part, e.g. ``"08/09/2011"`` with ``'%d/%m/%Y %H:%M'`` is 8
+    September), an integer YYYYMMDD, a ``datetime.date`` / ``datetime.datetime`` / ``pd.Timestamp`` /
+    ``numpy.datetime64``, or a ``pd.Period`` (the whole period is included). A date includes its
+    whole day. ``week_start`` (``"MON"`` .. ``"SUN"``, or 0 = Monday .. 6 = Sunday): the first day
+    of the buckets when ``merge`` is a whole number of weeks (default Monday: weeks run Monday to
+    Sunday, as pandas' ``to_period("W")`` and lifetimes cut them).
+
+    Returns a pandas DataFrame indexed and sorted by ``customer_id``; ``df.attrs`` records the
+    options and the ends used (ISO text) and accounts for every input row (see the module docs).
     """
     unit = _parse_unit(time_unit, "time_unit")
     step = _parse_merge(merge)
-    tx = _standard_frame(transactions, customer_col, date_col, amount_col, date_format)
+    weekday = _parse_week_start(week_start)
+    opts = _Options.check(customer_col=customer_col, date_col=date_col, amount_col=amount_col,
+                          quantity_col=quantity_col, price_col=price_col, date_format=date_format,
+                          encoding=encoding, decimal_comma=decimal_comma, missing_customer=missing_customer,
+                          duplicates=duplicates, returns=returns)
+    trusted = _trusted_standard(transactions, customer_col, date_col, amount_col, quantity_col)
+    tx, acc, source = _ingest(transactions, opts, trust_standard=trusted)
     has_amount = "amount" in tx.columns
-    n_rows = tx.height
+    n_rows = acc.n_transactions
 
     ts_dtype = tx.schema["timestamp"]
     tz = getattr(ts_dtype, "time_zone", None)
@@ -207,14 +375,19 @@ def summarize(
     tick_ns = _TICK_NS[tu]
     step_ns = tick_ns if step is None else int(round(step.days * _NS_PER_DAY))
     if step_ns < 1:
-        raise ClvInputError(f"merge={merge!r}: the resolution is shorter than a nanosecond")
+        raise ClvInputError("the resolution is shorter than a nanosecond", argument="merge", value=merge)
     if step_ns % tick_ns:
         # the resolution is not a whole number of the data's ticks: work in nanoseconds
         ts_expr, tick_ns = ts_expr.cast(pl.Datetime("ns")), 1
     ticks = ts_expr.cast(pl.Int64)
     step_ticks = step_ns // tick_ns
 
-    bounds = tx.lazy().select(ticks.min().alias("lo"), ticks.max().alias("hi")).collect().row(0)
+    netting = has_amount and opts.returns == "net" and acc.n_return_rows > 0
+    # the data's range is the purchases' (with returns="net" the frame still holds the returns)
+    span = ticks.filter(pl.col("amount") >= 0) if netting else ticks
+    bounds = tx.lazy().select(span.min().alias("lo"), span.max().alias("hi")).collect().row(0)
+    if bounds[0] is None:
+        raise ClvInputError(f"{source}: every row is a return (negative amount); there are no purchases")
     first_tick, last_tick = int(bounds[0]), int(bounds[1])
     if step is None:
         # exact mode: if all timestamps are whole days/hours/.../seconds, bucket at that grain
@@ -240,27 +413,40 @@ def summarize(
         obs = _parse_point(observation_end, "observation_end", date_format, tz)
         obs_last, obs_boundary, obs_label = obs.last_ns // tick_ns, obs.boundary_ns // tick_ns, obs.label
         if obs_last < first_tick:
-            raise ClvInputError(
-                f"observation_end={obs.label!r} is before the first transaction; {data_range}"
-            )
+            raise ClvInputError(f"{obs.label} is before the first transaction; {data_range}",
+                                argument="observation_end", value=observation_end)
+    cal_last = None
     if cal is not None:
         cal_last, cal_boundary = cal.last_ns // tick_ns, cal.boundary_ns // tick_ns
         if cal_last < first_tick:
-            raise ClvInputError(
-                f"calibration_end={cal.label!r} is before the first transaction; {data_range}"
-            )
+            raise ClvInputError(f"{cal.label} is before the first transaction; {data_range}",
+                                argument="calibration_end", value=calibration_end)
         if cal.start_ns // tick_ns > last_tick:
-            raise ClvInputError(f"calibration_end={cal.label!r} is after the last transaction; {data_range}")
+            raise ClvInputError(f"{cal.label} is after the last transaction; {data_range}",
+                                argument="calibration_end", value=calibration_end)
         if observation_end is None and obs_boundary < cal_boundary:
             # the default end (the last transaction) falls inside the calibration end's day
             obs_last, obs_boundary = max(obs_last, cal_last), cal_boundary
         if obs_boundary < cal_boundary:
-            raise ClvInputError(
-                f"observation_end={obs_label!r} is before calibration_end={cal.label!r}"
-            )
+            raise ClvInputError(f"{obs_label} is before the calibration end {cal.label}",
+                                argument="observation_end", value=observation_end)
+
+    # --- returns="net": returns are subtracted from purchases (a purchase then weighs its rows) -
+    net: dict[str, int] = {"n_customers_returns_only": acc.n_customers_returns_only}
+    weighted = False
+    if netting:
+        tx, net = _net_returns(tx, ticks, cal_last, obs_last)
+        weighted = True
+        if tx.height == 0:
+            raise ClvInputError(f"{source}: no purchase is left after netting the returns")
+        first_tick, last_tick = tx.lazy().select(ticks.min(), ticks.max().alias("hi")).collect().row(0)
 
     # --- integer buckets relative to an aligned origin (keeps numbers small) -----------------
-    origin = (first_tick // step_ticks) * step_ticks  # a bucket start: floors are unchanged
+    # weeks (and multiples of them) start on ``week_start``; 1970-01-01 (tick 0) was a Thursday
+    anchor = 0
+    if step is not None and step_ns % (7 * _NS_PER_DAY) == 0:
+        anchor = ((weekday - 3) % 7) * (_NS_PER_DAY // tick_ns)
+    origin = anchor + ((first_tick - anchor) // step_ticks) * step_ticks  # a bucket start
 
     def bucket(tick: int) -> int:
         return (tick - origin) // step_ticks
@@ -273,11 +459,15 @@ def summarize(
     lf = tx.lazy()
     n_after = 0
     if obs_last < last_tick:
-        n_after = int(tx.lazy().select((ticks > obs_last).sum()).collect().item())
+        after = ticks > obs_last
+        counted = pl.col("rows").filter(after).sum() if weighted else after.sum()
+        n_after = int(tx.lazy().select(counted).collect().item())
         lf = lf.filter(ticks <= obs_last)
 
     cid_dtype = tx.schema["customer_id"]
     cols = [pl.col("amount")] if has_amount else []
+    if weighted:
+        cols.append(pl.col("rows"))
     # bucket*2+flag fits in ``shift`` bits: the key is (customer << shift) | bucket*2+flag
     shift = max(1, int(2 * (bucket(max(obs_last, last_tick)) + 1) + 2).bit_length())
     composite = False
@@ -297,6 +487,7 @@ def summarize(
         del new_group
         gb2 = k[gstart]
         del k
+        rows = rows.drop("k")
         gcust = gb2 >> shift
         np.bitwise_and(gb2, (1 << shift) - 1, out=gb2)
         g_cnew = np.empty(gcust.shape[0], dtype=bool)
@@ -325,7 +516,9 @@ def summarize(
         customer_ids = rows.get_column("customer_id").gather(gstart[cstart])
         del b2, cnew, new_group, g_cnew
 
+    del lf, tx  # the input frame is no longer needed: free it before the per-group arrays
     n_used = rows.height
+    n_used_rows = int(rows.get_column("rows").sum()) if weighted else n_used
     n_groups = gstart.shape[0]
     g_hold = (gb2 & 1).astype(bool)
     gb = np.right_shift(gb2, 1, out=gb2)
@@ -338,7 +531,10 @@ def summarize(
     if cal is not None and not keep.all():
         n_late = int((~keep).sum())
         row_start = gstart[cstart]  # first row of each customer
-        late_rows = int(np.diff(row_start, append=n_used)[~keep].sum())
+        if weighted:
+            late_rows = int(np.add.reduceat(rows.get_column("rows").to_numpy(), row_start)[~keep].sum())
+        else:
+            late_rows = int(np.diff(row_start, append=n_used)[~keep].sum())
 
     first_b = gb[cstart]
     last_cal_b = gb[cstart + np.maximum(n_cal_c, 1) - 1]
@@ -362,11 +558,11 @@ def summarize(
         with np.errstate(over="ignore"):  # a sum beyond the float range is reported below, by customer
             gsum = np.add.reduceat(amount, gstart)  # merged purchase values
         del amount
+        rows = None  # the per-row amounts are summed: free them before the per-customer arrays
         overflow = ~np.isfinite(gsum)
         if overflow.any():
             group = int(np.flatnonzero(overflow)[0])
             customer = customer_ids[int(np.searchsorted(cstart, group, side="right") - 1)]
-            source = str(transactions) if isinstance(transactions, (str, os.PathLike)) else "DataFrame"
             raise ClvInputError(f"{source}: column {amount_col or 'amount'!r}: the purchases of customer {customer!r} "
                                 "sum beyond the floating-point range (about 1.8e308); check the amounts' unit")
         if cal is not None:
@@ -374,11 +570,17 @@ def summarize(
             out_hold = np.divide(hold_sum, n_hold_c, out=np.zeros_like(hold_sum), where=n_hold_c > 0)
             del hold_sum
             gsum[g_hold] = 0.0
-        gsum[cstart] = 0.0  # the first purchase is not a repeat purchase
-        rep_sum = np.add.reduceat(gsum, cstart)
-        del gsum
-        out["monetary_value"] = np.divide(rep_sum, frequency, out=rep_sum, where=frequency > 0)
-        out["monetary_value"][frequency <= 0] = 0.0
+        if include_first_transaction:
+            total = np.add.reduceat(gsum, cstart)
+            del gsum
+            out["monetary_value"] = np.divide(total, n_cal_c, out=total, where=n_cal_c > 0)
+            out["monetary_value"][n_cal_c <= 0] = 0.0
+        else:
+            gsum[cstart] = 0.0  # the first purchase is not a repeat purchase
+            rep_sum = np.add.reduceat(gsum, cstart)
+            del gsum
+            out["monetary_value"] = np.divide(rep_sum, frequency, out=rep_sum, where=frequency > 0)
+            out["monetary_value"][frequency <= 0] = 0.0
     if cal is not None:
         out["frequency_holdout"] = np.asarray(n_hold_c, dtype=np.int64)
         if has_amount:
@@ -388,7 +590,7 @@ def summarize(
         else:
             duration = bucket(obs_last) - bucket(cal_last)
         out["duration_holdout"] = _to_time(np.full(n_groups_c.shape[0], duration, dtype=np.int64), num, den)
-    del rows, gb, g_hold
+    del rows, gb, g_hold, gstart
 
     if not keep.all():
         kept = np.flatnonzero(keep)
@@ -403,15 +605,40 @@ def summarize(
     result.attrs = {
         "time_unit": str(unit),
         "merge": "exact" if step is None else str(step),
+        "week_start": _WEEKDAYS[weekday],
+        "include_first_transaction": bool(include_first_transaction),
+        "returns": opts.returns,
+        "duplicates": opts.duplicates,
+        "missing_customer": opts.missing_customer,
         "calibration_end": None if cal is None else cal.label,
         "observation_end": obs_label,
         "n_transactions": int(n_rows),
         "n_customers": int(len(result)),
+        "n_transactions_summarised": int(n_used_rows - late_rows),
+        "n_rows_missing_customer": int(acc.n_rows_missing_customer),
+        "n_duplicate_rows": int(acc.n_duplicate_rows),
+        "n_duplicate_rows_dropped": int(acc.n_duplicate_rows_dropped),
+        "n_return_rows": int(acc.n_return_rows),
+        "return_value": float(acc.return_value),
+        "n_customers_returns_only": int(net.get("n_customers_returns_only", 0)),
+        "n_returns_netted": int(net.get("n_returns_netted", 0)),
+        "n_returns_unmatched": int(net.get("n_returns_unmatched", 0)),
+        "n_returns_across_calibration_end": int(net.get("n_returns_across_calibration_end", 0)),
+        "n_returns_after_observation_end": int(net.get("n_returns_after_observation_end", 0)),
+        "n_purchases_fully_returned": int(net.get("n_purchases_fully_returned", 0)),
         "n_transactions_after_observation_end": int(n_after),
         "n_customers_first_purchase_after_calibration": int(n_late),
         "n_transactions_first_purchase_after_calibration": int(late_rows),
     }
     return result
+
+
+#: attrs keys of the rows left out of a summary: ``n_transactions`` = ``n_transactions_summarised``
+#: + the sum of these (each input row is in exactly one of them or summarised)
+LEFT_OUT_ROWS = (
+    "n_rows_missing_customer", "n_duplicate_rows_dropped", "n_return_rows", "n_purchases_fully_returned",
+    "n_transactions_after_observation_end", "n_transactions_first_purchase_after_calibration",
+)
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ compress, attrs accounting and option errors."""
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import warnings
 from decimal import ROUND_HALF_UP, Decimal
@@ -305,14 +306,39 @@ def test_hour_merge(small):
     assert a["T"] == (9 * 24 + 2) / 24  # hour bucket of 01-10 12:00 minus that of 01-01 10:00
 
 
-def test_week_merge_uses_epoch_aligned_buckets(small):
-    # weeks start on Thursdays (1970-01-01 was one): 2020-01-01 (Wed) and 01-03 (Fri) differ
+def test_week_merge_weeks_run_monday_to_sunday_by_default(small):
+    # 2019-12-30 (Mon) .. 2020-01-05 (Sun) is one week: 01-01 (Wed) and 01-03 (Fri) are one purchase
     rfm = summarize(small, amount_col="amount", merge="W")
+    a, b = rfm.loc["A"], rfm.loc["B"]
+    assert a["frequency"] == 0 and a["recency"] == 0.0 and a["monetary_value"] == 0.0
+    assert a["T"] == 1.0  # 01-10 lies in the week starting Monday 01-06
+    assert b["frequency"] == 1 and b["recency"] == 1.0 and b["T"] == 1.0
+    assert rfm.attrs["merge"] == "W" and rfm.attrs["week_start"] == "MON"
+
+
+@pytest.mark.parametrize("week_start", ["THU", "thursday", 3])
+def test_week_start_thursday_gives_the_epoch_aligned_buckets(small, week_start):
+    # weeks from Thursdays (1970-01-01 was one): 2020-01-01 (Wed) and 01-03 (Fri) differ
+    rfm = summarize(small, amount_col="amount", merge="W", week_start=week_start)
     a, b = rfm.loc["A"], rfm.loc["B"]
     assert a["frequency"] == 1 and a["recency"] == 1.0 and a["monetary_value"] == 3.0
     assert a["T"] == 2.0  # 01-10 lies in the week starting Thursday 01-09
     assert b["frequency"] == 1 and b["recency"] == 1.0 and b["T"] == 1.0
-    assert rfm.attrs["merge"] == "W"
+    assert rfm.attrs["week_start"] == "THU"
+
+
+def test_week_start_applies_to_multiples_of_weeks_only(small):
+    two = summarize(small, amount_col="amount", merge="2W", time_unit="W", week_start="SUN")
+    assert two.attrs["week_start"] == "SUN"
+    days = summarize(small, amount_col="amount", merge="D", time_unit="D", week_start="SUN")
+    assert (days.to_numpy() == summarize(small, amount_col="amount", merge="D", time_unit="D").to_numpy()).all()
+
+
+@pytest.mark.parametrize("value", ["Funday", 7, -1, True, 1.5])
+def test_bad_week_start(small, value):
+    with pytest.raises(ClvInputError) as info:
+        summarize(small, merge="W", week_start=value)
+    assert info.value.argument == "week_start" and "MON" in str(info.value)
 
 
 def test_two_day_merge():
@@ -357,8 +383,14 @@ def test_negative_amounts_are_returns():
     frame = pd.DataFrame(
         {"customer_id": [1, 1, 1], "date": pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-02"]), "amount": [5.0, 4.0, -1.0]}
     )
-    rfm = summarize(frame, amount_col="amount", time_unit="D")
-    assert rfm.loc[1, "frequency"] == 1 and rfm.loc[1, "monetary_value"] == 3.0
+    rfm = summarize(frame, amount_col="amount", time_unit="D")  # returns="drop": the -1 is not spend
+    assert rfm.loc[1, "frequency"] == 1 and rfm.loc[1, "monetary_value"] == 4.0
+    assert rfm.attrs["n_return_rows"] == 1 and rfm.attrs["return_value"] == -1.0
+    netted = summarize(frame, amount_col="amount", time_unit="D", returns="net")  # 4 - 1 on 01-02
+    assert netted.loc[1, "frequency"] == 1 and netted.loc[1, "monetary_value"] == 3.0
+    assert netted.attrs["n_returns_netted"] == 1
+    with pytest.raises(ClvInputError, match="row 3 .*negative amount"):
+        summarize(frame, amount_col="amount", returns="error")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -484,7 +516,7 @@ def test_calibration_end_on_the_last_day_is_allowed(cdnow):
 
 def test_observation_end_before_calibration_end(cdnow):
     message = error_of(cdnow, calibration_end="1997-09-30", observation_end="1997-06-30")
-    assert "observation_end='1997-06-30' is before calibration_end='1997-09-30'" in message
+    assert message.startswith("observation_end='1997-06-30': ") and "before the calibration end 1997-09-30" in message
 
 
 def test_observation_end_before_first_transaction(cdnow):
@@ -574,3 +606,146 @@ def test_merge_by_minutes_and_seconds():
     assert by_minute.loc[1, "frequency"] == 1 and by_minute.loc[1, "recency"] == 20.0
     by_second = summarize(tx, merge="s", time_unit="s")
     assert by_second.loc[1, "frequency"] == 2 and by_second.loc[1, "recency"] == 1195.0
+
+
+# ----------------------------------------------------------------------------------------------
+# (g) weeks, first transaction, ends, row accounting
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(_LIFETIMES is None, reason="lifetimes is not installed")
+@pytest.mark.parametrize("include_first", [False, True])
+def test_week_merge_equals_lifetimes_weekly_summary(cdnow, include_first):
+    from lifetimes.utils import summary_data_from_transaction_data
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = summary_data_from_transaction_data(
+            cdnow, "customer_id", "date", monetary_value_col="amount", observation_period_end="1998-06-30",
+            freq="W", include_first_transaction=include_first,
+        )
+    ours = summarize(cdnow, amount_col="amount", merge="W", time_unit="W", observation_end="1998-06-30",
+                     include_first_transaction=include_first)
+    assert (ours.index == theirs.index).all()
+    # lifetimes counts the first purchase in frequency when it includes it in the mean
+    assert (ours["frequency"].to_numpy() == theirs["frequency"].to_numpy() - int(include_first)).all()
+    assert (ours["recency"].to_numpy() == theirs["recency"].to_numpy()).all()
+    assert (ours["T"].to_numpy() == theirs["T"].to_numpy()).all()
+    assert np.allclose(ours["monetary_value"].to_numpy(), theirs["monetary_value"].to_numpy(), rtol=1e-12, atol=1e-12)
+    assert ours.attrs["include_first_transaction"] is include_first
+    thursday = summarize(cdnow, merge="W", time_unit="W", observation_end="1998-06-30", week_start="THU")
+    assert (thursday["recency"].to_numpy() != theirs["recency"].to_numpy()).any()
+
+
+def test_include_first_transaction_mean_of_all_calibration_purchases(small):
+    rfm = summarize(small, amount_col="amount", time_unit="D", calibration_end="2020-01-05",
+                    include_first_transaction=True)
+    assert rfm.loc["A", "monetary_value"] == (22.0 + 3.0) / 2  # 01-01 (10 + 5 + 7) and 01-03
+    assert rfm.loc["B", "monetary_value"] == 1.0  # one calibration purchase: its value
+    assert rfm.loc["B", "monetary_value_holdout"] == 2.0
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1997-09-30", "19970930", 19970930, dt.date(1997, 9, 30), dt.datetime(1997, 9, 30), pd.Timestamp("1997-09-30"),
+     np.datetime64("1997-09-30"), pd.Period("1997-09", "M"), pd.Period("1997-09-30", "D")],
+)
+def test_end_types_are_equivalent(cdnow, cdnow_rfm, value):
+    rfm = summarize(cdnow, amount_col="amount", calibration_end=value, observation_end=CDNOW_OBSERVATION_END)
+    pd.testing.assert_frame_equal(rfm, cdnow_rfm)
+    assert rfm.attrs["calibration_end"] == "1997-09-30"
+
+
+def test_period_end_includes_the_whole_period(cdnow):
+    by_quarter = summarize(cdnow, calibration_end=pd.Period("1997Q3", "Q"), observation_end=pd.Period("1998-06", "M"))
+    by_day = summarize(cdnow, calibration_end="1997-09-30", observation_end="1998-06-30")
+    pd.testing.assert_frame_equal(by_quarter, by_day)
+    assert by_quarter.attrs["observation_end"] == "1998-06-30"
+
+
+def test_ends_with_a_date_format_are_never_guessed():
+    frame = pd.DataFrame({"customer_id": [1, 1, 1, 1],
+                          "date": ["01/08/2011 10:00", "20/08/2011 09:30", "08/09/2011 23:59", "12/09/2011 08:00"]})
+    fmt = "%d/%m/%Y %H:%M"
+    rfm = summarize(frame, date_format=fmt, time_unit="D", calibration_end="08/09/2011")
+    assert rfm.attrs["calibration_end"] == "2011-09-08"  # the 8th of September, whole day
+    assert rfm.loc[1, "frequency"] == 2 and rfm.loc[1, "frequency_holdout"] == 1
+    assert summarize(frame, date_format=fmt, calibration_end="12/09/2011").attrs["calibration_end"] == "2011-09-12"
+    full = summarize(frame, date_format=fmt, time_unit="D", calibration_end="08/09/2011 12:00")
+    assert full.attrs["calibration_end"] == "2011-09-08T12:00:00" and full.loc[1, "frequency"] == 1
+    with pytest.raises(ClvInputError) as info:
+        summarize(frame, date_format=fmt, calibration_end="2011/09/08")
+    assert info.value.argument == "calibration_end" and info.value.value == "2011/09/08"
+    assert "'%d/%m/%Y'" in info.value.reason
+    with pytest.raises(ClvInputError) as info:  # without a format only ISO: 08/09/2011 is not guessed
+        summarize(frame.assign(date=["2011-08-01", "2011-08-20", "2011-09-08", "2011-09-12"]), calibration_end="08/09/2011")
+    assert info.value.argument == "calibration_end" and "date_format" in info.value.reason
+
+
+@pytest.mark.parametrize("value", [1997.5, True, [1997, 9, 30], "soon"])
+def test_ends_of_other_types_are_refused(cdnow, value):
+    with pytest.raises(ClvInputError) as info:
+        summarize(cdnow, calibration_end=value)
+    assert info.value.argument == "calibration_end" and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kw, argument",
+    [({"time_unit": "fortnight"}, "time_unit"), ({"merge": "X"}, "merge"), ({"returns": "keep"}, "returns"),
+     ({"duplicates": "maybe"}, "duplicates"), ({"missing_customer": "skip"}, "missing_customer"),
+     ({"encoding": "klingon"}, "encoding"), ({"date_format": "dd/mm/yyyy"}, "date_format"),
+     ({"week_start": "Funday"}, "week_start"), ({"calibration_end": "1990-01-01"}, "calibration_end"),
+     ({"calibration_end": "1999-01-01"}, "calibration_end"), ({"observation_end": "1990-01-01"}, "observation_end")],
+)
+def test_option_errors_carry_their_argument(cdnow, kw, argument):
+    with pytest.raises(ClvInputError) as info:
+        summarize(cdnow, **kw)
+    error = info.value
+    assert error.argument == argument and error.value == kw[argument]
+    assert f"{argument}=" not in error.reason  # the front end names the option
+    assert error.render("--x", option=True).startswith(f"--x {kw[argument]}: ")
+
+
+def test_accounting_identity_on_cdnow(cdnow):
+    from clv_forecast.rfm import LEFT_OUT_ROWS
+
+    for kw in ({}, {"calibration_end": "1997-09-30", "observation_end": "1998-03-31"},
+               {"calibration_end": "1998-01-31", "observation_end": "1998-03-31", "returns": "net"}):
+        attrs = summarize(cdnow, amount_col="amount", **kw).attrs
+        assert attrs["n_transactions"] == 6919
+        assert attrs["n_transactions"] == attrs["n_transactions_summarised"] + sum(attrs[k] for k in LEFT_OUT_ROWS)
+        assert attrs["n_return_rows"] == 0 and attrs["return_value"] == 0.0
+
+
+def test_net_returns_rules():
+    frame = pd.DataFrame({
+        "customer_id": [1, 1, 1, 1, 2, 2, 2, 3, 1],
+        "date": pd.to_datetime(["2020-01-01", "2020-01-05", "2020-01-06", "2020-02-10",  # 1
+                                "2020-01-03", "2020-01-02", "2020-03-01",  # 2: a return before any purchase
+                                "2020-01-04",  # 3: only a return
+                                "2020-03-30"]),  # 1: return after the observation end
+        "amount": [10.0, 4.0, -4.0, -3.0, 5.0, -1.0, 5.0, -2.0, -1.0],
+    })
+    rfm = summarize(frame, amount_col="amount", time_unit="D", calibration_end="2020-01-31",
+                    observation_end="2020-03-15", returns="net")
+    a = rfm.attrs
+    # customer 1: the 01-06 return (-4) nets the 01-05 purchase (4) to 0: no longer a purchase;
+    # the holdout return of 02-10 has no holdout purchase: not netted back across the calibration end
+    assert rfm.loc[1, "frequency"] == 0 and rfm.loc[1, "monetary_value"] == 0.0 and rfm.loc[1, "recency"] == 0.0
+    assert a["n_purchases_fully_returned"] == 1 and a["n_returns_netted"] == 1
+    assert a["n_returns_across_calibration_end"] == 1
+    assert a["n_returns_unmatched"] == 2  # customer 2's early return, customer 3's return
+    assert a["n_returns_after_observation_end"] == 1
+    assert a["n_return_rows"] == 5 and a["return_value"] == -11.0
+    assert a["n_customers_returns_only"] == 1 and 3 not in rfm.index
+    assert a["n_transactions"] == a["n_transactions_summarised"] + a["n_return_rows"] + a["n_purchases_fully_returned"]
+    dropped = summarize(frame, amount_col="amount", time_unit="D", calibration_end="2020-01-31",
+                        observation_end="2020-03-15")
+    assert dropped.loc[1, "frequency"] == 1 and dropped.loc[1, "monetary_value"] == 4.0
+    assert dropped.attrs["n_customers_returns_only"] == 1
+
+
+def test_zero_amounts_stay_purchases():
+    frame = pd.DataFrame({"customer_id": [1, 1], "date": pd.to_datetime(["2020-01-01", "2020-01-08"]), "amount": [5.0, 0.0]})
+    rfm = summarize(frame, amount_col="amount", time_unit="D", returns="net")
+    assert rfm.loc[1, "frequency"] == 1 and rfm.attrs["n_return_rows"] == 0

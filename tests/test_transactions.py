@@ -52,12 +52,21 @@ def assert_standard(out: pl.DataFrame, *, amount: bool = True) -> None:
 
 
 def test_csv_with_column_mapping(tmp_path):
-    out = read(write(tmp_path, "tx.csv", CSV_TEXT), amount_col="total")
+    out = read(write(tmp_path, "tx.csv", CSV_TEXT), amount_col="total", returns="net")
     assert_standard(out)
     assert out.schema["customer_id"] == pl.Int64
     assert out["customer_id"].to_list() == [1, 1, 2]
     assert out["timestamp"].to_list() == [dt.datetime(1997, 1, 1), dt.datetime(1997, 1, 18), dt.datetime(1997, 1, 2)]
-    assert out["amount"].to_list() == [29.33, 29.73, -5.0]  # negative amounts (returns) are allowed
+    assert out["amount"].to_list() == [29.33, 29.73, -5.0]  # returns="net" keeps returns for summarize to net
+
+
+def test_returns_are_dropped_and_counted_by_default(tmp_path):
+    out, acc = read(write(tmp_path, "tx.csv", CSV_TEXT), amount_col="total", with_accounting=True)
+    assert out["amount"].to_list() == [29.33, 29.73]
+    assert (acc.n_transactions, acc.n_rows, acc.n_return_rows, acc.return_value) == (3, 2, 1, -5.0)
+    assert acc.n_customers_returns_only == 1  # customer 2 has only a return
+    message = error_of(write(tmp_path, "tx.csv", CSV_TEXT), amount_col="total", returns="error")
+    assert message.startswith(f"{tmp_path / 'tx.csv'}: column 'total', row 3 (values: -5.0): negative amount")
 
 
 def test_without_amount_column_there_is_no_amount(tmp_path):
@@ -77,7 +86,7 @@ def test_csv_gz_txt_and_tab_separator(tmp_path):
         handle.write(CSV_TEXT)
     txt = write(tmp_path, "tx.txt", CSV_TEXT.replace(",", "\t"))
     for path in (gz, txt):
-        out = read(path, amount_col="total")
+        out = read(path, amount_col="total", returns="net")
         assert out["amount"].to_list() == [29.33, 29.73, -5.0]
 
 
@@ -278,7 +287,8 @@ def test_missing_customer_ids_in_csv(tmp_path):
 def test_missing_customer_ids_in_pandas():
     frame = pd.DataFrame({"cust": ["a", None, "c"], "order_date": ["1997-01-01"] * 3})
     message = error_of(frame)
-    assert "DataFrame: column 'cust', row 2 (values: missing): missing customer id" == message
+    assert message == ("DataFrame: column 'cust', row 2 (values: missing): missing customer id; "
+                       "give missing_customer='drop' to leave such rows out (they are counted)")
 
 
 def test_many_offending_rows_are_summarised():
@@ -432,3 +442,164 @@ def test_ragged_csv_row_is_named(tmp_path):
     message = error_of(write(tmp_path, "tx.csv", "cust,order_date,total\n1,2020-01-01,1\n1,2020-01-05,2,3\n"),
                        amount_col="total")
     assert "line 3 (data row 2) has 4 fields, the header has 3" in message
+
+
+# ----------------------------------------------------------------------------------------------
+# messy exports: encodings, decimal commas, quantity x price, missing ids, duplicates
+# ----------------------------------------------------------------------------------------------
+
+
+def write_bytes(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+LATIN = "cust,order_date,item,total\n1,2020-01-01,Caf\xe9,1.5\n2,2020-01-02,\xa3 tin,2.0\n"
+
+
+def test_latin1_file_needs_its_encoding(tmp_path):
+    path = write_bytes(tmp_path, "tx.csv", LATIN.encode("latin-1"))
+    with pytest.raises(ClvInputError) as info:
+        read(path, amount_col="total")
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and "line 2 " in message
+    assert "give encoding='latin-1' (or cp1252)" in message and info.value.argument == "encoding"
+    for encoding in ("latin-1", "cp1252", "ISO-8859-1"):
+        out = read(path, amount_col="total", encoding=encoding)
+        assert out["amount"].to_list() == [1.5, 2.0]
+
+
+def test_gzipped_cp1252_file(tmp_path):
+    path = tmp_path / "tx.csv.gz"
+    with gzip.open(path, "wb") as handle:
+        handle.write("cust;order_date;total\n1;2020-01-01;\u20ac 3\n".replace("\u20ac 3", "3").encode("cp1252"))
+    assert read(path, amount_col="total", encoding="cp1252")["amount"].to_list() == [3.0]
+
+
+def test_bytes_invalid_in_the_given_encoding_and_unknown_encodings(tmp_path):
+    path = write_bytes(tmp_path, "tx.csv", b"cust,order_date\n1,2020-01-01\n2,2020-01-02\x81\n")
+    with pytest.raises(ClvInputError) as info:
+        read(path, encoding="cp1252")
+    assert info.value.argument == "encoding" and "line 3" in str(info.value)
+    with pytest.raises(ClvInputError) as info:
+        read(path, encoding="klingon")
+    assert info.value.argument == "encoding" and info.value.value == "klingon" and "latin-1" in info.value.reason
+
+
+def test_decimal_commas(tmp_path):
+    path = write(tmp_path, "tx.csv", 'cust;order_date;total\n1;2020-01-01;"1.234,56"\n2;2020-01-02;2,5\n3;2020-01-03;7\n')
+    out = read(path, amount_col="total", decimal_comma=True)
+    assert out["amount"].to_list() == [1234.56, 2.5, 7.0]
+    message = error_of(path, amount_col="total")
+    assert "rows 1, 2" in message and "give decimal_comma=True" in message
+    bad = write(tmp_path, "bad.csv", "cust;order_date;total\n1;2020-01-01;1.5\n")  # a point is a thousands mark here
+    assert "decimal comma" in error_of(bad, amount_col="total", decimal_comma=True)
+
+
+def test_quantity_times_price(tmp_path):
+    path = write(tmp_path, "tx.csv", "cust,order_date,qty,price\n1,2020-01-01,3,2.5\n1,2020-01-02,-1,2.5\n")
+    out, acc = read(path, quantity_col="qty", price_col="price", with_accounting=True, returns="net")
+    assert out["amount"].to_list() == [7.5, -2.5] and acc.n_return_rows == 1 and acc.return_value == -2.5
+    for kw in ({"amount_col": "qty", "quantity_col": "qty", "price_col": "price"}, {"quantity_col": "qty"},
+               {"price_col": "price"}):
+        message = error_of(path, **kw)
+        assert "quantity_col" in message and "price_col" in message
+
+
+def test_integral_float_ids_become_integers(tmp_path):
+    path = write(tmp_path, "tx.csv", "cust,order_date\n13904.0,2020-01-01\n12.00,2020-01-02\n13904,2020-01-03\n")
+    out = read(path)
+    assert out.schema["customer_id"] == pl.Int64 and out["customer_id"].to_list() == [13904, 12, 13904]
+    mixed = read(write(tmp_path, "mixed.csv", "cust,order_date\n13904.0,2020-01-01\n12.5,2020-01-02\n"))
+    assert mixed["customer_id"].to_list() == ["13904.0", "12.5"]
+
+
+def test_missing_customers_dropped_and_counted_with_input_row_numbers(tmp_path):
+    path = write(tmp_path, "tx.csv", "cust,order_date\n1,2020-01-01\n,2020-01-02\n  ,2020-01-03\n4,2020-13-01\n")
+    message = error_of(path, missing_customer="drop")
+    assert "row 4 (values: '2020-13-01')" in message  # the input row, not the row after dropping
+    ok = write(tmp_path, "ok.csv", "cust,order_date\n1,2020-01-01\n,2020-01-02\n  ,2020-01-03\n4,2020-01-04\n")
+    out, acc = read(ok, missing_customer="drop", with_accounting=True)
+    assert out["customer_id"].to_list() == [1, 4]
+    assert (acc.n_transactions, acc.n_rows_missing_customer, acc.n_rows) == (4, 2, 2)
+    assert "missing_customer='drop'" in error_of(ok)
+
+
+def test_duplicates_are_whole_identical_rows(tmp_path):
+    text = ("invoice,item,cust,order_date,total\n"
+            "1,A,7,2020-01-01 10:00,2.0\n"
+            "1,B,7,2020-01-01 10:00,2.0\n"  # another item of the invoice with an equal amount: not a duplicate
+            "1,A,7,2020-01-01 10:00,2.0\n"  # an exact copy of the first line
+            "1,A,7,2020-01-01 10:00,2.0\n")  # and another
+    path = write(tmp_path, "tx.csv", text)
+    kept, acc = read(path, amount_col="total", with_accounting=True)
+    assert kept.height == 4 and acc.n_duplicate_rows == 2 and acc.n_duplicate_rows_dropped == 0
+    dropped, acc = read(path, amount_col="total", duplicates="drop", with_accounting=True)
+    assert dropped["amount"].to_list() == [2.0, 2.0] and acc.n_duplicate_rows_dropped == 2
+    narrow = write(tmp_path, "narrow.csv", "cust,order_date,total\n7,2020-01-01,2.0\n7,2020-01-01,2.0\n")
+    assert read(narrow, amount_col="total", with_accounting=True)[1].n_duplicate_rows == 1
+    frame = pd.read_csv(path)
+    assert read(frame, amount_col="total", duplicates="drop", with_accounting=True)[1].n_duplicate_rows == 2
+
+
+@pytest.mark.parametrize("kw", [{"missing_customer": "skip"}, {"duplicates": "remove"}, {"returns": "keep"},
+                                {"date_format": "dd/mm/yyyy"}])
+def test_option_values_are_checked(tmp_path, kw):
+    with pytest.raises(ClvInputError) as info:
+        read(write(tmp_path, "tx.csv", CSV_TEXT), **kw)
+    (argument, value), = kw.items()
+    assert info.value.argument == argument and info.value.value == value
+
+
+def test_fast_and_general_csv_paths_agree(tmp_path):
+    text = "cust,order_date,total,note\n" + "".join(
+        f"{i % 7},2020-0{1 + i % 9}-1{i % 10} 0{i % 10}:{10 + i % 50}:0{i % 10},{i * 0.25},n{i % 3}\n" for i in range(200)
+    )
+    path = write(tmp_path, "tx.csv", text)
+    fast = read(path, amount_col="total")
+    general = read(pl.read_csv(path, schema_overrides={"order_date": pl.String}), amount_col="total")
+    assert fast.equals(general)
+    mixed = write(tmp_path, "mixed.csv", "cust,order_date\n1,2020-01-01\n1,2020-01-02 10:30\n1,2020-01-03T11:00:05.5\n")
+    assert read(mixed)["timestamp"].to_list() == [
+        dt.datetime(2020, 1, 1), dt.datetime(2020, 1, 2, 10, 30), dt.datetime(2020, 1, 3, 11, 0, 5, 500000)]
+
+
+def test_day_first_dates_without_a_format_suggest_one(tmp_path):
+    message = error_of(write(tmp_path, "tx.csv", "cust,order_date\n1,13/09/2011 08:26\n"))
+    assert "give date_format, e.g. '%d/%m/%Y %H:%M' (day first) or '%m/%d/%Y %H:%M' (month first)" in message
+
+
+@pytest.mark.parametrize("order", ["shuffled", "by_time", "by_customer_time"])
+def test_duplicate_count_is_exact_in_any_row_order(order):
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = pd.DataFrame({
+        "cust": rng.integers(0, 50, n),
+        "order_date": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 40, n), unit="D"),
+        "total": rng.integers(1, 4, n).astype(float),
+        "item": rng.integers(0, 3, n),
+    })
+    frame = pd.concat([frame, frame.sample(200, random_state=1)], ignore_index=True)
+    if order == "shuffled":
+        frame = frame.sample(frac=1.0, random_state=2)
+    elif order == "by_time":
+        frame = frame.sort_values("order_date", kind="stable")
+    else:
+        frame = frame.sort_values(["cust", "order_date"], kind="stable")
+    expected = int(frame.duplicated().sum())
+    out, acc = read(frame, amount_col="total", duplicates="drop", with_accounting=True)
+    assert acc.n_duplicate_rows == expected > 200 and out.height == len(frame) - expected
+
+
+def test_repeated_names_of_unused_columns(tmp_path):
+    text = "cust,order_date,total,note,note\n1,2020-01-01,2.5,a,b\n1,2020-01-01,2.5,a,c\n1,2020-01-01,2.5,a,c\n"
+    out, acc = read(write(tmp_path, "tx.csv", text), amount_col="total", with_accounting=True)
+    assert out.height == 3 and acc.n_duplicate_rows == 1  # the rows differ in the second 'note' only
+
+
+def test_header_that_is_not_utf8(tmp_path):
+    path = write_bytes(tmp_path, "tx.csv", "cust,order_date,caf\xe9\n1,2020-01-01,x\n".encode("latin-1"))
+    message = error_of(path)
+    assert "line 1 " in message and "encoding='latin-1'" in message
+    assert read(path, encoding="latin-1")["customer_id"].to_list() == [1]
