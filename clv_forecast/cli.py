@@ -48,23 +48,16 @@ def _option_names() -> dict[str, str]:
     return {p.name: p.opts[0] for p in ctx.command.params if isinstance(p, click.Option) and p.name}
 
 
-def _spec_names(spec_file: str | None) -> dict[str, str]:
-    """Python argument name -> its place in an experiment file (``[summary] time_unit``)."""
+def _spec_names() -> dict[str, str]:
+    """Python argument name -> its key in an experiment file (``[summary] time_unit``)."""
     from .experiment import SCHEMA
 
-    where = f"{spec_file}: " if spec_file else "experiment "
-    return {key: f"{where}[{section}] {key}" for section, keys in SCHEMA.items() for key in keys}
-
-
-def _renamed(exc: ClvInputError, names: dict[str, str], option: bool) -> ClvInputError:
-    if exc.argument is None or exc.argument not in names:
-        return exc
-    return ClvInputError(exc.render(names[exc.argument], option=option))
+    return {key: f"[{section}] {key}" for section, keys in SCHEMA.items() for key in keys}
 
 
 def _names_errors(spec_file_of=None):
-    """Render argument errors raised inside a command with the command's option names (or, for a
-    spec file, the file, section and key)."""
+    """Render errors raised inside a command with the command's own names: its options
+    (``--time-unit X: ...; give --date-format``) or, for an experiment file, the file, section and key."""
 
     def decorate(command):
         @functools.wraps(command)
@@ -72,12 +65,17 @@ def _names_errors(spec_file_of=None):
             try:
                 return command(*args, **kwargs)
             except ClvInputError as exc:
+                if not exc.mentions:
+                    raise
                 options = _option_names()
-                if exc.argument in options:
-                    raise _renamed(exc, options, option=True) from None
-                if spec_file_of is not None:
-                    raise _renamed(exc, _spec_names(spec_file_of(kwargs)), option=False) from None
-                raise
+                if spec_file_of is None or exc.argument in options:
+                    raise ClvInputError(exc.render(style="option", names=options)) from None
+                keys = _spec_names()
+                spec_file = spec_file_of(kwargs)
+                main = keys.get(exc.argument or "")
+                if main is not None:
+                    main = f"{spec_file}: {main}" if spec_file else f"experiment {main}"
+                raise ClvInputError(exc.render(main, style="spec", names={**options, **keys})) from None
 
         return wrapper
 
@@ -270,8 +268,11 @@ def _finish(result, console_print, plain_print) -> None:
     m, spec = result.metrics, result.spec
     if "clv_total" in m:
         plain_print(_coverage_line(m, spec["value"]))
-    for text in result.warnings:
-        plain_print(f"warning: {text}")
+    from .errors import render_text
+
+    names = _option_names()
+    for warning in result.warnings:
+        plain_print("warning: " + render_text(getattr(warning, "template", str(warning)), names, "option"))
     if result.predictions_path is not None:
         as_of = spec["output"].get("predictions_as_of")
         plain_print(f"per-customer table ({len(result.predictions):,} customers, histories to the "

@@ -7,10 +7,36 @@ turns it into that line on stderr and exit code 2.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+import re
+from collections.abc import Mapping, Sequence
 
 _NO_VALUE = object()
+
+# An argument named inside a message: ``{{date_format}}`` or, as a fix, ``{{missing_customer='drop'}}``.
+_MENTION = re.compile(r"\{\{(\w+)(?:=(.*?))?\}\}")
+
+
+def render_text(text: str, names: Mapping[str, str] | None = None, style: str = "python") -> str:
+    """Resolve the argument mentions of a message for a front end.
+
+    ``style="python"`` writes ``missing_customer='drop'``; ``"option"`` writes the front end's
+    option from ``names`` (``--missing-customer drop``; a flag alone for ``True``); ``"spec"`` a
+    key of a file (``[data] missing_customer = 'drop'``). Arguments missing from ``names`` keep
+    their Python spelling.
+    """
+
+    def mention(match: re.Match) -> str:
+        argument, value = match.group(1), match.group(2)
+        if style == "python" or not names or argument not in names:
+            return argument if value is None else f"{argument}={value}"
+        name = names[argument]
+        if value is None:
+            return name
+        if style == "option":
+            return name if value == "True" else f"{name} {value.strip(chr(39) + chr(34))}"
+        return f"{name} = {value.lower() if value in ('True', 'False') else value}"
+
+    return _MENTION.sub(mention, text)
 
 
 class ClvInputError(ValueError):
@@ -23,24 +49,37 @@ class ClvInputError(ValueError):
     """
 
     def __init__(self, message: str, *, argument: str | None = None, value=_NO_VALUE) -> None:
-        self.reason = " ".join(str(message).split())
+        self.template = " ".join(str(message).split())
+        self.reason = render_text(self.template)
         self.argument = argument
         self.value = value
         super().__init__(self.render())
 
-    def render(self, name: str | None = None, *, option: bool = False) -> str:
-        """The message with the argument called ``name`` (default: its Python name).
+    def render(self, name: str | None = None, *, style: str = "python",
+               names: Mapping[str, str] | None = None) -> str:
+        """The message with the argument called ``name`` (default: its Python name) and the arguments
+        mentioned in the reason (fixes such as ``give date_format``) named from ``names``.
 
-        ``option=True`` renders a command-line option: ``--time-unit X: reason``.
+        ``style="python"``: ``time_unit='X': reason``; ``"option"`` (a command-line option):
+        ``--time-unit X: reason``; ``"spec"`` (a key of a file): ``[summary] time_unit = 'X': reason``.
         """
+        reason = render_text(self.template, names, style)
         if self.argument is None:
-            return self.reason
-        name = name or self.argument
+            return reason
+        name = name or (names or {}).get(self.argument) or self.argument
         if self.value is _NO_VALUE:
-            return f"{name}: {self.reason}"
-        if option:
-            return f"{name} {self.value}: {self.reason}"
-        return f"{name}={self.value!r}: {self.reason}"
+            return f"{name}: {reason}"
+        if style == "option":
+            return f"{name} {self.value}: {reason}"
+        if style == "spec":
+            return f"{name} = {self.value!r}: {reason}"
+        return f"{name}={self.value!r}: {reason}"
+
+    @property
+    def mentions(self) -> list[str]:
+        """The arguments this error names: its own and those in its reason."""
+        found = [m.group(1) for m in _MENTION.finditer(self.template)]
+        return ([self.argument] if self.argument else []) + found
 
 
 class NotFittedError(RuntimeError):
@@ -61,7 +100,15 @@ class UnreliableFitError(IdentificationError):
 
 
 class DataWarning(UserWarning):
-    """Rows were left out of a fit, or the data breaks a model assumption; the message says which."""
+    """Rows were left out of a fit, or the data breaks a model assumption; the message says which.
+
+    Its message may mention arguments (``{{strict=True}}``): ``str()`` gives the Python spelling,
+    :attr:`template` lets a front end name its own options (see :func:`render_text`).
+    """
+
+    def __init__(self, message: str) -> None:
+        self.template = str(message)
+        super().__init__(render_text(self.template))
 
 
 def format_rows(rows: Sequence[int], limit: int = 5) -> str:

@@ -203,7 +203,7 @@ class RunResult:
     holdout: Any = None
     predictions: Any = None
     metrics: dict = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Warning] = field(default_factory=list)  # str(w) reads as Python; w.template for front ends
     model_path: Path | None = None
     predictions_path: Path | None = None
     timings: dict = field(default_factory=dict)
@@ -321,7 +321,7 @@ def run(spec: dict, *, save: bool = True) -> RunResult:
                 metrics.update(value_coverage(predictions))
             timings["predictions"] = time.perf_counter() - start
     result = RunResult(spec=spec, summary=rfm, model=model, holdout=holdout, predictions=predictions,
-                       metrics=metrics, warnings=[str(w.message) for w in caught], timings=timings)
+                       metrics=metrics, warnings=[w.message for w in caught], timings=timings)
     if save and out.get("model"):
         result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
     if save and out.get("predictions") and predictions is not None:

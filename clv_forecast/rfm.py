@@ -148,7 +148,7 @@ def _read_end_text(text: str, value: Any, option: str, date_format: str | None) 
             pass
         part = _date_part(fmt)
         also = f" or its date part {part!r}" if part else ""
-        raise ClvInputError(f"not a date in date_format {date_format!r}{also}, nor an ISO date such as '1997-09-30'",
+        raise ClvInputError(f"not a date in {{{{date_format}}}} {date_format!r}{also}, nor an ISO date such as '1997-09-30'",
                             argument=option, value=value)
     if re.fullmatch(r"\d{8}", text):
         try:
@@ -160,7 +160,7 @@ def _read_end_text(text: str, value: Any, option: str, date_format: str | None) 
     except ValueError:
         pass
     raise ClvInputError("not a date or datetime in ISO form (use e.g. '1997-09-30'); for other forms give "
-                        "date_format, e.g. '%d/%m/%Y'", argument=option, value=value)
+                        "{{date_format}}, e.g. '%d/%m/%Y'", argument=option, value=value)
 
 
 def _parse_point(value: Any, option: str, date_format: str | None, tz: str | None) -> _Point:

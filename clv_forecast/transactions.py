@@ -287,7 +287,7 @@ def _codec(encoding: Any) -> str:
 def _decode_error(source: str, raw: bytes, exc: UnicodeDecodeError, encoding: str) -> ClvInputError:
     line = raw.count(b"\n", 0, exc.start) + 1
     bad = raw[exc.start:exc.start + 4][: max(1, exc.end - exc.start)]
-    hint = ("give encoding='latin-1' (or cp1252)" if _codec(encoding).startswith("utf-8")
+    hint = ("give {{encoding='latin-1'}} (or cp1252)" if _codec(encoding).startswith("utf-8")
             else "check the file's encoding")
     return ClvInputError(
         f"{source}: line {line} is not valid {encoding} text (bytes {bad.hex(' ')}); {hint}",
@@ -310,7 +310,7 @@ def _check_utf8_header(path: Path, source: str, encoding: str) -> None:
     except UnicodeDecodeError as exc:
         raise ClvInputError(
             f"{source}: line 1 is not valid UTF-8 text (bytes {line[exc.start:exc.end].hex(' ')}); "
-            "give encoding='latin-1' (or cp1252)", argument="encoding", value=encoding) from None
+            "give {{encoding='latin-1'}} (or cp1252)", argument="encoding", value=encoding) from None
 
 
 def _first_bad_utf8(path: Path, source: str, encoding: str) -> ClvInputError | None:
@@ -327,7 +327,7 @@ def _first_bad_utf8(path: Path, source: str, encoding: str) -> ClvInputError | N
                     bad = line[exc.start:exc.end]
                     return ClvInputError(
                         f"{source}: line {number} is not valid UTF-8 text (bytes {bad.hex(' ')}); "
-                        "give encoding='latin-1' (or cp1252)", argument="encoding", value=encoding)
+                        "give {{encoding='latin-1'}} (or cp1252)", argument="encoding", value=encoding)
     except OSError:
         return None
     return None
@@ -562,12 +562,12 @@ def _format_hint(series: pl.Series, bad: pl.Series) -> str:
     value = series.filter(bad).drop_nulls().head(1)
     match = _DAY_MONTH_SHAPE.fullmatch(value.item().strip()) if value.len() else None
     if match is None:
-        return "; give date_format for other forms"
+        return "; give {{date_format}} for other forms"
     sep, seconds = match.group(1), match.group(2)
     year = "%Y" if len(value.item().strip().split(sep)[2].split()[0].split("T")[0]) == 4 else "%y"
     clock = "" if " " not in value.item().strip() and "T" not in value.item().strip() else (
         " %H:%M:%S" if seconds else " %H:%M")
-    return (f"; give date_format, e.g. '%d{sep}%m{sep}{year}{clock}' (day first) "
+    return (f"; give {{{{date_format}}}}, e.g. '%d{sep}%m{sep}{year}{clock}' (day first) "
             f"or '%m{sep}%d{sep}{year}{clock}' (month first)")
 
 
@@ -589,7 +589,7 @@ def _timestamps(series: pl.Series, date_format: str | None, source: str, column:
                 bad = (series < 10_000_101) | (series > 99_991_231)
                 raise _row_error(
                     source, column, series, bad,
-                    "integer values are not dates; give date_format (e.g. '%Y%m%d') or a date column", rows,
+                    "integer values are not dates; give {{date_format}} (e.g. '%Y%m%d') or a date column", rows,
                 )
         parsed = series.cast(pl.String).str.strptime(pl.Datetime("us"), date_format, strict=False)
         hint = f" (expected format {date_format!r})"
@@ -608,7 +608,7 @@ def _timestamps(series: pl.Series, date_format: str | None, source: str, column:
     else:
         raise ClvInputError(
             f"{source}: column {column!r} has type {dtype}, not dates; give datetimes, dates, "
-            "ISO date strings, or integers such as 19970131 with date_format='%Y%m%d'"
+            "ISO date strings, or integers such as 19970131 with {{date_format='%Y%m%d'}}"
         )
     if parsed.null_count():
         bad = parsed.is_null()
@@ -643,7 +643,7 @@ def _numbers(series: pl.Series, source: str, column: str, what: str, decimal_com
         unparsed = values.is_null() & series.is_not_null()
         if unparsed.any():
             fix = "" if decimal_comma or not series.filter(unparsed).str.contains(r"^\s*[+-]?[0-9.]*,[0-9]+\s*$").any() \
-                else "; give decimal_comma=True for values such as 2,5"
+                else "; give {{decimal_comma=True}} for values such as 2,5"
             raise _row_error(source, column, series, unparsed, f"{what} is not a number{fix}", rows)
     else:
         raise ClvInputError(f"{source}: column {column!r} has type {dtype}; {what}s must be numbers")
@@ -705,12 +705,12 @@ class _Options:
     def check(cls, *, customer_col, date_col, amount_col, quantity_col, price_col, date_format, encoding,
               decimal_comma, missing_customer, duplicates, returns) -> "_Options":
         if amount_col is not None and (quantity_col is not None or price_col is not None):
-            raise ClvInputError("amount_col and quantity_col/price_col: give either an amount column or both "
-                                "quantity_col and price_col (amount = quantity x unit price), not both")
+            raise ClvInputError("{{amount_col}} and {{quantity_col}}/{{price_col}}: give either an amount column or both "
+                                "{{quantity_col}} and {{price_col}} (amount = quantity x unit price), not both")
         if (quantity_col is None) != (price_col is None):
-            given, other = ("quantity_col", "price_col") if price_col is None else ("price_col", "quantity_col")
+            given, other = ("{{quantity_col}}", "{{price_col}}") if price_col is None else ("{{price_col}}", "{{quantity_col}}")
             raise ClvInputError(f"{given} without {other}: the amount is quantity x unit price; give both "
-                                "(or amount_col instead)")
+                                "(or {{amount_col}} instead)")
         if date_format is not None and (not isinstance(date_format, str) or "%" not in date_format):
             raise ClvInputError("not a strftime format; give e.g. '%d/%m/%Y %H:%M'",
                                 argument="date_format", value=date_format)
@@ -817,7 +817,7 @@ def _apply_rules(raw: pl.DataFrame, name: str, opts: _Options, *, standard: bool
     if missing is not None:
         if opts.missing_customer == "error":
             raise _row_error(name, customer_col, raw.get_column(customer_col), missing,
-                             "missing customer id; give missing_customer='drop' to leave such rows out "
+                             "missing customer id; give {{missing_customer='drop'}} to leave such rows out "
                              "(they are counted)", None)
         acc.n_rows_missing_customer = int(missing.sum())
         rows = _row_numbers(rows, raw.height).filter(~missing)
@@ -872,7 +872,7 @@ def _apply_returns(frame: pl.DataFrame, name: str, opts: _Options, acc: ReadAcco
     if opts.returns == "error":
         column = opts.amount_col or opts.quantity_col or "amount"
         raise _row_error(name, column, amount, negative,
-                         "negative amount (a return or cancellation); give returns='drop' or 'net'", rows)
+                         "negative amount (a return or cancellation); give {{returns='drop'}} or {{returns='net'}}", rows)
     if opts.returns == "drop":
         ids = frame.get_column("customer_id")
         kept = frame.filter(~negative)

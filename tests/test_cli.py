@@ -156,3 +156,27 @@ def test_unwritable_output_is_refused_before_fitting(cdnow_csv, capsys, tmp_path
     assert rc == 2 and "is a file, not a directory" in err
     rc, err = _error(["run", "--output", str(tmp_path)], capsys)
     assert rc == 2 and "is a directory" in err
+
+
+@pytest.mark.parametrize(
+    "rows, extra, fragments, python_names",
+    [
+        ([("1", "08/09/2011 10:15", "3.5"), ("2", "13/09/2011 11:00", "2.0")], [],
+         ["--date-format", "day first"], ["date_format"]),
+        ([("1", "2011-09-08", "3.5"), ("", "2011-09-09", "2.0")], [],
+         ["--missing-customer drop", "row 2"], ["missing_customer"]),
+        ([("1", "2011-09-08", "3,5"), ("2", "2011-09-09", "2,0")], [],
+         ["--decimal-comma"], ["decimal_comma"]),
+        ([("1", "2011-09-08", "3.5"), ("1", "2011-09-09", "-2.0")], ["--returns", "error"],
+         ["--returns drop", "--returns net"], ["returns="]),
+    ],
+)
+def test_fixes_name_the_command_line_options(tmp_path, capsys, rows, extra, fragments, python_names):
+    path = tmp_path / "log.csv"
+    path.write_text("customer_id;date;amount\n" + "".join(";".join(r) + "\n" for r in rows))
+    rc, err = _error(["fit", "--transactions", str(path), "--amount-col", "amount", *extra], capsys)
+    assert rc == 2 and err.count("\n") == 0, err
+    for fragment in fragments:
+        assert fragment in err, err
+    for name in python_names:
+        assert name not in err, err

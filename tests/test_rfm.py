@@ -703,7 +703,7 @@ def test_option_errors_carry_their_argument(cdnow, kw, argument):
     error = info.value
     assert error.argument == argument and error.value == kw[argument]
     assert f"{argument}=" not in error.reason  # the front end names the option
-    assert error.render("--x", option=True).startswith(f"--x {kw[argument]}: ")
+    assert error.render("--x", style="option").startswith(f"--x {kw[argument]}: ")
 
 
 def test_accounting_identity_on_cdnow(cdnow):
