@@ -149,9 +149,17 @@ def accounting_lines(attrs: dict, n_customers: int) -> list[str]:
     return lines
 
 
+def _when(label) -> str | None:
+    """An end as a person reads it: the date alone at midnight, else date and time."""
+    if not label:
+        return None
+    text = str(label).replace("T", " ")
+    return text[:10] if text.endswith(" 00:00:00") else text
+
+
 def _periods(attrs: dict, model) -> str:
-    cal = attrs.get("calibration_end")
-    obs = attrs.get("observation_end")
+    cal = _when(attrs.get("calibration_end"))
+    obs = _when(attrs.get("observation_end"))
     split = f"calibration to {cal}, holdout to {obs}" if cal else f"data to {obs} (no holdout split)"
     return f"{split}; time unit {model.time_unit_}, merge {attrs.get('merge')}"
 
