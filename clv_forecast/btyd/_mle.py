@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import special
 
 from ..errors import ClvInputError, ConvergenceWarning, IdentificationError, NotFittedError
 
@@ -62,7 +62,7 @@ class MLEResult:
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Wald ``1 - alpha`` confidence intervals ``params +/- z * bse`` (natural scale)."""
-        z = stats.norm.ppf(1 - alpha / 2)
+        z = special.ndtri(1 - alpha / 2)
         return pd.DataFrame(
             {"lower": self.params - z * self.bse, "upper": self.params + z * self.bse},
             index=list(self.param_names),
@@ -190,6 +190,8 @@ def maximize(
         if not np.all(np.isfinite(out)):
             return np.eye(k)
         return out
+
+    from scipy import optimize  # imported here only: a loaded model that predicts never needs it
 
     theta0 = np.log(np.asarray(x0, dtype=float))
     res = optimize.minimize(

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from ..errors import ClvInputError
 from ..units import Duration
@@ -334,21 +334,39 @@ def conditional_expected_purchases(t, frequency, recency, T, r, alpha, a, b) -> 
     return alive * if_alive
 
 
+def _nbinom_logpmf(n, r, t, alpha):
+    r"""``ln P(N = n)`` for ``N ~ NB(r, alpha/(alpha+t))``:
+    ``ln Gamma(r+n) - ln Gamma(r) - ln n! + r ln(alpha/(alpha+t)) + n ln(t/(alpha+t))``.
+
+    Both probabilities are formed from ``t`` and ``alpha`` directly (no ``1 - p`` cancellation).
+    """
+    return (special.gammaln(r + n) - special.gammaln(r) - special.gammaln(n + 1)
+            - r * np.log1p(t / alpha) + special.xlogy(n, t / (alpha + t)))
+
+
+def _nbinom_logsf_below(n, r, t, alpha):
+    r"""``ln P(N >= n)`` for ``N ~ NB(r, alpha/(alpha+t))`` and ``n >= 1``: the regularised incomplete
+    beta function ``I_{t/(alpha+t)}(n, r)`` (the negative binomial's upper tail)."""
+    return np.log(special.betainc(n, r, t / (alpha + t)))
+
+
 def prob_purchases(n, t, r, alpha, a, b) -> np.ndarray:
     r"""P(X(t) = n) for a customer just acquired (FHL 2005, eq. 8), in log space.
 
     .. math:: \frac{B(a, b+n)}{B(a,b)}\,\mathrm{NB}(n; r, \tfrac{\alpha}{\alpha+t})
               + \delta_{n>0}\frac{B(a+1, b+n-1)}{B(a,b)}\,P(\mathrm{NB}(r, \tfrac{\alpha}{\alpha+t}) \ge n)
+
+    The negative-binomial terms come from ``scipy.special`` (``gammaln``, ``xlogy``, ``betainc``),
+    not ``scipy.stats`` (which costs over a second to import).
     """
     n = np.asarray(n, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
-    prob = alpha / (alpha + t)
-    first = special.betaln(a, b + n) - special.betaln(a, b) + stats.nbinom.logpmf(n, r, prob)
     with np.errstate(divide="ignore", invalid="ignore"):
+        first = special.betaln(a, b + n) - special.betaln(a, b) + _nbinom_logpmf(n, r, t, alpha)
         second = np.where(
             n > 0,
             special.betaln(a + 1, np.maximum(b + n - 1, 1e-300)) - special.betaln(a, b)
-            + stats.nbinom.logsf(n - 1, r, prob),
+            + _nbinom_logsf_below(np.maximum(n, 1.0), r, t, alpha),
             -np.inf,
         )
     return np.exp(np.logaddexp(first, second))
