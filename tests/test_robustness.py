@@ -9,7 +9,7 @@ import pytest
 from clv_forecast import ClvModel, simulate, summarize
 from clv_forecast.btyd import BetaGeoModel, GammaGammaModel
 from clv_forecast.cli import main
-from clv_forecast.errors import ClvInputError, DataWarning, IdentificationError
+from clv_forecast.errors import ClvInputError, DataWarning, IdentificationError, UnreliableFitError
 from clv_forecast.experiment import load_spec
 
 
@@ -60,7 +60,7 @@ def test_failed_refit_leaves_the_model_unchanged(cdnow_rfm):
     "edit, fragment",
     [
         (lambda d: d.pop("time_unit"), "incomplete or corrupt"),
-        (lambda d: d.__setitem__("settings", "nope"), "incomplete or corrupt"),
+        (lambda d: d.__setitem__("settings", "nope"), r'settings = "nope": must be an object'),
         (lambda d: d.__setitem__("format_version", "x"), "format_version"),
         (lambda d: d["bgnbd"].pop("params"), "incomplete or corrupt"),
     ],
@@ -77,11 +77,14 @@ def test_corrupt_model_files_are_one_line_errors(cdnow_rfm, tmp_path, edit, frag
 def test_saved_model_is_standard_json_even_without_standard_errors(cdnow_rfm, tmp_path):
     model = ClvModel().fit(cdnow_rfm)
     model.purchases_.result_.cov[:] = np.nan  # as after an unidentified fit
-    text = model.save(tmp_path / "m.json").read_text()
+    with pytest.raises(UnreliableFitError, match="not identified"):
+        model.save(tmp_path / "m.json")
+    text = model.save(tmp_path / "m.json", allow_unreliable=True).read_text()
     assert "NaN" not in text and "null" in text
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     loaded = ClvModel.load(tmp_path / "m.json")
     assert np.isnan(loaded.purchases_.result_.bse["r"])
+    assert loaded.problems_ == model.problems_ and json.loads(text)["reliable"] is False
 
 
 @pytest.mark.parametrize(

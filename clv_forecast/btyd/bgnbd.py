@@ -445,28 +445,36 @@ class BetaGeoModel(_mle.MLEModel):
         """P(X(t) = n) for a newly acquired customer."""
         return prob_purchases(n, self._horizon(t), *self._check_fitted())
 
-    def _rfm(self, data, frequency, recency, T) -> RFM:
-        return rfm_arrays(data, frequency=frequency, recency=recency, T=T, with_weights=False)
+    def _rfm(self, data, frequency, recency, T, time_unit) -> RFM:
+        """Validated inputs with recency and T in the model's time unit (converted from the table's
+        unit, ``attrs["time_unit"]``, or the declared ``time_unit``, when it differs)."""
+        return rfm_arrays(data, frequency=frequency, recency=recency, T=T, time_unit=time_unit,
+                          model_unit=self.time_unit_, with_weights=False)
 
-    def conditional_expected_purchases(self, t, data=None, *, frequency=None, recency=None, T=None):
-        """Expected purchases in (T, T+t] per customer."""
-        params = self._check_fitted()
-        rfm = self._rfm(data, frequency, recency, T)
-        return conditional_expected_purchases(self._horizon(t), rfm.frequency, rfm.recency, rfm.T, *params)
+    def conditional_expected_purchases(self, t, data=None, *, frequency=None, recency=None, T=None, time_unit=None):
+        """Expected purchases in (T, T+t] per customer.
 
-    def p_alive(self, data=None, *, frequency=None, recency=None, T=None):
-        """P(customer still active at T)."""
-        params = self._check_fitted()
-        rfm = self._rfm(data, frequency, recency, T)
-        return p_alive(rfm.frequency, rfm.recency, rfm.T, *params)
-
-    def predict(self, data, horizon="39W") -> pd.DataFrame:
-        """Per customer: ``expected_purchases`` in (T, T+horizon] and ``p_alive``, indexed like ``data``.
-
-        Each distinct (frequency, T) pair's hypergeometric term is evaluated once.
+        ``time_unit`` declares the unit of recency and T for input without ``attrs["time_unit"]``;
+        inputs in another unit than the model's are converted (see :func:`rfm_arrays`).
         """
         params = self._check_fitted()
-        rfm = self._rfm(data, None, None, None)
+        rfm = self._rfm(data, frequency, recency, T, time_unit)
+        return conditional_expected_purchases(self._horizon(t), rfm.frequency, rfm.recency, rfm.T, *params)
+
+    def p_alive(self, data=None, *, frequency=None, recency=None, T=None, time_unit=None):
+        """P(customer still active at T); ``time_unit`` as in :meth:`conditional_expected_purchases`."""
+        params = self._check_fitted()
+        rfm = self._rfm(data, frequency, recency, T, time_unit)
+        return p_alive(rfm.frequency, rfm.recency, rfm.T, *params)
+
+    def predict(self, data, horizon="39W", *, time_unit=None) -> pd.DataFrame:
+        """Per customer: ``expected_purchases`` in (T, T+horizon] and ``p_alive``, indexed like ``data``.
+
+        Each distinct (frequency, T) pair's hypergeometric term is evaluated once. ``time_unit``
+        declares the table's unit when it has no ``attrs["time_unit"]``.
+        """
+        params = self._check_fitted()
+        rfm = self._rfm(data, None, None, None, time_unit)
         h = float(self._horizon(horizon))
 
         alive = p_alive(rfm.frequency, rfm.recency, rfm.T, *params)
