@@ -32,6 +32,10 @@ from scipy import special
 from ..errors import (ClvInputError, ConvergenceWarning, IdentificationError, NotFittedError,
                       UnreliableFitError)
 
+#: shape parameters outside [RUNAWAY_LOW, RUNAWAY_HIGH], or any parameter with a relative standard
+#: error above RUNAWAY_LOG_SE, mark a fit whose likelihood has no interior maximum
+RUNAWAY_LOW, RUNAWAY_HIGH, RUNAWAY_LOG_SE = 1e-6, 1e5, 1e3
+
 LogLik = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
 
 
@@ -54,6 +58,7 @@ class MLEResult:
     extra: dict = field(default_factory=dict)
     max_gradient: float = float("nan")
     source: str = "fit"  # "fit", or "params" for a model built from given parameters
+    scale_free: tuple[str, ...] = ()  # parameters without a unit (shape parameters), judged by size
 
     @property
     def problems(self) -> list[str]:
@@ -76,6 +81,19 @@ class MLEResult:
         if not np.all(np.isfinite(self.cov)):
             out.append(f"{self.model} parameters not identified (singular or non-finite information matrix; "
                        "no standard errors)")
+            return out
+        # A likelihood without an interior maximum (no heterogeneity in the data: one customer,
+        # identical customers) sends shape parameters off to infinity; the optimiser then stops on a
+        # flat surface and reports success. Shape parameters are unit-free, so their size is telling;
+        # a log-scale standard error above RUNAWAY_LOG_SE says the same for any parameter.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log_se = np.sqrt(np.diag(self.cov)) / self.params.to_numpy(dtype=float)
+        runaway = [n for n, v, se in zip(self.param_names, self.params, log_se)
+                   if (n in self.scale_free and not (RUNAWAY_LOW <= v <= RUNAWAY_HIGH)) or se > RUNAWAY_LOG_SE]
+        if runaway:
+            shown = ", ".join(f"{n} = {self.params[n]:.3g}" for n in runaway)
+            out.append(f"{self.model} parameters not identified ({shown}, relative std err up to "
+                       f"{np.nanmax(log_se):.3g}: the likelihood has no interior maximum)")
         return out
 
     @property
@@ -619,6 +637,7 @@ class MLEModel(Settings):
 
     name = "model"
     param_names: tuple[str, ...] = ()
+    scale_free_params: tuple[str, ...] = ()  # shape parameters (no unit of time or money)
 
     def _check_penalizer(self) -> None:
         if isinstance(self.penalizer, bool) or not isinstance(self.penalizer, (int, float, np.number)) \
@@ -632,6 +651,7 @@ class MLEModel(Settings):
 
     def _store(self, result: MLEResult, time_unit: str | None) -> None:
         result.time_unit = time_unit
+        result.scale_free = tuple(self.scale_free_params)
         self.result_ = result
         self.params_ = result.params
         self.log_likelihood_ = result.log_likelihood

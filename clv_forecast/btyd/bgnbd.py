@@ -395,6 +395,7 @@ class BetaGeoModel(_mle.MLEModel):
 
     name = "BG/NBD"
     param_names = PARAM_NAMES
+    scale_free_params = ("r", "a", "b")
 
     def __init__(self, penalizer: float = 0.0, initial_params: dict | None = None, maxiter: int = 200) -> None:
         self.penalizer = penalizer
