@@ -383,7 +383,7 @@ def test_expected_if_alive_near_a_equal_one(da, r, alpha, b):
 
 
 @pytest.mark.parametrize("d", [0.0, 1e-16, -1e-16, -1e-12, 1e-8, -1e-6, 5e-4, -9.99e-4])
-@pytest.mark.parametrize("a, m", [(0.6, 0), (1.1, 0), (1.1, 1), (1.5, -1), (3.5, -2), (3.0, 1)])
+@pytest.mark.parametrize("a, m", [(0.6, 1), (1.1, 0), (1.1, 1), (1.5, 0), (3.5, -2), (3.0, 1)])
 @pytest.mark.parametrize("b", [0.3, 20.0])
 def test_expected_if_alive_near_integer_c_minus_a_minus_b(d, a, m, b):
     """r + x - (a - 1) near an integer is scipy hyp2f1's degenerate case: interpolated in r."""
