@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import warnings
@@ -23,23 +22,13 @@ BG = ["r", "alpha", "a", "b"]
 GG = ["p", "q", "v"]
 
 
-def _cdnow_csv() -> Path | None:
-    spec = importlib.util.find_spec("lifetimes")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "cdnow_customers_summary_with_transactions.csv"
-    return path if path.exists() else None
-
-
 @pytest.fixture(scope="module")
-def cdnow() -> pd.DataFrame:
-    """CDNOW calibration summary (2357 customers, weeks), indexed by customer id."""
-    path = _cdnow_csv()
-    if path is None:
-        pytest.skip("CDNOW summary (shipped with lifetimes) not available")
-    df = pd.read_csv(path).rename(columns={"x": "frequency", "t_x": "recency", "zbar": "monetary_value"})
-    df = df.set_index("ID")
-    df.attrs["time_unit"] = "W"
+def cdnow(cdnow_rfm) -> pd.DataFrame:
+    """CDNOW calibration summary (2357 customers, weeks), indexed by customer id: built from the
+    bundled raw sample (its values equal lifetimes' summary file); a copy, so no test changes the
+    session's table."""
+    df = cdnow_rfm.copy()
+    assert df.attrs["time_unit"] == "W"
     return df
 
 
