@@ -323,7 +323,8 @@ def _covariance(info: np.ndarray, names: tuple[str, ...], model: str, phi: np.nd
             stacklevel=4,
         )
         return np.full((k, k), np.nan)
-    return np.linalg.inv(info)
+    cov = np.linalg.inv(info)
+    return (cov + cov.T) / 2  # an ill-conditioned inverse is symmetric only to rounding
 
 
 def require(condition: bool, message: str) -> None:
