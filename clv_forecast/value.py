@@ -12,6 +12,10 @@ end. Units are explicit: ``horizon`` and ``step`` are durations (``"12M"``, ``"5
 discount rate has its own period (``"10%/Y"``, ``Rate(0.01, "M")``); everything is converted to
 the model's time unit, so a weekly model and a monthly rate cannot be mixed silently.
 
+A known spend per purchase (``future_spend=``: lifetimes' ``monetary_value``, pymc-marketing's
+``future_spend``) replaces ``E[Z|x, m]``; then no spend model is needed. The RFM table's time unit
+(``attrs["time_unit"]`` or ``time_unit=``) is converted to the purchase model's.
+
 ``lifetimes``' ``customer_lifetime_value(..., time=12, discount_rate=0.01, freq="W")`` is
 ``horizon="52.14W", step="4.345W", discount_rate=Rate(0.01, "4.345W")`` here (it steps in months of
 4.345 weeks).
