@@ -356,7 +356,7 @@ class Settings:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 raise TypeError(f"{cls.__name__}: constructor arguments must be explicit (no *args/**kwargs)")
             names.append(p.name)
-        return sorted(names, key=list(inspect.signature(init).parameters).index)
+        return names  # in signature order
 
     @classmethod
     def _defaults(cls) -> dict:
