@@ -3,6 +3,13 @@
 ``ClvModel`` is what runs, the CLI, tracking and scoring pass around. It is saved as a small
 human-readable JSON file (parameters, covariance, fit statistics, time unit, training-data
 summary and library versions), never as a pickle of the data.
+
+Model file format (``"format": "clv-forecast-model"``):
+
+* version 1: settings of the sub-models stored beside their fit statistics;
+* version 2 (written now): each sub-model's constructor settings in ``"settings"``, fit
+  diagnostics (``max_gradient``, ``source``, ``problems``) and, at the top level, ``reliable`` and
+  ``problems``. Both versions load; every field is checked on load.
 """
 
 from __future__ import annotations
@@ -19,12 +26,13 @@ import pandas as pd
 from ._io import atomic_write_text
 from .btyd import BetaGeoModel, GammaGammaModel
 from .btyd._data import rfm_arrays, time_unit_of
-from .errors import ClvInputError, NotFittedError
+from .btyd._mle import Fields, Settings, plain_setting
+from .errors import ClvInputError, NotFittedError, UnreliableFitError
 from .units import TimeUnit
 from .value import customer_lifetime_value
 
 FORMAT = "clv-forecast-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def _versions() -> dict:
@@ -54,7 +62,7 @@ def _compress_for_fit(data) -> pd.DataFrame:
     return compress(data[["frequency", "recency", "T"]])
 
 
-class ClvModel:
+class ClvModel(Settings):
     """BG/NBD + Gamma-Gamma, fitted together on one RFM table.
 
     Parameters
@@ -63,6 +71,12 @@ class ClvModel:
         L2 penalties of the purchase and spend models.
     strict_spend : bool
         Raise instead of warning when repeat buyers have a non-positive mean spend.
+
+    Attributes (after ``fit``, ``load`` or ``from_params``)
+    ------------------------------------------------------
+    purchases_ : BetaGeoModel;  spend_ : GammaGammaModel or None;  time_unit_ : str;
+    training_ : dict (summary of the training table);  problems_ : list of str (why the fit is
+    unreliable; empty when it is not).
     """
 
     def __init__(self, penalizer: float = 0.0, spend_penalizer: float = 0.0, strict_spend: bool = False) -> None:
@@ -71,7 +85,12 @@ class ClvModel:
         self.strict_spend = strict_spend
 
     def fit(self, rfm: pd.DataFrame, *, time_unit=None) -> "ClvModel":
-        """Fit both models on an RFM table (frequency, recency, T, monetary_value)."""
+        """Fit both models on an RFM table (frequency, recency, T, monetary_value).
+
+        A fit that does not converge or does not identify its parameters is kept (with a
+        ``ConvergenceWarning``) but reported by :attr:`problems_`; :meth:`save` refuses it unless
+        told otherwise and :meth:`check_reliable` raises.
+        """
         unit = time_unit_of(rfm, time_unit)
         if unit is None:
             raise ClvInputError("RFM table: time unit unknown; build it with summarize() or pass time_unit='W'")
@@ -87,32 +106,78 @@ class ClvModel:
         self.purchases_, self.spend_, self.time_unit_, self.training_ = purchases, spend, unit, training
         return self
 
+    @classmethod
+    def from_params(cls, *, purchases, spend=None, time_unit="W", purchases_cov=None, spend_cov=None) -> "ClvModel":
+        """A model from given parameters instead of a fit.
+
+        ``purchases``: BG/NBD ``r, alpha, a, b`` (dict by name, or a sequence in that order);
+        ``spend``: Gamma-Gamma ``p, q, v`` or None (then CLV needs ``future_spend=``);
+        ``time_unit``: the unit of the purchase parameters' time scale (``alpha``);
+        ``purchases_cov`` / ``spend_cov``: covariances (k x k) for standard errors and CLV
+        intervals; without them standard errors are NaN and an interval request raises.
+        """
+        from .units import TimeUnit
+
+        unit = str(TimeUnit.parse(time_unit))
+        model = cls()
+        model.purchases_ = BetaGeoModel.from_params(purchases, purchases_cov, time_unit=unit)
+        model.spend_ = None if spend is None else GammaGammaModel.from_params(spend, spend_cov, time_unit=unit)
+        if spend is None and spend_cov is not None:
+            raise ClvInputError("given without spend parameters", argument="spend_cov", value="array")
+        model.time_unit_ = unit
+        model.training_ = {"source": "parameters given (from_params)"}
+        return model
+
     def _check(self) -> None:
         if not hasattr(self, "purchases_"):
             raise NotFittedError("This ClvModel is not fitted yet: call fit() or ClvModel.load(path) first.")
 
-    def _check_spend(self) -> None:
+    # -- reliability -----------------------------------------------------------------------
+    @property
+    def problems_(self) -> list[str]:
+        """Why this model's estimates cannot be trusted, one line each (empty when they can):
+        the sub-models' :attr:`MLEResult.problems` (did not converge, not identified)."""
         self._check()
-        if self.spend_ is None:
-            raise ClvInputError("this model has no spend model: fit it on an RFM table with a monetary_value column")
+        out = list(self.purchases_.result_.problems)
+        if self.spend_ is not None:
+            out += self.spend_.result_.problems
+        return out
+
+    def check_reliable(self) -> "ClvModel":
+        """Raise :class:`UnreliableFitError` listing :attr:`problems_`; return ``self`` when there are none."""
+        problems = self.problems_
+        if problems:
+            raise UnreliableFitError("unreliable model: " + "; ".join(problems))
+        return self
 
     # -- predictions -----------------------------------------------------------------------
-    def predict(self, rfm: pd.DataFrame, horizon="39W") -> pd.DataFrame:
-        """Per customer: expected purchases in the horizon, P(alive) and expected spend per purchase."""
+    def predict(self, rfm: pd.DataFrame, horizon="39W", *, time_unit=None) -> pd.DataFrame:
+        """Per customer: expected purchases in the horizon, P(alive) and expected spend per purchase.
+
+        ``time_unit`` declares the unit of recency and T for a table without ``attrs["time_unit"]``;
+        a table in another unit than the model's is converted to it.
+        """
         self._check()
-        out = self.purchases_.predict(rfm, horizon)
+        out = self.purchases_.predict(rfm, horizon, time_unit=time_unit)
         if self.spend_ is not None and "monetary_value" in rfm.columns:
             out["expected_spend"] = self.spend_.conditional_expected_spend(rfm)
         return out
 
     def clv(self, rfm: pd.DataFrame, *, horizon="12M", discount_rate="0%/Y", step="1M", margin=1.0,
-            interval: float | None = None, n_draws: int = 200, seed=0) -> pd.DataFrame:
+            interval: float | None = None, n_draws: int = 200, seed=0, future_spend=None,
+            time_unit=None) -> pd.DataFrame:
         """Discounted CLV per customer, optionally with a parameter-uncertainty interval
-        (see :func:`clv_forecast.value.customer_lifetime_value`)."""
-        self._check_spend()
+        (see :func:`clv_forecast.value.customer_lifetime_value`). ``future_spend`` (a column name
+        or one value per row) replaces the spend model's expectation; ``time_unit`` as in
+        :meth:`predict`."""
+        self._check()
+        if self.spend_ is None and future_spend is None:
+            raise ClvInputError("this model has no spend model: fit it on an RFM table with a monetary_value "
+                                "column, or give a known spend per purchase with future_spend=")
         return customer_lifetime_value(self.purchases_, self.spend_, rfm, horizon=horizon,
                                        discount_rate=discount_rate, step=step, margin=margin,
-                                       interval=interval, n_draws=n_draws, seed=seed)
+                                       interval=interval, n_draws=n_draws, seed=seed,
+                                       future_spend=future_spend, time_unit=time_unit)
 
     @property
     def params_(self) -> dict:
@@ -127,19 +192,24 @@ class ClvModel:
         parts = [self.purchases_.summary()]
         if self.spend_ is not None:
             parts.append(self.spend_.summary())
+        problems = self.problems_
+        if problems:
+            parts.append("UNRELIABLE: " + "; ".join(problems))
         return "\n\n".join(parts)
 
     # -- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict:
         self._check()
+        problems = self.problems_
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "time_unit": self.time_unit_,
             "versions": _versions(),
-            "settings": {"penalizer": self.penalizer, "spend_penalizer": self.spend_penalizer,
-                         "strict_spend": self.strict_spend},
+            "settings": {k: plain_setting(v) for k, v in self.get_params().items()},
+            "reliable": not problems,
+            "problems": problems,
             "training_data": self.training_,
             "bgnbd": self.purchases_.to_dict(),
             "gamma_gamma": None if self.spend_ is None else self.spend_.to_dict(),
@@ -147,33 +217,70 @@ class ClvModel:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "model") -> "ClvModel":
+        """Rebuild a model from :meth:`to_dict` output (format versions 1 and 2).
+
+        Every field is checked: format and version, one parseable time unit (top level and
+        sub-models agree), settings of the right types, each parameter positive and finite, the
+        covariance k x k, symmetric, numbers or null, standard errors consistent with it. A bad
+        field raises a one-line :class:`ClvInputError` naming ``source`` and the field, e.g.
+        ``models/x.json: bgnbd.params.r = -0.24: must be a positive finite number``.
+        """
+        fields = Fields(source)
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ClvInputError(f"{source}: not a clv-forecast model file (no 'format': '{FORMAT}')")
-        try:
-            version = int(data.get("format_version", 0))
-        except (TypeError, ValueError):
-            raise ClvInputError(f"{source}: format_version {data.get('format_version')!r} is not a number") from None
+        version = data.get("format_version")
+        if not (isinstance(version, int) and not isinstance(version, bool)):
+            fields.fail("format_version", version, f"must be a whole number from 1 to {FORMAT_VERSION}")
         if version > FORMAT_VERSION:
             raise ClvInputError(f"{source}: model format version {version} is newer than this "
                                 f"clv-forecast understands ({FORMAT_VERSION}); upgrade clv-forecast")
-        try:
-            model = cls(**{k: v for k, v in dict(data.get("settings", {})).items()
-                           if k in ("penalizer", "spend_penalizer", "strict_spend")})
-            model.purchases_ = BetaGeoModel.from_dict(data["bgnbd"])
-            model.spend_ = None if data.get("gamma_gamma") is None else GammaGammaModel.from_dict(data["gamma_gamma"])
-            model.time_unit_ = str(TimeUnit.parse(data["time_unit"]))
-            model.training_ = dict(data.get("training_data") or {})
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ClvInputError(f"{source}: model file is incomplete or corrupt ({type(exc).__name__}: {exc})") from None
+        if version < 1:
+            fields.fail("format_version", version, f"must be a whole number from 1 to {FORMAT_VERSION}")
+        unit = fields.unit("time_unit", fields.get(data, "time_unit", ""))
+        if unit is None:
+            fields.fail("time_unit", None, "must be a time unit such as 'W'")
+        settings = fields.settings(cls, "settings", data.get("settings"))
+        training = fields.mapping("training_data", data.get("training_data"), nullable=True)
+        for key, check in (("created", fields.text), ("reliable", fields.boolean)):
+            if key in data:
+                check(key, data[key])
+        if "versions" in data:
+            fields.mapping("versions", data["versions"], nullable=True)
+        if "problems" in data and not (isinstance(data["problems"], list)
+                                       and all(isinstance(p, str) for p in data["problems"])):
+            fields.fail("problems", data["problems"], "must be a list of text")
+        purchases = BetaGeoModel.from_dict(fields.get(data, "bgnbd", ""), source=source, where="bgnbd")
+        spend_data = data.get("gamma_gamma")
+        spend = None if spend_data is None else GammaGammaModel.from_dict(spend_data, source=source,
+                                                                        where="gamma_gamma")
+        for where, sub in (("bgnbd", purchases), ("gamma_gamma", spend)):
+            if sub is not None and sub.time_unit_ is not None and TimeUnit.parse(sub.time_unit_).days != unit.days:
+                fields.fail(f"{where}.time_unit", sub.time_unit_, f"disagrees with the model's time_unit {str(unit)!r}")
+        model = cls(**settings)
+        model.purchases_, model.spend_, model.time_unit_, model.training_ = purchases, spend, str(unit), dict(training)
+        for sub in (purchases, spend):
+            if sub is not None:
+                sub.time_unit_ = sub.result_.time_unit = str(unit)
         return model
 
-    def save(self, path) -> Path:
-        """Write the model as indented JSON, atomically (temporary file + rename)."""
+    def save(self, path, *, allow_unreliable: bool = False) -> Path:
+        """Write the model as indented JSON, atomically (temporary file + rename).
+
+        An unreliable model (:attr:`problems_` not empty) is refused with
+        :class:`UnreliableFitError` unless ``allow_unreliable=True``; the file then records
+        ``"reliable": false`` and the problems, and :meth:`load` shows them again.
+        """
+        self._check()
+        problems = self.problems_
+        if problems and not allow_unreliable:
+            raise UnreliableFitError(f"{path}: not saved, the model is unreliable: " + "; ".join(problems)
+                                     + " (save(..., allow_unreliable=True) saves it anyway, marked unreliable)")
         text = json.dumps(json_safe(self.to_dict()), indent=2, allow_nan=False) + "\n"
         return atomic_write_text(path, text)
 
     @classmethod
     def load(cls, path) -> "ClvModel":
+        """Read a model saved by :meth:`save`; every field is checked (see :meth:`from_dict`)."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -185,5 +292,6 @@ class ClvModel:
 
     def __repr__(self) -> str:
         if hasattr(self, "purchases_"):
-            return f"<ClvModel {self.purchases_!r} {self.spend_!r} time unit {self.time_unit_}>"
-        return f"ClvModel(penalizer={self.penalizer}, spend_penalizer={self.spend_penalizer})"
+            flag = " UNRELIABLE" if self.problems_ else ""
+            return f"<ClvModel{flag} {self.purchases_!r} {self.spend_!r} time unit {self.time_unit_}; {self._settings_text()}>"
+        return f"ClvModel({self._settings_text()})"

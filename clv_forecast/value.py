@@ -12,6 +12,10 @@ end. Units are explicit: ``horizon`` and ``step`` are durations (``"12M"``, ``"5
 discount rate has its own period (``"10%/Y"``, ``Rate(0.01, "M")``); everything is converted to
 the model's time unit, so a weekly model and a monthly rate cannot be mixed silently.
 
+A known spend per purchase (``future_spend=``: lifetimes' ``monetary_value``, pymc-marketing's
+``future_spend``) replaces ``E[Z|x, m]``; then no spend model is needed. The RFM table's time unit
+(``attrs["time_unit"]`` or ``time_unit=``) is converted to the purchase model's.
+
 ``lifetimes``' ``customer_lifetime_value(..., time=12, discount_rate=0.01, freq="W")`` is
 ``horizon="52.14W", step="4.345W", discount_rate=Rate(0.01, "4.345W")`` here (it steps in months of
 4.345 weeks).
@@ -26,7 +30,7 @@ import pandas as pd
 
 from .btyd import bgnbd, gamma_gamma
 from .btyd._data import as_frame_index, column, rfm_arrays
-from .errors import ClvInputError
+from .errors import ClvInputError, format_rows
 from .units import Duration, Rate, TimeUnit
 
 
@@ -58,40 +62,92 @@ def _step_weights(factors: np.ndarray) -> np.ndarray:
     return factors - np.append(factors[1:], 0.0)
 
 
-def _clv_parts(purchase_params, spend_params, x, t_x, big_t, m, times, weights):
-    """Expected purchases over the horizon, P(alive), expected spend and discounted purchases."""
-    r, alpha, a, b = purchase_params
-    if_alive = bgnbd._expected_if_alive(times, x, big_t, r, alpha, a, b)  # (customers, steps)
-    alive = bgnbd.p_alive(x, t_x, big_t, r, alpha, a, b)
-    expected_spend = gamma_gamma.conditional_expected_spend(x, m, *spend_params)
-    return alive * if_alive[..., -1], alive, expected_spend, alive * (if_alive @ weights)
+def _clv_parts(purchase_params, x, t_x, big_t, times, weights):
+    """Expected purchases over the horizon, P(alive) and the discounted purchases."""
+    if_alive = bgnbd._expected_if_alive(times, x, big_t, *purchase_params)  # (customers, steps)
+    alive = bgnbd.p_alive(x, t_x, big_t, *purchase_params)
+    return alive * if_alive[..., -1], alive, alive * (if_alive @ weights)
 
 
-def customer_lifetime_value(purchases, spend, data=None, *, horizon="12M", discount_rate="0%/Y", step="1M",
+def known_spend(data, future_spend, n: int, index) -> np.ndarray:
+    """The per-customer spend per purchase given by the caller: a column name of ``data``, or values
+    aligned with its rows (a Series indexed like ``data`` is aligned by label); finite and >= 0."""
+    if isinstance(future_spend, str):
+        if data is None or future_spend not in getattr(data, "columns", ()):
+            cols = ", ".join(map(str, getattr(data, "columns", []))) or "none"
+            raise ClvInputError(f"no such column in the RFM table; columns are: {cols}",
+                                argument="future_spend", value=future_spend)
+        values = data[future_spend]
+    elif isinstance(future_spend, pd.Series) and isinstance(data, pd.DataFrame) \
+            and not future_spend.index.equals(data.index):
+        missing = data.index.difference(future_spend.index)
+        if len(missing) or not future_spend.index.is_unique:
+            raise ClvInputError(f"its index does not match the RFM table's ({len(missing)} customer(s) missing, "
+                                f"e.g. {list(missing[:3])}) or has duplicates", argument="future_spend", value="Series")
+        values = future_spend.reindex(data.index)
+    else:
+        values = future_spend
+    try:
+        spend = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ClvInputError("must be numbers (spend per purchase)", argument="future_spend", value="...") from None
+    if len(spend) != n:
+        raise ClvInputError(f"has {len(spend)} values for {n} customers", argument="future_spend", value="...")
+    bad = ~np.isfinite(spend) | (spend < 0)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ClvInputError(f"{format_rows((rows + 1).tolist())} (customers {list(index[rows[:5]])}, values "
+                            f"{spend[rows[:5]].tolist()}): spend must be finite and >= 0",
+                            argument="future_spend", value=future_spend if isinstance(future_spend, str) else "...")
+    return spend
+
+
+def customer_lifetime_value(purchases, spend=None, data=None, *, horizon="12M", discount_rate="0%/Y", step="1M",
                             margin: float = 1.0, interval: float | None = None, n_draws: int = 200,
-                            seed=0, frequency=None, recency=None, T=None, monetary_value=None) -> pd.DataFrame:
+                            seed=0, frequency=None, recency=None, T=None, monetary_value=None,
+                            future_spend=None, time_unit=None) -> pd.DataFrame:
     """Per-customer discounted CLV over ``horizon``.
 
     Returns a DataFrame indexed like ``data`` with ``expected_purchases`` (over the horizon),
     ``p_alive``, ``expected_spend`` (per purchase) and ``clv`` (margin x spend x discounted
     purchases). With ``interval`` (e.g. 0.9), also ``clv_lower`` / ``clv_upper``: the central
-    interval of the CLV over ``n_draws`` draws of both models' parameters from their estimated
+    interval of the CLV over ``n_draws`` draws of the models' parameters from their estimated
     sampling distributions (parameter uncertainty; not the customer's own purchase randomness).
+
+    ``future_spend`` (a column name of ``data``, or one value per row) is a known spend per
+    purchase used instead of the Gamma-Gamma expectation: then ``spend`` may be None and intervals
+    draw the purchase parameters only. ``time_unit`` declares the unit of recency and T for a table
+    without ``attrs["time_unit"]``; a table in another unit than the purchase model's is converted.
     """
     if not (np.isfinite(margin) and margin >= 0):
         raise ClvInputError(f"margin {margin!r}: must be a non-negative number (share of revenue kept as profit)")
     if interval is not None and not (0 < interval < 1):
         raise ClvInputError(f"interval {interval!r}: must be a probability between 0 and 1, e.g. 0.9")
     purchase_params = purchases._check_fitted()
-    spend_params = spend._check_fitted()
-    rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, with_weights=False)
-    m = column(data, "monetary_value", monetary_value, "RFM table" if data is not None else "input")
+    if future_spend is None:
+        if spend is None:
+            raise ClvInputError("CLV needs a spend model or a known spend per purchase (future_spend=...)")
+        spend_params = spend._check_fitted()
+    rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, time_unit=time_unit,
+                     model_unit=purchases.time_unit_, with_weights=False)
+    x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
+    index = as_frame_index(data, len(x))
+    if future_spend is None:
+        m = column(data, "monetary_value", monetary_value, "RFM table" if data is not None else "input")
+        if len(m) != len(x):
+            raise ClvInputError(f"monetary_value has {len(m)} values for {len(x)} customers")
+        gamma_gamma.warn_outside_model(x, m, index)
+        expected_spend = gamma_gamma.conditional_expected_spend(x, m, *spend_params)
+    else:
+        m = None
+        expected_spend = known_spend(data, future_spend, len(x), index)
+    if interval is not None:
+        _require_covariance(purchases, interval)
+        if future_spend is None:
+            _require_covariance(spend, interval)
     times, factors = discount_schedule(purchases.time_unit_, horizon, step, discount_rate)
     weights = _step_weights(factors)
-    x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
-    gamma_gamma.warn_outside_model(x, m, as_frame_index(data, len(x)))
-    expected, alive, expected_spend, discounted = _clv_parts(purchase_params, spend_params, x, t_x, big_t, m,
-                                                             times, weights)
+    expected, alive, discounted = _clv_parts(purchase_params, x, t_x, big_t, times, weights)
     out = pd.DataFrame(
         {
             "expected_purchases": expected,
@@ -99,36 +155,48 @@ def customer_lifetime_value(purchases, spend, data=None, *, horizon="12M", disco
             "expected_spend": expected_spend,
             "clv": margin * expected_spend * discounted,
         },
-        index=as_frame_index(data, len(x)),
+        index=index,
     )
     if interval is not None:
-        out["clv_lower"], out["clv_upper"] = _clv_interval(purchases, spend, x, t_x, big_t, m, times, weights,
-                                                           margin, interval, n_draws, seed)
+        out["clv_lower"], out["clv_upper"] = _clv_interval(
+            purchases, None if future_spend is not None else spend, x, t_x, big_t, m,
+            expected_spend if future_spend is not None else None, times, weights, margin, interval, n_draws, seed)
     return out
 
 
-def _clv_interval(purchases, spend, x, t_x, big_t, m, times, weights, margin, interval, n_draws, seed,
+def _require_covariance(model, interval) -> None:
+    """A CLV interval needs the parameters' covariance; say clearly when a model has none."""
+    if not np.all(np.isfinite(model.result_.cov)):
+        why = ("it was built from parameters without a covariance (from_params(..., cov=...))"
+               if model.result_.source == "params" else "its fit did not identify the parameters")
+        raise ClvInputError(f"parameter uncertainty is unavailable: the {model.name} model has no covariance ({why})",
+                            argument="interval", value=interval)
+
+
+def _clv_interval(purchases, spend, x, t_x, big_t, m, fixed_spend, times, weights, margin, interval, n_draws, seed,
                   max_values: int = 2**25):
     """Central ``interval`` of the CLV over parameter draws, per customer.
 
     Customers are taken in blocks (at most ``max_values`` samples, 256 MiB, held at once); within
-    a block the hypergeometric part is evaluated once per distinct (x, T) pair and draw.
+    a block the hypergeometric part is evaluated once per distinct (x, T) pair and draw. With a
+    known spend (``fixed_spend``) only the purchase parameters are drawn.
     """
     draws_p = purchases.result_.draws(n_draws, seed)
-    draws_s = spend.result_.draws(n_draws, None if seed is None else seed + 1)
+    draws_s = None if spend is None else spend.result_.draws(n_draws, None if seed is None else seed + 1)
     lower, upper = np.empty(len(x)), np.empty(len(x))
     block = max(1, max_values // n_draws)
     for start in range(0, len(x), block):
         rows = slice(start, start + block)
-        xb, tb, big_tb, mb = x[rows], t_x[rows], big_t[rows], m[rows]
+        xb, tb, big_tb = x[rows], t_x[rows], big_t[rows]
         xu, tu, codes = bgnbd.distinct_pairs(xb, big_tb)  # once per block, not per draw
         samples = np.empty((n_draws, len(xb)))
         for i in range(n_draws):
             discounted = bgnbd._expected_if_alive(times, xu, tu, *draws_p[i], dedupe=False) @ weights
             if codes is not None:
                 discounted = discounted[codes]
-            samples[i] = (margin * gamma_gamma.conditional_expected_spend(xb, mb, *draws_s[i])
-                          * bgnbd.p_alive(xb, tb, big_tb, *draws_p[i]) * discounted)
+            value = (fixed_spend[rows] if draws_s is None
+                     else gamma_gamma.conditional_expected_spend(xb, m[rows], *draws_s[i]))
+            samples[i] = margin * value * bgnbd.p_alive(xb, tb, big_tb, *draws_p[i]) * discounted
         # order statistics, not interpolation: a draw with q <= 1 gives an infinite spend, and
         # interpolating between inf and a number would give NaN
         lower[rows] = np.quantile(samples, (1 - interval) / 2, axis=0, method="lower")

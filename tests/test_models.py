@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import warnings
@@ -14,7 +13,7 @@ import pytest
 
 from clv_forecast.btyd import BetaGeoModel, GammaGammaModel, bgnbd
 from clv_forecast.btyd._data import rfm_arrays
-from clv_forecast.errors import ClvInputError, DataWarning, IdentificationError, NotFittedError
+from clv_forecast.errors import ClvInputError, DataWarning, IdentificationError, NotFittedError, UnreliableFitError
 from clv_forecast.model import ClvModel
 from clv_forecast.units import Duration, Rate, TimeUnit
 from clv_forecast.value import customer_lifetime_value
@@ -23,23 +22,13 @@ BG = ["r", "alpha", "a", "b"]
 GG = ["p", "q", "v"]
 
 
-def _cdnow_csv() -> Path | None:
-    spec = importlib.util.find_spec("lifetimes")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "cdnow_customers_summary_with_transactions.csv"
-    return path if path.exists() else None
-
-
 @pytest.fixture(scope="module")
-def cdnow() -> pd.DataFrame:
-    """CDNOW calibration summary (2357 customers, weeks), indexed by customer id."""
-    path = _cdnow_csv()
-    if path is None:
-        pytest.skip("CDNOW summary (shipped with lifetimes) not available")
-    df = pd.read_csv(path).rename(columns={"x": "frequency", "t_x": "recency", "zbar": "monetary_value"})
-    df = df.set_index("ID")
-    df.attrs["time_unit"] = "W"
+def cdnow(cdnow_rfm) -> pd.DataFrame:
+    """CDNOW calibration summary (2357 customers, weeks), indexed by customer id: built from the
+    bundled raw sample (its values equal lifetimes' summary file); a copy, so no test changes the
+    session's table."""
+    df = cdnow_rfm.copy()
+    assert df.attrs["time_unit"] == "W"
     return df
 
 
@@ -651,3 +640,295 @@ def test_unique_pairs_map_back_exactly(n_t):
     np.testing.assert_array_equal(xu[codes], x)
     np.testing.assert_array_equal(tu[codes], T)
     assert len(set(zip(xu.tolist(), tu.tolist())))== len(xu)  # distinct
+
+
+# --------------------------------------------------------------------------------------------
+# time units of prediction inputs
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cdnow_daily() -> pd.DataFrame:
+    """The same CDNOW customers summarised in days."""
+    from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample
+    from clv_forecast.rfm import summarize
+
+    return summarize(load_cdnow_sample(), customer_col="customer_id", date_col="date", amount_col="amount",
+                     time_unit="D", merge="D", calibration_end=CDNOW_CALIBRATION_END)
+
+
+def test_unit_factor_is_exact_within_a_base_unit():
+    from clv_forecast.btyd._data import convert_times, unit_factor
+
+    assert unit_factor("D", "W") == (1.0, 7.0)
+    assert unit_factor("2W", "W") == (2.0, 1.0)  # same base: the multiples alone
+    assert unit_factor("M", "Y") == (365.25 / 12, 365.25)
+    np.testing.assert_array_equal(convert_times(np.array([7.0, 14.0, 3.5]), "D", "W"), [1.0, 2.0, 0.5])
+    np.testing.assert_array_equal(convert_times(np.array([3.0]), "2W", "W"), [6.0])
+    np.testing.assert_array_equal(convert_times(np.array([3.0]), None, "W"), [3.0])
+
+
+def test_weekly_model_on_a_daily_table(bg, clv_model, cdnow, cdnow_daily):
+    """The table's own unit (attrs) is converted to the model's: same predictions and CLV as the weekly table."""
+    assert cdnow_daily.attrs["time_unit"] == "D" and cdnow_daily.index.equals(cdnow.index)
+    np.testing.assert_allclose(cdnow_daily["T"] / 7, cdnow["T"], rtol=1e-14)
+    pd.testing.assert_frame_equal(bg.predict(cdnow_daily, "39W"), bg.predict(cdnow, "39W"), rtol=1e-12)
+    np.testing.assert_allclose(bg.p_alive(cdnow_daily), bg.p_alive(cdnow), rtol=1e-12)
+    np.testing.assert_allclose(bg.conditional_expected_purchases("12M", cdnow_daily),
+                               bg.conditional_expected_purchases("12M", cdnow), rtol=1e-12)
+    pd.testing.assert_frame_equal(clv_model.predict(cdnow_daily), clv_model.predict(cdnow), rtol=1e-12)
+    weekly = clv_model.clv(cdnow, horizon="12M", discount_rate="10%/Y")
+    daily = clv_model.clv(cdnow_daily, horizon="12M", discount_rate="10%/Y")
+    pd.testing.assert_frame_equal(daily, weekly, rtol=1e-12)
+    # what a daily table read as weeks gave before: a far smaller total
+    bare = cdnow_daily.copy()
+    bare.attrs = {}
+    misread = clv_model.clv(bare, horizon="12M", discount_rate="10%/Y")
+    assert misread["clv"].sum() < 0.5 * weekly["clv"].sum()
+    # a table without attrs declares its unit with time_unit=
+    pd.testing.assert_frame_equal(clv_model.clv(bare, horizon="12M", discount_rate="10%/Y", time_unit="D"),
+                                  weekly, rtol=1e-12)
+    pd.testing.assert_frame_equal(bg.predict(bare, "39W", time_unit="1D"), bg.predict(cdnow, "39W"), rtol=1e-12)
+    np.testing.assert_allclose(bg.p_alive(frequency=bare["frequency"], recency=bare["recency"], T=bare["T"],
+                                          time_unit="D"), bg.p_alive(cdnow), rtol=1e-12)
+    np.testing.assert_allclose(
+        customer_lifetime_value(clv_model.purchases_, clv_model.spend_, bare, horizon="12M", time_unit="D")["clv"],
+        customer_lifetime_value(clv_model.purchases_, clv_model.spend_, cdnow, horizon="12M")["clv"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, d: m.predict(d, "39W", time_unit="W"),
+    lambda m, d: m.purchases_.p_alive(d, time_unit="W"),
+    lambda m, d: m.purchases_.conditional_expected_purchases(10, d, time_unit="W"),
+    lambda m, d: m.purchases_.predict(d, time_unit="W"),
+    lambda m, d: m.clv(d, time_unit="W"),
+])
+def test_declared_unit_contradicting_the_table(clv_model, cdnow_daily, call):
+    with pytest.raises(ClvInputError) as info:
+        call(clv_model, cdnow_daily)
+    err = info.value
+    assert err.argument == "time_unit" and err.value == "W"
+    assert "contradicts" in str(err) and "'D'" in str(err) and "\n" not in str(err)
+    assert err.render("--time-unit", option=True).startswith("--time-unit W: contradicts")
+
+
+# --------------------------------------------------------------------------------------------
+# models from given parameters
+# --------------------------------------------------------------------------------------------
+
+
+def test_from_params_round_trip(bg, gg, clv_model, cdnow, tmp_path):
+    bg2 = BetaGeoModel.from_params(dict(bg.params_), bg.result_.cov_params(), time_unit="W")
+    pd.testing.assert_frame_equal(bg2.predict(cdnow, "39W"), bg.predict(cdnow, "39W"), check_exact=True)
+    pd.testing.assert_series_equal(bg2.result_.bse, bg.result_.bse)
+    assert bg2.problems_ == [] and bg2.time_unit_ == "W" and bg2.result_.source == "params"
+    seq = BetaGeoModel.from_params(list(bg.params_[BG]), bg.result_.cov, time_unit="W")
+    np.testing.assert_array_equal(seq.p_alive(cdnow), bg.p_alive(cdnow))
+    gg2 = GammaGammaModel.from_params(gg.params_, gg.result_.cov)
+    np.testing.assert_array_equal(gg2.conditional_expected_spend(cdnow), gg.conditional_expected_spend(cdnow))
+
+    given = ClvModel.from_params(purchases=dict(clv_model.purchases_.params_), spend=dict(clv_model.spend_.params_),
+                                 time_unit="W", purchases_cov=clv_model.purchases_.result_.cov,
+                                 spend_cov=clv_model.spend_.result_.cov)
+    args = dict(horizon="12M", discount_rate="10%/Y", interval=0.9, n_draws=50, seed=3)
+    pd.testing.assert_frame_equal(given.clv(cdnow, **args), clv_model.clv(cdnow, **args), check_exact=True)
+    pd.testing.assert_frame_equal(given.predict(cdnow), clv_model.predict(cdnow), check_exact=True)
+    loaded = ClvModel.load(given.save(tmp_path / "given.json"))
+    pd.testing.assert_frame_equal(loaded.clv(cdnow, **args), clv_model.clv(cdnow, **args), check_exact=True)
+    assert loaded.problems_ == [] and loaded.purchases_.result_.source == "params"
+
+
+def test_from_params_without_covariance(clv_model, cdnow):
+    given = ClvModel.from_params(purchases=dict(clv_model.purchases_.params_), spend=dict(clv_model.spend_.params_))
+    assert given.time_unit_ == "W"
+    assert given.purchases_.result_.bse.isna().all() and given.spend_.result_.bse.isna().all()
+    assert given.problems_ == []  # no fit to judge: no standard errors, nothing unreliable
+    point = given.clv(cdnow, horizon="12M")
+    pd.testing.assert_frame_equal(point, clv_model.clv(cdnow, horizon="12M"), check_exact=True)
+    with pytest.raises(ClvInputError, match="parameter uncertainty is unavailable.*from_params") as info:
+        given.clv(cdnow, horizon="12M", interval=0.9)
+    assert info.value.argument == "interval"
+    assert "nan" in given.summary()
+
+
+@pytest.mark.parametrize("params, pattern", [
+    ({"r": -0.24, "alpha": 4.4, "a": 0.79, "b": 2.4}, r"r = -0.24: must be a positive finite number"),
+    ({"r": float("nan"), "alpha": 4.4, "a": 0.79, "b": 2.4}, r"r = nan: must be a positive"),
+    ({"r": 0.24, "alpha": float("inf"), "a": 0.79, "b": 2.4}, r"alpha = inf: must be a positive"),
+    ({"r": True, "alpha": 4.4, "a": 0.79, "b": 2.4}, r"r = True: must be a positive"),
+    ({"r": 0.24, "alpha": 4.4, "a": 0.79}, r"missing b"),
+    ({"r": 0.24, "alpha": 4.4, "a": 0.79, "b": 2.4, "q": 1.0}, r"unknown q"),
+    ([0.24, 4.4, 0.79], r"takes 4 parameters"),
+    ("0.24 4.4", r"must be a dict"),
+])
+def test_from_params_validates_parameters(params, pattern):
+    with pytest.raises(ClvInputError, match=pattern) as info:
+        BetaGeoModel.from_params(params, time_unit="W")
+    assert info.value.argument == "params"
+
+
+@pytest.mark.parametrize("cov, pattern", [
+    (np.eye(3), r"must be 4 x 4"),
+    (np.diag([1.0, 1.0, 1.0, np.nan]), r"non-finite"),
+    (np.eye(4) + np.triu(np.ones((4, 4)), 1) * 0.1, r"not symmetric"),
+    (-np.eye(4), r"negative variance"),
+    ([["a"] * 4] * 4, r"not a numeric matrix"),
+])
+def test_from_params_validates_covariance(cov, pattern):
+    with pytest.raises(ClvInputError, match=pattern) as info:
+        BetaGeoModel.from_params([0.24, 4.4, 0.79, 2.4], cov, time_unit="W")
+    assert info.value.argument == "cov"
+    with pytest.raises(ClvInputError, match="time unit"):
+        ClvModel.from_params(purchases=[0.24, 4.4, 0.79, 2.4], time_unit="fortnight")
+
+
+# --------------------------------------------------------------------------------------------
+# CLV with a known spend per purchase
+# --------------------------------------------------------------------------------------------
+
+
+def test_future_spend_replaces_the_spend_model(clv_model, cdnow):
+    spend = np.linspace(1.0, 50.0, len(cdnow))
+    args = dict(horizon="12M", discount_rate="10%/Y", margin=0.3)
+    ref = clv_model.clv(cdnow, **args)
+    out = clv_model.clv(cdnow, future_spend=spend, **args)
+    np.testing.assert_array_equal(out["expected_spend"], spend)
+    np.testing.assert_allclose(out["clv"], ref["clv"] / ref["expected_spend"] * spend, rtol=1e-12)
+    pd.testing.assert_frame_equal(out[["expected_purchases", "p_alive"]], ref[["expected_purchases", "p_alive"]])
+    # a column of the table, or a Series aligned by label
+    named = clv_model.clv(cdnow.assign(known=spend), future_spend="known", **args)
+    pd.testing.assert_frame_equal(named, out)
+    shuffled = pd.Series(spend, index=cdnow.index).sample(frac=1.0, random_state=0)
+    pd.testing.assert_frame_equal(clv_model.clv(cdnow, future_spend=shuffled, **args), out)
+    # no spend model needed
+    purchases_only = ClvModel().fit(cdnow[["frequency", "recency", "T"]], time_unit="W")
+    assert purchases_only.spend_ is None
+    pd.testing.assert_frame_equal(purchases_only.clv(cdnow, future_spend=spend, **args), out, rtol=1e-8)
+    direct = customer_lifetime_value(clv_model.purchases_, None, cdnow[["frequency", "recency", "T"]],
+                                     future_spend=spend, **args)
+    pd.testing.assert_frame_equal(direct, out)
+
+
+def test_future_spend_interval_draws_purchase_parameters_only(clv_model, cdnow):
+    spend = np.full(len(cdnow), 20.0)
+    out = customer_lifetime_value(clv_model.purchases_, None, cdnow, future_spend=spend, horizon="12M",
+                                  interval=0.9, n_draws=60, seed=2)
+    assert np.all(np.isfinite(out[["clv_lower", "clv_upper"]].to_numpy()))
+    assert np.all(out["clv_lower"] <= out["clv_upper"])
+    # the same draws of the purchase parameters whether or not a spend model exists
+    with_spend = clv_model.clv(cdnow, future_spend=spend, horizon="12M", interval=0.9, n_draws=60, seed=2)
+    pd.testing.assert_frame_equal(with_spend, out)
+    # spend uncertainty is not included: the band is narrower than with the spend model's draws
+    both = clv_model.clv(cdnow.assign(monetary_value=cdnow["monetary_value"]), horizon="12M", interval=0.9,
+                         n_draws=60, seed=2)
+    rel_known = ((out["clv_upper"] - out["clv_lower"]) / out["clv"]).median()
+    rel_model = ((both["clv_upper"] - both["clv_lower"]) / both["clv"]).median()
+    assert rel_known < rel_model
+
+
+@pytest.mark.parametrize("bad, pattern", [
+    (lambda n: np.full(n, -1.0), r"spend must be finite and >= 0"),
+    (lambda n: np.r_[np.full(n - 1, 2.0), np.nan], r"spend must be finite and >= 0"),
+    (lambda n: np.ones(n - 1), r"values for"),
+    (lambda n: "no_such_column", r"no such column"),
+    (lambda n: pd.Series([1.0, 2.0], index=[10**9, 10**9 + 1]), r"index does not match"),
+    (lambda n: ["a"] * n, r"must be numbers"),
+])
+def test_future_spend_validated(clv_model, cdnow, bad, pattern):
+    with pytest.raises(ClvInputError, match=pattern) as info:
+        clv_model.clv(cdnow, future_spend=bad(len(cdnow)))
+    assert info.value.argument == "future_spend"
+
+
+def test_clv_without_spend_model_or_future_spend(cdnow):
+    model = ClvModel().fit(cdnow[["frequency", "recency", "T"]], time_unit="W")
+    with pytest.raises(ClvInputError, match="no spend model.*future_spend"):
+        model.clv(cdnow)
+    with pytest.raises(ClvInputError, match="future_spend"):
+        customer_lifetime_value(model.purchases_, None, cdnow)
+
+
+# --------------------------------------------------------------------------------------------
+# unreliable fits
+# --------------------------------------------------------------------------------------------
+
+
+_DEGENERATE = {
+    "one customer": pd.DataFrame({"frequency": [2], "recency": [5.0], "T": [10.0]}),
+    "two customers": pd.DataFrame({"frequency": [2, 1], "recency": [5.0, 3.0], "T": [10.0, 12.0],
+                                   "monetary_value": [10.0, 20.0]}),
+    "identical customers": pd.DataFrame({"frequency": [3] * 400, "recency": [20.0] * 400, "T": [30.0] * 400}),
+}
+
+
+@pytest.mark.parametrize("case", list(_DEGENERATE))
+def test_unreliable_fit_is_not_a_model(case, tmp_path):
+    data = _DEGENERATE[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ClvModel().fit(data, time_unit="W")
+    problems = model.problems_
+    assert problems and all("\n" not in p for p in problems)
+    assert any(p.startswith("BG/NBD") and ("not identified" in p or "did not converge" in p) for p in problems)
+    if "monetary_value" in data:
+        assert any(p.startswith("Gamma-Gamma") for p in problems)
+    assert model.purchases_.problems_ == model.purchases_.result_.problems
+    with pytest.raises(UnreliableFitError, match="BG/NBD"):
+        model.check_reliable()
+    with pytest.raises(UnreliableFitError):
+        model.purchases_.check_reliable()
+    with pytest.raises(UnreliableFitError, match="not saved.*allow_unreliable"):
+        model.save(tmp_path / "m.json")
+    assert not (tmp_path / "m.json").exists()
+    path = model.save(tmp_path / "m.json", allow_unreliable=True)
+    doc = json.loads(path.read_text())
+    assert doc["reliable"] is False and doc["problems"] == problems
+    loaded = ClvModel.load(path)
+    assert loaded.problems_ == problems
+    assert "UNRELIABLE" in loaded.summary() and "UNRELIABLE" in repr(loaded)
+    with pytest.raises(UnreliableFitError):
+        loaded.check_reliable()
+
+
+def test_reliable_fit_has_no_problems(clv_model, bg, gg):
+    assert clv_model.problems_ == [] and bg.problems_ == [] and gg.problems_ == []
+    assert clv_model.check_reliable() is clv_model and bg.check_reliable() is bg
+
+
+def test_problems_are_derived_from_the_state(clv_model):
+    import copy
+
+    model = copy.deepcopy(clv_model)
+    model.purchases_.result_.converged = False
+    model.purchases_.result_.max_gradient = 0.25
+    assert model.problems_ == ["BG/NBD did not converge (largest gradient 0.25 after "
+                               f"{model.purchases_.result_.n_iter} iterations)"]
+    model.spend_.result_.cov[0, 0] = np.inf
+    assert model.problems_[1].startswith("Gamma-Gamma parameters not identified (singular or non-finite")
+
+
+# --------------------------------------------------------------------------------------------
+# settings from the constructor signature
+# --------------------------------------------------------------------------------------------
+
+
+def test_settings_survive_save_and_load(cdnow, tmp_path):
+    bgm = BetaGeoModel(penalizer=0.001, initial_params={"r": 0.5, "alpha": 5.0, "a": 1.0, "b": 2.0}, maxiter=150)
+    assert bgm.get_params() == {"penalizer": 0.001, "initial_params": {"r": 0.5, "alpha": 5.0, "a": 1.0, "b": 2.0},
+                                "maxiter": 150}
+    assert "maxiter=150" in repr(bgm) and "initial_params=" in repr(bgm)
+    bgm.fit(cdnow)
+    again = BetaGeoModel.from_dict(json.loads(json.dumps(bgm.to_dict())))
+    assert again.get_params() == bgm.get_params()
+    assert "maxiter=150" in repr(again)
+    gg_ = GammaGammaModel(strict=True, maxiter=77).fit(cdnow)
+    assert GammaGammaModel.from_dict(json.loads(json.dumps(gg_.to_dict()))).get_params() == gg_.get_params()
+    clv = ClvModel(penalizer=0.001, spend_penalizer=0.0, strict_spend=True)
+    assert clv.get_params() == {"penalizer": 0.001, "spend_penalizer": 0.0, "strict_spend": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        loaded = ClvModel.load(clv.fit(cdnow).save(tmp_path / "m.json"))
+    assert loaded.get_params() == clv.get_params()
+    assert clv.set_params(penalizer=0.01) is clv and clv.penalizer == 0.01
+    with pytest.raises(ClvInputError, match="no setting 'maxiter'"):
+        clv.set_params(maxiter=3)

@@ -354,3 +354,54 @@ def test_tiny_horizon_is_rate_times_time():
     for a in (0.5, 1.0, 2.0):
         value = float(np.squeeze(bgnbd.expected_purchases(3.314217854823918e-68, r, 1.0, a, 1.0)))
         assert value == pytest.approx(r * 3.314217854823918e-68, rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# the closed form near its removable singularities (a = 1; r + x - (a - 1) an integer)
+# --------------------------------------------------------------------------------------------
+
+_GRID_X = np.array([0, 1, 5, 30, 200.0])
+_GRID_T = np.array([0, 1, 10, 60.0])
+
+
+def _worst_relative_error_vs_quadrature(r, alpha, a, b):
+    x, big_t = (v.ravel() for v in np.meshgrid(_GRID_X, _GRID_T, indexing="ij"))
+    worst = 0.0
+    for t in (0.01, 1.0, 52.0, 500.0):
+        got = bgnbd._expected_if_alive(t, x, big_t, r, alpha, a, b, dedupe=False)
+        ref = bgnbd._if_alive_by_quadrature(np.full_like(x, t), x, big_t, r, alpha, a, b)
+        assert np.all(np.isfinite(got)) and np.all(ref > 0)
+        worst = max(worst, float(np.max(np.abs(got - ref) / ref)))
+    return worst
+
+
+@pytest.mark.parametrize("da", [0.0, 1e-12, -1e-9, 1e-6, -5e-5, 9.99e-4, -9.99e-4, 1.5e-3])
+@pytest.mark.parametrize("r, alpha, b", [(0.1, 50.0, 20.0), (0.5, 5.0, 0.3), (2.0, 0.5, 2.5), (10.0, 5.0, 1.0)])
+def test_expected_if_alive_near_a_equal_one(da, r, alpha, b):
+    """a within 1e-3 of 1 is interpolated in a (no quadrature for every row): <= 1e-8 relative."""
+    assert _worst_relative_error_vs_quadrature(r, alpha, 1.0 + da, b) <= 1e-8
+
+
+@pytest.mark.parametrize("d", [0.0, 1e-16, -1e-16, -1e-12, 1e-8, -1e-6, 5e-4, -9.99e-4])
+@pytest.mark.parametrize("a, m", [(0.6, 1), (1.1, 0), (1.1, 1), (1.5, 0), (3.5, -2), (3.0, 1)])
+@pytest.mark.parametrize("b", [0.3, 20.0])
+def test_expected_if_alive_near_integer_c_minus_a_minus_b(d, a, m, b):
+    """r + x - (a - 1) near an integer is scipy hyp2f1's degenerate case: interpolated in r."""
+    assert _worst_relative_error_vs_quadrature(a - 1 + m + d, 5.0, a, b) <= 1e-8
+
+
+def test_expected_purchases_in_the_degenerate_case():
+    """r = a - 1 up to rounding (0.1 and 1.1): hyp2f1 alone gave 9.558 instead of 0.92522
+    (reference: scipy.integrate.quad of the integral over the dropout probability)."""
+    assert bgnbd.expected_purchases(500.0, 0.1, 0.5, 1.1, 0.3) == pytest.approx(0.925223297602999, rel=1e-9)
+
+
+def test_near_one_cost_does_not_depend_on_quadrature():
+    """Near a = 1 the closed form serves every regular element: quadrature is not called for them."""
+    from unittest import mock
+
+    x = np.arange(50.0)
+    big_t = np.linspace(5, 60, 50)
+    with mock.patch.object(bgnbd, "_if_alive_by_quadrature", side_effect=AssertionError("quadrature used")):
+        out = bgnbd._expected_if_alive(np.array([4.0, 52.0]), x, big_t, 0.24, 4.4, 1.00005, 2.4, dedupe=False)
+    assert np.all(np.isfinite(out)) and np.all(out > 0)

@@ -4,12 +4,13 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from clv_forecast import ClvModel, simulate, summarize
 from clv_forecast.btyd import BetaGeoModel, GammaGammaModel
 from clv_forecast.cli import main
-from clv_forecast.errors import ClvInputError, DataWarning, IdentificationError
+from clv_forecast.errors import ClvInputError, DataWarning, IdentificationError, UnreliableFitError
 from clv_forecast.experiment import load_spec
 
 
@@ -60,7 +61,7 @@ def test_failed_refit_leaves_the_model_unchanged(cdnow_rfm):
     "edit, fragment",
     [
         (lambda d: d.pop("time_unit"), "incomplete or corrupt"),
-        (lambda d: d.__setitem__("settings", "nope"), "incomplete or corrupt"),
+        (lambda d: d.__setitem__("settings", "nope"), r'settings = "nope": must be an object'),
         (lambda d: d.__setitem__("format_version", "x"), "format_version"),
         (lambda d: d["bgnbd"].pop("params"), "incomplete or corrupt"),
     ],
@@ -77,11 +78,14 @@ def test_corrupt_model_files_are_one_line_errors(cdnow_rfm, tmp_path, edit, frag
 def test_saved_model_is_standard_json_even_without_standard_errors(cdnow_rfm, tmp_path):
     model = ClvModel().fit(cdnow_rfm)
     model.purchases_.result_.cov[:] = np.nan  # as after an unidentified fit
-    text = model.save(tmp_path / "m.json").read_text()
+    with pytest.raises(UnreliableFitError, match="not identified"):
+        model.save(tmp_path / "m.json")
+    text = model.save(tmp_path / "m.json", allow_unreliable=True).read_text()
     assert "NaN" not in text and "null" in text
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     loaded = ClvModel.load(tmp_path / "m.json")
     assert np.isnan(loaded.purchases_.result_.bse["r"])
+    assert loaded.problems_ == model.problems_ and json.loads(text)["reliable"] is False
 
 
 @pytest.mark.parametrize(
@@ -106,3 +110,115 @@ def test_experiment_spec_values_are_type_checked(tmp_path, capsys, toml, fragmen
 def test_penalizer_of_the_wrong_type(cdnow_rfm):
     with pytest.raises(ClvInputError, match="penalizer"):
         GammaGammaModel(penalizer="a").fit(cdnow_rfm)
+
+
+# --------------------------------------------------------------------------------------------
+# every field of a model file is checked on load
+# --------------------------------------------------------------------------------------------
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+def _set(path: str, value):
+    """An edit that sets a dotted field (list items by number) of the model document."""
+    def edit(doc):
+        *parents, last = path.split(".")
+        node = doc
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return edit
+
+
+def _drop(path: str):
+    def edit(doc):
+        *parents, last = path.split(".")
+        node = doc
+        for key in parents:
+            node = node[key]
+        del node[last]
+    return edit
+
+
+@pytest.fixture(scope="module")
+def saved_doc(cdnow_rfm) -> dict:
+    return ClvModel().fit(cdnow_rfm).to_dict()
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_set("bgnbd.params.r", -0.24), "bgnbd.params.r = -0.24: must be a positive finite number"),
+        (_set("bgnbd.params.r", None), "bgnbd.params.r = null: must be a positive finite number"),
+        (_set("bgnbd.params.alpha", "4.4"), 'bgnbd.params.alpha = "4.4": must be a positive finite number'),
+        (_set("gamma_gamma.params.q", 0), "gamma_gamma.params.q = 0: must be a positive finite number"),
+        (_set("gamma_gamma.params.p", True), "gamma_gamma.params.p = true: must be a positive finite number"),
+        (_drop("bgnbd.params.b"), "bgnbd.params.b is missing"),
+        (_set("bgnbd.params.z", 1.0), "bgnbd.params.z = 1.0: unknown parameter"),
+        (_drop("bgnbd.cov"), "bgnbd.cov is missing"),
+        (_set("bgnbd.cov", [[1.0, 0.0], [0.0, 1.0]]), "bgnbd.cov = [[1.0, 0.0], [0.0, 1.0]]: must be a 4 x 4 matrix"),
+        (_set("bgnbd.cov.0.1", 123.0), "bgnbd.cov[0][1] = 123.0: not symmetric"),
+        (_set("bgnbd.cov.1.2", "x"), 'bgnbd.cov[1][2] = "x": must be a finite number or null'),
+        (_set("gamma_gamma.cov.2", [1.0, 2.0]), "gamma_gamma.cov = "),
+        (_set("bgnbd.bse.r", 1.0), "bgnbd.bse.r = 1.0: inconsistent with the covariance"),
+        (_set("bgnbd.time_unit", "D"), "bgnbd.time_unit = \"D\": disagrees with the model's time_unit 'W'"),
+        (_set("time_unit", "fortnight"), 'time_unit = "fortnight": time unit'),
+        (_set("time_unit", 7), "time_unit = 7: must be a time unit"),
+        (_drop("time_unit"), "time_unit is missing"),
+        (_set("format_version", 0), "format_version = 0: must be a whole number from 1 to"),
+        (_set("format_version", 1.5), "format_version = 1.5: must be a whole number from 1 to"),
+        (_set("format_version", True), "format_version = true: must be a whole number"),
+        (_set("format_version", 3), "newer than this clv-forecast understands (2); upgrade clv-forecast"),
+        (_set("settings.penalizer", -1), "settings.penalizer = -1: must be a non-negative finite number"),
+        (_set("settings.strict_spend", "no"), 'settings.strict_spend = "no": must be true or false'),
+        (_set("settings.maxiter", 5), "settings.maxiter = 5: unknown setting"),
+        (_set("bgnbd.settings.maxiter", 0), "bgnbd.settings.maxiter = 0: must be a whole number >= 1"),
+        (_set("bgnbd.settings.initial_params", {"r": -1}), "bgnbd.settings.initial_params.r = -1: must be a positive"),
+        (_set("bgnbd.converged", "yes"), 'bgnbd.converged = "yes": must be true or false'),
+        (_set("bgnbd.n_rows", -1), "bgnbd.n_rows = -1: must be a whole number >= 0"),
+        (_set("bgnbd.log_likelihood", "high"), 'bgnbd.log_likelihood = "high": must be a finite number or null'),
+        (_set("gamma_gamma.model", "BG/NBD"), "gamma_gamma.model = \"BG/NBD\": expected 'Gamma-Gamma'"),
+        (_set("gamma_gamma.source", "guess"), "gamma_gamma.source = \"guess\": must be 'fit' or 'params'"),
+        (_set("training_data", 5), "training_data = 5: must be an object or null"),
+        (_set("bgnbd", None), "bgnbd = null: must be an object"),
+    ],
+)
+def test_each_corrupt_field_is_named(saved_doc, tmp_path, edit, message):
+    doc = json.loads(json.dumps(saved_doc))
+    edit(doc)
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ClvInputError) as info:
+        ClvModel.load(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: ") and message in text, text
+    assert "\n" not in text
+
+
+def test_null_covariance_entries_mean_unavailable(saved_doc, tmp_path, cdnow_rfm):
+    doc = json.loads(json.dumps(saved_doc))
+    doc["bgnbd"]["cov"] = [[None] * 4 for _ in range(4)]
+    doc["bgnbd"]["bse"] = {k: None for k in doc["bgnbd"]["bse"]}
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(doc))
+    model = ClvModel.load(path)
+    assert model.purchases_.result_.bse.isna().all()
+    assert any("not identified" in p for p in model.problems_)
+    assert np.all(np.isfinite(model.clv(cdnow_rfm, horizon="12M")["clv"]))
+
+
+def test_version_1_files_still_load(cdnow_rfm):
+    """A file written by the version-1 code (kept in tests/data) loads and predicts as it did."""
+    path = DATA / "cdnow_model_v1.json"
+    assert json.loads(path.read_text())["format_version"] == 1
+    model = ClvModel.load(path)
+    assert model.problems_ == [] and model.time_unit_ == "W"
+    assert model.get_params() == {"penalizer": 0.0, "spend_penalizer": 0.0, "strict_spend": False}
+    expected = pd.read_csv(DATA / "cdnow_model_v1_clv_head20.csv", index_col=0)
+    out = model.clv(cdnow_rfm.head(20), horizon="12M", discount_rate="10%/Y")
+    np.testing.assert_allclose(out.to_numpy(), expected.to_numpy(), rtol=1e-12)
+    # and it is rewritten as the current version
+    assert model.to_dict()["format_version"] == 2

@@ -65,19 +65,49 @@ def weights_of(data, weights, n: int, source: str) -> np.ndarray:
 
 
 def time_unit_of(data, time_unit) -> str | None:
-    """The time unit of the data: the table's own (``attrs``), or ``time_unit``; both must agree."""
+    """The time unit of the data: the table's own (``attrs["time_unit"]``, set by ``summarize``), or
+    ``time_unit`` (declared by the caller for a table or arrays without one); both must agree.
+
+    A declared unit that contradicts the table's raises :class:`ClvInputError` with
+    ``argument="time_unit"`` (units of the same length, ``"W"`` and ``"7D"``, agree).
+    """
     attrs = getattr(data, "attrs", None) or {}
     own = str(TimeUnit.parse(attrs["time_unit"])) if attrs.get("time_unit") else None
     given = None if time_unit is None else str(TimeUnit.parse(time_unit))
     if own is not None and given is not None and TimeUnit.parse(own).days != TimeUnit.parse(given).days:
-        raise ClvInputError(f"time_unit={time_unit!r} contradicts the RFM table, whose recency and T are in "
-                            f"{own!r} (its attrs); rebuild the table with summarize(time_unit=...) instead")
+        raise ClvInputError(f"contradicts the RFM table, whose recency and T are in {own!r} (its attrs); "
+                            "rebuild the table with summarize(time_unit=...) or leave time_unit out",
+                            argument="time_unit", value=time_unit)
     return given or own
+
+
+def unit_factor(source_unit, target_unit) -> tuple[float, float]:
+    """``(num, den)`` with ``value_in_target = value_in_source * num / den``: the ratio of the units'
+    lengths, taken from their multiples alone when the base unit is the same (days vs days: exact),
+    else from their lengths in days."""
+    a, b = TimeUnit.parse(source_unit), TimeUnit.parse(target_unit)
+    if a.base == b.base:
+        return a.n, b.n
+    return a.days, b.days
+
+
+def convert_times(values: np.ndarray, source_unit, target_unit) -> np.ndarray:
+    """Times (recency, T) measured in ``source_unit`` expressed in ``target_unit``."""
+    if source_unit is None or target_unit is None:
+        return values
+    num, den = unit_factor(source_unit, target_unit)
+    if num == den:
+        return values
+    return values * num / den
 
 
 @dataclass
 class RFM:
-    """Validated per-customer purchase history: frequency, recency, T (+ weights)."""
+    """Validated per-customer purchase history: frequency, recency, T (+ weights).
+
+    ``time_unit`` is the unit recency and T are expressed in: the model's, when one was given to
+    :func:`rfm_arrays` (the input's own unit was then converted to it), else the input's.
+    """
 
     frequency: np.ndarray
     recency: np.ndarray
@@ -90,9 +120,18 @@ class RFM:
 
 
 def rfm_arrays(data=None, *, frequency=None, recency=None, T=None, weights=None, time_unit=None,
-               source: str | None = None, with_weights: bool = True) -> RFM:
-    """Validate frequency/recency/T from a table or arrays (frequency >= 0 integer, 0 <= recency <= T)."""
+               model_unit=None, source: str | None = None, with_weights: bool = True) -> RFM:
+    """Validate frequency/recency/T from a table or arrays (frequency >= 0 integer, 0 <= recency <= T).
+
+    Time units: the input's unit is the table's ``attrs["time_unit"]`` or the declared
+    ``time_unit`` (they must agree, see :func:`time_unit_of`). With ``model_unit`` (a fitted
+    model's unit) and a known input unit that differs, recency and T are converted to the model's
+    unit by the ratio of the units' lengths (:func:`unit_factor`): a weekly model predicts a daily
+    table exactly as it predicts the same customers in weeks. An input without a unit is taken to
+    be in the model's unit.
+    """
     source = source or ("RFM table" if data is not None else "input")
+    unit = time_unit_of(data, time_unit)
     x = column(data, "frequency", frequency, source)
     t_x = column(data, "recency", recency, source)
     big_t = column(data, "T", T, source)
@@ -109,7 +148,11 @@ def rfm_arrays(data=None, *, frequency=None, recency=None, T=None, weights=None,
         if mask.any():
             raise _bad(name, what, mask, arr, source)
     w = weights_of(data, weights, n, source) if with_weights else np.ones(n)
-    return RFM(x, np.minimum(t_x, big_t), big_t, w, time_unit_of(data, time_unit))
+    t_x = np.minimum(t_x, big_t)
+    if model_unit is not None:
+        t_x, big_t = convert_times(t_x, unit, model_unit), convert_times(big_t, unit, model_unit)
+        unit = str(TimeUnit.parse(model_unit))
+    return RFM(x, t_x, big_t, w, unit)
 
 
 def index_by_value(x) -> tuple[np.ndarray, np.ndarray]:

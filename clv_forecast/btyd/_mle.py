@@ -18,16 +18,23 @@ included. With a penalty the (penalised) information ``-H + 2 n penalizer I`` is
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import special
 
-from ..errors import ClvInputError, ConvergenceWarning, IdentificationError, NotFittedError
+from ..errors import (ClvInputError, ConvergenceWarning, IdentificationError, NotFittedError,
+                      UnreliableFitError)
+
+#: shape parameters outside [RUNAWAY_LOW, RUNAWAY_HIGH], or any parameter with a relative standard
+#: error above RUNAWAY_LOG_SE, mark a fit whose likelihood has no interior maximum
+RUNAWAY_LOW, RUNAWAY_HIGH, RUNAWAY_LOG_SE = 1e-6, 1e5, 1e3
 
 LogLik = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
 
@@ -49,6 +56,45 @@ class MLEResult:
     penalizer: float = 0.0
     time_unit: str | None = None
     extra: dict = field(default_factory=dict)
+    max_gradient: float = float("nan")
+    source: str = "fit"  # "fit", or "params" for a model built from given parameters
+    scale_free: tuple[str, ...] = ()  # parameters without a unit (shape parameters), judged by size
+
+    @property
+    def problems(self) -> list[str]:
+        """Why these estimates cannot be trusted, one line each (empty for a reliable fit).
+
+        Derived from the state, never stored apart from it: a fit that did not converge, non-finite
+        estimates, and a covariance that is not finite (the information matrix was singular or not
+        positive definite: the data do not identify the parameters). A model built from given
+        parameters (``from_params``) has no fit to judge; without a covariance it simply has no
+        standard errors.
+        """
+        out = []
+        if not np.all(np.isfinite(self.params.to_numpy(dtype=float))):
+            out.append(f"{self.model} has non-finite parameter estimates")
+        if self.source == "params":
+            return out
+        if not self.converged:
+            grad = "unknown" if not math.isfinite(self.max_gradient) else f"{self.max_gradient:.3g}"
+            out.append(f"{self.model} did not converge (largest gradient {grad} after {self.n_iter} iterations)")
+        if not np.all(np.isfinite(self.cov)):
+            out.append(f"{self.model} parameters not identified (singular or non-finite information matrix; "
+                       "no standard errors)")
+            return out
+        # A likelihood without an interior maximum (no heterogeneity in the data: one customer,
+        # identical customers) sends shape parameters off to infinity; the optimiser then stops on a
+        # flat surface and reports success. Shape parameters are unit-free, so their size is telling;
+        # a log-scale standard error above RUNAWAY_LOG_SE says the same for any parameter.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log_se = np.sqrt(np.diag(self.cov)) / self.params.to_numpy(dtype=float)
+        runaway = [n for n, v, se in zip(self.param_names, self.params, log_se)
+                   if (n in self.scale_free and not (RUNAWAY_LOW <= v <= RUNAWAY_HIGH)) or se > RUNAWAY_LOG_SE]
+        if runaway:
+            shown = ", ".join(f"{n} = {self.params[n]:.3g}" for n in runaway)
+            out.append(f"{self.model} parameters not identified ({shown}, relative std err up to "
+                       f"{np.nanmax(log_se):.3g}: the likelihood has no interior maximum)")
+        return out
 
     @property
     def bse(self) -> pd.Series:
@@ -62,7 +108,7 @@ class MLEResult:
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Wald ``1 - alpha`` confidence intervals ``params +/- z * bse`` (natural scale)."""
-        z = stats.norm.ppf(1 - alpha / 2)
+        z = special.ndtri(1 - alpha / 2)
         return pd.DataFrame(
             {"lower": self.params - z * self.bse, "upper": self.params + z * self.bse},
             index=list(self.param_names),
@@ -124,27 +170,38 @@ class MLEResult:
             "n_iter": int(self.n_iter),
             "message": self.message,
             "penalizer": float(self.penalizer),
+            "max_gradient": float(self.max_gradient),
+            "source": self.source,
+            "problems": self.problems,
             "extra": {k: v for k, v in self.extra.items()},
         }
 
     @classmethod
     def from_dict(cls, model: str, names: Sequence[str], data: dict, time_unit: str | None) -> "MLEResult":
+        """Rebuild from :meth:`to_dict` output (validated first by :func:`check_model_dict`); null -> NaN."""
         names = tuple(names)
         return cls(
             model=model,
             param_names=names,
-            params=pd.Series([data["params"][n] for n in names], index=names, name="params"),
-            cov=np.asarray(data["cov"], dtype=float).reshape(len(names), len(names)),
-            log_likelihood=float(data["log_likelihood"]),
-            n_obs=float(data["n_obs"]),
-            n_rows=int(data["n_rows"]),
-            converged=bool(data["converged"]),
-            n_iter=int(data["n_iter"]),
+            params=pd.Series([float(data["params"][n]) for n in names], index=names, name="params"),
+            cov=np.array([[_nan(v) for v in row] for row in data["cov"]], dtype=float).reshape(len(names), len(names)),
+            log_likelihood=_nan(data.get("log_likelihood")),
+            n_obs=_nan(data.get("n_obs")),
+            n_rows=int(data.get("n_rows", 0)),
+            converged=bool(data.get("converged", True)),
+            n_iter=int(data.get("n_iter", 0)),
             message=str(data.get("message", "")),
             penalizer=float(data.get("penalizer", 0.0)),
             time_unit=time_unit,
-            extra=dict(data.get("extra", {})),
+            extra=dict(data.get("extra") or {}),
+            max_gradient=_nan(data.get("max_gradient")),
+            source=str(data.get("source", "fit")),
         )
+
+
+def _nan(value) -> float:
+    """A stored number; JSON null (an unavailable value) is NaN."""
+    return float("nan") if value is None else float(value)
 
 
 def maximize(
@@ -191,6 +248,8 @@ def maximize(
             return np.eye(k)
         return out
 
+    from scipy import optimize  # imported here only: a loaded model that predicts never needs it
+
     theta0 = np.log(np.asarray(x0, dtype=float))
     res = optimize.minimize(
         fun, theta0, jac=True, hess=hess, method="trust-exact", options={"maxiter": maxiter, "gtol": gtol}
@@ -220,6 +279,7 @@ def maximize(
         n_iter=int(res.nit),
         message=str(res.message),
         penalizer=float(penalizer),
+        max_gradient=grad_norm,
     )
 
 
@@ -263,7 +323,8 @@ def _covariance(info: np.ndarray, names: tuple[str, ...], model: str, phi: np.nd
             stacklevel=4,
         )
         return np.full((k, k), np.nan)
-    return np.linalg.inv(info)
+    cov = np.linalg.inv(info)
+    return (cov + cov.T) / 2  # an ill-conditioned inverse is symmetric only to rounding
 
 
 def require(condition: bool, message: str) -> None:
@@ -272,16 +333,312 @@ def require(condition: bool, message: str) -> None:
         raise IdentificationError(message)
 
 
-class MLEModel:
+# -- settings from the constructor signature (scikit-learn's get_params convention) --------------
+
+
+class Settings:
+    """Settings derived from the ``__init__`` signature, as scikit-learn's ``BaseEstimator`` does.
+
+    Every constructor argument is stored under its own name and is a setting: ``get_params()``
+    reads them back, and saving, loading and ``repr`` use it, so no list kept by hand can drift
+    from the constructor (a new argument is saved as soon as it exists).
+    """
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        init = cls.__init__
+        if init is object.__init__:
+            return []
+        names = []
+        for p in inspect.signature(init).parameters.values():
+            if p.name == "self":
+                continue
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise TypeError(f"{cls.__name__}: constructor arguments must be explicit (no *args/**kwargs)")
+            names.append(p.name)
+        return names  # in signature order
+
+    @classmethod
+    def _defaults(cls) -> dict:
+        return {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"}
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor arguments (settings) of this estimator, by name."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Change settings (they take effect at the next ``fit``); returns ``self``."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ClvInputError(f"{type(self).__name__} has no setting {name!r}; settings are: {', '.join(valid)}",
+                                    argument=name, value=value)
+            setattr(self, name, value)
+        return self
+
+    def _settings_text(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+
+
+def plain_setting(value):
+    """A setting as JSON-ready data (a mapping of parameters becomes a dict of floats)."""
+    if isinstance(value, (Mapping, pd.Series)):
+        return {str(k): float(v) for k, v in dict(value).items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# -- validation of given parameters and of stored model documents ---------------------------------
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def param_vector(params, names: Sequence[str], model: str, argument: str = "params") -> np.ndarray:
+    """Given parameters (a mapping by name, or a sequence in the order ``names``) as a checked vector."""
+    names = tuple(names)
+    if isinstance(params, (Mapping, pd.Series)):
+        params = dict(params)
+        missing = [n for n in names if n not in params]
+        unknown = [str(k) for k in params if k not in names]
+        if missing or unknown:
+            what = (f"missing {', '.join(missing)}" if missing else "") + ("; " if missing and unknown else "") \
+                + (f"unknown {', '.join(unknown)}" if unknown else "")
+            raise ClvInputError(f"{model} parameters are {', '.join(names)}: {what}", argument=argument, value=params)
+        values = [params[n] for n in names]
+    elif isinstance(params, (str, bytes)) or not isinstance(params, Sequence | np.ndarray):
+        raise ClvInputError(f"{model} parameters must be a dict by name or a sequence ({', '.join(names)})",
+                            argument=argument, value=params)
+    else:
+        values = list(np.asarray(params, dtype=object).ravel())
+        if len(values) != len(names):
+            raise ClvInputError(f"{model} takes {len(names)} parameters ({', '.join(names)}), got {len(values)}",
+                                argument=argument, value=params)
+    for name, value in zip(names, values):
+        if not (_is_number(value) and math.isfinite(float(value)) and float(value) > 0):
+            raise ClvInputError(f"{model} parameter {name} = {value!r}: must be a positive finite number",
+                                argument=argument, value=params)
+    return np.array([float(v) for v in values])
+
+
+def cov_matrix(cov, names: Sequence[str], model: str, argument: str = "cov") -> np.ndarray:
+    """A given covariance (k x k array, or a DataFrame labelled by parameter): finite, symmetric,
+    non-negative variances; ``None`` is an unavailable covariance (all NaN: no standard errors)."""
+    k = len(names)
+    if cov is None:
+        return np.full((k, k), np.nan)
+    if isinstance(cov, pd.DataFrame):
+        try:
+            cov = cov.loc[list(names), list(names)]
+        except KeyError:
+            raise ClvInputError(f"{model} covariance must be labelled by {', '.join(names)}",
+                                argument=argument, value="DataFrame") from None
+    try:
+        c = np.asarray(cov, dtype=float)
+    except (TypeError, ValueError):
+        raise ClvInputError(f"{model} covariance is not a numeric matrix", argument=argument, value=cov) from None
+    if c.shape != (k, k):
+        raise ClvInputError(f"{model} covariance must be {k} x {k} ({', '.join(names)}), got shape {c.shape}",
+                            argument=argument, value="array")
+    if not np.all(np.isfinite(c)):
+        raise ClvInputError(f"{model} covariance has non-finite entries", argument=argument, value="array")
+    if not np.allclose(c, c.T, rtol=1e-8, atol=0):
+        raise ClvInputError(f"{model} covariance is not symmetric", argument=argument, value="array")
+    if np.any(np.diag(c) < 0):
+        raise ClvInputError(f"{model} covariance has a negative variance", argument=argument, value="array")
+    return c
+
+
+class Fields:
+    """One-line errors about a stored document's fields: ``source: path.to.field = value: reason``."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, field_name: str, value, reason: str):
+        text = json.dumps(value, default=str) if not isinstance(value, float) or math.isfinite(value) else repr(value)
+        text = text if len(text) <= 60 else text[:57] + "..."
+        raise ClvInputError(f"{self.source}: {field_name} = {text}: {reason}")
+
+    def missing(self, field_name: str):
+        raise ClvInputError(f"{self.source}: {field_name} is missing (the model file is incomplete or corrupt)")
+
+    def get(self, data: dict, key: str, where: str, required: bool = True, default=None):
+        if key not in data:
+            if required:
+                self.missing(_join(where, key))
+            return default
+        return data[key]
+
+    def positive(self, where: str, value) -> float:
+        if not (_is_number(value) and math.isfinite(float(value)) and float(value) > 0):
+            self.fail(where, value, "must be a positive finite number")
+        return float(value)
+
+    def non_negative(self, where: str, value, nullable: bool = False) -> float:
+        if value is None and nullable:
+            return float("nan")
+        if not (_is_number(value) and math.isfinite(float(value)) and float(value) >= 0):
+            self.fail(where, value, "must be a non-negative finite number" + (" or null" if nullable else ""))
+        return float(value)
+
+    def number(self, where: str, value, nullable: bool = True) -> float:
+        if value is None and nullable:
+            return float("nan")
+        if not (_is_number(value) and math.isfinite(float(value))):
+            self.fail(where, value, "must be a finite number" + (" or null" if nullable else ""))
+        return float(value)
+
+    def integer(self, where: str, value, low: int = 0) -> int:
+        if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low):
+            self.fail(where, value, f"must be a whole number >= {low}")
+        return int(value)
+
+    def boolean(self, where: str, value) -> bool:
+        if not isinstance(value, bool):
+            self.fail(where, value, "must be true or false")
+        return value
+
+    def text(self, where: str, value) -> str:
+        if not isinstance(value, str):
+            self.fail(where, value, "must be text")
+        return value
+
+    def mapping(self, where: str, value, nullable: bool = False) -> dict:
+        if value is None and nullable:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(where, value, "must be an object" + (" or null" if nullable else ""))
+        return value
+
+    def setting(self, where: str, value, default, param_names: Sequence[str]):
+        """A constructor setting, checked against the type of its default."""
+        if isinstance(default, bool):
+            return self.boolean(where, value)
+        if isinstance(default, int):
+            return self.integer(where, value, low=1)
+        if isinstance(default, float):
+            return self.non_negative(where, value)
+        if default is None:  # initial_params: null or a dict of positive numbers by parameter
+            if value is None:
+                return None
+            self.mapping(where, value)
+            for name, v in value.items():
+                if name not in param_names:
+                    self.fail(_join(where, name), v, f"unknown parameter (parameters are {', '.join(param_names)})")
+                self.positive(_join(where, name), v)
+            return dict(value)
+        return value
+
+    def settings(self, cls, where: str, value) -> dict:
+        value = self.mapping(where, value, nullable=True)
+        defaults = cls._defaults()
+        out = {}
+        for name, v in value.items():
+            if name not in defaults:
+                self.fail(_join(where, name), v, f"unknown setting (settings are {', '.join(defaults)})")
+            out[name] = self.setting(_join(where, name), v, defaults[name], getattr(cls, "param_names", ()))
+        return out
+
+    def unit(self, where: str, value):
+        from ..units import TimeUnit
+
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            self.fail(where, value, "must be a time unit such as 'W'")
+        try:
+            return TimeUnit.parse(value)
+        except ClvInputError as exc:
+            self.fail(where, value, exc.reason)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def check_model_dict(cls, data, fields: Fields, where: str = "") -> dict:
+    """Validate one stored sub-model (the output of :meth:`MLEModel.to_dict`); returns its settings.
+
+    Every parameter positive and finite; ``cov`` a k x k matrix of numbers or nulls (null: not
+    available), symmetric to 1e-8 relative, with non-negative variances; ``bse`` (when stored)
+    consistent with its diagonal; fit statistics of the right types. Raises a one-line
+    :class:`ClvInputError` naming the field.
+    """
+    names = cls.param_names
+    k = len(names)
+    fields.mapping(where or "model", data)
+    if "model" in data and data["model"] != cls.name:
+        fields.fail(_join(where, "model"), data["model"], f"expected {cls.name!r}")
+    params = fields.mapping(_join(where, "params"), fields.get(data, "params", where))
+    for name in names:
+        fields.positive(_join(where, f"params.{name}"), fields.get(params, name, _join(where, "params")))
+    for name in params:
+        if name not in names:
+            fields.fail(_join(where, f"params.{name}"), params[name], f"unknown parameter (parameters are {', '.join(names)})")
+    cov = fields.get(data, "cov", where)
+    if not (isinstance(cov, list) and len(cov) == k and all(isinstance(row, list) and len(row) == k for row in cov)):
+        fields.fail(_join(where, "cov"), cov, f"must be a {k} x {k} matrix ({', '.join(names)})")
+    c = np.array([[fields.number(_join(where, f"cov[{i}][{j}]"), v) for j, v in enumerate(row)]
+                  for i, row in enumerate(cov)])
+    for i in range(k):
+        if math.isfinite(c[i, i]) and c[i, i] < 0:
+            fields.fail(_join(where, f"cov[{i}][{i}]"), cov[i][i], "a variance cannot be negative")
+        for j in range(i + 1, k):
+            u, v = c[i, j], c[j, i]
+            same = (math.isnan(u) and math.isnan(v)) or abs(u - v) <= 1e-8 * max(abs(u), abs(v))
+            if not same:
+                fields.fail(_join(where, f"cov[{i}][{j}]"), cov[i][j], f"not symmetric (cov[{j}][{i}] = {cov[j][i]})")
+    if "bse" in data:
+        bse = fields.mapping(_join(where, "bse"), data["bse"])
+        for i, name in enumerate(names):
+            se = fields.non_negative(_join(where, f"bse.{name}"), fields.get(bse, name, _join(where, "bse")), nullable=True)
+            expected = math.sqrt(c[i, i]) if math.isfinite(c[i, i]) else float("nan")
+            if math.isnan(se) != math.isnan(expected) or (
+                    not math.isnan(se) and abs(se - expected) > 1e-8 * max(se, expected)):
+                fields.fail(_join(where, f"bse.{name}"), bse[name],
+                            f"inconsistent with the covariance (sqrt of its diagonal is {expected:.10g})")
+    for key, check in (("log_likelihood", fields.number), ("max_gradient", fields.number)):
+        if key in data:
+            check(_join(where, key), data[key])
+    if "n_obs" in data:
+        fields.non_negative(_join(where, "n_obs"), data["n_obs"], nullable=True)
+    for key in ("n_rows", "n_iter"):
+        if key in data:
+            fields.integer(_join(where, key), data[key])
+    if "converged" in data:
+        fields.boolean(_join(where, "converged"), data["converged"])
+    if "message" in data:
+        fields.text(_join(where, "message"), data["message"])
+    if "penalizer" in data:
+        fields.non_negative(_join(where, "penalizer"), data["penalizer"])
+    if "extra" in data:
+        fields.mapping(_join(where, "extra"), data["extra"], nullable=True)
+    if "source" in data and data["source"] not in ("fit", "params"):
+        fields.fail(_join(where, "source"), data["source"], "must be 'fit' or 'params'")
+    if "problems" in data and not (isinstance(data["problems"], list) and all(isinstance(p, str) for p in data["problems"])):
+        fields.fail(_join(where, "problems"), data["problems"], "must be a list of text")
+    fields.unit(_join(where, "time_unit"), data.get("time_unit"))
+    if "settings" in data:  # format version 2: the constructor's arguments in one object
+        return fields.settings(cls, _join(where, "settings"), data["settings"])
+    # format version 1: settings stored beside the fit statistics
+    defaults = cls._defaults()
+    legacy = {k: data[k] for k in defaults if k in data}
+    return fields.settings(cls, where, legacy)
+
+
+class MLEModel(Settings):
     """State shared by the fitted models: settings in, ``params_``/``result_`` out (scikit-learn style).
 
-    Subclasses set ``name``, ``param_names`` and ``settings`` (the constructor arguments saved
-    with the model) and call :meth:`_store` at the end of ``fit``.
+    Subclasses set ``name`` and ``param_names``; their settings are their constructor's arguments
+    (:class:`Settings`). ``fit`` ends with :meth:`_store`.
     """
 
     name = "model"
     param_names: tuple[str, ...] = ()
-    settings: tuple[str, ...] = ("penalizer",)
+    scale_free_params: tuple[str, ...] = ()  # shape parameters (no unit of time or money)
 
     def _check_penalizer(self) -> None:
         if isinstance(self.penalizer, bool) or not isinstance(self.penalizer, (int, float, np.number)) \
@@ -295,6 +652,7 @@ class MLEModel:
 
     def _store(self, result: MLEResult, time_unit: str | None) -> None:
         result.time_unit = time_unit
+        result.scale_free = tuple(self.scale_free_params)
         self.result_ = result
         self.params_ = result.params
         self.log_likelihood_ = result.log_likelihood
@@ -306,23 +664,65 @@ class MLEModel:
             raise NotFittedError(f"This {type(self).__name__} is not fitted yet: call fit() or load a saved model first.")
         return tuple(float(self.params_[k]) for k in self.param_names)
 
+    @classmethod
+    def from_params(cls, params, cov=None, *, time_unit=None):
+        """A model with given parameters instead of a fit (e.g. published or elsewhere estimated values).
+
+        ``params`` is a dict by name or a sequence in the order of ``param_names``; every value a
+        positive finite number. ``cov`` (k x k array or a DataFrame labelled by parameter) gives the
+        standard errors and CLV intervals; without it they are NaN and intervals are unavailable.
+        ``time_unit`` is the unit of the parameters' time scale (``alpha`` of BG/NBD is in it).
+        """
+        from ..units import TimeUnit
+
+        phi = param_vector(params, cls.param_names, cls.name)
+        c = cov_matrix(cov, cls.param_names, cls.name)
+        unit = None if time_unit is None else str(TimeUnit.parse(time_unit))
+        result = MLEResult(
+            model=cls.name, param_names=tuple(cls.param_names),
+            params=pd.Series(phi, index=cls.param_names, name="params"), cov=c,
+            log_likelihood=float("nan"), n_obs=float("nan"), n_rows=0, converged=True, n_iter=0,
+            message="parameters given, not fitted", source="params",
+        )
+        model = cls()
+        model._store(result, unit)
+        return model
+
+    @property
+    def problems_(self) -> list[str]:
+        """Reasons not to trust the fit (did not converge, not identified), one line each; [] if none."""
+        self._check_fitted()
+        return self.result_.problems
+
+    def check_reliable(self):
+        """Raise :class:`UnreliableFitError` listing :attr:`problems_`; return ``self`` when there are none."""
+        problems = self.problems_
+        if problems:
+            raise UnreliableFitError("unreliable fit: " + "; ".join(problems))
+        return self
+
     def summary(self) -> str:
         self._check_fitted()
         return self.result_.summary()
 
     def to_dict(self) -> dict:
         self._check_fitted()
-        return {"model": self.name, **{k: getattr(self, k) for k in self.settings}, "time_unit": self.time_unit_,
-                **self.result_.to_dict()}
+        return {"model": self.name, "settings": {k: plain_setting(v) for k, v in self.get_params().items()},
+                "time_unit": self.time_unit_, **self.result_.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: dict):
-        model = cls(**{k: data[k] for k in cls.settings if k in data})
-        model._store(MLEResult.from_dict(cls.name, cls.param_names, data, data.get("time_unit")), data.get("time_unit"))
+    def from_dict(cls, data: dict, source: str = "model", where: str = ""):
+        """Rebuild a model saved by :meth:`to_dict`; every field is checked first (one-line
+        :class:`ClvInputError` naming ``source`` and the field)."""
+        settings = check_model_dict(cls, data, Fields(source), where)
+        model = cls(**settings)
+        unit = data.get("time_unit")
+        unit = None if unit is None else str(Fields(source).unit(_join(where, "time_unit"), unit))
+        model._store(MLEResult.from_dict(cls.name, cls.param_names, data, unit), unit)
         return model
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.settings)
+        settings = self._settings_text()
         if hasattr(self, "params_"):
             params = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
             return f"<{type(self).__name__} fitted: {params}; time unit {self.time_unit_}; {settings}>"

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from ..errors import ClvInputError
 from ..units import Duration
@@ -213,10 +213,11 @@ def _bracket_forms(t, x, T, r, alpha, a, b) -> np.ndarray:
     2. the paper's form, bounded as z -> 1 when r+x < a-1;
     3. Pfaff, ``2F1(r+x, a-1; a+b+x-1; -t/(alpha+T))``: no power prefactor at all.
 
-    Where ``hyp2f1`` fails in all three (it returns NaN for some large ``b`` with z near 1), where
-    the result is below 1e-8 (``1 - value`` has cancelled most digits) and for ``a`` within 1e-4
-    of 1 (the 0/0 of the ``1/(a-1)`` factor), the value comes from the integral over the dropout
-    probability, :func:`_if_alive_by_quadrature`, which has none of these problems.
+    Where ``hyp2f1`` fails in all three (it returns NaN for some large ``b`` with z near 1) and
+    where the result is below 1e-6 (``1 - value`` has cancelled ~10 of its digits), the value comes from
+    the integral over the dropout probability, :func:`_if_alive_by_quadrature`, which has none of
+    these problems. For ``a`` near 1 (the 0/0 of the ``1/(a-1)`` factor) and ``c - A - B`` near an integer see
+    :func:`_if_alive_closed_form`.
     """
     t, x, T = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (t, x, T)))
     z = t / (alpha + T + t)
@@ -281,12 +282,84 @@ def _if_alive_by_quadrature(t, x, T, r, alpha, a, b) -> np.ndarray:
     return h @ w
 
 
+#: within this distance of a removable singularity of the closed form (a = 1; r + x - (a-1) an
+#: integer) the closed form is evaluated at nodes WINDOW and 2 WINDOW away and interpolated
+WINDOW = 1e-3
+_NODES = np.array([-2.0, -1.0, 1.0, 2.0])
+
+
+def _if_alive_hypergeometric(t, x, T, r, alpha, a, b) -> tuple[np.ndarray, np.ndarray]:
+    """``(a+b+x-1)/(a-1) * bracket`` (a != 1) and the mask of elements where it cannot be trusted:
+    non-finite, or a bracket below 1e-6 ("1 - value" has lost ~10 digits to cancellation: tiny t);
+    the bracket has the sign of ``a - 1`` and the expectation is positive."""
+    bracket = _bracket_forms(t, x, T, r, alpha, a, b)
+    signed = bracket * np.sign(a - 1.0)
+    hard = ~np.isfinite(signed) | (signed < 1e-6)
+    return (a + b + x - 1) / (a - 1) * np.where(hard, 0.0, bracket), hard
+
+
+def lagrange_weights(nodes: np.ndarray, at: float) -> np.ndarray:
+    """Weights ``w_k`` with ``f(at) ~ sum_k w_k f(nodes_k)`` (polynomial interpolation through the nodes)."""
+    w = np.ones(len(nodes))
+    for k in range(len(nodes)):
+        for j in range(len(nodes)):
+            if j != k:
+                w[k] *= (at - nodes[j]) / (nodes[k] - nodes[j])
+    return w
+
+
+def _interpolated(evaluate, centre: float, at: float, t) -> tuple[np.ndarray, np.ndarray]:
+    """Cubic interpolation at ``at`` of ``evaluate(node)`` over the nodes ``centre + WINDOW * (-2, -1, 1, 2)``;
+    an element is hard (see :func:`_if_alive_hypergeometric`) when it is hard at any node."""
+    weights = lagrange_weights(_NODES, (at - centre) / WINDOW)
+    total = np.zeros(np.shape(t))
+    hard = np.zeros(np.shape(t), dtype=bool)
+    for node, weight in zip(centre + WINDOW * _NODES, weights):
+        value, bad = evaluate(node)
+        total += weight * value
+        hard |= bad
+    return total, hard
+
+
+def _if_alive_closed_form(t, x, T, r, alpha, a, b) -> tuple[np.ndarray, np.ndarray]:
+    r"""The hypergeometric form, made safe near its two removable singularities by interpolation.
+
+    * ``a = 1``: the closed form divides by ``a - 1`` (0/0).
+    * ``r + x - (a - 1)`` an integer: ``c - A - B`` of every form is that integer, the degenerate
+      (logarithmic) case of ``2F1`` at ``z -> 1`` where ``scipy.special.hyp2f1`` loses up to all of
+      its digits (9x too large at ``r = 0.1, a = 1.1, b = 0.3, t = 500``). ``x`` is a whole
+      number, so this is a property of ``(r, a)`` alone.
+
+    The expectation is analytic in ``a`` and ``r`` (an integral over ``p ~ Beta(a, b+x)`` and
+    ``lambda ~ Gamma(r+x, alpha+T)``). Within ``WINDOW`` of a singular point it is evaluated at the
+    four nodes ``singular + WINDOW * (-2, -1, 1, 2)``, where the forms are accurate, and
+    interpolated (cubic): error at most ``4 WINDOW^4 / 24`` times the fourth derivative, ~2e-13
+    relative for derivatives of the function's own size. At most 4 (16 near both points)
+    evaluations per element whatever the parameters: the cost does not depend on where a
+    parameter draw lands.
+    """
+    if abs(a - 1.0) < WINDOW:
+        return _interpolated(lambda node: _if_alive_r_safe(t, x, T, r, alpha, node, b), 1.0, a, t)
+    return _if_alive_r_safe(t, x, T, r, alpha, a, b)
+
+
+def _if_alive_r_safe(t, x, T, r, alpha, a, b) -> tuple[np.ndarray, np.ndarray]:
+    """The hypergeometric form at ``a != 1``, interpolated in ``r`` near an integer ``c - A - B``."""
+    shift = r - (a - 1.0)
+    r0 = r - (shift - round(shift))  # the nearest r with an integer c - A - B
+    if abs(r - r0) < WINDOW and r0 > 2.5 * WINDOW:
+        return _interpolated(lambda node: _if_alive_hypergeometric(t, x, T, node, alpha, a, b), r0, r, t)
+    return _if_alive_hypergeometric(t, x, T, r, alpha, a, b)
+
+
 def _expected_if_alive(t, x, T, r, alpha, a, b, dedupe: bool = True) -> np.ndarray:
     """``(a+b+x-1)/(a-1) * bracket``: expected purchases in (T, T+t] of a customer still active.
 
     Depends on (x, T, t) only, not on recency: for large inputs it is evaluated once per distinct
     (x, T) pair (``dedupe=False`` when the rows are distinct already). ``t`` may be a vector of
-    horizons: the result then has one column per horizon.
+    horizons: the result then has one column per horizon. Near its removable singularities the
+    closed form is interpolated (:func:`_if_alive_closed_form`); quadrature
+    (:func:`_if_alive_by_quadrature`) serves only the elements where the hypergeometric forms fail.
     """
     t = np.asarray(t, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
@@ -299,15 +372,7 @@ def _expected_if_alive(t, x, T, r, alpha, a, b, dedupe: bool = True) -> np.ndarr
         x, T = x[:, None], T[:, None]
     shape = np.broadcast_shapes(t.shape, x.shape, T.shape)
     tt, xx, TT = (np.broadcast_to(v, shape).ravel() for v in (t, x, T))
-    out = np.zeros(tt.shape)
-    hard = np.zeros(tt.shape, dtype=bool) if abs(a - 1.0) >= 1e-4 else np.ones(tt.shape, dtype=bool)
-    if not hard.all():
-        bracket = _bracket_forms(tt, xx, TT, r, alpha, a, b)
-        # Non-finite, or so small that "1 - value" has lost its digits to cancellation (tiny t):
-        # (the bracket has the sign of a - 1; the expectation is positive)
-        signed = bracket * np.sign(a - 1.0)
-        hard = ~np.isfinite(signed) | (signed < 1e-8)
-        out = (a + b + xx - 1) / (a - 1) * np.where(hard, 0.0, bracket)
+    out, hard = _if_alive_closed_form(tt, xx, TT, r, alpha, a, b)
     if hard.any():
         out[hard] = _if_alive_by_quadrature(tt[hard], xx[hard], TT[hard], r, alpha, a, b)
     return np.where(tt == 0, 0.0, out).reshape(shape)
@@ -334,21 +399,39 @@ def conditional_expected_purchases(t, frequency, recency, T, r, alpha, a, b) -> 
     return alive * if_alive
 
 
+def _nbinom_logpmf(n, r, t, alpha):
+    r"""``ln P(N = n)`` for ``N ~ NB(r, alpha/(alpha+t))``:
+    ``ln Gamma(r+n) - ln Gamma(r) - ln n! + r ln(alpha/(alpha+t)) + n ln(t/(alpha+t))``.
+
+    Both probabilities are formed from ``t`` and ``alpha`` directly (no ``1 - p`` cancellation).
+    """
+    return (special.gammaln(r + n) - special.gammaln(r) - special.gammaln(n + 1)
+            - r * np.log1p(t / alpha) + special.xlogy(n, t / (alpha + t)))
+
+
+def _nbinom_logsf_below(n, r, t, alpha):
+    r"""``ln P(N >= n)`` for ``N ~ NB(r, alpha/(alpha+t))`` and ``n >= 1``: the regularised incomplete
+    beta function ``I_{t/(alpha+t)}(n, r)`` (the negative binomial's upper tail)."""
+    return np.log(special.betainc(n, r, t / (alpha + t)))
+
+
 def prob_purchases(n, t, r, alpha, a, b) -> np.ndarray:
     r"""P(X(t) = n) for a customer just acquired (FHL 2005, eq. 8), in log space.
 
     .. math:: \frac{B(a, b+n)}{B(a,b)}\,\mathrm{NB}(n; r, \tfrac{\alpha}{\alpha+t})
               + \delta_{n>0}\frac{B(a+1, b+n-1)}{B(a,b)}\,P(\mathrm{NB}(r, \tfrac{\alpha}{\alpha+t}) \ge n)
+
+    The negative-binomial terms come from ``scipy.special`` (``gammaln``, ``xlogy``, ``betainc``),
+    not ``scipy.stats`` (which costs over a second to import).
     """
     n = np.asarray(n, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
-    prob = alpha / (alpha + t)
-    first = special.betaln(a, b + n) - special.betaln(a, b) + stats.nbinom.logpmf(n, r, prob)
     with np.errstate(divide="ignore", invalid="ignore"):
+        first = special.betaln(a, b + n) - special.betaln(a, b) + _nbinom_logpmf(n, r, t, alpha)
         second = np.where(
             n > 0,
             special.betaln(a + 1, np.maximum(b + n - 1, 1e-300)) - special.betaln(a, b)
-            + stats.nbinom.logsf(n - 1, r, prob),
+            + _nbinom_logsf_below(np.maximum(n, 1.0), r, t, alpha),
             -np.inf,
         )
     return np.exp(np.logaddexp(first, second))
@@ -377,6 +460,7 @@ class BetaGeoModel(_mle.MLEModel):
 
     name = "BG/NBD"
     param_names = PARAM_NAMES
+    scale_free_params = ("r", "a", "b")
 
     def __init__(self, penalizer: float = 0.0, initial_params: dict | None = None, maxiter: int = 200) -> None:
         self.penalizer = penalizer
@@ -427,28 +511,36 @@ class BetaGeoModel(_mle.MLEModel):
         """P(X(t) = n) for a newly acquired customer."""
         return prob_purchases(n, self._horizon(t), *self._check_fitted())
 
-    def _rfm(self, data, frequency, recency, T) -> RFM:
-        return rfm_arrays(data, frequency=frequency, recency=recency, T=T, with_weights=False)
+    def _rfm(self, data, frequency, recency, T, time_unit) -> RFM:
+        """Validated inputs with recency and T in the model's time unit (converted from the table's
+        unit, ``attrs["time_unit"]``, or the declared ``time_unit``, when it differs)."""
+        return rfm_arrays(data, frequency=frequency, recency=recency, T=T, time_unit=time_unit,
+                          model_unit=self.time_unit_, with_weights=False)
 
-    def conditional_expected_purchases(self, t, data=None, *, frequency=None, recency=None, T=None):
-        """Expected purchases in (T, T+t] per customer."""
-        params = self._check_fitted()
-        rfm = self._rfm(data, frequency, recency, T)
-        return conditional_expected_purchases(self._horizon(t), rfm.frequency, rfm.recency, rfm.T, *params)
+    def conditional_expected_purchases(self, t, data=None, *, frequency=None, recency=None, T=None, time_unit=None):
+        """Expected purchases in (T, T+t] per customer.
 
-    def p_alive(self, data=None, *, frequency=None, recency=None, T=None):
-        """P(customer still active at T)."""
-        params = self._check_fitted()
-        rfm = self._rfm(data, frequency, recency, T)
-        return p_alive(rfm.frequency, rfm.recency, rfm.T, *params)
-
-    def predict(self, data, horizon="39W") -> pd.DataFrame:
-        """Per customer: ``expected_purchases`` in (T, T+horizon] and ``p_alive``, indexed like ``data``.
-
-        Each distinct (frequency, T) pair's hypergeometric term is evaluated once.
+        ``time_unit`` declares the unit of recency and T for input without ``attrs["time_unit"]``;
+        inputs in another unit than the model's are converted (see :func:`rfm_arrays`).
         """
         params = self._check_fitted()
-        rfm = self._rfm(data, None, None, None)
+        rfm = self._rfm(data, frequency, recency, T, time_unit)
+        return conditional_expected_purchases(self._horizon(t), rfm.frequency, rfm.recency, rfm.T, *params)
+
+    def p_alive(self, data=None, *, frequency=None, recency=None, T=None, time_unit=None):
+        """P(customer still active at T); ``time_unit`` as in :meth:`conditional_expected_purchases`."""
+        params = self._check_fitted()
+        rfm = self._rfm(data, frequency, recency, T, time_unit)
+        return p_alive(rfm.frequency, rfm.recency, rfm.T, *params)
+
+    def predict(self, data, horizon="39W", *, time_unit=None) -> pd.DataFrame:
+        """Per customer: ``expected_purchases`` in (T, T+horizon] and ``p_alive``, indexed like ``data``.
+
+        Each distinct (frequency, T) pair's hypergeometric term is evaluated once. ``time_unit``
+        declares the table's unit when it has no ``attrs["time_unit"]``.
+        """
+        params = self._check_fitted()
+        rfm = self._rfm(data, None, None, None, time_unit)
         h = float(self._horizon(horizon))
 
         alive = p_alive(rfm.frequency, rfm.recency, rfm.T, *params)

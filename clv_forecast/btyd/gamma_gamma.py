@@ -157,7 +157,7 @@ class GammaGammaModel(_mle.MLEModel):
 
     name = "Gamma-Gamma"
     param_names = PARAM_NAMES
-    settings = ("penalizer", "strict")
+    scale_free_params = ("p", "q")
 
     def __init__(self, penalizer: float = 0.0, strict: bool = False, initial_params: dict | None = None,
                  maxiter: int = 200) -> None:

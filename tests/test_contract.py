@@ -1,0 +1,182 @@
+"""The estimator contract, checked for every estimator alike (as scikit-learn's estimator_checks does).
+
+Each estimator is described once in ``SPECS`` (how to build it with non-default settings, fit it,
+predict with it and break a refit); every check runs on all of them, so a new model is tested by
+adding one entry.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clv_forecast.btyd import BetaGeoModel, GammaGammaModel
+from clv_forecast.errors import IdentificationError, NotFittedError
+from clv_forecast.model import ClvModel
+
+
+@dataclass
+class Spec:
+    cls: type
+    settings: dict  # non-default constructor arguments
+    fit: Callable  # (estimator, table) -> estimator
+    predict: Callable  # (estimator, table) -> DataFrame
+    from_params: Callable  # fitted estimator -> a new estimator built from its parameters
+    from_dict: Callable  # document -> estimator
+    breaking: Callable  # table -> data on which fit raises
+
+
+def _no_repeat_buyers(rfm):
+    return rfm.assign(frequency=0, recency=0.0)
+
+
+def _constant_spend(rfm):
+    return rfm.assign(frequency=np.where(rfm["frequency"] > 0, 1, 0),
+                      monetary_value=np.where(rfm["frequency"] > 0, 10.0, 0.0))
+
+
+SPECS = {
+    "BetaGeoModel": Spec(
+        BetaGeoModel,
+        {"penalizer": 0.001, "initial_params": {"r": 0.5, "alpha": 5.0, "a": 0.9, "b": 2.0}, "maxiter": 150},
+        lambda m, d: m.fit(d),
+        lambda m, d: m.predict(d, "39W"),
+        lambda m: BetaGeoModel.from_params(dict(m.params_), m.result_.cov_params(), time_unit=m.time_unit_),
+        BetaGeoModel.from_dict,
+        _no_repeat_buyers,
+    ),
+    "GammaGammaModel": Spec(
+        GammaGammaModel,
+        {"penalizer": 0.0, "strict": True, "initial_params": None, "maxiter": 120},
+        lambda m, d: m.fit(d),
+        lambda m, d: m.predict(d),
+        lambda m: GammaGammaModel.from_params(m.params_, m.result_.cov, time_unit=m.time_unit_),
+        GammaGammaModel.from_dict,
+        _constant_spend,
+    ),
+    "ClvModel": Spec(
+        ClvModel,
+        {"penalizer": 0.001, "spend_penalizer": 0.0, "strict_spend": True},
+        lambda m, d: m.fit(d),
+        lambda m, d: m.clv(d, horizon="12M", discount_rate="10%/Y"),
+        lambda m: ClvModel.from_params(purchases=dict(m.purchases_.params_), spend=dict(m.spend_.params_),
+                                       time_unit=m.time_unit_, purchases_cov=m.purchases_.result_.cov,
+                                       spend_cov=m.spend_.result_.cov),
+        ClvModel.from_dict,
+        _constant_spend,
+    ),
+}
+
+pytestmark = pytest.mark.parametrize("name", list(SPECS))
+
+
+@pytest.fixture(scope="module")
+def fitted(cdnow_rfm):
+    """One fitted estimator per spec (fitting is the slow part), shared by the checks."""
+    return {name: spec.fit(spec.cls(**spec.settings), cdnow_rfm) for name, spec in SPECS.items()}
+
+
+def test_constructor_stores_settings_only(name):
+    spec = SPECS[name]
+    est = spec.cls(**spec.settings)
+    assert vars(est) == spec.settings  # nothing computed, nothing renamed
+    for key, value in spec.settings.items():
+        assert getattr(est, key) is value  # stored as given, not copied or validated
+    assert not [k for k in vars(est) if k.endswith("_")]
+    assert set(spec.cls()._get_param_names()) == set(spec.settings)
+
+
+def test_fit_returns_self_and_keeps_settings(name, cdnow_rfm):
+    spec = SPECS[name]
+    est = spec.cls(**spec.settings)
+    assert spec.fit(est, cdnow_rfm) is est
+    assert est.get_params() == spec.settings
+
+
+def test_not_fitted_error_before_fit(name, cdnow_rfm):
+    spec = SPECS[name]
+    est = spec.cls(**spec.settings)
+    for call in (lambda: spec.predict(est, cdnow_rfm), est.to_dict, est.summary, lambda: est.problems_,
+                 est.check_reliable):
+        with pytest.raises(NotFittedError, match="not fitted"):
+            call()
+
+
+def test_learned_attributes_end_in_underscore(name, fitted):
+    est = fitted[name]
+    learned = set(vars(est)) - set(est.get_params())
+    assert learned and all(k.endswith("_") for k in learned), learned
+
+
+def test_get_params_round_trip(name):
+    spec = SPECS[name]
+    est = spec.cls(**spec.settings)
+    clone = spec.cls(**est.get_params())
+    assert clone.get_params() == est.get_params() == spec.settings
+    assert spec.cls().set_params(**spec.settings).get_params() == spec.settings
+
+
+def test_to_dict_from_dict_round_trip_predicts_identically(name, fitted, cdnow_rfm):
+    spec = SPECS[name]
+    est = fitted[name]
+    document = json.loads(json.dumps(est.to_dict(), default=float))  # through JSON text, as in a file
+    again = spec.from_dict(document)
+    assert type(again) is spec.cls and again.get_params() == est.get_params()
+    pd.testing.assert_frame_equal(spec.predict(again, cdnow_rfm), spec.predict(est, cdnow_rfm), check_exact=True)
+
+
+def test_from_params_round_trip_predicts_identically(name, fitted, cdnow_rfm):
+    spec = SPECS[name]
+    est = fitted[name]
+    given = spec.from_params(est)
+    pd.testing.assert_frame_equal(spec.predict(given, cdnow_rfm), spec.predict(est, cdnow_rfm), check_exact=True)
+    assert given.problems_ == []
+
+
+def test_repr_fitted_and_unfitted(name, fitted):
+    spec = SPECS[name]
+    text = repr(spec.cls(**spec.settings))
+    assert text.startswith(f"{spec.cls.__name__}(") and all(f"{k}=" in text for k in spec.settings)
+    fitted_text = repr(fitted[name])
+    assert spec.cls.__name__ in fitted_text and "W" in fitted_text
+
+
+def test_predict_output_indexed_like_the_input(name, fitted, cdnow_rfm):
+    spec = SPECS[name]
+    table = cdnow_rfm.sample(frac=0.2, random_state=1)
+    table.index = [f"c{i}" for i in table.index]
+    out = spec.predict(fitted[name], table)
+    assert isinstance(out, pd.DataFrame) and out.index.equals(table.index)
+    by_label = spec.predict(fitted[name], table.sort_index())
+    # the rows' order does not matter (up to BLAS summation order in the discounting product)
+    pd.testing.assert_frame_equal(out.sort_index(), by_label, rtol=1e-13)
+
+
+def test_no_nan_or_inf_on_valid_input(name, fitted, cdnow_rfm):
+    out = SPECS[name].predict(fitted[name], cdnow_rfm)
+    assert len(out) == len(cdnow_rfm)
+    assert np.all(np.isfinite(out.to_numpy(dtype=float)))
+
+
+def test_failed_refit_leaves_the_old_fit_intact(name, cdnow_rfm):
+    spec = SPECS[name]
+    est = spec.fit(spec.cls(**spec.settings), cdnow_rfm)
+    before_doc = json.dumps(est.to_dict(), default=float, sort_keys=True).replace(est.to_dict()["created"], "") \
+        if name == "ClvModel" else json.dumps(est.to_dict(), default=float, sort_keys=True)
+    before = spec.predict(est, cdnow_rfm)
+    with pytest.raises(IdentificationError), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spec.fit(est, spec.breaking(cdnow_rfm))
+    after_doc = est.to_dict()
+    if name == "ClvModel":
+        after_doc = json.dumps(after_doc, default=float, sort_keys=True).replace(after_doc["created"], "")
+    else:
+        after_doc = json.dumps(after_doc, default=float, sort_keys=True)
+    assert after_doc == before_doc
+    pd.testing.assert_frame_equal(spec.predict(est, cdnow_rfm), before, check_exact=True)
