@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from .errors import ClvInputError, IdentificationError, UnreliableFitError
+from .errors import ClvInputError, IdentificationError, UnreliableFitError, render_text
 
 USER_ERRORS = (ClvInputError, IdentificationError)
 EXIT_USER_ERROR = 2
@@ -45,7 +45,10 @@ def _option_names() -> dict[str, str]:
     ctx = click.get_current_context(silent=True)
     if ctx is None:
         return {}
-    return {p.name: p.opts[0] for p in ctx.command.params if isinstance(p, click.Option) and p.name}
+    names = {p.name: p.opts[0] for p in ctx.command.params if isinstance(p, click.Option) and p.name}
+    if "strict_spend" in names:
+        names["strict"] = names["strict_spend"]  # GammaGammaModel(strict=...) is ClvModel(strict_spend=...)
+    return names
 
 
 def _spec_names() -> dict[str, str]:
@@ -59,23 +62,29 @@ def _names_errors(spec_file_of=None):
     """Render errors raised inside a command with the command's own names: its options
     (``--time-unit X: ...; give --date-format``) or, for an experiment file, the file, section and key."""
 
+    def rendered(exc: ClvInputError | UnreliableFitError, spec_file: str | None):
+        options = _option_names()
+        if isinstance(exc, UnreliableFitError):
+            style = "option" if spec_file_of is None else "spec"
+            names = options if spec_file_of is None else {**options, **_spec_names()}
+            return UnreliableFitError(render_text(exc.template, names, style))
+        if spec_file_of is None or exc.argument in options:
+            return ClvInputError(exc.render(style="option", names=options))
+        keys = _spec_names()
+        main = keys.get(exc.argument or "")
+        if main is not None:
+            main = f"{spec_file}: {main}" if spec_file else f"experiment {main}"
+        return ClvInputError(exc.render(main, style="spec", names={**options, **keys}))
+
     def decorate(command):
         @functools.wraps(command)
         def wrapper(*args, **kwargs):
             try:
                 return command(*args, **kwargs)
-            except ClvInputError as exc:
-                if not exc.mentions:
+            except (ClvInputError, UnreliableFitError) as exc:
+                if isinstance(exc, ClvInputError) and not exc.mentions:
                     raise
-                options = _option_names()
-                if spec_file_of is None or exc.argument in options:
-                    raise ClvInputError(exc.render(style="option", names=options)) from None
-                keys = _spec_names()
-                spec_file = spec_file_of(kwargs)
-                main = keys.get(exc.argument or "")
-                if main is not None:
-                    main = f"{spec_file}: {main}" if spec_file else f"experiment {main}"
-                raise ClvInputError(exc.render(main, style="spec", names={**options, **keys})) from None
+                raise rendered(exc, None if spec_file_of is None else spec_file_of(kwargs)) from None
 
         return wrapper
 
@@ -276,8 +285,6 @@ def _finish(result, console_print, plain_print) -> None:
     m, spec = result.metrics, result.spec
     if "clv_total" in m:
         plain_print(_coverage_line(m, spec["value"]))
-    from .errors import render_text
-
     names = _option_names()
     for warning in result.warnings:
         plain_print("warning: " + render_text(getattr(warning, "template", str(warning)), names, "option"))

@@ -96,7 +96,12 @@ class IdentificationError(ValueError):
 
 class UnreliableFitError(IdentificationError):
     """A fit that did not converge or does not identify its parameters was used where a reliable one
-    is required (saving it, for example); the message says why."""
+    is required (saving it, for example); the message says why. Its message may mention arguments
+    (:attr:`template`, see :func:`render_text`)."""
+
+    def __init__(self, message: str) -> None:
+        self.template = " ".join(str(message).split())
+        super().__init__(render_text(self.template))
 
 
 class DataWarning(UserWarning):

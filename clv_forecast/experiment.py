@@ -292,7 +292,7 @@ def run(spec: dict, *, save: bool = True) -> RunResult:
         problems = list(getattr(model, "problems_", []) or [])
         if problems and not out.get("save_unreliable"):
             raise UnreliableFitError("the fit is not reliable: " + "; ".join(problems)
-                                     + "; nothing was saved (save_unreliable / --save-unreliable keeps it anyway)")
+                                     + "; nothing was saved ({{save_unreliable=True}} keeps it anyway)")
         metrics: dict = {}
         holdout = None
         if "frequency_holdout" in rfm.columns:

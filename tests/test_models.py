@@ -709,7 +709,7 @@ def test_declared_unit_contradicting_the_table(clv_model, cdnow_daily, call):
     err = info.value
     assert err.argument == "time_unit" and err.value == "W"
     assert "contradicts" in str(err) and "'D'" in str(err) and "\n" not in str(err)
-    assert err.render("--time-unit", option=True).startswith("--time-unit W: contradicts")
+    assert err.render("--time-unit", style="option").startswith("--time-unit W: contradicts")
 
 
 # --------------------------------------------------------------------------------------------

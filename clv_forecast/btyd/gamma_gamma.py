@@ -186,7 +186,7 @@ class GammaGammaModel(_mle.MLEModel):
                    f"spend and cannot enter the model: {ids}")
             if self.strict:
                 raise ClvInputError(f"{source}: column 'monetary_value': {msg}")
-            warnings.warn(msg + "; they are left out of the fit (strict=True makes this an error)",
+            warnings.warn(msg + "; they are left out of the fit ({{strict=True}} makes this an error)",
                           DataWarning, stacklevel=2)
         keep = repeat & ~bad
         xk, mk, wk = x[keep], m[keep], w[keep]
