@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import polars as pl
+if TYPE_CHECKING:  # imported where used: the constants and the path cost no numpy/pandas/polars import
+    import pandas as pd
 
 __all__ = ["CDNOW_CALIBRATION_END", "CDNOW_OBSERVATION_END", "cdnow_sample_path", "load_cdnow_sample"]
 
@@ -34,6 +35,8 @@ def load_cdnow_sample() -> pd.DataFrame:
     Columns: ``master_id`` (int), ``customer_id`` (int, 1..2357), ``date`` (datetime64),
     ``cds`` (int) and ``amount`` (float, dollars).
     """
+    import polars as pl
+
     # one text column per line, then split on runs of whitespace (polars has no regex separator)
     lines = pl.read_csv(
         cdnow_sample_path(),
