@@ -502,8 +502,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def console_main() -> None:  # pragma: no cover - the console script
+    from . import _warmup
+
+    _warmup.limit_blas_threads()  # before numpy is imported; see clv_forecast/_warmup.py
     sys.exit(main())
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console_main()

@@ -270,12 +270,10 @@ def run(spec: dict, *, save: bool = True) -> RunResult:
     :class:`~clv_forecast.errors.UnreliableFitError` before anything is written, unless
     ``[output] save_unreliable`` is true.
     """
-    import numpy as np
-    import pandas as pd
+    from . import _warmup
+    from .rfm import summarize  # numpy, pandas and polars, in this thread
 
-    from .model import ClvModel
-    from .rfm import summarize
-
+    _warmup.start()  # scipy and the model modules in the background while polars reads the log
     timings: dict = {}
     source, _ = _source(spec["data"])
     options = summary_options(spec)
@@ -286,6 +284,11 @@ def run(spec: dict, *, save: bool = True) -> RunResult:
         start = time.perf_counter()
         rfm = summarize(source, calibration_end=calibration_end, **options)
         timings["summary"] = time.perf_counter() - start
+        import numpy as np
+        import pandas as pd
+
+        from .model import ClvModel
+
         start = time.perf_counter()
         model = ClvModel(**spec["model"]).fit(rfm)
         timings["fit"] = time.perf_counter() - start
