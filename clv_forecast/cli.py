@@ -325,67 +325,72 @@ def _execute(spec: dict, *, save: bool, as_json: bool, top_table: bool) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _data_options(command):
-    options = [
-        click.option("--transactions", "-t", required=True, type=click.Path(path_type=Path),
-                     help="Transaction log: CSV (.csv, .txt, .csv.gz) or Parquet."),
-        click.option("--customer-col", "customer_col", default="customer_id", show_default=True,
-                     help="Customer id column."),
-        click.option("--date-col", "date_col", default="date", show_default=True, help="Timestamp column."),
-        click.option("--amount-col", "amount_col", default=None,
-                     help="Amount column (omit, and give no quantity/price: no spend model)."),
-        click.option("--quantity-col", "quantity_col", default=None,
-                     help="Quantity column: amount = quantity x unit price (with --price-col)."),
-        click.option("--price-col", "price_col", default=None, help="Unit price column (with --quantity-col)."),
-        click.option("--date-format", "date_format", default=None,
-                     help="strftime format of the dates, for the data and the period ends, e.g. '%d/%m/%Y %H:%M'."),
-        click.option("--encoding", default="utf-8", show_default=True,
-                     help="Text encoding of a CSV file (latin-1, cp1252, ...)."),
-        click.option("--decimal-comma", "decimal_comma", is_flag=True, help="Amounts use a decimal comma (1.234,56)."),
-        click.option("--missing-customer", "missing_customer", type=click.Choice(["error", "drop"]),
-                     default="error", show_default=True, help="Rows without a customer id: error, or drop and count."),
-        click.option("--duplicates", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
-                     help="Exact duplicate rows: keep or drop (counted either way)."),
-        click.option("--returns", type=click.Choice(["drop", "net", "error"]), default="drop", show_default=True,
-                     help="Negative amounts: drop (not purchases; reported), net against the customer's "
-                          "latest earlier purchase, or error."),
-        click.option("--time-unit", "--freq", "time_unit", default="W", show_default=True,
-                     help="Time unit of the model: D, W, M, Y or a multiple (2W)."),
-        click.option("--merge", default="D", show_default=True,
-                     help="Purchases within this resolution are one (D, h, W...), or 'exact'."),
-        click.option("--week-start", "week_start", default="MON", show_default=True,
-                     help="First day of a week when merging by weeks (MON..SUN)."),
-        click.option("--calibration-end", "calibration_end", default=None,
-                     help="Last day of the calibration period (ISO, or in --date-format); later data is the holdout."),
-        click.option("--observation-end", "observation_end", default=None,
-                     help="Last day of the data to use (default: the last transaction)."),
-        click.option("--include-first-transaction", "include_first_transaction", is_flag=True,
-                     help="Monetary value includes the first purchase."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+def _with(options):
+    """Apply a list of click options to a command, in the listed order."""
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
-def _value_options(command):
-    options = [
-        click.option("--predictions", default=None, type=click.Path(path_type=Path),
-                     help="Write the per-customer table (expected purchases, P(alive), expected spend, CLV, "
-                          "interval) to this .csv or .parquet file."),
-        click.option("--as-of", "predictions_as_of", type=click.Choice(["calibration-end", "observation-end"]),
-                     default=None, help="Score the customers of the fit with histories to the calibration end "
-                                        "(default), or every customer with histories to the observation end."),
-        click.option("--horizon", default=None, help="CLV horizon with its unit [12M]."),
-        click.option("--step", default=None, help="Discounting step [1M]."),
-        click.option("--discount-rate", "discount_rate", default=None, help="Discount rate with its period [10%/Y]."),
-        click.option("--margin", default=None, type=float, help="Share of revenue kept as profit [1.0]."),
-        click.option("--interval", default=None, type=float, help="CLV interval level, e.g. 0.9 [none]."),
-        click.option("--save-unreliable", "save_unreliable", is_flag=True,
-                     help="Save the model even if the fit did not converge or is not identified."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+_DATA_OPTIONS = [
+    click.option("--transactions", "-t", required=True, type=click.Path(path_type=Path),
+                 help="Transaction log: CSV (.csv, .txt, .csv.gz) or Parquet."),
+    click.option("--customer-col", "customer_col", default="customer_id", show_default=True,
+                 help="Customer id column."),
+    click.option("--date-col", "date_col", default="date", show_default=True, help="Timestamp column."),
+    click.option("--amount-col", "amount_col", default=None,
+                 help="Amount column (omit, and give no quantity/price: no spend model)."),
+    click.option("--quantity-col", "quantity_col", default=None,
+                 help="Quantity column: amount = quantity x unit price (with --price-col)."),
+    click.option("--price-col", "price_col", default=None, help="Unit price column (with --quantity-col)."),
+    click.option("--date-format", "date_format", default=None,
+                 help="strftime format of the dates, for the data and the period ends, e.g. '%d/%m/%Y %H:%M'."),
+    click.option("--encoding", default="utf-8", show_default=True,
+                 help="Text encoding of a CSV file (latin-1, cp1252, ...)."),
+    click.option("--decimal-comma", "decimal_comma", is_flag=True, help="Amounts use a decimal comma (1.234,56)."),
+    click.option("--missing-customer", "missing_customer", type=click.Choice(["error", "drop"]),
+                 default="error", show_default=True, help="Rows without a customer id: error, or drop and count."),
+    click.option("--duplicates", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
+                 help="Exact duplicate rows: keep or drop (counted either way)."),
+    click.option("--returns", type=click.Choice(["drop", "net", "error"]), default="drop", show_default=True,
+                 help="Negative amounts: drop (not purchases; reported), net against the customer's "
+                      "latest earlier purchase, or error."),
+    click.option("--time-unit", "--freq", "time_unit", default="W", show_default=True,
+                 help="Time unit of the model: D, W, M, Y or a multiple (2W)."),
+    click.option("--merge", default="D", show_default=True,
+                 help="Purchases within this resolution are one (D, h, W...), or 'exact'."),
+    click.option("--week-start", "week_start", default="MON", show_default=True,
+                 help="First day of a week when merging by weeks (MON..SUN)."),
+    click.option("--calibration-end", "calibration_end", default=None,
+                 help="Last day of the calibration period (ISO, or in --date-format); later data is the holdout."),
+    click.option("--observation-end", "observation_end", default=None,
+                 help="Last day of the data to use (default: the last transaction)."),
+    click.option("--include-first-transaction", "include_first_transaction", is_flag=True,
+                 help="Monetary value includes the first purchase."),
+]
+
+_OUTPUT_OPTIONS = [
+    click.option("--predictions", default=None, type=click.Path(path_type=Path),
+                 help="Write the per-customer table (expected purchases, P(alive), expected spend, CLV, "
+                      "interval) to this .csv or .parquet file."),
+    click.option("--save-unreliable", "save_unreliable", is_flag=True,
+                 help="Save the model even if the fit did not converge or is not identified."),
+    click.option("--as-of", "predictions_as_of", type=click.Choice(["calibration-end", "observation-end"]),
+                 default=None, help="Score the customers of the fit with histories to the calibration end "
+                                    "(default), or every customer with histories to the observation end."),
+]
+
+_VALUE_OPTIONS = [
+    click.option("--horizon", default=None, help="CLV horizon with its unit [12M]."),
+    click.option("--step", default=None, help="Discounting step [1M]."),
+    click.option("--discount-rate", "discount_rate", default=None, help="Discount rate with its period [10%/Y]."),
+    click.option("--margin", default=None, type=float, help="Share of revenue kept as profit [1.0]."),
+    click.option("--interval", default=None, type=float, help="CLV interval level, e.g. 0.9 [none]."),
+]
 
 
 def _as_of(value):
@@ -398,13 +403,13 @@ def _as_of(value):
 
 
 @app.command()
-@_data_options
+@_with(_DATA_OPTIONS)
 @click.option("--penalizer", default=0.0, type=float, show_default=True, help="L2 penalty of the BG/NBD fit.")
 @click.option("--spend-penalizer", "spend_penalizer", default=0.0, type=float, show_default=True,
               help="L2 penalty of the Gamma-Gamma fit.")
 @click.option("--strict-spend", "strict_spend", is_flag=True,
               help="Error (not warning) on repeat buyers with a non-positive mean spend.")
-@_value_options
+@_with(_OUTPUT_OPTIONS + _VALUE_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--output", "model", default=None, type=click.Path(path_type=Path),
               help="Save the fitted model (JSON) here.")
@@ -432,13 +437,7 @@ def fit(transactions, as_json, model, predictions, predictions_as_of, horizon, s
 @click.option("--output", "model", default=None, type=click.Path(path_type=Path),
               help="Where to save the fitted model (overrides the experiment's [output] model).")
 @click.option("--no-save", is_flag=True, help="Write no files.")
-@click.option("--predictions", default=None, type=click.Path(path_type=Path),
-              help="Write the per-customer table to this .csv or .parquet file.")
-@click.option("--as-of", "predictions_as_of", type=click.Choice(["calibration-end", "observation-end"]),
-              default=None, help="Histories to the calibration end (the fitted customers) or to the observation end "
-                                 "(every customer).")
-@click.option("--save-unreliable", "save_unreliable", is_flag=True,
-              help="Save the model even if the fit did not converge or is not identified.")
+@_with(_OUTPUT_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_names_errors(spec_file_of=lambda kwargs: None if kwargs.get("experiment") is None else str(kwargs["experiment"]))
 def run(experiment, model, no_save, predictions, predictions_as_of, save_unreliable, as_json) -> None:

@@ -9,3 +9,26 @@ def cdnow_rfm():
     """The CDNOW calibration summary built from the raw sample (weekly units, same-day merge)."""
     return summarize(load_cdnow_sample(), customer_col="customer_id", date_col="date", amount_col="amount",
                      time_unit="W", merge="D", calibration_end=CDNOW_CALIBRATION_END)
+
+
+@pytest.fixture(scope="session")
+def cdnow_csv(tmp_path_factory):
+    """The raw CDNOW sample as a CSV with ISO dates (customer_id, date, amount, ...), as a user exports it."""
+    path = tmp_path_factory.mktemp("data") / "cdnow.csv"
+    df = load_cdnow_sample()
+    df.assign(date=df["date"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cdnow_with_late_customer(tmp_path_factory):
+    """The CDNOW CSV plus customer 99999, whose two purchases (1998-01-05, 1998-02-01) come after the
+    1997-09-30 calibration end."""
+    import pandas as pd
+
+    df = load_cdnow_sample()[["customer_id", "date", "amount"]]
+    late = pd.DataFrame({"customer_id": [99999, 99999], "date": pd.to_datetime(["1998-01-05", "1998-02-01"]),
+                         "amount": [10.0, 11.0]})
+    path = tmp_path_factory.mktemp("data") / "tx.csv"
+    pd.concat([df, late]).assign(date=lambda d: d["date"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
+    return path

@@ -12,14 +12,6 @@ from clv_forecast.datasets import load_cdnow_sample
 from clv_forecast.model import ClvModel
 
 
-@pytest.fixture(scope="module")
-def cdnow_csv(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "cdnow.csv"
-    df = load_cdnow_sample()
-    df.assign(date=df["date"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
-    return path
-
-
 FIT = ["fit", "--customer-col", "customer_id", "--date-col", "date", "--amount-col", "amount",
        "--freq", "W", "--calibration-end", "1997-09-30"]
 
@@ -101,12 +93,8 @@ def test_console_script_exit_code(cdnow_csv):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_fit_accounts_for_every_row(tmp_path, capsys):
-    df = load_cdnow_sample()[["customer_id", "date", "amount"]]
-    late = pd.DataFrame({"customer_id": [99999, 99999], "date": pd.to_datetime(["1998-01-05", "1998-02-01"]),
-                         "amount": [10.0, 11.0]})
-    path = tmp_path / "tx.csv"
-    pd.concat([df, late]).assign(date=lambda d: d["date"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
+def test_fit_accounts_for_every_row(cdnow_with_late_customer, capsys):
+    path = cdnow_with_late_customer
     rc = main([*FIT, "--transactions", str(path)])
     out = capsys.readouterr().out
     assert rc == 0

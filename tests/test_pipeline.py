@@ -17,14 +17,6 @@ from clv_forecast.errors import ClvInputError
 from clv_forecast.experiment import SCHEMA, cdnow_spec, load_spec, run, spec_from_options
 
 
-@pytest.fixture(scope="module")
-def cdnow_csv(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "cdnow.csv"
-    df = load_cdnow_sample()
-    df.assign(date=df["date"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
-    return path
-
-
 def _write(path, text):
     path.write_text(text)
     return path
@@ -171,12 +163,8 @@ def test_fit_writes_the_per_customer_table(cdnow_csv, tmp_path, capsys, suffix):
     assert mode == 0o666 & ~umask
 
 
-def test_scoring_as_of_the_observation_end_includes_late_customers(tmp_path, capsys):
-    df = load_cdnow_sample()[["customer_id", "date", "amount"]]
-    late = pd.DataFrame({"customer_id": [99999, 99999], "date": pd.to_datetime(["1998-01-05", "1998-02-01"]),
-                         "amount": [10.0, 11.0]})
-    path = tmp_path / "tx.csv"
-    pd.concat([df, late]).assign(date=lambda d: d["date"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
+def test_scoring_as_of_the_observation_end_includes_late_customers(cdnow_with_late_customer, tmp_path, capsys):
+    path = cdnow_with_late_customer
     cal, obs = tmp_path / "cal.csv", tmp_path / "obs.csv"
     assert main([*FIT, "--transactions", str(path), "--predictions", str(cal)]) == 0
     assert main([*FIT, "--transactions", str(path), "--predictions", str(obs), "--as-of", "observation-end"]) == 0
