@@ -222,3 +222,20 @@ def test_version_1_files_still_load(cdnow_rfm):
     np.testing.assert_allclose(out.to_numpy(), expected.to_numpy(), rtol=1e-12)
     # and it is rewritten as the current version
     assert model.to_dict()["format_version"] == 2
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_model_file_gets_the_users_umask_not_0600(cdnow_rfm, tmp_path, umask):
+    import os
+    import stat
+
+    from clv_forecast.model import ClvModel
+
+    model = ClvModel().fit(cdnow_rfm)
+    old = os.umask(umask)
+    try:
+        path = model.save(tmp_path / "m.json")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]  # no temporary file left behind
