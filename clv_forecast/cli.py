@@ -100,18 +100,21 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
+_TITLES = {"bgnbd": "BG/NBD", "gamma_gamma": "Gamma-Gamma"}
+
+
 def _print_model(model, out) -> None:
-    for name, sub in (("BG/NBD", model.purchases_), ("Gamma-Gamma", model.spend_)):
-        if sub is None:
-            continue
-        res = sub.result_
-        params = "  ".join(f"{k} = {_fmt(v)} (se {_fmt(res.bse[k])})" for k, v in res.params.items())
-        out(f"{name:12s} {params}")
-        out(f"{'':12s} log-likelihood = {res.log_likelihood:.4f}  customers = {res.n_obs:,.0f}  "
-            f"converged = {res.converged}")
-    if model.spend_ is not None:
-        corr = model.spend_.spend_frequency_correlation_
-        out(f"{'':12s} correlation(frequency, spend) = {corr:.3f} (the Gamma-Gamma model assumes 0)")
+    frame, stats = model.summary_frame(), model.fit_stats()
+    for key, rows in frame.groupby(level="model", sort=False):
+        params = "  ".join(f"{name} = {_fmt(row['estimate'])} (se {_fmt(row['std_err'])})"
+                           for (_, name), row in rows.iterrows())
+        fit = stats[key]
+        out(f"{_TITLES[key]:12s} {params}")
+        out(f"{'':12s} log-likelihood = {fit['log_likelihood']:.4f}  customers = {fit['customers']:,.0f}  "
+            f"converged = {fit['converged']}")
+        if "spend_frequency_correlation" in fit:
+            out(f"{'':12s} correlation(frequency, spend) = {fit['spend_frequency_correlation']:.3f} "
+                "(the Gamma-Gamma model assumes 0)")
 
 
 def _n(attrs: dict, key: str) -> int:
@@ -190,16 +193,15 @@ def _coverage_line(metrics: dict, value: dict) -> str:
 
 def _model_json(result) -> dict:
     model, attrs = result.model, dict(result.summary.attrs)
-    out = {"bgnbd": {**{k: float(v) for k, v in model.purchases_.params_.items()},
-                     "log_likelihood": model.purchases_.log_likelihood_,
-                     "bse": {k: float(v) for k, v in model.purchases_.result_.bse.items()},
-                     "converged": bool(model.purchases_.result_.converged)}}
-    if model.spend_ is not None:
-        out["gamma_gamma"] = {**{k: float(v) for k, v in model.spend_.params_.items()},
-                              "log_likelihood": model.spend_.log_likelihood_,
-                              "bse": {k: float(v) for k, v in model.spend_.result_.bse.items()},
-                              "converged": bool(model.spend_.result_.converged),
-                              "spend_frequency_correlation": model.spend_.spend_frequency_correlation_}
+    frame, stats = model.summary_frame(), model.fit_stats()
+    out = {}
+    for key, fit in stats.items():
+        rows = frame.loc[key]
+        out[key] = {**{name: float(v) for name, v in rows["estimate"].items()},
+                    "log_likelihood": fit["log_likelihood"], "bse": {n: float(v) for n, v in rows["std_err"].items()},
+                    "converged": fit["converged"], "aic": fit["aic"], "bic": fit["bic"]}
+        if "spend_frequency_correlation" in fit:
+            out[key]["spend_frequency_correlation"] = fit["spend_frequency_correlation"]
     out["n_customers"] = int(len(result.summary))
     out["time_unit"] = model.time_unit_
     out["calibration_end"] = attrs.get("calibration_end")

@@ -187,6 +187,24 @@ class ClvModel(Settings):
             out["gamma_gamma"] = dict(self.spend_.params_)
         return out
 
+    def _parts(self) -> dict:
+        out = {"bgnbd": self.purchases_}
+        if self.spend_ is not None:
+            out["gamma_gamma"] = self.spend_
+        return out
+
+    def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Estimates, standard errors and Wald intervals of both models, indexed by (model, param):
+        the one results table that the text summary, the CLI, the report and tracking show."""
+        self._check()
+        frames = {key: sub.result_.summary_frame(alpha) for key, sub in self._parts().items()}
+        return pd.concat(frames, names=["model", "param"])
+
+    def fit_stats(self) -> dict:
+        """Fit statistics of both models as plain values, ``{"bgnbd": {...}, "gamma_gamma": {...}}``."""
+        self._check()
+        return {key: sub.result_.fit_stats() for key, sub in self._parts().items()}
+
     def summary(self) -> str:
         self._check()
         parts = [self.purchases_.summary()]

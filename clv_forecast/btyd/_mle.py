@@ -126,23 +126,38 @@ class MLEResult:
     def bic(self) -> float:
         return self.k * math.log(self.n_obs) - 2 * self.log_likelihood
 
+    def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
+        """One row per parameter: ``estimate``, ``std_err`` and the Wald ``1 - alpha`` interval
+        (``lower``, ``upper``). The one table behind :meth:`summary`, the CLI, the report and tracking."""
+        ci = self.conf_int(alpha)
+        return pd.DataFrame({"estimate": self.params, "std_err": self.bse, "lower": ci["lower"],
+                             "upper": ci["upper"]}, index=pd.Index(self.param_names, name="param"))
+
+    def fit_stats(self) -> dict:
+        """The fit statistics as plain values: customers, unique rows, time unit, log-likelihood, AIC,
+        BIC, convergence, iterations, penalizer, the model's extras and its problems."""
+        return {"model": self.model, "customers": float(self.n_obs), "unique_rows": int(self.n_rows),
+                "time_unit": self.time_unit, "log_likelihood": float(self.log_likelihood), "aic": float(self.aic),
+                "bic": float(self.bic), "converged": bool(self.converged), "iterations": int(self.n_iter),
+                "penalizer": float(self.penalizer), **self.extra, "problems": list(self.problems)}
+
     def summary(self) -> str:
         """A readable table: estimates, standard errors, 95 % intervals and fit statistics."""
-        ci = self.conf_int()
+        frame, stats = self.summary_frame(), self.fit_stats()
         lines = [
             f"{self.model} maximum-likelihood fit",
-            f"  customers: {self.n_obs:,.0f}   unique rows: {self.n_rows:,}   time unit: {self.time_unit}",
-            f"  log-likelihood: {self.log_likelihood:.4f}   AIC: {self.aic:.2f}   BIC: {self.bic:.2f}",
-            f"  converged: {self.converged} ({self.n_iter} iterations)   penalizer: {self.penalizer:g}",
+            f"  customers: {stats['customers']:,.0f}   unique rows: {stats['unique_rows']:,}   "
+            f"time unit: {stats['time_unit']}",
+            f"  log-likelihood: {stats['log_likelihood']:.4f}   AIC: {stats['aic']:.2f}   BIC: {stats['bic']:.2f}",
+            f"  converged: {stats['converged']} ({stats['iterations']} iterations)   penalizer: {stats['penalizer']:g}",
             f"  {'param':>8} {'estimate':>12} {'std err':>12} {'[0.025':>12} {'0.975]':>12}",
         ]
-        for name in self.param_names:
-            lines.append(
-                f"  {name:>8} {self.params[name]:12.6g} {self.bse[name]:12.6g} "
-                f"{ci.loc[name, 'lower']:12.6g} {ci.loc[name, 'upper']:12.6g}"
-            )
+        for name, row in frame.iterrows():
+            lines.append(f"  {name:>8} {row['estimate']:12.6g} {row['std_err']:12.6g} {row['lower']:12.6g} "
+                         f"{row['upper']:12.6g}")
         for key, value in self.extra.items():
             lines.append(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
+        lines += [f"  problem: {problem}" for problem in stats["problems"]]
         return "\n".join(lines)
 
     def draws(self, n: int, seed=None) -> np.ndarray:
