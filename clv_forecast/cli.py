@@ -23,6 +23,7 @@ from pathlib import Path
 import click
 
 from .errors import ClvInputError, IdentificationError, UnreliableFitError, render_text
+from .report import accounting_lines, coverage_line, holdout_line, periods_line
 
 USER_ERRORS = (ClvInputError, IdentificationError)
 EXIT_USER_ERROR = 2
@@ -117,80 +118,6 @@ def _print_model(model, out) -> None:
                 "(the Gamma-Gamma model assumes 0)")
 
 
-def _n(attrs: dict, key: str) -> int:
-    return int(attrs.get(key) or 0)
-
-
-def accounting_lines(attrs: dict, n_customers: int) -> list[str]:
-    """Where every input row went, from the summary's accounting (``attrs``)."""
-    rows = _n(attrs, "n_transactions")
-    late_rows = _n(attrs, "n_transactions_first_purchase_after_calibration")
-    after = _n(attrs, "n_transactions_after_observation_end")
-    missing = _n(attrs, "n_rows_missing_customer")
-    dup_dropped = _n(attrs, "n_duplicate_rows_dropped")
-    returns = _n(attrs, "n_return_rows")
-    netted = _n(attrs, "n_returns_netted")
-    fully_returned = _n(attrs, "n_purchases_fully_returned")
-    used = attrs.get("n_transactions_summarised")
-    if used is None:  # a summary without the detailed accounting
-        used = rows - late_rows - after - missing - dup_dropped - returns - fully_returned
-    lines = [f"{rows:,} rows read: {int(used):,} summarised for {n_customers:,} customers"]
-    left_out = []
-    if late_rows or _n(attrs, "n_customers_first_purchase_after_calibration"):
-        left_out.append(f"{late_rows:,} of {_n(attrs, 'n_customers_first_purchase_after_calibration'):,} "
-                        "customers first seen after the calibration end")
-    if after:
-        left_out.append(f"{after:,} after the observation end")
-    if missing:
-        left_out.append(f"{missing:,} without a customer id (dropped)")
-    if _n(attrs, "n_duplicate_rows"):
-        state = "dropped" if dup_dropped else "kept, as separate rows"
-        left_out.append(f"{_n(attrs, 'n_duplicate_rows'):,} exact duplicate rows ({state})")
-    if returns:
-        how = attrs.get("returns", "drop")
-        text = (f"{returns:,} returns (negative amounts, total {float(attrs.get('return_value') or 0):,.2f}) "
-                f"not counted as purchases")
-        if how == "net":
-            text += (f": {netted:,} netted against earlier purchases, {_n(attrs, 'n_returns_unmatched'):,} "
-                     f"without an earlier purchase; {fully_returned:,} purchases fully returned")
-        left_out.append(text)
-    if _n(attrs, "n_customers_returns_only"):
-        left_out.append(f"{_n(attrs, 'n_customers_returns_only'):,} customers with only returns (not in the summary)")
-    if left_out:
-        lines.append("left out: " + "; ".join(left_out))
-    return lines
-
-
-def _when(label) -> str | None:
-    """An end as a person reads it: the date alone at midnight, else date and time."""
-    if not label:
-        return None
-    text = str(label).replace("T", " ")
-    return text[:10] if text.endswith(" 00:00:00") else text
-
-
-def _periods(attrs: dict, model) -> str:
-    cal = _when(attrs.get("calibration_end"))
-    obs = _when(attrs.get("observation_end"))
-    split = f"calibration to {cal}, holdout to {obs}" if cal else f"data to {obs} (no holdout split)"
-    return f"{split}; time unit {model.time_unit_}, merge {attrs.get('merge')}"
-
-
-def _coverage_line(metrics: dict, value: dict) -> str:
-    missing = metrics["clv_missing"]
-    text = (f"total CLV ({value['horizon']}, {value['discount_rate']}, margin {value['margin']}): "
-            f"{metrics['clv_total']:,.2f} over {metrics['clv_customers']:,} customers")
-    if missing:
-        why = []
-        if metrics.get("clv_missing_nonpositive_spend"):
-            why.append(f"{metrics['clv_missing_nonpositive_spend']:,} repeat buyers with a non-positive mean "
-                       "spend, outside the spend model")
-        if metrics.get("clv_missing_infinite_spend"):
-            why.append(f"{metrics['clv_missing_infinite_spend']:,} with an unbounded expected spend (p x + q <= 1)")
-        text += f"; {missing:,} customers have no CLV ({'; '.join(why) or 'no finite value'})"
-    return text
-
-
 def _model_json(result) -> dict:
     model, attrs = result.model, dict(result.summary.attrs)
     frame, stats = model.summary_frame(), model.fit_stats()
@@ -230,6 +157,11 @@ def _check_outputs(spec: dict, save: bool) -> None:
     out = spec["output"]
     if save and out.get("model"):
         _check_output(Path(out["model"]))
+    if save and out.get("report"):
+        report = Path(out["report"])
+        if not report.name.lower().endswith((".html", ".htm")):
+            raise ClvInputError(f"{report}: the report is an HTML file; give a path ending in .html", argument="report")
+        _check_output(report, "the report", "report.html")
     if save and out.get("predictions"):
         path = Path(out["predictions"])
         if not path.name.lower().endswith((".csv", ".csv.gz", ".txt", ".parquet", ".pq")):
@@ -245,16 +177,12 @@ def _report(result, console_print, plain_print) -> None:
     plain_print(f"{spec['data']['source'] if spec['data']['source'] != 'cdnow_sample' else 'CDNOW sample (bundled)'}")
     for line in accounting_lines(dict(rfm.attrs), len(rfm)):
         plain_print("  " + line)
-    plain_print("  " + _periods(rfm.attrs, model))
+    plain_print("  " + periods_line(rfm.attrs, model.time_unit_))
     _print_model(model, plain_print)
     for problem in getattr(model, "problems_", []) or []:
         plain_print(f"warning: unreliable fit: {problem}")
     if result.holdout is not None:
-        plain_print(
-            f"holdout ({m['holdout_duration']:.2f} {model.time_unit_}): purchases predicted "
-            f"{m['holdout_purchases_predicted']:,.1f} vs actual {m['holdout_purchases_actual']:,.0f}  "
-            f"(per customer MAE {m['holdout_mae']:.3f}, RMSE {m['holdout_rmse']:.3f})"
-        )
+        plain_print(holdout_line(m, model.time_unit_))
 
 
 def _top_table(result, console) -> None:
@@ -286,7 +214,7 @@ def _top_table(result, console) -> None:
 def _finish(result, console_print, plain_print) -> None:
     m, spec = result.metrics, result.spec
     if "clv_total" in m:
-        plain_print(_coverage_line(m, spec["value"]))
+        plain_print(coverage_line(m, spec["value"]))
     names = _option_names()
     for warning in result.warnings:
         plain_print("warning: " + render_text(getattr(warning, "template", str(warning)), names, "option"))
@@ -297,6 +225,8 @@ def _finish(result, console_print, plain_print) -> None:
                     f"{result.predictions_path}")
     if result.model_path is not None:
         plain_print(f"model saved to {result.model_path}")
+    if result.report_path is not None:
+        plain_print(f"report written to {result.report_path}")
 
 
 def _execute(spec: dict, *, save: bool, as_json: bool, top_table: bool) -> None:

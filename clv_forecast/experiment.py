@@ -72,6 +72,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
     "output": {
         "model": ((str,), None, "where to save the fitted model (JSON); relative to the spec file"),
         "predictions": ((str,), None, "per-customer table (.csv or .parquet); relative to the spec file"),
+        "report": ((str,), None, "self-contained HTML report (parameters, backtest, plots, segments, top "
+                                 "customers); relative to the spec file"),
         "predictions_as_of": ((str,), "calibration_end",
                               "'calibration_end' (the customers of the fit) or 'observation_end' (every "
                               "customer, histories to the end of the data)"),
@@ -85,7 +87,7 @@ _CHOICES = {
     ("data", "returns"): ("drop", "net", "error"),
     ("output", "predictions_as_of"): ("calibration_end", "observation_end"),
 }
-_PATHS = (("data", "source"), ("output", "model"), ("output", "predictions"))
+_PATHS = (("data", "source"), ("output", "model"), ("output", "predictions"), ("output", "report"))
 
 _CDNOW_SOURCE = "cdnow_sample"
 
@@ -105,7 +107,7 @@ def cdnow_spec() -> dict:
     spec["data"].update(source=_CDNOW_SOURCE, amount_col="amount")
     spec["summary"].update(calibration_end=_dt.date(1997, 9, 30))
     spec["value"].update(interval=0.9)
-    spec["output"].update(model="models/cdnow.json")
+    spec["output"].update(model="models/cdnow.json", report="reports/cdnow.html")
     return spec
 
 
@@ -206,6 +208,7 @@ class RunResult:
     warnings: list[Warning] = field(default_factory=list)  # str(w) reads as Python; w.template for front ends
     model_path: Path | None = None
     predictions_path: Path | None = None
+    report_path: Path | None = None
     timings: dict = field(default_factory=dict)
 
     @property
@@ -329,7 +332,20 @@ def run(spec: dict, *, save: bool = True) -> RunResult:
         result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
     if save and out.get("predictions") and predictions is not None:
         result.predictions_path = write_table(predictions, out["predictions"])
+    if save and out.get("report"):
+        result.report_path = write_report(result, source, out["report"])
     return result
+
+
+def write_report(result: RunResult, source, path) -> Path:
+    """The run's self-contained HTML report (see :mod:`clv_forecast.report`), written atomically."""
+    from . import report
+
+    rfm = result.summary
+    document = report.run_report(
+        result, accounting=report.accounting_lines(dict(rfm.attrs), len(rfm)),
+        periods=report.periods_line(rfm.attrs, result.model.time_unit_))
+    return report.write(path, document)
 
 
 def write_table(table, path) -> Path:

@@ -118,7 +118,8 @@ def test_default_run_is_the_cdnow_experiment_file():
     from_file = load_spec(root / "experiments" / "cdnow.toml")
     built_in = load_spec(None)
     # the file's paths are relative to the file, the built-in ones to the working directory (the repo root)
-    assert Path(from_file["output"].pop("model")).resolve() == (root / built_in["output"].pop("model")).resolve()
+    for key in ("model", "report"):
+        assert Path(from_file["output"].pop(key)).resolve() == (root / built_in["output"].pop(key)).resolve()
     from_file.pop("spec_file")
     assert from_file == built_in
 

@@ -1,0 +1,291 @@
+"""One self-contained HTML report of a run: no network request, images embedded as PNG data URIs.
+
+:func:`render` turns a list of :class:`Section` objects (paragraphs, tables, figures) into one HTML
+document with inline CSS and no script; :func:`run_report` builds the sections of a pipeline run
+(parameters with standard errors, row accounting, holdout check, backtest table, plots, segment table,
+top customers and the customers on whom the methods disagree most) from the run's results view, and
+:func:`write` saves it atomically. Everything shown comes from the same objects the CLI prints.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Section", "Figure", "render", "run_report", "write", "accounting_lines", "periods_line", "holdout_line",
+           "coverage_line"]
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: #1f2933;
+       margin: 0; background: #f5f7fa; line-height: 1.45; }
+main { max-width: 1120px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; }
+header { border-bottom: 3px solid #3e7cb1; margin-bottom: 16px; }
+h1 { font-size: 26px; margin: 8px 0 4px; }
+h2 { font-size: 19px; margin: 28px 0 8px; color: #243b53; border-bottom: 1px solid #d9e2ec; padding-bottom: 4px; }
+p.sub { color: #52606d; margin: 0 0 12px; }
+p, li { font-size: 14px; }
+table { border-collapse: collapse; margin: 8px 0 12px; font-size: 13px; }
+th, td { padding: 4px 10px; border-bottom: 1px solid #e4e7eb; }
+th { background: #f0f4f8; text-align: left; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr:nth-child(even) td { background: #fafbfc; }
+figure { margin: 12px 0 20px; }
+figure img { max-width: 100%; height: auto; border: 1px solid #e4e7eb; }
+figcaption { font-size: 13px; color: #52606d; margin-top: 4px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(480px, 1fr)); gap: 8px 24px; }
+.note { font-size: 13px; color: #52606d; }
+.warn { color: #9b2c2c; }
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# the lines a run is described by (the CLI prints them, the report shows them)
+# --------------------------------------------------------------------------------------------
+
+
+def _n(attrs: dict, key: str) -> int:
+    return int(attrs.get(key) or 0)
+
+
+def accounting_lines(attrs: dict, n_customers: int) -> list[str]:
+    """Where every input row went, from the summary's accounting (``attrs``)."""
+    rows = _n(attrs, "n_transactions")
+    late_rows = _n(attrs, "n_transactions_first_purchase_after_calibration")
+    after = _n(attrs, "n_transactions_after_observation_end")
+    missing = _n(attrs, "n_rows_missing_customer")
+    dup_dropped = _n(attrs, "n_duplicate_rows_dropped")
+    returns = _n(attrs, "n_return_rows")
+    netted = _n(attrs, "n_returns_netted")
+    fully_returned = _n(attrs, "n_purchases_fully_returned")
+    used = attrs.get("n_transactions_summarised")
+    if used is None:  # a summary without the detailed accounting
+        used = rows - late_rows - after - missing - dup_dropped - returns - fully_returned
+    lines = [f"{rows:,} rows read: {int(used):,} summarised for {n_customers:,} customers"]
+    left_out = []
+    if late_rows or _n(attrs, "n_customers_first_purchase_after_calibration"):
+        left_out.append(f"{late_rows:,} of {_n(attrs, 'n_customers_first_purchase_after_calibration'):,} "
+                        "customers first seen after the calibration end")
+    if after:
+        left_out.append(f"{after:,} after the observation end")
+    if missing:
+        left_out.append(f"{missing:,} without a customer id (dropped)")
+    if _n(attrs, "n_duplicate_rows"):
+        state = "dropped" if dup_dropped else "kept, as separate rows"
+        left_out.append(f"{_n(attrs, 'n_duplicate_rows'):,} exact duplicate rows ({state})")
+    if returns:
+        how = attrs.get("returns", "drop")
+        text = (f"{returns:,} returns (negative amounts, total {float(attrs.get('return_value') or 0):,.2f}) "
+                f"not counted as purchases")
+        if how == "net":
+            text += (f": {netted:,} netted against earlier purchases, {_n(attrs, 'n_returns_unmatched'):,} "
+                     f"without an earlier purchase; {fully_returned:,} purchases fully returned")
+        left_out.append(text)
+    if _n(attrs, "n_customers_returns_only"):
+        left_out.append(f"{_n(attrs, 'n_customers_returns_only'):,} customers with only returns (not in the summary)")
+    if left_out:
+        lines.append("left out: " + "; ".join(left_out))
+    return lines
+
+
+def _when(label) -> str | None:
+    """An end as a person reads it: the date alone at midnight, else date and time."""
+    if not label:
+        return None
+    text = str(label).replace("T", " ")
+    return text[:10] if text.endswith(" 00:00:00") else text
+
+
+def periods_line(attrs: dict, time_unit) -> str:
+    cal = _when(attrs.get("calibration_end"))
+    obs = _when(attrs.get("observation_end"))
+    split = f"calibration to {cal}, holdout to {obs}" if cal else f"data to {obs} (no holdout split)"
+    return f"{split}; time unit {time_unit}, merge {attrs.get('merge')}"
+
+
+def holdout_line(metrics: dict, time_unit) -> str:
+    """The holdout check in one line: predicted vs actual purchases, per-customer errors."""
+    return (f"holdout ({metrics['holdout_duration']:.2f} {time_unit}): purchases predicted "
+            f"{metrics['holdout_purchases_predicted']:,.1f} vs actual {metrics['holdout_purchases_actual']:,.0f}  "
+            f"(per customer MAE {metrics['holdout_mae']:.3f}, RMSE {metrics['holdout_rmse']:.3f})")
+
+
+def coverage_line(metrics: dict, value: dict) -> str:
+    missing = metrics["clv_missing"]
+    text = (f"total CLV ({value['horizon']}, {value['discount_rate']}, margin {value['margin']}): "
+            f"{metrics['clv_total']:,.2f} over {metrics['clv_customers']:,} customers")
+    if missing:
+        why = []
+        if metrics.get("clv_missing_nonpositive_spend"):
+            why.append(f"{metrics['clv_missing_nonpositive_spend']:,} repeat buyers with a non-positive mean "
+                       "spend, outside the spend model")
+        if metrics.get("clv_missing_infinite_spend"):
+            why.append(f"{metrics['clv_missing_infinite_spend']:,} with an unbounded expected spend (p x + q <= 1)")
+        text += f"; {missing:,} customers have no CLV ({'; '.join(why) or 'no finite value'})"
+    return text
+
+
+
+@dataclass
+class Figure:
+    """A PNG image with its caption."""
+
+    png: bytes
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    """A titled part of the report; ``blocks`` are text (a paragraph), DataFrames (tables), :class:`Figure`
+    objects, or lists of figures (shown side by side)."""
+
+    title: str
+    blocks: list = field(default_factory=list)
+
+
+def _number(value: float) -> str:
+    """Four significant digits, but never an exponent for ordinary sizes (-9,582.4, not -9.582e+03)."""
+    if abs(value) >= 1000 and abs(value) < 1e15:
+        return f"{value:,.1f}"
+    return f"{value:.4g}"
+
+
+def _table(frame) -> str:
+    import numpy as np
+    import pandas as pd
+
+    frame = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame)
+    named_index = any(name is not None for name in frame.index.names)
+    head = [html.escape(" / ".join(str(n) for n in frame.index.names if n is not None))] if named_index else []
+    cells = ["<tr>" + "".join(f"<th>{h}</th>" for h in head)]
+    for column in frame.columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column])
+        cells.append(f"<th class=\"{'num' if numeric else ''}\">{html.escape(str(column))}</th>")
+    cells.append("</tr>")
+    for index, row in frame.iterrows():
+        cells.append("<tr>")
+        if named_index:
+            label = " / ".join(map(str, index)) if isinstance(index, tuple) else str(index)
+            cells.append(f"<td>{html.escape(label)}</td>")
+        for value in row:
+            if isinstance(value, (float, np.floating)):
+                text = "" if np.isnan(value) else _number(float(value))
+                cells.append(f"<td class=\"num\">{text}</td>")
+            elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                cells.append(f"<td class=\"num\">{int(value):,}</td>")
+            else:
+                cells.append(f"<td>{html.escape(str(value))}</td>")
+        cells.append("</tr>")
+    return "<table>" + "".join(cells) + "</table>"
+
+
+def _figure(fig: Figure) -> str:
+    data = base64.b64encode(fig.png).decode("ascii")
+    caption = html.escape(fig.caption)
+    return (f"<figure><img alt=\"{caption}\" src=\"data:image/png;base64,{data}\">"
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def _block(block) -> str:
+    if block is None:
+        return ""
+    if isinstance(block, str):
+        return f"<p>{html.escape(block)}</p>"
+    if isinstance(block, Figure):
+        return _figure(block)
+    if isinstance(block, list):
+        return "<div class=\"grid\">" + "".join(_block(b) for b in block) + "</div>"
+    return _table(block)
+
+
+def render(title: str, subtitle: str, sections: list[Section]) -> str:
+    """The whole HTML document: inline CSS, no script, no external resource."""
+    body = [f"<header><h1>{html.escape(title)}</h1><p class=\"sub\">{html.escape(subtitle)}</p></header>"]
+    for section in sections:
+        body.append(f"<section><h2>{html.escape(section.title)}</h2>")
+        body.extend(_block(b) for b in section.blocks)
+        body.append("</section>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>"
+            f"<body><main>{''.join(body)}</main></body></html>\n")
+
+
+def write(path, document: str) -> Path:
+    """Write the report atomically (temporary file + rename)."""
+    from ._io import atomic_write_text
+
+    return atomic_write_text(path, document)
+
+
+def _parameters(model):
+    frame = model.summary_frame().reset_index()
+    frame["model"] = frame["model"].map({"bgnbd": "BG/NBD", "gamma_gamma": "Gamma-Gamma"})
+    return frame.rename(columns={"std_err": "std err", "lower": "95% lower", "upper": "95% upper"}).set_index(
+        ["model", "param"])
+
+
+def _fit_stats(model):
+    import pandas as pd
+
+    rows = {}
+    for key, stats in model.fit_stats().items():
+        rows["BG/NBD" if key == "bgnbd" else "Gamma-Gamma"] = {
+            "customers": int(stats["customers"]), "unique rows": stats["unique_rows"],
+            "log-likelihood": stats["log_likelihood"], "AIC": stats["aic"], "BIC": stats["bic"],
+            "converged": str(stats["converged"]), "iterations": stats["iterations"]}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "model"
+    return frame
+
+
+def run_report(result, *, accounting: list[str], periods: str, comparison=None, backtest=None,
+               figures: dict[str, Any] | None = None) -> str:
+    """The report of a pipeline run (:class:`clv_forecast.experiment.RunResult`).
+
+    ``accounting`` and ``periods`` are the lines the CLI prints (one wording for both); ``comparison`` and
+    ``backtest`` come from :mod:`clv_forecast.compare`; ``figures`` maps captions to PNG bytes.
+    """
+    import pandas as pd
+
+    spec, model, metrics = result.spec, result.model, result.metrics
+    source = spec["data"]["source"]
+    source = "CDNOW sample (bundled)" if source == "cdnow_sample" else Path(str(source)).name
+    sections = [Section("Data", [*accounting, periods])]
+    params = Section("Model: parameters and fit", [_parameters(model), _fit_stats(model)])
+    for problem in getattr(model, "problems_", []) or []:
+        params.blocks.append(f"Unreliable fit: {problem}")
+    sections.append(params)
+    if result.holdout is not None:
+        sections.append(Section("Holdout check", [holdout_line(metrics, model.time_unit_)]))
+    if backtest is not None:
+        blocks = ["Every method computed on the calibration period only, scored against what each customer "
+                  "really spent in the holdout period (nothing is tuned on the holdout).", backtest.metrics]
+        purchases = getattr(backtest, "purchases", None)
+        if purchases is not None:
+            blocks += ["Expected vs actual holdout purchases by calibration frequency:", purchases]
+        sections.append(Section("Backtest: historical formulas vs the predictive model", blocks))
+    if figures:
+        sections.append(Section("Plots", [[Figure(png, caption) for caption, png in figures.items()]]))
+    if comparison is not None:
+        sections.append(Section("Historical vs predictive CLV by segment", [comparison.segments]))
+        spearman = getattr(comparison, "spearman", None)
+        if spearman is not None:
+            sections.append(Section("Rank agreement with the predictive CLV (Spearman)",
+                                    [pd.DataFrame({"spearman": pd.Series(spearman)})]))
+        sections.append(Section("Customers on whom the methods disagree most", [comparison.disagreements]))
+    table = result.predictions
+    if table is not None and "clv" in table:
+        value = spec["value"]
+        top = table.sort_values("clv", ascending=False, na_position="last").head(int(value.get("top") or 10))
+        columns = [c for c in ("frequency", "recency", "T", "monetary_value", "p_alive", "expected_purchases",
+                               "expected_spend", "clv", "clv_lower", "clv_upper") if c in top]
+        sections.append(Section(
+            f"Top {len(top)} customers by CLV ({value['horizon']}, {value['discount_rate']}, margin {value['margin']})",
+            [top[columns]]))
+        if "clv_total" in metrics:
+            sections[-1].blocks.append(coverage_line(metrics, value))
+    title = f"clv-forecast: experiment {spec.get('name') or ''}".strip()
+    return render(title, f"{source}; time unit {model.time_unit_}", sections)

@@ -1,0 +1,102 @@
+"""The HTML report: self-contained (no request leaves the file), every image decodes, it renders in a real
+headless Chromium; and the run writes it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clv_forecast.cli import main
+from clv_forecast.report import Figure, Section, render
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+# Loaded into a copy of the report by the test only: counts the images that decoded and every resource the
+# page requested (data: URIs excluded), and writes the result into the title, which --dump-dom prints.
+_PROBE = """<script>window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const decoded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  const requests = performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'));
+  document.title = 'PROBE' + JSON.stringify({images: imgs.length, decoded: decoded, requests: requests,
+                                             tables: document.querySelectorAll('table').length,
+                                             height: document.body.scrollHeight});
+});</script>"""
+
+
+def _png(width: int = 4, height: int = 3) -> bytes:
+    """A small valid PNG (RGB, one colour), written by hand."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + b"\x3e\x7c\xb1" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def _chromium_probe(path: Path, tmp_path: Path) -> dict:
+    assert CHROMIUM, "Chromium is needed for this test (.ci/run installs Debian's chromium package)"
+    probe = tmp_path / "probe.html"
+    probe.write_text(path.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
+           "--proxy-server=127.0.0.1:9", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    match = re.search(r"<title>PROBE(.*?)</title>", out.stdout)
+    assert match, f"Chromium did not render the page: {out.stderr[-500:]}"
+    return json.loads(match.group(1).replace("&quot;", '"'))
+
+
+def _external_references(document: str) -> list[str]:
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", document)
+    refs += re.findall(r"url\(([^)]+)\)", document)
+    return [r for r in refs if not r.startswith(("data:", "#"))]
+
+
+def test_render_is_self_contained_and_escapes_text():
+    document = render("T <1>", "sub & title", [
+        Section("numbers", [pd.DataFrame({"x": [1.5, 12345.678], "name": ["<b>", "ok"]}), "a & b",
+                            Figure(_png(), "a figure")]),
+    ])
+    assert _external_references(document) == []
+    assert "&lt;b&gt;" in document and "<b>" not in document.split("<style>")[0]
+    assert "12,345.7" in document and "data:image/png;base64," in document
+    assert "<script" not in document
+
+
+def test_report_renders_in_chromium_with_every_image_decoded(tmp_path):
+    path = tmp_path / "r.html"
+    path.write_text(render("report", "sub", [Section("figures", [[Figure(_png(), "one"), Figure(_png(8, 5), "two")],
+                                                                 pd.DataFrame({"a": [1, 2]})])]))
+    seen = _chromium_probe(path, tmp_path)
+    assert seen["images"] == 2 and seen["decoded"] == 2
+    assert seen["requests"] == [] and seen["tables"] == 1
+
+
+def test_default_run_writes_a_report_that_renders(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run"]) == 0
+    assert "report written to reports/cdnow.html" in capsys.readouterr().out
+    path = tmp_path / "reports" / "cdnow.html"
+    document = path.read_text(encoding="utf-8")
+    assert _external_references(document) == []
+    for fragment in ("Model: parameters and fit", "Holdout check", "1,882", "Top 10 customers by CLV", "-9,582.4"):
+        assert fragment in document, fragment
+    seen = _chromium_probe(path, tmp_path)
+    assert seen["requests"] == [] and seen["decoded"] == seen["images"] and seen["tables"] >= 3
+    assert [p.name for p in (tmp_path / "reports").iterdir()] == ["cdnow.html"]  # atomic: no temporary file left
+
+
+def test_report_path_must_be_html(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text('[data]\nsource = "cdnow_sample"\namount_col = "amount"\n[output]\nreport = "r.pdf"\n')
+    assert main(["run", "--experiment", str(spec)]) == 2
+    assert "r.pdf" in capsys.readouterr().err
