@@ -392,6 +392,83 @@ def run(experiment, model, no_save, predictions, predictions_as_of, save_unrelia
     _execute(spec, save=not no_save, as_json=as_json, top_table=True)
 
 
+@app.command()
+@click.option("--experiment", default=None, type=click.Path(path_type=Path),
+              help="Experiment file (TOML); default: the CDNOW experiment on the bundled sample.")
+@click.option("--output", "report", default=None, type=click.Path(path_type=Path),
+              help="The HTML file to write (default: the experiment's [output] report, else reports/NAME.html).")
+@_names_errors(spec_file_of=lambda kwargs: None if kwargs.get("experiment") is None else str(kwargs["experiment"]))
+def report(experiment, report) -> None:
+    """Run an experiment and write its self-contained HTML report (parameters, backtest, plots, segments,
+    top customers); nothing else is saved."""
+    from .experiment import load_spec, run as run_pipeline
+
+    spec = load_spec(experiment)
+    target = Path(report) if report is not None else Path(spec["output"].get("report")
+                                                           or f"reports/{spec['name'] or 'report'}.html")
+    spec["output"].update(report=str(target), model=None, predictions=None)
+    _check_outputs(spec, True)
+    result = run_pipeline(spec, save=True)
+    for text in result.model.problems_:
+        click.echo(f"warning: unreliable fit: {text}")
+    click.echo(f"report written to {result.report_path}")
+
+
+@app.command()
+@_with(_DATA_OPTIONS)
+@_with(_VALUE_OPTIONS)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: the metrics of every method.")
+@click.option("--output", "output_dir", default=None, type=click.Path(path_type=Path),
+              help="Write the tables (CSV and Parquet), the plots (PNG) and the report (HTML) into this new folder.")
+@_names_errors()
+def compare(transactions, as_json, output_dir, horizon, step, discount_rate, margin, interval, **options) -> None:
+    """Backtest the historical CLV formulas and the predictive model: every method computed on the calibration
+    period, scored against what each customer really spent in the holdout (needs --calibration-end)."""
+    from .experiment import analyse_run, run as run_pipeline, spec_from_options, write_analysis
+
+    if options.get("calibration_end") is None:
+        raise ClvInputError("the backtest needs a holdout: give {{calibration_end}} (e.g. 1997-09-30)")
+    if options.get("amount_col") is None and options.get("quantity_col") is None:
+        raise ClvInputError("the comparison is about money: give {{amount_col}} (or {{quantity_col}} and "
+                            "{{price_col}})")
+    if output_dir is not None and output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise ClvInputError(f"{output_dir}: exists and is not an empty folder; give a new folder for the results")
+    spec = spec_from_options(transactions=transactions, horizon=horizon, step=step, discount_rate=discount_rate,
+                             margin=margin, interval=interval, **options)
+    result = analyse_run(run_pipeline(spec, save=False), transactions)
+    if result.backtest is None:
+        raise ClvInputError("no backtest: the summary has no holdout spend (give {{amount_col}})")
+    if output_dir is not None:
+        write_analysis(result, output_dir)
+    if as_json:
+        click.echo(json.dumps(_json_safe(result.backtest.to_dict()), allow_nan=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+    rfm = result.summary
+    for line in accounting_lines(dict(rfm.attrs), len(rfm)):
+        console.print(line, markup=False)
+    console.print(periods_line(rfm.attrs, result.model.time_unit_), markup=False)
+    metrics = result.backtest.metrics
+    table = Table(title="backtest: each method from the calibration period, scored on the holdout")
+    table.add_column("method")
+    for column in metrics.columns:
+        table.add_column(column, justify="right")
+    for method, row in metrics.iterrows():
+        table.add_row(str(method), *(f"{v:,.3f}" for v in row))
+    console.print(table)
+    if output_dir is not None:
+        console.print(f"tables, plots and report written to {output_dir}", markup=False)
+
+
+def _json_safe(value):
+    from .model import json_safe
+
+    return json_safe(value)
+
+
 # --------------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------------

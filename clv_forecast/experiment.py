@@ -81,6 +81,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
     },
 }
 
+SCHEMA_DEFAULTS = {section: {key: default for key, (_, default, _) in keys.items()} for section, keys in SCHEMA.items()}
+
 _CHOICES = {
     ("data", "missing_customer"): ("error", "drop"),
     ("data", "duplicates"): ("keep", "drop"),
@@ -93,10 +95,7 @@ _CDNOW_SOURCE = "cdnow_sample"
 
 
 def _neutral(name: str | None = None) -> dict:
-    spec: dict = {"name": name}
-    for section, keys in SCHEMA.items():
-        spec[section] = {key: default for key, (_, default, _) in keys.items()}
-    return spec
+    return {"name": name, **{section: dict(defaults) for section, defaults in SCHEMA_DEFAULTS.items()}}
 
 
 def cdnow_spec() -> dict:
@@ -209,6 +208,9 @@ class RunResult:
     model_path: Path | None = None
     predictions_path: Path | None = None
     report_path: Path | None = None
+    comparison: Any = None  # clv_forecast.compare.Comparison
+    backtest: Any = None  # clv_forecast.compare.Backtest
+    figures: dict = field(default_factory=dict)  # caption -> PNG bytes
     timings: dict = field(default_factory=dict)
 
     @property
@@ -266,8 +268,12 @@ def value_coverage(table) -> dict:
     }
 
 
-def run(spec: dict, *, save: bool = True) -> RunResult:
-    """Execute a spec: summary -> fit -> reliability check -> holdout check -> predictions -> files.
+def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunResult:
+    """Execute a spec: summary -> fit -> reliability check -> holdout check -> predictions ->
+    comparison with the historical formulas and backtest -> files.
+
+    ``analyse`` (default: when a report is written) runs the comparison, the backtest (with a
+    calibration split) and the plots (:func:`analyse_run`).
 
     A fit that did not converge or does not identify its parameters raises
     :class:`~clv_forecast.errors.UnreliableFitError` before anything is written, unless
@@ -332,19 +338,65 @@ def run(spec: dict, *, save: bool = True) -> RunResult:
         result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
     if save and out.get("predictions") and predictions is not None:
         result.predictions_path = write_table(predictions, out["predictions"])
+    if analyse is None:
+        analyse = bool(save and out.get("report"))
+    if analyse:
+        start = time.perf_counter()
+        analyse_run(result, source)
+        result.timings["analysis"] = time.perf_counter() - start
     if save and out.get("report"):
-        result.report_path = write_report(result, source, out["report"])
+        result.report_path = write_report(result, out["report"])
     return result
 
 
-def write_report(result: RunResult, source, path) -> Path:
+def analyse_run(result: RunResult, source) -> RunResult:
+    """Historical formulas beside the predictive CLV (:func:`clv_forecast.compare.side_by_side`), the
+    holdout backtest of every method when the summary has a holdout (:func:`clv_forecast.compare.backtest`)
+    and the diagnostic plots (:mod:`clv_forecast.plots`); stored on the result."""
+    from . import compare, plots
+
+    value = result.spec.get("value") or SCHEMA_DEFAULTS["value"]
+    money = dict(discount_rate=value["discount_rate"], margin=float(value["margin"]))
+    model, rfm = result.model, result.summary
+    has_spend = model.spend_ is not None and "monetary_value" in rfm
+    figures: dict = {}
+    if has_spend:
+        result.comparison = compare.side_by_side(model, rfm, horizon=value["horizon"], **money)
+    if has_spend and "frequency_holdout" in rfm and "monetary_value_holdout" in rfm:
+        result.backtest = compare.backtest(model, rfm, **money)
+    figures["Repeat purchases per customer in the calibration period: actual vs BG/NBD"] = \
+        plots.frequency_histogram(model, rfm)
+    calibration_end = result.spec["summary"]["calibration_end"]
+    if "frequency_holdout" in rfm:
+        figures["Holdout purchases by calibration frequency: actual vs predicted"] = \
+            plots.calibration_vs_holdout(model, rfm)
+        tracking = dict(calibration_end=calibration_end, time_unit=model.time_unit_,
+                        **{k: v for k, v in summary_options(result.spec).items() if k not in ("time_unit", "merge")})
+        figures["Cumulative repeat transactions: actual vs BG/NBD"] = \
+            plots.tracking_plot(model, source, cumulative=True, **tracking)
+        figures["Repeat transactions per period: actual vs BG/NBD"] = \
+            plots.tracking_plot(model, source, cumulative=False, **tracking)
+    figures["P(alive) by frequency and recency"] = plots.p_alive_heatmap(model)
+    figures[f"Expected purchases in {value['horizon']} by frequency and recency"] = \
+        plots.expected_purchases_heatmap(model, value["horizon"])
+    if result.comparison is not None:
+        figures["Historical (simple) vs predictive CLV per customer"] = plots.clv_scatter(result.comparison.customers)
+    if result.backtest is not None:
+        figures["Gains: share of holdout revenue captured by the top customers of each method"] = \
+            plots.gains_chart(result.backtest.scores.drop(columns="actual"), result.backtest.scores["actual"])
+    result.figures = {caption: plots.to_png(fig) for caption, fig in figures.items()}
+    return result
+
+
+def write_report(result: RunResult, path) -> Path:
     """The run's self-contained HTML report (see :mod:`clv_forecast.report`), written atomically."""
     from . import report
 
     rfm = result.summary
     document = report.run_report(
         result, accounting=report.accounting_lines(dict(rfm.attrs), len(rfm)),
-        periods=report.periods_line(rfm.attrs, result.model.time_unit_))
+        periods=report.periods_line(rfm.attrs, result.model.time_unit_), comparison=result.comparison,
+        backtest=result.backtest, figures=result.figures)
     return report.write(path, document)
 
 
@@ -361,3 +413,66 @@ def write_table(table, path) -> Path:
         compression = "gzip" if suffix.endswith(".gz") else None
         return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, compression=compression))
     raise ClvInputError(f"{path}: unknown output type; use .csv, .csv.gz or .parquet", argument="predictions")
+
+
+def _slug(caption: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "_", caption.lower()).strip("_")[:60]
+
+
+def write_analysis(result: RunResult, directory) -> Path:
+    """The comparison's tables (CSV and Parquet), the plots (PNG) and the report, written into
+    ``directory`` as one step: everything goes to a temporary folder beside it that is renamed at
+    the end, so a failure leaves no half-written folder. ``directory`` must not exist or be empty."""
+    import os
+    import shutil
+    import tempfile
+
+    from . import report
+
+    directory = Path(directory)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise ClvInputError(f"{directory}: exists and is not an empty folder; give a new folder for the results",
+                            argument="output")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        tables = {}
+        if result.backtest is not None:
+            tables["backtest"] = result.backtest.metrics
+            tables["purchases_by_frequency"] = result.backtest.purchases
+            tables["backtest_customers"] = result.backtest.scores
+        if result.comparison is not None:
+            tables["customers"] = result.comparison.customers
+            tables["segments"] = result.comparison.segments
+            tables["disagreements"] = result.comparison.disagreements
+        for name, table in tables.items():
+            frame = table.reset_index() if any(n is not None for n in table.index.names) else table
+            frame.to_csv(tmp / f"{name}.csv", index=False)
+            frame.to_parquet(tmp / f"{name}.parquet", index=False)
+        (tmp / "plots").mkdir()
+        for caption, png in result.figures.items():
+            (tmp / "plots" / f"{_slug(caption)}.png").write_bytes(png)
+        rfm = result.summary
+        document = report.run_report(
+            result, accounting=report.accounting_lines(dict(rfm.attrs), len(rfm)),
+            periods=report.periods_line(rfm.attrs, result.model.time_unit_), comparison=result.comparison,
+            backtest=result.backtest, figures=result.figures)
+        (tmp / "report.html").write_text(document, encoding="utf-8")
+        mode = 0o777 & ~_umask()
+        for path in [tmp, *tmp.rglob("*")]:
+            os.chmod(path, mode if path.is_dir() else mode & 0o666)
+        if directory.exists():
+            directory.rmdir()
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _umask() -> int:
+    from ._io import _umask as umask
+
+    return umask()
