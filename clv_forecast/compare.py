@@ -268,11 +268,12 @@ def side_by_side(model, rfm: pd.DataFrame, *, horizon="12M", discount_rate="0%/Y
 
 
 def _step(horizon, window: float, unit: TimeUnit) -> str:
-    """Monthly steps when the horizon is whole months, else one step per table unit, else one step."""
+    """Steps of the predictive CLV's discounting: monthly when the horizon is whole months or years, else one
+    step per table unit when the window is a whole number of them, else one step (the whole window)."""
     from .units import Duration
 
     d = Duration.parse(horizon)
-    if d.unit.base == "M" and float(d.value).is_integer():
+    if d.unit.base in ("M", "Y") and float(d.value * d.unit.n).is_integer():
         return "1M"
     if float(window).is_integer() and window >= 1:
         return f"{unit.n:g}{unit.base}"
@@ -329,7 +330,7 @@ def backtest(model, rfm_split: pd.DataFrame, *, discount_rate="0%/Y", margin=1.0
         raise ClvInputError("duration_holdout must be one positive value for every customer",
                             argument="rfm_split", value="...")
     window = float(durations[0])
-    horizon = f"{window * unit.n:g}{unit.base}"
+    horizon = f"{format(window * unit.n, '.15g')}{unit.base}"  # exact enough: no 6-digit rounding
     pred = model.clv(rfm_split, horizon=horizon, discount_rate=discount_rate, step=_step(horizon, window, unit),
                      margin=margin)
     seg = rfm_segments(rfm_split)
