@@ -52,17 +52,13 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-def _num(value: Any, argument: str, *, positive: bool = False, allow_nan: bool = False):
+def _num(value: Any, argument: str, *, positive: bool = False):
     """``value`` as a float array (or float), finite and >= 0 (> 0 with ``positive``)."""
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise ClvInputError("must be a number or numbers", argument=argument, value=value) from None
-    bad = ~np.isfinite(arr)
-    if allow_nan:
-        bad &= ~np.isnan(arr)
-    check = arr[~np.isnan(arr)] if allow_nan else arr
-    if bad.any() or (check <= 0 if positive else check < 0).any():
+    if (~np.isfinite(arr)).any() or (arr <= 0 if positive else arr < 0).any():
         raise ClvInputError(f"must be {'positive' if positive else 'non-negative'} finite number(s)",
                             argument=argument, value=_short(value))
     return arr if arr.ndim else float(arr)
@@ -421,22 +417,38 @@ def _calendar(period: Any) -> str:
 
 
 def period_counts(transactions: Any, start, end, *, customer_col="customer_id", date_col="timestamp",
-                  revenue_col: str | None = None) -> dict:
+                  revenue_col: str | None = None, active_within=None) -> dict:
     """S, E, N, P, C (and R) of one period ``[start, end]`` (dates, ``end`` included) from a log,
     for :func:`crr`, :func:`apv`, :func:`apfr`.
 
-    A customer *exists* at a date once he has bought at or before it: ``start`` S = customers with a
-    purchase before ``start``, ``end`` E = customers with a purchase at or before ``end``, ``new`` N =
-    customers whose first purchase is in the period (so E - N = S: without a lapse definition, a
-    customer never leaves; pass your own counts to :func:`crr` when an activity rule defines E).
-    ``purchases`` P and ``customers`` C (buyers) count rows in the period; ``revenue`` R sums ``revenue_col``.
+    A customer is *a customer* at a date when he has bought within ``active_within`` (a duration such as
+    ``"90D"`` or ``"1Y"``) up to that date: ``start`` S = customers with a purchase in the ``active_within``
+    before ``start``; ``end`` E = customers with a purchase in the ``active_within`` ending with ``end``;
+    ``new`` N = customers whose first purchase is in the period. Without ``active_within`` a customer,
+    once acquired, never lapses (S = customers with a purchase before ``start``, E = those with one up
+    to ``end``, so E - N = S and the CRR is 1). ``purchases`` P and ``customers`` C (buyers) count rows
+    in the period; ``revenue`` R sums ``revenue_col``.
     """
     log = _log(transactions, customer_col, date_col)
     lo, hi = pd.Timestamp(start), pd.Timestamp(end) + pd.Timedelta(days=1)
+    if hi <= lo:
+        raise ClvInputError("the period ends before it starts ({{start}})", argument="end", value=end)
     first = log.groupby("customer")["ts"].min()
     inside = (log["ts"] >= lo) & (log["ts"] < hi)
-    out = {"start": int((first < lo).sum()), "end": int((first < hi).sum()),
-           "new": int(((first >= lo) & (first < hi)).sum()),
+    if active_within is None:
+        n_start, n_end = int((first < lo).sum()), int((first < hi).sum())
+    else:
+        try:
+            window = pd.Timedelta(days=Duration.parse(active_within).days)
+        except ClvInputError as exc:
+            raise ClvInputError(exc.reason, argument="active_within", value=active_within) from None
+        if window <= pd.Timedelta(0):
+            raise ClvInputError("must be a positive duration such as '90D'", argument="active_within",
+                                value=active_within)
+        ts = log["ts"]
+        n_start = int(log.loc[(ts >= lo - window) & (ts < lo), "customer"].nunique())
+        n_end = int(log.loc[(ts >= hi - window) & (ts < hi), "customer"].nunique())
+    out = {"start": n_start, "end": n_end, "new": int(((first >= lo) & (first < hi)).sum()),
            "purchases": int(inside.sum()), "customers": int(log.loc[inside, "customer"].nunique())}
     if revenue_col is not None:
         out["revenue"] = float(pd.to_numeric(np.asarray(transactions[revenue_col]))[inside.to_numpy()].sum())

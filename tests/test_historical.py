@@ -270,7 +270,24 @@ def test_period_counts_feed_the_formulas():
     counts = h.period_counts(LOG, "2021-03-01", "2021-03-31", revenue_col="amount")
     assert counts == {"start": 1, "end": 5, "new": 4, "purchases": 10, "customers": 4, "revenue": 10.0}
     assert h.apfr(counts["purchases"], counts["customers"]) == 2.5
-    assert h.crr(counts["start"], counts["end"], counts["new"]) == 1.0
+    assert h.crr(counts["start"], counts["end"], counts["new"]) == 1.0  # nobody lapses without a rule
+
+
+def test_period_counts_with_an_activity_window():
+    # a customer counts when he bought in the last 30 days: at the start of March only customer 7
+    # (2021-02-10); at its end customers 1, 2, 3, 4 (7 has lapsed), all four new in March
+    counts = h.period_counts(LOG, "2021-03-01", "2021-03-31", active_within="30D")
+    assert (counts["start"], counts["end"], counts["new"]) == (1, 4, 4)
+    assert h.crr(counts["start"], counts["end"], counts["new"]) == 0.0
+    assert h.churn(h.crr(counts["start"], counts["end"], counts["new"])) == 1.0
+    april = h.period_counts(LOG, "2021-04-01", "2021-04-30", active_within="30D")
+    # start of April: 1, 2, 3, 4 (March); end: 2 (04-15), 5, 6, 7 (04-01 is within 30 days of 04-30);
+    # new: 5 and 6; retained (E - N) / S = (4 - 2) / 4
+    assert (april["start"], april["end"], april["new"]) == (4, 4, 2)
+    assert h.crr(april["start"], april["end"], april["new"]) == pytest.approx(0.5)
+    with pytest.raises(ClvInputError) as info:
+        h.period_counts(LOG, "2021-04-01", "2021-04-30", active_within="soon")
+    assert info.value.argument == "active_within"
 
 
 @pytest.mark.parametrize("call, argument", [
