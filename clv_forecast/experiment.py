@@ -383,7 +383,7 @@ def analyse_run(result: RunResult, source) -> RunResult:
         figures["Historical (simple) vs predictive CLV per customer"] = plots.clv_scatter(result.comparison.customers)
     if result.backtest is not None:
         figures["Gains: share of holdout revenue captured by the top customers of each method"] = \
-            plots.gains_chart(result.backtest.scores.drop(columns="actual"), result.backtest.scores["actual"])
+            plots.gains_chart(result.backtest.scores.drop(columns=["actual", "actual_purchases"]), result.backtest.scores["actual"])
     result.figures = {caption: plots.to_png(fig) for caption, fig in figures.items()}
     return result
 
