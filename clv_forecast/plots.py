@@ -125,6 +125,13 @@ def _model_unit(purchases) -> str | None:
     return getattr(purchases, "time_unit_", None)
 
 
+def _period_name(unit) -> str:
+    """``"week"`` for W, ``"period of 2W"`` for 2W: how one period of a time unit reads."""
+    names = {"D": "day", "W": "week", "M": "month", "Y": "year", "h": "hour"}
+    text = str(TimeUnit.parse(unit))
+    return names.get(text, f"period of {text}")
+
+
 def _unit_text(unit) -> str:
     if unit is None:
         return "model time units"
@@ -314,7 +321,7 @@ def tracking_plot(model, transactions, *, calibration_end, time_unit="W", cumula
     with matplotlib.rc_context(STYLE):
         ends, actual, model_cum, cal_excl, start = _tracking_data(model, transactions, calibration_end,
                                                                   time_unit, observation_end, read_options)
-        unit = str(TimeUnit.parse(time_unit))
+        period = _period_name(time_unit)
         fig = _figure(figsize)
         ax = fig.add_subplot()
         dates = _days_to_dates(ends - 1)  # the last day of each period
@@ -323,17 +330,17 @@ def tracking_plot(model, transactions, *, calibration_end, time_unit="W", cumula
             ylabel, what = "cumulative repeat transactions", "Cumulative repeat transactions"
         else:
             y_actual, y_model = np.diff(actual, prepend=0.0), np.diff(model_cum, prepend=0.0)
-            ylabel, what = f"repeat transactions per period ({unit})", f"Repeat transactions per period ({unit})"
+            ylabel, what = f"repeat transactions per {period}", f"Repeat transactions per {period}"
         ax.plot(dates, y_actual, color=ACTUAL, label="actual", gid="actual")
         ax.plot(dates, y_model, color=MODEL, linestyle="--", label="model (BG/NBD)", gid="model")
         cal_date = _days_to_dates([cal_excl - 1])[0]
         ax.axvline(_days_to_dates([cal_excl])[0], color=REFERENCE, linestyle=":", linewidth=1.5,
                    label=f"calibration end ({cal_date})", gid="calibration_end")
-        ax.set_xlabel(f"end of period ({unit} periods from the calibration end)")
+        ax.set_xlabel(f"{period} ending")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{what}: actual vs model")
         ax.set_ylim(bottom=0)
-        ax.legend(loc="upper left")
+        ax.legend(loc="upper left" if cumulative else "upper right")
         locator = mdates.AutoDateLocator(maxticks=10)
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
@@ -409,7 +416,7 @@ def p_alive_heatmap(model, max_frequency=None, max_recency=None, T=None, *, rfm=
         values = np.where(impossible, np.nan, values)
         unit = _model_unit(purchases)
         return _heatmap(values, frequency, recency, vmin=0.0, vmax=1.0, unit=unit, figsize=figsize,
-                        title=f"Probability a customer is alive, customers of age T = {T:g} {_unit_text(unit)}",
+                        title=f"Probability a customer is alive, customers of age T = {T:.3g} {_unit_text(unit)}",
                         cbar_label="P(alive)")
 
 
@@ -431,7 +438,7 @@ def expected_purchases_heatmap(model, horizon, max_frequency=None, max_recency=N
         unit = _model_unit(purchases)
         return _heatmap(values, frequency, recency, vmin=0.0, unit=unit, figsize=figsize,
                         title=f"Expected purchases in the next {h:g} {_unit_text(unit)}, "
-                              f"customers of age T = {T:g}",
+                              f"customers of age T = {T:.3g}",
                         cbar_label="expected purchases")
 
 
@@ -563,8 +570,11 @@ def clv_scatter(table: pd.DataFrame, x: str = "clv_predictive", y: str = "clv_si
         if math.isfinite(rho):
             detail.append(f"Spearman \u03c1 = {rho:.3f}")
         detail += [f"left out: {t}" for t in left_out]
-        ax.set_title((title or f"{_label(y)} vs {_label(x)}") + "\n" + ", ".join(detail))
-        ax.legend(loc="upper left")
+        if title is None:
+            title = ("Historical vs predictive CLV per customer" if (x, y) == ("clv_predictive", "clv_simple")
+                     else f"{_label(y)} vs {_label(x)}")
+        ax.set_title(title + "\n" + ", ".join(detail))
+        ax.legend(loc="best")
     return fig
 
 
