@@ -126,10 +126,10 @@ def _model_unit(purchases) -> str | None:
 
 
 def _period_name(unit) -> str:
-    """``"week"`` for W, ``"period of 2W"`` for 2W: how one period of a time unit reads."""
+    """``"week"`` for W, ``"2W period"`` for 2W: how one period of a time unit reads."""
     names = {"D": "day", "W": "week", "M": "month", "Y": "year", "h": "hour"}
     text = str(TimeUnit.parse(unit))
-    return names.get(text, f"period of {text}")
+    return names.get(text, f"{text} period")
 
 
 def _unit_text(unit) -> str:
