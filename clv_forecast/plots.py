@@ -16,6 +16,8 @@ Plots
 * :func:`p_alive_heatmap`, :func:`expected_purchases_heatmap` - P(alive) and expected purchases over
   frequency x recency for customers of a given age T.
 * :func:`p_alive_history` - one customer's P(alive) day by day, with the purchases marked.
+* :func:`expected_purchases_curve` - E[X(t)] of a new customer (optionally against the data).
+* :func:`heterogeneity` - the fitted Gamma (purchase rates) and Beta (dropout) distributions.
 * :func:`clv_scatter` - two CLV columns of a per-customer table against each other.
 * :func:`gains_chart` - cumulative share of actual revenue captured by the customers each score
   ranks first.
@@ -47,7 +49,8 @@ from .units import TimeUnit
 
 __all__ = [
     "frequency_histogram", "calibration_vs_holdout", "tracking_plot", "p_alive_heatmap",
-    "expected_purchases_heatmap", "p_alive_history", "clv_scatter", "gains_chart", "to_png", "save_png",
+    "expected_purchases_heatmap", "p_alive_history", "expected_purchases_curve", "heterogeneity", "clv_scatter",
+    "gains_chart", "to_png", "save_png",
 ]
 
 #: the one style of every figure (applied while a figure is built)
@@ -333,6 +336,11 @@ def tracking_plot(model, transactions, *, calibration_end, time_unit="W", cumula
             ylabel, what = f"repeat transactions per {period}", f"Repeat transactions per {period}"
         ax.plot(dates, y_actual, color=ACTUAL, label="actual", gid="actual")
         ax.plot(dates, y_model, color=MODEL, linestyle="--", label="model (BG/NBD)", gid="model")
+        lengths = np.diff(ends, prepend=start)
+        partial = lengths < math.floor(TimeUnit.parse(time_unit).days)  # clipped at the data's start or end
+        if not cumulative and partial.any():
+            ax.plot(dates[partial], y_actual[partial], "o", markerfacecolor="white", markeredgecolor=ACTUAL,
+                    linestyle="none", label="shorter period (clipped at the data's start or end)", gid="partial")
         cal_date = _days_to_dates([cal_excl - 1])[0]
         ax.axvline(_days_to_dates([cal_excl])[0], color=REFERENCE, linestyle=":", linewidth=1.5,
                    label=f"calibration end ({cal_date})", gid="calibration_end")
@@ -396,6 +404,9 @@ def _heatmap(values, frequency, recency, *, title, cbar_label, unit, figsize, vm
     ax.set_title(title)
     ax.grid(False)
     ax.yaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+    if len(recency) > 2 and np.ma.getmaskarray(masked)[0, 1:].all():
+        ax.text(float(recency[len(recency) // 2]), float(frequency[0]), "no repeat purchase: recency is 0",
+                ha="center", va="center", fontsize=8, color="#555555")
     return fig
 
 
@@ -492,6 +503,84 @@ def p_alive_history(model, transactions, customer_id, *, end=None, calibration_e
         locator = mdates.AutoDateLocator(maxticks=10)
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# the model alone: E[X(t)] of a new customer, heterogeneity of purchase and dropout rates
+# --------------------------------------------------------------------------------------------
+
+
+def expected_purchases_curve(model, horizon="78W", *, rfm=None, figsize=None) -> Figure:
+    """E[X(t)], the expected repeat purchases of a newly acquired customer by age ``t``, for ``t``
+    from 0 to ``horizon`` (``"78W"`` or a number in model units). With ``rfm=`` (a calibration
+    table) the customers' mean repeat purchases by their age T are overlaid: the mean frequency of
+    customers grouped by T (bins of one model time unit), beside the model's E[X(T)]."""
+    with matplotlib.rc_context(STYLE):
+        purchases = _purchase_model(model)
+        unit = _model_unit(purchases)
+        h = float(purchases._horizon(horizon))
+        if not h > 0:
+            raise ClvInputError("must be positive", argument="horizon", value=horizon)
+        t = np.linspace(0.0, h, 200)
+        fig = _figure(figsize)
+        ax = fig.add_subplot()
+        ax.plot(t, purchases.expected_purchases(t), color=MODEL, label="model: E[X(t)], a new customer",
+                gid="model")
+        if rfm is not None:
+            data = rfm_arrays(rfm, model_unit=unit, with_weights=True)
+            age = np.floor(data.T).astype(np.int64)
+            n = np.bincount(age, weights=data.weights)
+            seen = n > 0
+            mean = np.bincount(age, weights=data.weights * data.frequency)[seen] / n[seen]
+            centre = (np.bincount(age, weights=data.weights * data.T)[seen] / n[seen])
+            ax.scatter(centre, mean, s=np.clip(n[seen] / n[seen].max() * 60, 8, 60), color=ACTUAL, alpha=0.8,
+                       label="actual: mean repeat purchases by age T (size: customers)", gid="actual", zorder=3)
+        ax.set_xlim(0, h)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel(f"time since the first purchase ({_unit_text(unit)})")
+        ax.set_ylabel("expected repeat purchases")
+        ax.set_title("Expected repeat purchases of a new customer")
+        ax.legend(loc="upper left")
+    return fig
+
+
+def heterogeneity(model, *, figsize=None) -> Figure:
+    """The BG/NBD mixing distributions, side by side: purchase rates ``lambda ~ Gamma(r, alpha)``
+    (per model time unit; drawn as the density of log10 lambda, since r < 1 piles it up at 0) and
+    dropout probabilities after a purchase ``p ~ Beta(a, b)``, with their means."""
+    from scipy import special
+
+    with matplotlib.rc_context(STYLE):
+        purchases = _purchase_model(model)
+        r, alpha, a, b = purchases._check_fitted()
+        unit = _model_unit(purchases)
+        fig = _figure(figsize)
+        left, right = fig.subplots(1, 2)
+        # lambda: the density of u = log10(lambda) is f(lambda) * lambda * ln 10
+        lo, hi = special.gammaincinv(r, 0.01) / alpha, special.gammaincinv(r, 0.9999) / alpha  # 1% to 99.99%
+        lam = np.geomspace(max(lo, 1e-300), hi, 300)
+        log_density = r * np.log(alpha * lam) - alpha * lam - special.gammaln(r) + np.log(np.log(10.0))
+        left.plot(np.log10(lam), np.exp(log_density), color=CYCLE[0], gid="purchase_rate")
+        left.axvline(np.log10(r / alpha), color=REFERENCE, linestyle="--", linewidth=1.2,
+                     label=f"mean {r / alpha:.3g} per {_period_name(unit) if unit else 'unit'}")
+        left.set_xlabel(f"purchase rate \u03bb, log10 (per {_period_name(unit) if unit else 'time unit'})")
+        left.set_ylabel("density of log10 \u03bb")
+        left.set_title(f"Purchase rates: Gamma(r={r:.3g}, \u03b1={alpha:.3g})", fontsize=11)
+        left.set_ylim(bottom=0)
+        left.legend(loc="upper left")
+        # p: Beta(a, b) on (0, 1); a density that diverges at 0 or 1 is cut at the 99th percentile
+        p = np.linspace(0.0, 1.0, 402)[1:-1]
+        density = np.exp((a - 1) * np.log(p) + (b - 1) * np.log1p(-p) - special.betaln(a, b))
+        right.plot(p, density, color=CYCLE[2], gid="dropout")
+        right.axvline(a / (a + b), color=REFERENCE, linestyle="--", linewidth=1.2, label=f"mean {a / (a + b):.3g}")
+        right.set_xlim(0, 1)
+        right.set_ylim(0, float(np.quantile(density, 0.99)) * 1.1)
+        right.set_xlabel("probability of dropping out after a purchase, p")
+        right.set_ylabel("density")
+        right.set_title(f"Dropout: Beta(a={a:.3g}, b={b:.3g})", fontsize=11)
+        right.legend(loc="upper right")
+        fig.suptitle("Heterogeneity across customers (BG/NBD)", fontsize=12)
     return fig
 
 

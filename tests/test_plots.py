@@ -365,3 +365,49 @@ def test_plots_use_no_pyplot():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     pyplot_loaded, _ = json.loads(out.stdout.strip().splitlines()[-1])
     assert pyplot_loaded is False
+
+
+# ---- the model alone: E[X(t)] and heterogeneity -------------------------------------------
+
+
+def test_expected_purchases_curve(model, cdnow_rfm):
+    fig = plots.expected_purchases_curve(model, "78W", rfm=cdnow_rfm, figsize=SMALL)
+    t, y = _line(fig, "model")
+    assert t[0] == 0 and t[-1] == pytest.approx(78) and y[0] == 0 and np.all(np.diff(y) > 0)
+    # E[X(t)] by its definition: sum over n of n P(X(t) = n)
+    n = np.arange(400)
+    assert y[-1] == pytest.approx(float((n * model.purchases_.prob_purchases(n, 78.0)).sum()), rel=1e-6)
+    (points,) = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    xy = points.get_offsets()
+    age = np.floor(cdnow_rfm["T"])
+    assert len(xy) == age.nunique()
+    oldest = cdnow_rfm[age == age.max()]
+    assert xy[np.argmax(xy[:, 0]), 1] == pytest.approx(oldest["frequency"].mean())
+
+
+def test_heterogeneity(model):
+    from scipy import stats
+
+    fig = plots.heterogeneity(model, figsize=(6, 3))
+    r, alpha, a, b = (model.purchases_.params_[k] for k in ("r", "alpha", "a", "b"))
+    (rate,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "purchase_rate"]
+    u, density = np.asarray(rate.get_xdata()), np.asarray(rate.get_ydata())
+    lam = 10.0 ** u
+    want = stats.gamma.pdf(lam, r, scale=1 / alpha) * lam * np.log(10)
+    assert np.allclose(density, want, rtol=1e-8)
+    # the curve covers the rates from the 1% to the 99.99% quantile: ~98.99% of the mass
+    assert np.sum(np.diff(u) * (density[1:] + density[:-1]) / 2) == pytest.approx(0.9899, abs=2e-3)
+    (drop,) = [ln for ln in fig.axes[1].get_lines() if ln.get_gid() == "dropout"]
+    p = np.asarray(drop.get_xdata())
+    assert np.allclose(drop.get_ydata(), stats.beta.pdf(p, a, b), rtol=1e-8)
+    means = [ln.get_xdata()[0] for ax in fig.axes for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert means == pytest.approx([np.log10(r / alpha), a / (a + b)])
+
+
+def test_incremental_tracking_marks_the_clipped_periods(model, log):
+    fig = plots.tracking_plot(model, log, calibration_end=CDNOW_CALIBRATION_END, time_unit="2W", cumulative=False,
+                              figsize=SMALL)
+    dates, _ = _line(fig, "partial")
+    assert list(pd.to_datetime(np.asarray(dates))) == [pd.Timestamp("1997-01-07"), pd.Timestamp("1998-06-30")]
+    weekly = plots.tracking_plot(model, log, calibration_end=CDNOW_CALIBRATION_END, cumulative=False, figsize=SMALL)
+    assert not [ln for ln in weekly.axes[0].get_lines() if ln.get_gid() == "partial"]
