@@ -135,6 +135,15 @@ def _period_name(unit) -> str:
     return names.get(text, f"{text} period")
 
 
+def _unit_days(purchases) -> float:
+    """Length of the model's time unit in days (needed to place dated purchases on its time scale)."""
+    unit = _model_unit(purchases)
+    if unit is None:
+        raise ClvInputError("the model's time unit is unknown: fit it with time_unit=... (or on a table from "
+                            "summarize) to compare it with dated transactions", argument="model", value="no time unit")
+    return TimeUnit.parse(unit).days
+
+
 def _unit_text(unit) -> str:
     if unit is None:
         return "model time units"
@@ -297,7 +306,7 @@ def _tracking_data(model, transactions, calibration_end, time_unit, observation_
     actual = np.searchsorted(np.sort(repeats), ends, side="left").astype(np.float64)  # repeats on days < end
     # model: a customer first seen on day d0 has, by the end e, an age of e - 1 - d0 days (summarize's T)
     cohort_days, cohort_size = np.unique(first_day, return_counts=True)
-    unit_days = TimeUnit.parse(_model_unit(purchases)).days if _model_unit(purchases) else 1.0
+    unit_days = _unit_days(purchases)
     age = (ends[None, :] - 1 - cohort_days[:, None]) / unit_days
     expected = purchases.expected_purchases(np.maximum(age, 0.0)) * (age >= 0)
     model_cum = cohort_size @ expected
@@ -448,8 +457,8 @@ def expected_purchases_heatmap(model, horizon, max_frequency=None, max_recency=N
         values = np.where(impossible, np.nan, values)
         unit = _model_unit(purchases)
         return _heatmap(values, frequency, recency, vmin=0.0, unit=unit, figsize=figsize,
-                        title=f"Expected purchases in the next {h:g} {_unit_text(unit)}, "
-                              f"customers of age T = {T:.3g}",
+                        title=f"Expected purchases in the next {h:g} {_unit_text(unit)} "
+                              f"(customers of age T = {T:.3g} {_unit_text(unit)})",
                         cbar_label="expected purchases")
 
 
@@ -479,7 +488,7 @@ def p_alive_history(model, transactions, customer_id, *, end=None, calibration_e
         grid = np.arange(own[0], last + 1)
         seen = np.searchsorted(own, grid, side="right")  # purchases on days <= each day
         frequency = seen - 1.0
-        unit_days = TimeUnit.parse(_model_unit(purchases)).days if _model_unit(purchases) else 1.0
+        unit_days = _unit_days(purchases)
         recency = (own[seen - 1] - own[0]) / unit_days
         age = (grid - own[0]) / unit_days
         alive = purchases.p_alive(frequency=frequency, recency=recency, T=age)

@@ -411,3 +411,15 @@ def test_incremental_tracking_marks_the_clipped_periods(model, log):
     assert list(pd.to_datetime(np.asarray(dates))) == [pd.Timestamp("1997-01-07"), pd.Timestamp("1998-06-30")]
     weekly = plots.tracking_plot(model, log, calibration_end=CDNOW_CALIBRATION_END, cumulative=False, figsize=SMALL)
     assert not [ln for ln in weekly.axes[0].get_lines() if ln.get_gid() == "partial"]
+
+
+def test_dated_plots_need_the_models_time_unit(cdnow_rfm, log):
+    from clv_forecast import BetaGeoModel
+
+    bare = BetaGeoModel().fit(frequency=cdnow_rfm["frequency"].to_numpy(), recency=cdnow_rfm["recency"].to_numpy(),
+                              T=cdnow_rfm["T"].to_numpy())
+    assert bare.time_unit_ is None
+    with pytest.raises(ClvInputError, match="time unit is unknown"):
+        plots.tracking_plot(bare, log, calibration_end=CDNOW_CALIBRATION_END)
+    with pytest.raises(ClvInputError, match="not a fitted model"):
+        plots.frequency_histogram(ClvModel(), cdnow_rfm)
