@@ -423,3 +423,22 @@ def test_dated_plots_need_the_models_time_unit(cdnow_rfm, log):
         plots.tracking_plot(bare, log, calibration_end=CDNOW_CALIBRATION_END)
     with pytest.raises(ClvInputError, match="not a fitted model"):
         plots.frequency_histogram(ClvModel(), cdnow_rfm)
+
+
+def test_large_inputs_are_thinned_for_drawing_only(clv_table, cdnow_rfm):
+    from scipy.stats import spearmanr
+
+    fig = plots.clv_scatter(clv_table, max_points=500, figsize=SMALL)
+    (points,) = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    assert len(points.get_offsets()) == 500
+    rho = spearmanr(clv_table["clv_predictive"], clv_table["clv_simple"]).statistic  # over all 2,357
+    assert "500 of 2,357 customers shown" in fig.axes[0].get_title() and f"{rho:.3f}" in fig.axes[0].get_title()
+    # a gains curve of many customers is drawn at 2,001 points of the same curve
+    rng = np.random.default_rng(1)
+    n = 50_000
+    actual = pd.Series(rng.gamma(0.5, 20.0, n))
+    score = pd.DataFrame({"noisy": actual + rng.normal(0, 20.0, n)})
+    x, y = _line(plots.gains_chart(score, actual, figsize=SMALL), "method:noisy")
+    assert len(x) == 2001 and (x[0], y[0]) == (0.0, 0.0) and y[-1] == pytest.approx(1.0)
+    top = score["noisy"].sort_values(ascending=False).index[: n // 4]
+    assert y[500] == pytest.approx(actual[top].sum() / actual.sum(), abs=1e-12)
