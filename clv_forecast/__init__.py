@@ -50,8 +50,8 @@ _EXPORTS = {
     "customer_lifetime_value": ".value",
 }
 # submodules reachable as attributes (``clv_forecast.rfm``) without importing them first
-_SUBMODULES = ("btyd", "cli", "datasets", "errors", "experiment", "model", "rfm", "simulate", "transactions",
-               "units", "value")
+_SUBMODULES = ("btyd", "cli", "compare", "datasets", "errors", "experiment", "historical", "model", "plots", "report",
+               "rfm", "simulate", "transactions", "units", "value")
 
 
 def _read_version() -> str:

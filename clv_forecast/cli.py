@@ -211,6 +211,23 @@ def _top_table(result, console) -> None:
     console.print(table)
 
 
+def _backtest_table(result, console) -> None:
+    """The backtest of every method (historical formulas and the model) as one table."""
+    from rich.table import Table
+
+    if result.backtest is None:
+        return
+    metrics = result.backtest.metrics
+    table = Table(title=f"backtest: each method from the calibration period, scored on the holdout "
+                        f"({result.backtest.horizon})")
+    table.add_column("method")
+    for column in metrics.columns:
+        table.add_column(column, justify="right")
+    for method, row in metrics.iterrows():
+        table.add_row(str(method), *(f"{v:,.3f}" for v in row))
+    console.print(table)
+
+
 def _finish(result, console_print, plain_print) -> None:
     m, spec = result.metrics, result.spec
     if "clv_total" in m:
@@ -247,6 +264,7 @@ def _execute(spec: dict, *, save: bool, as_json: bool, top_table: bool) -> None:
         console.print(text, markup=False)
 
     _report(result, console.print, plain)
+    _backtest_table(result, console)
     if top_table:
         _top_table(result, console)
     _finish(result, console.print, plain)
@@ -444,21 +462,13 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
         click.echo(json.dumps(_json_safe(result.backtest.to_dict()), allow_nan=False))
         return
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
     rfm = result.summary
     for line in accounting_lines(dict(rfm.attrs), len(rfm)):
         console.print(line, markup=False)
     console.print(periods_line(rfm.attrs, result.model.time_unit_), markup=False)
-    metrics = result.backtest.metrics
-    table = Table(title="backtest: each method from the calibration period, scored on the holdout")
-    table.add_column("method")
-    for column in metrics.columns:
-        table.add_column(column, justify="right")
-    for method, row in metrics.iterrows():
-        table.add_row(str(method), *(f"{v:,.3f}" for v in row))
-    console.print(table)
+    _backtest_table(result, console)
     if output_dir is not None:
         console.print(f"tables, plots and report written to {output_dir}", markup=False)
 

@@ -363,7 +363,8 @@ def analyse_run(result: RunResult, source) -> RunResult:
     if has_spend:
         result.comparison = compare.side_by_side(model, rfm, horizon=value["horizon"], **money)
     if has_spend and "frequency_holdout" in rfm and "monetary_value_holdout" in rfm:
-        result.backtest = compare.backtest(model, rfm, **money)
+        # scored against the undiscounted holdout spend: no discounting inside the holdout window
+        result.backtest = compare.backtest(model, rfm, margin=money["margin"])
     figures["Repeat purchases per customer in the calibration period: actual vs BG/NBD"] = \
         plots.frequency_histogram(model, rfm)
     calibration_end = result.spec["summary"]["calibration_end"]
@@ -376,9 +377,9 @@ def analyse_run(result: RunResult, source) -> RunResult:
             plots.tracking_plot(model, source, cumulative=True, **tracking)
         figures["Repeat transactions per period: actual vs BG/NBD"] = \
             plots.tracking_plot(model, source, cumulative=False, **tracking)
-    figures["P(alive) by frequency and recency"] = plots.p_alive_heatmap(model)
+    figures["P(alive) by frequency and recency"] = plots.p_alive_heatmap(model, rfm=rfm)
     figures[f"Expected purchases in {value['horizon']} by frequency and recency"] = \
-        plots.expected_purchases_heatmap(model, value["horizon"])
+        plots.expected_purchases_heatmap(model, value["horizon"], rfm=rfm)
     if result.comparison is not None:
         figures["Historical (simple) vs predictive CLV per customer"] = plots.clv_scatter(result.comparison.customers)
     if result.backtest is not None:

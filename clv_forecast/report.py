@@ -37,6 +37,7 @@ figure img { max-width: 100%; height: auto; border: 1px solid #e4e7eb; }
 figcaption { font-size: 13px; color: #52606d; margin-top: 4px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(480px, 1fr)); gap: 8px 24px; }
 .note { font-size: 13px; color: #52606d; }
+.scroll { overflow-x: auto; }
 .warn { color: #9b2c2c; }
 """
 
@@ -148,7 +149,7 @@ class Section:
 def _number(value: float) -> str:
     """Four significant digits, but never an exponent for ordinary sizes (-9,582.4, not -9.582e+03)."""
     if abs(value) >= 1000 and abs(value) < 1e15:
-        return f"{value:,.1f}"
+        return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
     return f"{value:.4g}"
 
 
@@ -178,7 +179,7 @@ def _table(frame) -> str:
             else:
                 cells.append(f"<td>{html.escape(str(value))}</td>")
         cells.append("</tr>")
-    return "<table>" + "".join(cells) + "</table>"
+    return "<div class=\"scroll\"><table>" + "".join(cells) + "</table></div>"
 
 
 def _figure(fig: Figure) -> str:
@@ -264,8 +265,10 @@ def run_report(result, *, accounting: list[str], periods: str, comparison=None, 
         blocks = ["Every method computed on the calibration period only, scored against what each customer "
                   "really spent in the holdout period (nothing is tuned on the holdout).", backtest.metrics]
         purchases = getattr(backtest, "purchases", None)
-        if purchases is not None:
-            blocks += ["Expected vs actual holdout purchases by calibration frequency:", purchases]
+        if purchases is not None:  # the means; the totals are in the CSV / Parquet tables
+            keep = [c for c in purchases.columns if c in ("frequency", "customers") or c.endswith("_mean")]
+            blocks += ["Mean holdout purchases per customer by calibration frequency, actual and as each method "
+                       "expects them:", purchases[keep].set_index("frequency")]
         sections.append(Section("Backtest: historical formulas vs the predictive model", blocks))
     if figures:
         sections.append(Section("Plots", [[Figure(png, caption) for caption, png in figures.items()]]))
@@ -273,8 +276,9 @@ def run_report(result, *, accounting: list[str], periods: str, comparison=None, 
         sections.append(Section("Historical vs predictive CLV by segment", [comparison.segments]))
         spearman = getattr(comparison, "spearman", None)
         if spearman is not None:
-            sections.append(Section("Rank agreement with the predictive CLV (Spearman)",
-                                    [pd.DataFrame({"spearman": pd.Series(spearman)})]))
+            frame = pd.DataFrame({"spearman": pd.Series(spearman)})
+            frame.index.name = "historical method"
+            sections.append(Section("Rank agreement with the predictive CLV (Spearman)", [frame]))
         sections.append(Section("Customers on whom the methods disagree most", [comparison.disagreements]))
     table = result.predictions
     if table is not None and "clv" in table:

@@ -100,3 +100,53 @@ def test_report_path_must_be_html(tmp_path, capsys):
     spec.write_text('[data]\nsource = "cdnow_sample"\namount_col = "amount"\n[output]\nreport = "r.pdf"\n')
     assert main(["run", "--experiment", str(spec)]) == 2
     assert "r.pdf" in capsys.readouterr().err
+
+
+COMPARE = ["compare", "--amount-col", "amount", "--calibration-end", "1997-09-30"]
+METRICS = {"mae", "rmse", "total_error_pct", "spearman", "top10_share", "top20_share"}
+
+
+def test_compare_prints_the_backtest_and_json_names_every_metric(cdnow_csv, capsys):
+    assert main([*COMPARE, "--transactions", str(cdnow_csv)]) == 0
+    out = capsys.readouterr().out
+    for method in ("predictive", "simple", "run_rate", "segment_average"):
+        assert method in out
+    assert main([*COMPARE, "--transactions", str(cdnow_csv), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data["methods"]) >= {"predictive", "simple"}
+    for metrics in data["methods"].values():
+        assert set(metrics) == METRICS
+    assert data["methods"]["predictive"]["rmse"] < data["methods"]["run_rate"]["rmse"]
+
+
+def test_compare_output_folder_holds_tables_plots_and_a_report_that_renders(cdnow_csv, tmp_path, capsys):
+    folder = tmp_path / "results"
+    assert main([*COMPARE, "--transactions", str(cdnow_csv), "--output", str(folder)]) == 0
+    names = {p.name for p in folder.iterdir()}
+    for table in ("backtest", "customers", "segments", "purchases_by_frequency"):
+        assert {f"{table}.csv", f"{table}.parquet"} <= names
+    backtest = pd.read_parquet(folder / "backtest.parquet")
+    assert set(backtest.columns) >= METRICS and len(backtest) >= 5
+    pngs = list((folder / "plots").glob("*.png"))
+    assert len(pngs) >= 6 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    seen = _chromium_probe(folder / "report.html", tmp_path)
+    assert seen["images"] == len(pngs) and seen["decoded"] == seen["images"] and seen["requests"] == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+    assert main([*COMPARE, "--transactions", str(cdnow_csv), "--output", str(folder)]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
+
+
+def test_compare_needs_a_holdout_and_money(cdnow_csv, capsys):
+    assert main(["compare", "--transactions", str(cdnow_csv), "--amount-col", "amount"]) == 2
+    assert "--calibration-end" in capsys.readouterr().err
+    assert main(["compare", "--transactions", str(cdnow_csv), "--calibration-end", "1997-09-30"]) == 2
+    assert "--amount-col" in capsys.readouterr().err
+
+
+def test_report_command_writes_only_the_report(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--output", "out/r.html"]) == 0
+    assert "report written to out/r.html" in capsys.readouterr().out
+    document = (tmp_path / "out" / "r.html").read_text(encoding="utf-8")
+    assert "Backtest: historical formulas vs the predictive model" in document and "Plots" in document
+    assert not (tmp_path / "models").exists()  # the report command saves nothing else
