@@ -209,7 +209,7 @@ def clv_command(python: str) -> list[str]:
 def fit_argv(clv: list[str], csv: Path, calibration_end: str | None = None) -> list[str]:
     split = [] if calibration_end is None else ["--calibration-end", calibration_end]
     return [*clv, "fit", "--transactions", str(csv), "--customer-col", "customer_id", "--date-col", "date",
-            "--amount-col", "amount", *split, "--json"]
+            "--amount-col", "amount", *split, "--json", "--no-tracking"]
 
 
 def _params_ours(text: str) -> dict:

@@ -246,15 +246,53 @@ def _finish(result, console_print, plain_print) -> None:
         plain_print(f"report written to {result.report_path}")
 
 
-def _execute(spec: dict, *, save: bool, as_json: bool, top_table: bool) -> None:
+class _Tracking:
+    """The MLflow side of a command: off with ``--no-tracking`` (or ``CLV_FORECAST_TRACKING=off``); else the
+    server is checked before any work, and the run is logged after it. MLflow is imported only when on."""
+
+    def __init__(self, command: str, tracking_uri: str | None, no_tracking: bool, register_as: str | None) -> None:
+        self.command = command
+        self.enabled = not no_tracking and os.environ.get("CLV_FORECAST_TRACKING", "").lower() not in ("off", "0", "no")
+        self.tracking_uri, self.register_as = tracking_uri, register_as
+        if register_as and not self.enabled:
+            raise ClvInputError("registering a model needs tracking: drop {{no_tracking}}", argument="register_as",
+                                value=register_as)
+        if self.enabled:
+            from . import tracking
+
+            self.tracking_uri = tracking.resolve_tracking_uri(tracking_uri)
+            tracking.check_reachable(self.tracking_uri)  # fails fast, before any work
+
+    def log(self, result, data_path=None):
+        if not self.enabled:
+            return None
+        from . import tracking
+
+        return tracking.log_run(result, command=self.command, tracking_uri=self.tracking_uri,
+                                register_as=self.register_as, data_path=data_path)
+
+
+def _tracked_line(tracked) -> str:
+    text = f"tracked in MLflow: experiment {tracked.experiment_name!r}, run {tracked.run_id} (model {tracked.model_uri})"
+    if tracked.registered_version is not None:
+        text += f"; registered as version {tracked.registered_version}"
+    return text
+
+
+def _execute(spec: dict, *, save: bool, as_json: bool, top_table: bool, tracker: "_Tracking | None" = None) -> None:
     from .experiment import run as run_pipeline
 
     _check_outputs(spec, save)
     result = run_pipeline(spec, save=save)
+    tracked = None if tracker is None else tracker.log(result, _data_path(spec))
     if as_json:
         from .model import json_safe
 
-        click.echo(json.dumps(json_safe(_model_json(result)), allow_nan=False))
+        data = _model_json(result)
+        if tracked is not None:
+            data["mlflow"] = {"run_id": tracked.run_id, "experiment": tracked.experiment_name,
+                              "model_uri": tracked.model_uri, "registered_version": tracked.registered_version}
+        click.echo(json.dumps(json_safe(data), allow_nan=False))
         return
     from rich.console import Console
 
@@ -268,6 +306,13 @@ def _execute(spec: dict, *, save: bool, as_json: bool, top_table: bool) -> None:
     if top_table:
         _top_table(result, console)
     _finish(result, console.print, plain)
+    if tracked is not None:
+        plain(_tracked_line(tracked))
+
+
+def _data_path(spec: dict) -> str | None:
+    source = spec["data"]["source"]
+    return None if source == "cdnow_sample" else str(source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,6 +379,14 @@ _OUTPUT_OPTIONS = [
                                     "(default), or every customer with histories to the observation end."),
 ]
 
+_TRACKING_OPTIONS = [
+    click.option("--tracking-uri", "tracking_uri", default=None,
+                 help="MLflow tracking server or store [$MLFLOW_TRACKING_URI, else ./mlflow.db]."),
+    click.option("--no-tracking", "no_tracking", is_flag=True, help="Do not log this run in MLflow."),
+    click.option("--register-as", "register_as", default=None,
+                 help="Register the logged model under this name (models:/NAME/1)."),
+]
+
 _VALUE_OPTIONS = [
     click.option("--horizon", default=None, help="CLV horizon with its unit [12M]."),
     click.option("--step", default=None, help="Discounting step [1M]."),
@@ -359,13 +412,13 @@ def _as_of(value):
               help="L2 penalty of the Gamma-Gamma fit.")
 @click.option("--strict-spend", "strict_spend", is_flag=True,
               help="Error (not warning) on repeat buyers with a non-positive mean spend.")
-@_with(_OUTPUT_OPTIONS + _VALUE_OPTIONS)
+@_with(_OUTPUT_OPTIONS + _VALUE_OPTIONS + _TRACKING_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--output", "model", default=None, type=click.Path(path_type=Path),
               help="Save the fitted model (JSON) here.")
 @_names_errors()
 def fit(transactions, as_json, model, predictions, predictions_as_of, horizon, step, discount_rate, margin,
-        interval, save_unreliable, **options) -> None:
+        interval, save_unreliable, tracking_uri, no_tracking, register_as, **options) -> None:
     """Fit BG/NBD and Gamma-Gamma on a transaction log; print parameters, standard errors, log-likelihoods,
     where every input row went, and optionally the per-customer table."""
     from .experiment import spec_from_options
@@ -378,7 +431,8 @@ def fit(transactions, as_json, model, predictions, predictions_as_of, horizon, s
     )
     if predictions is None:
         spec["value"] = None  # no per-customer table asked for: fit only
-    _execute(spec, save=True, as_json=as_json, top_table=False)
+    tracker = _Tracking("fit", tracking_uri, no_tracking, register_as)
+    _execute(spec, save=True, as_json=as_json, top_table=False, tracker=tracker)
 
 
 @app.command()
@@ -387,10 +441,11 @@ def fit(transactions, as_json, model, predictions, predictions_as_of, horizon, s
 @click.option("--output", "model", default=None, type=click.Path(path_type=Path),
               help="Where to save the fitted model (overrides the experiment's [output] model).")
 @click.option("--no-save", is_flag=True, help="Write no files.")
-@_with(_OUTPUT_OPTIONS)
+@_with(_OUTPUT_OPTIONS + _TRACKING_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_names_errors(spec_file_of=lambda kwargs: None if kwargs.get("experiment") is None else str(kwargs["experiment"]))
-def run(experiment, model, no_save, predictions, predictions_as_of, save_unreliable, as_json) -> None:
+def run(experiment, model, no_save, predictions, predictions_as_of, save_unreliable, tracking_uri, no_tracking,
+        register_as, as_json) -> None:
     """Run an experiment (default: BG/NBD + Gamma-Gamma on the bundled CDNOW sample) and print a summary."""
     from .experiment import load_spec
 
@@ -404,10 +459,10 @@ def run(experiment, model, no_save, predictions, predictions_as_of, save_unrelia
         out["predictions_as_of"] = _as_of(predictions_as_of)
     if save_unreliable:
         out["save_unreliable"] = True
-    console_header = f"experiment {spec['name']}"
+    tracker = _Tracking("run", tracking_uri, no_tracking, register_as)
     if not as_json:
-        click.echo(console_header)
-    _execute(spec, save=not no_save, as_json=as_json, top_table=True)
+        click.echo(f"experiment {spec['name']}")
+    _execute(spec, save=not no_save, as_json=as_json, top_table=True, tracker=tracker)
 
 
 @app.command()
@@ -434,12 +489,13 @@ def report(experiment, report) -> None:
 
 @app.command()
 @_with(_DATA_OPTIONS)
-@_with(_VALUE_OPTIONS)
+@_with(_VALUE_OPTIONS + _TRACKING_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: the metrics of every method.")
 @click.option("--output", "output_dir", default=None, type=click.Path(path_type=Path),
               help="Write the tables (CSV and Parquet), the plots (PNG) and the report (HTML) into this new folder.")
 @_names_errors()
-def compare(transactions, as_json, output_dir, horizon, step, discount_rate, margin, interval, **options) -> None:
+def compare(transactions, as_json, output_dir, horizon, step, discount_rate, margin, interval, tracking_uri,
+            no_tracking, register_as, **options) -> None:
     """Backtest the historical CLV formulas and the predictive model: every method computed on the calibration
     period, scored against what each customer really spent in the holdout (needs --calibration-end)."""
     from .experiment import analyse_run, run as run_pipeline, spec_from_options, write_analysis
@@ -451,6 +507,7 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
                             "{{price_col}})")
     if output_dir is not None and output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise ClvInputError(f"{output_dir}: exists and is not an empty folder; give a new folder for the results")
+    tracker = _Tracking("compare", tracking_uri, no_tracking, register_as)
     spec = spec_from_options(transactions=transactions, horizon=horizon, step=step, discount_rate=discount_rate,
                              margin=margin, interval=interval, **options)
     result = analyse_run(run_pipeline(spec, save=False), transactions)
@@ -458,8 +515,12 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
         raise ClvInputError("no backtest: the summary has no holdout spend (give {{amount_col}})")
     if output_dir is not None:
         write_analysis(result, output_dir)
+    tracked = tracker.log(result, str(transactions))
     if as_json:
-        click.echo(json.dumps(_json_safe(result.backtest.to_dict()), allow_nan=False))
+        data = result.backtest.to_dict()
+        if tracked is not None:
+            data["mlflow"] = {"run_id": tracked.run_id, "experiment": tracked.experiment_name}
+        click.echo(json.dumps(_json_safe(data), allow_nan=False))
         return
     from rich.console import Console
 
@@ -471,6 +532,8 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
     _backtest_table(result, console)
     if output_dir is not None:
         console.print(f"tables, plots and report written to {output_dir}", markup=False)
+    if tracked is not None:
+        console.print(_tracked_line(tracked), markup=False)
 
 
 def _json_safe(value):

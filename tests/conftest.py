@@ -32,3 +32,9 @@ def cdnow_with_late_customer(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "tx.csv"
     pd.concat([df, late]).assign(date=lambda d: d["date"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking_unless_a_test_asks(monkeypatch):
+    """CLI runs in tests do not create MLflow stores in the working directory; the tracking tests turn it on."""
+    monkeypatch.setenv("CLV_FORECAST_TRACKING", "off")
