@@ -417,6 +417,32 @@ def _log_model(result, folder: Path):
 # -- the run ----------------------------------------------------------------------------------------
 
 
+def _use_tracking_uri(mlflow, uri: str | None):
+    """Point MLflow's fluent API at ``uri`` for one call; return the function that puts back what was
+    there: the explicitly set URI (or none) and ``$MLFLOW_TRACKING_URI``, which ``set_tracking_uri`` also
+    writes. Without ``uri`` nothing changes."""
+    if uri is None:
+        return lambda: None
+    try:
+        from mlflow.tracking._tracking_service import utils as _state
+
+        explicit = _state._tracking_uri  # None unless set_tracking_uri was called
+    except (ImportError, AttributeError):  # pragma: no cover - a future MLflow layout
+        explicit = mlflow.get_tracking_uri()
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+
+    def restore() -> None:
+        mlflow.set_tracking_uri(explicit)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+
+    return restore
+
+
+
 def log_run(result, *, command: str, tracking_uri: str | None = None, register_as: str | None = None,
             data_path: str | None = None, alias: str | None = DEFAULT_ALIAS) -> TrackedRun:
     """Record a pipeline :class:`~clv_forecast.experiment.RunResult` as one MLflow run.
@@ -432,9 +458,7 @@ def log_run(result, *, command: str, tracking_uri: str | None = None, register_a
     from mlflow.tracking import MlflowClient
 
     name = str(result.spec.get("name") or "clv-forecast")
-    previous = mlflow.get_tracking_uri() if uri is not None else None
-    if uri is not None:
-        mlflow.set_tracking_uri(uri)
+    restore = _use_tracking_uri(mlflow, uri)
     try:
         client = MlflowClient()
         experiment = client.get_experiment_by_name(name)
@@ -460,8 +484,7 @@ def log_run(result, *, command: str, tracking_uri: str | None = None, register_a
             if alias:
                 client.set_registered_model_alias(register_as, alias, str(version))
     finally:
-        if previous is not None:
-            mlflow.set_tracking_uri(previous)
+        restore()
     return TrackedRun(run_id=run_id, experiment_id=str(experiment_id), experiment_name=name,
                       model_uri=f"runs:/{run_id}/model", registered_version=version,
                       registered_name=register_as or None, alias=alias if version is not None else None,
