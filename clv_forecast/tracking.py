@@ -12,6 +12,7 @@ Importing this module is cheap: mlflow is imported inside the functions that nee
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -392,6 +393,31 @@ def _requirements() -> list[str]:
     return out
 
 
+@contextlib.contextmanager
+def _no_requirement_check():
+    """Skip MLflow's check that the running environment satisfies the model's requirements while the model
+    is saved and its input example validated (which loads it): the requirements are the installed versions,
+    read just before (:func:`_requirements`), so the check cannot find a mismatch, and it costs ~0.3 s (it
+    maps every installed distribution's files to modules). Where MLflow has moved it, nothing is skipped."""
+    import importlib
+
+    patched = []
+    for name in ("mlflow.utils.environment", "mlflow.pyfunc"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # pragma: no cover
+            continue
+        original = getattr(module, "warn_dependency_requirement_mismatches", None)
+        if callable(original):
+            module.warn_dependency_requirement_mismatches = lambda requirements: None
+            patched.append((module, original))
+    try:
+        yield
+    finally:
+        for module, original in patched:
+            module.warn_dependency_requirement_mismatches = original
+
+
 def _log_model(result, folder: Path):
     import mlflow.pyfunc
 
@@ -405,7 +431,7 @@ def _log_model(result, folder: Path):
     example = result.summary[columns].head(5).reset_index(drop=True).astype("float64")
     example["frequency"] = example["frequency"].astype("int64")
     defaults = _value_defaults(result)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _no_requirement_check():
         # "add type hints to predict": the signature is given explicitly, so MLflow's type-hint inference is not used
         warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
         return mlflow.pyfunc.log_model(
