@@ -418,6 +418,30 @@ def _no_requirement_check():
             module.warn_dependency_requirement_mismatches = original
 
 
+class _DropRecords:
+    """A logging filter dropping MLflow's notes that do not apply to this model: the CloudPickle warning (the
+    pickled object is the stateless wrapper, found by name at load; the model is the JSON file) and the
+    'validating input example' progress line."""
+
+    _NOTES = ("CloudPickle", "Validating input example")
+
+    def filter(self, record) -> bool:
+        message = str(record.msg)
+        return not any(note in message for note in self._NOTES)
+
+
+@contextlib.contextmanager
+def _quiet_pyfunc_log():
+    import logging
+
+    logger, note_filter = logging.getLogger("mlflow.pyfunc"), _DropRecords()
+    logger.addFilter(note_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(note_filter)
+
+
 def _log_model(result, folder: Path):
     import mlflow.pyfunc
 
@@ -431,7 +455,7 @@ def _log_model(result, folder: Path):
     example = result.summary[columns].head(5).reset_index(drop=True).astype("float64")
     example["frequency"] = example["frequency"].astype("int64")
     defaults = _value_defaults(result)
-    with warnings.catch_warnings(), _no_requirement_check():
+    with warnings.catch_warnings(), _no_requirement_check(), _quiet_pyfunc_log():
         # "add type hints to predict": the signature is given explicitly, so MLflow's type-hint inference is not used
         warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
         return mlflow.pyfunc.log_model(
@@ -488,6 +512,10 @@ def log_run(result, *, command: str, tracking_uri: str | None = None, register_a
     try:
         client = MlflowClient()
         experiment = client.get_experiment_by_name(name)
+        if experiment is not None and experiment.lifecycle_stage == "deleted":
+            raise ClvInputError(f"experiment {name!r} was deleted in the tracking store {mlflow.get_tracking_uri()}; "
+                                f"restore it (mlflow experiments restore --experiment-id {experiment.experiment_id}) "
+                                "or give the experiment another name", argument="name", value=name)
         experiment_id = experiment.experiment_id if experiment is not None else client.create_experiment(name)
         metrics, skipped = _finite(_metrics(result))
         tags = _tags(result, command)

@@ -298,6 +298,33 @@ def test_registration_in_the_local_store_sets_the_alias(local_store, cdnow_resul
     assert str(_client(local_store).get_model_version_by_alias("m", "prod").version) == "2"
 
 
+def test_a_model_without_spend_and_a_deleted_experiment(local_store, tmp_path):
+    from clv_forecast.experiment import cdnow_spec, run
+
+    spec = cdnow_spec()
+    spec["name"] = "no_spend"
+    spec["data"]["amount_col"] = None
+    spec["output"].update(model=None, report=None)
+    result = run(spec, save=False)
+    tracked = tracking.log_run(result, command="fit", tracking_uri=local_store)
+    client = _client(local_store)
+    data = client.get_run(tracked.run_id).data
+    assert data.tags["model_kinds"] == "BG/NBD" and "bgnbd.r" in data.metrics
+    assert not any(key.startswith("gamma_gamma.") for key in data.metrics)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", local_store)
+        model = tracking.load_model(tracked.model_uri)
+    rfm = result.summary[["frequency", "recency", "T"]].head(20)
+    got = model.predict(rfm, params={"horizon": "39W"})
+    want = result.model.predict(rfm, horizon="39W")
+    assert _rel_diff(got["p_alive"], want["p_alive"].to_numpy()) <= 1e-12
+    assert got["clv"].isna().all()
+    client.delete_experiment(tracked.experiment_id)
+    with pytest.raises(ClvInputError, match="was deleted") as caught:
+        tracking.log_run(result, command="fit", tracking_uri=local_store)
+    assert "\n" not in str(caught.value)
+
+
 # ---- where: URIs and reachability ---------------------------------------------------------------
 
 
