@@ -328,9 +328,7 @@ def _predict_frame(model, frame, params: dict):
 def _build_pyfunc_class():
     import mlflow.pyfunc
 
-    with warnings.catch_warnings():  # "add type hints to predict": the signature is given explicitly instead
-        warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
-        return _define_pyfunc_class(mlflow.pyfunc.PythonModel)
+    return _define_pyfunc_class(mlflow.pyfunc.PythonModel)
 
 
 def _define_pyfunc_class(base):
@@ -341,6 +339,11 @@ def _define_pyfunc_class(base):
         unit) and optionally monetary_value; returns expected_purchases, p_alive, expected_spend and clv
         per row (NaN spend and CLV without monetary_value). ``params``: horizon, discount_rate, step,
         margin (defaults: the logged run's values)."""
+
+        # The input is checked against the logged signature (MLflow's schema enforcement at predict); MLflow's
+        # other, type-hint based validation of predict does not apply (predict has no type hints) and its
+        # "add type hints" warning would only be noise.
+        _skip_type_hint_validation = True
 
         def load_context(self, context):
             from .model import ClvModel
@@ -455,9 +458,7 @@ def _log_model(result, folder: Path):
     example = result.summary[columns].head(5).reset_index(drop=True).astype("float64")
     example["frequency"] = example["frequency"].astype("int64")
     defaults = _value_defaults(result)
-    with warnings.catch_warnings(), _no_requirement_check(), _quiet_pyfunc_log():
-        # "add type hints to predict": the signature is given explicitly, so MLflow's type-hint inference is not used
-        warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
+    with _no_requirement_check(), _quiet_pyfunc_log():
         return mlflow.pyfunc.log_model(
             name="model", python_model=__getattr__("ClvPyfunc")(), artifacts={"model_file": str(model_file)},
             signature=_signature(model, example, defaults), input_example=example, model_config=defaults,
@@ -550,6 +551,4 @@ def load_model(model_uri: str):
     ``.predict(rfm_frame, params={"horizon": "39W"})`` returns the columns of :data:`OUTPUT_COLUMNS`."""
     import mlflow.pyfunc
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
-        return mlflow.pyfunc.load_model(model_uri)
+    return mlflow.pyfunc.load_model(model_uri)
