@@ -57,11 +57,13 @@ def local_store(tmp_path, migrated_db) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory, migrated_db, request):
-    """A real ``mlflow server`` (sqlite backend, proxied artifacts in tmp) on a free local port."""
+def server(tmp_path_factory, request):
+    """A real ``mlflow server`` (sqlite backend, proxied artifacts in tmp) on a free local port.
+
+    The server creates its own store; while it starts (seconds), this process migrates the template store
+    and runs the pipeline."""
     root = tmp_path_factory.mktemp("mlflow_server")
     db = root / "mlflow.db"
-    shutil.copyfile(migrated_db, db)
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
@@ -70,7 +72,8 @@ def server(tmp_path_factory, migrated_db, request):
     log = open(root / "server.log", "wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     try:
-        request.getfixturevalue("cdnow_result")  # the pipeline runs while the server starts (seconds)
+        request.getfixturevalue("migrated_db")
+        request.getfixturevalue("cdnow_result")
         deadline = time.monotonic() + 90
         while True:
             try:
