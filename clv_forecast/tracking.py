@@ -502,9 +502,16 @@ def log_run(result, *, command: str, tracking_uri: str | None = None, register_a
     points ``alias`` (default ``champion``; None: no alias) at the new version. ``data_path``: the input
     file to hash (default: the spec's source file, or the bundled CDNOW file).
     """
+    if register_as is not None and not str(register_as).strip():
+        raise ClvInputError("must be a non-empty model name", argument="register_as", value=register_as)
+    if alias is not None and (alias.lower() == "latest" or not re.fullmatch(r"[A-Za-z_][\w-]*", alias)
+                              or re.fullmatch(r"[vV]\d+", alias)):
+        raise ClvInputError("must be a name such as 'champion' ('latest' and v1, v2... are MLflow's own)",
+                            argument="alias", value=alias)
     uri = resolve_tracking_uri(tracking_uri)
     if uri is not None and uri.lower().startswith(("http://", "https://")):
         _fail_fast_env()
+    params = _params(result, command, data_path)  # before the run: a bad data_path leaves no failed run behind
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -525,7 +532,7 @@ def log_run(result, *, command: str, tracking_uri: str | None = None, register_a
         with tempfile.TemporaryDirectory(prefix="clv-tracking-") as tmp, \
                 mlflow.start_run(experiment_id=experiment_id, run_name=f"{name} ({command})", tags=tags) as active:
             run_id = active.info.run_id
-            mlflow.log_params(_params(result, command, data_path))
+            mlflow.log_params(params)
             mlflow.log_metrics(metrics)
             files = Path(tmp) / "files"
             files.mkdir()

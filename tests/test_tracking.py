@@ -328,6 +328,15 @@ def test_a_model_without_spend_and_a_deleted_experiment(local_store, tmp_path):
     assert "\n" not in str(caught.value)
 
 
+def test_bad_alias_or_data_path_is_refused_before_any_run(local_store, cdnow_result, tmp_path):
+    for alias in ("latest", "v3", "two words"):
+        with pytest.raises(ClvInputError, match="alias="):
+            tracking.log_run(cdnow_result, command="run", tracking_uri=local_store, register_as="m", alias=alias)
+    with pytest.raises(ClvInputError, match="cannot read the data file"):
+        tracking.log_run(cdnow_result, command="run", tracking_uri=local_store, data_path=str(tmp_path / "nope.csv"))
+    assert _client(local_store).search_runs([e.experiment_id for e in _client(local_store).search_experiments()]) == []
+
+
 # ---- where: URIs and reachability ---------------------------------------------------------------
 
 
