@@ -349,12 +349,12 @@ def _define_pyfunc_class(base):
             from .model import ClvModel
 
             self._model = ClvModel.load(context.artifacts["model_file"])
-            config = dict(getattr(context, "model_config", None) or {})
-            self._defaults = {k: config[k] for k in ("horizon", "discount_rate", "step", "margin") if k in config}
 
         def predict(self, context, model_input, params=None):
+            # through MLflow, params always holds all four: the signature's defaults (the run's values) fill in
+            # what the caller leaves out; the fallbacks below serve only a direct call of this method
             settings = {"horizon": "12M", "discount_rate": "10%/Y", "step": "1M", "margin": 1.0,
-                        **getattr(self, "_defaults", {}), **{k: v for k, v in (params or {}).items() if v is not None}}
+                        **{k: v for k, v in (params or {}).items() if v is not None}}
             return _predict_frame(self._model, model_input, settings)
 
     ClvPyfunc.__module__ = __name__
@@ -461,7 +461,7 @@ def _log_model(result, folder: Path):
     with _no_requirement_check(), _quiet_pyfunc_log():
         return mlflow.pyfunc.log_model(
             name="model", python_model=__getattr__("ClvPyfunc")(), artifacts={"model_file": str(model_file)},
-            signature=_signature(model, example, defaults), input_example=example, model_config=defaults,
+            signature=_signature(model, example, defaults), input_example=example,
             pip_requirements=_requirements())
 
 

@@ -218,6 +218,7 @@ def test_params_metrics_artifacts_and_tags_of_a_run(http_run, server, cdnow_resu
     assert params["data.source"] == "cdnow_sample" and params["summary.time_unit"] == "W"
     assert params["summary.calibration_end"] == "1997-09-30" and params["value.horizon"] == "12M"
     assert params["summary.observation_end"] == "null" and params["name"] == "cdnow"
+    assert "horizon" not in params  # no unprefixed copies of the [value] settings
     # settings from the estimators' own signatures
     for key, value in cdnow_result.model.get_params().items():
         assert params[f"estimator.{key}"] == tracking._text(value)
@@ -266,7 +267,8 @@ def test_local_store_runs_share_the_experiment_and_non_finite_metrics_are_tags(l
     spec_file.write_text('name = "cdnow"\n[data]\nsource = "cdnow_sample"\n', encoding="utf-8")
     data = tmp_path / "data.csv"
     data.write_text("customer_id,date,amount\n1,1997-01-01,10\n", encoding="utf-8")
-    result = dataclasses.replace(cdnow_result, spec={**cdnow_result.spec, "spec_file": str(spec_file)},
+    value = {**cdnow_result.spec["value"], "horizon": "6M", "margin": 0.5}
+    result = dataclasses.replace(cdnow_result, spec={**cdnow_result.spec, "spec_file": str(spec_file), "value": value},
                                  metrics={**cdnow_result.metrics, "bad_metric": float("nan")})
     first = tracking.log_run(result, command="fit", tracking_uri=local_store, data_path=str(data))
     second = tracking.log_run(cdnow_result, command="run", tracking_uri=local_store)
@@ -283,10 +285,14 @@ def test_local_store_runs_share_the_experiment_and_non_finite_metrics_are_tags(l
     # the model loads in this process too, from the local store
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", local_store)
-        model = tracking.load_model(second.model_uri)
+        model = tracking.load_model(first.model_uri)
     rfm = cdnow_result.summary[["frequency", "recency", "T", "monetary_value"]].head(50)
-    got = model.predict(rfm, params={"horizon": "6M", "margin": 0.3})
-    want = cdnow_result.model.clv(rfm, horizon="6M", discount_rate="10%/Y", step="1M", margin=0.3)
+    # the run's [value] settings are the defaults of predict's params; params given override them
+    got = model.predict(rfm)
+    want = cdnow_result.model.clv(rfm, horizon="6M", discount_rate="10%/Y", step="1M", margin=0.5)
+    assert _rel_diff(got["clv"], want["clv"].to_numpy()) <= 1e-12
+    got = model.predict(rfm, params={"horizon": "24M", "margin": 0.3})
+    want = cdnow_result.model.clv(rfm, horizon="24M", discount_rate="10%/Y", step="1M", margin=0.3)
     assert _rel_diff(got["clv"], want["clv"].to_numpy()) <= 1e-12
 
 
