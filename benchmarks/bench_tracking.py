@@ -74,9 +74,10 @@ print(json.dumps({{"pipeline": t1 - t0, "import_mlflow": t2 - t1, "first_log_run
 """
 
 
-def _wall(code: str) -> float:
+def _wall(code: str, cwd) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   cwd=cwd)
     return time.perf_counter() - start
 
 
@@ -91,22 +92,23 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="clv-bench-tracking-") as tmp:
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        # the existing store: created and migrated once, outside the timings
+        # the existing store: created and migrated once, outside the timings; every process runs in the
+        # temporary folder, where the sqlite store keeps its artifacts (./mlruns)
         subprocess.run([sys.executable, "-c", f"from mlflow.tracking import MlflowClient; "
                         f"MlflowClient({uri!r}).search_experiments()"], check=True, stderr=subprocess.DEVNULL)
         plain = PIPELINE
         tracked = PIPELINE + TRACK.format(uri=uri, register=args.register_as)
         frozen = tracked + "import gc\ngc.freeze()\n"
-        _wall(plain), _wall(tracked), _wall(frozen)  # warm-up (page cache, .pyc files)
+        _wall(plain, tmp), _wall(tracked, tmp), _wall(frozen, tmp)  # warm-up (page cache, .pyc files)
         a, b, c = [], [], []
         for _ in range(args.runs):
-            a.append(_wall(plain))
-            b.append(_wall(tracked))
-            c.append(_wall(frozen))
+            a.append(_wall(plain, tmp))
+            b.append(_wall(tracked, tmp))
+            c.append(_wall(frozen, tmp))
         pieces = []
         for _ in range(args.runs):
             code = PIECES.format(pipeline=PIPELINE, uri=uri, register=args.register_as)
-            out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+            out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=tmp)
             pieces.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"A  whole process, CDNOW fit pipeline:                   {_fmt(a)}")
     print(f"B  the same + log_run to an existing sqlite store:      {_fmt(b)}")

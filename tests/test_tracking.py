@@ -50,7 +50,9 @@ def migrated_db(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def local_store(tmp_path, migrated_db) -> str:
+def local_store(tmp_path, migrated_db, monkeypatch) -> str:
+    # a sqlite store keeps artifacts in ./mlruns of the working directory: there, not in the checkout
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "mlflow.db"
     shutil.copyfile(migrated_db, path)
     return f"sqlite:///{path}"
