@@ -1,0 +1,561 @@
+"""MLflow tracking of pipeline runs, and the fitted model as an MLflow pyfunc model.
+
+:func:`log_run` records one :class:`~clv_forecast.experiment.RunResult` as one MLflow run: the spec
+and settings as params, fit statistics, parameters, holdout/backtest metrics and timings as metrics,
+plots, report and tables as artifacts, and the fitted :class:`~clv_forecast.model.ClvModel` as a
+pyfunc model that carries the small JSON model file (no pickle of the model: the
+:class:`ClvPyfunc` wrapper is stateless and reads the JSON in ``load_context``).
+
+Importing this module is cheap: mlflow is imported inside the functions that need it, and
+``ClvPyfunc`` (a ``mlflow.pyfunc.PythonModel``) is built on first access.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ClvInputError
+
+__all__ = ["TrackedRun", "resolve_tracking_uri", "check_reachable", "log_run", "load_model", "ClvPyfunc",
+           "OUTPUT_COLUMNS", "INPUT_COLUMNS"]
+
+#: Columns the pyfunc model reads (``monetary_value`` optional) and returns, in this order.
+INPUT_COLUMNS = ("frequency", "recency", "T", "monetary_value")
+OUTPUT_COLUMNS = ("expected_purchases", "p_alive", "expected_spend", "clv")
+#: Versions recorded with every run (``version.<name>`` params).
+VERSIONED = ("clv_forecast", "numpy", "scipy", "pandas", "polars", "pyarrow", "mlflow")
+#: Alias set on a registered version by default (``models:/NAME@champion``); MLflow reserves "latest".
+DEFAULT_ALIAS = "champion"
+
+# MLflow's HTTP client retries for minutes by default (7 retries with back-off, 120 s timeout)
+_FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """Where :func:`log_run` recorded a run. ``model_uri`` is ``runs:/<run_id>/model``;
+    ``registered_version`` is set when the model was registered (``models:/NAME/<version>``)."""
+
+    run_id: str
+    experiment_id: str
+    experiment_name: str
+    model_uri: str
+    registered_version: int | None = None
+    registered_name: str | None = None
+    alias: str | None = None
+    logged_model_uri: str | None = None  # MLflow 3's own URI of the logged model (models:/m-...)
+
+
+# -- where ------------------------------------------------------------------------------------------
+
+
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str | None:
+    """The tracking URI to use: the argument, else ``$MLFLOW_TRACKING_URI``, else None (MLflow's own
+    default: the sqlite store ``mlflow.db`` in the working directory)."""
+    if tracking_uri is not None and str(tracking_uri).strip():
+        return str(tracking_uri).strip()
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    return env or None
+
+
+def _fail_fast_env() -> None:
+    """Make MLflow's HTTP client give up in seconds, unless the user has set its knobs."""
+    for key, value in _FAST_FAIL_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def check_reachable(tracking_uri: str | None, timeout: float = 3.0) -> None:
+    """For an http(s) tracking URI, one quick ``GET {uri}/health``; an unreachable server is a one-line
+    :class:`ClvInputError`. Other URIs (local stores, None) are not checked. Also makes MLflow's own
+    HTTP client fail fast (see :data:`_FAST_FAIL_ENV`) unless the user configured it."""
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri is None or not uri.lower().startswith(("http://", "https://")):
+        return
+    _fail_fast_env()
+    import urllib.error
+    import urllib.request
+
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http(s) only, checked above
+            response.read(64)
+    except urllib.error.HTTPError as exc:
+        if exc.code < 500:  # a server answered (e.g. /health behind a proxy or auth): it is reachable
+            return
+        reason = f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        reason = " ".join(str(reason).split()) or type(exc).__name__
+    else:
+        return
+    raise ClvInputError(f"tracking server is not reachable ({reason}); start it (mlflow server --host 127.0.0.1 "
+                        "--port PORT) or give {{no_tracking=True}}", argument="tracking_uri", value=uri)
+
+
+# -- what -------------------------------------------------------------------------------------------
+
+
+def _text(value) -> str:
+    """A param value as text: dates in ISO, None as 'null', booleans as 'true'/'false'."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (_dt.date, _dt.datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def _flatten(spec: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in spec.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = _text(value)
+    return out
+
+
+def _json_default(value):
+    if isinstance(value, (_dt.date, _dt.datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = {"clv_forecast": "clv-forecast"}
+    out = {}
+    for name in VERSIONED:
+        try:
+            out[name] = version(names.get(name, name))
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    import platform
+
+    out["python"] = platform.python_version()
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _data_file(result, data_path) -> Path | None:
+    """The file whose hash identifies the input: ``data_path``, the bundled CDNOW file, or the spec's source."""
+    if data_path is not None:
+        return Path(data_path)
+    source = (result.spec.get("data") or {}).get("source")
+    if source == "cdnow_sample":
+        from .datasets import cdnow_sample_path
+
+        return cdnow_sample_path()
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+        return Path(source)
+    return None
+
+
+def _params(result, command: str, data_path) -> dict[str, str]:
+    spec = {k: v for k, v in result.spec.items() if k != "spec_file"}
+    params = _flatten(spec)
+    if result.spec.get("spec_file"):
+        params["spec_file"] = str(result.spec["spec_file"])
+    model = result.model
+    params.update({f"estimator.{k}": _text(v) for k, v in model.get_params().items()})
+    for part, sub in (("bgnbd", getattr(model, "purchases_", None)), ("gamma_gamma", getattr(model, "spend_", None))):
+        if sub is not None and hasattr(sub, "get_params"):
+            params.update({f"estimator.{part}.{k}": _text(v) for k, v in sub.get_params().items()})
+    params["estimator.time_unit"] = str(model.time_unit_)
+    params["command"] = command
+    params.update({f"version.{k}": v for k, v in _versions().items()})
+    path = _data_file(result, data_path)
+    if path is not None:
+        try:
+            params["data_sha256"] = _sha256(path)
+            params["data_file"] = str(path)
+        except OSError as exc:
+            raise ClvInputError(f"{path}: cannot read the data file to hash it ({exc.strerror or exc})",
+                                argument="data_path", value=str(path)) from None
+    for key, value in dict(getattr(result.summary, "attrs", {}) or {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            params[f"rows.{key}"] = _text(value)
+    return params
+
+
+def _metrics(result) -> dict[str, Any]:
+    """Every metric of the run by name (values may be non-finite: the caller skips those)."""
+    model = result.model
+    out: dict[str, Any] = {}
+    for part, stats in model.fit_stats().items():
+        for key, value in stats.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "penalizer":
+                out[f"{part}.{key}"] = value
+            elif isinstance(value, bool):
+                out[f"{part}.{key}"] = float(value)
+    frame = model.summary_frame()
+    for (part, param), row in frame.iterrows():
+        out[f"{part}.{param}"] = row["estimate"]
+        out[f"{part}.{param}.se"] = row["std_err"]
+    for key, value in (result.metrics or {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = value
+    backtest = getattr(result, "backtest", None)
+    if backtest is not None and getattr(backtest, "metrics", None) is not None:
+        for method, row in backtest.metrics.iterrows():
+            for metric, value in row.items():
+                out[f"backtest.{method}.{metric}"] = value
+    for key, value in (result.timings or {}).items():
+        out[f"seconds.{key}"] = value
+    return out
+
+
+def _finite(metrics: dict) -> tuple[dict[str, float], dict[str, str]]:
+    kept, skipped = {}, {}
+    for key, value in metrics.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            skipped[key] = "not a number"
+            continue
+        if math.isfinite(number):
+            kept[key] = number
+        else:
+            skipped[key] = "nan" if math.isnan(number) else ("inf" if number > 0 else "-inf")
+    return kept, skipped
+
+
+def _tags(result, command: str) -> dict[str, str]:
+    model = result.model
+    problems = list(model.problems_)
+    source = (result.spec.get("data") or {}).get("source")
+    dataset = "CDNOW sample (bundled)" if source == "cdnow_sample" else Path(str(source)).name
+    tags = {
+        "dataset": dataset,
+        "model_kinds": "BG/NBD+Gamma-Gamma" if model.spend_ is not None else "BG/NBD",
+        "time_unit": str(model.time_unit_),
+        "reliable": "false" if problems else "true",
+        "command": command,
+        "clv_forecast.experiment": str(result.spec.get("name")),
+    }
+    if problems:
+        tags["problems"] = "; ".join(problems)[:5000]
+    return tags
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", str(text).lower()).strip("_")[:60] or "figure"
+
+
+def _write_artifacts(result, folder: Path) -> None:
+    """The run's files under ``folder``: plots/, report/, tables/, experiment/."""
+    for caption, png in (result.figures or {}).items():
+        plots = folder / "plots"
+        plots.mkdir(exist_ok=True)
+        (plots / f"{_slug(caption)}.png").write_bytes(png)
+    if result.report_path is not None and Path(result.report_path).is_file():
+        (folder / "report").mkdir(exist_ok=True)
+        (folder / "report" / Path(result.report_path).name).write_bytes(Path(result.report_path).read_bytes())
+    tables = {}
+    if result.comparison is not None:
+        tables["comparison_customers"] = getattr(result.comparison, "customers", None)
+        tables["comparison_segments"] = getattr(result.comparison, "segments", None)
+    if result.backtest is not None:
+        tables["backtest_metrics"] = getattr(result.backtest, "metrics", None)
+        tables["backtest_purchases"] = getattr(result.backtest, "purchases", None)
+    for name, table in tables.items():
+        if table is not None:
+            (folder / "tables").mkdir(exist_ok=True)
+            table.to_csv(folder / "tables" / f"{name}.csv")
+    (folder / "experiment").mkdir()
+    spec_file = result.spec.get("spec_file")
+    if spec_file and Path(spec_file).is_file():
+        (folder / "experiment" / Path(spec_file).name).write_bytes(Path(spec_file).read_bytes())
+    else:
+        text = json.dumps(result.spec, indent=2, default=_json_default, sort_keys=False) + "\n"
+        (folder / "experiment" / "spec.json").write_text(text, encoding="utf-8")
+
+
+# -- the model as a pyfunc --------------------------------------------------------------------------
+
+
+def _value_defaults(result) -> dict[str, Any]:
+    value = result.spec.get("value") or {}
+    return {"horizon": str(value.get("horizon") or "12M"), "discount_rate": str(value.get("discount_rate") or "10%/Y"),
+            "step": str(value.get("step") or "1M"), "margin": float(value.get("margin", 1.0))}
+
+
+def _predict_frame(model, frame, params: dict):
+    """The pyfunc prediction: one row per input row, same order, the columns of :data:`OUTPUT_COLUMNS`."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame(frame)
+    missing = [c for c in INPUT_COLUMNS[:3] if c not in frame.columns]
+    if missing:
+        raise ClvInputError(f"model input: missing columns {missing}; give frequency, recency, T (in the model's "
+                            f"time unit {model.time_unit_!r}) and optionally monetary_value")
+    with_spend = model.spend_ is not None and "monetary_value" in frame.columns
+    rfm = frame[list(INPUT_COLUMNS if with_spend else INPUT_COLUMNS[:3])].reset_index(drop=True)
+    unit = model.time_unit_
+    if with_spend:
+        out = model.clv(rfm, horizon=params["horizon"], discount_rate=params["discount_rate"], step=params["step"],
+                        margin=float(params["margin"]), time_unit=unit)
+    else:
+        out = model.predict(rfm, horizon=params["horizon"], time_unit=unit)
+    for column in OUTPUT_COLUMNS:
+        if column not in out:
+            out[column] = np.nan
+    return out[list(OUTPUT_COLUMNS)].astype("float64").reset_index(drop=True)
+
+
+def _build_pyfunc_class():
+    import mlflow.pyfunc
+
+    return _define_pyfunc_class(mlflow.pyfunc.PythonModel)
+
+
+def _define_pyfunc_class(base):
+    class ClvPyfunc(base):
+        """Stateless wrapper: ``load_context`` reads the JSON model file artifact with ``ClvModel.load``.
+
+        ``predict(model_input, params)``: ``model_input`` has frequency, recency, T (in the model's time
+        unit) and optionally monetary_value; returns expected_purchases, p_alive, expected_spend and clv
+        per row (NaN spend and CLV without monetary_value). ``params``: horizon, discount_rate, step,
+        margin (defaults: the logged run's values)."""
+
+        # The input is checked against the logged signature (MLflow's schema enforcement at predict); MLflow's
+        # other, type-hint based validation of predict does not apply (predict has no type hints) and its
+        # "add type hints" warning would only be noise.
+        _skip_type_hint_validation = True
+
+        def load_context(self, context):
+            from .model import ClvModel
+
+            self._model = ClvModel.load(context.artifacts["model_file"])
+
+        def predict(self, context, model_input, params=None):
+            # through MLflow, params always holds all four: the signature's defaults (the run's values) fill in
+            # what the caller leaves out; the fallbacks below serve only a direct call of this method
+            settings = {"horizon": "12M", "discount_rate": "10%/Y", "step": "1M", "margin": 1.0,
+                        **{k: v for k, v in (params or {}).items() if v is not None}}
+            return _predict_frame(self._model, model_input, settings)
+
+    ClvPyfunc.__module__ = __name__
+    ClvPyfunc.__qualname__ = "ClvPyfunc"
+    return ClvPyfunc
+
+
+def __getattr__(name: str):
+    # ClvPyfunc subclasses mlflow's PythonModel: built on first access so that importing this module does
+    # not import mlflow; cached as a module attribute, so pickling and unpickling find the same class by name
+    if name == "ClvPyfunc":
+        cls = _build_pyfunc_class()
+        globals()["ClvPyfunc"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _signature(model, example, defaults: dict):
+    from mlflow.models import infer_signature
+    from mlflow.types.schema import ColSpec, Schema
+
+    output = _predict_frame(model, example, defaults)
+    with warnings.catch_warnings():  # the integer-column hint: frequency is declared a whole number on purpose
+        warnings.filterwarnings("ignore", message=".*integer column.*", category=UserWarning)
+        inferred = infer_signature(example, output, params=defaults)
+    inputs = Schema([ColSpec("long", "frequency"), ColSpec("double", "recency"), ColSpec("double", "T"),
+                     ColSpec("double", "monetary_value", required=False)])
+    inferred.inputs = inputs
+    return inferred
+
+
+def _requirements() -> list[str]:
+    # given, not inferred: MLflow's inference loads the model in a subprocess (seconds per run)
+    versions = _versions()
+    out = []
+    for name in VERSIONED:
+        if versions[name] != "not installed":
+            out.append(f"{'clv-forecast' if name == 'clv_forecast' else name}=={versions[name]}")
+    return out
+
+
+@contextlib.contextmanager
+def _no_requirement_check():
+    """Skip MLflow's check that the running environment satisfies the model's requirements while the model
+    is saved and its input example validated (which loads it): the requirements are the installed versions,
+    read just before (:func:`_requirements`), so the check cannot find a mismatch, and it costs ~0.3 s (it
+    maps every installed distribution's files to modules). Where MLflow has moved it, nothing is skipped."""
+    import importlib
+
+    patched = []
+    for name in ("mlflow.utils.environment", "mlflow.pyfunc"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # pragma: no cover
+            continue
+        original = getattr(module, "warn_dependency_requirement_mismatches", None)
+        if callable(original):
+            module.warn_dependency_requirement_mismatches = lambda requirements: None
+            patched.append((module, original))
+    try:
+        yield
+    finally:
+        for module, original in patched:
+            module.warn_dependency_requirement_mismatches = original
+
+
+class _DropRecords:
+    """A logging filter dropping MLflow's notes that do not apply to this model: the CloudPickle warning (the
+    pickled object is the stateless wrapper, found by name at load; the model is the JSON file) and the
+    'validating input example' progress line."""
+
+    _NOTES = ("CloudPickle", "Validating input example")
+
+    def filter(self, record) -> bool:
+        message = str(record.msg)
+        return not any(note in message for note in self._NOTES)
+
+
+@contextlib.contextmanager
+def _quiet_pyfunc_log():
+    import logging
+
+    logger, note_filter = logging.getLogger("mlflow.pyfunc"), _DropRecords()
+    logger.addFilter(note_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(note_filter)
+
+
+def _log_model(result, folder: Path):
+    import mlflow.pyfunc
+
+    model = result.model
+    model_file = folder / "clv_model.json"
+    model.save(model_file, allow_unreliable=True)  # a run that produced a result has accepted its reliability
+    columns = [c for c in INPUT_COLUMNS if c in result.summary.columns]
+    if model.spend_ is None:
+        columns = [c for c in columns if c != "monetary_value"]
+    # frequency a whole number, the others floats: the dtypes summarize() writes (MLflow converts no int64 to float)
+    example = result.summary[columns].head(5).reset_index(drop=True).astype("float64")
+    example["frequency"] = example["frequency"].astype("int64")
+    defaults = _value_defaults(result)
+    with _no_requirement_check(), _quiet_pyfunc_log():
+        return mlflow.pyfunc.log_model(
+            name="model", python_model=__getattr__("ClvPyfunc")(), artifacts={"model_file": str(model_file)},
+            signature=_signature(model, example, defaults), input_example=example,
+            pip_requirements=_requirements())
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+def _use_tracking_uri(mlflow, uri: str | None):
+    """Point MLflow's fluent API at ``uri`` for one call; return the function that puts back what was
+    there: the explicitly set URI (or none) and ``$MLFLOW_TRACKING_URI``, which ``set_tracking_uri`` also
+    writes. Without ``uri`` nothing changes."""
+    if uri is None:
+        return lambda: None
+    try:
+        from mlflow.tracking._tracking_service import utils as _state
+
+        explicit = _state._tracking_uri  # None unless set_tracking_uri was called
+    except (ImportError, AttributeError):  # pragma: no cover - a future MLflow layout
+        explicit = mlflow.get_tracking_uri()
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+
+    def restore() -> None:
+        mlflow.set_tracking_uri(explicit)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+
+    return restore
+
+
+
+def log_run(result, *, command: str, tracking_uri: str | None = None, register_as: str | None = None,
+            data_path: str | None = None, alias: str | None = DEFAULT_ALIAS) -> TrackedRun:
+    """Record a pipeline :class:`~clv_forecast.experiment.RunResult` as one MLflow run.
+
+    The experiment is the spec's name. ``register_as`` registers the logged model under that name and
+    points ``alias`` (default ``champion``; None: no alias) at the new version. ``data_path``: the input
+    file to hash (default: the spec's source file, or the bundled CDNOW file).
+    """
+    if register_as is not None and not str(register_as).strip():
+        raise ClvInputError("must be a non-empty model name", argument="register_as", value=register_as)
+    if alias is not None and (alias.lower() == "latest" or not re.fullmatch(r"[A-Za-z_][\w-]*", alias)
+                              or re.fullmatch(r"[vV]\d+", alias)):
+        raise ClvInputError("must be a name such as 'champion' ('latest' and v1, v2... are MLflow's own)",
+                            argument="alias", value=alias)
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri is not None and uri.lower().startswith(("http://", "https://")):
+        _fail_fast_env()
+    params = _params(result, command, data_path)  # before the run: a bad data_path leaves no failed run behind
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    name = str(result.spec.get("name") or "clv-forecast")
+    restore = _use_tracking_uri(mlflow, uri)
+    try:
+        client = MlflowClient()
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None and experiment.lifecycle_stage == "deleted":
+            raise ClvInputError(f"experiment {name!r} was deleted in the tracking store {mlflow.get_tracking_uri()}; "
+                                f"restore it (mlflow experiments restore --experiment-id {experiment.experiment_id}) "
+                                "or give the experiment another name", argument="name", value=name)
+        experiment_id = experiment.experiment_id if experiment is not None else client.create_experiment(name)
+        metrics, skipped = _finite(_metrics(result))
+        tags = _tags(result, command)
+        if skipped:
+            tags["skipped_metrics"] = "; ".join(f"{k}={v}" for k, v in skipped.items())[:5000]
+        with tempfile.TemporaryDirectory(prefix="clv-tracking-") as tmp, \
+                mlflow.start_run(experiment_id=experiment_id, run_name=f"{name} ({command})", tags=tags) as active:
+            run_id = active.info.run_id
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
+            files = Path(tmp) / "files"
+            files.mkdir()
+            _write_artifacts(result, files)
+            mlflow.log_artifacts(str(files))
+            info = _log_model(result, Path(tmp))
+        version = None
+        if register_as:
+            registered = mlflow.register_model(info.model_uri, register_as)
+            version = int(registered.version)
+            if alias:
+                client.set_registered_model_alias(register_as, alias, str(version))
+    finally:
+        restore()
+    return TrackedRun(run_id=run_id, experiment_id=str(experiment_id), experiment_name=name,
+                      model_uri=f"runs:/{run_id}/model", registered_version=version,
+                      registered_name=register_as or None, alias=alias if version is not None else None,
+                      logged_model_uri=info.model_uri)
+
+
+def load_model(model_uri: str):
+    """The logged model as a pyfunc (``runs:/<id>/model``, ``models:/NAME/1``, ``models:/NAME@champion``);
+    ``.predict(rfm_frame, params={"horizon": "39W"})`` returns the columns of :data:`OUTPUT_COLUMNS`."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(model_uri)

@@ -1,0 +1,387 @@
+"""MLflow tracking (clv_forecast.tracking) against a real MLflow: an embedded sqlite store and a real
+``mlflow server`` on 127.0.0.1.
+
+MLflow's sqlite migration takes seconds, so one migrated database is made per session and copied
+where a fresh store is needed. The server, the pipeline run and the run logged over HTTP are
+session fixtures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("mlflow")
+
+from clv_forecast import tracking  # noqa: E402
+from clv_forecast.errors import ClvInputError  # noqa: E402
+
+MODEL_NAME = "cdnow_tracking_test"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory) -> Path:
+    """One sqlite MLflow store, created (and migrated) once per session; copy it, never write to it."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def local_store(tmp_path, migrated_db, monkeypatch) -> str:
+    # a sqlite store keeps artifacts in ./mlruns of the working directory: there, not in the checkout
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "mlflow.db"
+    shutil.copyfile(migrated_db, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, request):
+    """A real ``mlflow server`` (sqlite backend, proxied artifacts in tmp) on a free local port.
+
+    The server creates its own store; while it starts (seconds), this process migrates the template store
+    and runs the pipeline."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    db = root / "mlflow.db"
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--backend-store-uri", f"sqlite:///{db}", "--artifacts-destination", str(root / "artifacts"),
+               "--workers", "1"]
+    log = open(root / "server.log", "wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    try:
+        request.getfixturevalue("migrated_db")
+        request.getfixturevalue("cdnow_result")
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(uri + "/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mlflow server did not start: " + (root / "server.log").read_text()[-2000:])
+            time.sleep(0.2)
+        yield uri
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def cdnow_result(tmp_path_factory):
+    from clv_forecast.experiment import cdnow_spec, run
+
+    tmp = tmp_path_factory.mktemp("tracking_run")
+    spec = cdnow_spec()
+    spec["output"].update(model=None, report=str(tmp / "r.html"))
+    return run(spec, save=True)
+
+
+@pytest.fixture(scope="session")
+def http_run(server, cdnow_result):
+    with pytest.MonkeyPatch.context() as patch:  # the fail-fast settings log_run sets stay in this fixture
+        for key in tracking._FAST_FAIL_ENV:
+            patch.delenv(key, raising=False)
+        tracked = tracking.log_run(cdnow_result, command="run", tracking_uri=server, register_as=MODEL_NAME)
+    return tracked
+
+
+def _client(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _rel_diff(a, b) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    assert a.shape == b.shape
+    assert np.array_equal(np.isnan(a), np.isnan(b))
+    ok = ~np.isnan(a)
+    return float(np.max(np.abs(a[ok] - b[ok]) / np.maximum(np.abs(b[ok]), 1e-300)))
+
+
+# ---- the model over HTTP, loaded back in a fresh process ------------------------------------------
+
+LOAD_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import pandas as pd
+    from clv_forecast.tracking import load_model
+    uris, data, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+    rfm = pd.read_parquet(data)
+    results = {}
+    for key, uri in uris.items():
+        model = load_model(uri)
+        results[key] = model.predict(rfm)
+    results["horizon_6M"] = model.predict(rfm, params={"horizon": "6M"})
+    results["no_spend_39W"] = model.predict(rfm[["frequency", "recency", "T"]], params={"horizon": "39W"})
+    for key, frame in results.items():
+        frame.to_parquet(f"{out}/{key}.parquet")
+    print(json.dumps(sorted(results)))
+""")
+
+
+def test_model_logged_over_http_predicts_the_same_in_a_fresh_process(http_run, server, cdnow_result, tmp_path):
+    assert http_run.registered_version == 1 and http_run.alias == "champion"
+    rfm = cdnow_result.summary[["frequency", "recency", "T", "monetary_value"]].reset_index(drop=True)
+    rfm.to_parquet(tmp_path / "rfm.parquet")
+    uris = {"run": http_run.model_uri, "version": f"models:/{MODEL_NAME}/1",
+            "alias": f"models:/{MODEL_NAME}@champion"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = server
+    done = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, json.dumps(uris), str(tmp_path / "rfm.parquet"),
+                           str(tmp_path)], capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    model, value = cdnow_result.model, cdnow_result.spec["value"]
+    money = dict(discount_rate=value["discount_rate"], step=value["step"], margin=value["margin"])
+    expected = model.clv(rfm, horizon=value["horizon"], **money).reset_index(drop=True)
+    for key in uris:
+        got = pd.read_parquet(tmp_path / f"{key}.parquet")
+        assert list(got.columns) == ["expected_purchases", "p_alive", "expected_spend", "clv"]
+        assert len(got) == len(rfm)
+        for column in got.columns:
+            assert _rel_diff(got[column], expected[column]) <= 1e-12, (key, column)
+    # predict params override the run's horizon
+    expected_6 = model.clv(rfm, horizon="6M", **money).reset_index(drop=True)
+    got = pd.read_parquet(tmp_path / "horizon_6M.parquet")
+    for column in got.columns:
+        assert _rel_diff(got[column], expected_6[column]) <= 1e-12, column
+    assert not np.allclose(got["clv"], pd.read_parquet(tmp_path / "run.parquet")["clv"])
+    # without monetary_value: purchases and P(alive), no spend or CLV
+    got = pd.read_parquet(tmp_path / "no_spend_39W.parquet")
+    pred = model.predict(rfm[["frequency", "recency", "T"]], horizon="39W").reset_index(drop=True)
+    assert _rel_diff(got["expected_purchases"], pred["expected_purchases"]) <= 1e-12
+    assert got["expected_spend"].isna().all() and got["clv"].isna().all()
+
+
+def test_logged_model_carries_the_json_model_file_and_a_signature_with_params(http_run, server):
+    from mlflow.models import get_model_info
+
+    import mlflow
+
+    client = _client(server)
+    artifacts = [a.path for a in client.list_artifacts(http_run.run_id)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", server)
+        info = get_model_info(http_run.logged_model_uri)
+        folder = mlflow.artifacts.download_artifacts(http_run.logged_model_uri)
+    signature = info.signature
+    assert [c.name for c in signature.inputs.inputs] == ["frequency", "recency", "T", "monetary_value"]
+    assert [c.name for c in signature.outputs.inputs] == ["expected_purchases", "p_alive", "expected_spend", "clv"]
+    params = {p.name: p.default for p in signature.params.params}
+    assert params == {"horizon": "12M", "discount_rate": "10%/Y", "step": "1M", "margin": 1.0}
+    files = {p.name for p in Path(folder).rglob("*")}
+    assert "clv_model.json" in files
+    data = json.loads(next(Path(folder).rglob("clv_model.json")).read_text())
+    assert data["format"] == "clv-forecast-model" and data["bgnbd"]["params"]["r"] > 0
+    assert {"plots", "tables", "experiment", "report"} <= set(artifacts)
+
+
+# ---- params, metrics, artifacts, tags ----------------------------------------------------------
+
+
+def test_params_metrics_artifacts_and_tags_of_a_run(http_run, server, cdnow_result):
+    client = _client(server)
+    run = client.get_run(http_run.run_id)
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert client.get_experiment(run.info.experiment_id).name == "cdnow" == http_run.experiment_name
+    # the spec, flattened; dates as ISO text
+    assert params["data.source"] == "cdnow_sample" and params["summary.time_unit"] == "W"
+    assert params["summary.calibration_end"] == "1997-09-30" and params["value.horizon"] == "12M"
+    assert params["summary.observation_end"] == "null" and params["name"] == "cdnow"
+    assert "horizon" not in params  # no unprefixed copies of the [value] settings
+    # settings from the estimators' own signatures
+    for key, value in cdnow_result.model.get_params().items():
+        assert params[f"estimator.{key}"] == tracking._text(value)
+    assert params["command"] == "run"
+    for name in tracking.VERSIONED:
+        assert params[f"version.{name}"]
+    from clv_forecast.datasets import cdnow_sample_path
+    import hashlib
+
+    assert params["data_sha256"] == hashlib.sha256(cdnow_sample_path().read_bytes()).hexdigest()
+    assert params["rows.n_transactions"] == "6919" and params["rows.n_customers"] == "2357"
+    # metrics
+    stats = cdnow_result.model.fit_stats()
+    assert metrics["bgnbd.log_likelihood"] == pytest.approx(stats["bgnbd"]["log_likelihood"], rel=1e-12)
+    assert metrics["gamma_gamma.aic"] == pytest.approx(stats["gamma_gamma"]["aic"], rel=1e-12)
+    assert metrics["bgnbd.bic"] == pytest.approx(stats["bgnbd"]["bic"], rel=1e-12)
+    frame = cdnow_result.model.summary_frame()
+    for (part, param), row in frame.iterrows():
+        assert metrics[f"{part}.{param}"] == pytest.approx(row["estimate"], rel=1e-12)
+        assert metrics[f"{part}.{param}.se"] == pytest.approx(row["std_err"], rel=1e-12)
+    for key in ("holdout_mae", "holdout_rmse", "clv_total", "clv_customers", "clv_missing"):
+        assert metrics[key] == pytest.approx(cdnow_result.metrics[key], rel=1e-12)
+    for method, row in cdnow_result.backtest.metrics.iterrows():
+        for metric, value in row.items():
+            if math.isfinite(value):
+                assert metrics[f"backtest.{method}.{metric}"] == pytest.approx(value, rel=1e-12)
+    for key in ("fit", "summary", "predictions"):
+        assert metrics[f"seconds.{key}"] == pytest.approx(cdnow_result.timings[key])
+    assert all(math.isfinite(v) for v in metrics.values())
+    # tags
+    assert tags["dataset"] == "CDNOW sample (bundled)" and tags["model_kinds"] == "BG/NBD+Gamma-Gamma"
+    assert tags["time_unit"] == "W" and tags["reliable"] == "true"
+    # artifacts
+    paths = {a.path for folder in ("plots", "tables", "experiment", "report")
+             for a in client.list_artifacts(http_run.run_id, folder)}
+    assert len([p for p in paths if p.startswith("plots/") and p.endswith(".png")]) == len(cdnow_result.figures)
+    assert {"tables/comparison_customers.csv", "tables/comparison_segments.csv", "tables/backtest_metrics.csv",
+            "tables/backtest_purchases.csv", "experiment/spec.json", "report/r.html"} <= paths
+
+
+# ---- the embedded store ---------------------------------------------------------------------------
+
+
+def test_local_store_runs_share_the_experiment_and_non_finite_metrics_are_tags(local_store, cdnow_result, tmp_path):
+    spec_file = tmp_path / "shop.toml"
+    spec_file.write_text('name = "cdnow"\n[data]\nsource = "cdnow_sample"\n', encoding="utf-8")
+    data = tmp_path / "data.csv"
+    data.write_text("customer_id,date,amount\n1,1997-01-01,10\n", encoding="utf-8")
+    value = {**cdnow_result.spec["value"], "horizon": "6M", "margin": 0.5}
+    result = dataclasses.replace(cdnow_result, spec={**cdnow_result.spec, "spec_file": str(spec_file), "value": value},
+                                 metrics={**cdnow_result.metrics, "bad_metric": float("nan")})
+    first = tracking.log_run(result, command="fit", tracking_uri=local_store, data_path=str(data))
+    second = tracking.log_run(cdnow_result, command="run", tracking_uri=local_store)
+    assert first.experiment_id == second.experiment_id and first.run_id != second.run_id
+    assert first.registered_version is None
+    client = _client(local_store)
+    run = client.get_run(first.run_id)
+    assert "bad_metric" not in run.data.metrics and "bad_metric=nan" in run.data.tags["skipped_metrics"]
+    assert run.data.params["spec_file"] == str(spec_file) and run.data.params["command"] == "fit"
+    import hashlib
+
+    assert run.data.params["data_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert [a.path for a in client.list_artifacts(first.run_id, "experiment")] == ["experiment/shop.toml"]
+    # the model loads in this process too, from the local store
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", local_store)
+        model = tracking.load_model(first.model_uri)
+    rfm = cdnow_result.summary[["frequency", "recency", "T", "monetary_value"]].head(50)
+    # the run's [value] settings are the defaults of predict's params; params given override them
+    got = model.predict(rfm)
+    want = cdnow_result.model.clv(rfm, horizon="6M", discount_rate="10%/Y", step="1M", margin=0.5)
+    assert _rel_diff(got["clv"], want["clv"].to_numpy()) <= 1e-12
+    got = model.predict(rfm, params={"horizon": "24M", "margin": 0.3})
+    want = cdnow_result.model.clv(rfm, horizon="24M", discount_rate="10%/Y", step="1M", margin=0.3)
+    assert _rel_diff(got["clv"], want["clv"].to_numpy()) <= 1e-12
+
+
+def test_registration_in_the_local_store_sets_the_alias(local_store, cdnow_result, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")  # the user's setting, left as it was
+    tracked = tracking.log_run(cdnow_result, command="run", tracking_uri=local_store, register_as="m", alias="prod")
+    again = tracking.log_run(cdnow_result, command="run", tracking_uri=local_store, register_as="m", alias="prod")
+    assert (tracked.registered_version, again.registered_version) == (1, 2)
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db" == mlflow.get_tracking_uri()
+    assert str(_client(local_store).get_model_version_by_alias("m", "prod").version) == "2"
+
+
+def test_a_model_without_spend_and_a_deleted_experiment(local_store, tmp_path):
+    from clv_forecast.experiment import cdnow_spec, run
+
+    spec = cdnow_spec()
+    spec["name"] = "no_spend"
+    spec["data"]["amount_col"] = None
+    spec["output"].update(model=None, report=None)
+    result = run(spec, save=False)
+    tracked = tracking.log_run(result, command="fit", tracking_uri=local_store)
+    client = _client(local_store)
+    data = client.get_run(tracked.run_id).data
+    assert data.tags["model_kinds"] == "BG/NBD" and "bgnbd.r" in data.metrics
+    assert not any(key.startswith("gamma_gamma.") for key in data.metrics)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", local_store)
+        model = tracking.load_model(tracked.model_uri)
+    rfm = result.summary[["frequency", "recency", "T"]].head(20)
+    got = model.predict(rfm, params={"horizon": "39W"})
+    want = result.model.predict(rfm, horizon="39W")
+    assert _rel_diff(got["p_alive"], want["p_alive"].to_numpy()) <= 1e-12
+    assert got["clv"].isna().all()
+    client.delete_experiment(tracked.experiment_id)
+    with pytest.raises(ClvInputError, match="was deleted") as caught:
+        tracking.log_run(result, command="fit", tracking_uri=local_store)
+    assert "\n" not in str(caught.value)
+
+
+def test_bad_alias_or_data_path_is_refused_before_any_run(local_store, cdnow_result, tmp_path):
+    for alias in ("latest", "v3", "two words"):
+        with pytest.raises(ClvInputError, match="alias="):
+            tracking.log_run(cdnow_result, command="run", tracking_uri=local_store, register_as="m", alias=alias)
+    with pytest.raises(ClvInputError, match="cannot read the data file"):
+        tracking.log_run(cdnow_result, command="run", tracking_uri=local_store, data_path=str(tmp_path / "nope.csv"))
+    assert _client(local_store).search_runs([e.experiment_id for e in _client(local_store).search_experiments()]) == []
+
+
+# ---- where: URIs and reachability ---------------------------------------------------------------
+
+
+def test_resolve_tracking_uri(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.resolve_tracking_uri() is None
+    assert tracking.resolve_tracking_uri("http://x:1") == "http://x:1"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///a.db")
+    assert tracking.resolve_tracking_uri() == "sqlite:///a.db"
+    assert tracking.resolve_tracking_uri("http://x:1") == "http://x:1"
+
+
+def test_check_reachable_fails_fast_with_one_line(monkeypatch):
+    for key in tracking._FAST_FAIL_ENV:
+        monkeypatch.delenv(key, raising=False)
+    uri = f"http://127.0.0.1:{_free_port()}"
+    start = time.monotonic()
+    with pytest.raises(ClvInputError) as caught:
+        tracking.check_reachable(uri)
+    assert time.monotonic() - start < 5
+    message = str(caught.value)
+    assert "\n" not in message and uri in message and "not reachable" in message
+    assert caught.value.argument == "tracking_uri" and "no_tracking" in caught.value.mentions
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == tracking._FAST_FAIL_ENV["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+
+
+def test_check_reachable_keeps_the_users_settings_and_ignores_local_stores(monkeypatch, server):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "9")
+    tracking.check_reachable(server)
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "9"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracking.check_reachable(None)
+    tracking.check_reachable("sqlite:///nowhere/mlflow.db")
+
+
+def test_importing_tracking_does_not_import_mlflow():
+    code = ("import sys\nimport clv_forecast.tracking\nfrom clv_forecast.tracking import log_run, TrackedRun\n"
+            "print('mlflow' in sys.modules, 'numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
