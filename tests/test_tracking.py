@@ -385,3 +385,35 @@ def test_importing_tracking_does_not_import_mlflow():
             "print('mlflow' in sys.modules, 'numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_cli_fit_is_tracked_and_registered(local_store, cdnow_csv, monkeypatch, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from clv_forecast.cli import main
+
+    monkeypatch.delenv("CLV_FORECAST_TRACKING", raising=False)
+    args = ["fit", "--transactions", str(cdnow_csv), "--amount-col", "amount", "--calibration-end", "1997-09-30",
+            "--tracking-uri", local_store, "--register-as", "cdnow-cli", "--json"]
+    assert main(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    run = MlflowClient(local_store).get_run(data["mlflow"]["run_id"])
+    assert run.data.params["command"] == "fit" and run.data.params["summary.time_unit"] == "W"
+    assert run.data.metrics["bgnbd.r"] == pytest.approx(data["bgnbd"]["r"], rel=1e-12)
+    assert data["mlflow"]["registered_version"] == 1
+
+
+def test_cli_refuses_an_unreachable_server_before_any_work(cdnow_csv, tmp_path, monkeypatch, capsys):
+    import time
+
+    from clv_forecast.cli import main
+
+    monkeypatch.delenv("CLV_FORECAST_TRACKING", raising=False)
+    model = tmp_path / "m.json"
+    start = time.perf_counter()
+    rc = main(["fit", "--transactions", str(cdnow_csv), "--amount-col", "amount", "--output", str(model),
+               "--tracking-uri", f"http://127.0.0.1:{_free_port()}"])
+    elapsed = time.perf_counter() - start
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--tracking-uri http://127.0.0.1:" in err and "--no-tracking" in err
+    assert elapsed < 10 and not model.exists()  # nothing written
