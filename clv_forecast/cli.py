@@ -1,10 +1,12 @@
 """The ``clv-forecast`` command.
 
-``run``   run an experiment file (default: the CDNOW experiment on the bundled data);
-``fit``   fit BG/NBD + Gamma-Gamma on a transaction log; optionally score every customer.
+``run``      run an experiment file (default: the CDNOW experiment on the bundled data) and its report;
+``fit``      fit BG/NBD + Gamma-Gamma on a transaction log; optionally score every customer;
+``compare``  backtest the historical CLV formulas and the model on a calibration/holdout split;
+``report``   write an experiment's self-contained HTML report.
 
-Both drive the one pipeline (:func:`clv_forecast.experiment.run`): ``fit`` builds a spec from its
-options. User errors (bad file, column, value or option) print one line on stderr and exit with
+All drive the one pipeline (:func:`clv_forecast.experiment.run`): ``fit`` and ``compare`` build a
+spec from their options; each run is logged in MLflow unless ``--no-tracking``. User errors (bad file, column, value or option) print one line on stderr and exit with
 code 2, a fit that is not reliable exits with code 3; no traceback. An error about one argument is
 rendered with this command's own name for it (``--time-unit``, or ``spec.toml: [summary] key``).
 
@@ -545,7 +547,9 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
         data = result.backtest.to_dict()
         if tracked is not None:
             data["mlflow"] = {"run_id": tracked.run_id, "experiment": tracked.experiment_name}
-        click.echo(json.dumps(_json_safe(data), allow_nan=False))
+        from .model import json_safe
+
+        click.echo(json.dumps(json_safe(data), allow_nan=False))
         return
     from rich.console import Console
 
@@ -559,12 +563,6 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
         console.print(f"tables, plots and report written to {output_dir}", markup=False)
     if tracked is not None:
         console.print(_tracked_line(tracked), markup=False)
-
-
-def _json_safe(value):
-    from .model import json_safe
-
-    return json_safe(value)
 
 
 # --------------------------------------------------------------------------------------------
