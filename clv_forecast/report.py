@@ -82,7 +82,10 @@ def accounting_lines(attrs: dict, n_customers: int) -> list[str]:
                 f"not counted as purchases")
         if how == "net":
             text += (f": {netted:,} netted against earlier purchases, {_n(attrs, 'n_returns_unmatched'):,} "
-                     f"without an earlier purchase; {fully_returned:,} purchases fully returned")
+                     f"without an earlier purchase, {_n(attrs, 'n_returns_across_calibration_end'):,} of a purchase "
+                     f"before the calibration end (not netted across it), "
+                     f"{_n(attrs, 'n_returns_after_observation_end'):,} after the last purchase; "
+                     f"{fully_returned:,} purchases fully returned")
         left_out.append(text)
     if _n(attrs, "n_customers_returns_only"):
         left_out.append(f"{_n(attrs, 'n_customers_returns_only'):,} customers with only returns (not in the summary)")

@@ -206,3 +206,30 @@ def test_unreliable_fit_exits_3_and_saves_nothing_unless_asked(tmp_path, capsys)
     assert main(["run", "--experiment", str(spec)]) == 3
     assert "[output] save_unreliable = true" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_cli_accounts_for_every_row_of_the_messy_export_with_net_returns(tmp_path, capsys):
+    import re
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from make_retail_export import make_retail_export
+
+    path = tmp_path / "retail.csv"
+    make_retail_export(path, n_customers=400, seed=3, variant="semicolon")
+    assert main(["fit", "--transactions", str(path), "--customer-col", "CustomerID", "--date-col", "InvoiceDate",
+                 "--quantity-col", "Quantity", "--price-col", "UnitPrice", "--encoding", "cp1252", "--decimal-comma",
+                 "--date-format", "%d/%m/%Y %H:%M", "--missing-customer", "drop", "--calibration-end", "08/09/2011",
+                 "--returns", "net"]) == 0
+    out = capsys.readouterr().out
+    number = r"([\d,]+)"
+    read, used = (int(v.replace(",", "")) for v in re.search(rf"{number} rows read: {number} summarised", out).groups())
+    missing = int(re.search(rf"{number} without a customer id", out).group(1).replace(",", ""))
+    returns = int(re.search(rf"{number} returns \(negative amounts", out).group(1).replace(",", ""))
+    parts = [int(re.search(rf"{number} {what}", out).group(1).replace(",", "")) for what in (
+        "netted against", "without an earlier purchase", "of a purchase before the calibration end",
+        "after the last purchase")]
+    fully = int(re.search(rf"{number} purchases fully returned", out).group(1).replace(",", ""))
+    assert sum(parts) == returns  # every return is in exactly one of the four groups
+    assert used + missing + returns + fully == read  # every input row accounted for
