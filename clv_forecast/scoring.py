@@ -36,7 +36,7 @@ from ._io import atomic_write
 from .btyd._data import rfm_verdict, verdict_reasons
 from .errors import ClvInputError
 
-__all__ = ["ScoreReport", "score_file", "load_scoring_model"]
+__all__ = ["ScoreReport", "TooManyRejectsError", "score_file", "load_scoring_model"]
 
 RFM_COLUMNS = ("frequency", "recency", "T", "monetary_value")
 # reasons of the rejects that are not RFM rules
@@ -60,6 +60,14 @@ class ScoreReport:
     @property
     def reject_share(self) -> float:
         return self.rejected / self.read if self.read else 0.0
+
+
+class TooManyRejectsError(ClvInputError):
+    """More rows rejected than ``max_reject_share``; ``report`` says how many and why."""
+
+    def __init__(self, message: str, report: ScoreReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 def load_scoring_model(model):
@@ -226,7 +234,10 @@ def score_file(model, input_path, output_path, *, horizon="12M", discount_rate="
     if time_unit is not None:
         from .units import TimeUnit
 
-        time_unit = str(TimeUnit.parse(time_unit))
+        try:
+            time_unit = str(TimeUnit.parse(time_unit))
+        except ClvInputError as exc:
+            raise ClvInputError(exc.reason.split(": ", 1)[-1], argument="time_unit", value=time_unit) from None
     total = None
     if input_path.suffix.lower() in (".parquet", ".pq") and input_path.exists():
         try:
@@ -252,14 +263,17 @@ def score_file(model, input_path, output_path, *, horizon="12M", discount_rate="
         rejected = sum(reasons.values())
         share = rejected / counts["read"] if counts["read"] else 0.0
         if share > max_reject_share:
-            raise ClvInputError(f"{input_path}: {rejected} of {counts['read']} rows rejected ({share:.4%}), more than "
+            raise TooManyRejectsError(f"{input_path}: {rejected} of {counts['read']} rows rejected ({share:.4%}), more than "
                                 f"max_reject_share {max_reject_share:.4%}; output not written; rejected rows "
-                                f"and reasons in {rejects_path}")
+                                f"and reasons in {rejects_path}", _report())
+
+    def _report(published: bool = False) -> ScoreReport:
+        return ScoreReport(read=counts["read"], scored=counts["scored"], rejected=sum(reasons.values()),
+                           reasons=dict(reasons.most_common()), seconds=time.perf_counter() - started,
+                           output=output_path if published else None, rejects=rejects_path)
 
     atomic_write(output_path, write_all)
-    return ScoreReport(read=counts["read"], scored=counts["scored"], rejected=sum(reasons.values()),
-                       reasons=dict(reasons.most_common()), seconds=time.perf_counter() - started,
-                       output=output_path, rejects=rejects_path)
+    return _report(published=True)
 
 
 def _output_schema(id_col, id_type, interval):

@@ -254,3 +254,44 @@ def test_runs_uri_scores_like_the_model(local_store, tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "uri.parquet"), pd.read_parquet(tmp_path / "direct.parquet"))
     with pytest.raises(ClvInputError, match="cannot download the model"):
         score_file("runs:/0123456789abcdef/model", source, tmp_path / "x.parquet")
+
+
+# -- the score command -----------------------------------------------------------------------
+
+
+def test_cli_counts_and_exit_codes(model_file, table, tmp_path, capsys):
+    source = _write(table, tmp_path / "in.parquet")
+    out = tmp_path / "out.csv"
+    assert main(["score", "--model", str(model_file), "--input", str(source), "--output", str(out),
+                 "--discount-rate", "10%/Y", "--interval", "0.9", "--batch-rows", "500"]) == 0
+    printed = capsys.readouterr().out
+    assert f"read {len(table)}, scored {len(table)}, rejected 0 (0.00%)" in printed
+    assert "\x1b" not in printed  # no progress bar when stdout is not a terminal
+    assert {"clv_lower", "clv_upper"} <= set(pd.read_csv(out).columns)
+
+    bad, expected = _with_bad_rows(table)
+    bad_source = _write(bad, tmp_path / "bad.csv")
+    rc = main(["score", "--model", str(model_file), "--input", str(bad_source), "--output", str(tmp_path / "b.csv")])
+    captured = capsys.readouterr()
+    assert rc == 4 and not (tmp_path / "b.csv").exists()
+    assert f"read 40, scored {40 - len(expected)}, rejected {len(expected)}" in captured.out
+    assert "  recency greater than T: 1" in captured.out
+    assert captured.err.count("\n") == 1 and "max_reject_share" in captured.err
+    assert main(["score", "--model", str(model_file), "--input", str(bad_source), "--output", str(tmp_path / "b.csv"),
+                 "--max-reject-share", "0.5"]) == 0
+    assert (tmp_path / "b.csv").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--time-unit", "Q"], "--time-unit Q: unknown unit"),
+    (["--horizon", "12M", "--step", "5M"], "whole number"),
+    (["--batch-rows", "0"], "--batch-rows"),
+])
+def test_cli_user_errors_exit_2(model_file, table, tmp_path, capsys, extra, message):
+    source = _write(table, tmp_path / "in.csv")
+    rc = main(["score", "--model", str(model_file), "--input", str(source), "--output", str(tmp_path / "o.csv"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1
+    assert main(["score", "--model", str(tmp_path / "none.json"), "--input", str(source),
+                 "--output", str(tmp_path / "o.csv")]) == 2
+    assert "model file not found" in capsys.readouterr().err
