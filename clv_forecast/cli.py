@@ -634,7 +634,8 @@ def score(model, input_path, output_path, horizon, discount_rate, step, margin, 
         print(f"clv-forecast: error: {exc}", file=sys.stderr)
         return EXIT_TOO_MANY_REJECTS
     _score_lines(report)
-    click.echo(f"scores written to {report.output}" + (f"; rejected rows in {report.rejects}" if report.rejected else ""))
+    rejects = f"; rejected rows in {report.rejects}" if report.rejected else ""
+    click.echo(f"scores written to {report.output}{rejects}")
     return 0
 
 

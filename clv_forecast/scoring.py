@@ -263,7 +263,8 @@ def score_file(model, input_path, output_path, *, horizon="12M", discount_rate="
         rejected = sum(reasons.values())
         share = rejected / counts["read"] if counts["read"] else 0.0
         if share > max_reject_share:
-            raise TooManyRejectsError(f"{input_path}: {rejected} of {counts['read']} rows rejected ({share:.4%}), more than "
+            raise TooManyRejectsError(f"{input_path}: {rejected} of {counts['read']} rows rejected ({share:.4%}), "
+                                      f"more than "
                                 f"max_reject_share {max_reject_share:.4%}; output not written; rejected rows "
                                 f"and reasons in {rejects_path}", _report())
 

@@ -251,7 +251,8 @@ def test_runs_uri_scores_like_the_model(local_store, tmp_path, monkeypatch):
     source = _write(table, tmp_path / "in.parquet")
     score_file(tracked.model_uri, source, tmp_path / "uri.parquet")
     score_file(result.model, source, tmp_path / "direct.parquet")
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "uri.parquet"), pd.read_parquet(tmp_path / "direct.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "uri.parquet"),
+                                  pd.read_parquet(tmp_path / "direct.parquet"))
     with pytest.raises(ClvInputError, match="cannot download the model"):
         score_file("runs:/0123456789abcdef/model", source, tmp_path / "x.parquet")
 
@@ -289,7 +290,8 @@ def test_cli_counts_and_exit_codes(model_file, table, tmp_path, capsys):
 ])
 def test_cli_user_errors_exit_2(model_file, table, tmp_path, capsys, extra, message):
     source = _write(table, tmp_path / "in.csv")
-    rc = main(["score", "--model", str(model_file), "--input", str(source), "--output", str(tmp_path / "o.csv"), *extra])
+    rc = main(["score", "--model", str(model_file), "--input", str(source), "--output", str(tmp_path / "o.csv"),
+               *extra])
     err = capsys.readouterr().err
     assert rc == 2 and message in err and err.count("\n") == 1
     assert main(["score", "--model", str(tmp_path / "none.json"), "--input", str(source),
