@@ -51,7 +51,7 @@ _EXPORTS = {
 }
 # submodules reachable as attributes (``clv_forecast.rfm``) without importing them first
 _SUBMODULES = ("btyd", "cli", "compare", "datasets", "errors", "experiment", "historical", "model", "plots", "report",
-               "rfm", "simulate", "transactions", "units", "value")
+               "rfm", "scoring", "simulate", "transactions", "units", "value")
 
 
 def _read_version() -> str:

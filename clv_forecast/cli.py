@@ -566,6 +566,85 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
 
 
 # --------------------------------------------------------------------------------------------
+# score: streaming batch scoring of an RFM table (clv_forecast.scoring)
+# --------------------------------------------------------------------------------------------
+
+EXIT_TOO_MANY_REJECTS = 4
+
+
+@app.command()
+@click.option("--model", "model", required=True,
+              help="Model JSON file, or an MLflow URI (runs:/<run>/model, models:/NAME@champion).")
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
+              help="RFM table, .csv or .parquet: id, frequency, recency, T, monetary_value.")
+@click.option("--output", "output_path", required=True, type=click.Path(path_type=Path),
+              help="Scores, .csv or .parquet (written to a temporary file renamed at the end).")
+@click.option("--horizon", default="12M", show_default=True, help="CLV horizon with its unit.")
+@click.option("--discount-rate", "discount_rate", default="0%/Y", show_default=True,
+              help="Discount rate with its period, e.g. 10%/Y.")
+@click.option("--step", default="1M", show_default=True, help="Discounting step.")
+@click.option("--margin", default=1.0, type=float, show_default=True, help="Share of revenue kept as profit.")
+@click.option("--interval", default=None, type=float, help="CLV interval level, e.g. 0.9 [none].")
+@click.option("--id-col", "id_col", default="customer_id", show_default=True, help="Customer id column.")
+@click.option("--rejects", "rejects_path", default=None, type=click.Path(path_type=Path),
+              help="Rejected rows with their reason [OUTPUT.rejects.csv].")
+@click.option("--max-reject-share", "max_reject_share", default=0.01, type=float, show_default=True,
+              help="Fail (output not written, exit 4) when more rows than this share are rejected.")
+@click.option("--batch-rows", "batch_rows", default=1_000_000, type=click.IntRange(min=1), show_default=True,
+              help="Rows read and scored at a time (bounds the memory).")
+@click.option("--time-unit", "time_unit", default=None,
+              help="Unit of recency and T in the input when not the model's (converted) [the model's].")
+@_names_errors()
+def score(model, input_path, output_path, horizon, discount_rate, step, margin, interval, id_col, rejects_path,
+          max_reject_share, batch_rows, time_unit):
+    """Score an RFM table with a saved model, batch by batch, into a CSV or Parquet file.
+
+    Rows that break the RFM rules, lack an id or repeat one are written to the rejects file with
+    their row number and reason. Not tracked in MLflow; raw transaction logs are not read here
+    (summarize them first)."""
+    import time
+
+    from .scoring import TooManyRejectsError, score_file
+
+    args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, id_col=id_col,
+                batch_rows=batch_rows, rejects_path=rejects_path, max_reject_share=max_reject_share,
+                interval=interval, time_unit=time_unit)
+    try:
+        if sys.stdout.isatty():
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn(), TimeRemainingColumn()]
+            with Progress(*columns, transient=True) as bar:
+                task = bar.add_task("score", total=None, rate="-")
+                started = time.perf_counter()
+
+                def progress(done, total):
+                    rate = done / max(time.perf_counter() - started, 1e-9)
+                    bar.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
+
+                report = score_file(model, input_path, output_path, progress=progress, **args)
+        else:
+            report = score_file(model, input_path, output_path, **args)
+    except TooManyRejectsError as exc:
+        _score_lines(exc.report)
+        print(f"clv-forecast: error: {exc}", file=sys.stderr)
+        return EXIT_TOO_MANY_REJECTS
+    _score_lines(report)
+    rejects = f"; rejected rows in {report.rejects}" if report.rejected else ""
+    click.echo(f"scores written to {report.output}{rejects}")
+    return 0
+
+
+def _score_lines(report) -> None:
+    click.echo(f"read {report.read}, scored {report.scored}, rejected {report.rejected} "
+               f"({report.reject_share:.2%}) in {report.seconds:.1f} s")
+    for reason, count in report.reasons.items():
+        click.echo(f"  {reason}: {count}")
+
+
+# --------------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------------
 

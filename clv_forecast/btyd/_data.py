@@ -41,8 +41,12 @@ def column(data, name: str, given, source: str, required: bool = True) -> np.nda
     return arr
 
 
+def _not_whole(x: np.ndarray) -> np.ndarray:
+    return (x < 0) | (x != np.floor(x))
+
+
 def whole_number_frequency(x: np.ndarray, source: str) -> None:
-    bad = (x < 0) | (x != np.floor(x))
+    bad = _not_whole(x)
     if bad.any():
         raise _bad("frequency", "not a non-negative whole number", bad, x, source)
 
@@ -101,6 +105,52 @@ def convert_times(values: np.ndarray, source_unit, target_unit) -> np.ndarray:
     return values * num / den
 
 
+# The RFM rules, in the order they are checked: (column, what is wrong, mask of the rows breaking the
+# rule given frequency x, recency t, T and monetary value m). Rule i has verdict code i + 1. The
+# raising path (rfm_arrays) and the per-row verdict (rfm_verdict, batch scoring) both read this list.
+RFM_RULES = (
+    ("frequency", "missing or non-finite value", lambda x, t, T, m: ~np.isfinite(x)),
+    ("recency", "missing or non-finite value", lambda x, t, T, m: ~np.isfinite(t)),
+    ("T", "missing or non-finite value", lambda x, t, T, m: ~np.isfinite(T)),
+    ("frequency", "not a non-negative whole number", lambda x, t, T, m: _not_whole(x)),
+    ("recency", "negative", lambda x, t, T, m: t < 0),
+    ("T", "negative", lambda x, t, T, m: T < 0),
+    ("recency", "greater than T", lambda x, t, T, m: t > T * (1 + 1e-12)),
+    ("recency", "non-zero for a customer with frequency 0", lambda x, t, T, m: (x == 0) & (t != 0)),
+    ("monetary_value", "missing or non-finite value", lambda x, t, T, m: ~np.isfinite(m)),
+    ("monetary_value", "negative", lambda x, t, T, m: m < 0),
+)
+_MONETARY_RULES = 2  # the last rules, checked only when a monetary value is given
+
+
+def rfm_verdict(frequency, recency, T, monetary_value=None) -> np.ndarray:
+    """Per-row verdict of the RFM rules: ``uint8`` codes, 0 for a valid row, else the number of the
+    first rule the row breaks (see :func:`verdict_reasons` for the text).
+
+    The rules are those :func:`rfm_arrays` raises on (one copy, :data:`RFM_RULES`): missing or
+    non-finite values, frequency not a non-negative whole number, negative recency or T, recency > T,
+    non-zero recency with frequency 0, and with ``monetary_value`` a missing or negative spend.
+    Inputs are float arrays of one length (NaN for a missing or non-numeric value).
+    """
+    x = np.asarray(frequency, dtype=np.float64)
+    t_x = np.asarray(recency, dtype=np.float64)
+    big_t = np.asarray(T, dtype=np.float64)
+    m = None if monetary_value is None else np.asarray(monetary_value, dtype=np.float64)
+    rules = RFM_RULES if m is not None else RFM_RULES[:-_MONETARY_RULES]
+    codes = np.zeros(len(x), dtype=np.uint8)
+    with np.errstate(invalid="ignore"):
+        for code, (_, _, mask) in enumerate(rules, start=1):
+            hit = mask(x, t_x, big_t, m)
+            codes[hit & (codes == 0)] = code
+    return codes
+
+
+def verdict_reasons(codes) -> np.ndarray:
+    """The text of each verdict code (``""`` for 0): ``"recency greater than T"``."""
+    texts = np.array([""] + [f"{name} {what}" for name, what, _ in RFM_RULES], dtype=object)
+    return texts[np.asarray(codes, dtype=np.intp)]
+
+
 @dataclass
 class RFM:
     """Validated per-customer purchase history: frequency, recency, T (+ weights).
@@ -138,15 +188,12 @@ def rfm_arrays(data=None, *, frequency=None, recency=None, T=None, weights=None,
     n = len(x)
     if not (len(t_x) == n and len(big_t) == n):
         raise ClvInputError(f"{source}: frequency, recency and T have different lengths ({n}, {len(t_x)}, {len(big_t)})")
-    whole_number_frequency(x, source)
-    for name, arr, mask, what in (
-        ("recency", t_x, t_x < 0, "negative"),
-        ("T", big_t, big_t < 0, "negative"),
-        ("recency", t_x, t_x > big_t * (1 + 1e-12), "greater than T"),
-        ("recency", t_x, (x == 0) & (t_x != 0), "non-zero for a customer with frequency 0"),
-    ):
-        if mask.any():
-            raise _bad(name, what, mask, arr, source)
+    codes = rfm_verdict(x, t_x, big_t)
+    if codes.any():
+        # the first rule that any row breaks, with all the rows that break it (rules in order)
+        code = int(codes[codes > 0].min())
+        name, what = RFM_RULES[code - 1][:2]
+        raise _bad(name, what, codes == code, {"frequency": x, "recency": t_x, "T": big_t}[name], source)
     w = weights_of(data, weights, n, source) if with_weights else np.ones(n)
     t_x = np.minimum(t_x, big_t)
     if model_unit is not None:
