@@ -144,3 +144,16 @@ def test_time_unit_converts_like_the_local_path(spark, model, table):
     got = _collect(score_spark(model, spark.createDataFrame(days), time_unit="D"))
     expected = model.clv(days.set_index("customer_id"), time_unit="D").sort_index()
     np.testing.assert_allclose(got["clv"].to_numpy(), expected["clv"].to_numpy(), rtol=1e-9)
+
+
+def test_a_null_integer_id_is_a_missing_id(spark, model):
+    from clv_forecast.spark import score_spark
+
+    frame = pd.DataFrame({"customer_id": [1.0, None], "frequency": [1.0, 1.0], "recency": [1.0, 1.0],
+                          "T": [2.0, 2.0], "monetary_value": [3.0, 3.0]})
+    sdf = spark.createDataFrame(frame).selectExpr("cast(customer_id as bigint) customer_id", *COLUMNS[1:])
+    rows = score_spark(model, sdf).collect()
+    assert sdf.schema["customer_id"].dataType.typeName() == "long"
+    assert [r["customer_id"] for r in rows] == [1, None]
+    assert [r["reject_reason"] for r in rows] == [None, "missing id"]
+    assert rows[0]["clv"] > 0 and rows[1]["clv"] is None
