@@ -389,16 +389,22 @@ def analyse_run(result: RunResult, source) -> RunResult:
     return result
 
 
+def _report_document(result: RunResult) -> str:
+    """The run's report (:func:`clv_forecast.report.run_report`) with the lines the CLI prints."""
+    from . import report
+
+    rfm = result.summary
+    return report.run_report(
+        result, accounting=report.accounting_lines(dict(rfm.attrs), len(rfm)),
+        periods=report.periods_line(rfm.attrs, result.model.time_unit_), comparison=result.comparison,
+        backtest=result.backtest, figures=result.figures)
+
+
 def write_report(result: RunResult, path) -> Path:
     """The run's self-contained HTML report (see :mod:`clv_forecast.report`), written atomically."""
     from . import report
 
-    rfm = result.summary
-    document = report.run_report(
-        result, accounting=report.accounting_lines(dict(rfm.attrs), len(rfm)),
-        periods=report.periods_line(rfm.attrs, result.model.time_unit_), comparison=result.comparison,
-        backtest=result.backtest, figures=result.figures)
-    return report.write(path, document)
+    return report.write(path, _report_document(result))
 
 
 def write_table(table, path) -> Path:
@@ -430,7 +436,7 @@ def write_analysis(result: RunResult, directory) -> Path:
     import shutil
     import tempfile
 
-    from . import report
+    from ._io import _umask
 
     directory = Path(directory)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
@@ -455,12 +461,7 @@ def write_analysis(result: RunResult, directory) -> Path:
         (tmp / "plots").mkdir()
         for caption, png in result.figures.items():
             (tmp / "plots" / f"{_slug(caption)}.png").write_bytes(png)
-        rfm = result.summary
-        document = report.run_report(
-            result, accounting=report.accounting_lines(dict(rfm.attrs), len(rfm)),
-            periods=report.periods_line(rfm.attrs, result.model.time_unit_), comparison=result.comparison,
-            backtest=result.backtest, figures=result.figures)
-        (tmp / "report.html").write_text(document, encoding="utf-8")
+        (tmp / "report.html").write_text(_report_document(result), encoding="utf-8")
         mode = 0o777 & ~_umask()
         for path in [tmp, *tmp.rglob("*")]:
             os.chmod(path, mode if path.is_dir() else mode & 0o666)
@@ -471,9 +472,3 @@ def write_analysis(result: RunResult, directory) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
-
-
-def _umask() -> int:
-    from ._io import _umask as umask
-
-    return umask()

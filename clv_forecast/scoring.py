@@ -90,6 +90,22 @@ def load_scoring_model(model):
     return ClvModel.load(text)
 
 
+def scoring_setup(model, time_unit=None):
+    """The model to score with (:func:`load_scoring_model`; it must have a spend model) and the input's
+    time unit in canonical form (``None``: the model's). Shared by the local and the Spark scorers."""
+    clv_model = load_scoring_model(model)
+    if clv_model.spend_ is None:
+        raise ClvInputError("the model has no spend model (fit it with a monetary_value column) to score CLV")
+    if time_unit is not None:
+        from .units import TimeUnit
+
+        try:
+            time_unit = str(TimeUnit.parse(time_unit))
+        except ClvInputError as exc:
+            raise ClvInputError(exc.reason.split(": ", 1)[-1], argument="time_unit", value=time_unit) from None
+    return clv_model, time_unit
+
+
 def _kind(path: Path, what: str) -> str:
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
@@ -228,16 +244,7 @@ def score_file(model, input_path, output_path, *, horizon="12M", discount_rate="
         raise ClvInputError(f"{output_path}: the output would overwrite the input")
     rejects_path = Path(rejects_path) if rejects_path is not None else output_path.with_name(
         output_path.name + ".rejects.csv")
-    clv_model = load_scoring_model(model)
-    if clv_model.spend_ is None:
-        raise ClvInputError("the model has no spend model (fit it with a monetary_value column) to score CLV")
-    if time_unit is not None:
-        from .units import TimeUnit
-
-        try:
-            time_unit = str(TimeUnit.parse(time_unit))
-        except ClvInputError as exc:
-            raise ClvInputError(exc.reason.split(": ", 1)[-1], argument="time_unit", value=time_unit) from None
+    clv_model, time_unit = scoring_setup(model, time_unit)
     total = None
     if input_path.suffix.lower() in (".parquet", ".pq") and input_path.exists():
         try:

@@ -109,19 +109,10 @@ def score_spark(model, sdf, *, horizon="12M", discount_rate="0%/Y", step="1M", m
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
     from .model import json_safe
-    from .scoring import load_scoring_model
+    from .scoring import scoring_setup
     from .value import discount_schedule
 
-    clv_model = load_scoring_model(model)
-    if clv_model.spend_ is None:
-        raise ClvInputError("the model has no spend model (fit it with a monetary_value column) to score CLV")
-    if time_unit is not None:
-        from .units import TimeUnit
-
-        try:
-            time_unit = str(TimeUnit.parse(time_unit))
-        except ClvInputError as exc:
-            raise ClvInputError(exc.reason.split(": ", 1)[-1], argument="time_unit", value=time_unit) from None
+    clv_model, time_unit = scoring_setup(model, time_unit)
     # checks that need no data fail here, on the driver, not in a Spark task
     discount_schedule(clv_model.time_unit_, horizon, step, discount_rate)
     float(margin)
