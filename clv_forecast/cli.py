@@ -268,12 +268,25 @@ class _Tracking:
             tracking.check_reachable(self.tracking_uri)  # fails fast, before any work
 
     def log(self, result, data_path=None):
+        """Log a pipeline run (``fit``, ``run``, ``compare``); None when tracking is off."""
+        from . import tracking
+
+        return self._guarded(lambda: tracking.log_run(result, command=self.command, tracking_uri=self.tracking_uri,
+                                                      register_as=self.register_as, data_path=data_path))
+
+    def log_score(self, report, params: dict, input_path, failed: bool = False):
+        """Log a ``score`` run (:func:`clv_forecast.tracking.log_score_run`); None when tracking is off."""
+        from . import tracking
+
+        return self._guarded(lambda: tracking.log_score_run(report, params=params, input_path=input_path,
+                                                            tracking_uri=self.tracking_uri, failed=failed))
+
+    def _guarded(self, log):
+        """Call ``log()`` with MLflow's loggers quieted; MLflow's own failures become one line."""
         global _TRACKED
         if not self.enabled:
             return None
         import logging
-
-        from . import tracking
 
         import mlflow  # noqa: F401 - configures its loggers on import; then quiet them
 
@@ -282,8 +295,7 @@ class _Tracking:
             if name.startswith("mlflow."):
                 logging.getLogger(name).setLevel(logging.WARNING)
         try:
-            tracked = tracking.log_run(result, command=self.command, tracking_uri=self.tracking_uri,
-                                       register_as=self.register_as, data_path=data_path)
+            tracked = log()
         except ClvInputError:
             raise
         except Exception as exc:  # noqa: BLE001 - MLflow's own failures (server gone, bad name): one line
@@ -358,9 +370,8 @@ def _with(options):
     return decorate
 
 
-_DATA_OPTIONS = [
-    click.option("--transactions", "-t", required=True, type=click.Path(path_type=Path),
-                 help="Transaction log: CSV (.csv, .txt, .csv.gz) or Parquet."),
+# how a transaction log is read (fit, compare, and score --transactions)
+_READ_OPTIONS = [
     click.option("--customer-col", "customer_col", default="customer_id", show_default=True,
                  help="Customer id column."),
     click.option("--date-col", "date_col", default="date", show_default=True, help="Timestamp column."),
@@ -381,6 +392,14 @@ _DATA_OPTIONS = [
     click.option("--returns", type=click.Choice(["drop", "net", "error"]), default="drop", show_default=True,
                  help="Negative amounts: drop (not purchases; reported), net against the customer's "
                       "latest earlier purchase, or error."),
+]
+
+_OBSERVATION_END_OPTION = click.option(
+    "--observation-end", "observation_end", default=None,
+    help="Last day of the data to use (default: the last transaction).")
+
+# how a log is summarised for a fit
+_SUMMARY_OPTIONS = [
     click.option("--time-unit", "--freq", "time_unit", default="W", show_default=True,
                  help="Time unit of the model: D, W, M, Y or a multiple (2W)."),
     click.option("--merge", default="D", show_default=True,
@@ -389,10 +408,16 @@ _DATA_OPTIONS = [
                  help="First day of a week when merging by weeks (MON..SUN)."),
     click.option("--calibration-end", "calibration_end", default=None,
                  help="Last day of the calibration period (ISO, or in --date-format); later data is the holdout."),
-    click.option("--observation-end", "observation_end", default=None,
-                 help="Last day of the data to use (default: the last transaction)."),
+    _OBSERVATION_END_OPTION,
     click.option("--include-first-transaction", "include_first_transaction", is_flag=True,
                  help="Monetary value includes the first purchase."),
+]
+
+_DATA_OPTIONS = [
+    click.option("--transactions", "-t", required=True, type=click.Path(path_type=Path),
+                 help="Transaction log: CSV (.csv, .txt, .csv.gz) or Parquet."),
+    *_READ_OPTIONS,
+    *_SUMMARY_OPTIONS,
 ]
 
 _OUTPUT_OPTIONS = [
@@ -406,10 +431,14 @@ _OUTPUT_OPTIONS = [
                                     "(default), or every customer with histories to the observation end."),
 ]
 
-_TRACKING_OPTIONS = [
+_RUN_TRACKING_OPTIONS = [
     click.option("--tracking-uri", "tracking_uri", default=None,
                  help="MLflow tracking server or store [$MLFLOW_TRACKING_URI, else ./mlflow.db]."),
     click.option("--no-tracking", "no_tracking", is_flag=True, help="Do not log this run in MLflow."),
+]
+
+_TRACKING_OPTIONS = [
+    *_RUN_TRACKING_OPTIONS,
     click.option("--register-as", "register_as", default=None,
                  help="Register the logged model under this name (models:/NAME/1)."),
 ]
@@ -566,7 +595,7 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
 
 
 # --------------------------------------------------------------------------------------------
-# score: streaming batch scoring of an RFM table (clv_forecast.scoring)
+# score: streaming batch scoring of an RFM table or a transaction log (clv_forecast.scoring)
 # --------------------------------------------------------------------------------------------
 
 EXIT_TOO_MANY_REJECTS = 4
@@ -575,8 +604,10 @@ EXIT_TOO_MANY_REJECTS = 4
 @app.command()
 @click.option("--model", "model", required=True,
               help="Model JSON file, or an MLflow URI (runs:/<run>/model, models:/NAME@champion).")
-@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
-              help="RFM table, .csv or .parquet: id, frequency, recency, T, monetary_value.")
+@click.option("--input", "input_path", default=None, type=click.Path(path_type=Path),
+              help="RFM table, .csv or .parquet: id, frequency, recency, T, monetary_value (or --transactions).")
+@click.option("--transactions", "-t", "transactions", default=None, type=click.Path(path_type=Path),
+              help="A transaction log instead of --input: summarised with the model's settings, then scored.")
 @click.option("--output", "output_path", required=True, type=click.Path(path_type=Path),
               help="Scores, .csv or .parquet (written to a temporary file renamed at the end).")
 @click.option("--horizon", default="12M", show_default=True, help="CLV horizon with its unit.")
@@ -585,7 +616,8 @@ EXIT_TOO_MANY_REJECTS = 4
 @click.option("--step", default="1M", show_default=True, help="Discounting step.")
 @click.option("--margin", default=1.0, type=float, show_default=True, help="Share of revenue kept as profit.")
 @click.option("--interval", default=None, type=float, help="CLV interval level, e.g. 0.9 [none].")
-@click.option("--id-col", "id_col", default="customer_id", show_default=True, help="Customer id column.")
+@click.option("--id-col", "id_col", default="customer_id", show_default=True,
+              help="Customer id column of the --input table.")
 @click.option("--rejects", "rejects_path", default=None, type=click.Path(path_type=Path),
               help="Rejected rows with their reason [OUTPUT.rejects.csv].")
 @click.option("--max-reject-share", "max_reject_share", default=0.01, type=float, show_default=True,
@@ -593,48 +625,87 @@ EXIT_TOO_MANY_REJECTS = 4
 @click.option("--batch-rows", "batch_rows", default=1_000_000, type=click.IntRange(min=1), show_default=True,
               help="Rows read and scored at a time (bounds the memory).")
 @click.option("--time-unit", "time_unit", default=None,
-              help="Unit of recency and T in the input when not the model's (converted) [the model's].")
+              help="Unit of recency and T in the --input table when not the model's (converted) [the model's].")
+@_with([_OBSERVATION_END_OPTION, *_READ_OPTIONS, *_RUN_TRACKING_OPTIONS])
 @_names_errors()
-def score(model, input_path, output_path, horizon, discount_rate, step, margin, interval, id_col, rejects_path,
-          max_reject_share, batch_rows, time_unit):
-    """Score an RFM table with a saved model, batch by batch, into a CSV or Parquet file.
+def score(model, input_path, transactions, output_path, horizon, discount_rate, step, margin, interval, id_col,
+          rejects_path, max_reject_share, batch_rows, time_unit, tracking_uri, no_tracking, **read):
+    """Score an RFM table (--input) or a transaction log (--transactions) with a saved model, batch by
+    batch, into a CSV or Parquet file; the run is logged in MLflow unless --no-tracking.
 
     Rows that break the RFM rules, lack an id or repeat one are written to the rejects file with
-    their row number and reason. Not tracked in MLflow; raw transaction logs are not read here
-    (summarize them first)."""
-    import time
+    their row number and reason. A log is summarised first (the model's time unit, merge resolution,
+    week start and first-purchase setting; up to --observation-end, default its last transaction) and
+    where every log row went is printed."""
+    from .scoring import TooManyRejectsError, score_file, score_transactions
 
-    from .scoring import TooManyRejectsError, score_file
-
-    args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, id_col=id_col,
-                batch_rows=batch_rows, rejects_path=rejects_path, max_reject_share=max_reject_share,
-                interval=interval, time_unit=time_unit)
+    if (input_path is None) == (transactions is None):
+        raise ClvInputError("give either {{input_path}} (an RFM table) or {{transactions}} (a transaction log)"
+                            + (", not both" if input_path is not None else ""))
+    _refuse_unused(tuple(read) if input_path is not None else ("time_unit", "id_col"),
+                   "{{input_path}}" if input_path is not None else "{{transactions}}")
+    tracker = _Tracking("score", tracking_uri, no_tracking, None)
+    args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, batch_rows=batch_rows,
+                rejects_path=rejects_path, max_reject_share=max_reject_share, interval=interval)
+    if input_path is not None:
+        source, kind = input_path, "rfm table"
+        run = functools.partial(score_file, model, input_path, output_path, id_col=id_col, time_unit=time_unit, **args)
+    else:
+        source, kind = transactions, "transaction log"
+        run = functools.partial(score_transactions, model, transactions, output_path, **read, **args)
+    params = dict(model=model, input=source, input_kind=kind, output=output_path, **args,
+                  **({"id_col": id_col, "input_time_unit": time_unit} if input_path is not None else read))
+    failed = None
     try:
-        if sys.stdout.isatty():
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-
-            columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn(), TimeRemainingColumn()]
-            with Progress(*columns, transient=True) as bar:
-                task = bar.add_task("score", total=None, rate="-")
-                started = time.perf_counter()
-
-                def progress(done, total):
-                    rate = done / max(time.perf_counter() - started, 1e-9)
-                    bar.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
-
-                report = score_file(model, input_path, output_path, progress=progress, **args)
-        else:
-            report = score_file(model, input_path, output_path, **args)
+        report = _with_progress(run)
     except TooManyRejectsError as exc:
-        _score_lines(exc.report)
-        print(f"clv-forecast: error: {exc}", file=sys.stderr)
-        return EXIT_TOO_MANY_REJECTS
+        failed, report = exc, exc.report
+    if report.summary is not None:
+        for line in accounting_lines(report.summary, int(report.summary.get("n_customers") or 0)):
+            click.echo(line)
+        click.echo(periods_line(report.summary, report.time_unit))
     _score_lines(report)
+    tracked = tracker.log_score(report, params, source, failed=failed is not None)
+    if failed is not None:
+        if tracked is not None:
+            click.echo(f"tracked in MLflow (FAILED): experiment {tracked.experiment_name!r}, run {tracked.run_id}")
+        print(f"clv-forecast: error: {failed}", file=sys.stderr)
+        return EXIT_TOO_MANY_REJECTS
     rejects = f"; rejected rows in {report.rejects}" if report.rejected else ""
     click.echo(f"scores written to {report.output}{rejects}")
+    if tracked is not None:
+        click.echo(f"tracked in MLflow: experiment {tracked.experiment_name!r}, run {tracked.run_id}")
     return 0
+
+
+def _refuse_unused(names, mode: str) -> None:
+    """Options given on the command line that do not apply to this mode are an error, not ignored."""
+    ctx = click.get_current_context()
+    given = [n for n in names if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise ClvInputError(f"{', '.join('{{' + n + '}}' for n in given)}: not used with {mode}")
+
+
+def _with_progress(run):
+    """``run(progress=...)`` with a progress bar (rate, ETA) on a terminal; ``run()`` otherwise."""
+    if not sys.stdout.isatty():
+        return run()
+    import time
+
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("score", total=None, rate="-")
+        started = time.perf_counter()
+
+        def progress(done, total):
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
+
+        return run(progress=progress)
 
 
 def _score_lines(report) -> None:

@@ -19,8 +19,18 @@ Duplicate ids: the ids seen so far are kept as one sorted ``int64`` array, 8 byt
 two different ids may collide with probability about ``n**2 / 2**65`` (3e-6 for 10M ids), and the
 second would then be rejected as a duplicate.
 
-Out of scope: tracking ``score`` runs in MLflow, scoring raw transaction logs (summarize first),
-distributed (Spark) scoring.
+Ids written by pandas as floats (``1.0``, a Parquet float column, or a CSV column of integral-float
+text such as ``13904.0``) become integers when every id in the column is integral: the rule the
+transaction reader applies (:func:`clv_forecast.transactions._integer_ids_if_lossless`); the column
+is then read twice (the id column alone first). A text column whose first batch has no such id is
+kept as text.
+
+:func:`score_transactions` scores a raw transaction log: it is summarised first
+(:func:`clv_forecast.rfm.summarize`, with the model's time unit and summary settings) and the
+per-customer table goes through the same scoring path as a file.
+
+MLflow tracking of ``score`` runs is the CLI's (:func:`clv_forecast.tracking.log_score_run`);
+distributed scoring is :mod:`clv_forecast.spark`.
 """
 
 from __future__ import annotations
@@ -36,7 +46,8 @@ from ._io import atomic_write
 from .btyd._data import rfm_verdict, verdict_reasons
 from .errors import ClvInputError
 
-__all__ = ["ScoreReport", "TooManyRejectsError", "score_file", "load_scoring_model"]
+__all__ = ["ScoreReport", "TooManyRejectsError", "score_file", "score_transactions", "load_scoring_model",
+           "summary_settings"]
 
 RFM_COLUMNS = ("frequency", "recency", "T", "monetary_value")
 # reasons of the rejects that are not RFM rules
@@ -47,7 +58,11 @@ NOT_NUMERIC = "{column} not numeric"
 
 @dataclass
 class ScoreReport:
-    """What :func:`score_file` did: rows read, scored and rejected, rejects by reason, seconds."""
+    """What :func:`score_file` / :func:`score_transactions` did: rows read, scored and rejected,
+    rejects by reason, seconds, the total CLV of the scored rows (finite values) and the local model
+    file used (None for a model object), the model's time unit. ``summary``: for a transaction log, the summary's ``attrs``
+    (its row accounting, see :data:`clv_forecast.rfm.LEFT_OUT_ROWS`) and ``customers`` its length;
+    the rows read are then its customers."""
 
     read: int
     scored: int
@@ -56,6 +71,10 @@ class ScoreReport:
     seconds: float = 0.0
     output: Path | None = None
     rejects: Path | None = None
+    clv_total: float = 0.0
+    model_file: Path | None = None
+    summary: dict | None = None
+    time_unit: str | None = None  # the model's
 
     @property
     def reject_share(self) -> float:
@@ -70,14 +89,14 @@ class TooManyRejectsError(ClvInputError):
         self.report = report
 
 
-def load_scoring_model(model):
-    """A :class:`~clv_forecast.model.ClvModel`: itself, a model JSON file, or an MLflow model URI
-    (``runs:/<run>/model``, ``models:/NAME/1``, ``models:/NAME@champion``) whose
-    ``artifacts/clv_model.json`` is downloaded (mlflow is imported only then)."""
+def _model_file(model) -> Path | None:
+    """The local JSON file a model is read from: the path itself, or for an MLflow model URI
+    (``runs:/<run>/model``, ``models:/NAME/1``, ``models:/NAME@champion``) its
+    ``artifacts/clv_model.json`` downloaded (mlflow is imported only then); None for a model object."""
     from .model import ClvModel
 
     if isinstance(model, ClvModel):
-        return model
+        return None
     text = str(model)
     if text.startswith(("runs:/", "models:/")):
         import mlflow.artifacts
@@ -86,14 +105,34 @@ def load_scoring_model(model):
             local = mlflow.artifacts.download_artifacts(artifact_uri=text.rstrip("/") + "/artifacts/clv_model.json")
         except Exception as exc:  # MLflow raises its own exception types; one line for the user
             raise ClvInputError(f"{text}: cannot download the model ({' '.join(str(exc).split())[:300]})") from None
-        return ClvModel.load(local)
-    return ClvModel.load(text)
+        return Path(local)
+    return Path(text)
+
+
+def load_scoring_model(model):
+    """A :class:`~clv_forecast.model.ClvModel`: itself, a model JSON file, or an MLflow model URI
+    (``runs:/<run>/model``, ``models:/NAME/1``, ``models:/NAME@champion``) whose
+    ``artifacts/clv_model.json`` is downloaded (mlflow is imported only then)."""
+    return _load(model)[0]
+
+
+def _load(model):
+    """``(ClvModel, local model file or None)``."""
+    from .model import ClvModel
+
+    path = _model_file(model)
+    return (model if path is None else ClvModel.load(path)), path
 
 
 def scoring_setup(model, time_unit=None):
     """The model to score with (:func:`load_scoring_model`; it must have a spend model) and the input's
     time unit in canonical form (``None``: the model's). Shared by the local and the Spark scorers."""
-    clv_model = load_scoring_model(model)
+    return _setup(model, time_unit)[:2]
+
+
+def _setup(model, time_unit=None):
+    """:func:`scoring_setup` plus the local model file (None for a model object)."""
+    clv_model, model_file = _load(model)
     if clv_model.spend_ is None:
         raise ClvInputError("the model has no spend model (fit it with a monetary_value column) to score CLV")
     if time_unit is not None:
@@ -103,7 +142,28 @@ def scoring_setup(model, time_unit=None):
             time_unit = str(TimeUnit.parse(time_unit))
         except ClvInputError as exc:
             raise ClvInputError(exc.reason.split(": ", 1)[-1], argument="time_unit", value=time_unit) from None
-    return clv_model, time_unit
+    return clv_model, time_unit, model_file
+
+
+def check_value_settings(time_unit: str, horizon, step, discount_rate) -> None:
+    """Check the CLV settings before any data is read, each error naming its argument (the CLI renders
+    ``--horizon 12: ...``): horizon and step are durations with a unit, the rate has its period, and
+    the horizon is a whole number of steps (:func:`clv_forecast.value.discount_schedule`)."""
+    from .units import Duration, Rate
+    from .value import discount_schedule
+
+    for argument, value, parse in (("horizon", horizon, Duration.parse), ("step", step, Duration.parse),
+                                   ("discount_rate", discount_rate, Rate.parse)):
+        try:
+            parse(value)
+        except ClvInputError as exc:
+            raise ClvInputError(exc.reason.split(": ", 1)[-1], argument=argument, value=value) from None
+    try:
+        discount_schedule(time_unit, horizon, step, discount_rate)
+    except ClvInputError as exc:
+        argument = "step" if "CLV step" in exc.reason else "horizon"
+        value = step if argument == "step" else horizon
+        raise ClvInputError(exc.reason.split(": ", 1)[-1], argument=argument, value=value) from None
 
 
 def _kind(path: Path, what: str) -> str:
@@ -235,16 +295,8 @@ def score_file(model, input_path, output_path, *, horizon="12M", discount_rate="
     """
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
-    out_kind = _kind(output_path, "the output")
-    if not (isinstance(batch_rows, int) and batch_rows >= 1):
-        raise ClvInputError("must be a whole number >= 1", argument="batch_rows", value=batch_rows)
-    if not (0 <= max_reject_share <= 1):
-        raise ClvInputError("must be a share between 0 and 1", argument="max_reject_share", value=max_reject_share)
-    if output_path.resolve() == input_path.resolve():
-        raise ClvInputError(f"{output_path}: the output would overwrite the input")
-    rejects_path = Path(rejects_path) if rejects_path is not None else output_path.with_name(
-        output_path.name + ".rejects.csv")
-    clv_model, time_unit = scoring_setup(model, time_unit)
+    out_kind, rejects_path = _check_outputs(output_path, rejects_path, batch_rows, max_reject_share, input_path)
+    clv_model, time_unit, model_file = _setup(model, time_unit)
     total = None
     if input_path.suffix.lower() in (".parquet", ".pq") and input_path.exists():
         try:
@@ -254,34 +306,190 @@ def score_file(model, input_path, output_path, *, horizon="12M", discount_rate="
         except Exception:  # noqa: BLE001 - unreadable: _batches says why
             total = None
     # checks that need no data: fail before reading (a bad horizon is not a batch-time surprise)
-    from .value import discount_schedule
+    check_value_settings(clv_model.time_unit_, horizon, step, discount_rate)
 
-    discount_schedule(clv_model.time_unit_, horizon, step, discount_rate)
-    counts = {"read": 0, "scored": 0}
+    def id_plan(first_ids):
+        column = lambda: (b.column(0) for b, _ in _batches(input_path, [id_col], batch_rows))  # noqa: E731
+        return _integer_id_converter(first_ids, column, input_path)
+
+    batches = (b for b, _ in _batches(input_path, [id_col, *RFM_COLUMNS], batch_rows))
+    return _score(clv_model, batches, output_path, out_kind, rejects_path, source=str(input_path), what="rows",
+                  id_col=id_col, id_plan=id_plan, max_reject_share=max_reject_share, time_unit=time_unit,
+                  clv_args=dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
+                                interval=interval),
+                  progress=progress, total=total, started=started, model_file=model_file)
+
+
+def summary_settings(model) -> dict:
+    """The :func:`~clv_forecast.rfm.summarize` settings a log is scored with: the model's time unit and
+    the merge resolution, week start and ``include_first_transaction`` its training table recorded
+    (``training_data`` of the model file); a setting the model does not record (a model from
+    ``from_params``, an older file) takes ``summarize``'s default."""
+    import inspect
+
+    from .rfm import summarize
+
+    training = dict(getattr(model, "training_", None) or {})
+    defaults = inspect.signature(summarize).parameters
+    out = {"time_unit": str(model.time_unit_)}
+    for key in ("merge", "week_start", "include_first_transaction"):
+        value = training.get(key)
+        out[key] = defaults[key].default if value is None else value
+    return out
+
+
+def score_transactions(model, transactions, output_path, *, observation_end=None, customer_col="customer_id",
+                       date_col="date", amount_col=None, quantity_col=None, price_col=None, date_format=None,
+                       encoding="utf-8", decimal_comma=False, missing_customer="error", duplicates="keep",
+                       returns="drop", horizon="12M", discount_rate="0%/Y", step="1M", margin=1.0,
+                       interval: float | None = None, batch_rows: int = 1_000_000, rejects_path=None,
+                       max_reject_share: float = 0.01, progress=None) -> ScoreReport:
+    """Score a raw transaction log: summarise it per customer, then score the summary as :func:`score_file`
+    scores a table (same verdict rules, rejects file, threshold, atomic output, interval).
+
+    The summary (:func:`clv_forecast.rfm.summarize`) runs to ``observation_end`` (default: the last
+    transaction) with the model's settings (:func:`summary_settings`), so its numbers equal those of
+    ``clv-forecast fit --predictions ... --as-of observation-end`` on the same log. The read options
+    (``customer_col`` ... ``returns``) mean what they mean for ``summarize``; CLV needs the amounts
+    (``amount_col``, or ``quantity_col`` and ``price_col``). The output's id column is ``customer_id``;
+    reject rows are rows of the summary (customers). The summary is held in memory (one row per
+    customer); its ``attrs`` (where every log row went) are in the report's ``summary``.
+    """
+    started = time.perf_counter()
+    output_path = Path(output_path)
+    source = Path(transactions) if isinstance(transactions, (str, Path)) else None
+    out_kind, rejects_path = _check_outputs(output_path, rejects_path, batch_rows, max_reject_share, source)
+    if amount_col is None and quantity_col is None:
+        raise ClvInputError("CLV needs the amounts: give {{amount_col}} (or {{quantity_col}} and {{price_col}})")
+    clv_model, _, model_file = _setup(model)
+    check_value_settings(clv_model.time_unit_, horizon, step, discount_rate)
+    import pyarrow as pa
+
+    from .rfm import summarize
+
+    rfm = summarize(transactions, customer_col=customer_col, date_col=date_col, amount_col=amount_col,
+                    quantity_col=quantity_col, price_col=price_col, date_format=date_format, encoding=encoding,
+                    decimal_comma=decimal_comma, missing_customer=missing_customer, duplicates=duplicates,
+                    returns=returns, observation_end=observation_end, **summary_settings(clv_model))
+    attrs = dict(rfm.attrs)
+    table = pa.Table.from_pandas(rfm.reset_index()[["customer_id", *RFM_COLUMNS]], preserve_index=False)
+    del rfm
+    report = _score(clv_model, iter(table.to_batches(max_chunksize=batch_rows)), output_path, out_kind, rejects_path,
+                    source=str(transactions) if source is not None else "transactions", what="customers",
+                    id_col="customer_id", id_plan=None, max_reject_share=max_reject_share, time_unit=None,
+                    clv_args=dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
+                                  interval=interval),
+                    progress=progress, total=table.num_rows, started=started, model_file=model_file, summary=attrs)
+    return report
+
+
+def _check_outputs(output_path: Path, rejects_path, batch_rows, max_reject_share, input_path: Path | None):
+    """The output's kind and the rejects path, after the checks that need nothing read."""
+    out_kind = _kind(output_path, "the output")
+    if not (isinstance(batch_rows, int) and not isinstance(batch_rows, bool) and batch_rows >= 1):
+        raise ClvInputError("must be a whole number >= 1", argument="batch_rows", value=batch_rows)
+    if not (0 <= max_reject_share <= 1):
+        raise ClvInputError("must be a share between 0 and 1", argument="max_reject_share", value=max_reject_share)
+    if input_path is not None and output_path.resolve() == input_path.resolve():
+        raise ClvInputError(f"{output_path}: the output would overwrite the input")
+    rejects_path = Path(rejects_path) if rejects_path is not None else output_path.with_name(
+        output_path.name + ".rejects.csv")
+    return out_kind, rejects_path
+
+
+def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, what, id_col, id_plan,
+           max_reject_share, time_unit, clv_args, progress, total, started, model_file,
+           summary=None) -> ScoreReport:
+    """The one scoring path of a file and of a summarised log: verdicts, scores and rejects written batch
+    by batch to temporary files; the rejects published, then the scores unless there are too many rejects."""
+    counts = {"read": 0, "scored": 0, "clv_total": 0.0}
     reasons: Counter = Counter()
+
+    def report(published: bool = False) -> ScoreReport:
+        return ScoreReport(read=counts["read"], scored=counts["scored"], rejected=sum(reasons.values()),
+                           reasons=dict(reasons.most_common()), seconds=time.perf_counter() - started,
+                           output=output_path if published else None, rejects=rejects_path,
+                           clv_total=counts["clv_total"], model_file=model_file, summary=summary,
+                           time_unit=str(clv_model.time_unit_))
 
     def write_all(out_tmp: Path) -> None:
         def write_with_rejects(rej_tmp: Path) -> None:
-            _stream(clv_model, input_path, out_tmp, out_kind, rej_tmp, id_col, batch_rows, time_unit,
-                    dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, interval=interval),
+            _stream(clv_model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_unit, clv_args,
                     counts, reasons, progress, total)
 
         atomic_write(rejects_path, write_with_rejects)
         rejected = sum(reasons.values())
         share = rejected / counts["read"] if counts["read"] else 0.0
         if share > max_reject_share:
-            raise TooManyRejectsError(f"{input_path}: {rejected} of {counts['read']} rows rejected ({share:.4%}), "
-                                      f"more than "
-                                f"max_reject_share {max_reject_share:.4%}; output not written; rejected rows "
-                                f"and reasons in {rejects_path}", _report())
-
-    def _report(published: bool = False) -> ScoreReport:
-        return ScoreReport(read=counts["read"], scored=counts["scored"], rejected=sum(reasons.values()),
-                           reasons=dict(reasons.most_common()), seconds=time.perf_counter() - started,
-                           output=output_path if published else None, rejects=rejects_path)
+            raise TooManyRejectsError(f"{source}: {rejected} of {counts['read']} {what} rejected ({share:.4%}), "
+                                      f"more than max_reject_share {max_reject_share:.4%}; output not written; "
+                                      f"rejected {what} and reasons in {rejects_path}", report())
 
     atomic_write(output_path, write_all)
-    return _report(published=True)
+    return report(published=True)
+
+
+# -- ids -------------------------------------------------------------------------------------
+
+
+def _clean_ids(ids):
+    """Text ids stripped, blank text and NaN as missing (null)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
+        ids = pc.utf8_trim_whitespace(ids)
+        return pc.if_else(pc.equal(ids, ""), pa.scalar(None, ids.type), ids)
+    if pa.types.is_floating(ids.type):
+        return pc.if_else(pc.is_nan(ids), pa.scalar(None, ids.type), ids)
+    return ids
+
+
+def _as_integers(ids, kind: str):
+    """Cleaned ids as int64 when every present one is integral (``kind``: 'float' values, or 'text' as
+    the transaction reader reads ``13904.0``), else None."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if kind == "float":
+        values = pc.drop_null(ids).to_numpy(zero_copy_only=False)
+        if not (np.isfinite(values).all() and (values == np.floor(values)).all() and (np.abs(values) < 2.0**63).all()):
+            return None
+        return pc.cast(ids, pa.int64())
+    import polars as pl
+
+    from .transactions import _integer_ids_if_lossless
+
+    text = pl.from_arrow(ids.cast(pa.string()) if isinstance(ids, pa.Array) else pa.array(ids, pa.string()))
+    converted = _integer_ids_if_lossless(text)
+    return converted.to_arrow().cast(pa.int64()) if converted.dtype == pl.Int64 else None
+
+
+def _integer_id_converter(first, column_batches, source):
+    """For a first batch of (cleaned) ids written as floats (a float column, or text such as ``1.0``), scan
+    the whole id column (``column_batches()``): when every id is integral, a function turning a batch's
+    ids into int64; else (and for any other first batch) None."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_floating(first.type):
+        kind = "float"
+    elif (pa.types.is_string(first.type) or pa.types.is_large_string(first.type)) and pc.any(
+            pc.match_substring(first, ".")).as_py() and _as_integers(first, "text") is not None:
+        kind = "text"
+    else:
+        return None
+    for ids in column_batches():
+        if len(ids) and _as_integers(_clean_ids(ids), kind) is None:
+            return None
+
+    def convert(ids):
+        out = _as_integers(ids, kind)
+        if out is None:
+            raise ClvInputError(f"{source}: the file changed while it was being scored")
+        return out
+
+    return convert
 
 
 def _output_schema(id_col, id_type, interval):
@@ -292,29 +500,30 @@ def _output_schema(id_col, id_type, interval):
     return pa.schema([pa.field(id_col, id_type)] + [pa.field(n, pa.float64()) for n in names])
 
 
-def _stream(model, input_path, out_tmp, out_kind, rej_tmp, id_col, batch_rows, time_unit, clv_args,
+def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_unit, clv_args,
             counts, reasons, progress, total) -> None:
     import pandas as pd
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
     seen = _SeenIds()
     writer = schema = None
+    convert = None
     rejects_schema = pa.schema([("row", pa.int64()), ("customer_id", pa.string()), ("reason", pa.string())])
     rej_writer = pcsv.CSVWriter(str(rej_tmp), rejects_schema)
     try:
-        for batch, _ in _batches(input_path, [id_col, *RFM_COLUMNS], batch_rows):
+        for batch in batches:
             n = batch.num_rows
             if n == 0:
                 continue
             first_row = counts["read"] + 1
+            ids = _clean_ids(batch.column(id_col))
+            if writer is None and id_plan is not None:
+                convert = id_plan(ids)
+            if convert is not None:
+                ids = convert(ids)
             counts["read"] += n
-            ids = batch.column(id_col)
-            if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
-                ids = pc.utf8_trim_whitespace(ids)
-                ids = pc.if_else(pc.equal(ids, ""), pa.scalar(None, ids.type), ids)
             present = ids.is_valid().to_numpy(zero_copy_only=False)
             dup = seen.duplicates(ids, present)
             values, non_numeric = {}, np.full(n, "", dtype=object)
@@ -352,6 +561,8 @@ def _stream(model, input_path, out_tmp, out_kind, rej_tmp, id_col, batch_rows, t
                     columns[name] = pa.array(scores[name].to_numpy(), pa.float64())
                 writer.write_table(pa.table(columns, schema=schema))
                 counts["scored"] += int(good.size)
+                clv = columns["clv"].to_numpy(zero_copy_only=False)
+                counts["clv_total"] += float(clv[np.isfinite(clv)].sum())
             if progress is not None:
                 progress(counts["read"], total)
         if writer is None:  # an empty input: an empty output with the header

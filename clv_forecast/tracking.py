@@ -27,8 +27,8 @@ from typing import Any
 
 from .errors import ClvInputError
 
-__all__ = ["TrackedRun", "resolve_tracking_uri", "check_reachable", "log_run", "load_model", "ClvPyfunc",
-           "OUTPUT_COLUMNS", "INPUT_COLUMNS"]
+__all__ = ["TrackedRun", "TrackedScore", "resolve_tracking_uri", "check_reachable", "log_run", "log_score_run",
+           "load_model", "ClvPyfunc", "OUTPUT_COLUMNS", "INPUT_COLUMNS"]
 
 #: Columns the pyfunc model reads (``monetary_value`` optional) and returns, in this order.
 INPUT_COLUMNS = ("frequency", "recency", "T", "monetary_value")
@@ -494,6 +494,16 @@ def _use_tracking_uri(mlflow, uri: str | None):
 
 
 
+def _experiment_id(client, name: str, where: str) -> str:
+    """The id of the experiment called ``name``, created when missing; a deleted one is a one-line error."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None and experiment.lifecycle_stage == "deleted":
+        raise ClvInputError(f"experiment {name!r} was deleted in the tracking store {where}; "
+                            f"restore it (mlflow experiments restore --experiment-id {experiment.experiment_id}) "
+                            "or give the experiment another name", argument="name", value=name)
+    return experiment.experiment_id if experiment is not None else client.create_experiment(name)
+
+
 def log_run(result, *, command: str, tracking_uri: str | None = None, register_as: str | None = None,
             data_path: str | None = None, alias: str | None = DEFAULT_ALIAS) -> TrackedRun:
     """Record a pipeline :class:`~clv_forecast.experiment.RunResult` as one MLflow run.
@@ -519,12 +529,7 @@ def log_run(result, *, command: str, tracking_uri: str | None = None, register_a
     restore = _use_tracking_uri(mlflow, uri)
     try:
         client = MlflowClient()
-        experiment = client.get_experiment_by_name(name)
-        if experiment is not None and experiment.lifecycle_stage == "deleted":
-            raise ClvInputError(f"experiment {name!r} was deleted in the tracking store {mlflow.get_tracking_uri()}; "
-                                f"restore it (mlflow experiments restore --experiment-id {experiment.experiment_id}) "
-                                "or give the experiment another name", argument="name", value=name)
-        experiment_id = experiment.experiment_id if experiment is not None else client.create_experiment(name)
+        experiment_id = _experiment_id(client, name, mlflow.get_tracking_uri())
         metrics, skipped = _finite(_metrics(result))
         tags = _tags(result, command)
         if skipped:
@@ -559,3 +564,84 @@ def load_model(model_uri: str):
     import mlflow.pyfunc
 
     return mlflow.pyfunc.load_model(model_uri)
+
+
+# -- score runs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrackedScore:
+    """Where :func:`log_score_run` recorded a ``score`` run, and its MLflow status."""
+
+    run_id: str
+    experiment_id: str
+    experiment_name: str
+    status: str
+
+
+def _score_metrics(report) -> dict[str, float]:
+    seconds = float(report.seconds)
+    out = {"rows_read": report.read, "rows_scored": report.scored, "rows_rejected": report.rejected,
+           "reject_share": report.reject_share, "clv_total": report.clv_total, "seconds": seconds,
+           "rows_per_second": report.read / seconds if seconds > 0 else float("nan")}
+    for reason, count in report.reasons.items():
+        out[f"rejects.{_slug(reason)}"] = count
+    return out
+
+
+def log_score_run(report, *, params: dict, input_path, tracking_uri: str | None = None,
+                  failed: bool = False) -> TrackedScore:
+    """Record one batch-scoring run (a :class:`clv_forecast.scoring.ScoreReport`) as one MLflow run.
+
+    ``params``: the run's settings (model, input, horizon, rates...), logged as given, plus the model's
+    time unit, the SHA-256 of the local model file and, for a transaction log, the summary's row
+    accounting (``rows.<key>``, as ``fit`` logs it). Metrics: rows read, scored and rejected, the reject
+    share, ``rejects.<reason>``, the total CLV of the scored rows, seconds and rows per second. The
+    rejects file is an artifact (``rejects/``) when there are rejects; the scores file is not logged
+    (it may be as large as the input). ``failed``: the run ends with status FAILED (too many rejects).
+    The experiment is named after the input file (as ``fit`` names it after its data file).
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri is not None and uri.lower().startswith(("http://", "https://")):
+        _fail_fast_env()
+    values = {key: _text(value) for key, value in params.items()}
+    values["command"] = "score"
+    values["time_unit"] = _text(report.time_unit)
+    if report.model_file is not None and Path(report.model_file).is_file():
+        values["model_sha256"] = _sha256(Path(report.model_file))
+    for key, value in (report.summary or {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values[f"rows.{key}"] = _text(value)
+        elif key in ("observation_end", "merge", "week_start", "include_first_transaction"):
+            values[f"summary.{key}"] = _text(value)
+    values.update({f"version.{k}": v for k, v in _versions().items()})
+    metrics, skipped = _finite(_score_metrics(report))
+    name = Path(str(input_path)).stem or "clv-forecast"
+    tags = {"command": "score", "time_unit": _text(report.time_unit), "dataset": Path(str(input_path)).name}
+    if failed:
+        tags["failure"] = "too many rejects (max_reject_share); scores not written"
+    if skipped:
+        tags["skipped_metrics"] = "; ".join(f"{k}={v}" for k, v in skipped.items())[:5000]
+    import time
+
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = _experiment_id(client, name, uri or "(default store)")
+    run = client.create_run(experiment_id, run_name=f"{name} (score)", tags=tags)
+    run_id = run.info.run_id
+    status = "FAILED" if failed else "FINISHED"
+    try:
+        now = int(time.time() * 1000)
+        items = sorted(values.items())
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            client.log_batch(run_id, params=[Param(k, v) for k, v in items[start:start + 100]])
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+        if report.rejected and report.rejects is not None and Path(report.rejects).is_file():
+            client.log_artifact(run_id, str(report.rejects), artifact_path="rejects")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, status)
+    return TrackedScore(run_id=run_id, experiment_id=str(experiment_id), experiment_name=name, status=status)
