@@ -144,6 +144,7 @@ def main() -> None:
         model_path, table_path = ensure_data(args.data_dir, n)
         out = args.data_dir / f"scores_{n}.parquet"
         command = [exe, "score", "--model", str(model_path), "--input", str(table_path), "--output", str(out),
+                   "--no-tracking",
                    "--batch-rows", str(args.batch_rows), "--max-reject-share", "0"]
         result = measure(command, args.runs)
         rows.append((f"clv-forecast score, {n:,}", result))
