@@ -32,6 +32,7 @@ one example customer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,12 @@ class SparkSummary:
     def time_unit(self) -> str:
         return str(self.plan.options.time_unit)
 
+    def holdout_duration(self) -> float:
+        """The holdout period's length in the time unit (as the local summary's ``duration_holdout``)."""
+        from .rfm import _to_time
+
+        return float(_to_time(np.array([self.plan.holdout_duration()]), *self.plan.ratio())[0])
+
     def head(self, n: int = 5):
         """The first ``n`` customers as a pandas frame indexed by ``customer_id`` (a small collect)."""
         frame = self.rfm.limit(int(n)).toPandas().set_index(_CUSTOMER)
@@ -102,15 +109,19 @@ class SparkSummary:
         from pyspark.sql import functions as F
 
         rfm = self.rfm
-        out = {"purchases": _collect(rfm.groupBy("frequency", "recency", "T").agg(F.count("*").alias("count")),
-                                     ["frequency", "recency", "T"])}
+        keys = ["frequency", "recency", "T"]
+        out = {}
+        if self.plan.split:
+            out["holdout"] = _collect(rfm.groupBy(*keys, "frequency_holdout").agg(F.count("*").alias("count")),
+                                      keys + ["frequency_holdout"])
+            purchases = out["holdout"].groupby(keys, sort=True, as_index=False)["count"].sum()
+            out["purchases"] = purchases.astype({"count": np.int64})
+        else:
+            out["purchases"] = _collect(rfm.groupBy(*keys).agg(F.count("*").alias("count")), keys)
         out["spend"] = None
         if self.has_amount:
             spend = rfm.filter(F.col("frequency") > 0).groupBy("frequency", "monetary_value")
             out["spend"] = _collect(spend.agg(F.count("*").alias("count")), ["frequency", "monetary_value"])
-        if self.plan.split:
-            keys = ["frequency", "recency", "T", "frequency_holdout"]
-            out["holdout"] = _collect(rfm.groupBy(*keys).agg(F.count("*").alias("count")), keys)
         for frame in out.values():
             if frame is not None:
                 frame.attrs = dict(self.attrs)
@@ -135,7 +146,7 @@ def _timestamps(sdf, column: str, session_tz: str):
     if isinstance(dtype, T.DateType):
         return F.unix_date(col).cast("long") * F.lit(86_400_000_000)
     if isinstance(dtype, T.StringType):
-        col = F.to_timestamp(F.trim(col))
+        col = F.try_to_timestamp(F.trim(col))  # unreadable text -> null, reported below
     elif not isinstance(dtype, (T.TimestampType, T.TimestampNTZType)):
         raise ClvInputError(f"column {column!r} is {dtype.simpleString()}, not a timestamp, date or ISO text",
                             argument="date_col", value=column)
@@ -149,7 +160,7 @@ def _amounts(sdf, column: str):
 
     dtype = sdf.schema[column].dataType
     if isinstance(dtype, T.StringType):
-        return F.trim(F.col(column)).cast("double")
+        return F.expr(f"try_cast(trim(`{column}`) AS double)")  # not a number -> null, reported below
     if not isinstance(dtype, T.NumericType):
         raise ClvInputError(f"column {column!r} is {dtype.simpleString()}, not a number",
                             argument="amount_col", value=column)
@@ -336,6 +347,7 @@ def summarize_spark(
                        n_used_rows=int(counts["rows"] or 0), late_rows=late_rows, n_late=n_late, n_after=n_after,
                        returns=returns, duplicates=duplicates, missing_customer=missing_customer)
     rfm = agg.mapInPandas(_assemble_frames(plan, has_amount), _rfm_schema(agg.schema[_CUSTOMER], plan, has_amount))
+    rfm = rfm.persist(StorageLevel.MEMORY_AND_DISK)  # the statistics and the predictions read it
     return SparkSummary(rfm=rfm, plan=plan, attrs=attrs, has_amount=has_amount)
 
 
@@ -382,3 +394,196 @@ def fit_spark(summary: SparkSummary, *, penalizer: float = 0.0, spend_penalizer:
     model = ClvModel(penalizer=penalizer, spend_penalizer=spend_penalizer, strict_spend=strict_spend)
     return model.fit_statistics(stats["purchases"], stats["spend"], time_unit=summary.time_unit,
                                 training=summary.attrs)
+
+
+# --------------------------------------------------------------------------------------------
+# session, reading, per-customer predictions, atomic Parquet directories
+# --------------------------------------------------------------------------------------------
+
+
+_LOG_CONFIG = Path(__file__).with_name("data") / "spark-log4j2.properties"
+
+
+def quiet_pyspark_warnings() -> None:
+    """pyspark's own warnings about pandas 3 (its version check, its use of a deprecated keyword) are
+    not the user's concern: filtered, here and in the pipeline's warning capture."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+    warnings.filterwarnings("ignore", message="The copy keyword is deprecated")
+
+
+def spark_session(master: str | None = None, conf: dict | None = None):
+    """The active Spark session, or a new one (``master``, default ``local[*]``) set up for this
+    package: time zone UTC (wall-clock times read as written), no UI or console progress bars, Python
+    workers running this interpreter (``PYSPARK_PYTHON`` unless set), logs at ERROR."""
+    _require_pyspark()
+    import os
+    import sys
+    import warnings
+
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # (else a warning about the host's loopback name)
+    quiet_pyspark_warnings()
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    builder = (SparkSession.builder.master(master or "local[*]").appName("clv-forecast")
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.driver.bindAddress", "127.0.0.1")
+               .config("spark.driver.host", "127.0.0.1")  # large task results are fetched from here
+               # few, larger tasks on one machine (adaptive execution still splits big shuffles)
+               .config("spark.sql.shuffle.partitions", str(max(4, 2 * (os.cpu_count() or 2))))
+               .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{_LOG_CONFIG}"))
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("FATAL")  # failures reach the caller as exceptions
+    return session
+
+
+def check_parquet_path(path, *, argument: str = "transactions") -> None:
+    """One-line errors for a local input the Spark engine cannot read (before a session is started)."""
+    text = str(path)
+    local = Path(text)
+    if "://" in text:
+        return
+    if not local.exists():
+        raise ClvInputError(f"{text}: no such file or directory", argument=argument, value=text)
+    if local.is_file() and local.suffix.lower() not in (".parquet", ".pq"):
+        raise ClvInputError(f"{text}: the Spark engine reads Parquet (a .parquet file or a directory of them); "
+                            "convert the file, or use the local engine", argument=argument, value=text)
+
+
+def read_parquet(session, path, *, argument: str = "transactions"):
+    """A Parquet file or a directory of Parquet files as a Spark DataFrame (one-line errors)."""
+    check_parquet_path(path, argument=argument)
+    text = str(path)
+    local = Path(text)
+    nanos = _nanosecond_columns(local) if "://" not in text else []
+    if nanos:
+        # Spark cannot read TIMESTAMP(NANOS) (pandas' default): read those as integers and convert
+        session.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+    try:
+        sdf = session.read.parquet(text)
+    except Exception as exc:  # noqa: BLE001 - Spark's analysis errors: one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ClvInputError(f"{text}: not readable as Parquet by Spark: {first[:200]}", argument=argument,
+                            value=text) from None
+    if nanos:
+        from pyspark.sql import functions as F
+
+        tz = session.conf.get("spark.sql.session.timeZone")
+        # wall-clock nanoseconds -> microseconds (sub-microsecond digits dropped) -> a timestamp that reads
+        # back, in the session's zone, as the same wall-clock time
+        sdf = sdf.withColumns({c: F.to_utc_timestamp(F.timestamp_micros(F.expr(f"`{c}` div 1000")), tz)
+                               for c in nanos if c in sdf.columns})
+    return sdf
+
+
+def _nanosecond_columns(path) -> list[str]:
+    """Names of the TIMESTAMP(NANOS) columns of a Parquet file or of the first file of a directory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*.parquet") if not p.name.startswith((".", "_")))
+    if not files:
+        return []
+    try:
+        schema = pq.read_schema(files[0])
+    except Exception:  # noqa: BLE001 - Spark gives the error for an unreadable file
+        return []
+    return [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
+
+
+def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
+    """The per-customer table of the pipeline (the RFM columns, then expected purchases, P(alive),
+    expected spend, CLV and its interval), computed partition by partition with the same function as
+    on one machine (:func:`clv_forecast.experiment.clv_table`)."""
+    import json
+
+    from pyspark.sql.types import DoubleType, StructField, StructType
+
+    from .experiment import clv_table
+    from .model import json_safe
+
+    model_dict = json.loads(json.dumps(json_safe(model.to_dict()), allow_nan=False))
+    unit = str(time_unit)
+    # the score columns, from the same function on a one-row sample (no data needed)
+    import pandas as pd
+
+    sample = pd.DataFrame({"frequency": [1], "recency": [1.0], "T": [2.0], "monetary_value": [1.0]})
+    sample.attrs["time_unit"] = unit
+    score_columns = list(clv_table(model, sample, value).columns)
+    schema = StructType(list(rfm_sdf.schema.fields) + [StructField(c, DoubleType(), True) for c in score_columns])
+
+    def predict(frames):
+        from .model import ClvModel
+
+        worker_model = ClvModel.from_dict(model_dict, source="model")
+        for frame in frames:
+            if len(frame) == 0:
+                continue
+            frame.attrs["time_unit"] = unit
+            scores = clv_table(worker_model, frame, value)
+            out = frame.copy()
+            for name in score_columns:
+                out[name] = scores[name].to_numpy(dtype="float64")
+            yield out
+
+    return rfm_sdf.mapInPandas(predict, schema)
+
+
+def write_parquet_dir(sdf, path, *, argument: str = "predictions"):
+    """Write a Spark DataFrame as a Parquet directory, published atomically: Spark writes a temporary
+    directory beside the target, renamed to the target at the end (a failed or killed job leaves
+    nothing under the target's name; an existing target is replaced only then)."""
+    import os
+    import shutil
+    import uuid
+    from pathlib import Path
+
+    target = Path(path)
+    if target.suffix.lower() in (".csv", ".gz", ".txt", ".json"):
+        raise ClvInputError(f"{target}: the Spark engine writes a directory of Parquet files; give a directory "
+                            "name (e.g. 'predictions' or 'predictions.parquet')", argument=argument, value=str(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        sdf.write.mode("error").parquet(str(tmp))
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def value_coverage_spark(session, path) -> dict:
+    """:func:`clv_forecast.experiment.value_coverage` of a predictions directory, as one Spark aggregation."""
+    from pyspark.sql import functions as F
+
+    table = session.read.parquet(str(path))
+    if "clv" not in table.columns:
+        return {}
+    clv = F.col("clv")
+    finite = ~(F.isnan(clv) | clv.isNull() | (F.abs(clv) == float("inf")))
+    spend = F.col("expected_spend") if "expected_spend" in table.columns else clv
+    row = table.select(
+        F.sum(F.when(finite, clv)).alias("clv_total"),
+        F.sum(finite.cast("long")).alias("clv_customers"),
+        F.sum((~finite).cast("long")).alias("clv_missing"),
+        F.sum(F.isnan(spend).cast("long")).alias("clv_missing_nonpositive_spend"),
+        F.sum((F.abs(spend) == float("inf")).cast("long")).alias("clv_missing_infinite_spend"),
+        F.count("*").alias("n_predictions"),
+    ).first().asDict()
+    return {k: (float(v or 0.0) if k == "clv_total" else int(v or 0)) for k, v in row.items()}
