@@ -51,6 +51,8 @@ def _option_names() -> dict[str, str]:
     names = {p.name: p.opts[0] for p in ctx.command.params if isinstance(p, click.Option) and p.name}
     if "strict_spend" in names:
         names["strict"] = names["strict_spend"]  # GammaGammaModel(strict=...) is ClvModel(strict_spend=...)
+    if "transactions" in names:
+        names["source"] = names["transactions"]  # the spec's [data] source is the --transactions option
     return names
 
 
@@ -164,7 +166,13 @@ def _check_outputs(spec: dict, save: bool) -> None:
         if not report.name.lower().endswith((".html", ".htm")):
             raise ClvInputError(f"{report}: the report is an HTML file; give a path ending in .html", argument="report")
         _check_output(report, "the report", "report.html")
-    if save and out.get("predictions"):
+    if save and out.get("predictions") and spec["data"].get("engine") == "spark":
+        path = Path(out["predictions"])
+        if path.exists() and not path.is_dir():
+            raise ClvInputError(f"{path}: the Spark engine writes the per-customer table as a directory of "
+                                "Parquet files; give a directory name", argument="predictions")
+        _check_output(path / "part.parquet", "the per-customer table", "part.parquet")
+    elif save and out.get("predictions"):
         path = Path(out["predictions"])
         if not path.name.lower().endswith((".csv", ".csv.gz", ".txt", ".parquet", ".pq")):
             raise ClvInputError(f"{path}: unknown type for the per-customer table; use .csv, .csv.gz or .parquet",
@@ -239,7 +247,8 @@ def _finish(result, console_print, plain_print) -> None:
         plain_print("warning: " + render_text(getattr(warning, "template", str(warning)), names, "option"))
     if result.predictions_path is not None:
         as_of = spec["output"].get("predictions_as_of")
-        plain_print(f"per-customer table ({len(result.predictions):,} customers, histories to the "
+        n = len(result.predictions) if result.predictions is not None else m.get("n_predictions", 0)
+        plain_print(f"per-customer table ({n:,} customers, histories to the "
                     f"{'observation' if as_of == 'observation_end' else 'calibration'} end) written to "
                     f"{result.predictions_path}")
     if result.model_path is not None:
@@ -420,6 +429,14 @@ _DATA_OPTIONS = [
     *_SUMMARY_OPTIONS,
 ]
 
+_ENGINE_OPTIONS = [
+    click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+                 help="local: one machine; spark: summary on Spark executors (Parquet file or directory), fit on "
+                      "the driver, --predictions written as a Parquet directory."),
+    click.option("--spark-master", "spark_master", default=None,
+                 help="Spark master URL for --engine spark [the active session, else local[*]]."),
+]
+
 _OUTPUT_OPTIONS = [
     click.option("--predictions", default=None, type=click.Path(path_type=Path),
                  help="Write the per-customer table (expected purchases, P(alive), expected spend, CLV, "
@@ -462,7 +479,7 @@ def _as_of(value):
 
 
 @app.command()
-@_with(_DATA_OPTIONS)
+@_with(_DATA_OPTIONS + _ENGINE_OPTIONS)
 @click.option("--penalizer", default=0.0, type=float, show_default=True, help="L2 penalty of the BG/NBD fit.")
 @click.option("--spend-penalizer", "spend_penalizer", default=0.0, type=float, show_default=True,
               help="L2 penalty of the Gamma-Gamma fit.")

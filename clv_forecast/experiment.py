@@ -46,6 +46,10 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "missing_customer": ((str,), "error", "rows without a customer id: 'error' or 'drop' (counted)"),
         "duplicates": ((str,), "keep", "exact duplicate rows: 'keep' or 'drop' (counted either way)"),
         "returns": ((str,), "drop", "negative amounts: 'drop' (not purchases, reported), 'net' or 'error'"),
+        "engine": ((str,), "local", "'local' (one machine) or 'spark' (summary on Spark executors, fit on the "
+                                    "driver; Parquet input, predictions written as a Parquet directory)"),
+        "spark_master": ((str,), None, "Spark master URL for the 'spark' engine (default: the active session, "
+                                       "else local[*])"),
     },
     "summary": {
         "time_unit": ((str,), "W", "the model's time unit: D, W, M, Y or a multiple such as 2W"),
@@ -243,7 +247,7 @@ def summary_options(spec: dict) -> dict:
     return out
 
 
-def _clv_table(model, rfm, value: dict):
+def clv_table(model, rfm, value: dict):
     """Per-customer predictions over the horizon and the discounted CLV (with its interval if asked)."""
     kwargs = dict(horizon=value["horizon"], discount_rate=value["discount_rate"], step=value["step"],
                   margin=float(value["margin"]))
@@ -268,6 +272,105 @@ def value_coverage(table) -> dict:
     }
 
 
+def _check_reliable(model, out: dict) -> None:
+    problems = list(getattr(model, "problems_", []) or [])
+    if problems and not out.get("save_unreliable"):
+        raise UnreliableFitError("the fit is not reliable: " + "; ".join(problems)
+                                 + "; nothing was saved ({{save_unreliable=True}} keeps it anyway)")
+
+
+def holdout_metrics(predicted, actual, weights, duration: float) -> dict:
+    """Expected against actual holdout purchases: totals, MAE and RMSE over customers (``weights``:
+    how many customers each row stands for, 1 for a per-customer table)."""
+    import numpy as np
+
+    predicted, actual = np.asarray(predicted, dtype=float), np.asarray(actual, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    err = predicted - actual
+    n = w.sum()
+    return {
+        "holdout_duration": duration,
+        "holdout_purchases_predicted": float(np.dot(w, predicted)),
+        "holdout_purchases_actual": float(np.dot(w, actual)),
+        "holdout_mae": float(np.dot(w, np.abs(err)) / n),
+        "holdout_rmse": float(np.sqrt(np.dot(w, err**2) / n)),
+    }
+
+
+_LOCAL_ONLY = ("date_format", "quantity_col", "price_col", "encoding", "decimal_comma")
+
+
+def _run_spark(spec: dict, *, save: bool, analyse: bool | None) -> RunResult:
+    """The pipeline with the Spark engine: the summary on the executors
+    (:func:`clv_forecast.spark_summary.summarize_spark`), the fit on the driver on the compressed
+    statistics, the holdout check from them, the per-customer table computed by the executors and
+    written as a Parquet directory (atomically). The report's analysis needs every customer on one
+    machine: it is refused here."""
+    import pandas as pd
+
+    from . import spark_summary as sps
+    from .model import ClvModel
+
+    data, out = spec["data"], spec["output"]
+    for key in _LOCAL_ONLY:
+        if data[key] != SCHEMA["data"][key][1]:
+            raise ClvInputError("not available with the Spark engine (Parquet columns are typed: compute it "
+                                "upstream), or use the local engine", argument=key, value=data[key])
+    if analyse or (save and out.get("report")):
+        raise ClvInputError("the report compares every customer on one machine: not available with the Spark "
+                            "engine; write the predictions and report on a sample, or use the local engine",
+                            argument="report", value=out.get("report"))
+    if data["source"] == _CDNOW_SOURCE:
+        raise ClvInputError("the Spark engine reads Parquet files; export the sample first", argument="source",
+                            value=data["source"])
+    timings: dict = {}
+    options = {k: v for k, v in summary_options(spec).items() if k not in _LOCAL_ONLY}
+    calibration_end = spec["summary"]["calibration_end"]
+    sps.check_parquet_path(data["source"], argument="source")
+    start = time.perf_counter()
+    session = sps.spark_session(data.get("spark_master"))
+    sdf = sps.read_parquet(session, data["source"])
+    timings["spark_start"] = time.perf_counter() - start
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sps.quiet_pyspark_warnings()
+        start = time.perf_counter()
+        summary = sps.summarize_spark(sdf, calibration_end=calibration_end, source=str(data["source"]), **options)
+        stats = summary.statistics()
+        timings["summary"] = time.perf_counter() - start
+        start = time.perf_counter()
+        model = ClvModel(**spec["model"]).fit_statistics(stats["purchases"], stats["spend"],
+                                                         time_unit=summary.time_unit, training=summary.attrs)
+        timings["fit"] = time.perf_counter() - start
+        _check_reliable(model, out)
+        metrics: dict = {}
+        holdout = None
+        if "holdout" in stats:
+            h = stats["holdout"]
+            duration = summary.holdout_duration()
+            predicted = model.purchases_.conditional_expected_purchases(duration, h)
+            holdout = pd.DataFrame({"predicted": predicted, "actual": h["frequency_holdout"].to_numpy(),
+                                    "count": h["count"].to_numpy()})
+            metrics.update(holdout_metrics(predicted, holdout["actual"], holdout["count"], duration))
+        value = spec.get("value")
+        predictions_path = None
+        if value is not None and save and out.get("predictions"):
+            start = time.perf_counter()
+            scored = summary
+            if out.get("predictions_as_of") == "observation_end" and calibration_end is not None:
+                scored = sps.summarize_spark(sdf, source=str(data["source"]), **options)
+            table = sps.predict_spark(model, scored.rfm, value, time_unit=summary.time_unit)
+            predictions_path = sps.write_parquet_dir(table, out["predictions"])
+            metrics.update(sps.value_coverage_spark(session, predictions_path))
+            timings["predictions"] = time.perf_counter() - start
+    result = RunResult(spec=spec, summary=summary, model=model, holdout=holdout, predictions=None,
+                       metrics=metrics, warnings=[w.message for w in caught], timings=timings)
+    result.predictions_path = predictions_path
+    if save and out.get("model"):
+        result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
+    return result
+
+
 def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunResult:
     """Execute a spec: summary -> fit -> reliability check -> holdout check -> predictions ->
     comparison with the historical formulas and backtest -> files.
@@ -279,6 +382,8 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
     :class:`~clv_forecast.errors.UnreliableFitError` before anything is written, unless
     ``[output] save_unreliable`` is true.
     """
+    if spec["data"].get("engine", "local") == "spark":
+        return _run_spark(spec, save=save, analyse=analyse)
     from . import _warmup
     from .rfm import summarize  # numpy, pandas and polars, in this thread
 
@@ -301,10 +406,7 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
         start = time.perf_counter()
         model = ClvModel(**spec["model"]).fit(rfm)
         timings["fit"] = time.perf_counter() - start
-        problems = list(getattr(model, "problems_", []) or [])
-        if problems and not out.get("save_unreliable"):
-            raise UnreliableFitError("the fit is not reliable: " + "; ".join(problems)
-                                     + "; nothing was saved ({{save_unreliable=True}} keeps it anyway)")
+        _check_reliable(model, out)
         metrics: dict = {}
         holdout = None
         if "frequency_holdout" in rfm.columns:
@@ -312,14 +414,7 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
             pred = model.purchases_.conditional_expected_purchases(horizon, rfm)
             holdout = pd.DataFrame({"predicted": pred, "actual": rfm["frequency_holdout"].to_numpy()},
                                    index=rfm.index)
-            err = holdout["predicted"] - holdout["actual"]
-            metrics.update({
-                "holdout_duration": horizon,
-                "holdout_purchases_predicted": float(holdout["predicted"].sum()),
-                "holdout_purchases_actual": float(holdout["actual"].sum()),
-                "holdout_mae": float(np.abs(err).mean()),
-                "holdout_rmse": float(np.sqrt((err**2).mean())),
-            })
+            metrics.update(holdout_metrics(holdout["predicted"], holdout["actual"], np.ones(len(holdout)), horizon))
         predictions = None
         value = spec.get("value")
         if value is not None:
@@ -328,7 +423,7 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
             if out.get("predictions_as_of") == "observation_end" and calibration_end is not None:
                 # every customer, histories to the end of the data, scored by the calibration fit
                 scored = summarize(source, calibration_end=None, **options)
-            predictions = scored.join(_clv_table(model, scored, value))
+            predictions = scored.join(clv_table(model, scored, value))
             if "clv" in predictions:
                 metrics.update(value_coverage(predictions))
             timings["predictions"] = time.perf_counter() - start

@@ -95,14 +95,30 @@ class ClvModel(Settings):
         if unit is None:
             raise ClvInputError("RFM table: time unit unknown; build it with summarize() or pass time_unit='W'")
         rfm_arrays(rfm)  # validate once, with row numbers of the user's table
+        spend = rfm if "monetary_value" in rfm.columns else None
+        return self._fit(_compress_for_fit(rfm), spend, unit, dict(getattr(rfm, "attrs", {}) or {}), len(rfm))
+
+    def fit_statistics(self, purchases: pd.DataFrame, spend: "pd.DataFrame | None" = None, *, time_unit,
+                       training: dict | None = None) -> "ClvModel":
+        """Fit on compressed sufficient statistics: ``purchases`` holds unique ``frequency, recency, T``
+        rows with their ``count``; ``spend`` (optional) unique ``frequency, monetary_value`` rows with
+        their ``count``. The likelihoods are sums over customers, so this is the same fit as on every
+        customer (how the Spark engine fits: :func:`clv_forecast.spark_summary.fit_spark`).
+        ``training``: the summary's accounting, recorded in :attr:`training_`."""
+        unit = time_unit_of(purchases, time_unit)
+        rfm_arrays(purchases, time_unit=unit)  # validate, with row numbers of the statistics
+        n = int(np.asarray(purchases["count"], dtype=np.int64).sum()) if "count" in purchases else len(purchases)
+        return self._fit(purchases, spend, unit, dict(training or {}), n)
+
+    def _fit(self, purchases_data, spend_data, unit, attrs: dict, n_customers: int) -> "ClvModel":
         # fit into locals: a failure leaves the model as it was, never half-refitted
-        purchases = BetaGeoModel(penalizer=self.penalizer).fit(_compress_for_fit(rfm), time_unit=unit)
+        purchases = BetaGeoModel(penalizer=self.penalizer).fit(purchases_data, time_unit=unit)
         spend = None
-        if "monetary_value" in rfm.columns:
-            spend = GammaGammaModel(penalizer=self.spend_penalizer, strict=self.strict_spend).fit(rfm, time_unit=unit)
-        training = {k: (v if isinstance(v, (int, float, str, type(None))) else str(v))
-                    for k, v in dict(getattr(rfm, "attrs", {}) or {}).items()}
-        training.setdefault("n_customers", int(len(rfm)))
+        if spend_data is not None:
+            spend = GammaGammaModel(penalizer=self.spend_penalizer, strict=self.strict_spend).fit(
+                spend_data, time_unit=unit)
+        training = {k: (v if isinstance(v, (int, float, str, type(None))) else str(v)) for k, v in attrs.items()}
+        training.setdefault("n_customers", int(n_customers))
         self.purchases_, self.spend_, self.time_unit_, self.training_ = purchases, spend, unit, training
         return self
 

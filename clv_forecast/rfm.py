@@ -50,6 +50,7 @@ import datetime as _dt
 import math
 import os
 import re
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -60,7 +61,8 @@ from .errors import ClvInputError
 from .transactions import _ingest, _is_standard, _Options
 from .units import TimeUnit
 
-__all__ = ["summarize", "compress", "LEFT_OUT_ROWS"]
+__all__ = ["summarize", "compress", "LEFT_OUT_ROWS", "SummaryOptions", "SummaryPlan", "plan_summary", "assemble",
+           "AGGREGATES", "AMOUNT_AGGREGATES"]
 
 _NS_PER_DAY = 86_400 * 10**9
 _TICK_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000}
@@ -300,6 +302,378 @@ def _to_time(diff: np.ndarray, num: int, den: int) -> np.ndarray:
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# the plan: every scalar decision, made before any aggregation (pure)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SummaryOptions:
+    """The summary options, parsed and checked (the same for every engine)."""
+
+    time_unit: TimeUnit
+    merge: TimeUnit | None  # None: "exact" (only identical timestamps are one purchase)
+    week_start: int  # 0 = Monday ... 6 = Sunday
+    include_first_transaction: bool = False
+
+    @classmethod
+    def parse(cls, *, time_unit: Any = "W", merge: Any = "D", week_start: Any = "MON",
+              include_first_transaction: bool = False) -> "SummaryOptions":
+        return cls(_parse_unit(time_unit, "time_unit"), _parse_merge(merge), _parse_week_start(week_start),
+                   bool(include_first_transaction))
+
+    def tick(self, data_tick_ns: int) -> int:
+        """The tick (ns) an engine counts time in: the data's, or 1 ns when the merge resolution is
+        not a whole number of the data's ticks."""
+        if self.merge is None:
+            return data_tick_ns
+        step_ns = int(round(self.merge.days * _NS_PER_DAY))
+        if step_ns < 1:
+            raise ClvInputError("the resolution is shorter than a nanosecond", argument="merge", value=str(self.merge))
+        return data_tick_ns if step_ns % data_tick_ns == 0 else 1
+
+
+@dataclass(frozen=True)
+class SummaryPlan:
+    """Everything a summary computes besides the per-customer aggregates, as integers.
+
+    Times are wall-clock *ticks* of ``tick_ns`` nanoseconds since 1970-01-01. An engine puts each
+    purchase at time ``t <= obs_last`` in bucket ``b = (t - origin) // step_ticks`` and period
+    ``t > cal_last`` (holdout) and aggregates per customer (see :data:`AGGREGATES`); :func:`assemble`
+    turns those into the RFM columns. ``origin`` is a bucket start at or before the first purchase
+    (keeps bucket numbers small); for whole weeks it falls on ``week_start``. In exact mode the
+    buckets are the timestamps' common grain (``step_ticks``) and times run to the boundaries.
+    """
+
+    options: SummaryOptions
+    tick_ns: int
+    step_ticks: int
+    origin: int
+    obs_last: int  # last included tick
+    obs_boundary: int  # exact mode: the end of the observed period (ticks)
+    observation_label: str
+    cal_last: int | None = None
+    cal_boundary: int | None = None
+    calibration_label: str | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self.options.merge is None
+
+    @property
+    def split(self) -> bool:
+        """True with a calibration end (calibration and holdout columns)."""
+        return self.cal_last is not None
+
+    def bucket(self, tick: int) -> int:
+        return (tick - self.origin) // self.step_ticks
+
+    def rebased(self, first_tick: int) -> "SummaryPlan":
+        """The same plan with the origin moved to the bucket holding ``first_tick``."""
+        return replace(self, origin=_origin(self.options, self.step_ticks, self.tick_ns, first_tick))
+
+    def ratio(self) -> tuple[int, int]:
+        """``(num, den)``: a difference of the integers :func:`assemble` subtracts (ticks in exact
+        mode, buckets otherwise) is ``diff * num / den`` in the time unit."""
+        grain = self.tick_ns if self.exact else self.step_ticks * self.tick_ns
+        return _ratio(grain, self.options.time_unit)
+
+    def holdout_duration(self) -> int:
+        """The holdout period's length in the integers of :meth:`ratio`."""
+        if self.exact:
+            return self.obs_boundary - self.cal_boundary
+        return self.bucket(self.obs_last) - self.bucket(self.cal_last)
+
+    def attrs(self) -> dict:
+        """The options and ends as the summary's ``attrs`` record them."""
+        opts = self.options
+        return {
+            "time_unit": str(opts.time_unit),
+            "merge": "exact" if opts.merge is None else str(opts.merge),
+            "week_start": _WEEKDAYS[opts.week_start],
+            "include_first_transaction": opts.include_first_transaction,
+            "calibration_end": self.calibration_label,
+            "observation_end": self.observation_label,
+        }
+
+
+def _origin(options: SummaryOptions, step_ticks: int, tick_ns: int, first_tick: int) -> int:
+    # weeks (and multiples of them) start on ``week_start``; 1970-01-01 (tick 0) was a Thursday
+    anchor = 0
+    if options.merge is not None and (step_ticks * tick_ns) % (7 * _NS_PER_DAY) == 0:
+        anchor = ((options.week_start - 3) % 7) * (_NS_PER_DAY // tick_ns)
+    return anchor + ((first_tick - anchor) // step_ticks) * step_ticks
+
+
+def plan_summary(options: SummaryOptions, *, tick_ns: int, first_tick: int, last_tick: int, grain_ticks: int = 1,
+                 calibration_end: Any = None, observation_end: Any = None, date_format: str | None = None,
+                 tz: str | None = None) -> SummaryPlan:
+    """The plan of a summary from the data's range of purchase times (``first_tick`` .. ``last_tick``,
+    ticks of ``tick_ns`` ns from :meth:`SummaryOptions.tick`) and the period ends (parsed and
+    checked against that range here, one-line errors naming the argument). ``grain_ticks``: in exact
+    mode, the common grain of the timestamps (a day, an hour, ...: smaller integers, equal results)."""
+    if options.merge is None:
+        step_ticks = grain_ticks
+    else:
+        step_ticks = int(round(options.merge.days * _NS_PER_DAY)) // tick_ns
+    data_range = f"the data run from {_iso(first_tick * tick_ns)} to {_iso(last_tick * tick_ns)}"
+    cal = None if calibration_end is None else _parse_point(calibration_end, "calibration_end", date_format, tz)
+    if observation_end is None:
+        obs_last = obs_boundary = last_tick
+        obs_label = _iso(last_tick * tick_ns)
+    else:
+        obs = _parse_point(observation_end, "observation_end", date_format, tz)
+        obs_last, obs_boundary, obs_label = obs.last_ns // tick_ns, obs.boundary_ns // tick_ns, obs.label
+        if obs_last < first_tick:
+            raise ClvInputError(f"{obs.label} is before the first transaction; {data_range}",
+                                argument="observation_end", value=observation_end)
+    cal_last = cal_boundary = None
+    if cal is not None:
+        cal_last, cal_boundary = cal.last_ns // tick_ns, cal.boundary_ns // tick_ns
+        if cal_last < first_tick:
+            raise ClvInputError(f"{cal.label} is before the first transaction; {data_range}",
+                                argument="calibration_end", value=calibration_end)
+        if cal.start_ns // tick_ns > last_tick:
+            raise ClvInputError(f"{cal.label} is after the last transaction; {data_range}",
+                                argument="calibration_end", value=calibration_end)
+        if observation_end is None and obs_boundary < cal_boundary:
+            # the default end (the last transaction) falls inside the calibration end's day
+            obs_last, obs_boundary = max(obs_last, cal_last), cal_boundary
+        if obs_boundary < cal_boundary:
+            raise ClvInputError(f"{obs_label} is before the calibration end {cal.label}",
+                                argument="observation_end", value=observation_end)
+    return SummaryPlan(options=options, tick_ns=tick_ns, step_ticks=step_ticks,
+                       origin=_origin(options, step_ticks, tick_ns, first_tick),
+                       obs_last=obs_last, obs_boundary=obs_boundary, observation_label=obs_label,
+                       cal_last=cal_last, cal_boundary=cal_boundary,
+                       calibration_label=None if cal is None else cal.label)
+
+
+#: exact-mode grains (ns) tried, coarsest first: a day, an hour, a minute, a second, ms, us
+GRAINS_NS = (_NS_PER_DAY, 3_600 * 10**9, 60 * 10**9, 10**9, 10**6, 10**3)
+
+
+# --------------------------------------------------------------------------------------------
+# the shared assembly: per-customer aggregates -> RFM columns (pure numpy)
+# --------------------------------------------------------------------------------------------
+
+#: What an engine's kernel gives per customer (buckets are merged purchases; in exact mode, the
+#: timestamps' grain). ``n_cal`` / ``n_hold``: buckets up to / after the calibration end (all are
+#: calibration without one); ``first_b``: the first bucket; ``last_cal_b``: the last calibration
+#: bucket (any value when ``n_cal == 0``); ``rows``: input rows behind the customer; with amounts,
+#: ``first_sum`` (the first bucket's amount when it is a calibration bucket, else 0),
+#: ``rest_cal_sum`` (the later calibration buckets), ``hold_sum`` (the holdout buckets).
+AGGREGATES = ("n_cal", "n_hold", "first_b", "last_cal_b", "rows")
+AMOUNT_AGGREGATES = ("first_sum", "rest_cal_sum", "hold_sum")
+
+
+def assemble(plan: SummaryPlan, agg: Any, *, has_amount: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """RFM columns from per-customer aggregates (:data:`AGGREGATES`; a dict of arrays or a frame).
+
+    Returns the columns for every customer given and the mask of the customers a summary keeps
+    (with a calibration end, those with a calibration purchase). Every engine calls this one
+    function, so equal aggregates give equal summaries: differences of integers, one final division
+    (:func:`_to_time`), means of the summed amounts."""
+    n_cal = np.asarray(agg["n_cal"], dtype=np.int64)
+    first_b = np.asarray(agg["first_b"], dtype=np.int64)
+    last_cal_b = np.asarray(agg["last_cal_b"], dtype=np.int64)
+    keep = n_cal > 0
+    frequency = n_cal - 1
+    num, den = plan.ratio()
+    if plan.exact:
+        # exact: measured in ticks, from the first purchase to the boundary
+        end = (plan.cal_boundary if plan.split else plan.obs_boundary) - plan.origin
+        first = first_b * plan.step_ticks
+        recency = _to_time((last_cal_b - first_b) * plan.step_ticks, num, den)
+        T = _to_time(end - first, num, den)
+    else:
+        recency = _to_time(last_cal_b - first_b, num, den)
+        T = _to_time(plan.bucket(plan.cal_last if plan.split else plan.obs_last) - first_b, num, den)
+    out: dict[str, np.ndarray] = {"frequency": frequency, "recency": recency, "T": T}
+    if has_amount:
+        first_sum = np.asarray(agg["first_sum"], dtype=np.float64)
+        rest = np.asarray(agg["rest_cal_sum"], dtype=np.float64)
+        if plan.options.include_first_transaction:
+            total = first_sum + rest
+            out["monetary_value"] = np.divide(total, n_cal, out=np.zeros_like(total), where=keep)
+        else:
+            out["monetary_value"] = np.divide(rest, frequency, out=np.zeros_like(rest), where=frequency > 0)
+    if plan.split:
+        n_hold = np.asarray(agg["n_hold"], dtype=np.int64)
+        out["frequency_holdout"] = n_hold
+        if has_amount:
+            hold = np.asarray(agg["hold_sum"], dtype=np.float64)
+            out["monetary_value_holdout"] = np.divide(hold, n_hold, out=np.zeros_like(hold), where=n_hold > 0)
+        out["duration_holdout"] = _to_time(np.full(n_cal.shape[0], plan.holdout_duration(), dtype=np.int64),
+                                           num, den)
+    return out, keep
+
+
+def accounting(plan: SummaryPlan, acc: Any, net: dict, *, n_customers: int, n_used_rows: int, late_rows: int,
+               n_late: int, n_after: int, returns: str, duplicates: str, missing_customer: str) -> dict:
+    """A summary's ``attrs``: the plan's options and ends, and where every input row went."""
+    return {
+        **plan.attrs(),
+        "returns": returns,
+        "duplicates": duplicates,
+        "missing_customer": missing_customer,
+        "n_transactions": int(acc.n_transactions),
+        "n_customers": int(n_customers),
+        "n_transactions_summarised": int(n_used_rows - late_rows),
+        "n_rows_missing_customer": int(acc.n_rows_missing_customer),
+        "n_duplicate_rows": int(acc.n_duplicate_rows),
+        "n_duplicate_rows_dropped": int(acc.n_duplicate_rows_dropped),
+        "n_return_rows": int(acc.n_return_rows),
+        "return_value": float(acc.return_value),
+        "n_customers_returns_only": int(net.get("n_customers_returns_only", acc.n_customers_returns_only)),
+        "n_returns_netted": int(net.get("n_returns_netted", 0)),
+        "n_returns_unmatched": int(net.get("n_returns_unmatched", 0)),
+        "n_returns_across_calibration_end": int(net.get("n_returns_across_calibration_end", 0)),
+        "n_returns_after_observation_end": int(net.get("n_returns_after_observation_end", 0)),
+        "n_purchases_fully_returned": int(net.get("n_purchases_fully_returned", 0)),
+        "n_transactions_after_observation_end": int(n_after),
+        "n_customers_first_purchase_after_calibration": int(n_late),
+        "n_transactions_first_purchase_after_calibration": int(late_rows),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# the polars / numpy kernel
+# --------------------------------------------------------------------------------------------
+
+
+def _polars_aggregates(tx: pl.DataFrame, ticks: pl.Expr, plan: SummaryPlan, *, has_amount: bool,
+                       weighted: bool, last_tick: int) -> tuple[pl.Series, dict[str, np.ndarray], int, np.ndarray | None]:
+    """Per-customer aggregates (:data:`AGGREGATES`) of a standard frame, customers sorted.
+
+    Returns the customer ids, the aggregates, the number of rows after the observation end and the
+    merged purchases' sums (to locate an overflowing customer; None without amounts)."""
+    origin, step_ticks = plan.origin, plan.step_ticks
+    b_expr = (ticks - origin) // step_ticks if step_ticks != 1 else ticks - origin
+    if plan.split:
+        b2_expr = 2 * b_expr + (ticks > plan.cal_last).cast(pl.Int64)  # odd = holdout
+    else:
+        b2_expr = 2 * b_expr
+    lf = tx.lazy()
+    n_after = 0
+    if plan.obs_last < last_tick:
+        after = ticks > plan.obs_last
+        counted = pl.col("rows").filter(after).sum() if weighted else after.sum()
+        n_after = int(tx.lazy().select(counted).collect().item())
+        lf = lf.filter(ticks <= plan.obs_last)
+
+    cid_dtype = tx.schema["customer_id"]
+    cols = [pl.col("amount")] if has_amount else []
+    if weighted:
+        cols.append(pl.col("rows"))
+    # bucket*2+flag fits in ``shift`` bits: the key is (customer << shift) | bucket*2+flag
+    shift = max(1, int(2 * (plan.bucket(max(plan.obs_last, last_tick)) + 1) + 2).bit_length())
+    composite = False
+    if cid_dtype.is_integer():
+        cid_lo, cid_hi = tx.select(pl.col("customer_id").min().alias("lo"), pl.col("customer_id").max().alias("hi")).row(0)
+        composite = -(2**62) < cid_lo and cid_hi < 2**62 and (cid_hi - cid_lo + 1).bit_length() + shift <= 62
+
+    if composite:
+        # one int64 key = (customer, bucket, holdout flag): a single radix sort, no hash group-by
+        key = (pl.col("customer_id").cast(pl.Int64) - cid_lo) * (1 << shift) + b2_expr
+        rows = lf.select(key.alias("k"), *cols).sort("k").collect()
+        k = rows.get_column("k").to_numpy()
+        new_group = np.empty(k.shape[0], dtype=bool)
+        new_group[0] = True
+        np.not_equal(k[1:], k[:-1], out=new_group[1:])
+        gstart = np.flatnonzero(new_group)
+        del new_group
+        gb2 = k[gstart]
+        del k
+        rows = rows.drop("k")
+        gcust = gb2 >> shift
+        np.bitwise_and(gb2, (1 << shift) - 1, out=gb2)
+        g_cnew = np.empty(gcust.shape[0], dtype=bool)
+        g_cnew[0] = True
+        np.not_equal(gcust[1:], gcust[:-1], out=g_cnew[1:])
+        cstart = np.flatnonzero(g_cnew)
+        customer_ids = pl.Series("customer_id", gcust[cstart] + cid_lo).cast(cid_dtype)
+        del gcust, g_cnew
+    else:
+        rows = (
+            lf.select(pl.col("customer_id"), b2_expr.alias("b2"), *cols)
+            .sort("customer_id", "b2")
+            .with_columns(
+                (pl.col("customer_id") != pl.col("customer_id").shift(1)).fill_null(True).alias("cnew")
+            )
+            .collect()
+        )
+        b2 = rows.get_column("b2").to_numpy()
+        cnew = rows.get_column("cnew").to_numpy()
+        new_group = cnew.copy()
+        new_group[1:] |= b2[1:] != b2[:-1]
+        gstart = np.flatnonzero(new_group)
+        gb2 = b2[gstart]
+        g_cnew = cnew[gstart]
+        cstart = np.flatnonzero(g_cnew)
+        customer_ids = rows.get_column("customer_id").gather(gstart[cstart])
+        del b2, cnew, new_group, g_cnew
+    del lf
+
+    n_used = rows.height
+    n_groups = gstart.shape[0]
+    g_hold = (gb2 & 1).astype(bool)
+    gb = np.right_shift(gb2, 1, out=gb2)
+    n_groups_c = np.diff(cstart, append=n_groups)
+    n_hold = np.add.reduceat(g_hold.view(np.uint8), cstart, dtype=np.int64) if plan.split else np.zeros_like(n_groups_c)
+    n_cal = n_groups_c - n_hold
+    row_start = gstart[cstart]  # first row of each customer
+    if weighted:
+        customer_rows = np.add.reduceat(rows.get_column("rows").to_numpy(), row_start, dtype=np.int64)
+    else:
+        customer_rows = np.diff(row_start, append=n_used)
+    agg: dict[str, np.ndarray] = {
+        "n_cal": n_cal,
+        "n_hold": n_hold,
+        "first_b": gb[cstart],
+        "last_cal_b": gb[cstart + np.maximum(n_cal, 1) - 1],
+        "rows": customer_rows,
+    }
+    gsum = None
+    if has_amount:
+        amount = rows.get_column("amount").to_numpy()
+        with np.errstate(over="ignore"):  # a sum beyond the float range is reported by the caller
+            gsum = np.add.reduceat(amount, gstart)  # merged purchase values
+        del amount
+        rows = None  # the per-row amounts are summed: free them before the per-customer arrays
+        first_is_cal = n_cal > 0
+        agg["first_sum"] = np.where(first_is_cal, gsum[cstart], 0.0)
+        with np.errstate(over="ignore"):
+            if plan.split:
+                agg["hold_sum"] = np.add.reduceat(np.where(g_hold, gsum, 0.0), cstart)
+            rest = np.where(g_hold, 0.0, gsum)
+            rest[cstart] = 0.0  # the first purchase is not a repeat purchase
+            agg["rest_cal_sum"] = np.add.reduceat(rest, cstart)
+        del rest
+        if not plan.split:
+            agg["hold_sum"] = np.zeros(cstart.shape[0])
+        gsum = (gsum, cstart)
+    return customer_ids, agg, n_after, gsum
+
+
+def _overflow_check(gsum, customer_ids: pl.Series, source: str, amount_col: str | None) -> None:
+    """A merged purchase whose amounts sum beyond the float range is an error naming its customer."""
+    if gsum is None:
+        return
+    sums, cstart = gsum
+    overflow = ~np.isfinite(sums)
+    if overflow.any():
+        group = int(np.flatnonzero(overflow)[0])
+        customer = customer_ids[int(np.searchsorted(cstart, group, side="right") - 1)]
+        raise ClvInputError(f"{source}: column {amount_col or 'amount'!r}: the purchases of customer {customer!r} "
+                            "sum beyond the floating-point range (about 1.8e308); check the amounts' unit")
+
+
+# --------------------------------------------------------------------------------------------
+# summarize
+# --------------------------------------------------------------------------------------------
+
+
 def summarize(
     transactions: Any,
     *,
@@ -354,9 +728,8 @@ def summarize(
     Returns a pandas DataFrame indexed and sorted by ``customer_id``; ``df.attrs`` records the
     options and the ends used (ISO text) and accounts for every input row (see the module docs).
     """
-    unit = _parse_unit(time_unit, "time_unit")
-    step = _parse_merge(merge)
-    weekday = _parse_week_start(week_start)
+    options = SummaryOptions.parse(time_unit=time_unit, merge=merge, week_start=week_start,
+                                   include_first_transaction=include_first_transaction)
     opts = _Options.check(customer_col=customer_col, date_col=date_col, amount_col=amount_col,
                           quantity_col=quantity_col, price_col=price_col, date_format=date_format,
                           encoding=encoding, decimal_comma=decimal_comma, missing_customer=missing_customer,
@@ -364,23 +737,18 @@ def summarize(
     trusted = _trusted_standard(transactions, customer_col, date_col, amount_col, quantity_col)
     tx, acc, source = _ingest(transactions, opts, trust_standard=trusted)
     has_amount = "amount" in tx.columns
-    n_rows = acc.n_transactions
 
+    # --- the data's ticks and range --------------------------------------------------------
     ts_dtype = tx.schema["timestamp"]
     tz = getattr(ts_dtype, "time_zone", None)
-    tu = getattr(ts_dtype, "time_unit", None) or "us"
     ts_expr = pl.col("timestamp")
     if tz is not None:
         ts_expr = ts_expr.dt.replace_time_zone(None)
-    tick_ns = _TICK_NS[tu]
-    step_ns = tick_ns if step is None else int(round(step.days * _NS_PER_DAY))
-    if step_ns < 1:
-        raise ClvInputError("the resolution is shorter than a nanosecond", argument="merge", value=merge)
-    if step_ns % tick_ns:
+    tick_ns = _TICK_NS[getattr(ts_dtype, "time_unit", None) or "us"]
+    if options.tick(tick_ns) != tick_ns:
         # the resolution is not a whole number of the data's ticks: work in nanoseconds
         ts_expr, tick_ns = ts_expr.cast(pl.Datetime("ns")), 1
     ticks = ts_expr.cast(pl.Int64)
-    step_ticks = step_ns // tick_ns
 
     netting = has_amount and opts.returns == "net" and acc.n_return_rows > 0
     # the data's range is the purchases' (with returns="net" the frame still holds the returns)
@@ -389,209 +757,43 @@ def summarize(
     if bounds[0] is None:
         raise ClvInputError(f"{source}: every row is a return (negative amount); there are no purchases")
     first_tick, last_tick = int(bounds[0]), int(bounds[1])
-    if step is None:
+    grain = 1
+    if options.merge is None:
         # exact mode: if all timestamps are whole days/hours/.../seconds, bucket at that grain
         # (identical results, smaller integers: the fast single-key sort usually applies)
-        grains = [
-            g // tick_ns
-            for g in (_NS_PER_DAY, 3_600 * 10**9, 60 * 10**9, 10**9, 10**6, 10**3)
-            if g % tick_ns == 0 and g > tick_ns
-        ]
+        grains = [g // tick_ns for g in GRAINS_NS if g % tick_ns == 0 and g > tick_ns]
         if grains:
             exact = tx.lazy().select(
                 [(ticks % g == 0).all().alias(f"g{i}") for i, g in enumerate(grains)]
             ).collect().row(0)
-            step_ticks = next((g for g, ok in zip(grains, exact) if ok), 1)
-    data_range = f"the data run from {_iso(first_tick * tick_ns)} to {_iso(last_tick * tick_ns)}"
-
-    # --- ends, in ticks -----------------------------------------------------------------
-    cal = None if calibration_end is None else _parse_point(calibration_end, "calibration_end", date_format, tz)
-    if observation_end is None:
-        obs_last = obs_boundary = last_tick
-        obs_label = _iso(last_tick * tick_ns)
-    else:
-        obs = _parse_point(observation_end, "observation_end", date_format, tz)
-        obs_last, obs_boundary, obs_label = obs.last_ns // tick_ns, obs.boundary_ns // tick_ns, obs.label
-        if obs_last < first_tick:
-            raise ClvInputError(f"{obs.label} is before the first transaction; {data_range}",
-                                argument="observation_end", value=observation_end)
-    cal_last = None
-    if cal is not None:
-        cal_last, cal_boundary = cal.last_ns // tick_ns, cal.boundary_ns // tick_ns
-        if cal_last < first_tick:
-            raise ClvInputError(f"{cal.label} is before the first transaction; {data_range}",
-                                argument="calibration_end", value=calibration_end)
-        if cal.start_ns // tick_ns > last_tick:
-            raise ClvInputError(f"{cal.label} is after the last transaction; {data_range}",
-                                argument="calibration_end", value=calibration_end)
-        if observation_end is None and obs_boundary < cal_boundary:
-            # the default end (the last transaction) falls inside the calibration end's day
-            obs_last, obs_boundary = max(obs_last, cal_last), cal_boundary
-        if obs_boundary < cal_boundary:
-            raise ClvInputError(f"{obs_label} is before the calibration end {cal.label}",
-                                argument="observation_end", value=observation_end)
+            grain = next((g for g, ok in zip(grains, exact) if ok), 1)
+    plan = plan_summary(options, tick_ns=tick_ns, first_tick=first_tick, last_tick=last_tick, grain_ticks=grain,
+                        calibration_end=calibration_end, observation_end=observation_end,
+                        date_format=date_format, tz=tz)
 
     # --- returns="net": returns are subtracted from purchases (a purchase then weighs its rows) -
-    net: dict[str, int] = {"n_customers_returns_only": acc.n_customers_returns_only}
+    net: dict[str, int] = {}
     weighted = False
     if netting:
-        tx, net = _net_returns(tx, ticks, cal_last, obs_last)
+        tx, net = _net_returns(tx, ticks, plan.cal_last, plan.obs_last)
         weighted = True
         if tx.height == 0:
             raise ClvInputError(f"{source}: no purchase is left after netting the returns")
         first_tick, last_tick = tx.lazy().select(ticks.min(), ticks.max().alias("hi")).collect().row(0)
+        plan = plan.rebased(first_tick)
 
-    # --- integer buckets relative to an aligned origin (keeps numbers small) -----------------
-    # weeks (and multiples of them) start on ``week_start``; 1970-01-01 (tick 0) was a Thursday
-    anchor = 0
-    if step is not None and step_ns % (7 * _NS_PER_DAY) == 0:
-        anchor = ((weekday - 3) % 7) * (_NS_PER_DAY // tick_ns)
-    origin = anchor + ((first_tick - anchor) // step_ticks) * step_ticks  # a bucket start
-
-    def bucket(tick: int) -> int:
-        return (tick - origin) // step_ticks
-
-    b_expr = (ticks - origin) // step_ticks if step_ticks != 1 else ticks - origin
-    if cal is not None:
-        b2_expr = 2 * b_expr + (ticks > cal_last).cast(pl.Int64)  # odd = holdout
-    else:
-        b2_expr = 2 * b_expr
-    lf = tx.lazy()
-    n_after = 0
-    if obs_last < last_tick:
-        after = ticks > obs_last
-        counted = pl.col("rows").filter(after).sum() if weighted else after.sum()
-        n_after = int(tx.lazy().select(counted).collect().item())
-        lf = lf.filter(ticks <= obs_last)
-
-    cid_dtype = tx.schema["customer_id"]
-    cols = [pl.col("amount")] if has_amount else []
-    if weighted:
-        cols.append(pl.col("rows"))
-    # bucket*2+flag fits in ``shift`` bits: the key is (customer << shift) | bucket*2+flag
-    shift = max(1, int(2 * (bucket(max(obs_last, last_tick)) + 1) + 2).bit_length())
-    composite = False
-    if cid_dtype.is_integer():
-        cid_lo, cid_hi = tx.select(pl.col("customer_id").min().alias("lo"), pl.col("customer_id").max().alias("hi")).row(0)
-        composite = -(2**62) < cid_lo and cid_hi < 2**62 and (cid_hi - cid_lo + 1).bit_length() + shift <= 62
-
-    if composite:
-        # one int64 key = (customer, bucket, holdout flag): a single radix sort, no hash group-by
-        key = (pl.col("customer_id").cast(pl.Int64) - cid_lo) * (1 << shift) + b2_expr
-        rows = lf.select(key.alias("k"), *cols).sort("k").collect()
-        k = rows.get_column("k").to_numpy()
-        new_group = np.empty(k.shape[0], dtype=bool)
-        new_group[0] = True
-        np.not_equal(k[1:], k[:-1], out=new_group[1:])
-        gstart = np.flatnonzero(new_group)
-        del new_group
-        gb2 = k[gstart]
-        del k
-        rows = rows.drop("k")
-        gcust = gb2 >> shift
-        np.bitwise_and(gb2, (1 << shift) - 1, out=gb2)
-        g_cnew = np.empty(gcust.shape[0], dtype=bool)
-        g_cnew[0] = True
-        np.not_equal(gcust[1:], gcust[:-1], out=g_cnew[1:])
-        cstart = np.flatnonzero(g_cnew)
-        customer_ids = pl.Series("customer_id", gcust[cstart] + cid_lo).cast(cid_dtype)
-        del gcust, g_cnew
-    else:
-        rows = (
-            lf.select(pl.col("customer_id"), b2_expr.alias("b2"), *cols)
-            .sort("customer_id", "b2")
-            .with_columns(
-                (pl.col("customer_id") != pl.col("customer_id").shift(1)).fill_null(True).alias("cnew")
-            )
-            .collect()
-        )
-        b2 = rows.get_column("b2").to_numpy()
-        cnew = rows.get_column("cnew").to_numpy()
-        new_group = cnew.copy()
-        new_group[1:] |= b2[1:] != b2[:-1]
-        gstart = np.flatnonzero(new_group)
-        gb2 = b2[gstart]
-        g_cnew = cnew[gstart]
-        cstart = np.flatnonzero(g_cnew)
-        customer_ids = rows.get_column("customer_id").gather(gstart[cstart])
-        del b2, cnew, new_group, g_cnew
-
-    del lf, tx  # the input frame is no longer needed: free it before the per-group arrays
-    n_used = rows.height
-    n_used_rows = int(rows.get_column("rows").sum()) if weighted else n_used
-    n_groups = gstart.shape[0]
-    g_hold = (gb2 & 1).astype(bool)
-    gb = np.right_shift(gb2, 1, out=gb2)
-    n_groups_c = np.diff(cstart, append=n_groups)
-    n_hold_c = np.add.reduceat(g_hold.view(np.uint8), cstart, dtype=np.int64) if cal is not None else 0
-    n_cal_c = n_groups_c - n_hold_c
-    keep = n_cal_c > 0
-    late_rows = 0
-    n_late = 0
-    if cal is not None and not keep.all():
-        n_late = int((~keep).sum())
-        row_start = gstart[cstart]  # first row of each customer
-        if weighted:
-            late_rows = int(np.add.reduceat(rows.get_column("rows").to_numpy(), row_start)[~keep].sum())
-        else:
-            late_rows = int(np.diff(row_start, append=n_used)[~keep].sum())
-
-    first_b = gb[cstart]
-    last_cal_b = gb[cstart + np.maximum(n_cal_c, 1) - 1]
-    frequency = n_cal_c - 1
-    if step is None:
-        # exact: buckets are the timestamps' common grain; measure in ticks up to the boundary
-        num, den = _ratio(tick_ns, unit)
-        end_ticks = (cal_boundary if cal is not None else obs_boundary) - origin
-        first_ticks = first_b * step_ticks
-        recency = _to_time((last_cal_b - first_b) * step_ticks, num, den)
-        T = _to_time(end_ticks - first_ticks, num, den)
-        del first_ticks
-    else:
-        num, den = _ratio(step_ticks * tick_ns, unit)
-        recency = _to_time(last_cal_b - first_b, num, den)
-        T = _to_time(bucket(cal_last if cal is not None else obs_last) - first_b, num, den)
-
-    out: dict[str, np.ndarray] = {"frequency": frequency, "recency": recency, "T": T}
-    if has_amount:
-        amount = rows.get_column("amount").to_numpy()
-        with np.errstate(over="ignore"):  # a sum beyond the float range is reported below, by customer
-            gsum = np.add.reduceat(amount, gstart)  # merged purchase values
-        del amount
-        rows = None  # the per-row amounts are summed: free them before the per-customer arrays
-        overflow = ~np.isfinite(gsum)
-        if overflow.any():
-            group = int(np.flatnonzero(overflow)[0])
-            customer = customer_ids[int(np.searchsorted(cstart, group, side="right") - 1)]
-            raise ClvInputError(f"{source}: column {amount_col or 'amount'!r}: the purchases of customer {customer!r} "
-                                "sum beyond the floating-point range (about 1.8e308); check the amounts' unit")
-        if cal is not None:
-            hold_sum = np.add.reduceat(np.where(g_hold, gsum, 0.0), cstart)
-            out_hold = np.divide(hold_sum, n_hold_c, out=np.zeros_like(hold_sum), where=n_hold_c > 0)
-            del hold_sum
-            gsum[g_hold] = 0.0
-        if include_first_transaction:
-            total = np.add.reduceat(gsum, cstart)
-            del gsum
-            out["monetary_value"] = np.divide(total, n_cal_c, out=total, where=n_cal_c > 0)
-            out["monetary_value"][n_cal_c <= 0] = 0.0
-        else:
-            gsum[cstart] = 0.0  # the first purchase is not a repeat purchase
-            rep_sum = np.add.reduceat(gsum, cstart)
-            del gsum
-            out["monetary_value"] = np.divide(rep_sum, frequency, out=rep_sum, where=frequency > 0)
-            out["monetary_value"][frequency <= 0] = 0.0
-    if cal is not None:
-        out["frequency_holdout"] = np.asarray(n_hold_c, dtype=np.int64)
-        if has_amount:
-            out["monetary_value_holdout"] = out_hold
-        if step is None:
-            duration = obs_boundary - cal_boundary  # ticks
-        else:
-            duration = bucket(obs_last) - bucket(cal_last)
-        out["duration_holdout"] = _to_time(np.full(n_groups_c.shape[0], duration, dtype=np.int64), num, den)
-    del rows, gb, g_hold, gstart
-
+    # --- the kernel, then the shared assembly ------------------------------------------------
+    customer_ids, agg, n_after, gsum = _polars_aggregates(tx, ticks, plan, has_amount=has_amount,
+                                                          weighted=weighted, last_tick=last_tick)
+    del tx  # the input frame is no longer needed: free it before the per-customer arrays
+    _overflow_check(gsum, customer_ids, source, amount_col)
+    del gsum
+    out, keep = assemble(plan, agg, has_amount=has_amount)
+    rows = agg["rows"]
+    n_used_rows = int(rows.sum())
+    late_rows = int(rows[~keep].sum()) if plan.split else 0
+    n_late = int((~keep).sum()) if plan.split else 0
+    del agg
     if not keep.all():
         kept = np.flatnonzero(keep)
         out = {name: values.take(kept) for name, values in out.items()}
@@ -600,36 +802,10 @@ def summarize(
         index = pd.Index(customer_ids.to_list(), name="customer_id")
     else:
         index = pd.Index(customer_ids.to_numpy(), name="customer_id")
-    out["frequency"] = out["frequency"].astype(np.int64, copy=False)
     result = pd.DataFrame(out, index=index, copy=False)
-    result.attrs = {
-        "time_unit": str(unit),
-        "merge": "exact" if step is None else str(step),
-        "week_start": _WEEKDAYS[weekday],
-        "include_first_transaction": bool(include_first_transaction),
-        "returns": opts.returns,
-        "duplicates": opts.duplicates,
-        "missing_customer": opts.missing_customer,
-        "calibration_end": None if cal is None else cal.label,
-        "observation_end": obs_label,
-        "n_transactions": int(n_rows),
-        "n_customers": int(len(result)),
-        "n_transactions_summarised": int(n_used_rows - late_rows),
-        "n_rows_missing_customer": int(acc.n_rows_missing_customer),
-        "n_duplicate_rows": int(acc.n_duplicate_rows),
-        "n_duplicate_rows_dropped": int(acc.n_duplicate_rows_dropped),
-        "n_return_rows": int(acc.n_return_rows),
-        "return_value": float(acc.return_value),
-        "n_customers_returns_only": int(net.get("n_customers_returns_only", 0)),
-        "n_returns_netted": int(net.get("n_returns_netted", 0)),
-        "n_returns_unmatched": int(net.get("n_returns_unmatched", 0)),
-        "n_returns_across_calibration_end": int(net.get("n_returns_across_calibration_end", 0)),
-        "n_returns_after_observation_end": int(net.get("n_returns_after_observation_end", 0)),
-        "n_purchases_fully_returned": int(net.get("n_purchases_fully_returned", 0)),
-        "n_transactions_after_observation_end": int(n_after),
-        "n_customers_first_purchase_after_calibration": int(n_late),
-        "n_transactions_first_purchase_after_calibration": int(late_rows),
-    }
+    result.attrs = accounting(plan, acc, net, n_customers=len(result), n_used_rows=n_used_rows, late_rows=late_rows,
+                              n_late=n_late, n_after=n_after, returns=opts.returns, duplicates=opts.duplicates,
+                              missing_customer=opts.missing_customer)
     return result
 
 

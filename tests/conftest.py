@@ -1,3 +1,7 @@
+import os
+import shutil
+import sys
+
 import pytest
 
 from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample
@@ -38,3 +42,25 @@ def cdnow_with_late_customer(tmp_path_factory):
 def _no_tracking_unless_a_test_asks(monkeypatch):
     """CLI runs in tests do not create MLflow stores in the working directory; the tracking tests turn it on."""
     monkeypatch.setenv("CLV_FORECAST_TRACKING", "off")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        pytest.fail("pyspark is not installed: the Spark tests need it (pip install -e '.[dev]')", pytrace=False)
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        pytest.fail("no Java runtime (java not on PATH, JAVA_HOME unset): the Spark tests need one "
+                    "(apt-get install default-jre-headless)", pytrace=False)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers run this interpreter
+    session = (SparkSession.builder.master("local[2]").appName("clv-forecast-tests")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.shuffle.partitions", "2")
+               .config("spark.driver.bindAddress", "127.0.0.1")
+               .config("spark.driver.host", "127.0.0.1")  # large task results are fetched from here
+               .config("spark.sql.session.timeZone", "UTC")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

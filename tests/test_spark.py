@@ -25,26 +25,6 @@ COLUMNS = ["customer_id", "frequency", "recency", "T", "monetary_value"]
 SCORES = ["expected_purchases", "p_alive", "expected_spend", "clv"]
 
 
-@pytest.fixture(scope="session")
-def spark():
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        pytest.fail("pyspark is not installed: the Spark tests need it (pip install -e '.[dev]')", pytrace=False)
-    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-        pytest.fail("no Java runtime (java not on PATH, JAVA_HOME unset): the Spark tests need one "
-                    "(apt-get install default-jre-headless)", pytrace=False)
-    session = (SparkSession.builder.master("local[2]").appName("clv-forecast-tests")
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.shuffle.partitions", "2")
-               .config("spark.driver.bindAddress", "127.0.0.1")
-               .config("spark.sql.session.timeZone", "UTC")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
-
-
 @pytest.fixture(scope="module")
 def model(cdnow_rfm):
     return ClvModel().fit(cdnow_rfm)

@@ -180,9 +180,13 @@ class GammaGammaModel(_mle.MLEModel):
         repeat = (x > 0) & (w > 0)
         bad = repeat & (m <= 0)
         excluded = index[bad]
+        n_bad = int(round(float(w[bad].sum())))  # customers: rows of compressed statistics weigh their count
         if bad.any():
-            ids = ", ".join(map(str, excluded[:10].tolist())) + (" ..." if bad.sum() > 10 else "")
-            msg = (f"Gamma-Gamma: {int(bad.sum())} customer(s) with repeat purchases have a non-positive mean "
+            compressed = weights is not None or (data is not None and any(
+                name in getattr(data, "columns", ()) for name in ("count", "weight", "weights")))
+            ids = ("(compressed statistics: no ids)" if compressed else
+                   ", ".join(map(str, excluded[:10].tolist())) + (" ..." if bad.sum() > 10 else ""))
+            msg = (f"Gamma-Gamma: {n_bad} customer(s) with repeat purchases have a non-positive mean "
                    f"spend and cannot enter the model: {ids}")
             if self.strict:
                 raise ClvInputError(f"{source}: column 'monetary_value': {msg}")
@@ -203,7 +207,7 @@ class GammaGammaModel(_mle.MLEModel):
             n_obs=n, n_rows=len(xk), model=self.name, penalizer=self.penalizer, maxiter=self.maxiter,
         )
         result.extra["spend_frequency_correlation"] = spend_frequency_correlation(xk, mk, wk)
-        result.extra["excluded_customers"] = int(bad.sum())
+        result.extra["excluded_customers"] = n_bad
         if result.params["q"] <= 1:
             warnings.warn(f"Gamma-Gamma: fitted q = {result.params['q']:.4g} <= 1: the population mean "
                           "spend is not finite; spend predictions for customers with p x + q <= 1 are inf",
