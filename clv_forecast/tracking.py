@@ -167,7 +167,7 @@ def _data_file(result, data_path) -> Path | None:
         from .datasets import cdnow_sample_path
 
         return cdnow_sample_path()
-    if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+    if isinstance(source, (str, os.PathLike)) and (Path(source).is_file() or Path(source).is_dir()):
         return Path(source)
     return None
 
@@ -186,7 +186,11 @@ def _params(result, command: str, data_path) -> dict[str, str]:
     params["command"] = command
     params.update({f"version.{k}": v for k, v in _versions().items()})
     path = _data_file(result, data_path)
-    if path is not None:
+    if path is not None and path.is_dir():
+        # a directory of files (Spark's Parquet datasets): named, not hashed (it can be any size)
+        params["data_file"] = str(path)
+        params["data_sha256"] = "not computed: a directory"
+    elif path is not None:
         try:
             params["data_sha256"] = _sha256(path)
             params["data_file"] = str(path)
@@ -455,7 +459,7 @@ def _log_model(result, folder: Path):
     if model.spend_ is None:
         columns = [c for c in columns if c != "monetary_value"]
     # frequency a whole number, the others floats: the dtypes summarize() writes (MLflow converts no int64 to float)
-    example = result.summary[columns].head(5).reset_index(drop=True).astype("float64")
+    example = result.summary.head(5)[columns].reset_index(drop=True).astype("float64")  # (a SparkSummary too)
     example["frequency"] = example["frequency"].astype("int64")
     defaults = _value_defaults(result)
     with _no_requirement_check(), _quiet_pyfunc_log():

@@ -1,6 +1,7 @@
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +65,22 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory) -> Path:
+    """One sqlite MLflow store, created (and migrated) once per session; copy it, never write to it."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def local_store(tmp_path, migrated_db, monkeypatch) -> str:
+    # a sqlite store keeps artifacts in ./mlruns of the working directory: there, not in the checkout
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "mlflow.db"
+    shutil.copyfile(migrated_db, path)
+    return f"sqlite:///{path}"

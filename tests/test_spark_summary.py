@@ -242,3 +242,23 @@ def test_cli_engine_spark_refuses_csv_in_one_line(cdnow_csv, tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("clv-forecast: error: --transactions")
     assert "Traceback" not in out.stderr
+
+
+def test_a_spark_run_is_tracked_and_its_model_loads(spark, cdnow_parquet_dir, local_store, tmp_path):
+    from clv_forecast import tracking
+    from clv_forecast.experiment import run, spec_from_options
+
+    result = run(spec_from_options(transactions=str(cdnow_parquet_dir), amount_col="amount",
+                                   calibration_end="1997-09-30", engine="spark", predictions=str(tmp_path / "p")))
+    tracked = tracking.log_run(result, command="fit", tracking_uri=local_store)
+    from mlflow.tracking import MlflowClient
+
+    run_data = MlflowClient(local_store).get_run(tracked.run_id).data
+    assert run_data.params["data.engine"] == "spark"
+    assert run_data.params["data_file"] == str(cdnow_parquet_dir)
+    assert run_data.metrics["holdout_purchases_actual"] == 1882
+    loaded = tracking.load_model(tracked.model_uri)
+    rfm = summarize(load_cdnow_sample(), amount_col="amount", calibration_end="1997-09-30")
+    columns = ["frequency", "recency", "T", "monetary_value"]
+    got = loaded.predict(rfm[columns].reset_index(drop=True), params={"discount_rate": "0%/Y"})
+    np.testing.assert_allclose(got["clv"], result.model.clv(rfm, discount_rate="0%/Y")["clv"], rtol=1e-12)
