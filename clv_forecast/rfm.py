@@ -641,18 +641,18 @@ def _polars_aggregates(tx: pl.DataFrame, ticks: pl.Expr, plan: SummaryPlan, *, h
             gsum = np.add.reduceat(amount, gstart)  # merged purchase values
         del amount
         rows = None  # the per-row amounts are summed: free them before the per-customer arrays
-        first_is_cal = n_cal > 0
-        agg["first_sum"] = np.where(first_is_cal, gsum[cstart], 0.0)
+        overflow = None if np.isfinite(gsum).all() else gsum.copy()  # (kept only to name the customer)
         with np.errstate(over="ignore"):
             if plan.split:
                 agg["hold_sum"] = np.add.reduceat(np.where(g_hold, gsum, 0.0), cstart)
-            rest = np.where(g_hold, 0.0, gsum)
-            rest[cstart] = 0.0  # the first purchase is not a repeat purchase
-            agg["rest_cal_sum"] = np.add.reduceat(rest, cstart)
-        del rest
-        if not plan.split:
-            agg["hold_sum"] = np.zeros(cstart.shape[0])
-        gsum = (gsum, cstart)
+                gsum[g_hold] = 0.0  # in place from here: the calibration purchases only
+            else:
+                agg["hold_sum"] = np.zeros(cstart.shape[0])
+            agg["first_sum"] = gsum[cstart]  # 0 when the first purchase is a holdout one
+            gsum[cstart] = 0.0  # the first purchase is not a repeat purchase
+            agg["rest_cal_sum"] = np.add.reduceat(gsum, cstart)
+        del gsum
+        gsum = None if overflow is None else (overflow, cstart)
     return customer_ids, agg, n_after, gsum
 
 
