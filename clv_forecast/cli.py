@@ -594,9 +594,15 @@ EXIT_TOO_MANY_REJECTS = 4
               help="Rows read and scored at a time (bounds the memory).")
 @click.option("--time-unit", "time_unit", default=None,
               help="Unit of recency and T in the input when not the model's (converted) [the model's].")
+@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+              help="spark: Parquet file or directory in, Parquet directories out (scores, OUTPUT.rejects).")
+@click.option("--spark-master", "spark_master", default="local[*]", show_default=True,
+              help="Spark master URL (--engine spark).")
+@click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
+              help="Spark setting, repeatable (--engine spark), e.g. spark.driver.memory=2g.")
 @_names_errors()
 def score(model, input_path, output_path, horizon, discount_rate, step, margin, interval, id_col, rejects_path,
-          max_reject_share, batch_rows, time_unit):
+          max_reject_share, batch_rows, time_unit, engine, spark_master, spark_conf):
     """Score an RFM table with a saved model, batch by batch, into a CSV or Parquet file.
 
     Rows that break the RFM rules, lack an id or repeat one are written to the rejects file with
@@ -610,7 +616,13 @@ def score(model, input_path, output_path, horizon, discount_rate, step, margin, 
                 batch_rows=batch_rows, rejects_path=rejects_path, max_reject_share=max_reject_share,
                 interval=interval, time_unit=time_unit)
     try:
-        if sys.stdout.isatty():
+        if engine == "spark":  # clv_forecast.spark.score_command: the session, the checks, the run
+            from .spark import score_command
+
+            args.pop("batch_rows")
+            report = score_command(model, input_path, output_path, spark_master=spark_master, spark_conf=spark_conf,
+                                   **args)
+        elif sys.stdout.isatty():
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)
 
