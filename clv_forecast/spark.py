@@ -70,11 +70,13 @@ def _numbers(column) -> tuple[np.ndarray, np.ndarray]:
 
     if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
         return column.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros(len(column), bool)
+    from .scoring import literal_nan
+
     text = column.astype(object).where(column.notna(), None)
     stripped = text.map(lambda v: v.strip() if isinstance(v, str) else v)
-    stripped = stripped.where(stripped != "", None)
     values = pd.to_numeric(stripped, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = stripped.notna().to_numpy() & np.isnan(values)
+    # as score_file reads text: null is missing, "nan" a missing number, a blank or other text not numeric
+    bad = stripped.notna().to_numpy() & np.isnan(values) & ~literal_nan(stripped)
     return values, bad
 
 
