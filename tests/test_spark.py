@@ -106,7 +106,8 @@ def test_text_columns_missing_ids_and_non_numbers(spark, model):
                           "recency": ["10", "5", "5", "5"], "T": ["30", "30", "30", "30"],
                           "monetary_value": ["20.5", "3", "3", "3"]})
     got = score_spark(model, spark.createDataFrame(frame)).toPandas()  # the id window reorders the rows
-    reasons = dict(zip(got["customer_id"].fillna("<null>"), got["reject_reason"].astype(object).where(got["reject_reason"].notna(), None)))
+    reasons = dict(zip(got["customer_id"].fillna("<null>"),
+                       got["reject_reason"].astype(object).where(got["reject_reason"].notna(), None)))
     assert reasons == {"a": None, "<null>": "missing id", " ": "missing id", "d": "frequency not numeric"}
     expected = model.clv(pd.DataFrame({"frequency": [2.0], "recency": [10.0], "T": [30.0],
                                        "monetary_value": [20.5]}))
