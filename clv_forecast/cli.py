@@ -643,10 +643,17 @@ EXIT_TOO_MANY_REJECTS = 4
               help="Rows read and scored at a time (bounds the memory).")
 @click.option("--time-unit", "time_unit", default=None,
               help="Unit of recency and T in the --input table when not the model's (converted) [the model's].")
+@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+              help="spark: Parquet file or directory in, Parquet directories out (scores, OUTPUT.rejects).")
+@click.option("--spark-master", "spark_master", default="local[*]", show_default=True,
+              help="Spark master URL (--engine spark).")
+@click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
+              help="Spark setting, repeatable (--engine spark), e.g. spark.driver.memory=2g.")
 @_with([_OBSERVATION_END_OPTION, *_READ_OPTIONS, *_RUN_TRACKING_OPTIONS])
 @_names_errors()
 def score(model, input_path, transactions, output_path, horizon, discount_rate, step, margin, interval, id_col,
-          rejects_path, max_reject_share, batch_rows, time_unit, tracking_uri, no_tracking, **read):
+          rejects_path, max_reject_share, batch_rows, time_unit, engine, spark_master, spark_conf, tracking_uri,
+          no_tracking, **read):
     """Score an RFM table (--input) or a transaction log (--transactions) with a saved model, batch by
     batch, into a CSV or Parquet file; the run is logged in MLflow unless --no-tracking.
 
@@ -664,7 +671,19 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
     tracker = _Tracking("score", tracking_uri, no_tracking, None)
     args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, batch_rows=batch_rows,
                 rejects_path=rejects_path, max_reject_share=max_reject_share, interval=interval)
-    if input_path is not None:
+    if engine == "spark":  # clv_forecast.spark.score_command: the session, the checks, the run
+        from .spark import score_command
+
+        spark_args = {k: v for k, v in args.items() if k != "batch_rows"}
+        if input_path is not None:
+            source, kind = input_path, "rfm table"
+            run = functools.partial(score_command, model, input_path, output_path, spark_master=spark_master,
+                                    spark_conf=spark_conf, id_col=id_col, time_unit=time_unit, **spark_args)
+        else:
+            source, kind = transactions, "transaction log"
+            run = functools.partial(score_command, model, None, output_path, transactions=transactions, read=read,
+                                    spark_master=spark_master, spark_conf=spark_conf, **spark_args)
+    elif input_path is not None:
         source, kind = input_path, "rfm table"
         run = functools.partial(score_file, model, input_path, output_path, id_col=id_col, time_unit=time_unit, **args)
     else:
@@ -674,7 +693,7 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
                   **({"id_col": id_col, "input_time_unit": time_unit} if input_path is not None else read))
     failed = None
     try:
-        report = _with_progress(run)
+        report = run() if engine == "spark" else _with_progress(run)  # (Spark: no progress bar)
     except TooManyRejectsError as exc:
         failed, report = exc, exc.report
     if report.summary is not None:

@@ -233,7 +233,8 @@ def _numbers(array) -> tuple[np.ndarray, np.ndarray]:
 
             text = array.to_pandas()
             values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
-            bad = text.notna().to_numpy() & np.isnan(values)
+            # a literal "nan" is a missing value, as when the whole batch parses (above), not a non-number
+            bad = text.notna().to_numpy() & np.isnan(values) & ~literal_nan(text)
             return values, bad
         return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False), np.zeros(len(array), bool)
     try:
@@ -241,6 +242,12 @@ def _numbers(array) -> tuple[np.ndarray, np.ndarray]:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise ClvInputError(f"column of type {array.type} is not numeric") from None
     return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False), np.zeros(len(array), bool)
+
+
+def literal_nan(text) -> np.ndarray:
+    """Mask of the texts that spell NaN (``nan``, ``NaN``, ``-nan``...): numbers, missing ones."""
+    stripped = text.astype(object).map(lambda v: v.strip().lower().lstrip("+-") if isinstance(v, str) else "")
+    return (stripped == "nan").to_numpy(dtype=bool)
 
 
 class _SeenIds:

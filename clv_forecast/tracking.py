@@ -378,13 +378,16 @@ def __getattr__(name: str):
 
 def _signature(model, example, defaults: dict):
     from mlflow.models import infer_signature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, Schema
 
     output = _predict_frame(model, example, defaults)
     with warnings.catch_warnings():  # the integer-column hint: frequency is declared a whole number on purpose
         warnings.filterwarnings("ignore", message=".*integer column.*", category=UserWarning)
         inferred = infer_signature(example, output, params=defaults)
-    inputs = Schema([ColSpec("long", "frequency"), ColSpec("double", "recency"), ColSpec("double", "T"),
+    # frequency is a whole number that pandas holds as int64 (summarize) and Spark as double: MLflow converts
+    # neither to the other (int64 -> double is refused as unsafe), so the column is declared "any" and the
+    # model's own checks (a non-negative whole number) apply; mlflow.pyfunc.spark_udf then takes Spark's doubles
+    inputs = Schema([ColSpec(AnyType(), "frequency"), ColSpec("double", "recency"), ColSpec("double", "T"),
                      ColSpec("double", "monetary_value", required=False)])
     inferred.inputs = inputs
     return inferred

@@ -85,12 +85,14 @@ def test_text_columns_missing_ids_and_non_numbers(spark, model):
     frame = pd.DataFrame({"customer_id": ["a", None, " ", "d"], "frequency": ["2", "1", "1", "x"],
                           "recency": ["10", "5", "5", "5"], "T": ["30", "30", "30", "30"],
                           "monetary_value": ["20.5", "3", "3", "3"]})
-    got = score_spark(model, spark.createDataFrame(frame)).toPandas().set_index("customer_id", drop=False)
-    assert got["reject_reason"].isna().tolist() == [True, False, False, False]
-    assert got["reject_reason"].iloc[1:].tolist() == ["missing id", "missing id", "frequency not numeric"]
+    got = score_spark(model, spark.createDataFrame(frame)).toPandas()  # the id window reorders the rows
+    reasons = dict(zip(got["customer_id"].fillna("<null>"),
+                       got["reject_reason"].astype(object).where(got["reject_reason"].notna(), None)))
+    assert reasons == {"a": None, "<null>": "missing id", " ": "missing id", "d": "frequency not numeric"}
     expected = model.clv(pd.DataFrame({"frequency": [2.0], "recency": [10.0], "T": [30.0],
                                        "monetary_value": [20.5]}))
-    np.testing.assert_allclose(got["clv"].iloc[0], expected["clv"].iloc[0], rtol=1e-9)
+    np.testing.assert_allclose(got.loc[got["customer_id"] == "a", "clv"].iloc[0], expected["clv"].iloc[0],
+                               rtol=1e-9)
 
 
 def test_several_partitions_give_the_same_result_as_one(spark, model, table):
@@ -132,8 +134,385 @@ def test_a_null_integer_id_is_a_missing_id(spark, model):
     frame = pd.DataFrame({"customer_id": [1.0, None], "frequency": [1.0, 1.0], "recency": [1.0, 1.0],
                           "T": [2.0, 2.0], "monetary_value": [3.0, 3.0]})
     sdf = spark.createDataFrame(frame).selectExpr("cast(customer_id as bigint) customer_id", *COLUMNS[1:])
-    rows = score_spark(model, sdf).collect()
+    rows = sorted(score_spark(model, sdf).collect(), key=lambda r: r["customer_id"] is None)
     assert sdf.schema["customer_id"].dataType.typeName() == "long"
     assert [r["customer_id"] for r in rows] == [1, None]
     assert [r["reject_reason"] for r in rows] == [None, "missing id"]
     assert rows[0]["clv"] > 0 and rows[1]["clv"] is None
+
+
+# -- duplicate ids, intervals ------------------------------------------------------------------
+
+
+def test_every_row_of_a_duplicate_id_is_rejected(spark, model, table):
+    from clv_forecast.spark import score_spark
+
+    rows = table.head(8).copy()
+    rows["customer_id"] = [1, 1, 2, 3, 3, 3, 4, None]
+    rows.loc[0, "recency"] = -1.0  # a duplicate's own RFM reason gives way to "duplicate id", as in score_file
+    got = score_spark(model, spark.createDataFrame(rows.astype({"customer_id": "Int64"}))
+                      .repartition(3)).toPandas()
+    reasons = sorted(zip(got["customer_id"].astype("Int64").fillna(-1), got["reject_reason"].fillna("")))
+    assert reasons == [(-1, "missing id"), (1, "duplicate id"), (1, "duplicate id"), (2, ""), (3, "duplicate id"),
+                       (3, "duplicate id"), (3, "duplicate id"), (4, "")]
+    assert got.loc[got["reject_reason"].notna(), SCORES].isna().all().all()
+    text = pd.DataFrame({"customer_id": ["a", " a", "b", " ", None, " "], "frequency": 1.0, "recency": 1.0,
+                         "T": 2.0, "monetary_value": 3.0})
+    got = score_spark(model, spark.createDataFrame(text)).toPandas()
+    reasons = sorted(zip(got["customer_id"].fillna("<null>"), got["reject_reason"].fillna("")))
+    assert reasons == [(" ", "missing id"), (" ", "missing id"), (" a", "duplicate id"), ("<null>", "missing id"),
+                       ("a", "duplicate id"), ("b", "")]
+    unchecked = score_spark(model, spark.createDataFrame(text), reject_duplicates=False).toPandas()
+    assert unchecked["reject_reason"].isna().sum() == 3
+
+
+def test_intervals_equal_score_file(spark, model, table, tmp_path):
+    from clv_forecast.scoring import score_file
+    from clv_forecast.spark import score_spark
+
+    source = tmp_path / "in.parquet"
+    table.to_parquet(source, index=False)
+    args = dict(horizon="12M", discount_rate="10%/Y", margin=0.3, interval=0.9)
+    score_file(model, source, tmp_path / "local.parquet", batch_rows=500, **args)
+    local = pd.read_parquet(tmp_path / "local.parquet").sort_values("customer_id").reset_index(drop=True)
+    got = _collect(score_spark(model, spark.read.parquet(str(source)).repartition(3), **args))
+    assert list(got.columns) == ["customer_id", *SCORES, "clv_lower", "clv_upper", "reject_reason"]
+    assert (got["clv_lower"] < got["clv_upper"]).all()
+    pd.testing.assert_frame_equal(got.drop(columns="reject_reason"), local, check_exact=False, rtol=1e-12, atol=0)
+    with pytest.raises(ClvInputError, match="interval"):
+        score_spark(model, spark.read.parquet(str(source)), interval=1.5)
+
+
+# -- Parquet in, Parquet out (score_spark_to_parquet) ----------------------------------------------
+
+
+def _bad_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with rows breaking every rule (ids stay integers; Parquet columns keep their types)."""
+    bad = table.astype({"customer_id": "Int64", **{c: "float64" for c in COLUMNS[1:]}})
+    bad.loc[1, "customer_id"] = pd.NA
+    bad.loc[2, "customer_id"] = bad.loc[0, "customer_id"]
+    bad.loc[3, "recency"] = -1.0
+    bad.loc[4, "recency"] = 1000.0
+    bad.loc[6, "T"] = np.nan
+    bad.loc[7, "monetary_value"] = -3.0
+    bad.loc[8, "frequency"] = 1.5
+    bad.loc[9, "T"] = -2.0
+    bad.loc[10, "frequency"] = 0.0
+    bad.loc[11, "monetary_value"] = np.inf
+    return bad
+
+
+def test_parquet_directory_in_counts_rejects_and_publishes(spark, model, table, tmp_path):
+    from clv_forecast.spark import score_spark_to_parquet
+
+    bad = _bad_table(table)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    bad.iloc[:1000].to_parquet(folder / "a.parquet", index=False)
+    bad.iloc[1000:].to_parquet(folder / "b.parquet", index=False)
+    out = tmp_path / "scores"
+    report = score_spark_to_parquet(model, folder, out, spark=spark, max_reject_share=0.01, interval=0.9)
+    # the duplicate id: both rows (0 and 2) rejected on Spark
+    assert (report.read, report.scored, report.rejected) == (len(bad), len(bad) - 11, 11)
+    assert report.reasons["duplicate id"] == 2 and sum(report.reasons.values()) == 11
+    assert report.output == out and report.rejects == tmp_path / "scores.rejects"
+    scores = pd.read_parquet(out)
+    assert len(scores) == report.scored and scores["customer_id"].is_unique
+    assert list(scores.columns) == ["customer_id", *SCORES, "clv_lower", "clv_upper"]
+    rejects = pd.read_parquet(tmp_path / "scores.rejects")
+    assert list(rejects.columns) == ["file", "row", "customer_id", "reason"]
+    assert rejects["file"].str.endswith("/a.parquet").all()
+    assert dict(zip(rejects["row"], rejects["reason"])) == {
+        1: "duplicate id", 2: "missing id", 3: "duplicate id", 4: "recency negative", 5: "recency greater than T",
+        7: "T missing or non-finite value", 8: "monetary_value negative",
+        9: "frequency not a non-negative whole number", 10: "T negative",
+        11: "recency non-zero for a customer with frequency 0", 12: "monetary_value missing or non-finite value"}
+    assert rejects.loc[rejects["row"] == 1, "customer_id"].tolist() == [str(bad.loc[0, "customer_id"])]
+    expected = model.clv(bad.iloc[12:].set_index("customer_id"), interval=0.9)
+    got = scores.set_index("customer_id").loc[expected.index]
+    np.testing.assert_allclose(got["clv"], expected["clv"], rtol=1e-12)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # run again over the finished output: replaced
+    score_spark_to_parquet(model, folder, out, spark=spark, max_reject_share=0.01)
+    assert "clv_lower" not in pd.read_parquet(out).columns
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_too_many_rejects_publishes_no_scores(spark, model, table, tmp_path):
+    from clv_forecast.scoring import TooManyRejectsError
+    from clv_forecast.spark import score_spark_to_parquet
+
+    bad = table.copy()
+    bad.loc[:9, "recency"] = -1.0  # 10 of 2357 rows: 0.42%
+    source = tmp_path / "in.parquet"
+    bad.to_parquet(source, index=False)
+    with pytest.raises(TooManyRejectsError, match=r"10 of 2357 rows rejected .*more than max_reject_share") as info:
+        score_spark_to_parquet(model, source, tmp_path / "no", spark=spark, max_reject_share=0.004)
+    assert (info.value.report.read, info.value.report.rejected) == (2357, 10)
+    assert info.value.report.reasons == {"recency negative": 10}
+    assert not (tmp_path / "no").exists()
+    assert len(pd.read_parquet(tmp_path / "no.rejects")) == 10  # the rejects say why
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    report = score_spark_to_parquet(model, source, tmp_path / "ok", spark=spark, max_reject_share=0.005)
+    assert report.scored == 2347 and (tmp_path / "ok" / "_SUCCESS").exists()
+
+
+def test_parquet_user_errors(spark, model, table, tmp_path):
+    from clv_forecast.spark import score_spark_to_parquet
+
+    source = tmp_path / "in.parquet"
+    table.to_parquet(source, index=False)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    with pytest.raises(ClvInputError, match="is a folder that is not an earlier Spark output"):
+        score_spark_to_parquet(model, source, tmp_path / "notes", spark=spark)
+    assert (tmp_path / "notes" / "keep.txt").exists()
+    with pytest.raises(ClvInputError, match="input not found"):
+        score_spark_to_parquet(model, tmp_path / "nope.parquet", tmp_path / "o", spark=spark)
+    table.to_csv(tmp_path / "in.csv", index=False)
+    with pytest.raises(ClvInputError, match="reads Parquet"):
+        score_spark_to_parquet(model, tmp_path / "in.csv", tmp_path / "o", spark=spark)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ClvInputError, match="cannot read Parquet"):
+        score_spark_to_parquet(model, tmp_path / "empty", tmp_path / "o", spark=spark)
+    with pytest.raises(ClvInputError, match="'T' not found"):
+        table.drop(columns="T").to_parquet(tmp_path / "noT.parquet")
+        score_spark_to_parquet(model, tmp_path / "noT.parquet", tmp_path / "o", spark=spark)
+    assert not (tmp_path / "o").exists()
+
+
+def test_killed_run_leaves_no_output(model, tmp_path):
+    """A run SIGKILLed while Spark writes the scores (driver, JVM and Python workers: the whole process
+    group) leaves its temporary directory and nothing under the final names."""
+    import signal
+    import time
+
+    model_file = model.save(tmp_path / "model.json")
+    rng = np.random.default_rng(3)
+    n = 1_000_000
+    big_t = rng.uniform(20, 78, n)
+    x = rng.poisson(1.5, n).astype(float)
+    pd.DataFrame({"customer_id": np.arange(n), "frequency": x,
+                  "recency": np.where(x > 0, rng.uniform(0, 1, n) * big_t, 0.0), "T": big_t,
+                  "monetary_value": np.where(x > 0, rng.gamma(3, 10, n), 0.0)}).to_parquet(tmp_path / "big.parquet")
+    out = tmp_path / "out"
+    code = ("import sys; from clv_forecast.spark import spark_session, score_spark_to_parquet; "
+            "s = spark_session('local[2]', ['spark.driver.memory=1g', 'spark.sql.files.maxPartitionBytes=2m']); "
+            "score_spark_to_parquet(sys.argv[1], sys.argv[2], sys.argv[3], spark=s)")
+    process = subprocess.Popen([sys.executable, "-c", code, str(model_file), str(tmp_path / "big.parquet"), str(out)],
+                               start_new_session=True, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not any(p.name.startswith(".out.") for p in tmp_path.iterdir()):
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert process.poll() is None, "the run ended before it could be killed"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not out.exists()
+    assert any(p.name.startswith(".out.") and p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+# -- the logged MLflow model through mlflow.pyfunc.spark_udf ----------------------------------------
+
+
+@pytest.fixture
+def local_store(tmp_path, tmp_path_factory, monkeypatch) -> str:
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    template = tmp_path_factory.getbasetemp() / "spark_mlflow_template.db"
+    if not template.exists():
+        MlflowClient(f"sqlite:///{template}").search_experiments()  # creates and migrates the store
+    monkeypatch.chdir(tmp_path)  # a sqlite store keeps its artifacts in ./mlruns: here, not in the checkout
+    path = tmp_path / "mlflow.db"
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+RESULT_TYPE = "expected_purchases double, p_alive double, expected_spend double, clv double"
+
+
+def test_logged_model_through_mlflow_spark_udf(spark, local_store, monkeypatch):
+    import mlflow.pyfunc
+    from pyspark.sql import functions as F
+
+    from clv_forecast import tracking
+    from clv_forecast.experiment import cdnow_spec, run
+
+    spec = cdnow_spec()
+    spec["output"].update(model=None, report=None)
+    result = run(spec, save=False)
+    tracked = tracking.log_run(result, command="run", tracking_uri=local_store)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", local_store)
+    table = result.summary.reset_index()[COLUMNS]
+    sdf = spark.createDataFrame(table.astype({"frequency": "float64"})).repartition(3)  # Spark's doubles
+    assert dict(sdf.dtypes)["frequency"] == "double"
+    udf = mlflow.pyfunc.spark_udf(spark, tracked.model_uri, result_type=RESULT_TYPE, env_manager="local")
+    got = (sdf.withColumn("p", udf("frequency", "recency", "T", "monetary_value"))
+           .select("customer_id", "p.*").toPandas().sort_values("customer_id").reset_index(drop=True))
+    value = spec["value"]
+    expected = result.model.clv(table.set_index("customer_id"), horizon=value["horizon"],
+                                discount_rate=value["discount_rate"], step=value["step"],
+                                margin=value["margin"]).sort_index()
+    assert got["customer_id"].tolist() == expected.index.tolist()
+    for name in SCORES:
+        np.testing.assert_allclose(got[name].to_numpy(), expected[name].to_numpy(), rtol=1e-12, atol=1e-12)
+    # the signature's column names, other params, and a whole-number long frequency work too
+    six = mlflow.pyfunc.spark_udf(spark, tracked.model_uri, result_type="clv double", env_manager="local",
+                                  params={"horizon": "6M"})
+    longs = sdf.withColumn("frequency", F.col("frequency").cast("long"))
+    short = longs.withColumn("p", six(F.struct("frequency", "recency", "T", "monetary_value")))  # struct<clv>
+    got6 = short.select("customer_id", "p.clv").toPandas().sort_values("customer_id")["clv"].to_numpy()
+    expected6 = result.model.clv(table.set_index("customer_id"), horizon="6M", discount_rate=value["discount_rate"],
+                                 step=value["step"], margin=value["margin"]).sort_index()["clv"].to_numpy()
+    np.testing.assert_allclose(got6, expected6, rtol=1e-12, atol=1e-12)
+    # pandas users keep the int64 frequency summarize() writes
+    pandas_out = tracking.load_model(tracked.model_uri).predict(table[COLUMNS[1:]])
+    np.testing.assert_allclose(pandas_out["clv"].to_numpy(),
+                               result.model.clv(table, horizon=value["horizon"], discount_rate=value["discount_rate"],
+                                                step=value["step"], margin=value["margin"])["clv"].to_numpy(),
+                               rtol=1e-12)
+
+
+# -- the same table scored by score_file and on Spark ------------------------------------------------
+
+
+def _table_with_every_reject(n: int = 100_000, seed: int = 11) -> tuple[pd.DataFrame, list[int]]:
+    """A simulated RFM table of ``n`` rows as text columns (so that non-numbers can occur, as in a typed
+    Parquet export of a text table), with rows breaking every rule, duplicate ids among them.
+    Returns the table and the duplicated ids."""
+    rng = np.random.default_rng(seed)
+    big_t = rng.integers(182, 547, n) / 7.0
+    x = np.minimum(rng.poisson(1.2, n), 40).astype(float)
+    recency = np.where(x > 0, np.floor(big_t * 7 * rng.uniform(0, 1, n)) / 7.0, 0.0)
+    spend = np.where(x > 0, np.round(rng.gamma(3, 12, n), 2), 0.0)
+    ids = pd.array(rng.permutation(n) + 10_000, dtype="Int64")
+    text = {name: np.array([repr(float(v)) for v in values], dtype=object)
+            for name, values in (("frequency", x), ("recency", recency), ("T", big_t), ("monetary_value", spend))}
+    rows = iter(rng.choice(n, 200, replace=False))
+    spoils = [("frequency", None), ("frequency", "abc"), ("frequency", "1.5"), ("frequency", "-1.0"),
+              ("recency", "nan"), ("recency", "1,5"), ("recency", "-2.0"), ("recency", "1000.0"),
+              ("T", " "), ("T", None), ("T", "x"), ("T", "-3.0"), ("monetary_value", "inf"), ("monetary_value", "-4.0"),
+              ("monetary_value", "n/a"), ("monetary_value", None)]
+    for column, value in spoils * 4:
+        text[column][next(rows)] = value
+    for _ in range(4):  # a customer with frequency 0 and recency > 0
+        row = next(rows)
+        text["frequency"][row], text["recency"][row], text["T"][row] = "0.0", "3.0", "30.0"
+    for _ in range(5):
+        ids[next(rows)] = pd.NA
+    duplicated = []
+    for k in range(6):  # pairs and one triple; a few copies also break a rule
+        first = next(rows)
+        copies = [next(rows) for _ in range(2 if k == 0 else 1)]
+        for row in copies:
+            ids[row] = ids[first]
+        if k < 2:
+            text["recency"][copies[0]] = "-1.0"
+        duplicated.append(int(ids[first]))
+    frame = pd.DataFrame({"customer_id": ids, **{k: pd.array(v, dtype="string") for k, v in text.items()}})
+    return frame, duplicated
+
+
+def test_spark_equals_score_file_on_100k_rows_with_every_reject(spark, model, tmp_path):
+    from clv_forecast.scoring import score_file
+    from clv_forecast.spark import score_spark_to_parquet
+
+    frame, duplicated = _table_with_every_reject()
+    source = tmp_path / "rfm.parquet"
+    frame.to_parquet(source, index=False, row_group_size=30_000)
+    args = dict(horizon="12M", discount_rate="10%/Y", margin=0.3, interval=0.9, max_reject_share=1.0)
+    local = score_file(model, source, tmp_path / "local.parquet", batch_rows=25_000, **args)
+    remote = score_spark_to_parquet(model, source, tmp_path / "spark", spark=spark, **args)
+    assert local.read == remote.read == len(frame)
+
+    rejects_local = pd.read_csv(tmp_path / "local.parquet.rejects.csv").set_index("row")["reason"]
+    rejects_spark = pd.read_parquet(tmp_path / "spark.rejects")
+    assert rejects_spark["file"].str.endswith("/rfm.parquet").all()
+    rejects_spark = rejects_spark.set_index("row")["reason"]
+    expected_reasons = {"missing id", "duplicate id", "frequency not numeric", "recency not numeric",
+                        "T not numeric", "monetary_value not numeric"} | {
+        f"{name} {what}" for name, what, _ in __import__("clv_forecast.btyd._data", fromlist=["RFM_RULES"]).RFM_RULES}
+    assert set(rejects_local) == expected_reasons  # every reason occurs
+    # rows of a duplicated id: all rejected on Spark; the later occurrences on one machine
+    dup_rows = set(np.flatnonzero(frame["customer_id"].isin(duplicated).fillna(False).to_numpy()) + 1)
+    assert len(dup_rows) == 13
+    assert all(rejects_spark[r] == "duplicate id" for r in dup_rows)
+    assert sum(rejects_local.get(r) == "duplicate id" for r in dup_rows) == 7
+    # every other row: the same verdict, row by row
+    others_local = rejects_local[~rejects_local.index.isin(dup_rows)]
+    others_spark = rejects_spark[~rejects_spark.index.isin(dup_rows)]
+    pd.testing.assert_series_equal(others_local.sort_index(), others_spark.sort_index())
+
+    scores_local = pd.read_parquet(tmp_path / "local.parquet").set_index("customer_id")
+    scores_spark = pd.read_parquet(tmp_path / "spark").set_index("customer_id")
+    first_of_dup = scores_local.index.isin(duplicated)
+    # the earliest row of a duplicated id is scored on one machine unless it breaks a rule (here 5 of 6)
+    assert first_of_dup.sum() == 6 - sum(rejects_local.get(r, "") == "recency negative" for r in dup_rows)
+    assert sorted(scores_spark.index) == sorted(scores_local.index[~first_of_dup])
+    assert len(scores_spark) == remote.scored > 99_000
+    joined = scores_local.loc[scores_spark.index]
+    for name in [*SCORES, "clv_lower", "clv_upper"]:
+        np.testing.assert_allclose(scores_spark[name].to_numpy(), joined[name].to_numpy(), rtol=1e-9, atol=0)
+
+
+# -- clv-forecast score --engine spark ---------------------------------------------------------------
+
+
+def test_cli_engine_spark_as_a_user_runs_it(model, table, tmp_path):
+    """A whole process, with the venv's bin off the PATH (the Python workers must still find clv_forecast):
+    the local engine's lines, exit 0, and none of Spark's log lines."""
+    import re
+
+    model_file = model.save(tmp_path / "model.json")
+    bad = table.copy()
+    bad.loc[3, "recency"] = -1.0
+    bad.to_parquet(tmp_path / "in.parquet", index=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_PYTHON", "VIRTUAL_ENV")}
+    env["PATH"] = "/usr/bin:/bin"
+    done = subprocess.run([sys.executable, "-m", "clv_forecast.cli", "score", "--engine", "spark",
+                           "--spark-master", "local[2]", "--spark-conf", "spark.driver.memory=1g",
+                           "--model", str(model_file), "--input", str(tmp_path / "in.parquet"),
+                           "--output", str(tmp_path / "out.parquet")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"read {len(table)}, scored {len(table) - 1}, rejected 1 (0.04%)" in done.stdout
+    assert "  recency negative: 1" in done.stdout
+    assert f"rejected rows in {tmp_path / 'out.parquet.rejects'}" in done.stdout
+    assert not re.search(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d (INFO|WARN)", done.stderr, re.M), done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(pd.read_parquet(tmp_path / "out.parquet")) == len(table) - 1
+
+
+def test_cli_engine_spark_exit_codes(spark, model, table, tmp_path, capsys):
+    from clv_forecast.cli import main
+
+    model_file = model.save(tmp_path / "model.json")
+    bad = table.copy()
+    bad.loc[:29, "recency"] = -1.0
+    bad.to_parquet(tmp_path / "in.parquet", index=False)
+    base = ["score", "--engine", "spark", "--model", str(model_file)]
+    assert main([*base, "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "o")]) == 4
+    captured = capsys.readouterr()
+    assert f"read {len(table)}, scored {len(table) - 30}, rejected 30" in captured.out
+    assert captured.err.count("\n") == 1 and "max_reject_share" in captured.err
+    assert not (tmp_path / "o").exists() and (tmp_path / "o.rejects").exists()
+    assert spark.range(1).count() == 1  # the caller's session is left running
+    table.to_csv(tmp_path / "in.csv", index=False)
+    for args, message in [(["--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o")],
+                           "--input " + str(tmp_path / "in.csv") + ": the Spark engine reads Parquet"),
+                          (["--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "o.csv")],
+                           "--output " + str(tmp_path / "o.csv") + ": the Spark engine writes a directory"),
+                          (["--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "o"),
+                            "--spark-conf", "nonsense"], "--spark-conf nonsense: must be KEY=VALUE")]:
+        assert main([*base, *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
