@@ -302,13 +302,13 @@ _LOCAL_ONLY = ("date_format", "quantity_col", "price_col", "encoding", "decimal_
 
 def _run_spark(spec: dict, *, save: bool, analyse: bool | None) -> RunResult:
     """The pipeline with the Spark engine: the summary on the executors
-    (:func:`clv_forecast.spark_summary.summarize_spark`), the fit on the driver on the compressed
+    (:func:`clv_forecast.spark.summarize_spark`), the fit on the driver on the compressed
     statistics, the holdout check from them, the per-customer table computed by the executors and
     written as a Parquet directory (atomically). The report's analysis needs every customer on one
     machine: it is refused here."""
     import pandas as pd
 
-    from . import spark_summary as sps
+    from . import spark as sps
     from .model import ClvModel
 
     data, out = spec["data"], spec["output"]
@@ -328,7 +328,7 @@ def _run_spark(spec: dict, *, save: bool, analyse: bool | None) -> RunResult:
     calibration_end = spec["summary"]["calibration_end"]
     sps.check_parquet_path(data["source"], argument="source")
     start = time.perf_counter()
-    session = sps.spark_session(data.get("spark_master"))
+    session = sps.spark_session(data.get("spark_master") or "local[*]", app_name="clv-forecast")
     sdf = sps.read_parquet(session, data["source"])
     timings["spark_start"] = time.perf_counter() - start
     with warnings.catch_warnings(record=True) as caught:

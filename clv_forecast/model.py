@@ -103,7 +103,7 @@ class ClvModel(Settings):
         """Fit on compressed sufficient statistics: ``purchases`` holds unique ``frequency, recency, T``
         rows with their ``count``; ``spend`` (optional) unique ``frequency, monetary_value`` rows with
         their ``count``. The likelihoods are sums over customers, so this is the same fit as on every
-        customer (how the Spark engine fits: :func:`clv_forecast.spark_summary.fit_spark`).
+        customer (how the Spark engine fits: :func:`clv_forecast.spark.fit_spark`).
         ``training``: the summary's accounting, recorded in :attr:`training_`."""
         unit = time_unit_of(purchases, time_unit)
         rfm_arrays(purchases, time_unit=unit)  # validate, with row numbers of the statistics

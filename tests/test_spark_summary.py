@@ -23,7 +23,7 @@ from clv_forecast.errors import ClvInputError
 from clv_forecast.model import ClvModel
 from clv_forecast.rfm import summarize
 from clv_forecast.simulate import simulate
-from clv_forecast.spark_summary import fit_spark, read_parquet, summarize_spark
+from clv_forecast.spark import fit_spark, read_parquet, summarize_spark
 
 RTOL = 1e-9
 

@@ -47,21 +47,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ClvInputError
+from ..errors import ClvInputError
+from .session import _is_uri, _publish, _replaceable, _require_pyspark, _spark_error, _temporary, spark_session
 
 __all__ = ["score_spark", "score_spark_to_parquet", "score_command", "SCORE_COLUMNS"]
 
 RFM_COLUMNS = ("frequency", "recency", "T", "monetary_value")
+
+
 SCORE_COLUMNS = ("expected_purchases", "p_alive", "expected_spend", "clv")
+
+
 INTERVAL_COLUMNS = ("clv_lower", "clv_upper")
+
+
 _DUPLICATE = "__clv_duplicate_id"  # the window's flag, given to the scoring function, not returned
-
-
-def _require_pyspark():
-    try:
-        import pyspark  # noqa: F401
-    except ImportError:
-        raise ImportError("clv_forecast.spark needs pyspark: pip install 'clv-forecast[spark]'") from None
 
 
 def _numbers(column) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +70,7 @@ def _numbers(column) -> tuple[np.ndarray, np.ndarray]:
 
     if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
         return column.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros(len(column), bool)
-    from .scoring import literal_nan
+    from ..scoring import literal_nan
 
     text = column.astype(object).where(column.notna(), None)
     stripped = text.map(lambda v: v.strip() if isinstance(v, str) else v)
@@ -86,9 +86,9 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
     def score(frames):
         import pandas as pd
 
-        from .btyd._data import rfm_verdict, verdict_reasons
-        from .model import ClvModel
-        from .scoring import DUPLICATE_ID, MISSING_ID, NOT_NUMERIC
+        from ..btyd._data import rfm_verdict, verdict_reasons
+        from ..model import ClvModel
+        from ..scoring import DUPLICATE_ID, MISSING_ID, NOT_NUMERIC
 
         names = SCORE_COLUMNS + (INTERVAL_COLUMNS if clv_args.get("interval") is not None else ())
 
@@ -124,7 +124,6 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
                                 "reject_reason": reason})
 
     return score
-
 
 
 def _duplicate_flags(sdf, id_col: str):
@@ -174,8 +173,8 @@ def score_spark(model, sdf, *, horizon="12M", discount_rate="0%/Y", step="1M", m
     import pandas as pd
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-    from .model import json_safe
-    from .scoring import scoring_setup
+    from ..model import json_safe
+    from ..scoring import scoring_setup
 
     clv_model, time_unit = scoring_setup(model, time_unit)
     keep = tuple(keep)
@@ -202,48 +201,7 @@ def score_spark(model, sdf, *, horizon="12M", discount_rate="0%/Y", step="1M", m
     return rows.mapInPandas(fn, schema)
 
 
-# -- Parquet in, Parquet out -----------------------------------------------------------------------
-
 SOURCE_FILE, SOURCE_ROW = "__clv_source_file", "__clv_source_row"
-
-
-def _is_uri(path) -> bool:
-    return "://" in str(path)
-
-
-def _replaceable(path: Path, what: str, argument: str) -> None:
-    """An existing target may be replaced only when it is an empty directory or a finished Spark output
-    (a ``_SUCCESS`` marker): never a file or a folder of other things."""
-    if not path.exists():
-        return
-    if path.is_dir() and ((path / "_SUCCESS").exists() or not any(path.iterdir())):
-        return
-    kind = "a file" if not path.is_dir() else "a folder that is not an earlier Spark output (no _SUCCESS)"
-    raise ClvInputError(f"{path} exists and is {kind}; give a new directory for {what}",
-                        argument=argument, value=str(path))
-
-
-def _temporary(target: Path) -> Path:
-    return target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
-
-
-def _publish(tmp: Path, target: Path) -> None:
-    """Rename the finished ``tmp`` directory to ``target``; an earlier output there is moved aside first
-    and deleted after (a kill between the two renames leaves nothing under ``target``)."""
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.old"
-        os.rename(target, old)
-    os.rename(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _spark_error(exc) -> str:
-    """The first line of a Spark/py4j error, for a one-line message."""
-    text = str(getattr(exc, "desc", None) or exc)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def score_spark_to_parquet(model, input_path, output_path, *, spark=None, rejects_path=None,
@@ -271,7 +229,7 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from .scoring import ScoreReport, TooManyRejectsError
+    from ..scoring import ScoreReport, TooManyRejectsError
 
     started = time.perf_counter()
     input_text = str(input_path)
@@ -301,7 +259,7 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
                             argument="rejects_path", value=str(rejects_path))
     _replaceable(output_path, "the scores", "output_path")
     _replaceable(rejects_path, "the rejects", "rejects_path")
-    from .scoring import scoring_setup
+    from ..scoring import scoring_setup
 
     clv_model, time_unit = scoring_setup(model, time_unit)  # a bad model fails before Spark starts
     if spark is None:
@@ -364,64 +322,6 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-# -- the command line: clv-forecast score --engine spark ---------------------------------------------
-
-_LOG4J2 = """\
-rootLogger.level = error
-rootLogger.appenderRef.stderr.ref = console
-appender.console.type = Console
-appender.console.name = console
-appender.console.target = SYSTEM_ERR
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = spark: %p %c{1}: %m%n%ex
-"""
-
-
-def spark_session(master: str = "local[*]", conf=(), app_name: str = "clv-forecast score"):
-    """A Spark session for the command line: ``master``, the time zone UTC, no UI and no progress bars,
-    shuffle partitions coalesced to 64 MB (AQE, ``parallelismFirst`` off),
-    Spark's log at ERROR (its own start-up lines aside), the Python workers on this interpreter
-    (``$PYSPARK_PYTHON`` otherwise unset means ``python3`` on the PATH). ``conf``: ``KEY=VALUE``
-    texts, applied last (they override these settings)."""
-    _require_pyspark()
-    settings = {"spark.sql.session.timeZone": "UTC", "spark.ui.enabled": "false",
-                "spark.ui.showConsoleProgress": "false",
-                # after the id window's shuffle: partitions of the advisory size (64 MB), not one per core
-                # at any size (each Python task has a fixed cost: 2,357 rows took 30 s in 200 tasks, 0.7 s in 2)
-                "spark.sql.adaptive.coalescePartitions.parallelismFirst": "false"}
-    for item in conf:
-        key, sep, value = str(item).partition("=")
-        if not sep or not key.strip():
-            raise ClvInputError("must be KEY=VALUE, e.g. spark.driver.memory=2g", argument="spark_conf", value=item)
-        settings[key.strip()] = value.strip()
-    if "spark.driver.extraJavaOptions" not in settings:
-        config = Path(tempfile.gettempdir()) / f"clv-forecast-log4j2-{os.getuid()}.properties"
-        if not config.exists() or config.read_text() != _LOG4J2:
-            tmp = config.with_name(config.name + f".{os.getpid()}")
-            tmp.write_text(_LOG4J2)
-            os.replace(tmp, config)
-        settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={config.as_uri()}"
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    if str(master).startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no "resolves to a loopback address" warning
-    import warnings
-
-    # pyspark on pandas 3 warns about the pandas version on import (driver side, not the user's concern)
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-    from pyspark.sql import SparkSession
-
-    builder = SparkSession.builder.master(str(master)).appName(app_name)
-    for key, value in settings.items():
-        builder = builder.config(key, value)
-    try:
-        session = builder.getOrCreate()
-    except Exception as exc:  # noqa: BLE001 - no Java, a bad master URL...: one line
-        raise ClvInputError(f"cannot start Spark ({_spark_error(exc)})", argument="spark_master",
-                            value=master) from None
-    session.sparkContext.setLogLevel("ERROR")
-    return session
-
-
 def score_command(model, input_path, output_path, *, spark_master: str = "local[*]", spark_conf=(),
                   transactions=None, read: dict | None = None, **args):
     """``clv-forecast score --engine spark``: checks the paths (Parquet in, a directory out), starts a session
@@ -432,7 +332,7 @@ def score_command(model, input_path, output_path, *, spark_master: str = "local[
     and ``observation_end``), the summary written to a temporary Parquet directory beside the output
     and scored from there; the report carries the summary's accounting."""
     if transactions is not None:
-        from .spark_summary import check_parquet_path
+        from .session import check_parquet_path
 
         check_parquet_path(transactions, argument="transactions")
     for argument, path, what in (("input_path", input_path, "reads Parquet (a .parquet file or a directory of "
@@ -467,8 +367,9 @@ def _score_log(spark, model, transactions, output_path, read: dict, args: dict):
     import shutil
     import uuid
 
-    from .scoring import load_scoring_model, summary_settings
-    from .spark_summary import read_parquet, summarize_spark
+    from ..scoring import load_scoring_model, summary_settings
+    from .session import read_parquet
+    from .summary import summarize_spark
 
     for key, default in _LOCAL_READ_OPTIONS.items():
         if read.pop(key, default) != default:

@@ -37,19 +37,15 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ClvInputError
+from ..errors import ClvInputError
+from .session import _require_pyspark
 
-__all__ = ["summarize_spark", "SparkSummary", "fit_spark"]
+__all__ = ["summarize_spark", "SparkSummary", "fit_spark", "predict_spark", "value_coverage_spark"]
 
 _US = 1_000  # a tick of Spark's timestamps, in ns
+
+
 _CUSTOMER, _TICK, _AMOUNT, _ROWS = "customer_id", "_t", "_amount", "_rows"
-
-
-def _require_pyspark():
-    try:
-        import pyspark  # noqa: F401
-    except ImportError:
-        raise ImportError("the Spark engine needs pyspark: pip install 'clv-forecast[spark]'") from None
 
 
 @dataclass
@@ -77,7 +73,7 @@ class SparkSummary:
 
     def holdout_duration(self) -> float:
         """The holdout period's length in the time unit (as the local summary's ``duration_holdout``)."""
-        from .rfm import _to_time
+        from ..rfm import _to_time
 
         return float(_to_time(np.array([self.plan.holdout_duration()]), *self.plan.ratio())[0])
 
@@ -194,8 +190,8 @@ def summarize_spark(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from .rfm import SummaryOptions, _WEEKDAYS, plan_summary  # noqa: F401
-    from .transactions import ReadAccounting
+    from ..rfm import SummaryOptions, _WEEKDAYS, plan_summary  # noqa: F401
+    from ..transactions import ReadAccounting
 
     options = SummaryOptions.parse(time_unit=time_unit, merge=merge, week_start=week_start,
                                    include_first_transaction=include_first_transaction)
@@ -341,7 +337,7 @@ def summarize_spark(
     acc.n_customers_returns_only = n_customers_returns_only
     n_late = int(counts["late"] or 0) if plan.split else 0
     late_rows = int(counts["late_rows"] or 0) if plan.split else 0
-    from .rfm import accounting
+    from ..rfm import accounting
 
     attrs = accounting(plan, acc, {}, n_customers=int(counts["customers"] or 0),
                        n_used_rows=int(counts["rows"] or 0), late_rows=late_rows, n_late=n_late, n_after=n_after,
@@ -372,7 +368,7 @@ def _assemble_frames(plan, has_amount: bool):
     def assemble_batches(frames):
         import pandas as pd
 
-        from .rfm import assemble
+        from ..rfm import assemble
 
         for frame in frames:
             if len(frame) == 0:
@@ -388,116 +384,12 @@ def fit_spark(summary: SparkSummary, *, penalizer: float = 0.0, spend_penalizer:
               strict_spend: bool = False, statistics: dict | None = None):
     """A :class:`~clv_forecast.model.ClvModel` fitted on the compressed statistics of a Spark summary
     (the same likelihoods on unique rows with counts: the same model as fitting every customer)."""
-    from .model import ClvModel
+    from ..model import ClvModel
 
     stats = summary.statistics() if statistics is None else statistics
     model = ClvModel(penalizer=penalizer, spend_penalizer=spend_penalizer, strict_spend=strict_spend)
     return model.fit_statistics(stats["purchases"], stats["spend"], time_unit=summary.time_unit,
                                 training=summary.attrs)
-
-
-# --------------------------------------------------------------------------------------------
-# session, reading, per-customer predictions, atomic Parquet directories
-# --------------------------------------------------------------------------------------------
-
-
-_LOG_CONFIG = Path(__file__).with_name("data") / "spark-log4j2.properties"
-
-
-def quiet_pyspark_warnings() -> None:
-    """pyspark's own warnings about pandas 3 (its version check, its use of a deprecated keyword) are
-    not the user's concern: filtered, here and in the pipeline's warning capture."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-    warnings.filterwarnings("ignore", message="The copy keyword is deprecated")
-
-
-def spark_session(master: str | None = None, conf: dict | None = None):
-    """The active Spark session, or a new one (``master``, default ``local[*]``) set up for this
-    package: time zone UTC (wall-clock times read as written), no UI or console progress bars, Python
-    workers running this interpreter (``PYSPARK_PYTHON`` unless set), logs at ERROR."""
-    _require_pyspark()
-    import os
-    import sys
-    import warnings
-
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # (else a warning about the host's loopback name)
-    quiet_pyspark_warnings()
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return active
-    builder = (SparkSession.builder.master(master or "local[*]").appName("clv-forecast")
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.driver.bindAddress", "127.0.0.1")
-               .config("spark.driver.host", "127.0.0.1")  # large task results are fetched from here
-               # few, larger tasks on one machine (adaptive execution still splits big shuffles)
-               .config("spark.sql.shuffle.partitions", str(max(4, 2 * (os.cpu_count() or 2))))
-               .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{_LOG_CONFIG}"))
-    for key, value in (conf or {}).items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("FATAL")  # failures reach the caller as exceptions
-    return session
-
-
-def check_parquet_path(path, *, argument: str = "transactions") -> None:
-    """One-line errors for a local input the Spark engine cannot read (before a session is started)."""
-    text = str(path)
-    local = Path(text)
-    if "://" in text:
-        return
-    if not local.exists():
-        raise ClvInputError(f"{text}: no such file or directory", argument=argument, value=text)
-    if local.is_file() and local.suffix.lower() not in (".parquet", ".pq"):
-        raise ClvInputError(f"{text}: the Spark engine reads Parquet (a .parquet file or a directory of them); "
-                            "convert the file, or use the local engine", argument=argument, value=text)
-
-
-def read_parquet(session, path, *, argument: str = "transactions"):
-    """A Parquet file or a directory of Parquet files as a Spark DataFrame (one-line errors)."""
-    check_parquet_path(path, argument=argument)
-    text = str(path)
-    local = Path(text)
-    nanos = _nanosecond_columns(local) if "://" not in text else []
-    if nanos:
-        # Spark cannot read TIMESTAMP(NANOS) (pandas' default): read those as integers and convert
-        session.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
-    try:
-        sdf = session.read.parquet(text)
-    except Exception as exc:  # noqa: BLE001 - Spark's analysis errors: one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ClvInputError(f"{text}: not readable as Parquet by Spark: {first[:200]}", argument=argument,
-                            value=text) from None
-    if nanos:
-        from pyspark.sql import functions as F
-
-        tz = session.conf.get("spark.sql.session.timeZone")
-        # wall-clock nanoseconds -> microseconds (sub-microsecond digits dropped) -> a timestamp that reads
-        # back, in the session's zone, as the same wall-clock time
-        sdf = sdf.withColumns({c: F.to_utc_timestamp(F.timestamp_micros(F.expr(f"`{c}` div 1000")), tz)
-                               for c in nanos if c in sdf.columns})
-    return sdf
-
-
-def _nanosecond_columns(path) -> list[str]:
-    """Names of the TIMESTAMP(NANOS) columns of a Parquet file or of the first file of a directory."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*.parquet") if not p.name.startswith((".", "_")))
-    if not files:
-        return []
-    try:
-        schema = pq.read_schema(files[0])
-    except Exception:  # noqa: BLE001 - Spark gives the error for an unreadable file
-        return []
-    return [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
 
 
 def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
@@ -508,8 +400,8 @@ def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
 
     from pyspark.sql.types import DoubleType, StructField, StructType
 
-    from .experiment import clv_table
-    from .model import json_safe
+    from ..experiment import clv_table
+    from ..model import json_safe
 
     model_dict = json.loads(json.dumps(json_safe(model.to_dict()), allow_nan=False))
     unit = str(time_unit)
@@ -522,7 +414,7 @@ def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
     schema = StructType(list(rfm_sdf.schema.fields) + [StructField(c, DoubleType(), True) for c in score_columns])
 
     def predict(frames):
-        from .model import ClvModel
+        from ..model import ClvModel
 
         worker_model = ClvModel.from_dict(model_dict, source="model")
         for frame in frames:
@@ -536,36 +428,6 @@ def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
             yield out
 
     return rfm_sdf.mapInPandas(predict, schema)
-
-
-def write_parquet_dir(sdf, path, *, argument: str = "predictions"):
-    """Write a Spark DataFrame as a Parquet directory, published atomically: Spark writes a temporary
-    directory beside the target, renamed to the target at the end (a failed or killed job leaves
-    nothing under the target's name; an existing target is replaced only then)."""
-    import os
-    import shutil
-    import uuid
-    from pathlib import Path
-
-    target = Path(path)
-    if target.suffix.lower() in (".csv", ".gz", ".txt", ".json"):
-        raise ClvInputError(f"{target}: the Spark engine writes a directory of Parquet files; give a directory "
-                            "name (e.g. 'predictions' or 'predictions.parquet')", argument=argument, value=str(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        sdf.write.mode("error").parquet(str(tmp))
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def value_coverage_spark(session, path) -> dict:
