@@ -262,3 +262,32 @@ def test_a_spark_run_is_tracked_and_its_model_loads(spark, cdnow_parquet_dir, lo
     columns = ["frequency", "recency", "T", "monetary_value"]
     got = loaded.predict(rfm[columns].reset_index(drop=True), params={"discount_rate": "0%/Y"})
     np.testing.assert_allclose(got["clv"], result.model.clv(rfm, discount_rate="0%/Y")["clv"], rtol=1e-12)
+
+
+def test_score_a_parquet_log_on_spark_equals_scoring_it_locally(spark, cdnow, cdnow_parquet_dir, tmp_path):
+    """``clv-forecast score --engine spark --transactions``: summarised on Spark with the model's settings."""
+    from clv_forecast.scoring import score_transactions
+    from clv_forecast.spark.scoring import score_command
+
+    model = ClvModel().fit(summarize(cdnow, amount_col="amount", calibration_end="1997-09-30", merge="W",
+                                     week_start="SUN"))
+    model_file = model.save(tmp_path / "m.json")
+    args = dict(horizon="12M", discount_rate="10%/Y", step="1M", margin=1.0, interval=None, rejects_path=None,
+                max_reject_share=0.0)
+    local = score_transactions(model_file, cdnow_parquet_dir / "part-0.parquet", tmp_path / "local.parquet",
+                               amount_col="amount", observation_end="1998-03-31", **args)
+    remote = score_command(model_file, None, tmp_path / "spark_scores", spark_master="local[2]",
+                           transactions=cdnow_parquet_dir / "part-0.parquet",
+                           read={"amount_col": "amount", "observation_end": "1998-03-31"}, **args)
+    assert remote.summary == local.summary  # the same accounting of every log row (merge W, weeks from Sunday)
+    assert (remote.read, remote.scored, remote.rejected) == (local.read, local.scored, 0)
+    a = pd.read_parquet(tmp_path / "local.parquet").set_index("customer_id").sort_index()
+    b = pd.read_parquet(tmp_path / "spark_scores").set_index("customer_id").sort_index()
+    assert list(b.columns) == list(a.columns) and len(a) == len(b)
+    for column in a.columns:
+        np.testing.assert_allclose(b[column].to_numpy(float), a[column].to_numpy(float), rtol=RTOL, err_msg=column)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")], "a temporary directory was left"
+    with pytest.raises(ClvInputError, match="not available with the Spark engine"):
+        score_command(model_file, None, tmp_path / "x", spark_master="local[2]",
+                      transactions=cdnow_parquet_dir / "part-0.parquet",
+                      read={"amount_col": "amount", "date_format": "%d/%m/%Y"}, **args)
