@@ -273,6 +273,7 @@ TAYLOR_MAX_PARAM = 10.0
 #: a centre is used only where its series matches scipy's hyp2f1 to this at both ends of its interval
 TAYLOR_CHECK = 1e-13
 _TAYLOR_CHUNK = 1 << 14  # elements per Horner pass: the working arrays stay in the CPU cache
+_TAYLOR_CENTRES = int(np.rint(TAYLOR_MAX_U / TAYLOR_DELTA)) + 1  # centres per group
 
 
 def _hyp2f1_rows(params, x, z, prefactor) -> np.ndarray:
@@ -318,18 +319,22 @@ def _hyp2f1_taylor(A, B, C, z, groups) -> tuple[np.ndarray, np.ndarray] | None:
     series of 10-100 terms.
     """
     n = z.size
-    with np.errstate(all="ignore"):
-        u = -np.log1p(-z)
-    inside = (u >= 0) & (u <= TAYLOR_MAX_U)  # False for NaN
-    u[~inside] = 0.0
-    u *= 1.0 / TAYLOR_DELTA
-    centre = np.rint(u, out=u).astype(np.int64)
-    del u
-    n_centres = int(centre.max()) + 1 if n else 1
-    n_codes = len(A) * n_centres
+    n_codes = len(A) * _TAYLOR_CENTRES
     if n_codes > max(4 * n, 1 << 20):
         return None
-    code = groups.astype(np.int64) * n_centres + centre
+    # each element's (group, centre) code, in cache-sized slices (no full-size temporaries)
+    code = np.empty(n, dtype=np.int64)
+    inside = np.empty(n, dtype=bool)
+    for lo in range(0, n, _TAYLOR_CHUNK):
+        part = slice(lo, lo + _TAYLOR_CHUNK)
+        with np.errstate(all="ignore"):
+            u = -np.log1p(-z[part])
+        ins = (u >= 0) & (u <= TAYLOR_MAX_U)  # False for NaN
+        u[~ins] = 0.0
+        u *= 1.0 / TAYLOR_DELTA
+        code[part] = np.rint(u, out=u)
+        code[part] += groups[part] * _TAYLOR_CENTRES
+        inside[part] = ins
     used = np.zeros(n_codes, dtype=bool)
     used[code] = True
     codes = np.flatnonzero(used)
@@ -337,7 +342,7 @@ def _hyp2f1_taylor(A, B, C, z, groups) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     position = np.zeros(n_codes, dtype=np.int64)
     position[codes] = np.arange(len(codes))
-    g, j = codes // n_centres, codes % n_centres
+    g, j = codes // _TAYLOR_CENTRES, codes % _TAYLOR_CENTRES
     z0 = -np.expm1(-j * TAYLOR_DELTA)
     a, b, c = A[g], B[g], C[g]
     coef = np.empty((len(codes), TAYLOR_DEGREE + 2))  # the last column: the centre
@@ -356,12 +361,15 @@ def _hyp2f1_taylor(A, B, C, z, groups) -> tuple[np.ndarray, np.ndarray] | None:
             exact = special.hyp2f1(a, b, c, z_end)
             series = _horner(coef, z_end)
             good &= np.abs(series - exact) <= TAYLOR_CHECK * np.abs(exact)
-    ok = inside & good[position[code]]
-    out = np.full(n, np.nan)
-    rows = np.flatnonzero(ok)
-    for start in range(0, len(rows), _TAYLOR_CHUNK):
-        part = rows[start:start + _TAYLOR_CHUNK]
-        out[part] = _horner(coef[position[code[part]]], z[part])
+    out = np.empty(n)
+    ok = inside  # reused in place: inside and served by a good centre
+    with np.errstate(all="ignore"):
+        for lo in range(0, n, _TAYLOR_CHUNK):
+            part = slice(lo, lo + _TAYLOR_CHUNK)
+            k = position[code[part]]
+            ok[part] &= good[k]
+            out[part] = _horner(coef[k], z[part])
+    out[~ok] = np.nan
     return out, ok
 
 
