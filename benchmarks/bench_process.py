@@ -11,6 +11,10 @@ the median is quoted, min and max show the spread):
 * ``clv-forecast --help``                                                 target <= 0.3 s
 * ``clv-forecast fit --transactions tx_1M.csv ... --json``                target <= 2.0 s
 * the same at 10M customers (30M rows, ~1.1 GB CSV)                      target <= 20 s, peak <= 4 GiB
+* ``--pipeline``: ``clv-forecast fit --transactions tx_10M.csv ... --predictions P.parquet`` (the fitted
+  model plus the 12-month CLV of every customer written to Parquet, one whole process)
+                                                                           target <= 30 s, peak <= 4 GiB
+  (the Parquet file is checked: one row per customer, a finite ``clv`` on every row)
 * ``python benchmarks/lifetimes_fit.py tx_N.csv`` (lifetimes 0.11.3 doing the same work from the
   same CSV: read, summary with monetary value, BG/NBD fit, Gamma-Gamma fit), run in turn with
   ``clv-forecast fit`` (A B A B ...) so that the ratio lifetimes / clv-forecast is taken pair by
@@ -30,6 +34,7 @@ parameters of ``bench_lifetimes.py``, observed to 2021-12-31) and cached as CSV 
     python benchmarks/bench_process.py --no-lifetimes                        # targets without lifetimes
     python benchmarks/bench_process.py --markdown results.md                 # also write the table
     python benchmarks/bench_process.py --generate-only --sizes 1000000 10000000
+    python benchmarks/bench_process.py --data-dir /tmp/clv-bench --pipeline --sizes 10000000 --big-runs 3
 """
 
 from __future__ import annotations
@@ -61,7 +66,9 @@ TARGETS = {
     "fit@1000000": 2.0,
     "fit@10000000": 20.0,
 }
-PEAK_TARGETS_MIB = {"fit@10000000": 4 * 1024}
+PEAK_TARGETS_MIB = {"fit@10000000": 4 * 1024, "pipeline@10000000": 4 * 1024}
+#: fit + the per-customer table (12-month CLV of every customer) written to Parquet, one whole process
+PIPELINE_TARGETS = {10_000_000: 30.0}
 RATIO_TARGET = 25.0
 
 
@@ -212,6 +219,43 @@ def fit_argv(clv: list[str], csv: Path, calibration_end: str | None = None) -> l
             "--amount-col", "amount", *split, "--json", "--no-tracking"]
 
 
+def pipeline_argv(clv: list[str], csv: Path, predictions: Path) -> list[str]:
+    return [*clv, "fit", "--transactions", str(csv), "--customer-col", "customer_id", "--date-col", "date",
+            "--amount-col", "amount", "--predictions", str(predictions), "--no-tracking"]
+
+
+def check_predictions(path: Path, n: int) -> str:
+    """The per-customer table holds every customer once, each with a finite 12-month CLV."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["customer_id", "clv"])
+    finite = pc.sum(pc.is_finite(table["clv"])).as_py()
+    distinct = pc.count_distinct(table["customer_id"]).as_py()
+    ok = table.num_rows == n and finite == n and distinct == n
+    return (f"per-customer table {path.name}: {table.num_rows:,} rows, {distinct:,} distinct customers, "
+            f"{finite:,} finite CLVs: {'OK' if ok else 'WRONG'}")
+
+
+def _pipeline(clv: list[str], csvs: dict, args) -> list[Row]:
+    rows = []
+    for n, csv in csvs.items():
+        out = Path(tempfile.mkdtemp(prefix="clv-pipeline-")) / f"customers_{fmt_n(n)}.parquet"
+        series = Series(f"clv-forecast fit + predictions {fmt_n(n)}", pipeline_argv(clv, csv, out))
+        print(f"pipeline {fmt_n(n)} ...", file=sys.stderr, flush=True)
+        measure([series], args.big_runs if n >= 5_000_000 else args.runs)
+        goal, peak_goal = PIPELINE_TARGETS.get(n), PEAK_TARGETS_MIB.get(f"pipeline@{n}")
+        note = check_predictions(out, n)
+        shutil.rmtree(out.parent, ignore_errors=True)
+        rows.append(Row(
+            f"`clv-forecast fit --predictions customers.parquet` {fmt_n(n)} customers (model + CLV of every "
+            f"customer on disk)", f"<= {goal:g} s" if goal else "", series,
+            (series.med() <= goal and note.endswith("OK")) if goal else None,
+            f"<= {peak_goal / 1024:g} GiB" if peak_goal else "",
+            (max(series.values("peak_kib")) / 1024 <= peak_goal) if peak_goal else None, note=note))
+    return rows
+
+
 def _params_ours(text: str) -> dict:
     d = json.loads(text.strip().splitlines()[-1])
     return {"bgnbd": {k: d["bgnbd"][k] for k in ("r", "alpha", "a", "b")},
@@ -259,6 +303,9 @@ def main() -> None:
     ap.add_argument("--python", default=sys.executable, help="interpreter with clv-forecast installed")
     ap.add_argument("--markdown", type=Path, default=None, help="also write the table (Markdown) to this file")
     ap.add_argument("--generate-only", action="store_true", help="only simulate and cache the CSVs")
+    ap.add_argument("--pipeline", action="store_true",
+                    help="only the pipeline target: fit + the per-customer CLV table written to Parquet "
+                         "(whole process, <= 30 s and <= 4 GiB at 10M customers)")
     ap.add_argument("--simulate", type=int, help=argparse.SUPPRESS)  # the child that writes one CSV
     args = ap.parse_args()
     if args.simulate:
@@ -274,6 +321,10 @@ def main() -> None:
     py = args.python
     clv = clv_command(py)
     rows: list[Row] = []
+    if args.pipeline:
+        rows += _pipeline(clv, csvs, args)
+        print_table(rows, py, load_start, args)
+        return
 
     print("import / --help ...", file=sys.stderr, flush=True)
     imp = Series("python -c 'import clv_forecast'", [py, "-c", "import clv_forecast"])
@@ -315,6 +366,10 @@ def main() -> None:
             if args.split_at.lower() != "none":
                 rows += _split_pair(clv, py, csv, n, args)
 
+    print_table(rows, py, load_start, args)
+
+
+def print_table(rows: list[Row], py: str, load_start: str, args) -> None:
     header = ("| target | goal | median | min | max | peak MiB (max) | peak goal | time | peak | runs |\n"
               "|---|---|---|---|---|---|---|---|---|---|")
     lines = [header]

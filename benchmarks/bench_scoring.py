@@ -3,6 +3,7 @@
     python benchmarks/bench_scoring.py --data-dir /tmp/clv-score-bench                 # 1M and 10M
     python benchmarks/bench_scoring.py --data-dir /tmp/clv-score-bench --sizes 1000000 --runs 3
     python benchmarks/bench_scoring.py --data-dir /tmp/clv-score-bench --no-lifetimes
+    python benchmarks/bench_scoring.py --data-dir /tmp/clv-score-bench --sizes 10000000 --distinct --no-lifetimes
 
 Data: N customers drawn from the BG/NBD + Gamma-Gamma generative process with the parameters of a
 model fitted on the bundled CDNOW sample (T a whole number of days from 182 to 546, in weeks, and
@@ -58,8 +59,9 @@ clv.to_frame("clv").to_parquet(sys.argv[3])
 """
 
 
-def simulate_rfm(n: int, params: dict, seed: int = 0, chunk: int = 2_000_000):
-    """Yield pyarrow tables of an RFM table of ``n`` customers drawn from the models' process."""
+def simulate_rfm(n: int, params: dict, seed: int = 0, chunk: int = 2_000_000, distinct: bool = False):
+    """Yield pyarrow tables of an RFM table of ``n`` customers drawn from the models' process
+    (``distinct``: T continuous, so that every (frequency, T) pair is distinct: the worst case)."""
     import pyarrow as pa
 
     rng = np.random.default_rng(seed)
@@ -67,7 +69,8 @@ def simulate_rfm(n: int, params: dict, seed: int = 0, chunk: int = 2_000_000):
     p, q, v = (params["gamma_gamma"]["params"][k] for k in ("p", "q", "v"))
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        big_t = rng.integers(182, 547, m) / 7.0  # whole days in weeks, as summarize(merge="D") gives
+        big_t = (rng.uniform(182, 547, m) if distinct  # every (x, T) pair distinct: no dedupe
+                 else rng.integers(182, 547, m)) / 7.0  # whole days in weeks, as summarize(merge="D") gives
         lam = rng.gamma(r, 1 / alpha, m)
         drop = rng.beta(a, b, m)
         # purchases form a Poisson process; after each, the customer drops out with probability drop
@@ -82,7 +85,7 @@ def simulate_rfm(n: int, params: dict, seed: int = 0, chunk: int = 2_000_000):
                         "recency": recency, "T": big_t, "monetary_value": spend})
 
 
-def ensure_data(data_dir: Path, n: int) -> tuple[Path, Path]:
+def ensure_data(data_dir: Path, n: int, distinct: bool = False) -> tuple[Path, Path]:
     import json
 
     import pyarrow.parquet as pq
@@ -97,11 +100,11 @@ def ensure_data(data_dir: Path, n: int) -> tuple[Path, Path]:
         rfm = summarize(load_cdnow_sample(), customer_col="customer_id", date_col="date", amount_col="amount",
                         time_unit="W")
         ClvModel().fit(rfm).save(model_path)
-    table_path = data_dir / f"rfm_{n}.parquet"
+    table_path = data_dir / f"rfm_{n}{'_distinct' if distinct else ''}.parquet"
     if not table_path.exists():
         params = json.loads(model_path.read_text())
         writer = None
-        for table in simulate_rfm(n, params):
+        for table in simulate_rfm(n, params, distinct=distinct):
             writer = writer or pq.ParquetWriter(str(table_path) + ".part", table.schema)
             writer.write_table(table)
         writer.close()
@@ -137,17 +140,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-rows", type=int, default=1_000_000)
     parser.add_argument("--no-lifetimes", action="store_true")
+    parser.add_argument("--distinct", action="store_true",
+                        help="worst case: continuous T, every (frequency, T) pair distinct (target <= 20 s at 10M)")
     args = parser.parse_args()
     exe = str(Path(sys.executable).with_name("clv-forecast"))
     rows = []
     for n in args.sizes:
-        model_path, table_path = ensure_data(args.data_dir, n)
+        model_path, table_path = ensure_data(args.data_dir, n, args.distinct)
         out = args.data_dir / f"scores_{n}.parquet"
+        label = "clv-forecast score, every (x, T) distinct" if args.distinct else "clv-forecast score"
         command = [exe, "score", "--model", str(model_path), "--input", str(table_path), "--output", str(out),
                    "--no-tracking",
                    "--batch-rows", str(args.batch_rows), "--max-reject-share", "0"]
         result = measure(command, args.runs)
-        rows.append((f"clv-forecast score, {n:,}", result))
+        rows.append((f"{label}, {n:,}", result))
         print(rows[-1], flush=True)
         if n == 1_000_000 and not args.no_lifetimes:
             try:
