@@ -8,9 +8,9 @@ directory is shared): N customers, Parquet, one file. Each command reads the fil
 writes the scores as Parquet, as a user runs it (interpreter, imports, for Spark the JVM start and the
 Python workers, the id window, the reject count and the atomic publish included):
 
-* ``clv-forecast score --model M --input rfm_N.parquet --output local_N.parquet --max-reject-share 0``
+* ``clv-forecast score --model M --input rfm_N.parquet --output local_N.parquet --max-reject-share 0 --no-tracking``
 * ``clv-forecast score --engine spark --spark-master local[2] --spark-conf spark.driver.memory=2g
-  --model M --input rfm_N.parquet --output spark_N --max-reject-share 0``
+  --model M --input rfm_N.parquet --output spark_N --max-reject-share 0 --no-tracking``
 
 One warm-up run each (not counted), then ``--runs`` runs, alternated (local, spark, local, ...); the
 median wall time is the figure and rows/s = N / median. Wall time is a monotonic clock around
@@ -62,11 +62,11 @@ def main() -> None:
         local_out, spark_out = args.data_dir / f"local_{n}.parquet", args.data_dir / f"spark_{n}"
         commands = {
             "local": [exe, "score", "--model", str(model_path), "--input", str(table_path), "--output",
-                      str(local_out), "--max-reject-share", "0"],
+                      str(local_out), "--max-reject-share", "0", "--no-tracking"],
             f"spark {args.spark_master}": [exe, "score", "--engine", "spark", "--spark-master", args.spark_master,
                                            "--spark-conf", f"spark.driver.memory={args.driver_memory}",
                                            "--model", str(model_path), "--input", str(table_path),
-                                           "--output", str(spark_out), "--max-reject-share", "0"],
+                                           "--output", str(spark_out), "--max-reject-share", "0", "--no-tracking"],
         }
         times = {name: [] for name in commands}
         for name, command in commands.items():
