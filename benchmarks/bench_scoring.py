@@ -140,6 +140,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-rows", type=int, default=1_000_000)
     parser.add_argument("--no-lifetimes", action="store_true")
+    parser.add_argument("--lifetimes-sizes", type=int, nargs="*", default=[1_000_000],
+                        help="sizes at which lifetimes is run too (default 1M; 10M takes it minutes)")
     parser.add_argument("--distinct", action="store_true",
                         help="worst case: continuous T, every (frequency, T) pair distinct (target <= 20 s at 10M)")
     args = parser.parse_args()
@@ -155,7 +157,7 @@ def main() -> None:
         result = measure(command, args.runs)
         rows.append((f"{label}, {n:,}", result))
         print(rows[-1], flush=True)
-        if n == 1_000_000 and not args.no_lifetimes:
+        if n in args.lifetimes_sizes and not args.no_lifetimes:
             try:
                 import lifetimes  # noqa: F401
             except ImportError:
@@ -166,9 +168,16 @@ def main() -> None:
                          max(1, args.runs - 2))
             rows.append((f"lifetimes customer_lifetime_value, {n:,}", lt))
             print(rows[-1], flush=True)
-    print("\n| command | median s | min-max s | peak MiB |\n|---|---|---|---|")
+    print("\n| command | median s | min-max s | rows/s | peak MiB |\n|---|---|---|---|---|")
     for name, r in rows:
-        print(f"| {name} | {r['median']:.2f} | {r['min']:.2f}-{r['max']:.2f} | {r['peak_mib']:.0f} |")
+        n = int(name.rsplit(", ", 1)[1].replace(",", ""))
+        print(f"| {name} | {r['median']:.2f} | {r['min']:.2f}-{r['max']:.2f} | {n / r['median']:,.0f} | "
+              f"{r['peak_mib']:.0f} |")
+    ours = {name.rsplit(", ", 1)[1]: r for name, r in rows if name.startswith("clv-forecast")}
+    for name, r in rows:
+        size = name.rsplit(", ", 1)[1]
+        if name.startswith("lifetimes") and size in ours:
+            print(f"throughput against lifetimes at {size} rows: {r['median'] / ours[size]['median']:.1f}x")
 
 
 if __name__ == "__main__":

@@ -499,6 +499,17 @@ def _integer_id_converter(first, column_batches, source):
     return convert
 
 
+def _writer(path, kind: str, schema):
+    """The scores' writer. Parquet without dictionary encoding: ids are unique and the scores continuous,
+    so dictionaries only cost time (0.25 s per 10M rows) before Parquet falls back to plain pages."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    if kind == "parquet":
+        return pq.ParquetWriter(str(path), schema, use_dictionary=False)
+    return pcsv.CSVWriter(str(path), schema)
+
+
 def _output_schema(id_col, id_type, interval):
     import pyarrow as pa
 
@@ -558,8 +569,7 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
             if writer is None:
                 schema = _output_schema(id_col, ids.type if ids.type != pa.null() else pa.string(),
                                         clv_args["interval"])
-                writer = (pq.ParquetWriter(str(out_tmp), schema) if out_kind == "parquet"
-                          else pcsv.CSVWriter(str(out_tmp), schema))
+                writer = _writer(out_tmp, out_kind, schema)
             if good.size:
                 frame = pd.DataFrame({name: values[name][good] for name in RFM_COLUMNS})
                 scores = model.clv(frame, time_unit=time_unit, **clv_args)
@@ -574,8 +584,7 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
                 progress(counts["read"], total)
         if writer is None:  # an empty input: an empty output with the header
             schema = _output_schema(id_col, pa.string(), clv_args["interval"])
-            writer = (pq.ParquetWriter(str(out_tmp), schema) if out_kind == "parquet"
-                      else pcsv.CSVWriter(str(out_tmp), schema))
+            writer = _writer(out_tmp, out_kind, schema)
     finally:
         rej_writer.close()
         if writer is not None:
