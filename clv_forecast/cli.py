@@ -167,10 +167,11 @@ def _check_outputs(spec: dict, save: bool) -> None:
             raise ClvInputError(f"{report}: the report is an HTML file; give a path ending in .html", argument="report")
         _check_output(report, "the report", "report.html")
     if save and out.get("predictions") and spec["data"].get("engine") == "spark":
+        from .spark.session import check_replaceable  # (no pyspark import)
+
         path = Path(out["predictions"])
-        if path.exists() and not path.is_dir():
-            raise ClvInputError(f"{path}: the Spark engine writes the per-customer table as a directory of "
-                                "Parquet files; give a directory name", argument="predictions")
+        # a file, or a folder of other things, is refused now, not after the Spark job
+        check_replaceable(path, "the per-customer table (a directory of Parquet files)", "predictions")
         _check_output(path / "part.parquet", "the per-customer table", "part.parquet")
     elif save and out.get("predictions"):
         path = Path(out["predictions"])

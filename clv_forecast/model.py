@@ -309,8 +309,12 @@ class ClvModel(Settings):
         if problems and not allow_unreliable:
             raise UnreliableFitError(f"{path}: not saved, the model is unreliable: " + "; ".join(problems)
                                      + " (save(..., allow_unreliable=True) saves it anyway, marked unreliable)")
-        text = json.dumps(json_safe(self.to_dict()), indent=2, allow_nan=False) + "\n"
-        return atomic_write_text(path, text)
+        return atomic_write_text(path, self.to_json(indent=2) + "\n")
+
+    def to_json(self, indent: int | None = None) -> str:
+        """The model as the JSON text :meth:`save` writes (plain values; :meth:`from_dict` of its
+        ``json.loads`` rebuilds the model, as Spark's executors do)."""
+        return json.dumps(json_safe(self.to_dict()), indent=indent, allow_nan=False)
 
     @classmethod
     def load(cls, path) -> "ClvModel":

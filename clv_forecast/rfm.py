@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
 import re
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
@@ -543,11 +542,12 @@ def accounting(plan: SummaryPlan, acc: Any, net: dict, *, n_customers: int, n_us
 
 
 def _polars_aggregates(tx: pl.DataFrame, ticks: pl.Expr, plan: SummaryPlan, *, has_amount: bool,
-                       weighted: bool, last_tick: int) -> tuple[pl.Series, dict[str, np.ndarray], int, np.ndarray | None]:
+                       weighted: bool, last_tick: int, source: str,
+                       amount_col: str | None) -> tuple[pl.Series, dict[str, np.ndarray], int]:
     """Per-customer aggregates (:data:`AGGREGATES`) of a standard frame, customers sorted.
 
-    Returns the customer ids, the aggregates, the number of rows after the observation end and the
-    merged purchases' sums (to locate an overflowing customer; None without amounts)."""
+    Returns the customer ids, the aggregates and the number of rows after the observation end. A
+    merged purchase whose amounts sum beyond the float range is an error naming its customer."""
     origin, step_ticks = plan.origin, plan.step_ticks
     b_expr = (ticks - origin) // step_ticks if step_ticks != 1 else ticks - origin
     if plan.split:
@@ -634,14 +634,20 @@ def _polars_aggregates(tx: pl.DataFrame, ticks: pl.Expr, plan: SummaryPlan, *, h
         "last_cal_b": gb[cstart + np.maximum(n_cal, 1) - 1],
         "rows": customer_rows,
     }
-    gsum = None
     if has_amount:
         amount = rows.get_column("amount").to_numpy()
-        with np.errstate(over="ignore"):  # a sum beyond the float range is reported by the caller
+        with np.errstate(over="ignore"):  # a sum beyond the float range is reported just below
             gsum = np.add.reduceat(amount, gstart)  # merged purchase values
         del amount
         rows = None  # the per-row amounts are summed: free them before the per-customer arrays
-        overflow = None if np.isfinite(gsum).all() else gsum.copy()  # (kept only to name the customer)
+        overflow = ~np.isfinite(gsum)
+        if overflow.any():
+            group = int(np.flatnonzero(overflow)[0])
+            customer = customer_ids[int(np.searchsorted(cstart, group, side="right") - 1)]
+            raise ClvInputError(f"{source}: column {amount_col or 'amount'!r}: the purchases of customer "
+                                f"{customer!r} sum beyond the floating-point range (about 1.8e308); check the "
+                                "amounts' unit")
+        del overflow
         with np.errstate(over="ignore"):
             if plan.split:
                 agg["hold_sum"] = np.add.reduceat(np.where(g_hold, gsum, 0.0), cstart)
@@ -652,21 +658,7 @@ def _polars_aggregates(tx: pl.DataFrame, ticks: pl.Expr, plan: SummaryPlan, *, h
             gsum[cstart] = 0.0  # the first purchase is not a repeat purchase
             agg["rest_cal_sum"] = np.add.reduceat(gsum, cstart)
         del gsum
-        gsum = None if overflow is None else (overflow, cstart)
-    return customer_ids, agg, n_after, gsum
-
-
-def _overflow_check(gsum, customer_ids: pl.Series, source: str, amount_col: str | None) -> None:
-    """A merged purchase whose amounts sum beyond the float range is an error naming its customer."""
-    if gsum is None:
-        return
-    sums, cstart = gsum
-    overflow = ~np.isfinite(sums)
-    if overflow.any():
-        group = int(np.flatnonzero(overflow)[0])
-        customer = customer_ids[int(np.searchsorted(cstart, group, side="right") - 1)]
-        raise ClvInputError(f"{source}: column {amount_col or 'amount'!r}: the purchases of customer {customer!r} "
-                            "sum beyond the floating-point range (about 1.8e308); check the amounts' unit")
+    return customer_ids, agg, n_after
 
 
 # --------------------------------------------------------------------------------------------
@@ -783,11 +775,9 @@ def summarize(
         plan = plan.rebased(first_tick)
 
     # --- the kernel, then the shared assembly ------------------------------------------------
-    customer_ids, agg, n_after, gsum = _polars_aggregates(tx, ticks, plan, has_amount=has_amount,
-                                                          weighted=weighted, last_tick=last_tick)
+    customer_ids, agg, n_after = _polars_aggregates(tx, ticks, plan, has_amount=has_amount, weighted=weighted,
+                                                    last_tick=last_tick, source=source, amount_col=amount_col)
     del tx  # the input frame is no longer needed: free it before the per-customer arrays
-    _overflow_check(gsum, customer_ids, source, amount_col)
-    del gsum
     out, keep = assemble(plan, agg, has_amount=has_amount)
     rows = agg["rows"]
     n_used_rows = int(rows.sum())

@@ -523,7 +523,6 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
     import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
 
     seen = _SeenIds()
     writer = schema = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 
 import pandas as pd
 import pytest
@@ -15,22 +14,11 @@ from clv_forecast.model import ClvModel  # noqa: E402
 COLUMNS = ["customer_id", "frequency", "recency", "T", "monetary_value"]
 
 
-@pytest.fixture(scope="session")
-def score_store_template(tmp_path_factory):
-    from mlflow.tracking import MlflowClient
-
-    path = tmp_path_factory.mktemp("score_mlflow_template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()  # migrated once; copied for each test
-    return path
-
-
 @pytest.fixture
-def store(tmp_path, score_store_template, monkeypatch) -> str:
-    monkeypatch.chdir(tmp_path)  # artifacts go to ./mlruns: here, not in the checkout
+def store(local_store, monkeypatch) -> str:
+    """The conftest's fresh sqlite store, with tracking switched on (the conftest switches it off)."""
     monkeypatch.delenv("CLV_FORECAST_TRACKING", raising=False)
-    path = tmp_path / "mlflow.db"
-    shutil.copyfile(score_store_template, path)
-    return f"sqlite:///{path}"
+    return local_store
 
 
 @pytest.fixture(scope="module")

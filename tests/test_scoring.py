@@ -1,11 +1,9 @@
 """Streaming batch scoring (clv_forecast.scoring) and the ``score`` command."""
 
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from clv_forecast.cli import main
 from clv_forecast.errors import ClvInputError
 from clv_forecast.model import ClvModel
 from clv_forecast.scoring import score_file
+from helpers import kill_when_writing, simulated_rfm_table  # noqa: E402 (tests folder)
 
 COLUMNS = ["customer_id", "frequency", "recency", "T", "monetary_value"]
 
@@ -188,36 +187,13 @@ def test_user_errors(model, table, tmp_path):
 # -- crash safety ----------------------------------------------------------------------------
 
 
-def _simulated_table(n: int, seed: int = 1) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    big_t = rng.uniform(20, 78, n)
-    x = rng.poisson(1.5, n).astype(float)
-    recency = np.where(x > 0, rng.uniform(0, 1, n) * big_t, 0.0)
-    spend = np.where(x > 0, rng.gamma(3, 10, n), 0.0)
-    return pd.DataFrame({"customer_id": np.arange(n), "frequency": x, "recency": recency, "T": big_t,
-                         "monetary_value": spend})
-
-
 def test_killed_run_leaves_no_output(model_file, tmp_path):
-    source = _write(_simulated_table(400_000), tmp_path / "big.parquet")
+    source = _write(simulated_rfm_table(400_000), tmp_path / "big.parquet")
     out = tmp_path / "out.parquet"
     code = ("import sys; from clv_forecast.scoring import score_file; "
             "score_file(sys.argv[1], sys.argv[2], sys.argv[3], batch_rows=2000)")
     process = subprocess.Popen([sys.executable, "-c", code, str(model_file), str(source), str(out)])
-    try:
-        deadline = time.monotonic() + 60
-        while not any(p.name.startswith(".out.parquet.") for p in tmp_path.iterdir()):
-            assert process.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        time.sleep(0.2)
-        assert process.poll() is None, "the run ended before it could be killed"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    kill_when_writing(process, tmp_path, ".out.parquet.", timeout=60, settle=0.2)
     assert process.returncode == -signal.SIGKILL
     assert not out.exists()
 

@@ -5,7 +5,6 @@ Java): when either is missing the Spark tests fail and say so, they are not skip
 """
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -16,6 +15,7 @@ import pytest
 from clv_forecast.btyd._data import rfm_verdict, verdict_reasons
 from clv_forecast.errors import ClvInputError
 from clv_forecast.model import ClvModel
+from helpers import kill_when_writing, simulated_rfm_table  # noqa: E402 (tests folder)
 
 # pyspark 4 on pandas 3: its own conversion code warns about the pandas version (driver side, not ours)
 pytestmark = [pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas"),
@@ -285,56 +285,22 @@ def test_killed_run_leaves_no_output(model, tmp_path):
     """A run SIGKILLed while Spark writes the scores (driver, JVM and Python workers: the whole process
     group) leaves its temporary directory and nothing under the final names."""
     import signal
-    import time
 
     model_file = model.save(tmp_path / "model.json")
-    rng = np.random.default_rng(3)
-    n = 1_000_000
-    big_t = rng.uniform(20, 78, n)
-    x = rng.poisson(1.5, n).astype(float)
-    pd.DataFrame({"customer_id": np.arange(n), "frequency": x,
-                  "recency": np.where(x > 0, rng.uniform(0, 1, n) * big_t, 0.0), "T": big_t,
-                  "monetary_value": np.where(x > 0, rng.gamma(3, 10, n), 0.0)}).to_parquet(tmp_path / "big.parquet")
+    simulated_rfm_table(1_000_000, seed=3).to_parquet(tmp_path / "big.parquet")
     out = tmp_path / "out"
     code = ("import sys; from clv_forecast.spark import spark_session, score_spark_to_parquet; "
             "s = spark_session('local[2]', ['spark.driver.memory=1g', 'spark.sql.files.maxPartitionBytes=2m']); "
             "score_spark_to_parquet(sys.argv[1], sys.argv[2], sys.argv[3], spark=s)")
     process = subprocess.Popen([sys.executable, "-c", code, str(model_file), str(tmp_path / "big.parquet"), str(out)],
                                start_new_session=True, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while not any(p.name.startswith(".out.") for p in tmp_path.iterdir()):
-            assert process.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        assert process.poll() is None, "the run ended before it could be killed"
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    kill_when_writing(process, tmp_path, ".out.", timeout=300, group=True)
     assert process.returncode == -signal.SIGKILL
     assert not out.exists()
     assert any(p.name.startswith(".out.") and p.name.endswith(".tmp") for p in tmp_path.iterdir())
 
 
 # -- the logged MLflow model through mlflow.pyfunc.spark_udf ----------------------------------------
-
-
-@pytest.fixture
-def local_store(tmp_path, tmp_path_factory, monkeypatch) -> str:
-    import shutil
-
-    from mlflow.tracking import MlflowClient
-
-    template = tmp_path_factory.getbasetemp() / "spark_mlflow_template.db"
-    if not template.exists():
-        MlflowClient(f"sqlite:///{template}").search_experiments()  # creates and migrates the store
-    monkeypatch.chdir(tmp_path)  # a sqlite store keeps its artifacts in ./mlruns: here, not in the checkout
-    path = tmp_path / "mlflow.db"
-    shutil.copyfile(template, path)
-    return f"sqlite:///{path}"
 
 
 RESULT_TYPE = "expected_purchases double, p_alive double, expected_spend double, clv double"

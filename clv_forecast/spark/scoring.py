@@ -37,18 +37,15 @@ Differences with :func:`clv_forecast.scoring.score_file`:
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ClvInputError
-from .session import _is_uri, _publish, _replaceable, _require_pyspark, _spark_error, _temporary, spark_session
+from .session import (_is_uri, _publish, _require_pyspark, _spark_error, _temporary, check_parquet_path,
+                      check_replaceable, spark_session)
 
 __all__ = ["score_spark", "score_spark_to_parquet", "score_command", "SCORE_COLUMNS"]
 
@@ -173,7 +170,6 @@ def score_spark(model, sdf, *, horizon="12M", discount_rate="0%/Y", step="1M", m
     import pandas as pd
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-    from ..model import json_safe
     from ..scoring import scoring_setup
 
     clv_model, time_unit = scoring_setup(model, time_unit)
@@ -189,7 +185,7 @@ def score_spark(model, sdf, *, horizon="12M", discount_rate="0%/Y", step="1M", m
     clv_model.clv(pd.DataFrame({"frequency": [1.0], "recency": [1.0], "T": [2.0], "monetary_value": [1.0]}),
                   time_unit=time_unit, **clv_args)
     # the JSON form save() writes: plain values, what from_dict reads back on the executors
-    model_dict = json.loads(json.dumps(json_safe(clv_model.to_dict()), allow_nan=False))
+    model_dict = json.loads(clv_model.to_json())
     names = SCORE_COLUMNS + (INTERVAL_COLUMNS if interval is not None else ())
     schema = StructType([sdf.schema[id_col]] + [sdf.schema[c] for c in keep]
                         + [StructField(name, DoubleType(), True) for name in names]
@@ -241,14 +237,9 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
     if _is_uri(output_path) or _is_uri(rejects_path):
         raise ClvInputError(f"{output_path}: the outputs are renamed into place by the driver: give local (or "
                             "mounted) paths, not URIs", argument="output_path", value=str(output_path))
+    check_parquet_path(input_text, argument="input_path")
     if not _is_uri(input_text):
-        source = Path(input_text)
-        if not source.exists():
-            raise ClvInputError(f"{source}: input not found", argument="input_path", value=input_text)
-        if source.is_file() and source.suffix.lower() not in (".parquet", ".pq"):
-            raise ClvInputError(f"{source}: the Spark scorer reads Parquet (a .parquet file or a directory of "
-                                "them)", argument="input_path", value=input_text)
-        resolved = source.resolve()
+        resolved = Path(input_text).resolve()
         for target in (output_path, rejects_path):
             if target.resolve() == resolved or resolved in target.resolve().parents \
                     or target.resolve() in resolved.parents:
@@ -257,8 +248,8 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
     if output_path.resolve() == rejects_path.resolve():
         raise ClvInputError(f"{rejects_path}: the rejects need their own directory, not the output's",
                             argument="rejects_path", value=str(rejects_path))
-    _replaceable(output_path, "the scores", "output_path")
-    _replaceable(rejects_path, "the rejects", "rejects_path")
+    check_replaceable(output_path, "the scores", "output_path")
+    check_replaceable(rejects_path, "the rejects", "rejects_path")
     from ..scoring import scoring_setup
 
     clv_model, time_unit = scoring_setup(model, time_unit)  # a bad model fails before Spark starts
@@ -332,8 +323,6 @@ def score_command(model, input_path, output_path, *, spark_master: str = "local[
     and ``observation_end``), the summary written to a temporary Parquet directory beside the output
     and scored from there; the report carries the summary's accounting."""
     if transactions is not None:
-        from .session import check_parquet_path
-
         check_parquet_path(transactions, argument="transactions")
     for argument, path, what in (("input_path", input_path, "reads Parquet (a .parquet file or a directory of "
                                                             "Parquet files)"),

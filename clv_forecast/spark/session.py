@@ -28,7 +28,7 @@ def _is_uri(path) -> bool:
     return "://" in str(path)
 
 
-def _replaceable(path: Path, what: str, argument: str) -> None:
+def check_replaceable(path: Path, what: str, argument: str) -> None:
     """An existing target may be replaced only when it is an empty directory or a finished Spark output
     (a ``_SUCCESS`` marker): never a file or a folder of other things."""
     if not path.exists():
@@ -144,10 +144,10 @@ def check_parquet_path(path, *, argument: str = "transactions") -> None:
     """One-line errors for a local input the Spark engine cannot read (before a session is started)."""
     text = str(path)
     local = Path(text)
-    if "://" in text:
+    if _is_uri(text):
         return
     if not local.exists():
-        raise ClvInputError(f"{text}: no such file or directory", argument=argument, value=text)
+        raise ClvInputError(f"{text}: input not found", argument=argument, value=text)
     if local.is_file() and local.suffix.lower() not in (".parquet", ".pq"):
         raise ClvInputError(f"{text}: the Spark engine reads Parquet (a .parquet file or a directory of them); "
                             "convert the file, or use the local engine", argument=argument, value=text)
@@ -197,12 +197,12 @@ def _nanosecond_columns(path) -> list[str]:
 def write_parquet_dir(sdf, path, *, argument: str = "predictions", what: str = "the per-customer table"):
     """Write a Spark DataFrame as a Parquet directory, published atomically (:func:`_temporary`,
     :func:`_publish`: a failed or killed job leaves nothing under the target's name). An existing target
-    is replaced only if it is an earlier Spark output or empty (:func:`_replaceable`)."""
+    is replaced only if it is an earlier Spark output or empty (:func:`check_replaceable`)."""
     target = Path(path)
     if target.suffix.lower() in (".csv", ".gz", ".txt", ".json"):
         raise ClvInputError(f"{target}: the Spark engine writes a directory of Parquet files; give a directory "
                             "name (e.g. 'predictions' or 'predictions.parquet')", argument=argument, value=str(path))
-    _replaceable(target, what, argument)
+    check_replaceable(target, what, argument)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary(target)
     try:

@@ -32,7 +32,6 @@ one example customer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -190,7 +189,7 @@ def summarize_spark(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from ..rfm import SummaryOptions, _WEEKDAYS, plan_summary  # noqa: F401
+    from ..rfm import SummaryOptions, plan_summary
     from ..transactions import ReadAccounting
 
     options = SummaryOptions.parse(time_unit=time_unit, merge=merge, week_start=week_start,
@@ -401,9 +400,7 @@ def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
     from pyspark.sql.types import DoubleType, StructField, StructType
 
     from ..experiment import clv_table
-    from ..model import json_safe
-
-    model_dict = json.loads(json.dumps(json_safe(model.to_dict()), allow_nan=False))
+    model_dict = json.loads(model.to_json())  # the saved file's form, rebuilt on the executors
     unit = str(time_unit)
     # the score columns, from the same function on a one-row sample (no data needed)
     import pandas as pd

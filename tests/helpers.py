@@ -1,0 +1,50 @@
+"""Helpers shared by test modules (imported as ``helpers``: the tests folder is on ``sys.path``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def simulated_rfm_table(n: int, seed: int = 1) -> pd.DataFrame:
+    """``n`` valid RFM rows with continuous T (20-78 weeks): every (frequency, T) pair distinct."""
+    rng = np.random.default_rng(seed)
+    big_t = rng.uniform(20, 78, n)
+    x = rng.poisson(1.5, n).astype(float)
+    recency = np.where(x > 0, rng.uniform(0, 1, n) * big_t, 0.0)
+    spend = np.where(x > 0, rng.gamma(3, 10, n), 0.0)
+    return pd.DataFrame({"customer_id": np.arange(n), "frequency": x, "recency": recency, "T": big_t,
+                         "monetary_value": spend})
+
+
+def kill_when_writing(process, folder: Path, prefix: str, *, timeout: float, settle: float = 0.0,
+                      group: bool = False) -> None:
+    """SIGKILL ``process`` (with ``group``, its whole process group) once an entry named ``prefix...``
+    appears in ``folder``, i.e. while it writes its output under a temporary name; ``settle`` seconds
+    later, so that it is well into writing. Fails if the run ends first or takes longer than ``timeout``."""
+
+    def kill() -> None:
+        if group:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            os.kill(process.pid, signal.SIGKILL)
+
+    try:
+        deadline = time.monotonic() + timeout
+        while not any(p.name.startswith(prefix) for p in folder.iterdir()):
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(settle)
+        assert process.poll() is None, "the run ended before it could be killed"
+        kill()
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            kill()
+            process.wait()
