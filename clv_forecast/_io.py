@@ -1,18 +1,37 @@
 """Atomic file output: a temporary file in the target's folder, renamed over the target at the end.
 
-A crash, an error or Ctrl-C never leaves a half-written file under the final name. The file gets
+A crash, an error, Ctrl-C or SIGTERM (the console script turns it into the same unwinding) never
+leaves a half-written file under the final name, and the temporary file is removed. The file gets
 the permissions a plain ``open(path, "w")`` would give (``0o666`` minus the user's umask), not the
 ``0o600`` of a temporary file, so a job running as another user can read a saved model.
+
+Temporary names carry their owner: ``.NAME.HOST-PID.XXXXXXXX.tmp`` (:func:`temporary_path`). A run
+killed outright (SIGKILL, a power cut) cannot remove its own; the next write to the same target
+removes those whose process is gone on this host (:func:`remove_leftovers`) and warns once with
+their number. Leftovers of a live process, or of another host sharing the folder, are left alone.
+
+An OS error while writing (disk full, quota, read-only file system, permission) is one
+:class:`~clv_forecast.errors.ClvInputError` naming the file being written and the reason.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import re
+import shutil
+import socket
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text"]
+from .errors import ClvInputError
+
+__all__ = ["atomic_write", "atomic_write_text", "temporary_path", "remove_leftovers", "write_error"]
+
+# errors of the place written to (not of the data): reported as "cannot write FILE: reason"
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO,
+                 errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EXDEV}
 
 
 def _umask() -> int:
@@ -21,19 +40,92 @@ def _umask() -> int:
     return mask
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
+
+
+def _owner() -> str:
+    return f"{_host()}-{os.getpid()}"
+
+
+def temporary_path(target, suffix: str = ".tmp") -> Path:
+    """A fresh name beside ``target`` for its temporary file or directory: ``.NAME.HOST-PID.RANDOM`` +
+    ``suffix`` (not created)."""
+    target = Path(target)
+    return target.parent / f".{target.name}.{_owner()}.{os.urandom(6).hex()}{suffix}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: a process of another user has that pid
+        return True
+    return True
+
+
+def remove_leftovers(target) -> int:
+    """Remove the temporary files and directories that runs killed while writing ``target`` left beside
+    it (named by :func:`temporary_path` on this host, their process gone); warn once with their number.
+    Returns how many were removed."""
+    target = Path(target)
+    pattern = re.compile(re.escape(f".{target.name}.{_host()}-") + r"(\d+)\.[0-9a-f]+\.[A-Za-z0-9_.-]+$")
+    removed = 0
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            continue
+    if removed:
+        warnings.warn(f"{target.parent}: removed {removed} temporary {'file' if removed == 1 else 'files'} "
+                      f"left by an earlier run killed while writing {target.name}", UserWarning, stacklevel=2)
+    return removed
+
+
+def write_error(path, exc: OSError) -> ClvInputError | None:
+    """The one-line error for an OS error met while writing ``path`` (disk full, read-only...); None
+    when the error is not about the place written to."""
+    if exc.errno not in _WRITE_ERRNOS:
+        return None
+    reason = exc.strerror or os.strerror(exc.errno)
+    return ClvInputError(f"{path}: cannot write the file: {reason} (errno {errno.errorcode.get(exc.errno, exc.errno)}); "
+                         "nothing was written under this name")
+
+
 def atomic_write(path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` to produce the file, then rename it to ``path`` (parents created)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path)
+        tmp_path = temporary_path(path)
+        os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         write(tmp_path)
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp_path is not None:
+            try:
+                tmp_path.unlink(missing_ok=True)
+            except OSError:
+                pass
+        if isinstance(exc, OSError):
+            error = write_error(path, exc)
+            if error is not None:
+                raise error from None
         raise
     return path
 

@@ -158,6 +158,9 @@ def _check_output(path: Path, what: str = "the model", example: str = "model.jso
 
 
 def _check_outputs(spec: dict, save: bool) -> None:
+    from .experiment import check_spec_paths
+
+    check_spec_paths(spec, save=save)  # no output may replace an input (or another output): first
     out = spec["output"]
     if save and out.get("model"):
         _check_output(Path(out["model"]))
@@ -572,18 +575,19 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
             no_tracking, register_as, **options) -> None:
     """Backtest the historical CLV formulas and the predictive model: every method computed on the calibration
     period, scored against what each customer really spent in the holdout (needs --calibration-end)."""
-    from .experiment import analyse_run, run as run_pipeline, spec_from_options, write_analysis
+    from .experiment import analyse_run, check_spec_paths, run as run_pipeline, spec_from_options, write_analysis
 
     if options.get("calibration_end") is None:
         raise ClvInputError("the backtest needs a holdout: give {{calibration_end}} (e.g. 1997-09-30)")
     if options.get("amount_col") is None and options.get("quantity_col") is None:
         raise ClvInputError("the comparison is about money: give {{amount_col}} (or {{quantity_col}} and "
                             "{{price_col}})")
+    spec = spec_from_options(transactions=transactions, horizon=horizon, step=step, discount_rate=discount_rate,
+                             margin=margin, interval=interval, **options)
+    check_spec_paths(spec, save=False, output_dir=output_dir)
     if output_dir is not None and output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise ClvInputError(f"{output_dir}: exists and is not an empty folder; give a new folder for the results")
     tracker = _Tracking("compare", tracking_uri, no_tracking, register_as)
-    spec = spec_from_options(transactions=transactions, horizon=horizon, step=step, discount_rate=discount_rate,
-                             margin=margin, interval=interval, **options)
     result = analyse_run(run_pipeline(spec, save=False), transactions)
     if result.backtest is None:
         raise ClvInputError("no backtest: the summary has no holdout spend (give {{amount_col}})")
@@ -761,8 +765,40 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"clv-forecast: warning: {message}", file=sys.stderr)
 
 
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); SIGTERM exits with 143, SIGHUP with 129
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP (what schedulers, containers and ``timeout`` send) arrived: raised in the main
+    thread by the console script's handler, it unwinds the run as Ctrl-C does (``finally`` blocks run,
+    atomic writes remove their temporary files, Spark temporary directories are removed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame) -> None:
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):  # once: a second signal does not cut the cleanup short
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def _unwind_on_termination() -> None:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` (the main thread only; the console script)."""
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _terminate)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors become one line on stderr and exit code 2 (3 for an unreliable fit)."""
+    """Entry point: user errors become one line on stderr and exit code 2 (3 for an unreliable fit);
+    Ctrl-C exits with 130, SIGTERM/SIGHUP (:class:`Terminated`) with 128 + the signal's number."""
     warnings.showwarning = _one_line_warning
     try:
         rc = app.main(args=argv, prog_name="clv-forecast", standalone_mode=False)
@@ -783,9 +819,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.Abort:
+    except click.Abort as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, EOFError):  # click turns EOFError into Abort: exit 130 is for interrupts only
+            text = " ".join(str(cause).split()) or "end of file"
+            print(f"clv-forecast: error: an input ended unexpectedly ({text[:200]})", file=sys.stderr)
+            return EXIT_USER_ERROR
         print("clv-forecast: aborted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("clv-forecast: aborted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated as exc:
+        print("clv-forecast: terminated", file=sys.stderr)
+        return 128 + exc.signum
     except OSError as exc:
         print(f"clv-forecast: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -796,6 +843,7 @@ def console_main() -> None:  # pragma: no cover - the console script
     from . import _warmup
 
     _warmup.limit_blas_threads()  # before numpy is imported; see clv_forecast/_warmup.py
+    _unwind_on_termination()
     rc = main()
     if _TRACKED:
         # the interpreter's last garbage collection walks MLflow's many objects (~0.6 s): skip it at exit

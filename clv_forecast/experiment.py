@@ -25,7 +25,8 @@ from typing import Any
 
 from .errors import ClvInputError, UnreliableFitError
 
-__all__ = ["SCHEMA", "cdnow_spec", "load_spec", "spec_from_options", "run", "RunResult", "spec_error"]
+__all__ = ["SCHEMA", "cdnow_spec", "load_spec", "spec_from_options", "check_spec_paths", "run", "RunResult",
+           "spec_error"]
 
 _DATE = (str, _dt.date)  # TOML's native dates and datetimes are datetime.date / datetime.datetime
 
@@ -120,6 +121,11 @@ def spec_error(where: str, section: str | None, key: str, value, reason: str) ->
     return ClvInputError(f"{place} = {value!r}: {reason}")
 
 
+def _shown(text: str) -> str:
+    """A text value as echoed in a spec error (its repr shows a NUL as \\x00): at most 80 characters."""
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _check(where: str, section: str, key: str, value) -> None:
     types, _, _ = SCHEMA[section][key]
     ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
@@ -129,6 +135,8 @@ def _check(where: str, section: str, key: str, value) -> None:
         raise spec_error(where, section, key, value, f"must be {want}")
     if isinstance(value, float) and not math.isfinite(value):
         raise spec_error(where, section, key, value, "must be a finite number")
+    if isinstance(value, str) and "\x00" in value:
+        raise spec_error(where, section, key, _shown(value), "must not contain a NUL byte")
     choices = _CHOICES.get((section, key))
     if choices and value not in choices:
         raise spec_error(where, section, key, value, f"must be one of {', '.join(map(repr, choices))}")
@@ -143,6 +151,10 @@ def load_spec(path=None) -> dict:
     """
     if path is None:
         return cdnow_spec()
+    if "\x00" in str(path):
+        from ._paths import shown_path
+
+        raise ClvInputError(f"{shown_path(path)}: the experiment file's path contains a NUL byte")
     path = Path(path)
     where = str(path)
     try:
@@ -158,6 +170,8 @@ def load_spec(path=None) -> dict:
         if key == "name":
             if not isinstance(value, str) or not value.strip():
                 raise spec_error(where, None, "name", value, "must be non-empty text")
+            if "\x00" in value:
+                raise spec_error(where, None, "name", _shown(value), "must not contain a NUL byte")
             spec["name"] = value
             continue
         if key not in SCHEMA:
@@ -195,6 +209,21 @@ def spec_from_options(*, transactions, name: str | None = None, **options) -> di
         if value is not None:
             spec[owners[key]][key] = value
     return spec
+
+
+def check_spec_paths(spec: dict, *, save: bool = True, output_dir=None) -> None:
+    """The one check of a run's files (:func:`clv_forecast._paths.check_paths`), before any work: the
+    transaction log and the experiment file are inputs; the model, the per-customer table and the report
+    (when ``save``) and ``output_dir`` (``compare --output``) are outputs. No output may be the same file
+    as another file of the run, hold one, or lie inside the (Spark) input directory."""
+    from ._paths import check_paths
+
+    data, out = spec["data"], spec["output"]
+    inputs = {"{{source}}": None if data["source"] == _CDNOW_SOURCE else data["source"],
+              "the experiment file": spec.get("spec_file")}
+    outputs = {f"{{{{{key}}}}}": out.get(key) if save else None for key in ("model", "predictions", "report")}
+    outputs["{{output_dir}}"] = output_dir
+    check_paths(inputs, outputs, where=spec.get("spec_file"))
 
 
 @dataclass
@@ -380,8 +409,10 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
 
     A fit that did not converge or does not identify its parameters raises
     :class:`~clv_forecast.errors.UnreliableFitError` before anything is written, unless
-    ``[output] save_unreliable`` is true.
+    ``[output] save_unreliable`` is true. Its files are checked first (:func:`check_spec_paths`): no
+    output may replace an input or another output.
     """
+    check_spec_paths(spec, save=save)
     if spec["data"].get("engine", "local") == "spark":
         return _run_spark(spec, save=save, analyse=analyse)
     from . import _warmup
@@ -534,17 +565,19 @@ def write_analysis(result: RunResult, directory) -> Path:
     the end, so a failure leaves no half-written folder. ``directory`` must not exist or be empty."""
     import os
     import shutil
-    import tempfile
 
-    from ._io import _umask
+    from ._io import _umask, remove_leftovers, temporary_path, write_error
 
     directory = Path(directory)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise ClvInputError(f"{directory}: exists and is not an empty folder; give a new folder for the results",
                             argument="output")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp = None
     try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(directory)
+        tmp = temporary_path(directory)
+        tmp.mkdir(mode=0o700)
         tables = {}
         if result.backtest is not None:
             tables["backtest"] = result.backtest.metrics
@@ -568,7 +601,11 @@ def write_analysis(result: RunResult, directory) -> Path:
         if directory.exists():
             directory.rmdir()
         os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        error = write_error(directory, exc) if isinstance(exc, OSError) else None
+        if error is not None:
+            raise error from None
         raise
     return directory

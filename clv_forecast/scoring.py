@@ -99,6 +99,21 @@ def _model_file(model) -> Path | None:
         return None
     text = str(model)
     if text.startswith(("runs:/", "models:/")):
+        import os
+
+        from . import tracking
+
+        # the server is asked once, quickly, before MLflow's client (whose retries we bound) is used:
+        # a server that is down or hangs fails in seconds, tracked or not
+        servers = [tracking.resolve_tracking_uri(None)]
+        if text.startswith("models:/"):
+            servers.append(os.environ.get("MLFLOW_REGISTRY_URI", "").strip() or None)
+        for uri in servers:
+            reason = tracking.server_problem(uri)
+            if reason is not None:
+                raise ClvInputError(f"cannot download the model: the MLflow server {uri} is not reachable "
+                                    f"({reason}); start it, or set MLFLOW_TRACKING_URI to where the model is",
+                                    argument="model", value=text)
         import mlflow.artifacts
 
         try:
@@ -192,7 +207,11 @@ def _batches(path: Path, columns: list[str], batch_rows: int):
         names = reader.schema_arrow.names
         _require_columns(path, names, columns)
         wanted = list(columns)
-        yield from ((b, None) for b in reader.iter_batches(batch_size=batch_rows, columns=wanted))
+        try:
+            for batch in reader.iter_batches(batch_size=batch_rows, columns=wanted):
+                yield batch, None
+        except (pa.ArrowInvalid, OSError) as exc:  # a damaged page or a truncated file: name the file
+            raise ClvInputError(f"{path}: cannot read Parquet file ({' '.join(str(exc).split())[:300]})") from None
         return
     try:
         header = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 16)).schema.names
@@ -204,12 +223,12 @@ def _batches(path: Path, columns: list[str], batch_rows: int):
     convert = pcsv.ConvertOptions(include_columns=wanted, column_types={c: pa.string() for c in wanted},
                                   strings_can_be_null=True)
     block = int(min(max(batch_rows * 48, 1 << 16), 1 << 28))
-    reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=block), convert_options=convert)
     try:
+        reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=block), convert_options=convert)
         for batch in reader:
             for start in range(0, batch.num_rows, batch_rows):
                 yield batch.slice(start, batch_rows), None
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, OSError) as exc:
         raise ClvInputError(f"{path}: cannot read CSV file ({' '.join(str(exc).split())})") from None
 
 
@@ -302,7 +321,8 @@ def score_file(model, input_path, output_path, *, horizon="12M", discount_rate="
     """
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
-    out_kind, rejects_path = _check_outputs(output_path, rejects_path, batch_rows, max_reject_share, input_path)
+    out_kind, rejects_path = _check_outputs(output_path, rejects_path, batch_rows, max_reject_share, input_path,
+                                            model=model)
     clv_model, time_unit, model_file = _setup(model, time_unit)
     total = None
     if input_path.suffix.lower() in (".parquet", ".pq") and input_path.exists():
@@ -365,7 +385,8 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
     started = time.perf_counter()
     output_path = Path(output_path)
     source = Path(transactions) if isinstance(transactions, (str, Path)) else None
-    out_kind, rejects_path = _check_outputs(output_path, rejects_path, batch_rows, max_reject_share, source)
+    out_kind, rejects_path = _check_outputs(output_path, rejects_path, batch_rows, max_reject_share, source,
+                                            model=model, input_role="{{transactions}}")
     if amount_col is None and quantity_col is None:
         raise ClvInputError("CLV needs the amounts: give {{amount_col}} (or {{quantity_col}} and {{price_col}})")
     clv_model, _, model_file = _setup(model)
@@ -390,17 +411,34 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
     return report
 
 
-def _check_outputs(output_path: Path, rejects_path, batch_rows, max_reject_share, input_path: Path | None):
-    """The output's kind and the rejects path, after the checks that need nothing read."""
+def score_paths(model, input_path, output_path, rejects_path, *, input_role: str = "{{input_path}}",
+                default_rejects: str = ".rejects.csv") -> Path:
+    """The one check of a scoring run's files (:func:`clv_forecast._paths.check_paths`), before any work:
+    the input (``input_role``) and a local model file are read, the scores and the rejects written; no
+    two may be the same file, and no output may hold (or lie inside) another. Returns the rejects path
+    (default: the output's name + ``default_rejects``). Shared by the local and the Spark scorers."""
+    from ._paths import check_paths
+    from .model import ClvModel
+
+    output_path = Path(output_path)
+    given = rejects_path is not None
+    rejects_path = Path(rejects_path) if given else output_path.with_name(output_path.name + default_rejects)
+    model_path = None if isinstance(model, ClvModel) or model is None else model
+    check_paths({input_role: input_path, "{{model}}": model_path},
+                {"{{output_path}}": output_path, "{{rejects_path}}" if given else "the rejects file": rejects_path})
+    return rejects_path
+
+
+def _check_outputs(output_path: Path, rejects_path, batch_rows, max_reject_share, input_path: Path | None,
+                   model=None, input_role: str = "{{input_path}}"):
+    """The output's kind and the rejects path, after the checks that need nothing read (the files first:
+    :func:`score_paths`)."""
+    rejects_path = score_paths(model, input_path, output_path, rejects_path, input_role=input_role)
     out_kind = _kind(output_path, "the output")
     if not (isinstance(batch_rows, int) and not isinstance(batch_rows, bool) and batch_rows >= 1):
         raise ClvInputError("must be a whole number >= 1", argument="batch_rows", value=batch_rows)
     if not (0 <= max_reject_share <= 1):
         raise ClvInputError("must be a share between 0 and 1", argument="max_reject_share", value=max_reject_share)
-    if input_path is not None and output_path.resolve() == input_path.resolve():
-        raise ClvInputError(f"{output_path}: the output would overwrite the input")
-    rejects_path = Path(rejects_path) if rejects_path is not None else output_path.with_name(
-        output_path.name + ".rejects.csv")
     return out_kind, rejects_path
 
 

@@ -27,7 +27,8 @@ from typing import Any
 
 from .errors import ClvInputError
 
-__all__ = ["TrackedRun", "TrackedScore", "resolve_tracking_uri", "check_reachable", "log_run", "log_score_run",
+__all__ = ["TrackedRun", "TrackedScore", "resolve_tracking_uri", "check_tracking_scheme", "check_reachable",
+           "server_problem", "log_run", "log_score_run",
            "load_model", "ClvPyfunc", "OUTPUT_COLUMNS", "INPUT_COLUMNS"]
 
 #: Columns the pyfunc model reads (``monetary_value`` optional) and returns, in this order.
@@ -38,8 +39,15 @@ VERSIONED = ("clv_forecast", "numpy", "scipy", "pandas", "polars", "pyarrow", "m
 #: Alias set on a registered version by default (``models:/NAME@champion``); MLflow reserves "latest".
 DEFAULT_ALIAS = "champion"
 
-# MLflow's HTTP client retries for minutes by default (7 retries with back-off, 120 s timeout)
-_FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+# MLflow's HTTP client retries for minutes by default (7 retries with back-off, 120 s timeout): a server
+# that accepts and then never answers would hold a run for 4 minutes. Ours: one retry, 5 s without a byte.
+_FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+# the schemes MLflow can track to (mlflow.tracking._tracking_service.utils); a database scheme may carry
+# its driver (postgresql+psycopg2); plugins add theirs through the "mlflow.tracking_store" entry points
+_TRACKING_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks",
+                     "databricks-uc", "uc")
 
 
 @dataclass(frozen=True)
@@ -62,11 +70,50 @@ class TrackedRun:
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str | None:
     """The tracking URI to use: the argument, else ``$MLFLOW_TRACKING_URI``, else None (MLflow's own
-    default: the sqlite store ``mlflow.db`` in the working directory)."""
+    default: the sqlite store ``mlflow.db`` in the working directory). A URI whose scheme MLflow cannot
+    track to (``ftp://...``) is refused here, before any work (:func:`check_tracking_scheme`)."""
     if tracking_uri is not None and str(tracking_uri).strip():
-        return str(tracking_uri).strip()
+        uri = str(tracking_uri).strip()
+        check_tracking_scheme(uri, argument="tracking_uri")
+        return uri
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env:
+        check_tracking_scheme(env, argument=None)
     return env or None
+
+
+def check_tracking_scheme(uri: str, argument: str | None = "tracking_uri") -> None:
+    """Refuse a tracking URI MLflow has no store for (its scheme is not a path, ``file:``, a database,
+    ``http(s):``, ``databricks`` or a plugin's): one line naming the option (``argument``) or, without
+    one, ``$MLFLOW_TRACKING_URI``."""
+    import urllib.parse
+
+    from ._paths import shown_path
+
+    if "\x00" in uri:
+        reason = "contains a NUL byte"
+    else:
+        try:
+            scheme = urllib.parse.urlparse(uri).scheme.lower()
+        except ValueError as exc:
+            scheme, reason = None, f"not a URI ({exc})"
+        if scheme is not None:
+            if len(scheme) <= 1 or scheme.split("+")[0] in _TRACKING_SCHEMES or scheme in _plugin_schemes():
+                return  # "" and "c" (a drive letter): a local path
+            reason = (f"MLflow cannot track to {scheme!r} URIs; give a folder, file:, sqlite:, postgresql:, mysql:, "
+                      "mssql:, http(s): or databricks URI")
+    if argument is None:
+        raise ClvInputError(f"$MLFLOW_TRACKING_URI={shown_path(uri)}: {reason}")
+    raise ClvInputError(reason, argument=argument, value=shown_path(uri))
+
+
+def _plugin_schemes() -> set[str]:
+    from importlib.metadata import entry_points
+
+    try:
+        return {ep.name.lower() for ep in entry_points(group="mlflow.tracking_store")}
+    except Exception:  # noqa: BLE001 - broken package metadata: no plugins
+        return set()
 
 
 def _fail_fast_env() -> None:
@@ -80,9 +127,19 @@ def check_reachable(tracking_uri: str | None, timeout: float = 3.0) -> None:
     :class:`ClvInputError`. Other URIs (local stores, None) are not checked. Also makes MLflow's own
     HTTP client fail fast (see :data:`_FAST_FAIL_ENV`) unless the user configured it."""
     uri = resolve_tracking_uri(tracking_uri)
-    if uri is None or not uri.lower().startswith(("http://", "https://")):
-        return
+    reason = server_problem(uri, timeout)
+    if reason is not None:
+        raise ClvInputError(f"tracking server is not reachable ({reason}); start it (mlflow server --host 127.0.0.1 "
+                            "--port PORT) or give {{no_tracking=True}}", argument="tracking_uri", value=uri)
+
+
+def server_problem(uri: str | None, timeout: float = 3.0) -> str | None:
+    """Why an http(s) MLflow server at ``uri`` cannot be used (one quick ``GET {uri}/health``: refused,
+    timed out, HTTP 5xx), or None when it answers or ``uri`` is not a server. Sets MLflow's own HTTP
+    retries and timeout for the calls that follow (:data:`_FAST_FAIL_ENV`, unless the user set them)."""
     _fail_fast_env()
+    if uri is None or not uri.lower().startswith(("http://", "https://")):
+        return None
     import urllib.error
     import urllib.request
 
@@ -92,15 +149,12 @@ def check_reachable(tracking_uri: str | None, timeout: float = 3.0) -> None:
             response.read(64)
     except urllib.error.HTTPError as exc:
         if exc.code < 500:  # a server answered (e.g. /health behind a proxy or auth): it is reachable
-            return
-        reason = f"HTTP {exc.code}"
+            return None
+        return f"HTTP {exc.code}"
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        reason = " ".join(str(reason).split()) or type(exc).__name__
-    else:
-        return
-    raise ClvInputError(f"tracking server is not reachable ({reason}); start it (mlflow server --host 127.0.0.1 "
-                        "--port PORT) or give {{no_tracking=True}}", argument="tracking_uri", value=uri)
+        return " ".join(str(reason).split()) or type(exc).__name__
+    return None
 
 
 # -- what -------------------------------------------------------------------------------------------

@@ -81,8 +81,8 @@ def _sniff_separator(path: Path, source: str, data: Any = None, encoding: str = 
             opener = gzip.open if path.name.lower().endswith(".gz") else open
             with opener(path, "rt", encoding="utf-8", errors="replace") as handle:  # type: ignore[operator]
                 header = handle.readline()
-    except OSError as exc:
-        raise ClvInputError(f"{source}: cannot read the file: {exc}") from None
+    except (OSError, EOFError) as exc:
+        raise _gzip_error(path, source) or ClvInputError(f"{source}: cannot read the file: {exc}") from None
     counts = {sep: header.count(sep) for sep in (",", "\t", ";", "|")}
     best = max(counts, key=counts.__getitem__)
     return best if counts[best] > 0 else ","
@@ -265,8 +265,8 @@ def _csv_bytes_source(path: Path, source: str, encoding: str) -> "tuple[Any, str
 
     try:
         raw = gzip.open(path).read() if path.name.lower().endswith(".gz") else path.read_bytes()
-    except OSError as exc:
-        raise ClvInputError(f"{source}: cannot read the file: {exc}") from None
+    except (OSError, EOFError) as exc:
+        raise _gzip_error(path, source) or ClvInputError(f"{source}: cannot read the file: {exc}") from None
     try:
         text = raw.decode(codec)
     except UnicodeDecodeError as exc:
@@ -328,13 +328,42 @@ def _first_bad_utf8(path: Path, source: str, encoding: str) -> ClvInputError | N
                     return ClvInputError(
                         f"{source}: line {number} is not valid UTF-8 text (bytes {bad.hex(' ')}); "
                         "give {{encoding='latin-1'}} (or cp1252)", argument="encoding", value=encoding)
-    except OSError:
+    except (OSError, EOFError):
         return None
     return None
 
 
+def _gzip_problem(path: Path) -> str | None:
+    """Why a ``.gz`` file is not a whole gzip stream (truncated, or failing its checksum), or None (also
+    for other files). Streamed; read only after a reader failed."""
+    import gzip
+    import zlib
+
+    if not path.name.lower().endswith(".gz"):
+        return None
+    try:
+        with gzip.open(path, "rb") as handle:
+            while handle.read(1 << 20):
+                pass
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
+def _gzip_error(path: Path, source: str) -> ClvInputError | None:
+    """The one-line error for a truncated or corrupt ``.gz`` file, or None."""
+    problem = _gzip_problem(path)
+    if problem is None:
+        return None
+    return ClvInputError(f"{source}: truncated or corrupt gzip file ({problem[:200]}); "
+                         "compress it again or give the uncompressed file")
+
+
 def _csv_failure(path: Path, source: str, separator: str, exc: BaseException, data: Any,
                  encoding: str) -> ClvInputError:
+    broken = _gzip_error(path, source)
+    if broken is not None:
+        return broken
     if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
         found = _first_bad_utf8(path, source, encoding) if isinstance(data, Path) else None
         if found is not None:
@@ -357,7 +386,7 @@ def _ragged_line(path: Path, separator: str) -> str | None:
                 if record and len(record) != width:
                     return (f"line {reader.line_num} (data row {reader.line_num - 1}) has {len(record)} fields, "
                             f"the header has {width}")
-    except (OSError, csv.Error):
+    except (OSError, EOFError, csv.Error):
         return None
     return None
 

@@ -230,24 +230,18 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
     started = time.perf_counter()
     input_text = str(input_path)
     output_path = Path(output_path)
-    rejects_path = (Path(rejects_path) if rejects_path is not None
-                    else output_path.with_name(output_path.name + ".rejects"))
-    if not (0 <= max_reject_share <= 1):
-        raise ClvInputError("must be a share between 0 and 1", argument="max_reject_share", value=max_reject_share)
-    if _is_uri(output_path) or _is_uri(rejects_path):
+    if _is_uri(output_path) or (rejects_path is not None and _is_uri(rejects_path)):
         raise ClvInputError(f"{output_path}: the outputs are renamed into place by the driver: give local (or "
                             "mounted) paths, not URIs", argument="output_path", value=str(output_path))
+    from ..scoring import score_paths
+
+    # the one check of the files (same file, an output holding or inside the input directory)
+    rejects_path = score_paths(model, input_text, output_path, rejects_path, default_rejects=".rejects")
+    if not (0 <= max_reject_share <= 1):
+        raise ClvInputError("must be a share between 0 and 1", argument="max_reject_share", value=max_reject_share)
     check_parquet_path(input_text, argument="input_path")
     if not _is_uri(input_text):
-        resolved = Path(input_text).resolve()
-        for target in (output_path, rejects_path):
-            if target.resolve() == resolved or resolved in target.resolve().parents \
-                    or target.resolve() in resolved.parents:
-                raise ClvInputError(f"{target}: an output may not overwrite or contain the input")
-        input_text = resolved.as_uri()
-    if output_path.resolve() == rejects_path.resolve():
-        raise ClvInputError(f"{rejects_path}: the rejects need their own directory, not the output's",
-                            argument="rejects_path", value=str(rejects_path))
+        input_text = Path(input_text).resolve().as_uri()
     check_replaceable(output_path, "the scores", "output_path")
     check_replaceable(rejects_path, "the rejects", "rejects_path")
     from ..scoring import scoring_setup
@@ -322,6 +316,11 @@ def score_command(model, input_path, output_path, *, spark_master: str = "local[
     the model's settings (:func:`clv_forecast.scoring.summary_settings`, ``read``: the reading options
     and ``observation_end``), the summary written to a temporary Parquet directory beside the output
     and scored from there; the report carries the summary's accounting."""
+    from ..scoring import score_paths
+
+    # before Spark starts: no output may replace the input, the model or the other output
+    score_paths(model, input_path if transactions is None else transactions, output_path, args.get("rejects_path"),
+                input_role="{{input_path}}" if transactions is None else "{{transactions}}", default_rejects=".rejects")
     if transactions is not None:
         check_parquet_path(transactions, argument="transactions")
     for argument, path, what in (("input_path", input_path, "reads Parquet (a .parquet file or a directory of "
@@ -354,8 +353,8 @@ _LOCAL_READ_OPTIONS = {"quantity_col": None, "price_col": None, "date_format": N
 
 def _score_log(spark, model, transactions, output_path, read: dict, args: dict):
     import shutil
-    import uuid
 
+    from .._io import temporary_path
     from ..scoring import load_scoring_model, summary_settings
     from .session import read_parquet
     from .summary import summarize_spark
@@ -368,7 +367,7 @@ def _score_log(spark, model, transactions, output_path, read: dict, args: dict):
     summary = summarize_spark(read_parquet(spark, transactions), source=str(transactions), **summary_settings(clv_model),
                               **read)
     output_path = Path(output_path)
-    table = output_path.parent / f".{output_path.name}.summary-{uuid.uuid4().hex[:8]}"
+    table = temporary_path(output_path, ".summary")
     try:
         summary.rfm.write.parquet(str(table))
         report = score_spark_to_parquet(clv_model, table, output_path, spark=spark, **args)

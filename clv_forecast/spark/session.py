@@ -11,9 +11,9 @@ import os
 import shutil
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
+from .._io import remove_leftovers, temporary_path
 from ..errors import ClvInputError
 
 
@@ -41,7 +41,10 @@ def check_replaceable(path: Path, what: str, argument: str) -> None:
 
 
 def _temporary(target: Path) -> Path:
-    return target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
+    """The temporary directory of ``target``, named with its owner (:func:`clv_forecast._io.temporary_path`);
+    the leftovers of killed runs writing ``target`` are removed first (:func:`clv_forecast._io.remove_leftovers`)."""
+    remove_leftovers(target)
+    return temporary_path(target)
 
 
 def _publish(tmp: Path, target: Path) -> None:
@@ -49,7 +52,7 @@ def _publish(tmp: Path, target: Path) -> None:
     and deleted after (a kill between the two renames leaves nothing under ``target``)."""
     old = None
     if target.exists():
-        old = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.old"
+        old = temporary_path(target, ".old")
         os.rename(target, old)
     os.rename(tmp, target)
     if old is not None:
