@@ -94,18 +94,25 @@ def remove_leftovers(target) -> int:
     return removed
 
 
-def write_error(path, exc: OSError) -> ClvInputError | None:
-    """The one-line error for an OS error met while writing ``path`` (disk full, read-only...); None
-    when the error is not about the place written to."""
+def write_error(paths, exc: OSError, what: str = "file") -> ClvInputError | None:
+    """The one-line error for an OS error met while writing ``paths`` (one path, or the files one step
+    writes together): disk full, quota, read-only, permission...; None when the error is not about the
+    place written to."""
     if exc.errno not in _WRITE_ERRNOS:
         return None
-    reason = exc.strerror or os.strerror(exc.errno)
-    return ClvInputError(f"{path}: cannot write the file: {reason} (errno {errno.errorcode.get(exc.errno, exc.errno)}); "
-                         "nothing was written under this name")
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    names = " and ".join(str(p) for p in paths)
+    code = errno.errorcode.get(exc.errno, str(exc.errno))
+    under = "this name" if len(paths) == 1 else "these names"
+    return ClvInputError(f"{names}: cannot write the {what}{'s' if len(paths) > 1 else ''}: {os.strerror(exc.errno)} "
+                         f"({code}); nothing was written under {under}")
 
 
-def atomic_write(path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` to produce the file, then rename it to ``path`` (parents created)."""
+def atomic_write(path, write: Callable[[Path], None], *, also=()) -> Path:
+    """Call ``write(tmp_path)`` to produce the file, then rename it to ``path`` (parents created).
+
+    ``also``: other files the same ``write`` call writes (to their own temporary files), named with
+    ``path`` when an OS error cannot be told apart (a full disk while both are written)."""
     path = Path(path)
     tmp_path = None
     try:
@@ -123,7 +130,7 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
             except OSError:
                 pass
         if isinstance(exc, OSError):
-            error = write_error(path, exc)
+            error = write_error([*also, path], exc)
             if error is not None:
                 raise error from None
         raise

@@ -796,10 +796,31 @@ def _unwind_on_termination() -> None:
             signal.signal(getattr(signal, name), _terminate)
 
 
+def _nul_argument(argv) -> str | None:
+    """An argument with a NUL byte (possible in a program's call, never on a command line) named with
+    its option: no path, name or value may carry one."""
+    from ._paths import shown_path
+
+    args = list(argv or [])
+    for i, arg in enumerate(args):
+        if "\x00" in str(arg):
+            arg = str(arg)
+            if arg.startswith("--") and "=" in arg:
+                name = arg.split("=", 1)[0]
+            else:
+                name = args[i - 1] if i and str(args[i - 1]).startswith("-") else f"argument {i + 1}"
+            return f"{name}: the value contains a NUL byte: {shown_path(arg)}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit code 2 (3 for an unreliable fit);
     Ctrl-C exits with 130, SIGTERM/SIGHUP (:class:`Terminated`) with 128 + the signal's number."""
     warnings.showwarning = _one_line_warning
+    nul = _nul_argument(argv)
+    if nul is not None:
+        print(f"clv-forecast: error: {nul}", file=sys.stderr)
+        return EXIT_USER_ERROR
     try:
         rc = app.main(args=argv, prog_name="clv-forecast", standalone_mode=False)
         if isinstance(rc, int) and rc:

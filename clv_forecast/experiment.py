@@ -604,7 +604,7 @@ def write_analysis(result: RunResult, directory) -> Path:
     except BaseException as exc:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-        error = write_error(directory, exc) if isinstance(exc, OSError) else None
+        error = write_error(directory, exc, "folder") if isinstance(exc, OSError) else None
         if error is not None:
             raise error from None
         raise

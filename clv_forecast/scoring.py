@@ -462,7 +462,7 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
             _stream(clv_model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_unit, clv_args,
                     counts, reasons, progress, total)
 
-        atomic_write(rejects_path, write_with_rejects)
+        atomic_write(rejects_path, write_with_rejects, also=(output_path,))  # both written by one pass
         rejected = sum(reasons.values())
         share = rejected / counts["read"] if counts["read"] else 0.0
         if share > max_reject_share:
