@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClvInputError
-from .session import (_is_uri, _publish, _require_pyspark, _spark_error, _temporary, check_parquet_path,
+from .session import (_is_uri, _publish, _require_pyspark, _spark_error, _temporary, cancel_jobs, check_parquet_path,
                       check_replaceable, spark_session)
 
 __all__ = ["score_spark", "score_spark_to_parquet", "score_command", "SCORE_COLUMNS"]
@@ -300,6 +300,9 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
         _publish(rejects_tmp, rejects_path)
         _publish(output_tmp, output_path)
         return report(True)
+    except BaseException:
+        cancel_jobs(spark)  # interrupted (Ctrl-C, SIGTERM): stop the writers before removing their directories
+        raise
     finally:
         scored.unpersist()
         for tmp in temporaries:

@@ -211,7 +211,20 @@ def write_parquet_dir(sdf, path, *, argument: str = "predictions", what: str = "
     try:
         sdf.write.parquet(str(tmp))
         _publish(tmp, target)
+    except BaseException:
+        cancel_jobs(sdf.sparkSession)  # interrupted (Ctrl-C, SIGTERM): stop the writers before removing
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def cancel_jobs(session) -> None:
+    """Cancel the session's running jobs (a run interrupted while Spark writes): their tasks stop writing
+    into the temporary directory about to be removed. A task that still writes after it is removed
+    leaves a directory the next run writing the same target removes (:func:`clv_forecast._io.remove_leftovers`)."""
+    try:
+        session.sparkContext.cancelAllJobs()
+    except Exception:  # noqa: BLE001 - a session already stopped: nothing to cancel
+        pass
