@@ -265,6 +265,7 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
     names = SCORE_COLUMNS + (INTERVAL_COLUMNS if interval is not None else ())
     reason = F.col("reject_reason")
     temporaries = []
+    interrupted = False
     scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         counts = {row["reject_reason"]: int(row["count"]) for row in scored.groupBy("reject_reason").count().collect()}
@@ -302,9 +303,14 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
         return report(True)
     except BaseException:
         cancel_jobs(spark)  # interrupted (Ctrl-C, SIGTERM): stop the writers before removing their directories
+        interrupted = True
         raise
     finally:
-        scored.unpersist()
+        try:
+            scored.unpersist()
+        except Exception:  # noqa: BLE001 - after an interrupt py4j may fail: the interrupt is what is reported
+            if not interrupted:
+                raise
         for tmp in temporaries:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -341,13 +347,21 @@ def score_command(model, input_path, output_path, *, spark_master: str = "local[
 
     running = SparkSession.getActiveSession()  # called from a program with its own session: keep it running
     spark = spark_session(spark_master, spark_conf)
+    failed = False
     try:
         if transactions is None:
             return score_spark_to_parquet(model, input_path, output_path, spark=spark, **args)
         return _score_log(spark, model, transactions, output_path, dict(read or {}), args)
+    except BaseException:
+        failed = True
+        raise
     finally:
         if running is None:
-            spark.stop()
+            try:
+                spark.stop()
+            except Exception:  # noqa: BLE001 - an interrupt can leave py4j unusable: report the interrupt
+                if not failed:
+                    raise
 
 
 _LOCAL_READ_OPTIONS = {"quantity_col": None, "price_col": None, "date_format": None, "encoding": "utf-8",
