@@ -589,7 +589,8 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
             if not bad.all():  # scored first: a row whose scores are not finite is a reject too
                 good = np.flatnonzero(~bad)
                 frame = pd.DataFrame({name: values[name][good] for name in RFM_COLUMNS})
-                scores = model.clv(frame, time_unit=time_unit, **clv_args)
+                with np.errstate(all="ignore"):  # (inf - inf and the like: such rows are rejected next)
+                    scores = model.clv(frame, time_unit=time_unit, **clv_args)
                 unscored = nonfinite_reasons(scores, list(scores.columns))
                 hit = unscored != ""
                 if hit.any():

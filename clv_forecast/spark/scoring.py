@@ -113,7 +113,8 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
             out = {name: np.full(n, np.nan) for name in names}
             if good.size:
                 rfm = pd.DataFrame({name: values[name][good] for name in RFM_COLUMNS})
-                scores = model.clv(rfm, time_unit=time_unit, **clv_args)
+                with np.errstate(all="ignore"):  # (inf - inf and the like: such rows are rejected next)
+                    scores = model.clv(rfm, time_unit=time_unit, **clv_args)
                 unscored = nonfinite_reasons(scores, names)  # not finite: a reject, as in score_file
                 hit = unscored != ""
                 reason[good[hit]] = unscored[hit]
