@@ -302,7 +302,9 @@ class ClvModel(Settings):
 
         An unreliable model (:attr:`problems_` not empty) is refused with
         :class:`UnreliableFitError` unless ``allow_unreliable=True``; the file then records
-        ``"reliable": false`` and the problems, and :meth:`load` shows them again.
+        ``"reliable": false`` and the problems, and :meth:`load` shows them again. A model that
+        :meth:`load` would refuse (a runaway fit with parameters outside the models' ``param_bounds``)
+        is never written: :class:`UnreliableFitError` naming the file, the parameter and the bound.
         """
         self._check()
         problems = self.problems_
@@ -310,7 +312,10 @@ class ClvModel(Settings):
             raise UnreliableFitError(f"{path}: not saved, the model is unreliable: " + "; ".join(problems)
                                      + " (save(..., allow_unreliable=True) saves it anyway, marked unreliable)")
         text = self.to_json(indent=2)
-        self.from_dict(json.loads(text), source=str(path))  # never write a file that load() refuses
+        try:  # never write a file that load() refuses (parameters outside the bounds of a runaway fit)
+            self.from_dict(json.loads(text), source=str(path))
+        except ClvInputError as exc:
+            raise UnreliableFitError(f"not saved, even with allow_unreliable: {exc}") from None
         return atomic_write_text(path, text + "\n")
 
     def to_json(self, indent: int | None = None) -> str:

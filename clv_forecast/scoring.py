@@ -190,6 +190,8 @@ def check_value_settings(time_unit: str, horizon, step, discount_rate) -> None:
     try:
         discount_schedule(time_unit, horizon, step, discount_rate)
     except ClvInputError as exc:
+        if exc.argument is not None:  # names its option already (too many steps)
+            raise
         argument = "step" if "CLV step" in exc.reason else "horizon"
         value = step if argument == "step" else horizon
         raise ClvInputError(exc.reason.split(": ", 1)[-1], argument=argument, value=value) from None

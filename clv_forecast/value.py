@@ -57,10 +57,10 @@ def discount_schedule(time_unit: str, horizon, step, discount_rate) -> tuple[np.
     if not n_steps <= MAX_STEPS * (1 + 1e-9):  # also inf and NaN (a horizon such as 1e308Y)
         count = f"{n_steps:,.0f}" if math.isfinite(n_steps) and n_steps < 1e15 else f"{n_steps:.3g}"
         # the step is named when it is shorter than a day (sub-daily discounting is the unusual choice)
-        which = "CLV step" if step_d.days < 1 else "CLV horizon"
+        argument = "step" if step_d.days < 1 else "horizon"
         raise ClvInputError(
-            f"{which} {step if which == 'CLV step' else horizon}: {horizon} in steps of {step} is {count} steps; "
-            f"at most {MAX_STEPS:,} (daily steps over 27 years): give a longer step or a shorter horizon")
+            f"{horizon} in steps of {step} is {count} steps; at most {MAX_STEPS:,} (daily steps over 27 years): "
+            "give a longer step or a shorter horizon", argument=argument, value=step if argument == "step" else horizon)
     k = round(n_steps)
     if k < 1 or not math.isclose(n_steps, k, rel_tol=1e-9, abs_tol=1e-9):
         raise ClvInputError(
