@@ -113,9 +113,10 @@ MONEY_SCALE_BITS = 60
 MAX_SPEND = 1e150
 
 
-def _money_scale(m: np.ndarray, w: np.ndarray) -> float:
-    """1.0, or the power of two the spends are divided by for the fit (see :data:`MONEY_SCALE_BITS`)."""
-    centre = float(np.average(np.log2(m), weights=w))
+def _money_scale(mean_log_m: float) -> float:
+    """1.0, or the power of two the spends are divided by for the fit (see :data:`MONEY_SCALE_BITS`),
+    from the weighted mean of their natural logarithms."""
+    centre = mean_log_m / np.log(2.0)
     return 1.0 if abs(centre) <= MONEY_SCALE_BITS else float(2.0 ** round(centre))
 
 
@@ -229,9 +230,12 @@ class GammaGammaModel(_mle.MLEModel):
             raise IdentificationError("Gamma-Gamma: every customer has the same frequency and spend; "
                                       "the spend distribution cannot be identified")
         n = float(wk.sum())
-        scale = _money_scale(mk, wk)
-        ms = mk / scale  # exact: a power of two
-        by_x, sum_log_m = ByValue.of(xk, wk), float(np.dot(wk, np.log(ms)))
+        sum_log_m = float(np.dot(wk, np.log(mk)))
+        scale = _money_scale(sum_log_m / n)
+        ms = mk if scale == 1.0 else mk / scale  # exact: a power of two
+        if scale != 1.0:
+            sum_log_m -= n * float(np.log(scale))
+        by_x = ByValue.of(xk, wk)
         start = self._start([1.0, 1.0, float(np.average(ms, weights=wk))])
         if self.initial_params is not None:
             start[2] /= scale
