@@ -66,7 +66,10 @@ def discount_schedule(time_unit: str, horizon, step, discount_rate) -> tuple[np.
         raise ClvInputError(
             f"CLV horizon {horizon}: must be a whole number (>= 1) of steps of {step} ({n_steps:.6g} steps)"
         )
-    per_step = rate.over(TimeUnit(step_d.value * step_d.unit.n, step_d.unit.base))
+    try:
+        per_step = rate.over(TimeUnit(step_d.value * step_d.unit.n, step_d.unit.base))
+    except ClvInputError as exc:  # a step beyond the time units' range (1ns to 1000Y)
+        raise ClvInputError(exc.reason.split(": ", 1)[-1], argument="step", value=step) from None
     steps = np.arange(1, k + 1)
     return steps * step_len, 1.0 / (1.0 + per_step) ** steps
 

@@ -359,3 +359,11 @@ def test_interval_draws_stay_within_bounds():
     model = BetaGeoModel.from_params({**PURCHASES, "b": 9e14}, cov=np.diag([1e-4, 1e-2, 1e-3, 1e30]))
     draws = model.result_.draws(500, seed=1, bounds=model.param_bounds)
     assert np.isfinite(draws).all() and draws[:, 3].max() <= 1e15 and draws.min() > 0
+
+
+def test_step_beyond_the_time_units_range_names_the_step():
+    from clv_forecast.value import discount_schedule
+
+    with pytest.raises(ClvInputError) as info:
+        discount_schedule("W", "2000Y", "2000Y", "10%/Y")
+    assert info.value.argument == "step" and "from 1ns to 1000Y" in str(info.value)
