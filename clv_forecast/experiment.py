@@ -285,19 +285,33 @@ def clv_table(model, rfm, value: dict):
     return model.clv(rfm, interval=value["interval"] or None, **kwargs)
 
 
+#: the per-customer prediction columns whose non-finite values are counted (:func:`value_coverage`)
+SCORE_COLUMNS = ("expected_purchases", "p_alive", "expected_spend", "clv", "clv_lower", "clv_upper")
+
+
 def value_coverage(table) -> dict:
-    """How many customers a CLV total covers and why the others have no value."""
+    """How many customers a CLV total covers and why the others have no value; no NaN or infinity in the
+    per-customer table goes uncounted: ``clv_missing_other`` counts the CLVs missing for another reason
+    than the spend model's two, ``scores_nonfinite`` the customers with a finite CLV but another
+    prediction column (an interval bound, say) that is not finite."""
     import numpy as np
 
     clv = table["clv"].to_numpy(dtype=float)
     finite = np.isfinite(clv)
     spend = table["expected_spend"].to_numpy(dtype=float) if "expected_spend" in table else clv
+    nan_spend, inf_spend = np.isnan(spend), np.isinf(spend)
+    others = np.zeros(len(clv), dtype=bool)
+    for name in SCORE_COLUMNS:
+        if name in table and name != "clv":
+            others |= ~np.isfinite(table[name].to_numpy(dtype=float))
     return {
         "clv_total": float(clv[finite].sum()),
         "clv_customers": int(finite.sum()),
         "clv_missing": int((~finite).sum()),
-        "clv_missing_nonpositive_spend": int(np.isnan(spend).sum()),
-        "clv_missing_infinite_spend": int(np.isinf(spend).sum()),
+        "clv_missing_nonpositive_spend": int(nan_spend.sum()),
+        "clv_missing_infinite_spend": int(inf_spend.sum()),
+        "clv_missing_other": int((~finite & ~nan_spend & ~inf_spend).sum()),
+        "scores_nonfinite": int((finite & others).sum()),
     }
 
 

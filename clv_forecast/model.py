@@ -27,7 +27,7 @@ from ._io import atomic_write_text
 from .btyd import BetaGeoModel, GammaGammaModel
 from .btyd._data import rfm_arrays, time_unit_of
 from .btyd._mle import Fields, Settings, plain_setting
-from .errors import ClvInputError, NotFittedError, UnreliableFitError
+from .errors import ClvInputError, NotFittedError, UnreliableFitError, show_value
 from .units import TimeUnit
 from .value import customer_lifetime_value
 
@@ -266,7 +266,7 @@ class ClvModel(Settings):
         if not (isinstance(version, int) and not isinstance(version, bool)):
             fields.fail("format_version", version, f"must be a whole number from 1 to {FORMAT_VERSION}")
         if version > FORMAT_VERSION:
-            raise ClvInputError(f"{source}: model format version {version} is newer than this "
+            raise ClvInputError(f"{source}: model format version {show_value(version)} is newer than this "
                                 f"clv-forecast understands ({FORMAT_VERSION}); upgrade clv-forecast")
         if version < 1:
             fields.fail("format_version", version, f"must be a whole number from 1 to {FORMAT_VERSION}")
@@ -302,14 +302,21 @@ class ClvModel(Settings):
 
         An unreliable model (:attr:`problems_` not empty) is refused with
         :class:`UnreliableFitError` unless ``allow_unreliable=True``; the file then records
-        ``"reliable": false`` and the problems, and :meth:`load` shows them again.
+        ``"reliable": false`` and the problems, and :meth:`load` shows them again. A model that
+        :meth:`load` would refuse (a runaway fit with parameters outside the models' ``param_bounds``)
+        is never written: :class:`UnreliableFitError` naming the file, the parameter and the bound.
         """
         self._check()
         problems = self.problems_
         if problems and not allow_unreliable:
             raise UnreliableFitError(f"{path}: not saved, the model is unreliable: " + "; ".join(problems)
                                      + " (save(..., allow_unreliable=True) saves it anyway, marked unreliable)")
-        return atomic_write_text(path, self.to_json(indent=2) + "\n")
+        text = self.to_json(indent=2)
+        try:  # never write a file that load() refuses (parameters outside the bounds of a runaway fit)
+            self.from_dict(json.loads(text), source=str(path))
+        except ClvInputError as exc:
+            raise UnreliableFitError(f"not saved, even with allow_unreliable: {exc}") from None
+        return atomic_write_text(path, text + "\n")
 
     def to_json(self, indent: int | None = None) -> str:
         """The model as the JSON text :meth:`save` writes (plain values; :meth:`from_dict` of its
@@ -324,8 +331,11 @@ class ClvModel(Settings):
             data = json.loads(path.read_text())
         except FileNotFoundError:
             raise ClvInputError(f"{path}: model file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ClvInputError(f"{path}: cannot read model file ({exc})") from None
+        except RecursionError:
+            raise ClvInputError(f"{path}: cannot read model file (JSON nested too deep)") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: bad JSON, a 100,000-digit integer
+            text = " ".join(str(exc).split())
+            raise ClvInputError(f"{path}: cannot read model file ({text[:120]})") from None
         return cls.from_dict(data, source=str(path))
 
     def __repr__(self) -> str:

@@ -127,7 +127,12 @@ def coverage_line(metrics: dict, value: dict) -> str:
                        "spend, outside the spend model")
         if metrics.get("clv_missing_infinite_spend"):
             why.append(f"{metrics['clv_missing_infinite_spend']:,} with an unbounded expected spend (p x + q <= 1)")
+        if metrics.get("clv_missing_other"):
+            why.append(f"{metrics['clv_missing_other']:,} whose CLV is not a finite number")
         text += f"; {missing:,} customers have no CLV ({'; '.join(why) or 'no finite value'})"
+    if metrics.get("scores_nonfinite"):
+        text += (f"; {metrics['scores_nonfinite']:,} customers with a CLV have another prediction that is not "
+                 "finite (NaN or inf in the per-customer table)")
     return text
 
 

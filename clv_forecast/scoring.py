@@ -54,6 +54,35 @@ RFM_COLUMNS = ("frequency", "recency", "T", "monetary_value")
 MISSING_ID = "missing id"
 DUPLICATE_ID = "duplicate id"
 NOT_NUMERIC = "{column} not numeric"
+# reasons of the rows whose scores are not finite numbers (valid inputs the model gives no number for)
+UNBOUNDED_SPEND = "expected spend unbounded: Gamma-Gamma p x + q <= 1"
+ZERO_SPEND = "monetary_value 0 for a repeat buyer: outside the spend model"
+NOT_FINITE = "score not finite ({column})"
+
+
+def nonfinite_reasons(scores, names) -> np.ndarray:
+    """Per row, why its scores are not all finite (``""`` when they are): the output columns ``names`` of
+    ``scores`` (a DataFrame or a mapping of arrays) checked column by column (vectorised).
+
+    An infinite expected spend is :data:`UNBOUNDED_SPEND` (Gamma-Gamma: ``p x + q <= 1``, e.g. one-time
+    buyers when ``q <= 1``, a valid model), a NaN one :data:`ZERO_SPEND` (a repeat buyer whose mean spend
+    is 0); any other non-finite value :data:`NOT_FINITE` naming the first such column. Shared by the local
+    and the Spark scorers: such a row is a reject, counted against ``max_reject_share``.
+    """
+    reason = None
+    for name in reversed(list(names)):  # the first column's reason wins
+        bad = ~np.isfinite(np.asarray(scores[name], dtype=np.float64))
+        if bad.any():
+            if reason is None:
+                reason = np.full(len(bad), "", dtype=object)
+            reason[bad] = NOT_FINITE.format(column=name)
+    if reason is None:
+        return np.full(len(np.asarray(scores[names[0]])), "", dtype=object)
+    if "expected_spend" in names:
+        spend = np.asarray(scores["expected_spend"], dtype=np.float64)
+        reason[np.isnan(spend)] = ZERO_SPEND
+        reason[np.isinf(spend)] = UNBOUNDED_SPEND
+    return reason
 
 
 @dataclass
@@ -176,6 +205,8 @@ def check_value_settings(time_unit: str, horizon, step, discount_rate) -> None:
     try:
         discount_schedule(time_unit, horizon, step, discount_rate)
     except ClvInputError as exc:
+        if exc.argument is not None:  # names its option already (too many steps)
+            raise
         argument = "step" if "CLV step" in exc.reason else "horizon"
         value = step if argument == "step" else horizon
         raise ClvInputError(exc.reason.split(": ", 1)[-1], argument=argument, value=value) from None
@@ -594,6 +625,18 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
             reason[dup] = DUPLICATE_ID
             reason[~present] = MISSING_ID
             bad = reason != ""
+            scores = None
+            if not bad.all():  # scored first: a row whose scores are not finite is a reject too
+                good = np.flatnonzero(~bad)
+                frame = pd.DataFrame({name: values[name][good] for name in RFM_COLUMNS})
+                with np.errstate(all="ignore"):  # (inf - inf and the like: such rows are rejected next)
+                    scores = model.clv(frame, time_unit=time_unit, **clv_args)
+                unscored = nonfinite_reasons(scores, list(scores.columns))
+                hit = unscored != ""
+                if hit.any():
+                    reason[good[hit]] = unscored[hit]
+                    bad[good[hit]] = True
+                    scores = scores[~hit]
             if bad.any():
                 rows = np.flatnonzero(bad)
                 id_text = ids.take(pa.array(rows)).cast(pa.string())
@@ -608,8 +651,6 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
                                         clv_args["interval"])
                 writer = _writer(out_tmp, out_kind, schema)
             if good.size:
-                frame = pd.DataFrame({name: values[name][good] for name in RFM_COLUMNS})
-                scores = model.clv(frame, time_unit=time_unit, **clv_args)
                 columns = {id_col: ids.take(pa.array(good)).cast(schema.field(0).type)}
                 for name in schema.names[1:]:
                     columns[name] = pa.array(scores[name].to_numpy(), pa.float64())

@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .errors import ClvInputError
+from .errors import ClvInputError, show_value
 
 BASE_DAYS: dict[str, float] = {
     "ns": 1 / 86_400e9, "us": 1 / 86_400e6, "ms": 1 / 86_400e3, "s": 1 / 86_400, "min": 1 / 1_440,
@@ -30,6 +30,9 @@ _ALIASES = {
     "m": "M", "month": "M", "months": "M", "MS": "M", "ME": "M",
     "y": "Y", "year": "Y", "years": "Y", "A": "Y",
 }
+#: a time unit (a model's unit, a merge resolution, an input's unit) is at least a nanosecond and at most a
+#: thousand years: beyond, conversions such as ``1e308Y`` to weeks overflow and no data is measured so
+MIN_UNIT_DAYS, MAX_UNIT_DAYS = BASE_DAYS["ns"], 1000 * BASE_DAYS["Y"]
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)?\s*([A-Za-z]+)\s*$")
 
 
@@ -37,7 +40,7 @@ def _base(name: str, text: str) -> str:
     base = _ALIASES.get(name, name)
     if base not in BASE_DAYS:
         raise ClvInputError(
-            f"time unit {text!r}: unknown unit {name!r}; use D, W, M, Y, h, min, s (ms, us, ns), "
+            f"time unit {show_value(text)}: unknown unit {show_value(name)}; use D, W, M, Y, h, min, s (ms, us, ns), "
             "optionally with a multiple such as 2W"
         )
     return base
@@ -52,8 +55,10 @@ class TimeUnit:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.n) and self.n > 0):
-            raise ClvInputError(f"time unit {self.n}{self.base}: the multiple must be a positive number")
+            raise ClvInputError(f"time unit {self.n}{self.base[:20]}: the multiple must be a positive number")
         _base(self.base, f"{self.n}{self.base}")
+        if not (MIN_UNIT_DAYS * (1 - 1e-12) <= self.days <= MAX_UNIT_DAYS * (1 + 1e-12)):
+            raise ClvInputError(f"time unit {self.n:g}{self.base}: must be from 1ns to 1000Y")
 
     @classmethod
     def parse(cls, value: "str | TimeUnit") -> "TimeUnit":
@@ -62,7 +67,8 @@ class TimeUnit:
         match = _PATTERN.match(str(value))
         if match is None:
             raise ClvInputError(
-                f"time unit {value!r}: not understood; use D, W, M, Y or h, optionally with a multiple such as 2W"
+                f"time unit {show_value(value)}: not understood; use D, W, M, Y or h, optionally with a multiple "
+                "such as 2W"
             )
         n = float(match.group(1)) if match.group(1) else 1.0
         return cls(n, _base(match.group(2), str(value)))
@@ -95,10 +101,11 @@ class Duration:
             )
         match = _PATTERN.match(str(value))
         if match is None:
-            raise ClvInputError(f"duration {value!r}: not understood; write a number and a unit, e.g. 12M or 39W")
+            raise ClvInputError(f"duration {show_value(value)}: not understood; write a number and a unit, e.g. 12M "
+                                "or 39W")
         number = float(match.group(1)) if match.group(1) else 1.0
         if not (math.isfinite(number) and number >= 0):
-            raise ClvInputError(f"duration {value!r}: must be a non-negative number of units")
+            raise ClvInputError(f"duration {show_value(value)}: must be a non-negative number of units")
         return cls(number, TimeUnit(1.0, _base(match.group(2), str(value))))
 
     @property
@@ -138,12 +145,12 @@ class Rate:
             )
         text = str(value).replace(" ", "")
         if "/" not in text:
-            raise ClvInputError(f"discount rate {value!r}: give its period, e.g. '10%/Y' or '0.01/M'")
+            raise ClvInputError(f"discount rate {show_value(value)}: give its period, e.g. '10%/Y' or '0.01/M'")
         number, per = text.split("/", 1)
         try:
             rate = float(number[:-1]) / 100 if number.endswith("%") else float(number)
         except ValueError:
-            raise ClvInputError(f"discount rate {value!r}: {number!r} is not a number") from None
+            raise ClvInputError(f"discount rate {show_value(value)}: {show_value(number)} is not a number") from None
         return cls(rate, TimeUnit.parse(per))
 
     def over(self, period: "str | TimeUnit") -> float:

@@ -34,8 +34,17 @@ from .errors import ClvInputError, format_rows
 from .units import Duration, Rate, TimeUnit
 
 
+#: At most this many discounting steps in a horizon: daily steps over 27 years, hourly over one year (8,766),
+#: pass; ``--step 1s`` over 12 months (31.6M steps) or ``--horizon 100000Y`` in months (1.2M) are refused with
+#: one line instead of asking for gigabytes. The CLV's cost grows with the steps (the (pairs x steps)
+#: temporaries are bounded by :data:`_VALUES_PER_SLICE` whatever the number of steps).
+MAX_STEPS = 10_000
+
+
 def discount_schedule(time_unit: str, horizon, step, discount_rate) -> tuple[np.ndarray, np.ndarray]:
-    """Step end times (model units) and their discount factors ``1 / (1 + d_step) ** k``."""
+    """Step end times (model units) and their discount factors ``1 / (1 + d_step) ** k``.
+
+    The horizon must be a whole number of steps, at most :data:`MAX_STEPS`."""
     if time_unit is None:
         raise ClvInputError("CLV: the purchase model's time unit is unknown; fit it with time_unit=...")
     horizon_d = Duration.parse(horizon)
@@ -45,12 +54,22 @@ def discount_schedule(time_unit: str, horizon, step, discount_rate) -> tuple[np.
     if step_len <= 0:
         raise ClvInputError(f"CLV step {step}: must be a positive duration")
     n_steps = horizon_d.to(time_unit) / step_len
+    if not n_steps <= MAX_STEPS * (1 + 1e-9):  # also inf and NaN (a horizon such as 1e308Y)
+        count = f"{n_steps:,.0f}" if math.isfinite(n_steps) and n_steps < 1e15 else f"{n_steps:.3g}"
+        # the step is named when it is shorter than a day (sub-daily discounting is the unusual choice)
+        argument = "step" if step_d.days < 1 else "horizon"
+        raise ClvInputError(
+            f"{horizon} in steps of {step} is {count} steps; at most {MAX_STEPS:,} (daily steps over 27 years): "
+            "give a longer step or a shorter horizon", argument=argument, value=step if argument == "step" else horizon)
     k = round(n_steps)
     if k < 1 or not math.isclose(n_steps, k, rel_tol=1e-9, abs_tol=1e-9):
         raise ClvInputError(
             f"CLV horizon {horizon}: must be a whole number (>= 1) of steps of {step} ({n_steps:.6g} steps)"
         )
-    per_step = rate.over(TimeUnit(step_d.value * step_d.unit.n, step_d.unit.base))
+    try:
+        per_step = rate.over(TimeUnit(step_d.value * step_d.unit.n, step_d.unit.base))
+    except ClvInputError as exc:  # a step beyond the time units' range (1ns to 1000Y)
+        raise ClvInputError(exc.reason.split(": ", 1)[-1], argument="step", value=step) from None
     steps = np.arange(1, k + 1)
     return steps * step_len, 1.0 / (1.0 + per_step) ** steps
 
@@ -62,11 +81,32 @@ def _step_weights(factors: np.ndarray) -> np.ndarray:
     return factors - np.append(factors[1:], 0.0)
 
 
-#: Distinct (frequency, T) pairs evaluated at a time. The (pairs, steps) arrays then stay near 12 MB (12 steps),
-#: under glibc's largest mmap threshold (32 MB), so their memory is reused from one slice to the next instead
-#: of being mapped and faulted in anew: with every pair distinct (10M customers), 1M-pair slices cost 7-9 s of
-#: system time in page faults, these 3 s.
+#: Distinct (frequency, T) pairs evaluated at a time, for 12 steps. The (pairs, steps) arrays then stay near
+#: 12 MB, under glibc's largest mmap threshold (32 MB), so their memory is reused from one slice to the next
+#: instead of being mapped and faulted in anew: with every pair distinct (10M customers), 1M-pair slices cost
+#: 7-9 s of system time in page faults, these 3 s. With more steps the slices are shorter
+#: (:data:`_VALUES_PER_SLICE` values at most), so memory does not grow with the number of steps.
 _PAIRS_PER_SLICE = 1 << 17
+_VALUES_PER_SLICE = _PAIRS_PER_SLICE * 12
+
+
+def _pairs_per_slice(n_steps: int) -> int:
+    return max(1, min(_PAIRS_PER_SLICE, _VALUES_PER_SLICE // max(1, n_steps)))
+
+
+def discounted_if_alive(purchase_params, xu, tu, times, weights) -> tuple[np.ndarray, np.ndarray]:
+    """Per distinct (x, T) pair: the expected purchases of an active customer over the whole horizon
+    (the last step) and their discounted sum, in slices of pairs (bounded (pairs, steps) temporaries)."""
+    n = xu.shape[0]
+    last, discounted = np.empty(n), np.empty(n)
+    size = _pairs_per_slice(len(times))
+    for lo in range(0, n, size):
+        hi = min(n, lo + size)
+        if_alive = bgnbd._expected_if_alive(times, xu[lo:hi], tu[lo:hi], *purchase_params, dedupe=False)
+        last[lo:hi] = if_alive[:, -1]
+        discounted[lo:hi] = if_alive @ weights
+        del if_alive
+    return last, discounted
 
 
 def _clv_parts(purchase_params, x, t_x, big_t, times, weights):
@@ -76,14 +116,7 @@ def _clv_parts(purchase_params, x, t_x, big_t, times, weights):
     distinct (x, T) pair; only the two reduced columns are spread back to the customers, never a
     customers x steps array (10M customers x 12 steps would be 960 MB)."""
     xu, tu, codes = bgnbd.distinct_pairs(x, big_t)
-    n = xu.shape[0]
-    last, discounted = np.empty(n), np.empty(n)
-    for lo in range(0, n, _PAIRS_PER_SLICE):  # bounded (pairs, steps) temporaries, see _PAIRS_PER_SLICE
-        hi = min(n, lo + _PAIRS_PER_SLICE)
-        if_alive = bgnbd._expected_if_alive(times, xu[lo:hi], tu[lo:hi], *purchase_params, dedupe=False)
-        last[lo:hi] = if_alive[:, -1]
-        discounted[lo:hi] = if_alive @ weights
-        del if_alive
+    last, discounted = discounted_if_alive(purchase_params, xu, tu, times, weights)
     if codes is not None:
         last, discounted = last[codes], discounted[codes]
     alive = bgnbd.p_alive(x, t_x, big_t, *purchase_params)
@@ -204,8 +237,9 @@ def _clv_interval(purchases, spend, x, t_x, big_t, m, fixed_spend, times, weight
     a block the hypergeometric part is evaluated once per distinct (x, T) pair and draw. With a
     known spend (``fixed_spend``) only the purchase parameters are drawn.
     """
-    draws_p = purchases.result_.draws(n_draws, seed)
-    draws_s = None if spend is None else spend.result_.draws(n_draws, None if seed is None else seed + 1)
+    draws_p = purchases.result_.draws(n_draws, seed, bounds=purchases.param_bounds)
+    draws_s = None if spend is None else spend.result_.draws(n_draws, None if seed is None else seed + 1,
+                                                             bounds=spend.param_bounds)
     lower, upper = np.empty(len(x)), np.empty(len(x))
     block = max(1, max_values // n_draws)
     for start in range(0, len(x), block):
@@ -214,7 +248,7 @@ def _clv_interval(purchases, spend, x, t_x, big_t, m, fixed_spend, times, weight
         xu, tu, codes = bgnbd.distinct_pairs(xb, big_tb)  # once per block, not per draw
         samples = np.empty((n_draws, len(xb)))
         for i in range(n_draws):
-            discounted = bgnbd._expected_if_alive(times, xu, tu, *draws_p[i], dedupe=False) @ weights
+            discounted = discounted_if_alive(draws_p[i], xu, tu, times, weights)[1]
             if codes is not None:
                 discounted = discounted[codes]
             value = (fixed_spend[rows] if draws_s is None

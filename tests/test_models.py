@@ -880,6 +880,12 @@ def test_unreliable_fit_is_not_a_model(case, tmp_path):
     with pytest.raises(UnreliableFitError, match="not saved.*allow_unreliable"):
         model.save(tmp_path / "m.json")
     assert not (tmp_path / "m.json").exists()
+    outside = [p for p in problems if "outside the range a model file may hold" in p]
+    if outside:  # issue 17: a runaway fit beyond the parameter bounds is never written (load would refuse it)
+        with pytest.raises(UnreliableFitError, match=r"not saved, even with allow_unreliable: .*m\.json: .*params"):
+            model.save(tmp_path / "m.json", allow_unreliable=True)
+        assert not (tmp_path / "m.json").exists()
+        return
     path = model.save(tmp_path / "m.json", allow_unreliable=True)
     doc = json.loads(path.read_text())
     assert doc["reliable"] is False and doc["problems"] == problems

@@ -102,7 +102,8 @@ def convert_times(values: np.ndarray, source_unit, target_unit) -> np.ndarray:
     num, den = unit_factor(source_unit, target_unit)
     if num == den:
         return values
-    return values * num / den
+    with np.errstate(over="ignore"):  # a time beyond the largest double is inf: its scores are then rejected
+        return values * num / den
 
 
 # The RFM rules, in the order they are checked: (column, what is wrong, mask of the rows breaking the

@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import special
 
 from ..errors import (ClvInputError, ConvergenceWarning, IdentificationError, NotFittedError,
-                      UnreliableFitError)
+                      UnreliableFitError, show_value)
 
 #: shape parameters outside [RUNAWAY_LOW, RUNAWAY_HIGH], or any parameter with a relative standard
 #: error above RUNAWAY_LOG_SE, mark a fit whose likelihood has no interior maximum
@@ -59,6 +59,7 @@ class MLEResult:
     max_gradient: float = float("nan")
     source: str = "fit"  # "fit", or "params" for a model built from given parameters
     scale_free: tuple[str, ...] = ()  # parameters without a unit (shape parameters), judged by size
+    bounds: dict = field(default_factory=dict)  # the model's param_bounds (a fit outside them is a problem)
 
     @property
     def problems(self) -> list[str]:
@@ -75,6 +76,10 @@ class MLEResult:
             out.append(f"{self.model} has non-finite parameter estimates")
         if self.source == "params":
             return out
+        outside = [f"{n} = {v:.3g} {bound_problem(n, float(v), self.bounds)}" for n, v in self.params.items()
+                   if math.isfinite(v) and bound_problem(n, float(v), self.bounds)]
+        if outside:
+            out.append(f"{self.model} parameters outside the range a model file may hold: " + "; ".join(outside))
         if not self.converged:
             grad = "unknown" if not math.isfinite(self.max_gradient) else f"{self.max_gradient:.3g}"
             out.append(f"{self.model} did not converge (largest gradient {grad} after {self.n_iter} iterations)")
@@ -160,18 +165,29 @@ class MLEResult:
         lines += [f"  problem: {problem}" for problem in stats["problems"]]
         return "\n".join(lines)
 
-    def draws(self, n: int, seed=None) -> np.ndarray:
+    def draws(self, n: int, seed=None, bounds: Mapping[str, tuple[float, float]] | None = None) -> np.ndarray:
         """``n`` parameter vectors from the estimate's asymptotic distribution, shape (n, k).
 
         Drawn on the log scale, ``log(phi) ~ N(log(phi_hat), J^-1 cov J^-1)`` with
-        ``J = diag(phi_hat)`` (the delta method backwards), so every draw is positive.
+        ``J = diag(phi_hat)`` (the delta method backwards), so every draw is positive; a draw outside
+        ``bounds`` (the model's :attr:`MLEModel.param_bounds`) is clipped to them. The covariance is
+        scaled on the log scale before it is drawn from (``cov / phi phi^T`` would overflow for tiny
+        parameters such as ``alpha = 1e-300``); a log-scale covariance that is not finite raises.
         """
         if not np.all(np.isfinite(self.cov)):
             raise IdentificationError(f"{self.model}: no finite covariance; parameter uncertainty is unavailable")
         phi = self.params.to_numpy()
-        cov_log = self.cov / np.outer(phi, phi)
+        with np.errstate(all="ignore"):
+            cov_log = self.cov / phi[:, None] / phi[None, :]
+        if not np.all(np.isfinite(cov_log)):
+            raise IdentificationError(f"{self.model}: the covariance on the log scale is not finite; "
+                                      "parameter uncertainty is unavailable")
         rng = np.random.default_rng(seed)
-        return np.exp(rng.multivariate_normal(np.log(phi), cov_log, size=n, method="eigh"))
+        out = np.exp(rng.multivariate_normal(np.log(phi), cov_log, size=n, method="eigh"))
+        for j, name in enumerate(self.param_names):
+            low, high = (bounds or {}).get(name, (0.0, np.inf))
+            np.clip(out[:, j], low, high, out=out[:, j])
+        return out
 
     def to_dict(self) -> dict:
         return {
@@ -411,8 +427,21 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
-def param_vector(params, names: Sequence[str], model: str, argument: str = "params") -> np.ndarray:
-    """Given parameters (a mapping by name, or a sequence in the order ``names``) as a checked vector."""
+def bound_problem(name: str, value: float, bounds: Mapping[str, tuple[float, float]]) -> str | None:
+    """Why ``value`` is outside the range where the model's formulas are finite and fast (``bounds``:
+    the model's :attr:`MLEModel.param_bounds`), or None when it is inside."""
+    low, high = bounds.get(name, (0.0, math.inf))
+    if value < low:
+        return f"below {low:g}, the smallest value the model's formulas are evaluated at"
+    if value > high:
+        return f"above {high:g}, the largest value the model's formulas are evaluated at"
+    return None
+
+
+def param_vector(params, names: Sequence[str], model: str, argument: str = "params",
+                 bounds: Mapping[str, tuple[float, float]] | None = None) -> np.ndarray:
+    """Given parameters (a mapping by name, or a sequence in the order ``names``) as a checked vector:
+    positive, finite and within ``bounds`` (see :attr:`MLEModel.param_bounds`)."""
     names = tuple(names)
     if isinstance(params, (Mapping, pd.Series)):
         params = dict(params)
@@ -433,9 +462,18 @@ def param_vector(params, names: Sequence[str], model: str, argument: str = "para
                                 argument=argument, value=params)
     for name, value in zip(names, values):
         if not (_is_number(value) and math.isfinite(float(value)) and float(value) > 0):
-            raise ClvInputError(f"{model} parameter {name} = {value!r}: must be a positive finite number",
-                                argument=argument, value=params)
+            raise ClvInputError(f"{model} parameter {name} = {show_value(value)}: must be a positive finite number",
+                                argument=argument, value=_short(params))
+        problem = bound_problem(name, float(value), bounds or {})
+        if problem:
+            raise ClvInputError(f"{model} parameter {name} = {float(value):g}: {problem}",
+                                argument=argument, value=_short(params))
     return np.array([float(v) for v in values])
+
+
+def _short(value):
+    """A value echoed in a message, shortened (a long one by :func:`show_value`)."""
+    return value if len(repr(value)) <= 80 else show_value(value)
 
 
 def cov_matrix(cov, names: Sequence[str], model: str, argument: str = "cov") -> np.ndarray:
@@ -473,8 +511,14 @@ class Fields:
         self.source = source
 
     def fail(self, field_name: str, value, reason: str):
-        text = json.dumps(value, default=str) if not isinstance(value, float) or math.isfinite(value) else repr(value)
+        try:
+            text = json.dumps(value, default=str) if not isinstance(value, float) or math.isfinite(value) \
+                else repr(value)
+        except (ValueError, RecursionError):  # an integer too long to print, a structure too deep
+            text = "..."
         text = text if len(text) <= 60 else text[:57] + "..."
+        field_name = field_name if len(field_name) <= 80 else field_name[:77] + "..."
+        reason = reason if len(reason) <= 200 else reason[:197] + "..."
         raise ClvInputError(f"{self.source}: {field_name} = {text}: {reason}")
 
     def missing(self, field_name: str):
@@ -589,7 +633,10 @@ def check_model_dict(cls, data, fields: Fields, where: str = "") -> dict:
         fields.fail(_join(where, "model"), data["model"], f"expected {cls.name!r}")
     params = fields.mapping(_join(where, "params"), fields.get(data, "params", where))
     for name in names:
-        fields.positive(_join(where, f"params.{name}"), fields.get(params, name, _join(where, "params")))
+        value = fields.positive(_join(where, f"params.{name}"), fields.get(params, name, _join(where, "params")))
+        problem = bound_problem(name, value, cls.param_bounds)
+        if problem:
+            fields.fail(_join(where, f"params.{name}"), value, problem)
     for name in params:
         if name not in names:
             fields.fail(_join(where, f"params.{name}"), params[name], f"unknown parameter (parameters are {', '.join(names)})")
@@ -654,6 +701,9 @@ class MLEModel(Settings):
     name = "model"
     param_names: tuple[str, ...] = ()
     scale_free_params: tuple[str, ...] = ()  # shape parameters (no unit of time or money)
+    #: (low, high) of each parameter: where the model's formulas are finite and their cost does not depend
+    #: on the parameters; :meth:`from_params` and :meth:`from_dict` (model files) refuse values outside
+    param_bounds: dict[str, tuple[float, float]] = {}
 
     def _check_penalizer(self) -> None:
         if isinstance(self.penalizer, bool) or not isinstance(self.penalizer, (int, float, np.number)) \
@@ -668,6 +718,7 @@ class MLEModel(Settings):
     def _store(self, result: MLEResult, time_unit: str | None) -> None:
         result.time_unit = time_unit
         result.scale_free = tuple(self.scale_free_params)
+        result.bounds = dict(self.param_bounds)
         self.result_ = result
         self.params_ = result.params
         self.log_likelihood_ = result.log_likelihood
@@ -690,7 +741,7 @@ class MLEModel(Settings):
         """
         from ..units import TimeUnit
 
-        phi = param_vector(params, cls.param_names, cls.name)
+        phi = param_vector(params, cls.param_names, cls.name, bounds=cls.param_bounds)
         c = cov_matrix(cov, cls.param_names, cls.name)
         unit = None if time_unit is None else str(TimeUnit.parse(time_unit))
         result = MLEResult(

@@ -28,11 +28,17 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from ..errors import ClvInputError, DataWarning, IdentificationError
+from ..errors import ClvInputError, DataWarning, IdentificationError, row_error
 from . import _mle
 from ._data import ByValue, as_frame_index, column, time_unit_of, weights_of, whole_number_frequency
 
 PARAM_NAMES = ("p", "q", "v")
+
+#: Where the formulas are finite (a model file or ``from_params`` outside is refused): ``p`` and ``q`` from
+#: 1e-12 to 1e15 (``p x + q - 1`` keeps its unit up to 2^53 = 9.0e15), ``v`` (a money scale) from 1e-300
+#: to 1e300 (``p (v + x m)`` finite). ``q <= 1`` is valid: the expected spend of customers with
+#: ``p x + q <= 1`` is then unbounded, and scoring rejects those rows with that reason.
+PARAM_BOUNDS = {"p": (1e-12, 1e15), "q": (1e-12, 1e15), "v": (1e-300, 1e300)}
 
 
 def loglik(p, q, v, frequency, monetary_value) -> np.ndarray:
@@ -84,7 +90,7 @@ def loglik_derivatives(params, x, m, weights=None, _by_x: ByValue | None = None,
     h_pv = -s_x_inv
     h_qq = np.dot(wx_u, t_pq) - n * special.polygamma(1, q)
     h_qv = n / v - s_inv
-    h_vv = -n * q / v**2 + p * s_x_inv2 + q * s_inv2
+    h_vv = -n * q / v / v + p * s_x_inv2 + q * s_inv2  # (v**2 of a Python float raises OverflowError)
     hess = np.array([[h_pp, h_pq, h_pv], [h_pq, h_qq, h_qv], [h_pv, h_qv, h_vv]])
     return float(ll), score, hess
 
@@ -96,6 +102,22 @@ def _row_sums(x, m, w, v) -> list[float]:
     wx = w * x
     inv2 = inv * inv
     return [np.dot(w, ell), np.dot(wx, ell), np.dot(w, inv), np.dot(wx, inv), np.dot(w, inv2), np.dot(wx, inv2)]
+
+
+#: mean spends within 2**+-MONEY_SCALE_BITS (about 1e+-18) are fitted as they are; beyond, the fit runs on
+#: the spends divided by a power of two near their geometric mean (exact) and ``v`` is scaled back: the
+#: model is equivariant in the unit of money, and amounts such as 1e200 would overflow ``(x m + v)^2``
+MONEY_SCALE_BITS = 60
+#: mean spends of the fit at most this (and at least its inverse): the variance of ``v`` (about ``v^2``)
+#: must be a finite double
+MAX_SPEND = 1e150
+
+
+def _money_scale(mean_log_m: float) -> float:
+    """1.0, or the power of two the spends are divided by for the fit (see :data:`MONEY_SCALE_BITS`),
+    from the weighted mean of their natural logarithms."""
+    centre = mean_log_m / np.log(2.0)
+    return 1.0 if abs(centre) <= MONEY_SCALE_BITS else float(2.0 ** round(centre))
 
 
 def conditional_expected_spend(frequency, monetary_value, p, q, v) -> np.ndarray:
@@ -158,6 +180,7 @@ class GammaGammaModel(_mle.MLEModel):
     name = "Gamma-Gamma"
     param_names = PARAM_NAMES
     scale_free_params = ("p", "q")
+    param_bounds = PARAM_BOUNDS
 
     def __init__(self, penalizer: float = 0.0, strict: bool = False, initial_params: dict | None = None,
                  maxiter: int = 200) -> None:
@@ -193,6 +216,13 @@ class GammaGammaModel(_mle.MLEModel):
             warnings.warn(msg + "; they are left out of the fit ({{strict=True}} makes this an error)",
                           DataWarning, stacklevel=2)
         keep = repeat & ~bad
+        extreme = keep & ((m > MAX_SPEND) | (m < 1.0 / MAX_SPEND))
+        if extreme.any():
+            rows = np.flatnonzero(extreme)
+            ids = ", ".join(map(str, index[rows[:3]].tolist()))
+            raise row_error(source, "monetary_value", (rows + 1).tolist(), m[rows[:5]].tolist(),
+                            f"a mean spend outside 1e-150 to 1e150 (customers {ids}): the spend model's "
+                            "variances would not be finite numbers; give the amounts in another unit of money")
         xk, mk, wk = x[keep], m[keep], w[keep]
         if len(xk) == 0:
             raise IdentificationError("Gamma-Gamma: no customer with a repeat purchase and positive spend to fit")
@@ -200,12 +230,25 @@ class GammaGammaModel(_mle.MLEModel):
             raise IdentificationError("Gamma-Gamma: every customer has the same frequency and spend; "
                                       "the spend distribution cannot be identified")
         n = float(wk.sum())
-        by_x, sum_log_m = ByValue.of(xk, wk), float(np.dot(wk, np.log(mk)))
+        sum_log_m = float(np.dot(wk, np.log(mk)))
+        scale = _money_scale(sum_log_m / n)
+        ms = mk if scale == 1.0 else mk / scale  # exact: a power of two
+        if scale != 1.0:
+            sum_log_m -= n * float(np.log(scale))
+        by_x = ByValue.of(xk, wk)
+        start = self._start([1.0, 1.0, float(np.average(ms, weights=wk))])
+        if self.initial_params is not None:
+            start[2] /= scale
         result = _mle.maximize(
-            lambda phi: loglik_derivatives(phi, xk, mk, wk, _by_x=by_x, _sum_log_m=sum_log_m),
-            self._start([1.0, 1.0, float(np.average(mk, weights=wk))]), PARAM_NAMES,
+            lambda phi: loglik_derivatives(phi, xk, ms, wk, _by_x=by_x, _sum_log_m=sum_log_m),
+            start, PARAM_NAMES,
             n_obs=n, n_rows=len(xk), model=self.name, penalizer=self.penalizer, maxiter=self.maxiter,
         )
+        if scale != 1.0:  # back to the amounts' own unit: v scales with money, p and q have no unit
+            result.params["v"] *= scale
+            result.cov[2, :] *= scale
+            result.cov[:, 2] *= scale
+            result.log_likelihood -= n * np.log(scale)
         result.extra["spend_frequency_correlation"] = spend_frequency_correlation(xk, mk, wk)
         result.extra["excluded_customers"] = n_bad
         if result.params["q"] <= 1:

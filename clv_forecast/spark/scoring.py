@@ -85,7 +85,7 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
 
         from ..btyd._data import rfm_verdict, verdict_reasons
         from ..model import ClvModel
-        from ..scoring import DUPLICATE_ID, MISSING_ID, NOT_NUMERIC
+        from ..scoring import DUPLICATE_ID, MISSING_ID, NOT_NUMERIC, nonfinite_reasons
 
         names = SCORE_COLUMNS + (INTERVAL_COLUMNS if clv_args.get("interval") is not None else ())
 
@@ -113,9 +113,13 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
             out = {name: np.full(n, np.nan) for name in names}
             if good.size:
                 rfm = pd.DataFrame({name: values[name][good] for name in RFM_COLUMNS})
-                scores = model.clv(rfm, time_unit=time_unit, **clv_args)
+                with np.errstate(all="ignore"):  # (inf - inf and the like: such rows are rejected next)
+                    scores = model.clv(rfm, time_unit=time_unit, **clv_args)
+                unscored = nonfinite_reasons(scores, names)  # not finite: a reject, as in score_file
+                hit = unscored != ""
+                reason[good[hit]] = unscored[hit]
                 for name in names:
-                    out[name][good] = scores[name].to_numpy(dtype=np.float64)
+                    out[name][good] = np.where(hit, np.nan, scores[name].to_numpy(dtype=np.float64))
             reason[reason == ""] = None
             yield pd.DataFrame({id_col: ids.to_numpy(), **{k: frame[k].to_numpy() for k in keep}, **out,
                                 "reject_reason": reason})

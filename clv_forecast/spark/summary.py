@@ -434,15 +434,28 @@ def value_coverage_spark(session, path) -> dict:
     table = session.read.parquet(str(path))
     if "clv" not in table.columns:
         return {}
+    from ..experiment import SCORE_COLUMNS
+
+    def is_finite(column):
+        return ~(F.isnan(column) | column.isNull() | (F.abs(column) == float("inf")))
+
     clv = F.col("clv")
-    finite = ~(F.isnan(clv) | clv.isNull() | (F.abs(clv) == float("inf")))
+    finite = is_finite(clv)
     spend = F.col("expected_spend") if "expected_spend" in table.columns else clv
+    nan_spend, inf_spend = F.isnan(spend), F.abs(spend) == float("inf")
+    others = F.lit(False)
+    for name in SCORE_COLUMNS:
+        if name in table.columns and name != "clv":
+            others = others | ~is_finite(F.col(name))
     row = table.select(
         F.sum(F.when(finite, clv)).alias("clv_total"),
         F.sum(finite.cast("long")).alias("clv_customers"),
         F.sum((~finite).cast("long")).alias("clv_missing"),
-        F.sum(F.isnan(spend).cast("long")).alias("clv_missing_nonpositive_spend"),
-        F.sum((F.abs(spend) == float("inf")).cast("long")).alias("clv_missing_infinite_spend"),
+        F.sum(nan_spend.cast("long")).alias("clv_missing_nonpositive_spend"),
+        F.sum(inf_spend.cast("long")).alias("clv_missing_infinite_spend"),
+        F.sum((~finite & ~F.coalesce(nan_spend, F.lit(False)) & ~F.coalesce(inf_spend, F.lit(False)))
+              .cast("long")).alias("clv_missing_other"),
+        F.sum((finite & others).cast("long")).alias("scores_nonfinite"),
         F.count("*").alias("n_predictions"),
     ).first().asDict()
     return {k: (float(v or 0.0) if k == "clv_total" else int(v or 0)) for k, v in row.items()}
