@@ -116,9 +116,19 @@ def holdout_line(metrics: dict, time_unit) -> str:
             f"(per customer MAE {metrics['holdout_mae']:.3f}, RMSE {metrics['holdout_rmse']:.3f})")
 
 
+def value_text(value: dict | None) -> str:
+    """The CLV settings of a run's ``[value]`` (defaults filled in) in one phrase: ``12M, 10%/Y, step 1M,
+    margin 1``; printed wherever a CLV total is."""
+    from .units import value_settings, value_settings_text
+
+    value = value or {}
+    return value_settings_text(value_settings(value.get("horizon"), value.get("discount_rate"), value.get("step"),
+                                              value.get("margin")))
+
+
 def coverage_line(metrics: dict, value: dict) -> str:
     missing = metrics["clv_missing"]
-    text = (f"total CLV ({value['horizon']}, {value['discount_rate']}, margin {value['margin']}): "
+    text = (f"total CLV ({value_text(value)}): "
             f"{metrics['clv_total']:,.2f} over {metrics['clv_customers']:,} customers")
     if missing:
         why = []
@@ -258,6 +268,10 @@ def run_report(result, *, accounting: list[str], periods: str, comparison=None, 
     source = spec["data"]["source"]
     source = "CDNOW sample (bundled)" if source == "cdnow_sample" else Path(str(source)).name
     sections = [Section("Data", [*accounting, periods])]
+    if spec.get("value") is not None:
+        interval = spec["value"].get("interval")
+        sections[0].blocks.append(f"CLV settings: {value_text(spec['value'])}"
+                                  + (f", interval {float(interval):g}" if interval else ""))
     params = Section("Model: parameters and fit", [_parameters(model), _fit_stats(model)])
     for problem in getattr(model, "problems_", []) or []:
         params.blocks.append(f"Unreliable fit: {problem}")
@@ -290,7 +304,7 @@ def run_report(result, *, accounting: list[str], periods: str, comparison=None, 
         columns = [c for c in ("frequency", "recency", "T", "monetary_value", "p_alive", "expected_purchases",
                                "expected_spend", "clv", "clv_lower", "clv_upper") if c in top]
         sections.append(Section(
-            f"Top {len(top)} customers by CLV ({value['horizon']}, {value['discount_rate']}, margin {value['margin']})",
+            f"Top {len(top)} customers by CLV ({value_text(value)})",
             [top[columns]]))
         if "clv_total" in metrics:
             sections[-1].blocks.append(coverage_line(metrics, value))

@@ -408,7 +408,13 @@ def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
     sample = pd.DataFrame({"frequency": [1], "recency": [1.0], "T": [2.0], "monetary_value": [1.0]})
     sample.attrs["time_unit"] = unit
     score_columns = list(clv_table(model, sample, value).columns)
-    schema = StructType(list(rfm_sdf.schema.fields) + [StructField(c, DoubleType(), True) for c in score_columns])
+    from ..experiment import table_metadata
+
+    # the CLV settings travel with the clv column (Spark writes a field's metadata into the Parquet footer)
+    meta = {k.decode(): v.decode() for k, v in table_metadata({"value": value}, unit).items()}
+    schema = StructType(list(rfm_sdf.schema.fields) + [StructField(c, DoubleType(), True,
+                                                                   meta if c == "clv" else None)
+                                                       for c in score_columns])
 
     def predict(frames):
         from ..model import ClvModel
