@@ -408,9 +408,9 @@ _READ_OPTIONS = [
                  default="error", show_default=True, help="Rows without a customer id: error, or drop and count."),
     click.option("--duplicates", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
                  help="Exact duplicate rows: keep or drop (counted either way)."),
-    click.option("--returns", type=click.Choice(["drop", "net", "error"]), default="drop", show_default=True,
+    click.option("--returns", type=click.Choice(["drop", "net", "error"]), default=None,
                  help="Negative amounts: drop (not purchases; reported), net against the customer's "
-                      "latest earlier purchase, or error."),
+                      "latest earlier purchase, or error [net with --quantity-col/--price-col, else drop]."),
 ]
 
 _OBSERVATION_END_OPTION = click.option(

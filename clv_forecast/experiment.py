@@ -46,7 +46,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "decimal_comma": ((bool,), False, "amounts are written with a decimal comma (1.234,56)"),
         "missing_customer": ((str,), "error", "rows without a customer id: 'error' or 'drop' (counted)"),
         "duplicates": ((str,), "keep", "exact duplicate rows: 'keep' or 'drop' (counted either way)"),
-        "returns": ((str,), "drop", "negative amounts: 'drop' (not purchases, reported), 'net' or 'error'"),
+        "returns": ((str,), None, "negative amounts: 'drop' (not purchases, reported), 'net' (subtracted from the "
+                                  "customer's purchase) or 'error'; not set: 'net' with quantity_col x price_col, "
+                                  "'drop' with amount_col"),
         "engine": ((str,), "local", "'local' (one machine) or 'spark' (summary on Spark executors, fit on the "
                                     "driver; Parquet input, predictions written as a Parquet directory)"),
         "spark_master": ((str,), None, "Spark master URL for the 'spark' engine (default: the active session, "

@@ -86,6 +86,16 @@ def accounting_lines(attrs: dict, n_customers: int) -> list[str]:
                      f"before the calibration end (not netted across it), "
                      f"{_n(attrs, 'n_returns_after_observation_end'):,} after the last purchase; "
                      f"{fully_returned:,} purchases fully returned")
+        elif _n(attrs, "n_returns_matching"):
+            # what "drop" keeps: returns of earlier purchases, and the purchases they cancel counted in full
+            text += (f"; {_n(attrs, 'n_returns_matching'):,} of them (total "
+                     f"{float(attrs.get('return_value_matching') or 0):,.2f}) match an earlier purchase of the same "
+                     f"customer")
+            if _n(attrs, "n_purchases_cancelled"):
+                text += (f" and fully cancel {_n(attrs, 'n_purchases_cancelled'):,} purchase rows (value "
+                         f"{float(attrs.get('return_cancelled_purchase_value') or 0):,.2f}) that are still counted "
+                         "as purchases")
+            text += ": --returns net (returns='net') nets them"
         left_out.append(text)
     if _n(attrs, "n_customers_returns_only"):
         left_out.append(f"{_n(attrs, 'n_customers_returns_only'):,} customers with only returns (not in the summary)")

@@ -380,7 +380,7 @@ def summary_settings(model) -> dict:
 def score_transactions(model, transactions, output_path, *, observation_end=None, customer_col="customer_id",
                        date_col="date", amount_col=None, quantity_col=None, price_col=None, date_format=None,
                        encoding="utf-8", decimal_comma=False, missing_customer="error", duplicates="keep",
-                       returns="drop", horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE,
+                       returns=None, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE,
                        step=DEFAULT_STEP, margin=DEFAULT_MARGIN,
                        interval: float | None = None, batch_rows: int = 1_000_000, rejects_path=None,
                        max_reject_share: float = 0.01, progress=None, allow_unreliable: bool = False) -> ScoreReport:

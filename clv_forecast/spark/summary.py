@@ -174,7 +174,7 @@ def summarize_spark(
     observation_end: Any = None,
     missing_customer: str = "error",
     duplicates: str = "keep",
-    returns: str = "drop",
+    returns: str | None = None,
     week_start: Any = "MON",
     include_first_transaction: bool = False,
     source: str = "Spark DataFrame",
@@ -194,6 +194,7 @@ def summarize_spark(
 
     options = SummaryOptions.parse(time_unit=time_unit, merge=merge, week_start=week_start,
                                    include_first_transaction=include_first_transaction)
+    returns = "drop" if returns is None else returns  # amounts only on Spark: the amount column's default
     for name, value, allowed in (("missing_customer", missing_customer, ("error", "drop")),
                                  ("duplicates", duplicates, ("keep", "drop")),
                                  ("returns", returns, ("drop", "error", "net"))):
