@@ -295,15 +295,46 @@ def _net_returns(tx: pl.DataFrame, ticks: pl.Expr, cal_last: int | None, obs_las
 
 def _returns_matching(tx: pl.DataFrame, returns: pl.DataFrame, ticks: pl.Expr, cal_last: int | None,
                       obs_last: int) -> dict:
-    """``returns="drop"``: what ``"net"`` would do with the dropped ``returns`` (:func:`_net_returns` on the
-    purchases of the customers who have returns, no other): how many match a purchase, their value, and
-    the purchase rows they would cancel in full with their value. Nothing is changed."""
+    """``returns="drop"``: what ``"net"`` would do with the dropped ``returns``, without doing it: the
+    returns that match a purchase of the same customer at or before them in the same period (the
+    matching of :func:`_net_returns`), their value, and the purchase rows they would cancel in full
+    (``amount + returns <= 0``) with their value. Only the customers with returns are looked at; one
+    sort of their rows, then a forward fill (no per-customer join): a return's match is the last purchase
+    row before it in (customer, period, time) order, when that row is of its customer and period."""
     if returns.height == 0:
         return {}
-    returns = returns.select(tx.columns)
-    mine = tx.join(returns.select("customer_id").unique(), on="customer_id", how="semi")
-    _, stats = _net_returns(pl.concat([mine, returns], how="vertical_relaxed"), ticks, cal_last, obs_last)
-    return stats
+    period = (ticks > cal_last).cast(pl.Int8) if cal_last is not None else pl.lit(0, pl.Int8)
+    mine = tx.filter(pl.col("customer_id").is_in(returns.get_column("customer_id").unique().implode()))
+    rows = (
+        pl.concat([mine.select("customer_id", "timestamp", "amount").with_columns(pl.lit(0, pl.Int8).alias("_r")),
+                   returns.select("customer_id", "timestamp", "amount").with_columns(pl.lit(1, pl.Int8).alias("_r"))],
+                  how="vertical_relaxed")
+        .lazy()
+        .with_columns(ticks.alias("_t"))
+        .filter((pl.col("_r") == 0) | (pl.col("_t") <= obs_last))  # returns after the window are never netted
+        # (the period follows the time: no sort key of its own); a purchase before a return at the same instant
+        .sort("customer_id", "_t", "_r")
+        .with_columns(period.alias("_p"))
+        .with_columns(*(pl.when(pl.col("_r") == 0).then(pl.col(c)).forward_fill().alias(f"_m{c}")
+                        for c in ("customer_id", "_p", "_t")))
+        .collect()
+        .lazy()
+    )
+    matched = rows.filter((pl.col("_r") == 1) & (pl.col("_mcustomer_id") == pl.col("customer_id"))
+                          & (pl.col("_m_p") == pl.col("_p")))
+    per_purchase = matched.group_by("customer_id", "_m_t").agg(pl.col("amount").sum().alias("_ret"))
+    bought = (rows.filter(pl.col("_r") == 0).join(per_purchase, left_on=["customer_id", "_t"],
+                                                  right_on=["customer_id", "_m_t"], how="inner")
+              .group_by("customer_id", "_t")
+              .agg(pl.col("amount").sum(), pl.len().alias("rows"), pl.col("_ret").first()))
+    cancelled = bought.filter(pl.col("amount") + pl.col("_ret") <= 0)
+    totals = pl.concat([
+        matched.select(pl.len().cast(pl.Int64).alias("n"), pl.col("amount").sum().cast(pl.Float64).alias("v")),
+        cancelled.select(pl.col("rows").sum().cast(pl.Int64).alias("n"), pl.col("amount").sum().cast(pl.Float64).alias("v")),
+    ]).collect()
+    n, v = totals.get_column("n").to_list(), totals.get_column("v").to_list()
+    return {"n_returns_netted": int(n[0] or 0), "return_value_netted": float(v[0] or 0.0),
+            "n_purchases_fully_returned": int(n[1] or 0), "return_cancelled_purchase_value": float(v[1] or 0.0)}
 
 
 def _ratio(step_ns: int, unit: TimeUnit) -> tuple[int, int]:
