@@ -358,3 +358,28 @@ def test_data_that_cannot_identify_the_parameters_exit_3(kind, tmp_path, capsys)
     spec.write_text(f'[data]\nsource = "{log.name}"\namount_col = "amount"\n[output]\nmodel = "m2.json"\n')
     rc, out, err = run(capsys, "run", "--experiment", spec, "--no-tracking")
     assert rc == 3 and err.count("\n") == 1 and not (tmp_path / "m2.json").exists()
+
+
+# ------------------------------------------------------------------------------------------ Spark
+
+
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas")
+@pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")
+def test_spark_scorer_same_default_metadata_and_refusal(spark, cdnow, unreliable, tmp_path):
+    from clv_forecast.scoring import score_file
+    from clv_forecast.spark import score_spark, score_spark_to_parquet
+
+    table = pd.read_parquet(cdnow / "customers.parquet")[["customer_id", "frequency", "recency", "T",
+                                                          "monetary_value"]]
+    table.to_parquet(tmp_path / "rfm.parquet", index=False)
+    report = score_spark_to_parquet(cdnow / "m.json", tmp_path / "rfm.parquet", tmp_path / "scores", spark=spark)
+    local = score_file(cdnow / "m.json", tmp_path / "rfm.parquet", tmp_path / "local.parquet")
+    scores = spark.read.parquet(str(tmp_path / "scores"))
+    total = scores.toPandas()["clv"].sum()
+    assert total == pytest.approx(pd.read_parquet(tmp_path / "local.parquet")["clv"].sum(), rel=1e-9)
+    assert local.settings == report.settings and report.settings["discount_rate"] == "10%/Y"
+    assert report.clv_total == pytest.approx(local.clv_total, rel=1e-9)  # printed with the settings
+    meta = scores.schema["clv"].metadata  # from the Parquet footer Spark wrote
+    assert meta["clv_forecast.discount_rate"] == "10%/Y" and meta["clv_forecast.horizon"] == "12M"
+    with pytest.raises(ClvInputError, match="allow_unreliable=True"):
+        score_spark(unreliable, spark.createDataFrame(table))

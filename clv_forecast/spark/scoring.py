@@ -283,7 +283,11 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
     temporaries = []
     scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        counts = {row["reject_reason"]: int(row["count"]) for row in scored.groupBy("reject_reason").count().collect()}
+        finite = F.col("clv").between(-1.7976931348623157e308, 1.7976931348623157e308)  # not NaN, not +-inf
+        grouped = scored.groupBy("reject_reason").agg(F.count(F.lit(1)).alias("count"),
+                                                      F.sum(F.when(finite, F.col("clv"))).alias("clv_total")).collect()
+        counts = {row["reject_reason"]: int(row["count"]) for row in grouped}
+        clv_total = float(next((row["clv_total"] or 0.0 for row in grouped if row["reject_reason"] is None), 0.0))
         read = sum(counts.values())
         good = counts.pop(None, 0)
         reasons = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -293,7 +297,7 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
             return ScoreReport(read=read, scored=good, rejected=rejected, reasons=reasons,
                                seconds=time.perf_counter() - started,
                                output=output_path if published else None, rejects=rejects_path,
-                               settings=settings_of(dict(horizon=horizon, discount_rate=discount_rate, step=step,
+                               clv_total=clv_total, settings=settings_of(dict(horizon=horizon, discount_rate=discount_rate, step=step,
                                                          margin=margin, interval=interval)),
                                model_problems=problems)
 
