@@ -973,4 +973,5 @@ def read_transactions(
                           encoding=encoding, decimal_comma=decimal_comma, missing_customer=missing_customer,
                           duplicates=duplicates, returns=returns)
     frame, acc, _ = _ingest(source, opts, source_name)
+    acc._dropped_returns = None  # (kept for summarize's matching only)
     return (frame, acc) if with_accounting else frame
