@@ -337,11 +337,15 @@ def summarize_spark(
     acc.n_customers_returns_only = n_customers_returns_only
     n_late = int(counts["late"] or 0) if plan.split else 0
     late_rows = int(counts["late_rows"] or 0) if plan.split else 0
-    from ..rfm import accounting
+    from ..rfm import accounting, returns_matching_attrs
 
     attrs = accounting(plan, acc, {}, n_customers=int(counts["customers"] or 0),
                        n_used_rows=int(counts["rows"] or 0), late_rows=late_rows, n_late=n_late, n_after=n_after,
                        returns=returns, duplicates=duplicates, missing_customer=missing_customer)
+    if has_amount and n_returns == 0:
+        # no return matches a purchase; with returns, which of them match purchases (n_returns_matching...) is
+        # counted by the local engine only: the keys are then absent, not zero
+        attrs.update(returns_matching_attrs({}))
     rfm = agg.mapInPandas(_assemble_frames(plan, has_amount), _rfm_schema(agg.schema[_CUSTOMER], plan, has_amount))
     rfm = rfm.persist(StorageLevel.MEMORY_AND_DISK)  # the statistics and the predictions read it
     return SparkSummary(rfm=rfm, plan=plan, attrs=attrs, has_amount=has_amount)
