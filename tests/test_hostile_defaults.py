@@ -383,3 +383,18 @@ def test_spark_scorer_same_default_metadata_and_refusal(spark, cdnow, unreliable
     assert meta["clv_forecast.discount_rate"] == "10%/Y" and meta["clv_forecast.horizon"] == "12M"
     with pytest.raises(ClvInputError, match="allow_unreliable=True"):
         score_spark(unreliable, spark.createDataFrame(table))
+
+
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas")
+@pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")
+def test_spark_summary_counts_the_matching_returns_as_the_local_one(spark, tmp_path):
+    from clv_forecast.spark import summarize_spark
+
+    frame = pd.read_csv(invoice_lines(tmp_path / "lines.csv"))
+    frame = pd.DataFrame({"customer_id": frame["CustomerID"], "amount": frame["Quantity"] * frame["UnitPrice"],
+                          "date": pd.to_datetime(frame["InvoiceDate"]).astype("datetime64[us]")})
+    local = summarize(frame, amount_col="amount").attrs
+    remote = summarize_spark(spark.createDataFrame(frame), amount_col="amount").attrs
+    keys = ("n_returns_matching", "return_value_matching", "n_purchases_cancelled", "return_cancelled_purchase_value")
+    assert {k: remote[k] for k in keys} == pytest.approx({k: local[k] for k in keys})
+    assert remote["n_purchases_cancelled"] == 1 and remote["return_cancelled_purchase_value"] == pytest.approx(168469.6)

@@ -342,13 +342,39 @@ def summarize_spark(
     attrs = accounting(plan, acc, {}, n_customers=int(counts["customers"] or 0),
                        n_used_rows=int(counts["rows"] or 0), late_rows=late_rows, n_late=n_late, n_after=n_after,
                        returns=returns, duplicates=duplicates, missing_customer=missing_customer)
-    if has_amount and n_returns == 0:
-        # no return matches a purchase; with returns, which of them match purchases (n_returns_matching...) is
-        # counted by the local engine only: the keys are then absent, not zero
-        attrs.update(returns_matching_attrs({}))
+    if has_amount:
+        attrs.update(returns_matching_attrs(_returns_matching(rows, plan) if n_returns else {}))
     rfm = agg.mapInPandas(_assemble_frames(plan, has_amount), _rfm_schema(agg.schema[_CUSTOMER], plan, has_amount))
     rfm = rfm.persist(StorageLevel.MEMORY_AND_DISK)  # the statistics and the predictions read it
     return SparkSummary(rfm=rfm, plan=plan, attrs=attrs, has_amount=has_amount)
+
+
+def _returns_matching(rows, plan) -> dict:
+    """The local engine's :func:`clv_forecast.rfm._returns_matching` on Spark: the returns that match a purchase
+    of the same customer at or before them in the same period, and the purchases they cancel in full. ``rows``
+    are the distinct rows with their weight (copies); one group by (customer, instant), a window over the
+    customer's instants (the rows are clustered by customer already) and one aggregation."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    tick, amount, weight = F.col(_TICK), F.col(_AMOUNT), F.col(_ROWS)
+    buy, back = amount >= 0, amount < 0
+    instants = rows.groupBy(_CUSTOMER, _TICK).agg(
+        F.sum(F.when(buy, amount * weight)).alias("_buy"), F.sum(F.when(buy, weight)).alias("_buy_rows"),
+        F.sum(F.when(back & (tick <= F.lit(plan.obs_last)), amount * weight)).alias("_ret"),
+        F.sum(F.when(back & (tick <= F.lit(plan.obs_last)), weight)).alias("_ret_rows"))
+    period = (tick > F.lit(plan.cal_last)) if plan.split else F.lit(False)
+    window = (Window.partitionBy(_CUSTOMER, period).orderBy(_TICK)
+              .rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    instants = instants.withColumn("_m", F.last(F.when(F.col("_buy_rows") > 0, tick), ignorenulls=True).over(window))
+    matched = instants.filter(F.col("_ret_rows").isNotNull() & F.col("_m").isNotNull())
+    per_purchase = matched.groupBy(_CUSTOMER, "_m").agg(F.sum("_ret").alias("_back"))
+    bought = instants.select(_CUSTOMER, F.col(_TICK).alias("_m"), "_buy", "_buy_rows")
+    cancelled = per_purchase.join(bought, [_CUSTOMER, "_m"]).filter(F.col("_buy") + F.col("_back") <= 0)
+    a = matched.agg(F.sum("_ret_rows").alias("n"), F.sum("_ret").alias("v")).first()
+    b = cancelled.agg(F.sum("_buy_rows").alias("n"), F.sum("_buy").alias("v")).first()
+    return {"n_returns_netted": int(a["n"] or 0), "return_value_netted": float(a["v"] or 0.0),
+            "n_purchases_fully_returned": int(b["n"] or 0), "return_cancelled_purchase_value": float(b["v"] or 0.0)}
 
 
 def _rfm_schema(id_field, plan, has_amount: bool):
