@@ -29,8 +29,9 @@ import click
 
 from .errors import ClvInputError, IdentificationError, UnreliableFitError, render_text
 from .report import accounting_lines, coverage_line, holdout_line, periods_line
+from .units import VALUE_DEFAULTS, value_settings, value_settings_text
 
-USER_ERRORS = (ClvInputError, IdentificationError)
+USER_ERRORS = (ClvInputError,)
 EXIT_USER_ERROR = 2
 EXIT_UNRELIABLE_FIT = 3
 
@@ -143,9 +144,17 @@ def _model_json(result) -> dict:
     out["accounting"] = {k: v for k, v in attrs.items() if k.startswith(("n_", "return_"))}
     out["problems"] = list(getattr(model, "problems_", []) or [])
     out["metrics"] = dict(result.metrics)
+    if result.spec.get("value") is not None:  # the settings every CLV number of the run depends on
+        out["value_settings"] = _run_value_settings(result.spec)
     out["model_path"] = None if result.model_path is None else str(result.model_path)
     out["predictions_path"] = None if result.predictions_path is None else str(result.predictions_path)
     return out
+
+
+def _run_value_settings(spec: dict) -> dict:
+    value = spec.get("value") or {}
+    return value_settings(value.get("horizon"), value.get("discount_rate"), value.get("step"), value.get("margin"),
+                          value.get("interval"))
 
 
 def _check_output(path: Path, what: str = "the model", example: str = "model.json") -> None:
@@ -210,7 +219,7 @@ def _top_table(result, console) -> None:
     if table_in is None or "clv" not in table_in:
         return
     top = table_in.sort_values("clv", ascending=False, na_position="last").head(int(v.get("top") or 10))
-    title = f"top {len(top)} customers by CLV ({v['horizon']}, {v['discount_rate']}, margin {v['margin']})"
+    title = f"top {len(top)} customers by CLV ({value_settings_text(_run_value_settings(result.spec))})"
     table = Table(title=title)
     band = "clv_lower" in top.columns
     columns = ["customer", "frequency", "recency", "T", "P(alive)", "E(purchases)", "E(spend)", "CLV"]
@@ -405,9 +414,9 @@ _READ_OPTIONS = [
                  default="error", show_default=True, help="Rows without a customer id: error, or drop and count."),
     click.option("--duplicates", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
                  help="Exact duplicate rows: keep or drop (counted either way)."),
-    click.option("--returns", type=click.Choice(["drop", "net", "error"]), default="drop", show_default=True,
+    click.option("--returns", type=click.Choice(["drop", "net", "error"]), default=None,
                  help="Negative amounts: drop (not purchases; reported), net against the customer's "
-                      "latest earlier purchase, or error."),
+                      "latest earlier purchase, or error [net with --quantity-col/--price-col, else drop]."),
 ]
 
 _OBSERVATION_END_OPTION = click.option(
@@ -468,10 +477,12 @@ _TRACKING_OPTIONS = [
 ]
 
 _VALUE_OPTIONS = [
-    click.option("--horizon", default=None, help="CLV horizon with its unit [12M]."),
-    click.option("--step", default=None, help="Discounting step [1M]."),
-    click.option("--discount-rate", "discount_rate", default=None, help="Discount rate with its period [10%/Y]."),
-    click.option("--margin", default=None, type=float, help="Share of revenue kept as profit [1.0]."),
+    click.option("--horizon", default=None, help=f"CLV horizon with its unit [{VALUE_DEFAULTS['horizon']}]."),
+    click.option("--step", default=None, help=f"Discounting step [{VALUE_DEFAULTS['step']}]."),
+    click.option("--discount-rate", "discount_rate", default=None,
+                 help=f"Discount rate with its period [{VALUE_DEFAULTS['discount_rate']}]."),
+    click.option("--margin", default=None, type=float,
+                 help=f"Share of revenue kept as profit [{VALUE_DEFAULTS['margin']}]."),
     click.option("--interval", default=None, type=float, help="CLV interval level, e.g. 0.9 [none]."),
 ]
 
@@ -599,6 +610,9 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
     tracked = tracker.log(result, str(transactions))
     if as_json:
         data = result.backtest.to_dict()
+        data["value_settings"] = _run_value_settings(result.spec)
+        if "clv_total" in result.metrics:
+            data["clv_total"] = result.metrics["clv_total"]
         if tracked is not None:
             data["mlflow"] = {"run_id": tracked.run_id, "experiment": tracked.experiment_name}
         from .model import json_safe
@@ -613,6 +627,8 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
         console.print(line, markup=False)
     console.print(periods_line(rfm.attrs, result.model.time_unit_), markup=False)
     _backtest_table(result, console)
+    if "clv_total" in result.metrics:
+        console.print(coverage_line(result.metrics, result.spec["value"]), markup=False)
     if output_dir is not None:
         console.print(f"tables, plots and report written to {output_dir}", markup=False)
     if tracked is not None:
@@ -635,11 +651,12 @@ EXIT_TOO_MANY_REJECTS = 4
               help="A transaction log instead of --input: summarised with the model's settings, then scored.")
 @click.option("--output", "output_path", required=True, type=click.Path(path_type=Path),
               help="Scores, .csv or .parquet (written to a temporary file renamed at the end).")
-@click.option("--horizon", default="12M", show_default=True, help="CLV horizon with its unit.")
-@click.option("--discount-rate", "discount_rate", default="0%/Y", show_default=True,
+@click.option("--horizon", default=VALUE_DEFAULTS["horizon"], show_default=True, help="CLV horizon with its unit.")
+@click.option("--discount-rate", "discount_rate", default=VALUE_DEFAULTS["discount_rate"], show_default=True,
               help="Discount rate with its period, e.g. 10%/Y.")
-@click.option("--step", default="1M", show_default=True, help="Discounting step.")
-@click.option("--margin", default=1.0, type=float, show_default=True, help="Share of revenue kept as profit.")
+@click.option("--step", default=VALUE_DEFAULTS["step"], show_default=True, help="Discounting step.")
+@click.option("--margin", default=VALUE_DEFAULTS["margin"], type=float, show_default=True,
+              help="Share of revenue kept as profit.")
 @click.option("--interval", default=None, type=float, help="CLV interval level, e.g. 0.9 [none].")
 @click.option("--id-col", "id_col", default="customer_id", show_default=True,
               help="Customer id column of the --input table.")
@@ -647,6 +664,9 @@ EXIT_TOO_MANY_REJECTS = 4
               help="Rejected rows with their reason [OUTPUT.rejects.csv].")
 @click.option("--max-reject-share", "max_reject_share", default=0.01, type=float, show_default=True,
               help="Fail (output not written, exit 4) when more rows than this share are rejected.")
+@click.option("--allow-unreliable", "allow_unreliable", is_flag=True,
+              help="Score with a model whose fit is not reliable (\"reliable\": false in its file); refused "
+                   "otherwise.")
 @click.option("--batch-rows", "batch_rows", default=1_000_000, type=click.IntRange(min=1), show_default=True,
               help="Rows read and scored at a time (bounds the memory).")
 @click.option("--time-unit", "time_unit", default=None,
@@ -660,8 +680,8 @@ EXIT_TOO_MANY_REJECTS = 4
 @_with([_OBSERVATION_END_OPTION, *_READ_OPTIONS, *_RUN_TRACKING_OPTIONS])
 @_names_errors()
 def score(model, input_path, transactions, output_path, horizon, discount_rate, step, margin, interval, id_col,
-          rejects_path, max_reject_share, batch_rows, time_unit, engine, spark_master, spark_conf, tracking_uri,
-          no_tracking, **read):
+          rejects_path, max_reject_share, allow_unreliable, batch_rows, time_unit, engine, spark_master, spark_conf,
+          tracking_uri, no_tracking, **read):
     """Score an RFM table (--input) or a transaction log (--transactions) with a saved model, batch by
     batch, into a CSV or Parquet file; the run is logged in MLflow unless --no-tracking.
 
@@ -678,7 +698,8 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
                    "{{input_path}}" if input_path is not None else "{{transactions}}")
     tracker = _Tracking("score", tracking_uri, no_tracking, None)
     args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, batch_rows=batch_rows,
-                rejects_path=rejects_path, max_reject_share=max_reject_share, interval=interval)
+                rejects_path=rejects_path, max_reject_share=max_reject_share, interval=interval,
+                allow_unreliable=allow_unreliable)
     if engine == "spark":  # clv_forecast.spark.score_command: the session, the checks, the run
         from .spark import score_command
 
@@ -757,6 +778,9 @@ def _score_lines(report) -> None:
                f"({report.reject_share:.2%}) in {report.seconds:.1f} s")
     for reason, count in report.reasons.items():
         click.echo(f"  {reason}: {count}")
+    if report.settings is not None:
+        click.echo(f"total CLV ({value_settings_text(report.settings)}): {report.clv_total:,.2f} over "
+                   f"{report.scored:,} scored rows" + ("" if report.output is not None else " (not published)"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -817,8 +841,10 @@ def _nul_argument(argv) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors become one line on stderr and exit code 2 (3 for an unreliable fit);
-    Ctrl-C exits with 130, SIGTERM/SIGHUP (:class:`Terminated`) with 128 + the signal's number."""
+    """Entry point: user errors become one line on stderr and exit code 2; a fit that is not reliable (did
+    not converge, or the data do not identify the parameters: :class:`IdentificationError` and its
+    :class:`UnreliableFitError`) exit code 3; Ctrl-C exits with 130, SIGTERM/SIGHUP (:class:`Terminated`)
+    with 128 + the signal's number."""
     warnings.showwarning = _one_line_warning
     nul = _nul_argument(argv)
     if nul is not None:
@@ -828,8 +854,8 @@ def main(argv: list[str] | None = None) -> int:
         rc = app.main(args=argv, prog_name="clv-forecast", standalone_mode=False)
         if isinstance(rc, int) and rc:
             return rc
-    except UnreliableFitError as exc:
-        print(f"clv-forecast: error: {exc}", file=sys.stderr)
+    except IdentificationError as exc:  # UnreliableFitError too
+        print(f"clv-forecast: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_UNRELIABLE_FIT
     except USER_ERRORS as exc:
         print(f"clv-forecast: error: {exc}", file=sys.stderr)

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ClvInputError
-from .units import TimeUnit
+from .units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, TimeUnit
 
 __all__ = ["side_by_side", "backtest", "Comparison", "Backtest", "rfm_segments", "spearman", "top_share",
            "HISTORICAL_METHODS"]
@@ -211,7 +211,8 @@ class Comparison:
                       "disagreements": _records(self.disagreements)})
 
 
-def side_by_side(model, rfm: pd.DataFrame, *, horizon="12M", discount_rate="0%/Y", margin=1.0, segments=None,
+def side_by_side(model, rfm: pd.DataFrame, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE,
+                 margin=DEFAULT_MARGIN, segments=None,
                  top: int = 20) -> Comparison:
     """Every historical CLV method next to the predictive CLV, per customer and per segment.
 

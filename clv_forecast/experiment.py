@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ClvInputError, UnreliableFitError
+from .units import VALUE_DEFAULTS
 
 __all__ = ["SCHEMA", "cdnow_spec", "load_spec", "spec_from_options", "check_spec_paths", "run", "RunResult",
            "spec_error"]
@@ -46,7 +47,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "decimal_comma": ((bool,), False, "amounts are written with a decimal comma (1.234,56)"),
         "missing_customer": ((str,), "error", "rows without a customer id: 'error' or 'drop' (counted)"),
         "duplicates": ((str,), "keep", "exact duplicate rows: 'keep' or 'drop' (counted either way)"),
-        "returns": ((str,), "drop", "negative amounts: 'drop' (not purchases, reported), 'net' or 'error'"),
+        "returns": ((str,), None, "negative amounts: 'drop' (not purchases, reported), 'net' (subtracted from the "
+                                  "customer's purchase) or 'error'; not set: 'net' with quantity_col x price_col, "
+                                  "'drop' with amount_col"),
         "engine": ((str,), "local", "'local' (one machine) or 'spark' (summary on Spark executors, fit on the "
                                     "driver; Parquet input, predictions written as a Parquet directory)"),
         "spark_master": ((str,), None, "Spark master URL for the 'spark' engine (default: the active session, "
@@ -67,10 +70,10 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
                                           "not left out of the spend fit with a warning"),
     },
     "value": {
-        "horizon": ((str,), "12M", "CLV and expected-purchases horizon, with its unit"),
-        "step": ((str,), "1M", "discounting step, with its unit"),
-        "discount_rate": ((str,), "10%/Y", "discount rate with its period, e.g. '10%/Y'"),
-        "margin": ((int, float), 1.0, "share of revenue kept as profit"),
+        "horizon": ((str,), VALUE_DEFAULTS["horizon"], "CLV and expected-purchases horizon, with its unit"),
+        "step": ((str,), VALUE_DEFAULTS["step"], "discounting step, with its unit"),
+        "discount_rate": ((str,), VALUE_DEFAULTS["discount_rate"], "discount rate with its period, e.g. '10%/Y'"),
+        "margin": ((int, float), VALUE_DEFAULTS["margin"], "share of revenue kept as profit"),
         "interval": ((int, float), None, "CLV interval from the parameters' sampling distribution, e.g. 0.9"),
         "top": ((int,), 10, "customers shown in the top-CLV table"),
     },
@@ -477,7 +480,8 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
     if save and out.get("model"):
         result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
     if save and out.get("predictions") and predictions is not None:
-        result.predictions_path = write_table(predictions, out["predictions"])
+        result.predictions_path = write_table(predictions, out["predictions"],
+                                              metadata=table_metadata(spec, model.time_unit_))
     if analyse is None:
         analyse = bool(save and out.get("report"))
     if analyse:
@@ -547,8 +551,21 @@ def write_report(result: RunResult, path) -> Path:
     return report.write(path, _report_document(result))
 
 
-def write_table(table, path) -> Path:
-    """Write a per-customer table (index as the first column) to CSV or Parquet, atomically."""
+def table_metadata(spec: dict, time_unit) -> dict[bytes, bytes]:
+    """The Parquet key-value metadata of a run's per-customer table: ``clv_forecast.horizon``,
+    ``.discount_rate``, ``.step``, ``.margin``, ``.interval`` (the CLV settings, defaults filled in) and
+    ``.time_unit`` (of recency, T and the model)."""
+    from .units import parquet_metadata, value_settings
+
+    value = spec.get("value") or {}
+    settings = value_settings(value.get("horizon"), value.get("discount_rate"), value.get("step"),
+                              value.get("margin"), value.get("interval"))
+    return parquet_metadata(settings, time_unit=time_unit)
+
+
+def write_table(table, path, metadata: dict | None = None) -> Path:
+    """Write a per-customer table (index as the first column) to CSV or Parquet, atomically; a Parquet
+    file also carries ``metadata`` (key-value, e.g. :func:`table_metadata`; CSV has no place for it)."""
     from ._io import atomic_write
 
     path = Path(path)
@@ -560,7 +577,14 @@ def write_table(table, path) -> Path:
         # to plain encoding anyway (10M customers: ~0.6 s of CPU for a smaller file by nothing)
         repeating = [str(c) for c, dtype in frame.dtypes.items()
                      if dtype.kind not in "fc" or c in ("recency", "T")]
-        return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, use_dictionary=repeating))
+        if not metadata:
+            return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, use_dictionary=repeating))
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        arrow = pa.Table.from_pandas(frame, preserve_index=False)
+        arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **metadata})
+        return atomic_write(path, lambda tmp: pq.write_table(arrow, tmp, use_dictionary=repeating))
     if suffix.endswith((".csv", ".txt", ".csv.gz")):
         compression = "gzip" if suffix.endswith(".gz") else None
         return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, compression=compression))

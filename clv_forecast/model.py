@@ -28,7 +28,7 @@ from .btyd import BetaGeoModel, GammaGammaModel
 from .btyd._data import rfm_arrays, time_unit_of
 from .btyd._mle import Fields, Settings, plain_setting
 from .errors import ClvInputError, NotFittedError, UnreliableFitError, show_value
-from .units import TimeUnit
+from .units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP, TimeUnit
 from .value import customer_lifetime_value
 
 FORMAT = "clv-forecast-model"
@@ -132,7 +132,7 @@ class ClvModel(Settings):
         ``purchases_cov`` / ``spend_cov``: covariances (k x k) for standard errors and CLV
         intervals; without them standard errors are NaN and an interval request raises.
         """
-        from .units import TimeUnit
+        from .units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP, TimeUnit
 
         unit = str(TimeUnit.parse(time_unit))
         model = cls()
@@ -179,13 +179,14 @@ class ClvModel(Settings):
             out["expected_spend"] = self.spend_.conditional_expected_spend(rfm)
         return out
 
-    def clv(self, rfm: pd.DataFrame, *, horizon="12M", discount_rate="0%/Y", step="1M", margin=1.0,
-            interval: float | None = None, n_draws: int = 200, seed=0, future_spend=None,
-            time_unit=None) -> pd.DataFrame:
+    def clv(self, rfm: pd.DataFrame, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE,
+            step=DEFAULT_STEP, margin=DEFAULT_MARGIN, interval: float | None = None, n_draws: int = 200, seed=0,
+            future_spend=None, time_unit=None) -> pd.DataFrame:
         """Discounted CLV per customer, optionally with a parameter-uncertainty interval
         (see :func:`clv_forecast.value.customer_lifetime_value`). ``future_spend`` (a column name
         or one value per row) replaces the spend model's expectation; ``time_unit`` as in
-        :meth:`predict`."""
+        :meth:`predict`. The defaults are the package's one set (:data:`clv_forecast.units.VALUE_DEFAULTS`:
+        12 months, 10 %/year, monthly steps, margin 1), the same for every command, scorer and the pyfunc."""
         self._check()
         if self.spend_ is None and future_spend is None:
             raise ClvInputError("this model has no spend model: fit it on an RFM table with a monetary_value "

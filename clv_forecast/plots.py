@@ -263,6 +263,8 @@ def _purchase_days(transactions, read_options: dict) -> pl.DataFrame:
     from .transactions import _is_standard, read_transactions
 
     frame = transactions if _is_standard(transactions) else read_transactions(transactions, **read_options)
+    if "amount" in frame.columns:  # returns="net" keeps the returns in the frame: they are no purchases
+        frame = frame.filter(pl.col("amount") >= 0)
     stamp = pl.col("timestamp")
     if getattr(frame.schema["timestamp"], "time_zone", None) is not None:
         stamp = stamp.dt.replace_time_zone(None)  # wall-clock time in its zone, as summarize reads it

@@ -86,6 +86,16 @@ def accounting_lines(attrs: dict, n_customers: int) -> list[str]:
                      f"before the calibration end (not netted across it), "
                      f"{_n(attrs, 'n_returns_after_observation_end'):,} after the last purchase; "
                      f"{fully_returned:,} purchases fully returned")
+        elif _n(attrs, "n_returns_matching"):
+            # what "drop" keeps: returns of earlier purchases, and the purchases they cancel counted in full
+            text += (f"; {_n(attrs, 'n_returns_matching'):,} of them (total "
+                     f"{float(attrs.get('return_value_matching') or 0):,.2f}) match an earlier purchase of the same "
+                     f"customer")
+            if _n(attrs, "n_purchases_cancelled"):
+                text += (f" and fully cancel {_n(attrs, 'n_purchases_cancelled'):,} purchase rows (value "
+                         f"{float(attrs.get('return_cancelled_purchase_value') or 0):,.2f}) that are still counted "
+                         "as purchases")
+            text += ": --returns net (returns='net') nets them"
         left_out.append(text)
     if _n(attrs, "n_customers_returns_only"):
         left_out.append(f"{_n(attrs, 'n_customers_returns_only'):,} customers with only returns (not in the summary)")
@@ -116,9 +126,19 @@ def holdout_line(metrics: dict, time_unit) -> str:
             f"(per customer MAE {metrics['holdout_mae']:.3f}, RMSE {metrics['holdout_rmse']:.3f})")
 
 
+def value_text(value: dict | None) -> str:
+    """The CLV settings of a run's ``[value]`` (defaults filled in) in one phrase: ``12M, 10%/Y, step 1M,
+    margin 1``; printed wherever a CLV total is."""
+    from .units import value_settings, value_settings_text
+
+    value = value or {}
+    return value_settings_text(value_settings(value.get("horizon"), value.get("discount_rate"), value.get("step"),
+                                              value.get("margin")))
+
+
 def coverage_line(metrics: dict, value: dict) -> str:
     missing = metrics["clv_missing"]
-    text = (f"total CLV ({value['horizon']}, {value['discount_rate']}, margin {value['margin']}): "
+    text = (f"total CLV ({value_text(value)}): "
             f"{metrics['clv_total']:,.2f} over {metrics['clv_customers']:,} customers")
     if missing:
         why = []
@@ -263,6 +283,10 @@ def run_report(result, *, accounting: list[str], periods: str, comparison=None, 
     source = spec["data"]["source"]
     source = "CDNOW sample (bundled)" if source == "cdnow_sample" else Path(str(source)).name
     sections = [Section("Data", [*accounting, periods])]
+    if spec.get("value") is not None:
+        interval = spec["value"].get("interval")
+        sections[0].blocks.append(f"CLV settings: {value_text(spec['value'])}"
+                                  + (f", interval {float(interval):g}" if interval else ""))
     params = Section("Model: parameters and fit", [_parameters(model), _fit_stats(model)])
     for problem in getattr(model, "problems_", []) or []:
         params.blocks.append(f"Unreliable fit: {problem}")
@@ -295,7 +319,7 @@ def run_report(result, *, accounting: list[str], periods: str, comparison=None, 
         columns = [c for c in ("frequency", "recency", "T", "monetary_value", "p_alive", "expected_purchases",
                                "expected_spend", "clv", "clv_lower", "clv_upper") if c in top]
         sections.append(Section(
-            f"Top {len(top)} customers by CLV ({value['horizon']}, {value['discount_rate']}, margin {value['margin']})",
+            f"Top {len(top)} customers by CLV ({value_text(value)})",
             [top[columns]]))
         if "clv_total" in metrics:
             sections[-1].blocks.append(coverage_line(metrics, value))

@@ -34,6 +34,12 @@ Conventions (the papers' CDNOW convention is the default ``merge="D"``, ``time_u
     ``n_returns_across_calibration_end`` (a holdout return whose purchase is in the calibration
     period: not netted back) and ``n_returns_after_observation_end``;
   - ``n_purchases_fully_returned``: purchase rows whose purchase was netted to <= 0 (``"net"``);
+    in every mode ``n_returns_matching`` returns (total ``return_value_matching``) match a purchase of
+    the same customer at or before them in the same period and would cancel ``n_purchases_cancelled``
+    purchase rows in full (worth ``return_cancelled_purchase_value``): with ``"net"`` these are netted
+    (the same numbers as ``n_returns_netted`` and ``n_purchases_fully_returned``); with ``"drop"`` those
+    purchases are still counted at full value (the run says so: a same-day cancellation of a whole
+    order keeps the order);
   - ``n_transactions_after_observation_end``: purchase rows after the observation end;
   - ``n_transactions_first_purchase_after_calibration``: rows of the
     ``n_customers_first_purchase_after_calibration`` customers first seen in the holdout period.
@@ -271,7 +277,10 @@ def _net_returns(tx: pl.DataFrame, ticks: pl.Expr, cal_last: int | None, obs_las
     per_purchase = netted.group_by("_pid").agg(pl.col("amount").sum().alias("_ret"))
     purchases = purchases.join(per_purchase, on="_pid", how="left")
     fully = pl.col("_ret").is_not_null() & (pl.col("amount") + pl.col("_ret") <= 0)
-    stats["n_purchases_fully_returned"] = int(purchases.filter(fully).get_column("rows").sum())
+    cancelled = purchases.filter(fully)
+    stats["n_purchases_fully_returned"] = int(cancelled.get_column("rows").sum())
+    stats["return_value_netted"] = float(netted.get_column("amount").sum())
+    stats["return_cancelled_purchase_value"] = float(cancelled.get_column("amount").sum())
     kept = (
         purchases.filter(~fully)
         .sort("_pid")
@@ -282,6 +291,50 @@ def _net_returns(tx: pl.DataFrame, ticks: pl.Expr, cal_last: int | None, obs_las
         tx.get_column("customer_id").n_unique() - kept.get_column("customer_id").n_unique()
     )
     return kept, stats
+
+
+def _returns_matching(tx: pl.DataFrame, returns: pl.DataFrame, ticks: pl.Expr, cal_last: int | None,
+                      obs_last: int) -> dict:
+    """``returns="drop"``: what ``"net"`` would do with the dropped ``returns``, without doing it: the
+    returns that match a purchase of the same customer at or before them in the same period (the
+    matching of :func:`_net_returns`), their value, and the purchase rows they would cancel in full
+    (``amount + returns <= 0``) with their value. Only the customers with returns are looked at; one
+    sort of their rows, then a forward fill (no per-customer join): a return's match is the last purchase
+    row before it in (customer, period, time) order, when that row is of its customer and period."""
+    if returns.height == 0:
+        return {}
+    period = (ticks > cal_last).cast(pl.Int8) if cal_last is not None else pl.lit(0, pl.Int8)
+    mine = tx.filter(pl.col("customer_id").is_in(returns.get_column("customer_id").unique().implode()))
+    rows = (
+        pl.concat([mine.select("customer_id", "timestamp", "amount").with_columns(pl.lit(0, pl.Int8).alias("_r")),
+                   returns.select("customer_id", "timestamp", "amount").with_columns(pl.lit(1, pl.Int8).alias("_r"))],
+                  how="vertical_relaxed")
+        .lazy()
+        .with_columns(ticks.alias("_t"))
+        .filter((pl.col("_r") == 0) | (pl.col("_t") <= obs_last))  # returns after the window are never netted
+        # (the period follows the time: no sort key of its own); a purchase before a return at the same instant
+        .sort("customer_id", "_t", "_r")
+        .with_columns(period.alias("_p"))
+        .with_columns(*(pl.when(pl.col("_r") == 0).then(pl.col(c)).forward_fill().alias(f"_m{c}")
+                        for c in ("customer_id", "_p", "_t")))
+        .collect()
+        .lazy()
+    )
+    matched = rows.filter((pl.col("_r") == 1) & (pl.col("_mcustomer_id") == pl.col("customer_id"))
+                          & (pl.col("_m_p") == pl.col("_p")))
+    per_purchase = matched.group_by("customer_id", "_m_t").agg(pl.col("amount").sum().alias("_ret"))
+    bought = (rows.filter(pl.col("_r") == 0).join(per_purchase, left_on=["customer_id", "_t"],
+                                                  right_on=["customer_id", "_m_t"], how="inner")
+              .group_by("customer_id", "_t")
+              .agg(pl.col("amount").sum(), pl.len().alias("rows"), pl.col("_ret").first()))
+    cancelled = bought.filter(pl.col("amount") + pl.col("_ret") <= 0)
+    totals = pl.concat([
+        matched.select(pl.len().cast(pl.Int64).alias("n"), pl.col("amount").sum().cast(pl.Float64).alias("v")),
+        cancelled.select(pl.col("rows").sum().cast(pl.Int64).alias("n"), pl.col("amount").sum().cast(pl.Float64).alias("v")),
+    ]).collect()
+    n, v = totals.get_column("n").to_list(), totals.get_column("v").to_list()
+    return {"n_returns_netted": int(n[0] or 0), "return_value_netted": float(v[0] or 0.0),
+            "n_purchases_fully_returned": int(n[1] or 0), "return_cancelled_purchase_value": float(v[1] or 0.0)}
 
 
 def _ratio(step_ns: int, unit: TimeUnit) -> tuple[int, int]:
@@ -508,6 +561,17 @@ def assemble(plan: SummaryPlan, agg: Any, *, has_amount: bool) -> tuple[dict[str
     return out, keep
 
 
+def returns_matching_attrs(stats: dict) -> dict:
+    """The attrs of the returns that match earlier purchases (``stats`` of :func:`_net_returns`, netted or
+    not): counted and valued in every mode, so that ``returns="drop"`` says what it keeps."""
+    return {
+        "n_returns_matching": int(stats.get("n_returns_netted", 0)),
+        "return_value_matching": float(stats.get("return_value_netted", 0.0)),
+        "n_purchases_cancelled": int(stats.get("n_purchases_fully_returned", 0)),
+        "return_cancelled_purchase_value": float(stats.get("return_cancelled_purchase_value", 0.0)),
+    }
+
+
 def accounting(plan: SummaryPlan, acc: Any, net: dict, *, n_customers: int, n_used_rows: int, late_rows: int,
                n_late: int, n_after: int, returns: str, duplicates: str, missing_customer: str) -> dict:
     """A summary's ``attrs``: the plan's options and ends, and where every input row went."""
@@ -683,7 +747,7 @@ def summarize(
     price_col: str | None = None,
     missing_customer: str = "error",
     duplicates: str = "keep",
-    returns: str = "drop",
+    returns: str | None = None,
     week_start: "str | int" = "MON",
     include_first_transaction: bool = False,
 ) -> pd.DataFrame:
@@ -702,8 +766,12 @@ def summarize(
     any), or with ``include_first_transaction=True`` the mean of all merged calibration purchases,
     the first included.
 
-    Returns (negative amounts) are never purchases. ``returns="drop"`` (default): left out of
-    frequency, recency and spend, and counted. ``returns="net"``: each is subtracted from the same
+    Returns (negative amounts) are never purchases; the default policy is ``"net"`` for amounts given as
+    ``quantity_col`` x ``price_col`` (invoice lines), ``"drop"`` for an ``amount_col``
+    (:func:`clv_forecast.transactions.default_returns`). ``returns="drop"``: left out of
+    frequency, recency and spend, and counted; the returns that match an earlier purchase of the same
+    customer, and the purchases they cancel in full (kept), are counted too (``n_returns_matching`` ...,
+    module docs). ``returns="net"``: each is subtracted from the same
     customer's latest purchase at or before it in the same period (a purchase is the customer's
     rows at one timestamp; netting never crosses the calibration end); a purchase netted to <= 0 is
     no longer a purchase, a return with no such purchase is counted as unmatched (or as crossing
@@ -773,6 +841,12 @@ def summarize(
             raise ClvInputError(f"{source}: no purchase is left after netting the returns")
         first_tick, last_tick = tx.lazy().select(ticks.min(), ticks.max().alias("hi")).collect().row(0)
         plan = plan.rebased(first_tick)
+        matching = net
+    elif has_amount and getattr(acc, "_dropped_returns", None) is not None:
+        matching = _returns_matching(tx, acc._dropped_returns, ticks, plan.cal_last, plan.obs_last)
+    else:
+        matching = {}
+    acc._dropped_returns = None  # (no longer needed)
 
     # --- the kernel, then the shared assembly ------------------------------------------------
     customer_ids, agg, n_after = _polars_aggregates(tx, ticks, plan, has_amount=has_amount, weighted=weighted,
@@ -796,6 +870,8 @@ def summarize(
     result.attrs = accounting(plan, acc, net, n_customers=len(result), n_used_rows=n_used_rows, late_rows=late_rows,
                               n_late=n_late, n_after=n_after, returns=opts.returns, duplicates=opts.duplicates,
                               missing_customer=opts.missing_customer)
+    if has_amount:
+        result.attrs.update(returns_matching_attrs(matching))
     return result
 
 

@@ -45,6 +45,7 @@ import numpy as np
 from ._io import atomic_write
 from .btyd._data import rfm_verdict, verdict_reasons
 from .errors import ClvInputError
+from .units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP
 
 __all__ = ["ScoreReport", "TooManyRejectsError", "score_file", "score_transactions", "load_scoring_model",
            "summary_settings"]
@@ -104,6 +105,10 @@ class ScoreReport:
     model_file: Path | None = None
     summary: dict | None = None
     time_unit: str | None = None  # the model's
+    #: the CLV settings the scores were computed with (:func:`clv_forecast.units.value_settings`)
+    settings: dict | None = None
+    #: why the model is not reliable (its file's ``"reliable": false``); empty for a reliable model
+    model_problems: list = field(default_factory=list)
 
     @property
     def reject_share(self) -> float:
@@ -168,17 +173,39 @@ def _load(model):
     return (model if path is None else ClvModel.load(path)), path
 
 
-def scoring_setup(model, time_unit=None):
+def scoring_setup(model, time_unit=None, *, allow_unreliable: bool = False):
     """The model to score with (:func:`load_scoring_model`; it must have a spend model) and the input's
-    time unit in canonical form (``None``: the model's). Shared by the local and the Spark scorers."""
-    return _setup(model, time_unit)[:2]
+    time unit in canonical form (``None``: the model's). Shared by the local and the Spark scorers.
+    An unreliable model (``"reliable": false`` in its file: the fit did not converge or does not identify
+    its parameters) is refused unless ``allow_unreliable=True``; then it is used with a warning."""
+    return _setup(model, time_unit, allow_unreliable=allow_unreliable)[:2]
 
 
-def _setup(model, time_unit=None):
-    """:func:`scoring_setup` plus the local model file (None for a model object)."""
+def check_reliable_for_scoring(clv_model, allow_unreliable: bool | None, where=None) -> list[str]:
+    """The model's problems (:attr:`ClvModel.problems_`): refused (one line naming the flag) unless
+    ``allow_unreliable``, then one warning; returned so that the run can record them. ``None``: checked
+    already by the caller (no error, no second warning)."""
+    import warnings
+
+    problems = list(clv_model.problems_)
+    if not problems or allow_unreliable is None:
+        return problems
+    name = f"{where}: " if where else ""
+    text = "; ".join(problems)
+    text = text if len(text) <= 200 else text[:197] + "..."
+    if not allow_unreliable:
+        raise ClvInputError(f"{name}the model is not reliable ({text}); its scores cannot be trusted: refit it, "
+                            "or give {{allow_unreliable=True}} to score with it anyway")
+    warnings.warn(f"{name}scoring with an unreliable model ({text})", UserWarning, stacklevel=3)
+    return problems
+
+
+def _setup(model, time_unit=None, *, allow_unreliable: bool = False):
+    """:func:`scoring_setup` plus the local model file (None for a model object) and the model's problems."""
     clv_model, model_file = _load(model)
     if clv_model.spend_ is None:
         raise ClvInputError("the model has no spend model (fit it with a monetary_value column) to score CLV")
+    problems = check_reliable_for_scoring(clv_model, allow_unreliable, model_file)
     if time_unit is not None:
         from .units import TimeUnit
 
@@ -186,7 +213,7 @@ def _setup(model, time_unit=None):
             time_unit = str(TimeUnit.parse(time_unit))
         except ClvInputError as exc:
             raise ClvInputError(exc.reason.split(": ", 1)[-1], argument="time_unit", value=time_unit) from None
-    return clv_model, time_unit, model_file
+    return clv_model, time_unit, model_file, problems
 
 
 def check_value_settings(time_unit: str, horizon, step, discount_rate) -> None:
@@ -336,10 +363,11 @@ class _SeenIds:
         return dup
 
 
-def score_file(model, input_path, output_path, *, horizon="12M", discount_rate="0%/Y", step="1M", margin=1.0,
+def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE,
+               step=DEFAULT_STEP, margin=DEFAULT_MARGIN,
                id_col: str = "customer_id", batch_rows: int = 1_000_000, rejects_path=None,
                max_reject_share: float = 0.01, interval: float | None = None, time_unit=None,
-               progress=None) -> ScoreReport:
+               progress=None, allow_unreliable: bool = False) -> ScoreReport:
     """Score an RFM table file batch by batch; see the module docstring.
 
     ``model``: a ClvModel, a model JSON file or an MLflow URI (:func:`load_scoring_model`).
@@ -349,12 +377,16 @@ def score_file(model, input_path, output_path, *, horizon="12M", discount_rate="
     after each batch (``total`` the input's row count when known, else None).
     Returns a :class:`ScoreReport`; raises :class:`ClvInputError` when more than
     ``max_reject_share`` of the rows are rejected (nothing published under ``output_path``).
+    A model whose file says ``"reliable": false`` is refused unless ``allow_unreliable=True`` (then a
+    warning, and the report's ``model_problems`` say why). The settings default to
+    :data:`clv_forecast.units.VALUE_DEFAULTS` (as every door does) and are recorded in the report and in a
+    Parquet output's key-value metadata.
     """
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
     out_kind, rejects_path = _check_outputs(output_path, rejects_path, batch_rows, max_reject_share, input_path,
                                             model=model)
-    clv_model, time_unit, model_file = _setup(model, time_unit)
+    clv_model, time_unit, model_file, problems = _setup(model, time_unit, allow_unreliable=allow_unreliable)
     total = None
     if input_path.suffix.lower() in (".parquet", ".pq") and input_path.exists():
         try:
@@ -375,7 +407,7 @@ def score_file(model, input_path, output_path, *, horizon="12M", discount_rate="
                   id_col=id_col, id_plan=id_plan, max_reject_share=max_reject_share, time_unit=time_unit,
                   clv_args=dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
                                 interval=interval),
-                  progress=progress, total=total, started=started, model_file=model_file)
+                  progress=progress, total=total, started=started, model_file=model_file, problems=problems)
 
 
 def summary_settings(model) -> dict:
@@ -399,9 +431,10 @@ def summary_settings(model) -> dict:
 def score_transactions(model, transactions, output_path, *, observation_end=None, customer_col="customer_id",
                        date_col="date", amount_col=None, quantity_col=None, price_col=None, date_format=None,
                        encoding="utf-8", decimal_comma=False, missing_customer="error", duplicates="keep",
-                       returns="drop", horizon="12M", discount_rate="0%/Y", step="1M", margin=1.0,
+                       returns=None, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE,
+                       step=DEFAULT_STEP, margin=DEFAULT_MARGIN,
                        interval: float | None = None, batch_rows: int = 1_000_000, rejects_path=None,
-                       max_reject_share: float = 0.01, progress=None) -> ScoreReport:
+                       max_reject_share: float = 0.01, progress=None, allow_unreliable: bool = False) -> ScoreReport:
     """Score a raw transaction log: summarise it per customer, then score the summary as :func:`score_file`
     scores a table (same verdict rules, rejects file, threshold, atomic output, interval).
 
@@ -420,7 +453,7 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
                                             model=model, input_role="{{transactions}}")
     if amount_col is None and quantity_col is None:
         raise ClvInputError("CLV needs the amounts: give {{amount_col}} (or {{quantity_col}} and {{price_col}})")
-    clv_model, _, model_file = _setup(model)
+    clv_model, _, model_file, problems = _setup(model, allow_unreliable=allow_unreliable)
     check_value_settings(clv_model.time_unit_, horizon, step, discount_rate)
     import pyarrow as pa
 
@@ -438,8 +471,17 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
                     id_col="customer_id", id_plan=None, max_reject_share=max_reject_share, time_unit=None,
                     clv_args=dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
                                   interval=interval),
-                    progress=progress, total=table.num_rows, started=started, model_file=model_file, summary=attrs)
+                    progress=progress, total=table.num_rows, started=started, model_file=model_file, summary=attrs,
+                    problems=problems)
     return report
+
+
+def settings_of(clv_args: dict) -> dict:
+    """The CLV settings of a scoring run as text (:func:`clv_forecast.units.value_settings`)."""
+    from .units import value_settings
+
+    return value_settings(clv_args.get("horizon"), clv_args.get("discount_rate"), clv_args.get("step"),
+                          clv_args.get("margin"), clv_args.get("interval"))
 
 
 def score_paths(model, input_path, output_path, rejects_path, *, input_role: str = "{{input_path}}",
@@ -475,7 +517,7 @@ def _check_outputs(output_path: Path, rejects_path, batch_rows, max_reject_share
 
 def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, what, id_col, id_plan,
            max_reject_share, time_unit, clv_args, progress, total, started, model_file,
-           summary=None) -> ScoreReport:
+           summary=None, problems=()) -> ScoreReport:
     """The one scoring path of a file and of a summarised log: verdicts, scores and rejects written batch
     by batch to temporary files; the rejects published, then the scores unless there are too many rejects."""
     counts = {"read": 0, "scored": 0, "clv_total": 0.0}
@@ -486,7 +528,8 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
                            reasons=dict(reasons.most_common()), seconds=time.perf_counter() - started,
                            output=output_path if published else None, rejects=rejects_path,
                            clv_total=counts["clv_total"], model_file=model_file, summary=summary,
-                           time_unit=str(clv_model.time_unit_))
+                           time_unit=str(clv_model.time_unit_), settings=settings_of(clv_args),
+                           model_problems=list(problems))
 
     def write_all(out_tmp: Path) -> None:
         def write_with_rejects(rej_tmp: Path) -> None:
@@ -579,12 +622,20 @@ def _writer(path, kind: str, schema):
     return pcsv.CSVWriter(str(path), schema)
 
 
-def _output_schema(id_col, id_type, interval):
+def _output_schema(id_col, id_type, clv_args):
+    """The scores' schema; its metadata (the Parquet footer's key-value metadata) records the CLV settings,
+    ``clv_forecast.horizon``, ``.discount_rate``, ``.step``, ``.margin``, ``.interval``."""
     import pyarrow as pa
 
+    from .units import parquet_metadata, value_settings
+
+    interval = clv_args["interval"]
     names = ["expected_purchases", "p_alive", "expected_spend", "clv"] + (
         ["clv_lower", "clv_upper"] if interval is not None else [])
-    return pa.schema([pa.field(id_col, id_type)] + [pa.field(n, pa.float64()) for n in names])
+    settings = value_settings(clv_args["horizon"], clv_args["discount_rate"], clv_args["step"], clv_args["margin"],
+                              interval)
+    return pa.schema([pa.field(id_col, id_type)] + [pa.field(n, pa.float64()) for n in names],
+                     metadata=parquet_metadata(settings))
 
 
 def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_unit, clv_args,
@@ -648,7 +699,7 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
             good = np.flatnonzero(~bad)
             if writer is None:
                 schema = _output_schema(id_col, ids.type if ids.type != pa.null() else pa.string(),
-                                        clv_args["interval"])
+                                        clv_args)
                 writer = _writer(out_tmp, out_kind, schema)
             if good.size:
                 columns = {id_col: ids.take(pa.array(good)).cast(schema.field(0).type)}
@@ -661,7 +712,7 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
             if progress is not None:
                 progress(counts["read"], total)
         if writer is None:  # an empty input: an empty output with the header
-            schema = _output_schema(id_col, pa.string(), clv_args["interval"])
+            schema = _output_schema(id_col, pa.string(), clv_args)
             writer = _writer(out_tmp, out_kind, schema)
     finally:
         rej_writer.close()

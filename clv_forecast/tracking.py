@@ -237,6 +237,10 @@ def _params(result, command: str, data_path) -> dict[str, str]:
         if sub is not None and hasattr(sub, "get_params"):
             params.update({f"estimator.{part}.{k}": _text(v) for k, v in sub.get_params().items()})
     params["estimator.time_unit"] = str(model.time_unit_)
+    # the CLV settings of the run and of the logged pyfunc's defaults (the package's defaults where unset)
+    for key, value in _value_defaults(result).items():
+        if params.get(f"value.{key}") in (None, "null"):
+            params[f"value.{key}"] = _text(value)
     params["command"] = command
     params.update({f"version.{k}": v for k, v in _versions().items()})
     path = _data_file(result, data_path)
@@ -354,9 +358,11 @@ def _write_artifacts(result, folder: Path) -> None:
 
 
 def _value_defaults(result) -> dict[str, Any]:
+    from .units import VALUE_DEFAULTS
+
     value = result.spec.get("value") or {}
-    return {"horizon": str(value.get("horizon") or "12M"), "discount_rate": str(value.get("discount_rate") or "10%/Y"),
-            "step": str(value.get("step") or "1M"), "margin": float(value.get("margin", 1.0))}
+    return {key: (float if key == "margin" else str)(VALUE_DEFAULTS[key] if value.get(key) is None else value[key])
+            for key in VALUE_DEFAULTS}
 
 
 def _predict_frame(model, frame, params: dict):
@@ -406,13 +412,21 @@ def _define_pyfunc_class(base):
         def load_context(self, context):
             from .model import ClvModel
 
+            # an unreliable model (saved with --save-unreliable) loads; its first prediction warns, once
             self._model = ClvModel.load(context.artifacts["model_file"])
+            self._warned = False
 
         def predict(self, context, model_input, params=None):
+            problems = self._model.problems_
+            if problems and not getattr(self, "_warned", False):
+                self._warned = True
+                warnings.warn("clv-forecast: this model is not reliable (" + "; ".join(problems)[:300]
+                              + "): its predictions cannot be trusted", UserWarning, stacklevel=2)
             # through MLflow, params always holds all four: the signature's defaults (the run's values) fill in
             # what the caller leaves out; the fallbacks below serve only a direct call of this method
-            settings = {"horizon": "12M", "discount_rate": "10%/Y", "step": "1M", "margin": 1.0,
-                        **{k: v for k, v in (params or {}).items() if v is not None}}
+            from .units import VALUE_DEFAULTS
+
+            settings = {**VALUE_DEFAULTS, **{k: v for k, v in (params or {}).items() if v is not None}}
             return _predict_frame(self._model, model_input, settings)
 
     ClvPyfunc.__module__ = __name__
@@ -668,6 +682,10 @@ def log_score_run(report, *, params: dict, input_path, tracking_uri: str | None 
     values = {key: _text(value) for key, value in params.items()}
     values["command"] = "score"
     values["time_unit"] = _text(report.time_unit)
+    for key, value in (getattr(report, "settings", None) or {}).items():  # with the defaults filled in
+        values.setdefault(key, _text(value))
+    problems = list(getattr(report, "model_problems", None) or [])
+    values["model_reliable"] = "false" if problems else "true"
     if report.model_file is not None and Path(report.model_file).is_file():
         values["model_sha256"] = _sha256(Path(report.model_file))
     for key, value in (report.summary or {}).items():
@@ -678,7 +696,10 @@ def log_score_run(report, *, params: dict, input_path, tracking_uri: str | None 
     values.update({f"version.{k}": v for k, v in _versions().items()})
     metrics, skipped = _finite(_score_metrics(report))
     name = Path(str(input_path)).stem or "clv-forecast"
-    tags = {"command": "score", "time_unit": _text(report.time_unit), "dataset": Path(str(input_path)).name}
+    tags = {"command": "score", "time_unit": _text(report.time_unit), "dataset": Path(str(input_path)).name,
+            "reliable": "false" if problems else "true"}
+    if problems:
+        tags["problems"] = "; ".join(problems)[:5000]
     if failed:
         tags["failure"] = "too many rejects (max_reject_share); scores not written"
     if skipped:

@@ -708,6 +708,15 @@ DUPLICATES = ("keep", "drop")
 RETURNS = ("drop", "net", "error")
 
 
+def default_returns(quantity_col) -> str:
+    """The ``returns`` policy when none is given: ``"net"`` for an invoice-line export (amount = quantity x
+    unit price: a negative quantity cancels a line of the customer's order, so the order is netted, and an
+    order cancelled in full is no purchase), ``"drop"`` for an amount column (a negative amount may be a
+    refund, a chargeback or an adjustment of no identified purchase: left out and reported, with the
+    returns that do match a purchase counted)."""
+    return "net" if quantity_col is not None else "drop"
+
+
 def _choice(value: Any, argument: str, choices: tuple[str, ...]) -> str:
     text = value.strip().lower() if isinstance(value, str) else value
     if text not in choices:
@@ -746,7 +755,8 @@ class _Options:
         _codec(encoding)
         return cls(customer_col, date_col, amount_col, quantity_col, price_col, date_format, str(encoding),
                    bool(decimal_comma), _choice(missing_customer, "missing_customer", MISSING_CUSTOMER),
-                   _choice(duplicates, "duplicates", DUPLICATES), _choice(returns, "returns", RETURNS))
+                   _choice(duplicates, "duplicates", DUPLICATES),
+                   _choice(default_returns(quantity_col) if returns is None else returns, "returns", RETURNS))
 
     def wanted(self) -> dict[str, str]:
         wanted = {"customer column": self.customer_col, "date column": self.date_col}
@@ -785,7 +795,7 @@ class ReadAccounting:
     returns: str = "drop"
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
 def _row_numbers(rows: pl.Series | None, n: int) -> pl.Series:
@@ -905,6 +915,8 @@ def _apply_returns(frame: pl.DataFrame, name: str, opts: _Options, acc: ReadAcco
     if opts.returns == "drop":
         ids = frame.get_column("customer_id")
         kept = frame.filter(~negative)
+        # kept aside (not in the accounting's counts): summarize reports which of them match purchases
+        acc._dropped_returns = frame.filter(negative)
         acc.n_customers_returns_only = _customers_without(ids.filter(negative), kept.get_column("customer_id"))
         if kept.height == 0:
             raise ClvInputError(f"{name}: every row is a return (negative amount); there are no purchases")
@@ -945,7 +957,7 @@ def read_transactions(
     price_col: str | None = None,
     missing_customer: str = "error",
     duplicates: str = "keep",
-    returns: str = "drop",
+    returns: str | None = None,
     with_accounting: bool = False,
 ) -> "pl.DataFrame | tuple[pl.DataFrame, ReadAccounting]":
     """Read a transaction log into the standard polars frame ``customer_id, timestamp[, amount]``.
@@ -971,9 +983,11 @@ def read_transactions(
       ``"keep"`` (default) keeps them, ``"drop"`` removes the extra copies. Rows with a missing
       customer that are dropped are not counted as duplicates.
     * ``returns``: rows with a negative amount (returns, cancellations) are not purchases.
-      ``"drop"`` (default) removes and counts them; ``"error"`` names them; ``"net"`` keeps them in the
+      ``"drop"`` removes and counts them; ``"error"`` names them; ``"net"`` keeps them in the
       frame (negative amounts) so that :func:`~clv_forecast.rfm.summarize` can subtract each one from
-      the same customer's latest earlier purchase. Zero amounts are purchases.
+      the same customer's latest earlier purchase. Default (None): ``"net"`` with ``quantity_col`` x
+      ``price_col`` (invoice-line exports: a negative quantity cancels a line of an order), ``"drop"``
+      with ``amount_col`` (:func:`default_returns`). Zero amounts are purchases.
 
     With ``with_accounting=True`` returns ``(frame, ReadAccounting)``: the counts of every rule
     (see :class:`ReadAccounting`); nothing is dropped without being counted there.
@@ -988,4 +1002,5 @@ def read_transactions(
                           encoding=encoding, decimal_comma=decimal_comma, missing_customer=missing_customer,
                           duplicates=duplicates, returns=returns)
     frame, acc, _ = _ingest(source, opts, source_name)
+    acc._dropped_returns = None  # (kept for summarize's matching only)
     return (frame, acc) if with_accounting else frame

@@ -18,6 +18,41 @@ from dataclasses import dataclass
 
 from .errors import ClvInputError, show_value
 
+#: The one set of CLV value settings every door defaults to: the Python API (``ClvModel.clv``,
+#: ``customer_lifetime_value``, ``compare``), the scorers (``score_file``, ``score_transactions``, Spark),
+#: every command (``fit``, ``run``, ``compare``, ``score``, ``report``), experiment files and the MLflow
+#: pyfunc. A total CLV depends on them: they are printed beside it and recorded in every output's metadata.
+DEFAULT_HORIZON = "12M"
+DEFAULT_DISCOUNT_RATE = "10%/Y"
+DEFAULT_STEP = "1M"
+DEFAULT_MARGIN = 1.0
+VALUE_DEFAULTS = {"horizon": DEFAULT_HORIZON, "discount_rate": DEFAULT_DISCOUNT_RATE, "step": DEFAULT_STEP,
+                  "margin": DEFAULT_MARGIN}
+
+
+def value_settings(horizon=None, discount_rate=None, step=None, margin=None, interval=None) -> dict:
+    """The CLV settings of a run as plain text, defaults filled in (None: the default): what is printed
+    beside a total CLV and recorded as metadata (Parquet key-value metadata ``clv_forecast.<key>``,
+    MLflow params, the report)."""
+    given = {"horizon": horizon, "discount_rate": discount_rate, "step": step, "margin": margin}
+    out = {key: str(VALUE_DEFAULTS[key] if value is None else value) for key, value in given.items()}
+    out["margin"] = f"{float(VALUE_DEFAULTS['margin'] if margin is None else margin):g}"
+    out["interval"] = "none" if interval is None else f"{float(interval):g}"
+    return out
+
+
+def value_settings_text(settings: dict) -> str:
+    """``12M, 10%/Y, step 1M, margin 1``: the settings of :func:`value_settings` in one phrase."""
+    return (f"{settings['horizon']}, {settings['discount_rate']}, step {settings['step']}, "
+            f"margin {settings['margin']}")
+
+
+def parquet_metadata(settings: dict, **more) -> dict[bytes, bytes]:
+    """Parquet key-value metadata of an output: ``clv_forecast.<key>`` for each setting (and ``more``)."""
+    items = {**settings, **more}
+    return {f"clv_forecast.{k}".encode(): str(v).encode() for k, v in items.items()}
+
+
 BASE_DAYS: dict[str, float] = {
     "ns": 1 / 86_400e9, "us": 1 / 86_400e6, "ms": 1 / 86_400e3, "s": 1 / 86_400, "min": 1 / 1_440,
     "h": 1 / 24, "D": 1.0, "W": 7.0, "M": 365.25 / 12, "Y": 365.25,

@@ -31,7 +31,8 @@ import pandas as pd
 from .btyd import bgnbd, gamma_gamma
 from .btyd._data import as_frame_index, column, rfm_arrays
 from .errors import ClvInputError, format_rows
-from .units import Duration, Rate, TimeUnit
+from .units import (DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP, Duration, Rate,
+                    TimeUnit)
 
 
 #: At most this many discounting steps in a horizon: daily steps over 27 years, hourly over one year (8,766),
@@ -158,8 +159,9 @@ def known_spend(data, future_spend, n: int, index) -> np.ndarray:
     return spend
 
 
-def customer_lifetime_value(purchases, spend=None, data=None, *, horizon="12M", discount_rate="0%/Y", step="1M",
-                            margin: float = 1.0, interval: float | None = None, n_draws: int = 200,
+def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT_HORIZON,
+                            discount_rate=DEFAULT_DISCOUNT_RATE, step=DEFAULT_STEP,
+                            margin: float = DEFAULT_MARGIN, interval: float | None = None, n_draws: int = 200,
                             seed=0, frequency=None, recency=None, T=None, monetary_value=None,
                             future_spend=None, time_unit=None) -> pd.DataFrame:
     """Per-customer discounted CLV over ``horizon``.

@@ -31,8 +31,11 @@ def export(request, tmp_path_factory):
 
 
 def options(truth, **kw):
+    # returns="drop": these tests compare with the clean (gross) purchase log; the default for quantity x price
+    # is "net" (tests/test_hostile_defaults.py)
     out = dict(COLUMNS, encoding=truth.encoding, decimal_comma=truth.decimal_comma, date_format=truth.date_format,
-               missing_customer="drop", calibration_end=truth.calibration_end, observation_end=truth.observation_end)
+               missing_customer="drop", calibration_end=truth.calibration_end, observation_end=truth.observation_end,
+               returns="drop")
     out.update(kw)
     return out
 

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClvInputError
+from ..units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP
 from .session import (_is_uri, _publish, _require_pyspark, _spark_error, _temporary, cancel_jobs, check_parquet_path,
                       check_replaceable, spark_session)
 
@@ -151,9 +152,9 @@ def _duplicate_flags(sdf, id_col: str):
     return sdf.withColumn(_DUPLICATE, key.isNotNull() & (count > 1))
 
 
-def score_spark(model, sdf, *, horizon="12M", discount_rate="0%/Y", step="1M", margin=1.0,
-                interval: float | None = None, id_col: str = "customer_id", time_unit=None,
-                reject_duplicates: bool = True, keep=()):
+def score_spark(model, sdf, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE, step=DEFAULT_STEP,
+                margin=DEFAULT_MARGIN, interval: float | None = None, id_col: str = "customer_id", time_unit=None,
+                reject_duplicates: bool = True, keep=(), allow_unreliable: bool = False):
     """Score a Spark DataFrame of RFM rows; returns a (lazy) Spark DataFrame.
 
     ``model``: a ClvModel, a model JSON file or an MLflow URI (loaded on the driver).
@@ -168,7 +169,9 @@ def score_spark(model, sdf, *, horizon="12M", discount_rate="0%/Y", step="1M", m
 
     Duplicate ids: every row of an id that occurs more than once is rejected (see the module
     docstring); ``reject_duplicates=False`` skips the check (and its shuffle) when the ids are known
-    to be unique.
+    to be unique. An unreliable model is refused unless ``allow_unreliable=True`` (as in
+    :func:`~clv_forecast.scoring.score_file`). The CLV settings are recorded in the ``clv`` column's
+    metadata (``clv_forecast.<setting>``; Spark writes it into the Parquet footer).
     """
     _require_pyspark()
     import pandas as pd
@@ -176,7 +179,7 @@ def score_spark(model, sdf, *, horizon="12M", discount_rate="0%/Y", step="1M", m
 
     from ..scoring import scoring_setup
 
-    clv_model, time_unit = scoring_setup(model, time_unit)
+    clv_model, time_unit = scoring_setup(model, time_unit, allow_unreliable=allow_unreliable)
     keep = tuple(keep)
     missing = [c for c in (id_col, *RFM_COLUMNS, *keep) if c not in sdf.columns]
     if missing:
@@ -191,8 +194,12 @@ def score_spark(model, sdf, *, horizon="12M", discount_rate="0%/Y", step="1M", m
     # the JSON form save() writes: plain values, what from_dict reads back on the executors
     model_dict = json.loads(clv_model.to_json())
     names = SCORE_COLUMNS + (INTERVAL_COLUMNS if interval is not None else ())
+    from ..units import value_settings
+
+    # the CLV settings travel with the clv column (Spark writes a field's metadata into the Parquet footer)
+    meta = {f"clv_forecast.{k}": v for k, v in value_settings(horizon, discount_rate, step, margin, interval).items()}
     schema = StructType([sdf.schema[id_col]] + [sdf.schema[c] for c in keep]
-                        + [StructField(name, DoubleType(), True) for name in names]
+                        + [StructField(name, DoubleType(), True, meta if name == "clv" else None) for name in names]
                         + [StructField("reject_reason", StringType(), True)])
     fn = _score_frames(model_dict, id_col, time_unit, clv_args, keep)
     rows = sdf.select(id_col, *RFM_COLUMNS, *keep)
@@ -205,9 +212,10 @@ SOURCE_FILE, SOURCE_ROW = "__clv_source_file", "__clv_source_row"
 
 
 def score_spark_to_parquet(model, input_path, output_path, *, spark=None, rejects_path=None,
-                           max_reject_share: float = 0.01, horizon="12M", discount_rate="0%/Y", step="1M",
-                           margin=1.0, interval: float | None = None, id_col: str = "customer_id",
-                           time_unit=None):
+                           max_reject_share: float = 0.01, horizon=DEFAULT_HORIZON,
+                           discount_rate=DEFAULT_DISCOUNT_RATE, step=DEFAULT_STEP, margin=DEFAULT_MARGIN,
+                           interval: float | None = None, id_col: str = "customer_id",
+                           time_unit=None, allow_unreliable: bool = False):
     """Score a Parquet RFM table with Spark into a Parquet directory; the Spark :func:`score_file`.
 
     ``input_path``: a Parquet file or a directory of Parquet files (a local path, or a URI Spark reads).
@@ -248,9 +256,10 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
         input_text = Path(input_text).resolve().as_uri()
     check_replaceable(output_path, "the scores", "output_path")
     check_replaceable(rejects_path, "the rejects", "rejects_path")
-    from ..scoring import scoring_setup
+    from ..scoring import check_reliable_for_scoring, scoring_setup, settings_of
 
-    clv_model, time_unit = scoring_setup(model, time_unit)  # a bad model fails before Spark starts
+    clv_model, time_unit = scoring_setup(model, time_unit, allow_unreliable=None)  # fails before Spark starts
+    problems = check_reliable_for_scoring(clv_model, allow_unreliable)
     if spark is None:
         from pyspark.sql import SparkSession
 
@@ -265,14 +274,19 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
         raise ClvInputError(f"{input_path}: cannot read Parquet ({_spark_error(exc)})",
                             argument="input_path", value=str(input_path)) from None
     scored = score_spark(clv_model, sdf, horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
-                         interval=interval, id_col=id_col, time_unit=time_unit, keep=(SOURCE_FILE, SOURCE_ROW))
+                         interval=interval, id_col=id_col, time_unit=time_unit, keep=(SOURCE_FILE, SOURCE_ROW),
+                         allow_unreliable=None)  # (checked above)
     names = SCORE_COLUMNS + (INTERVAL_COLUMNS if interval is not None else ())
     reason = F.col("reject_reason")
     temporaries = []
     interrupted = False
     scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        counts = {row["reject_reason"]: int(row["count"]) for row in scored.groupBy("reject_reason").count().collect()}
+        finite = F.col("clv").between(-1.7976931348623157e308, 1.7976931348623157e308)  # not NaN, not +-inf
+        grouped = scored.groupBy("reject_reason").agg(F.count(F.lit(1)).alias("count"),
+                                                      F.sum(F.when(finite, F.col("clv"))).alias("clv_total")).collect()
+        counts = {row["reject_reason"]: int(row["count"]) for row in grouped}
+        clv_total = float(next((row["clv_total"] or 0.0 for row in grouped if row["reject_reason"] is None), 0.0))
         read = sum(counts.values())
         good = counts.pop(None, 0)
         reasons = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -281,7 +295,10 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
         def report(published: bool) -> ScoreReport:
             return ScoreReport(read=read, scored=good, rejected=rejected, reasons=reasons,
                                seconds=time.perf_counter() - started,
-                               output=output_path if published else None, rejects=rejects_path)
+                               output=output_path if published else None, rejects=rejects_path,
+                               clv_total=clv_total, settings=settings_of(dict(horizon=horizon, discount_rate=discount_rate, step=step,
+                                                         margin=margin, interval=interval)),
+                               model_problems=problems)
 
         rejects_tmp = _temporary(rejects_path)
         temporaries.append(rejects_tmp)
@@ -376,7 +393,7 @@ def _score_log(spark, model, transactions, output_path, read: dict, args: dict):
     import shutil
 
     from .._io import temporary_path
-    from ..scoring import load_scoring_model, summary_settings
+    from ..scoring import scoring_setup, summary_settings
     from .session import read_parquet
     from .summary import summarize_spark
 
@@ -384,7 +401,9 @@ def _score_log(spark, model, transactions, output_path, read: dict, args: dict):
         if read.pop(key, default) != default:
             raise ClvInputError("not available with the Spark engine (Parquet columns are typed: compute it upstream)",
                                 argument=key)
-    clv_model = load_scoring_model(model)
+    # an unreliable model is refused (or warned about) before the summary's work, once
+    clv_model, _ = scoring_setup(model, allow_unreliable=args.get("allow_unreliable", False))
+    args = {**args, "allow_unreliable": None}  # checked
     summary = summarize_spark(read_parquet(spark, transactions), source=str(transactions), **summary_settings(clv_model),
                               **read)
     output_path = Path(output_path)

@@ -174,7 +174,7 @@ def summarize_spark(
     observation_end: Any = None,
     missing_customer: str = "error",
     duplicates: str = "keep",
-    returns: str = "drop",
+    returns: str | None = None,
     week_start: Any = "MON",
     include_first_transaction: bool = False,
     source: str = "Spark DataFrame",
@@ -194,6 +194,7 @@ def summarize_spark(
 
     options = SummaryOptions.parse(time_unit=time_unit, merge=merge, week_start=week_start,
                                    include_first_transaction=include_first_transaction)
+    returns = "drop" if returns is None else returns  # amounts only on Spark: the amount column's default
     for name, value, allowed in (("missing_customer", missing_customer, ("error", "drop")),
                                  ("duplicates", duplicates, ("keep", "drop")),
                                  ("returns", returns, ("drop", "error", "net"))):
@@ -336,14 +337,44 @@ def summarize_spark(
     acc.n_customers_returns_only = n_customers_returns_only
     n_late = int(counts["late"] or 0) if plan.split else 0
     late_rows = int(counts["late_rows"] or 0) if plan.split else 0
-    from ..rfm import accounting
+    from ..rfm import accounting, returns_matching_attrs
 
     attrs = accounting(plan, acc, {}, n_customers=int(counts["customers"] or 0),
                        n_used_rows=int(counts["rows"] or 0), late_rows=late_rows, n_late=n_late, n_after=n_after,
                        returns=returns, duplicates=duplicates, missing_customer=missing_customer)
+    if has_amount:
+        attrs.update(returns_matching_attrs(_returns_matching(rows, plan) if n_returns else {}))
     rfm = agg.mapInPandas(_assemble_frames(plan, has_amount), _rfm_schema(agg.schema[_CUSTOMER], plan, has_amount))
     rfm = rfm.persist(StorageLevel.MEMORY_AND_DISK)  # the statistics and the predictions read it
     return SparkSummary(rfm=rfm, plan=plan, attrs=attrs, has_amount=has_amount)
+
+
+def _returns_matching(rows, plan) -> dict:
+    """The local engine's :func:`clv_forecast.rfm._returns_matching` on Spark: the returns that match a purchase
+    of the same customer at or before them in the same period, and the purchases they cancel in full. ``rows``
+    are the distinct rows with their weight (copies); one group by (customer, instant), a window over the
+    customer's instants (the rows are clustered by customer already) and one aggregation."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    tick, amount, weight = F.col(_TICK), F.col(_AMOUNT), F.col(_ROWS)
+    buy, back = amount >= 0, amount < 0
+    instants = rows.groupBy(_CUSTOMER, _TICK).agg(
+        F.sum(F.when(buy, amount * weight)).alias("_buy"), F.sum(F.when(buy, weight)).alias("_buy_rows"),
+        F.sum(F.when(back & (tick <= F.lit(plan.obs_last)), amount * weight)).alias("_ret"),
+        F.sum(F.when(back & (tick <= F.lit(plan.obs_last)), weight)).alias("_ret_rows"))
+    period = (tick > F.lit(plan.cal_last)) if plan.split else F.lit(False)
+    window = (Window.partitionBy(_CUSTOMER, period).orderBy(_TICK)
+              .rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    instants = instants.withColumn("_m", F.last(F.when(F.col("_buy_rows") > 0, tick), ignorenulls=True).over(window))
+    matched = instants.filter(F.col("_ret_rows").isNotNull() & F.col("_m").isNotNull())
+    per_purchase = matched.groupBy(_CUSTOMER, "_m").agg(F.sum("_ret").alias("_back"))
+    bought = instants.select(_CUSTOMER, F.col(_TICK).alias("_m"), "_buy", "_buy_rows")
+    cancelled = per_purchase.join(bought, [_CUSTOMER, "_m"]).filter(F.col("_buy") + F.col("_back") <= 0)
+    a = matched.agg(F.sum("_ret_rows").alias("n"), F.sum("_ret").alias("v")).first()
+    b = cancelled.agg(F.sum("_buy_rows").alias("n"), F.sum("_buy").alias("v")).first()
+    return {"n_returns_netted": int(a["n"] or 0), "return_value_netted": float(a["v"] or 0.0),
+            "n_purchases_fully_returned": int(b["n"] or 0), "return_cancelled_purchase_value": float(b["v"] or 0.0)}
 
 
 def _rfm_schema(id_field, plan, has_amount: bool):
@@ -408,7 +439,13 @@ def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
     sample = pd.DataFrame({"frequency": [1], "recency": [1.0], "T": [2.0], "monetary_value": [1.0]})
     sample.attrs["time_unit"] = unit
     score_columns = list(clv_table(model, sample, value).columns)
-    schema = StructType(list(rfm_sdf.schema.fields) + [StructField(c, DoubleType(), True) for c in score_columns])
+    from ..experiment import table_metadata
+
+    # the CLV settings travel with the clv column (Spark writes a field's metadata into the Parquet footer)
+    meta = {k.decode(): v.decode() for k, v in table_metadata({"value": value}, unit).items()}
+    schema = StructType(list(rfm_sdf.schema.fields) + [StructField(c, DoubleType(), True,
+                                                                   meta if c == "clv" else None)
+                                                       for c in score_columns])
 
     def predict(frames):
         from ..model import ClvModel
