@@ -45,6 +45,7 @@ import numpy as np
 from ._io import atomic_write
 from .btyd._data import rfm_verdict, verdict_reasons
 from .errors import ClvInputError
+from .ids import CONTROL_REASON, arrow_ids, escape_control
 
 __all__ = ["ScoreReport", "TooManyRejectsError", "score_file", "score_transactions", "load_scoring_model",
            "summary_settings"]
@@ -201,8 +202,9 @@ def _batches(path: Path, columns: list[str], batch_rows: int):
     _require_columns(path, header, columns)
     wanted = list(columns)
     # every column as text: a bad number rejects its row instead of failing the file; empty = missing
+    # (only empty: "NA" or "NULL" is an id, clv_forecast.ids; in a number column literal_nan reads it)
     convert = pcsv.ConvertOptions(include_columns=wanted, column_types={c: pa.string() for c in wanted},
-                                  strings_can_be_null=True)
+                                  strings_can_be_null=True, null_values=[""])
     block = int(min(max(batch_rows * 48, 1 << 16), 1 << 28))
     reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=block), convert_options=convert)
     try:
@@ -244,10 +246,16 @@ def _numbers(array) -> tuple[np.ndarray, np.ndarray]:
     return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False), np.zeros(len(array), bool)
 
 
+# texts that spell a missing number: NaN and the null spellings of CSV readers (pyarrow's defaults);
+# in an id column these are ids (clv_forecast.ids), in a number column a missing number
+_MISSING_NUMBER = frozenset({"nan", "na", "n/a", "null", "#n/a", "#n/a n/a", "#na", "1.#ind", "1.#qnan"})
+
+
 def literal_nan(text) -> np.ndarray:
-    """Mask of the texts that spell NaN (``nan``, ``NaN``, ``-nan``...): numbers, missing ones."""
+    """Mask of the texts that spell a missing number (``nan``, ``NaN``, ``-nan``, ``NA``, ``NULL``,
+    ``N/A``...): numbers, missing ones."""
     stripped = text.astype(object).map(lambda v: v.strip().lower().lstrip("+-") if isinstance(v, str) else "")
-    return (stripped == "nan").to_numpy(dtype=bool)
+    return stripped.isin(_MISSING_NUMBER).to_numpy(dtype=bool)
 
 
 class _SeenIds:
@@ -440,16 +448,22 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
 
 
 def _clean_ids(ids):
-    """Text ids stripped, blank text and NaN as missing (null)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    """Text ids stripped, blank text and NaN as missing (null): the id rule, :func:`clv_forecast.ids.arrow_ids`."""
+    return arrow_ids(ids)[0]
 
-    if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
-        ids = pc.utf8_trim_whitespace(ids)
-        return pc.if_else(pc.equal(ids, ""), pa.scalar(None, ids.type), ids)
-    if pa.types.is_floating(ids.type):
-        return pc.if_else(pc.is_nan(ids), pa.scalar(None, ids.type), ids)
-    return ids
+
+def _read_ids(column, rows: np.ndarray, control: np.ndarray | None):
+    """The ids of the rejected ``rows`` as text, as they were read (never blanked, not trimmed), a control
+    character written as an escape (``\\x00``: the character itself is what the rejects explain)."""
+    import pyarrow as pa
+
+    text = column.take(pa.array(rows)).cast(pa.string())
+    if control is None or not control[rows].any():
+        return text
+    values = text.to_pylist()
+    for i in np.flatnonzero(control[rows]):
+        values[i] = escape_control(values[i])
+    return pa.array(values, pa.string())
 
 
 def _as_integers(ids, kind: str):
@@ -535,13 +549,15 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
             if n == 0:
                 continue
             first_row = counts["read"] + 1
-            ids = _clean_ids(batch.column(id_col))
+            ids, control = arrow_ids(batch.column(id_col))  # the one id rule (clv_forecast.ids)
             if writer is None and id_plan is not None:
                 convert = id_plan(ids)
             if convert is not None:
                 ids = convert(ids)
             counts["read"] += n
             present = ids.is_valid().to_numpy(zero_copy_only=False)
+            if control is not None:
+                present = present & ~control  # never an id: not remembered for the duplicate check
             dup = seen.duplicates(ids, present)
             values, non_numeric = {}, np.full(n, "", dtype=object)
             for name in reversed(RFM_COLUMNS):  # the first column's reason wins
@@ -555,10 +571,12 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
             reason[non_numeric != ""] = non_numeric[non_numeric != ""]
             reason[dup] = DUPLICATE_ID
             reason[~present] = MISSING_ID
+            if control is not None:
+                reason[control] = CONTROL_REASON
             bad = reason != ""
             if bad.any():
                 rows = np.flatnonzero(bad)
-                id_text = ids.take(pa.array(rows)).cast(pa.string())
+                id_text = _read_ids(batch.column(id_col), rows, control)
                 rej_writer.write_table(pa.table({"row": pa.array(rows + first_row, pa.int64()),
                                                  "customer_id": id_text,
                                                  "reason": pa.array(reason[rows].tolist(), pa.string())},
@@ -570,7 +588,9 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
                                         clv_args["interval"])
                 writer = _writer(out_tmp, out_kind, schema)
             if good.size:
-                frame = pd.DataFrame({name: values[name][good] for name in RFM_COLUMNS})
+                # indexed by the input's row numbers: a warning about some rows names them (not batch positions)
+                frame = pd.DataFrame({name: values[name][good] for name in RFM_COLUMNS},
+                                     index=pd.Index(good + first_row, name="row"))
                 scores = model.clv(frame, time_unit=time_unit, **clv_args)
                 columns = {id_col: ids.take(pa.array(good)).cast(schema.field(0).type)}
                 for name in schema.names[1:]:

@@ -33,6 +33,7 @@ from typing import Any
 import polars as pl
 
 from .errors import ClvInputError, row_error
+from .ids import control_character, polars_ids, polars_missing
 
 __all__ = ["read_transactions", "ReadAccounting", "STANDARD_COLUMNS"]
 
@@ -160,13 +161,12 @@ def _read_csv(path: Path, source: str, wanted: dict[str, str], opts: "_Options")
 
 
 def _clean_text_ids(ids: pl.Series, decimal_comma: bool = False) -> pl.Series:
-    """Ids of a text file: integers when lossless, else stripped text (" 1" and "1 " are customer "1")."""
+    """Ids of a text file: integers when lossless, else stripped text (" 1" and "1 " are customer "1"; a
+    blank id is a missing id: :func:`clv_forecast.ids.polars_ids`)."""
     as_int = _integer_ids_if_lossless(ids, decimal_comma)
     if as_int.dtype != pl.String:
         return as_int
-    ids = ids.str.strip_chars()
-    ids = ids.set(ids == "", None) if (ids == "").any() else ids  # a blank id is a missing id
-    return _integer_ids_if_lossless(ids, decimal_comma)
+    return _integer_ids_if_lossless(polars_ids(ids)[0], decimal_comma)
 
 
 def _read_csv_arrow_encoded(path: Path, source: str, wanted: dict[str, str], numbers: set[str],
@@ -474,14 +474,20 @@ def _load(source: Any, source_name: str | None, wanted: dict[str, str], opts: "_
 
 
 def _missing_ids(series: pl.Series) -> pl.Series | None:
-    """Mask of missing customer ids (null, NaN, or blank text); None when there are none."""
-    dtype = series.dtype
-    missing = series.is_null()
-    if dtype.is_float():
-        missing = missing | series.is_nan()
-    elif dtype == pl.String:
-        missing = missing | (series.str.strip_chars() == "")
+    """Mask of missing customer ids (null, NaN, or blank text; "NA" or "null" are ids) of ids cleaned by
+    :func:`clv_forecast.ids.polars_ids`; None when there are none."""
+    missing = polars_missing(series)
     return missing if missing.any() else None
+
+
+def _control_error(source: str, column: str, series: pl.Series, control: pl.Series,
+                   rows: pl.Series | None) -> ClvInputError:
+    """Ids holding a control character (after trimming): refused with their rows and the character."""
+    first = series.filter(control).head(1).item()
+    return _row_error(source, column, series, control,
+                      f"control character {control_character(first)} in the customer id (an invisible character "
+                      "that would make a second customer); remove control characters from the ids in the source",
+                      rows)
 
 
 def _customer_ids(series: pl.Series, source: str, column: str, rows: pl.Series | None) -> pl.Series:
@@ -813,7 +819,12 @@ def _apply_rules(raw: pl.DataFrame, name: str, opts: _Options, *, standard: bool
                          duplicates=opts.duplicates, returns=opts.returns)
     rows: pl.Series | None = None  # 1-based input row of each remaining row (None: unchanged)
     customer_col = "customer_id" if standard else opts.customer_col
-    missing = _missing_ids(raw.get_column(customer_col))
+    cleaned, control = polars_ids(raw.get_column(customer_col))  # the one id rule (clv_forecast.ids)
+    if control is not None:
+        raise _control_error(name, customer_col, raw.get_column(customer_col), control, None)
+    if cleaned.dtype == pl.String:
+        raw = raw.with_columns(cleaned.rename(customer_col))
+    missing = _missing_ids(cleaned)
     if missing is not None:
         if opts.missing_customer == "error":
             raise _row_error(name, customer_col, raw.get_column(customer_col), missing,
