@@ -82,6 +82,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
                               "'calibration_end' (the customers of the fit) or 'observation_end' (every "
                               "customer, histories to the end of the data)"),
         "save_unreliable": ((bool,), False, "save a model whose fit did not converge or is not identified"),
+        "verbatim_csv": ((bool,), False, "write CSV text cells starting with = + - @ as they are (default: with a "
+                                         "leading ', the spreadsheet formula guard; Parquet is never altered)"),
     },
 }
 
@@ -216,6 +218,7 @@ class RunResult:
     backtest: Any = None  # clv_forecast.compare.Backtest
     figures: dict = field(default_factory=dict)  # caption -> PNG bytes
     timings: dict = field(default_factory=dict)
+    guarded_cells: int = 0  # CSV text cells written with a leading ' (clv_forecast.csv_guard)
 
     @property
     def clv(self):  # the per-customer table, under the name the first version used
@@ -432,7 +435,8 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
     if save and out.get("model"):
         result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
     if save and out.get("predictions") and predictions is not None:
-        result.predictions_path = write_table(predictions, out["predictions"])
+        result.predictions_path, result.guarded_cells = _write_table(
+            predictions, out["predictions"], verbatim_csv=bool(out.get("verbatim_csv")))
     if analyse is None:
         analyse = bool(save and out.get("report"))
     if analyse:
@@ -502,9 +506,16 @@ def write_report(result: RunResult, path) -> Path:
     return report.write(path, _report_document(result))
 
 
-def write_table(table, path) -> Path:
-    """Write a per-customer table (index as the first column) to CSV or Parquet, atomically."""
+def write_table(table, path, *, verbatim_csv: bool = False) -> Path:
+    """Write a per-customer table (index as the first column) to CSV or Parquet, atomically. In a CSV, text
+    cells starting like a formula get a leading ``'`` unless ``verbatim_csv`` (:mod:`clv_forecast.csv_guard`)."""
+    return _write_table(table, path, verbatim_csv=verbatim_csv)[0]
+
+
+def _write_table(table, path, *, verbatim_csv: bool = False) -> tuple[Path, int]:
+    """:func:`write_table`, and how many CSV cells the formula guard changed."""
     from ._io import atomic_write
+    from .csv_guard import guard_frame
 
     path = Path(path)
     suffix = path.name.lower()
@@ -515,10 +526,11 @@ def write_table(table, path) -> Path:
         # to plain encoding anyway (10M customers: ~0.6 s of CPU for a smaller file by nothing)
         repeating = [str(c) for c, dtype in frame.dtypes.items()
                      if dtype.kind not in "fc" or c in ("recency", "T")]
-        return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, use_dictionary=repeating))
+        return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, use_dictionary=repeating)), 0
     if suffix.endswith((".csv", ".txt", ".csv.gz")):
         compression = "gzip" if suffix.endswith(".gz") else None
-        return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, compression=compression))
+        frame, guarded = guard_frame(frame, verbatim_csv)
+        return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, compression=compression)), guarded
     raise ClvInputError(f"{path}: unknown output type; use .csv, .csv.gz or .parquet", argument="predictions")
 
 
@@ -531,14 +543,18 @@ def _slug(caption: str) -> str:
 def write_analysis(result: RunResult, directory) -> Path:
     """The comparison's tables (CSV and Parquet), the plots (PNG) and the report, written into
     ``directory`` as one step: everything goes to a temporary folder beside it that is renamed at
-    the end, so a failure leaves no half-written folder. ``directory`` must not exist or be empty."""
+    the end, so a failure leaves no half-written folder. ``directory`` must not exist or be empty.
+    The CSV tables get the spreadsheet formula guard unless the spec's ``[output] verbatim_csv``; the cells
+    it changed are added to ``result.guarded_cells``."""
     import os
     import shutil
     import tempfile
 
     from ._io import _umask
+    from .csv_guard import guard_frame
 
     directory = Path(directory)
+    verbatim = bool(result.spec.get("output", {}).get("verbatim_csv"))
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise ClvInputError(f"{directory}: exists and is not an empty folder; give a new folder for the results",
                             argument="output")
@@ -556,7 +572,9 @@ def write_analysis(result: RunResult, directory) -> Path:
             tables["disagreements"] = result.comparison.disagreements
         for name, table in tables.items():
             frame = table.reset_index() if any(n is not None for n in table.index.names) else table
-            frame.to_csv(tmp / f"{name}.csv", index=False)
+            guarded, count = guard_frame(frame, verbatim)
+            guarded.to_csv(tmp / f"{name}.csv", index=False)
+            result.guarded_cells += count
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
         (tmp / "plots").mkdir()
         for caption, png in result.figures.items():

@@ -44,6 +44,7 @@ import numpy as np
 
 from ._io import atomic_write
 from .btyd._data import rfm_verdict, verdict_reasons
+from .csv_guard import guard_table
 from .errors import ClvInputError
 from .ids import CONTROL_REASON, arrow_ids, escape_control
 
@@ -76,6 +77,7 @@ class ScoreReport:
     model_file: Path | None = None
     summary: dict | None = None
     time_unit: str | None = None  # the model's
+    guarded_cells: int = 0  # text cells written to a CSV with a leading ' (clv_forecast.csv_guard)
 
     @property
     def reject_share(self) -> float:
@@ -297,7 +299,7 @@ class _SeenIds:
 def score_file(model, input_path, output_path, *, horizon="12M", discount_rate="0%/Y", step="1M", margin=1.0,
                id_col: str = "customer_id", batch_rows: int = 1_000_000, rejects_path=None,
                max_reject_share: float = 0.01, interval: float | None = None, time_unit=None,
-               progress=None) -> ScoreReport:
+               progress=None, verbatim_csv: bool = False) -> ScoreReport:
     """Score an RFM table file batch by batch; see the module docstring.
 
     ``model``: a ClvModel, a model JSON file or an MLflow URI (:func:`load_scoring_model`).
@@ -307,6 +309,8 @@ def score_file(model, input_path, output_path, *, horizon="12M", discount_rate="
     after each batch (``total`` the input's row count when known, else None).
     Returns a :class:`ScoreReport`; raises :class:`ClvInputError` when more than
     ``max_reject_share`` of the rows are rejected (nothing published under ``output_path``).
+    CSV outputs (the scores, the rejects) get the spreadsheet formula guard
+    (:mod:`clv_forecast.csv_guard`; ``report.guarded_cells`` counts the cells) unless ``verbatim_csv``.
     """
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
@@ -332,7 +336,7 @@ def score_file(model, input_path, output_path, *, horizon="12M", discount_rate="
                   id_col=id_col, id_plan=id_plan, max_reject_share=max_reject_share, time_unit=time_unit,
                   clv_args=dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
                                 interval=interval),
-                  progress=progress, total=total, started=started, model_file=model_file)
+                  progress=progress, total=total, started=started, model_file=model_file, verbatim_csv=verbatim_csv)
 
 
 def summary_settings(model) -> dict:
@@ -358,7 +362,7 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
                        encoding="utf-8", decimal_comma=False, missing_customer="error", duplicates="keep",
                        returns="drop", horizon="12M", discount_rate="0%/Y", step="1M", margin=1.0,
                        interval: float | None = None, batch_rows: int = 1_000_000, rejects_path=None,
-                       max_reject_share: float = 0.01, progress=None) -> ScoreReport:
+                       max_reject_share: float = 0.01, progress=None, verbatim_csv: bool = False) -> ScoreReport:
     """Score a raw transaction log: summarise it per customer, then score the summary as :func:`score_file`
     scores a table (same verdict rules, rejects file, threshold, atomic output, interval).
 
@@ -394,7 +398,8 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
                     id_col="customer_id", id_plan=None, max_reject_share=max_reject_share, time_unit=None,
                     clv_args=dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
                                   interval=interval),
-                    progress=progress, total=table.num_rows, started=started, model_file=model_file, summary=attrs)
+                    progress=progress, total=table.num_rows, started=started, model_file=model_file, summary=attrs,
+                    verbatim_csv=verbatim_csv)
     return report
 
 
@@ -414,10 +419,10 @@ def _check_outputs(output_path: Path, rejects_path, batch_rows, max_reject_share
 
 def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, what, id_col, id_plan,
            max_reject_share, time_unit, clv_args, progress, total, started, model_file,
-           summary=None) -> ScoreReport:
+           summary=None, verbatim_csv: bool = False) -> ScoreReport:
     """The one scoring path of a file and of a summarised log: verdicts, scores and rejects written batch
     by batch to temporary files; the rejects published, then the scores unless there are too many rejects."""
-    counts = {"read": 0, "scored": 0, "clv_total": 0.0}
+    counts = {"read": 0, "scored": 0, "clv_total": 0.0, "guarded": 0}
     reasons: Counter = Counter()
 
     def report(published: bool = False) -> ScoreReport:
@@ -425,12 +430,12 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
                            reasons=dict(reasons.most_common()), seconds=time.perf_counter() - started,
                            output=output_path if published else None, rejects=rejects_path,
                            clv_total=counts["clv_total"], model_file=model_file, summary=summary,
-                           time_unit=str(clv_model.time_unit_))
+                           time_unit=str(clv_model.time_unit_), guarded_cells=counts["guarded"])
 
     def write_all(out_tmp: Path) -> None:
         def write_with_rejects(rej_tmp: Path) -> None:
             _stream(clv_model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_unit, clv_args,
-                    counts, reasons, progress, total)
+                    counts, reasons, progress, total, verbatim_csv)
 
         atomic_write(rejects_path, write_with_rejects)
         rejected = sum(reasons.values())
@@ -513,15 +518,33 @@ def _integer_id_converter(first, column_batches, source):
     return convert
 
 
-def _writer(path, kind: str, schema):
-    """The scores' writer. Parquet without dictionary encoding: ids are unique and the scores continuous,
-    so dictionaries only cost time (0.25 s per 10M rows) before Parquet falls back to plain pages."""
+def _writer(path, kind: str, schema, counts: dict | None = None, verbatim_csv: bool = False):
+    """The scores' (and the rejects') writer. Parquet without dictionary encoding: ids are unique and the
+    scores continuous, so dictionaries only cost time (0.25 s per 10M rows) before Parquet falls back to
+    plain pages. CSV: text cells guarded (:func:`clv_forecast.csv_guard.guard_table`), counted in
+    ``counts["guarded"]``, unless ``verbatim_csv``."""
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
     if kind == "parquet":
         return pq.ParquetWriter(str(path), schema, use_dictionary=False)
-    return pcsv.CSVWriter(str(path), schema)
+    return _GuardedCsvWriter(pcsv.CSVWriter(str(path), schema), counts, verbatim_csv)
+
+
+class _GuardedCsvWriter:
+    """A pyarrow CSV writer whose tables go through the spreadsheet formula guard first."""
+
+    def __init__(self, writer, counts: dict | None, verbatim: bool) -> None:
+        self.writer, self.counts, self.verbatim = writer, counts, verbatim
+
+    def write_table(self, table) -> None:
+        table, guarded = guard_table(table, self.verbatim)
+        if self.counts is not None:
+            self.counts["guarded"] = self.counts.get("guarded", 0) + guarded
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def _output_schema(id_col, id_type, interval):
@@ -533,16 +556,15 @@ def _output_schema(id_col, id_type, interval):
 
 
 def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_unit, clv_args,
-            counts, reasons, progress, total) -> None:
+            counts, reasons, progress, total, verbatim_csv: bool = False) -> None:
     import pandas as pd
     import pyarrow as pa
-    import pyarrow.csv as pcsv
 
     seen = _SeenIds()
     writer = schema = None
     convert = None
     rejects_schema = pa.schema([("row", pa.int64()), ("customer_id", pa.string()), ("reason", pa.string())])
-    rej_writer = pcsv.CSVWriter(str(rej_tmp), rejects_schema)
+    rej_writer = _writer(rej_tmp, "csv", rejects_schema, counts, verbatim_csv)
     try:
         for batch in batches:
             n = batch.num_rows
@@ -586,7 +608,7 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
             if writer is None:
                 schema = _output_schema(id_col, ids.type if ids.type != pa.null() else pa.string(),
                                         clv_args["interval"])
-                writer = _writer(out_tmp, out_kind, schema)
+                writer = _writer(out_tmp, out_kind, schema, counts, verbatim_csv)
             if good.size:
                 # indexed by the input's row numbers: a warning about some rows names them (not batch positions)
                 frame = pd.DataFrame({name: values[name][good] for name in RFM_COLUMNS},
@@ -603,7 +625,7 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
                 progress(counts["read"], total)
         if writer is None:  # an empty input: an empty output with the header
             schema = _output_schema(id_col, pa.string(), clv_args["interval"])
-            writer = _writer(out_tmp, out_kind, schema)
+            writer = _writer(out_tmp, out_kind, schema, counts, verbatim_csv)
     finally:
         rej_writer.close()
         if writer is not None:
