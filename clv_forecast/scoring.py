@@ -194,6 +194,8 @@ def _batches(path: Path, columns: list[str], batch_rows: int):
             raise ClvInputError(f"{path}: cannot read Parquet file ({exc})") from None
         names = reader.schema_arrow.names
         _require_columns(path, names, columns)
+        for name in columns:
+            check_column_type(str(path), name, reader.schema_arrow.field(name).type, id_column=name == columns[0])
         wanted = list(columns)
         yield from ((b, None) for b in reader.iter_batches(batch_size=batch_rows, columns=wanted))
         return
@@ -215,6 +217,28 @@ def _batches(path: Path, columns: list[str], batch_rows: int):
                 yield batch.slice(start, batch_rows), None
     except pa.ArrowInvalid as exc:
         raise ClvInputError(f"{path}: cannot read CSV file ({' '.join(str(exc).split())})") from None
+
+
+def check_column_type(source: str, column: str, type_, *, id_column: bool) -> None:
+    """An id column holds integers, floats or text; a number column numbers or text (each text value is then
+    read or rejected). Any other type (a list, a struct, a map...) is refused with one line naming the
+    source, the column and the type. ``type_``: a pyarrow type, or its name (a Spark type's
+    ``simpleString``)."""
+    import pyarrow as pa
+
+    if isinstance(type_, pa.DataType):
+        if pa.types.is_dictionary(type_):
+            type_ = type_.value_type
+        fits = (pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_string(type_)
+                or pa.types.is_large_string(type_)
+                or (not id_column and (pa.types.is_decimal(type_) or pa.types.is_boolean(type_))))
+    else:
+        name = str(type_)
+        fits = name in ("string", "tinyint", "smallint", "int", "bigint", "float", "double") or (
+            not id_column and (name.startswith("decimal") or name == "boolean"))
+    if not fits:
+        what = "customer ids must be integers or text" if id_column else "the RFM columns must be numbers (or text)"
+        raise ClvInputError(f"{source}: column {column!r} has type {type_}; {what}")
 
 
 def _require_columns(path: Path, names, columns) -> None:

@@ -625,7 +625,37 @@ def _timestamps(series: pl.Series, date_format: str | None, source: str, column:
                 hint += _format_hint(series, bad & series.is_not_null())
             reason = "missing or unparseable date" + hint if series.null_count() else "unparseable date" + hint
         raise _row_error(source, column, series, bad, reason, rows)
+    _check_date_range(parsed, series, date_format, source, column, rows)
     return parsed.rename("timestamp")
+
+
+#: The dates every step supports (pandas' nanosecond timestamps reach 1677-09-21 .. 2262-04-11; a
+#: margin keeps period ends, week starts and horizons inside): first and last day, inclusive.
+DATE_RANGE = ("1678-01-01", "2261-12-31")
+DATE_RANGE_TEXT = f"{DATE_RANGE[0]} to {DATE_RANGE[1]}"
+
+
+def _check_date_range(parsed: pl.Series, series: pl.Series, date_format: str | None, source: str, column: str,
+                      rows: pl.Series | None) -> None:
+    """Timestamps outside :data:`DATE_RANGE` are an error naming their rows; a year read with ``%Y`` from
+    two digits (``12/1/10`` as year 10) says to use ``%y``."""
+    import datetime as _dt
+
+    low = _dt.datetime.fromisoformat(DATE_RANGE[0])
+    high = _dt.datetime.fromisoformat(DATE_RANGE[1]) + _dt.timedelta(days=1)
+    lo, hi = parsed.min(), parsed.max()
+    if lo is None or (low <= lo and hi < high):
+        return
+    outside = (parsed < low) | (parsed >= high)
+    first = parsed.filter(outside).head(1).item()
+    shown = series if series.dtype == pl.String else series.cast(pl.String)
+    if date_format is not None and "%Y" in date_format and first.year < 100:
+        better = date_format.replace("%Y", "%y")
+        reason = (f"the year is 2 digits (read as year {first.year} with %Y): use %y, "
+                  f"{{{{date_format='{better}'}}}}")
+    else:
+        reason = f"date outside the supported range {DATE_RANGE_TEXT}"
+    raise _row_error(source, column, shown, outside, reason, rows)
 
 
 _DECIMAL_COMMA = r"^[+-]?(?:[0-9]{1,3}(?:\.[0-9]{3})+|[0-9]*)(?:,[0-9]*)?(?:[eE][+-]?[0-9]+)?$"
@@ -837,6 +867,7 @@ def _apply_rules(raw: pl.DataFrame, name: str, opts: _Options, *, standard: bool
             raise ClvInputError(f"{name}: every row has a missing customer id (column {customer_col!r})")
     if standard:
         frame = raw
+        _check_date_range(frame.get_column("timestamp"), frame.get_column("timestamp"), None, name, "timestamp", rows)
         copies = _duplicate_copies(frame, ("customer_id", "timestamp"))
     else:
         ids = _customer_ids(raw.get_column(opts.customer_col), name, opts.customer_col, rows)
