@@ -202,7 +202,7 @@ def _batches(path: Path, columns: list[str], batch_rows: int):
     try:
         header = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 16)).schema.names
     except (pa.ArrowInvalid, OSError) as exc:
-        raise ClvInputError(f"{path}: cannot read CSV file ({' '.join(str(exc).split())})") from None
+        raise _csv_error(path, exc) from None
     _require_columns(path, header, columns)
     wanted = list(columns)
     # every column as text: a bad number rejects its row instead of failing the file; empty = missing
@@ -216,7 +216,7 @@ def _batches(path: Path, columns: list[str], batch_rows: int):
             for start in range(0, batch.num_rows, batch_rows):
                 yield batch.slice(start, batch_rows), None
     except pa.ArrowInvalid as exc:
-        raise ClvInputError(f"{path}: cannot read CSV file ({' '.join(str(exc).split())})") from None
+        raise _csv_error(path, exc) from None
 
 
 def check_column_type(source: str, column: str, type_, *, id_column: bool) -> None:
@@ -239,6 +239,16 @@ def check_column_type(source: str, column: str, type_, *, id_column: bool) -> No
     if not fits:
         what = "customer ids must be integers or text" if id_column else "the RFM columns must be numbers (or text)"
         raise ClvInputError(f"{source}: column {column!r} has type {type_}; {what}")
+
+
+def _csv_error(path: Path, exc: BaseException) -> ClvInputError:
+    """pyarrow's CSV error in the project's words: its ``Row #N`` counts the header, "row N" is the N-th data
+    record; the echoed text is shortened."""
+    import re
+
+    text = " ".join(str(exc).split())
+    text = re.sub(r"Row #(\d+)", lambda m: f"row {int(m.group(1)) - 1}", text)
+    return ClvInputError(f"{path}: cannot read CSV file ({text if len(text) <= 160 else text[:157] + '...'})")
 
 
 def _require_columns(path: Path, names, columns) -> None:

@@ -353,9 +353,11 @@ def _ragged_line(path: Path, separator: str) -> str | None:
         with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:  # type: ignore[operator]
             reader = csv.reader(handle, delimiter=separator)
             width = len(next(reader, []))
+            number = 0  # the row number counts records (a quoted field may span lines), not lines
             for record in reader:
+                number += bool(record)
                 if record and len(record) != width:
-                    return (f"line {reader.line_num} (data row {reader.line_num - 1}) has {len(record)} fields, "
+                    return (f"row {number} (line {reader.line_num}) has {len(record)} fields, "
                             f"the header has {width}")
     except (OSError, csv.Error):
         return None
