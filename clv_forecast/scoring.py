@@ -247,6 +247,12 @@ def _csv_error(path: Path, exc: BaseException) -> ClvInputError:
     import re
 
     text = " ".join(str(exc).split())
+    if "Expected" in text and "columns" in text:  # a ragged row: found and named as the transaction reader does
+        from .transactions import _ragged_line
+
+        ragged = _ragged_line(path, ",")
+        if ragged is not None:
+            return ClvInputError(f"{path}: cannot read CSV file: {ragged}")
     text = re.sub(r"Row #(\d+)", lambda m: f"row {int(m.group(1)) - 1}", text)
     return ClvInputError(f"{path}: cannot read CSV file ({text if len(text) <= 160 else text[:157] + '...'})")
 
