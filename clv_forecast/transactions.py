@@ -980,7 +980,9 @@ def read_transactions(
     * ``decimal_comma=True``: numbers are written ``1.234,56`` / ``2,5``.
     * The amount is ``amount_col``, or ``quantity_col`` x ``price_col`` (both given, and no amount_col).
     * ``missing_customer``: rows without a customer id (null, NaN, blank) are an ``"error"`` (default)
-      or are ``"drop"``-ped and counted.
+      or are ``"drop"``-ped and counted. Text ids are trimmed; ``"NA"``, ``"NULL"`` or ``"nan"`` are ids;
+      an id holding a control character is an error naming its rows (:mod:`clv_forecast.ids`).
+    * Dates outside 1678-01-01 .. 2261-12-31 (:data:`DATE_RANGE`) are an error naming their rows.
     * ``duplicates``: rows identical to an earlier row in *every* column of the input (not only the
       columns used: two items of one invoice with equal amounts are not duplicates) are counted;
       ``"keep"`` (default) keeps them, ``"drop"`` removes the extra copies. Rows with a missing
