@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["CONTROL_REASON", "CONTROL_PATTERN", "id_state", "control_character", "escape_control", "polars_ids",
-           "polars_missing", "arrow_ids", "pandas_ids", "spark_ids"]
+__all__ = ["CONTROL_REASON", "CONTROL_PATTERN", "id_state", "control_character", "escape_control", "polars_trim",
+           "polars_ids", "polars_missing", "arrow_ids", "pandas_ids", "spark_ids"]
 
 #: Reject reason of an id with a control character (``clv-forecast score``).
 CONTROL_REASON = "control character in id"
@@ -55,8 +55,16 @@ def escape_control(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def polars_ids(series):
+def polars_trim(series):
+    """Text ids trimmed of white space, blank ones null (the first half of :func:`polars_ids`)."""
+    series = series.str.strip_chars()
+    blank = series == ""
+    return series.set(blank, None) if blank.any() else series
+
+
+def polars_ids(series, trimmed: bool = False):
     """Text ids trimmed, blank ones null, and the mask of those with a control character (None when none).
+    ``trimmed``: the text was trimmed and blanks nulled before (only the control characters are looked for).
 
     Other types are returned as they are (a float NaN is missing: :func:`polars_missing`)."""
     import polars as pl
@@ -65,10 +73,8 @@ def polars_ids(series):
         series = series.cast(pl.String)
     if series.dtype != pl.String:
         return series, None
-    series = series.str.strip_chars()
-    blank = series == ""
-    if blank.any():
-        series = series.set(blank, None)
+    if not trimmed:
+        series = polars_trim(series)
     control = series.str.contains_any(_CONTROL_CHARS)  # Aho-Corasick: faster than the regular expression
     return series, (control.fill_null(False) if control.any() else None)
 

@@ -33,7 +33,7 @@ from typing import Any
 import polars as pl
 
 from .errors import ClvInputError, row_error
-from .ids import control_character, polars_ids, polars_missing
+from .ids import control_character, polars_ids, polars_missing, polars_trim
 
 __all__ = ["read_transactions", "ReadAccounting", "STANDARD_COLUMNS"]
 
@@ -166,7 +166,7 @@ def _clean_text_ids(ids: pl.Series, decimal_comma: bool = False) -> pl.Series:
     as_int = _integer_ids_if_lossless(ids, decimal_comma)
     if as_int.dtype != pl.String:
         return as_int
-    return _integer_ids_if_lossless(polars_ids(ids)[0], decimal_comma)
+    return _integer_ids_if_lossless(polars_trim(ids), decimal_comma)
 
 
 def _read_csv_arrow_encoded(path: Path, source: str, wanted: dict[str, str], numbers: set[str],
@@ -845,13 +845,15 @@ def _duplicate_copies(frame: pl.DataFrame, key: tuple[str, str] | None = None) -
     return mask if mask.any() else None
 
 
-def _apply_rules(raw: pl.DataFrame, name: str, opts: _Options, *, standard: bool = False) -> tuple[pl.DataFrame, ReadAccounting]:
-    """The one implementation of the row rules: missing ids, duplicates, conversion, returns."""
+def _apply_rules(raw: pl.DataFrame, name: str, opts: _Options, *, standard: bool = False,
+                 trimmed: bool = False) -> tuple[pl.DataFrame, ReadAccounting]:
+    """The one implementation of the row rules: missing ids, duplicates, conversion, returns. ``trimmed``:
+    the text ids were trimmed by the CSV reader (:func:`_clean_text_ids`)."""
     acc = ReadAccounting(n_transactions=raw.height, missing_customer=opts.missing_customer,
                          duplicates=opts.duplicates, returns=opts.returns)
     rows: pl.Series | None = None  # 1-based input row of each remaining row (None: unchanged)
     customer_col = "customer_id" if standard else opts.customer_col
-    cleaned, control = polars_ids(raw.get_column(customer_col))  # the one id rule (clv_forecast.ids)
+    cleaned, control = polars_ids(raw.get_column(customer_col), trimmed)  # the one id rule (clv_forecast.ids)
     if control is not None:
         raise _control_error(name, customer_col, raw.get_column(customer_col), control, None)
     if cleaned.dtype == pl.String:
@@ -939,10 +941,10 @@ def _ingest(source: Any, opts: _Options, source_name: str | None = None,
     if trust_standard:
         name = source_name or "DataFrame"
         return (*_apply_rules(source, name, opts, standard=True), name)
-    frame, name, _ = _load(source, source_name, opts.wanted(), opts)
+    frame, name, text = _load(source, source_name, opts.wanted(), opts)
     if frame.height == 0:
         raise ClvInputError(f"{name}: no data rows (the input has only a header)")
-    out, acc = _apply_rules(frame, name, opts)
+    out, acc = _apply_rules(frame, name, opts, trimmed=text)
     return out, acc, name
 
 
