@@ -645,6 +645,8 @@ def _check_date_range(parsed: pl.Series, series: pl.Series, date_format: str | N
 
     low = _dt.datetime.fromisoformat(DATE_RANGE[0])
     high = _dt.datetime.fromisoformat(DATE_RANGE[1]) + _dt.timedelta(days=1)
+    if getattr(parsed.dtype, "time_zone", None):  # the wall-clock time counts (the reader's rule)
+        parsed = parsed.dt.replace_time_zone(None)
     lo, hi = parsed.min(), parsed.max()
     if lo is None or (low <= lo and hi < high):
         return

@@ -352,3 +352,12 @@ def test_spark_id_and_date_rules(spark, tmp_path):
     out = score_spark(model, spark.createDataFrame(rows)).toPandas().set_index("customer_id")
     assert pd.isna(out.loc["NA", "reject_reason"]) and pd.isna(out.loc["b", "reject_reason"])
     assert out.loc["b\x00", "reject_reason"] == CONTROL_REASON and out.loc[" ", "reject_reason"] == "missing id"
+
+
+def test_time_zone_aware_dates_outside_the_range():
+    log = _log()
+    log["date"] = log["date"].astype("datetime64[us]").dt.tz_localize("UTC")
+    log.loc[5, "date"] = pd.Timestamp("3000-01-02", tz="UTC").as_unit("us")
+    with pytest.raises(ClvInputError, match=r"'date', row 6 .*outside the supported range"):
+        summarize(log, amount_col="amount")
+    assert len(summarize(log.drop(index=5), amount_col="amount")) > 0  # the wall-clock time of the others is read
