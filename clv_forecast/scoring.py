@@ -206,7 +206,8 @@ def _batches(path: Path, columns: list[str], batch_rows: int):
     _require_columns(path, header, columns)
     wanted = list(columns)
     # every column as text: a bad number rejects its row instead of failing the file; empty = missing
-    # (only empty: "NA" or "NULL" is an id, clv_forecast.ids; in a number column literal_nan reads it)
+    # (only empty: "NA" or "NULL" is an id, clv_forecast.ids; in a number column it is not a number, as in
+    # a Parquet text column)
     convert = pcsv.ConvertOptions(include_columns=wanted, column_types={c: pa.string() for c in wanted},
                                   strings_can_be_null=True, null_values=[""])
     block = int(min(max(batch_rows * 48, 1 << 16), 1 << 28))
@@ -288,16 +289,10 @@ def _numbers(array) -> tuple[np.ndarray, np.ndarray]:
     return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False), np.zeros(len(array), bool)
 
 
-# texts that spell a missing number: NaN and the null spellings of CSV readers (pyarrow's defaults);
-# in an id column these are ids (clv_forecast.ids), in a number column a missing number
-_MISSING_NUMBER = frozenset({"nan", "na", "n/a", "null", "#n/a", "#n/a n/a", "#na", "1.#ind", "1.#qnan"})
-
-
 def literal_nan(text) -> np.ndarray:
-    """Mask of the texts that spell a missing number (``nan``, ``NaN``, ``-nan``, ``NA``, ``NULL``,
-    ``N/A``...): numbers, missing ones."""
+    """Mask of the texts that spell NaN (``nan``, ``NaN``, ``-nan``...): numbers, missing ones."""
     stripped = text.astype(object).map(lambda v: v.strip().lower().lstrip("+-") if isinstance(v, str) else "")
-    return stripped.isin(_MISSING_NUMBER).to_numpy(dtype=bool)
+    return (stripped == "nan").to_numpy(dtype=bool)
 
 
 class _SeenIds:
