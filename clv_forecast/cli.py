@@ -254,6 +254,14 @@ def _backtest_table(result, console) -> None:
     console.print(table)
 
 
+def _guard_line(count: int, echo) -> None:
+    """Say how many CSV text cells were written with a leading ' (clv_forecast.csv_guard), if any."""
+    if count:
+        from .csv_guard import guard_message
+
+        echo(render_text(guard_message(count), _option_names(), "option"))
+
+
 def _finish(result, console_print, plain_print) -> None:
     m, spec = result.metrics, result.spec
     if "clv_total" in m:
@@ -267,6 +275,7 @@ def _finish(result, console_print, plain_print) -> None:
         plain_print(f"per-customer table ({n:,} customers, histories to the "
                     f"{'observation' if as_of == 'observation_end' else 'calibration'} end) written to "
                     f"{result.predictions_path}")
+        _guard_line(result.guarded_cells, plain_print)
     if result.model_path is not None:
         plain_print(f"model saved to {result.model_path}")
     if result.report_path is not None:
@@ -464,6 +473,11 @@ _OUTPUT_OPTIONS = [
                                     "(default), or every customer with histories to the observation end."),
 ]
 
+_VERBATIM_OPTION = click.option(
+    "--verbatim-csv", "verbatim_csv", is_flag=True,
+    help="Write CSV text cells starting with = + - @ (tab, CR) as they are; default: with a leading ' "
+         "(spreadsheet formula guard). Parquet is never altered.")
+
 _RUN_TRACKING_OPTIONS = [
     click.option("--tracking-uri", "tracking_uri", default=None,
                  help="MLflow tracking server or store [$MLFLOW_TRACKING_URI, else ./mlflow.db]."),
@@ -507,6 +521,7 @@ def _as_of(value):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--output", "model", default=None, type=click.Path(path_type=Path),
               help="Save the fitted model (JSON) here.")
+@_VERBATIM_OPTION
 @_names_errors()
 def fit(transactions, as_json, model, predictions, predictions_as_of, horizon, step, discount_rate, margin,
         interval, save_unreliable, tracking_uri, no_tracking, register_as, **options) -> None:
@@ -534,9 +549,10 @@ def fit(transactions, as_json, model, predictions, predictions_as_of, horizon, s
 @click.option("--no-save", is_flag=True, help="Write no files.")
 @_with(_OUTPUT_OPTIONS + _TRACKING_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_VERBATIM_OPTION
 @_names_errors(spec_file_of=lambda kwargs: None if kwargs.get("experiment") is None else str(kwargs["experiment"]))
 def run(experiment, model, no_save, predictions, predictions_as_of, save_unreliable, tracking_uri, no_tracking,
-        register_as, as_json) -> None:
+        register_as, as_json, verbatim_csv=False) -> None:
     """Run an experiment (default: BG/NBD + Gamma-Gamma on the bundled CDNOW sample) and print a summary."""
     from .experiment import load_spec
 
@@ -550,6 +566,8 @@ def run(experiment, model, no_save, predictions, predictions_as_of, save_unrelia
         out["predictions_as_of"] = _as_of(predictions_as_of)
     if save_unreliable:
         out["save_unreliable"] = True
+    if verbatim_csv:
+        out["verbatim_csv"] = True
     tracker = _Tracking("run", tracking_uri, no_tracking, register_as)
     if not as_json:
         click.echo(f"experiment {spec['name']}")
@@ -584,6 +602,7 @@ def report(experiment, report) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: the metrics of every method.")
 @click.option("--output", "output_dir", default=None, type=click.Path(path_type=Path),
               help="Write the tables (CSV and Parquet), the plots (PNG) and the report (HTML) into this new folder.")
+@_VERBATIM_OPTION
 @_names_errors()
 def compare(transactions, as_json, output_dir, horizon, step, discount_rate, margin, interval, tracking_uri,
             no_tracking, register_as, **options) -> None:
@@ -631,6 +650,7 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
         console.print(coverage_line(result.metrics, result.spec["value"]), markup=False)
     if output_dir is not None:
         console.print(f"tables, plots and report written to {output_dir}", markup=False)
+        _guard_line(result.guarded_cells, lambda text: console.print(text, markup=False))
     if tracked is not None:
         console.print(_tracked_line(tracked), markup=False)
 
@@ -678,10 +698,11 @@ EXIT_TOO_MANY_REJECTS = 4
 @click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
               help="Spark setting, repeatable (--engine spark), e.g. spark.driver.memory=2g.")
 @_with([_OBSERVATION_END_OPTION, *_READ_OPTIONS, *_RUN_TRACKING_OPTIONS])
+@_VERBATIM_OPTION
 @_names_errors()
 def score(model, input_path, transactions, output_path, horizon, discount_rate, step, margin, interval, id_col,
           rejects_path, max_reject_share, allow_unreliable, batch_rows, time_unit, engine, spark_master, spark_conf,
-          tracking_uri, no_tracking, **read):
+          tracking_uri, no_tracking, verbatim_csv=False, **read):
     """Score an RFM table (--input) or a transaction log (--transactions) with a saved model, batch by
     batch, into a CSV or Parquet file; the run is logged in MLflow unless --no-tracking.
 
@@ -714,10 +735,12 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
                                     spark_master=spark_master, spark_conf=spark_conf, **spark_args)
     elif input_path is not None:
         source, kind = input_path, "rfm table"
-        run = functools.partial(score_file, model, input_path, output_path, id_col=id_col, time_unit=time_unit, **args)
+        run = functools.partial(score_file, model, input_path, output_path, id_col=id_col, time_unit=time_unit,
+                                verbatim_csv=verbatim_csv, **args)
     else:
         source, kind = transactions, "transaction log"
-        run = functools.partial(score_transactions, model, transactions, output_path, **read, **args)
+        run = functools.partial(score_transactions, model, transactions, output_path, verbatim_csv=verbatim_csv,
+                                **read, **args)
     params = dict(model=model, input=source, input_kind=kind, output=output_path, **args,
                   **({"id_col": id_col, "input_time_unit": time_unit} if input_path is not None else read))
     failed = None
@@ -738,6 +761,7 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
         return EXIT_TOO_MANY_REJECTS
     rejects = f"; rejected rows in {report.rejects}" if report.rejected else ""
     click.echo(f"scores written to {report.output}{rejects}")
+    _guard_line(getattr(report, "guarded_cells", 0), click.echo)
     if tracked is not None:
         click.echo(f"tracked in MLflow: experiment {tracked.experiment_name!r}, run {tracked.run_id}")
     return 0

@@ -86,6 +86,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
                               "'calibration_end' (the customers of the fit) or 'observation_end' (every "
                               "customer, histories to the end of the data)"),
         "save_unreliable": ((bool,), False, "save a model whose fit did not converge or is not identified"),
+        "verbatim_csv": ((bool,), False, "write CSV text cells starting with = + - @ as they are (default: with a "
+                                         "leading ', the spreadsheet formula guard; Parquet is never altered)"),
     },
 }
 
@@ -248,6 +250,7 @@ class RunResult:
     backtest: Any = None  # clv_forecast.compare.Backtest
     figures: dict = field(default_factory=dict)  # caption -> PNG bytes
     timings: dict = field(default_factory=dict)
+    guarded_cells: int = 0  # CSV text cells written with a leading ' (clv_forecast.csv_guard)
 
     @property
     def clv(self):  # the per-customer table, under the name the first version used
@@ -480,8 +483,9 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
     if save and out.get("model"):
         result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
     if save and out.get("predictions") and predictions is not None:
-        result.predictions_path = write_table(predictions, out["predictions"],
-                                              metadata=table_metadata(spec, model.time_unit_))
+        result.predictions_path, result.guarded_cells = _write_table(
+            predictions, out["predictions"], metadata=table_metadata(spec, model.time_unit_),
+            verbatim_csv=bool(out.get("verbatim_csv")))
     if analyse is None:
         analyse = bool(save and out.get("report"))
     if analyse:
@@ -563,10 +567,18 @@ def table_metadata(spec: dict, time_unit) -> dict[bytes, bytes]:
     return parquet_metadata(settings, time_unit=time_unit)
 
 
-def write_table(table, path, metadata: dict | None = None) -> Path:
+def write_table(table, path, metadata: dict | None = None, *, verbatim_csv: bool = False) -> Path:
     """Write a per-customer table (index as the first column) to CSV or Parquet, atomically; a Parquet
-    file also carries ``metadata`` (key-value, e.g. :func:`table_metadata`; CSV has no place for it)."""
+    file also carries ``metadata`` (key-value, e.g. :func:`table_metadata`; CSV has no place for it). In a
+    CSV, text cells starting like a formula get a leading ``'`` unless ``verbatim_csv``
+    (:mod:`clv_forecast.csv_guard`)."""
+    return _write_table(table, path, metadata, verbatim_csv=verbatim_csv)[0]
+
+
+def _write_table(table, path, metadata: dict | None = None, *, verbatim_csv: bool = False) -> tuple[Path, int]:
+    """:func:`write_table`, and how many CSV cells the formula guard changed."""
     from ._io import atomic_write
+    from .csv_guard import guard_frame
 
     path = Path(path)
     suffix = path.name.lower()
@@ -578,16 +590,17 @@ def write_table(table, path, metadata: dict | None = None) -> Path:
         repeating = [str(c) for c, dtype in frame.dtypes.items()
                      if dtype.kind not in "fc" or c in ("recency", "T")]
         if not metadata:
-            return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, use_dictionary=repeating))
+            return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, use_dictionary=repeating)), 0
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         arrow = pa.Table.from_pandas(frame, preserve_index=False)
         arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **metadata})
-        return atomic_write(path, lambda tmp: pq.write_table(arrow, tmp, use_dictionary=repeating))
+        return atomic_write(path, lambda tmp: pq.write_table(arrow, tmp, use_dictionary=repeating)), 0
     if suffix.endswith((".csv", ".txt", ".csv.gz")):
         compression = "gzip" if suffix.endswith(".gz") else None
-        return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, compression=compression))
+        frame, guarded = guard_frame(frame, verbatim_csv)
+        return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, compression=compression)), guarded
     raise ClvInputError(f"{path}: unknown output type; use .csv, .csv.gz or .parquet", argument="predictions")
 
 
@@ -600,13 +613,17 @@ def _slug(caption: str) -> str:
 def write_analysis(result: RunResult, directory) -> Path:
     """The comparison's tables (CSV and Parquet), the plots (PNG) and the report, written into
     ``directory`` as one step: everything goes to a temporary folder beside it that is renamed at
-    the end, so a failure leaves no half-written folder. ``directory`` must not exist or be empty."""
+    the end, so a failure leaves no half-written folder. ``directory`` must not exist or be empty.
+    The CSV tables get the spreadsheet formula guard unless the spec's ``[output] verbatim_csv``; the cells
+    it changed are added to ``result.guarded_cells``."""
     import os
     import shutil
 
     from ._io import _umask, remove_leftovers, temporary_path, write_error
+    from .csv_guard import guard_frame
 
     directory = Path(directory)
+    verbatim = bool(result.spec.get("output", {}).get("verbatim_csv"))
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise ClvInputError(f"{directory}: exists and is not an empty folder; give a new folder for the results",
                             argument="output")
@@ -627,7 +644,9 @@ def write_analysis(result: RunResult, directory) -> Path:
             tables["disagreements"] = result.comparison.disagreements
         for name, table in tables.items():
             frame = table.reset_index() if any(n is not None for n in table.index.names) else table
-            frame.to_csv(tmp / f"{name}.csv", index=False)
+            guarded, count = guard_frame(frame, verbatim)
+            guarded.to_csv(tmp / f"{name}.csv", index=False)
+            result.guarded_cells += count
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
         (tmp / "plots").mkdir()
         for caption, png in result.figures.items():

@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from .errors import ClvInputError
+from .errors import ClvInputError, show_value
 from .transactions import _ingest, _is_standard, _Options
 from .units import TimeUnit
 
@@ -175,8 +175,11 @@ def _parse_point(value: Any, option: str, date_format: str | None, tz: str | Non
     ``datetime.date`` / ``datetime.datetime`` / ``pd.Timestamp`` / ``numpy.datetime64``, or a
     ``pd.Period`` (the whole period is included). A date, or a time of 00:00, includes that whole day."""
     if isinstance(value, pd.Period):
-        start = int(value.start_time.as_unit("ns").value)
-        boundary = int((value + 1).start_time.as_unit("ns").value)  # the next period's start
+        try:
+            start = int(value.start_time.as_unit("ns").value)
+            boundary = int((value + 1).start_time.as_unit("ns").value)  # the next period's start
+        except (OverflowError, pd.errors.OutOfBoundsDatetime):
+            raise _out_of_range(option, value) from None
         last = boundary - 1
         label = (_iso_date(boundary - _NS_PER_DAY) if boundary % _NS_PER_DAY == 0
                  else pd.Timestamp(last, unit="ns").isoformat())
@@ -199,12 +202,28 @@ def _parse_point(value: Any, option: str, date_format: str | None, tz: str | Non
         raise ClvInputError("not a date or datetime (use e.g. '1997-09-30')", argument=option, value=value)
     if stamp.tzinfo is not None:
         stamp = (stamp.tz_convert(tz) if tz else stamp).tz_localize(None)
+    from .transactions import DATE_RANGE
+
+    if not (pd.Timestamp(DATE_RANGE[0]) <= stamp < pd.Timestamp(DATE_RANGE[1]) + pd.Timedelta(days=1)):
+        raise _out_of_range(option, value)
     stamp = stamp.as_unit("ns")
     ns = int(stamp.value)
     if stamp == stamp.normalize():  # a date (or midnight): the whole day is included
         boundary = ns + _NS_PER_DAY
         return _Point(boundary - 1, boundary, stamp.date().isoformat(), ns)
     return _Point(ns, ns, stamp.isoformat(), ns)
+
+
+def _sum_overflow(source: str, amount_col: str | None, customer: Any) -> ClvInputError:
+    """A customer's purchases (one merged purchase, or all of them) sum beyond the float range."""
+    return ClvInputError(f"{source}: column {amount_col or 'amount'!r}: the purchases of customer {show_value(customer)} "
+                         "sum beyond the floating-point range (about 1.8e308); check the amounts' unit")
+
+
+def _out_of_range(option: str, value: Any) -> ClvInputError:
+    from .transactions import DATE_RANGE_TEXT
+
+    return ClvInputError(f"outside the supported range {DATE_RANGE_TEXT}", argument=option, value=value)
 
 
 def _iso_date(ns: int) -> str:
@@ -707,10 +726,7 @@ def _polars_aggregates(tx: pl.DataFrame, ticks: pl.Expr, plan: SummaryPlan, *, h
         overflow = ~np.isfinite(gsum)
         if overflow.any():
             group = int(np.flatnonzero(overflow)[0])
-            customer = customer_ids[int(np.searchsorted(cstart, group, side="right") - 1)]
-            raise ClvInputError(f"{source}: column {amount_col or 'amount'!r}: the purchases of customer "
-                                f"{customer!r} sum beyond the floating-point range (about 1.8e308); check the "
-                                "amounts' unit")
+            raise _sum_overflow(source, amount_col, customer_ids[int(np.searchsorted(cstart, group, side="right") - 1)])
         del overflow
         with np.errstate(over="ignore"):
             if plan.split:
@@ -721,7 +737,11 @@ def _polars_aggregates(tx: pl.DataFrame, ticks: pl.Expr, plan: SummaryPlan, *, h
             agg["first_sum"] = gsum[cstart]  # 0 when the first purchase is a holdout one
             gsum[cstart] = 0.0  # the first purchase is not a repeat purchase
             agg["rest_cal_sum"] = np.add.reduceat(gsum, cstart)
+            total = agg["first_sum"] + agg["rest_cal_sum"] + agg["hold_sum"]
         del gsum
+        if not np.isfinite(total).all():  # each purchase is finite, a customer's sum of them is not
+            raise _sum_overflow(source, amount_col, customer_ids[int(np.flatnonzero(~np.isfinite(total))[0])])
+        del total
     return customer_ids, agg, n_after
 
 

@@ -44,8 +44,10 @@ import numpy as np
 
 from ._io import atomic_write
 from .btyd._data import rfm_verdict, verdict_reasons
+from .csv_guard import guard_table
 from .errors import ClvInputError
 from .units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP
+from .ids import CONTROL_REASON, arrow_ids, escape_control
 
 __all__ = ["ScoreReport", "TooManyRejectsError", "score_file", "score_transactions", "load_scoring_model",
            "summary_settings"]
@@ -109,6 +111,7 @@ class ScoreReport:
     settings: dict | None = None
     #: why the model is not reliable (its file's ``"reliable": false``); empty for a reliable model
     model_problems: list = field(default_factory=list)
+    guarded_cells: int = 0  # text cells written to a CSV with a leading ' (clv_forecast.csv_guard)
 
     @property
     def reject_share(self) -> float:
@@ -264,6 +267,8 @@ def _batches(path: Path, columns: list[str], batch_rows: int):
             raise ClvInputError(f"{path}: cannot read Parquet file ({exc})") from None
         names = reader.schema_arrow.names
         _require_columns(path, names, columns)
+        for name in columns:
+            check_column_type(str(path), name, reader.schema_arrow.field(name).type, id_column=name == columns[0])
         wanted = list(columns)
         try:
             for batch in reader.iter_batches(batch_size=batch_rows, columns=wanted):
@@ -274,20 +279,60 @@ def _batches(path: Path, columns: list[str], batch_rows: int):
     try:
         header = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 16)).schema.names
     except (pa.ArrowInvalid, OSError) as exc:
-        raise ClvInputError(f"{path}: cannot read CSV file ({' '.join(str(exc).split())})") from None
+        raise _csv_error(path, exc) from None
     _require_columns(path, header, columns)
     wanted = list(columns)
     # every column as text: a bad number rejects its row instead of failing the file; empty = missing
+    # (only empty: "NA" or "NULL" is an id, clv_forecast.ids; in a number column it is not a number, as in
+    # a Parquet text column)
     convert = pcsv.ConvertOptions(include_columns=wanted, column_types={c: pa.string() for c in wanted},
-                                  strings_can_be_null=True)
+                                  strings_can_be_null=True, null_values=[""])
     block = int(min(max(batch_rows * 48, 1 << 16), 1 << 28))
     try:
         reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=block), convert_options=convert)
         for batch in reader:
             for start in range(0, batch.num_rows, batch_rows):
                 yield batch.slice(start, batch_rows), None
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ClvInputError(f"{path}: cannot read CSV file ({' '.join(str(exc).split())})") from None
+    except (pa.ArrowInvalid, OSError) as exc:  # a malformed row, or a truncated/corrupt .gz: name the file
+        raise _csv_error(path, exc) from None
+
+
+def check_column_type(source: str, column: str, type_, *, id_column: bool) -> None:
+    """An id column holds integers, floats or text; a number column numbers or text (each text value is then
+    read or rejected). Any other type (a list, a struct, a map...) is refused with one line naming the
+    source, the column and the type. ``type_``: a pyarrow type, or its name (a Spark type's
+    ``simpleString``)."""
+    import pyarrow as pa
+
+    if isinstance(type_, pa.DataType):
+        if pa.types.is_dictionary(type_):
+            type_ = type_.value_type
+        fits = (pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_string(type_)
+                or pa.types.is_large_string(type_)
+                or (not id_column and (pa.types.is_decimal(type_) or pa.types.is_boolean(type_))))
+    else:
+        name = str(type_)
+        fits = name in ("string", "tinyint", "smallint", "int", "bigint", "float", "double") or (
+            not id_column and (name.startswith("decimal") or name == "boolean"))
+    if not fits:
+        what = "customer ids must be integers or text" if id_column else "the RFM columns must be numbers (or text)"
+        raise ClvInputError(f"{source}: column {column!r} has type {type_}; {what}")
+
+
+def _csv_error(path: Path, exc: BaseException) -> ClvInputError:
+    """pyarrow's CSV error in the project's words: its ``Row #N`` counts the header, "row N" is the N-th data
+    record; the echoed text is shortened."""
+    import re
+
+    text = " ".join(str(exc).split())
+    if "Expected" in text and "columns" in text:  # a ragged row: found and named as the transaction reader does
+        from .transactions import _ragged_line
+
+        ragged = _ragged_line(path, ",")
+        if ragged is not None:
+            return ClvInputError(f"{path}: cannot read CSV file: {ragged}")
+    text = re.sub(r"Row #(\d+)", lambda m: f"row {int(m.group(1)) - 1}", text)
+    return ClvInputError(f"{path}: cannot read CSV file ({text if len(text) <= 160 else text[:157] + '...'})")
 
 
 def _require_columns(path: Path, names, columns) -> None:
@@ -367,7 +412,7 @@ def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, disco
                step=DEFAULT_STEP, margin=DEFAULT_MARGIN,
                id_col: str = "customer_id", batch_rows: int = 1_000_000, rejects_path=None,
                max_reject_share: float = 0.01, interval: float | None = None, time_unit=None,
-               progress=None, allow_unreliable: bool = False) -> ScoreReport:
+               progress=None, allow_unreliable: bool = False, verbatim_csv: bool = False) -> ScoreReport:
     """Score an RFM table file batch by batch; see the module docstring.
 
     ``model``: a ClvModel, a model JSON file or an MLflow URI (:func:`load_scoring_model`).
@@ -381,6 +426,8 @@ def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, disco
     warning, and the report's ``model_problems`` say why). The settings default to
     :data:`clv_forecast.units.VALUE_DEFAULTS` (as every door does) and are recorded in the report and in a
     Parquet output's key-value metadata.
+    CSV outputs (the scores, the rejects) get the spreadsheet formula guard
+    (:mod:`clv_forecast.csv_guard`; ``report.guarded_cells`` counts the cells) unless ``verbatim_csv``.
     """
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
@@ -407,7 +454,8 @@ def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, disco
                   id_col=id_col, id_plan=id_plan, max_reject_share=max_reject_share, time_unit=time_unit,
                   clv_args=dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
                                 interval=interval),
-                  progress=progress, total=total, started=started, model_file=model_file, problems=problems)
+                  progress=progress, total=total, started=started, model_file=model_file, problems=problems,
+                  verbatim_csv=verbatim_csv)
 
 
 def summary_settings(model) -> dict:
@@ -434,7 +482,8 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
                        returns=None, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE,
                        step=DEFAULT_STEP, margin=DEFAULT_MARGIN,
                        interval: float | None = None, batch_rows: int = 1_000_000, rejects_path=None,
-                       max_reject_share: float = 0.01, progress=None, allow_unreliable: bool = False) -> ScoreReport:
+                       max_reject_share: float = 0.01, progress=None, allow_unreliable: bool = False,
+                       verbatim_csv: bool = False) -> ScoreReport:
     """Score a raw transaction log: summarise it per customer, then score the summary as :func:`score_file`
     scores a table (same verdict rules, rejects file, threshold, atomic output, interval).
 
@@ -472,7 +521,7 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
                     clv_args=dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
                                   interval=interval),
                     progress=progress, total=table.num_rows, started=started, model_file=model_file, summary=attrs,
-                    problems=problems)
+                    problems=problems, verbatim_csv=verbatim_csv)
     return report
 
 
@@ -517,10 +566,10 @@ def _check_outputs(output_path: Path, rejects_path, batch_rows, max_reject_share
 
 def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, what, id_col, id_plan,
            max_reject_share, time_unit, clv_args, progress, total, started, model_file,
-           summary=None, problems=()) -> ScoreReport:
+           summary=None, problems=(), verbatim_csv: bool = False) -> ScoreReport:
     """The one scoring path of a file and of a summarised log: verdicts, scores and rejects written batch
     by batch to temporary files; the rejects published, then the scores unless there are too many rejects."""
-    counts = {"read": 0, "scored": 0, "clv_total": 0.0}
+    counts = {"read": 0, "scored": 0, "clv_total": 0.0, "guarded": 0}
     reasons: Counter = Counter()
 
     def report(published: bool = False) -> ScoreReport:
@@ -529,12 +578,12 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
                            output=output_path if published else None, rejects=rejects_path,
                            clv_total=counts["clv_total"], model_file=model_file, summary=summary,
                            time_unit=str(clv_model.time_unit_), settings=settings_of(clv_args),
-                           model_problems=list(problems))
+                           model_problems=list(problems), guarded_cells=counts["guarded"])
 
     def write_all(out_tmp: Path) -> None:
         def write_with_rejects(rej_tmp: Path) -> None:
             _stream(clv_model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_unit, clv_args,
-                    counts, reasons, progress, total)
+                    counts, reasons, progress, total, verbatim_csv)
 
         atomic_write(rejects_path, write_with_rejects, also=(output_path,))  # both written by one pass
         rejected = sum(reasons.values())
@@ -552,16 +601,22 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
 
 
 def _clean_ids(ids):
-    """Text ids stripped, blank text and NaN as missing (null)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    """Text ids stripped, blank text and NaN as missing (null): the id rule, :func:`clv_forecast.ids.arrow_ids`."""
+    return arrow_ids(ids)[0]
 
-    if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
-        ids = pc.utf8_trim_whitespace(ids)
-        return pc.if_else(pc.equal(ids, ""), pa.scalar(None, ids.type), ids)
-    if pa.types.is_floating(ids.type):
-        return pc.if_else(pc.is_nan(ids), pa.scalar(None, ids.type), ids)
-    return ids
+
+def _read_ids(column, rows: np.ndarray, control: np.ndarray | None):
+    """The ids of the rejected ``rows`` as text, as they were read (never blanked, not trimmed), a control
+    character written as an escape (``\\x00``: the character itself is what the rejects explain)."""
+    import pyarrow as pa
+
+    text = column.take(pa.array(rows)).cast(pa.string())
+    if control is None or not control[rows].any():
+        return text
+    values = text.to_pylist()
+    for i in np.flatnonzero(control[rows]):
+        values[i] = escape_control(values[i])
+    return pa.array(values, pa.string())
 
 
 def _as_integers(ids, kind: str):
@@ -611,15 +666,33 @@ def _integer_id_converter(first, column_batches, source):
     return convert
 
 
-def _writer(path, kind: str, schema):
-    """The scores' writer. Parquet without dictionary encoding: ids are unique and the scores continuous,
-    so dictionaries only cost time (0.25 s per 10M rows) before Parquet falls back to plain pages."""
+def _writer(path, kind: str, schema, counts: dict | None = None, verbatim_csv: bool = False):
+    """The scores' (and the rejects') writer. Parquet without dictionary encoding: ids are unique and the
+    scores continuous, so dictionaries only cost time (0.25 s per 10M rows) before Parquet falls back to
+    plain pages. CSV: text cells guarded (:func:`clv_forecast.csv_guard.guard_table`), counted in
+    ``counts["guarded"]``, unless ``verbatim_csv``."""
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
     if kind == "parquet":
         return pq.ParquetWriter(str(path), schema, use_dictionary=False)
-    return pcsv.CSVWriter(str(path), schema)
+    return _GuardedCsvWriter(pcsv.CSVWriter(str(path), schema), counts, verbatim_csv)
+
+
+class _GuardedCsvWriter:
+    """A pyarrow CSV writer whose tables go through the spreadsheet formula guard first."""
+
+    def __init__(self, writer, counts: dict | None, verbatim: bool) -> None:
+        self.writer, self.counts, self.verbatim = writer, counts, verbatim
+
+    def write_table(self, table) -> None:
+        table, guarded = guard_table(table, self.verbatim)
+        if self.counts is not None:
+            self.counts["guarded"] = self.counts.get("guarded", 0) + guarded
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def _output_schema(id_col, id_type, clv_args):
@@ -639,29 +712,30 @@ def _output_schema(id_col, id_type, clv_args):
 
 
 def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_unit, clv_args,
-            counts, reasons, progress, total) -> None:
+            counts, reasons, progress, total, verbatim_csv: bool = False) -> None:
     import pandas as pd
     import pyarrow as pa
-    import pyarrow.csv as pcsv
 
     seen = _SeenIds()
     writer = schema = None
     convert = None
     rejects_schema = pa.schema([("row", pa.int64()), ("customer_id", pa.string()), ("reason", pa.string())])
-    rej_writer = pcsv.CSVWriter(str(rej_tmp), rejects_schema)
+    rej_writer = _writer(rej_tmp, "csv", rejects_schema, counts, verbatim_csv)
     try:
         for batch in batches:
             n = batch.num_rows
             if n == 0:
                 continue
             first_row = counts["read"] + 1
-            ids = _clean_ids(batch.column(id_col))
+            ids, control = arrow_ids(batch.column(id_col))  # the one id rule (clv_forecast.ids)
             if writer is None and id_plan is not None:
                 convert = id_plan(ids)
             if convert is not None:
                 ids = convert(ids)
             counts["read"] += n
             present = ids.is_valid().to_numpy(zero_copy_only=False)
+            if control is not None:
+                present = present & ~control  # never an id: not remembered for the duplicate check
             dup = seen.duplicates(ids, present)
             values, non_numeric = {}, np.full(n, "", dtype=object)
             for name in reversed(RFM_COLUMNS):  # the first column's reason wins
@@ -675,11 +749,15 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
             reason[non_numeric != ""] = non_numeric[non_numeric != ""]
             reason[dup] = DUPLICATE_ID
             reason[~present] = MISSING_ID
+            if control is not None:
+                reason[control] = CONTROL_REASON
             bad = reason != ""
             scores = None
             if not bad.all():  # scored first: a row whose scores are not finite is a reject too
                 good = np.flatnonzero(~bad)
-                frame = pd.DataFrame({name: values[name][good] for name in RFM_COLUMNS})
+                # indexed by the input's row numbers: a warning about some rows names them (not batch positions)
+                frame = pd.DataFrame({name: values[name][good] for name in RFM_COLUMNS},
+                                     index=pd.Index(good + first_row, name="row"))
                 with np.errstate(all="ignore"):  # (inf - inf and the like: such rows are rejected next)
                     scores = model.clv(frame, time_unit=time_unit, **clv_args)
                 unscored = nonfinite_reasons(scores, list(scores.columns))
@@ -690,7 +768,7 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
                     scores = scores[~hit]
             if bad.any():
                 rows = np.flatnonzero(bad)
-                id_text = ids.take(pa.array(rows)).cast(pa.string())
+                id_text = _read_ids(batch.column(id_col), rows, control)
                 rej_writer.write_table(pa.table({"row": pa.array(rows + first_row, pa.int64()),
                                                  "customer_id": id_text,
                                                  "reason": pa.array(reason[rows].tolist(), pa.string())},
@@ -700,7 +778,7 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
             if writer is None:
                 schema = _output_schema(id_col, ids.type if ids.type != pa.null() else pa.string(),
                                         clv_args)
-                writer = _writer(out_tmp, out_kind, schema)
+                writer = _writer(out_tmp, out_kind, schema, counts, verbatim_csv)
             if good.size:
                 columns = {id_col: ids.take(pa.array(good)).cast(schema.field(0).type)}
                 for name in schema.names[1:]:
@@ -713,7 +791,7 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
                 progress(counts["read"], total)
         if writer is None:  # an empty input: an empty output with the header
             schema = _output_schema(id_col, pa.string(), clv_args)
-            writer = _writer(out_tmp, out_kind, schema)
+            writer = _writer(out_tmp, out_kind, schema, counts, verbatim_csv)
     finally:
         rej_writer.close()
         if writer is not None:

@@ -341,10 +341,13 @@ def _write_artifacts(result, folder: Path) -> None:
     if result.backtest is not None:
         tables["backtest_metrics"] = getattr(result.backtest, "metrics", None)
         tables["backtest_purchases"] = getattr(result.backtest, "purchases", None)
+    from .csv_guard import guard_frame
+
+    verbatim = bool((result.spec.get("output") or {}).get("verbatim_csv"))
     for name, table in tables.items():
         if table is not None:
             (folder / "tables").mkdir(exist_ok=True)
-            table.to_csv(folder / "tables" / f"{name}.csv")
+            guard_frame(table.reset_index(), verbatim)[0].to_csv(folder / "tables" / f"{name}.csv", index=False)
     (folder / "experiment").mkdir()
     spec_file = result.spec.get("spec_file")
     if spec_file and Path(spec_file).is_file():

@@ -33,6 +33,7 @@ from typing import Any
 import polars as pl
 
 from .errors import ClvInputError, row_error
+from .ids import control_character, polars_ids, polars_missing, polars_trim
 
 __all__ = ["read_transactions", "ReadAccounting", "STANDARD_COLUMNS"]
 
@@ -160,13 +161,12 @@ def _read_csv(path: Path, source: str, wanted: dict[str, str], opts: "_Options")
 
 
 def _clean_text_ids(ids: pl.Series, decimal_comma: bool = False) -> pl.Series:
-    """Ids of a text file: integers when lossless, else stripped text (" 1" and "1 " are customer "1")."""
+    """Ids of a text file: integers when lossless, else stripped text (" 1" and "1 " are customer "1"; a
+    blank id is a missing id: :func:`clv_forecast.ids.polars_ids`)."""
     as_int = _integer_ids_if_lossless(ids, decimal_comma)
     if as_int.dtype != pl.String:
         return as_int
-    ids = ids.str.strip_chars()
-    ids = ids.set(ids == "", None) if (ids == "").any() else ids  # a blank id is a missing id
-    return _integer_ids_if_lossless(ids, decimal_comma)
+    return _integer_ids_if_lossless(polars_trim(ids), decimal_comma)
 
 
 def _read_csv_arrow_encoded(path: Path, source: str, wanted: dict[str, str], numbers: set[str],
@@ -382,9 +382,11 @@ def _ragged_line(path: Path, separator: str) -> str | None:
         with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:  # type: ignore[operator]
             reader = csv.reader(handle, delimiter=separator)
             width = len(next(reader, []))
+            number = 0  # the row number counts records (a quoted field may span lines), not lines
             for record in reader:
+                number += bool(record)
                 if record and len(record) != width:
-                    return (f"line {reader.line_num} (data row {reader.line_num - 1}) has {len(record)} fields, "
+                    return (f"row {number} (line {reader.line_num}) has {len(record)} fields, "
                             f"the header has {width}")
     except (OSError, EOFError, csv.Error):
         return None
@@ -503,14 +505,20 @@ def _load(source: Any, source_name: str | None, wanted: dict[str, str], opts: "_
 
 
 def _missing_ids(series: pl.Series) -> pl.Series | None:
-    """Mask of missing customer ids (null, NaN, or blank text); None when there are none."""
-    dtype = series.dtype
-    missing = series.is_null()
-    if dtype.is_float():
-        missing = missing | series.is_nan()
-    elif dtype == pl.String:
-        missing = missing | (series.str.strip_chars() == "")
+    """Mask of missing customer ids (null, NaN, or blank text; "NA" or "null" are ids) of ids cleaned by
+    :func:`clv_forecast.ids.polars_ids`; None when there are none."""
+    missing = polars_missing(series)
     return missing if missing.any() else None
+
+
+def _control_error(source: str, column: str, series: pl.Series, control: pl.Series,
+                   rows: pl.Series | None) -> ClvInputError:
+    """Ids holding a control character (after trimming): refused with their rows and the character."""
+    first = series.filter(control).head(1).item()
+    return _row_error(source, column, series, control,
+                      f"control character {control_character(first)} in the customer id (an invisible character "
+                      "that would make a second customer); remove control characters from the ids in the source",
+                      rows)
 
 
 def _customer_ids(series: pl.Series, source: str, column: str, rows: pl.Series | None) -> pl.Series:
@@ -648,7 +656,39 @@ def _timestamps(series: pl.Series, date_format: str | None, source: str, column:
                 hint += _format_hint(series, bad & series.is_not_null())
             reason = "missing or unparseable date" + hint if series.null_count() else "unparseable date" + hint
         raise _row_error(source, column, series, bad, reason, rows)
+    _check_date_range(parsed, series, date_format, source, column, rows)
     return parsed.rename("timestamp")
+
+
+#: The dates every step supports (pandas' nanosecond timestamps reach 1677-09-21 .. 2262-04-11; a
+#: margin keeps period ends, week starts and horizons inside): first and last day, inclusive.
+DATE_RANGE = ("1678-01-01", "2261-12-31")
+DATE_RANGE_TEXT = f"{DATE_RANGE[0]} to {DATE_RANGE[1]}"
+
+
+def _check_date_range(parsed: pl.Series, series: pl.Series, date_format: str | None, source: str, column: str,
+                      rows: pl.Series | None) -> None:
+    """Timestamps outside :data:`DATE_RANGE` are an error naming their rows; a year read with ``%Y`` from
+    two digits (``12/1/10`` as year 10) says to use ``%y``."""
+    import datetime as _dt
+
+    low = _dt.datetime.fromisoformat(DATE_RANGE[0])
+    high = _dt.datetime.fromisoformat(DATE_RANGE[1]) + _dt.timedelta(days=1)
+    if getattr(parsed.dtype, "time_zone", None):  # the wall-clock time counts (the reader's rule)
+        parsed = parsed.dt.replace_time_zone(None)
+    lo, hi = parsed.min(), parsed.max()
+    if lo is None or (low <= lo and hi < high):
+        return
+    outside = (parsed < low) | (parsed >= high)
+    first = parsed.filter(outside).head(1).item()
+    shown = series if series.dtype == pl.String else series.cast(pl.String)
+    if date_format is not None and "%Y" in date_format and first.year < 100:
+        better = date_format.replace("%Y", "%y")
+        reason = (f"the year is 2 digits (read as year {first.year} with %Y): use %y, "
+                  f"{{{{date_format='{better}'}}}}")
+    else:
+        reason = f"date outside the supported range {DATE_RANGE_TEXT}"
+    raise _row_error(source, column, shown, outside, reason, rows)
 
 
 _DECIMAL_COMMA = r"^[+-]?(?:[0-9]{1,3}(?:\.[0-9]{3})+|[0-9]*)(?:,[0-9]*)?(?:[eE][+-]?[0-9]+)?$"
@@ -846,13 +886,20 @@ def _duplicate_copies(frame: pl.DataFrame, key: tuple[str, str] | None = None) -
     return mask if mask.any() else None
 
 
-def _apply_rules(raw: pl.DataFrame, name: str, opts: _Options, *, standard: bool = False) -> tuple[pl.DataFrame, ReadAccounting]:
-    """The one implementation of the row rules: missing ids, duplicates, conversion, returns."""
+def _apply_rules(raw: pl.DataFrame, name: str, opts: _Options, *, standard: bool = False,
+                 trimmed: bool = False) -> tuple[pl.DataFrame, ReadAccounting]:
+    """The one implementation of the row rules: missing ids, duplicates, conversion, returns. ``trimmed``:
+    the text ids were trimmed by the CSV reader (:func:`_clean_text_ids`)."""
     acc = ReadAccounting(n_transactions=raw.height, missing_customer=opts.missing_customer,
                          duplicates=opts.duplicates, returns=opts.returns)
     rows: pl.Series | None = None  # 1-based input row of each remaining row (None: unchanged)
     customer_col = "customer_id" if standard else opts.customer_col
-    missing = _missing_ids(raw.get_column(customer_col))
+    cleaned, control = polars_ids(raw.get_column(customer_col), trimmed)  # the one id rule (clv_forecast.ids)
+    if control is not None:
+        raise _control_error(name, customer_col, raw.get_column(customer_col), control, None)
+    if cleaned.dtype == pl.String:
+        raw = raw.with_columns(cleaned.rename(customer_col))
+    missing = _missing_ids(cleaned)
     if missing is not None:
         if opts.missing_customer == "error":
             raise _row_error(name, customer_col, raw.get_column(customer_col), missing,
@@ -865,6 +912,7 @@ def _apply_rules(raw: pl.DataFrame, name: str, opts: _Options, *, standard: bool
             raise ClvInputError(f"{name}: every row has a missing customer id (column {customer_col!r})")
     if standard:
         frame = raw
+        _check_date_range(frame.get_column("timestamp"), frame.get_column("timestamp"), None, name, "timestamp", rows)
         copies = _duplicate_copies(frame, ("customer_id", "timestamp"))
     else:
         ids = _customer_ids(raw.get_column(opts.customer_col), name, opts.customer_col, rows)
@@ -936,10 +984,10 @@ def _ingest(source: Any, opts: _Options, source_name: str | None = None,
     if trust_standard:
         name = source_name or "DataFrame"
         return (*_apply_rules(source, name, opts, standard=True), name)
-    frame, name, _ = _load(source, source_name, opts.wanted(), opts)
+    frame, name, text = _load(source, source_name, opts.wanted(), opts)
     if frame.height == 0:
         raise ClvInputError(f"{name}: no data rows (the input has only a header)")
-    out, acc = _apply_rules(frame, name, opts)
+    out, acc = _apply_rules(frame, name, opts, trimmed=text)
     return out, acc, name
 
 
@@ -977,7 +1025,9 @@ def read_transactions(
     * ``decimal_comma=True``: numbers are written ``1.234,56`` / ``2,5``.
     * The amount is ``amount_col``, or ``quantity_col`` x ``price_col`` (both given, and no amount_col).
     * ``missing_customer``: rows without a customer id (null, NaN, blank) are an ``"error"`` (default)
-      or are ``"drop"``-ped and counted.
+      or are ``"drop"``-ped and counted. Text ids are trimmed; ``"NA"``, ``"NULL"`` or ``"nan"`` are ids;
+      an id holding a control character is an error naming its rows (:mod:`clv_forecast.ids`).
+    * Dates outside 1678-01-01 .. 2261-12-31 (:data:`DATE_RANGE`) are an error naming their rows.
     * ``duplicates``: rows identical to an earlier row in *every* column of the input (not only the
       columns used: two items of one invoice with equal amounts are not duplicates) are counted;
       ``"keep"`` (default) keeps them, ``"drop"`` removes the extra copies. Rows with a missing

@@ -441,7 +441,7 @@ def test_float_ids_beyond_int64_are_an_error():
 def test_ragged_csv_row_is_named(tmp_path):
     message = error_of(write(tmp_path, "tx.csv", "cust,order_date,total\n1,2020-01-01,1\n1,2020-01-05,2,3\n"),
                        amount_col="total")
-    assert "line 3 (data row 2) has 4 fields, the header has 3" in message
+    assert "row 2 (line 3) has 4 fields, the header has 3" in message
 
 
 # ----------------------------------------------------------------------------------------------

@@ -143,6 +143,8 @@ def warn_outside_model(x: np.ndarray, m: np.ndarray, index) -> None:
     if outside.any():
         ids = index[outside]
         shown = ", ".join(map(str, ids[:10].tolist())) + (" ..." if len(ids) > 10 else "")
+        if getattr(index, "name", None) == "row":  # a table indexed by the input's row numbers (scoring)
+            shown = f"{'row' if len(ids) == 1 else 'rows'} {shown} of the input"
         warnings.warn(f"Gamma-Gamma: {len(ids)} customer(s) with repeat purchases have a non-positive mean "
                       f"spend, outside the model: their expected spend (and CLV) is NaN: {shown}",
                       DataWarning, stacklevel=3)

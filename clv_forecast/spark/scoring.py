@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClvInputError
+from ..ids import spark_ids
 from ..units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP
 from .session import (_is_uri, _publish, _require_pyspark, _spark_error, _temporary, cancel_jobs, check_parquet_path,
                       check_replaceable, spark_session)
@@ -85,6 +86,7 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
         import pandas as pd
 
         from ..btyd._data import rfm_verdict, verdict_reasons
+        from ..ids import CONTROL_REASON, pandas_ids
         from ..model import ClvModel
         from ..scoring import DUPLICATE_ID, MISSING_ID, NOT_NUMERIC, nonfinite_reasons
 
@@ -96,10 +98,7 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
             if n == 0:
                 continue
             ids = frame[id_col]
-            present = ids.notna().to_numpy()
-            if not pd.api.types.is_numeric_dtype(ids.dtype):  # text ids: blank = missing, as in score_file
-                blank = ids.map(lambda v: isinstance(v, str) and v.strip() == "").to_numpy(dtype=bool)
-                present = present & ~blank
+            present, control = pandas_ids(ids)  # the one id rule (clv_forecast.ids), as in score_file
             values, non_numeric = {}, np.full(n, "", dtype=object)
             for name in reversed(RFM_COLUMNS):  # the first column's reason wins, as in score_file
                 values[name], bad = _numbers(frame[name])
@@ -110,6 +109,7 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
             if _DUPLICATE in frame.columns:  # the same order of precedence as score_file
                 reason[frame[_DUPLICATE].to_numpy(dtype=bool, na_value=False)] = DUPLICATE_ID
             reason[~present] = MISSING_ID
+            reason[control] = CONTROL_REASON
             good = np.flatnonzero(reason == "")
             out = {name: np.full(n, np.nan) for name in names}
             if good.size:
@@ -136,9 +136,9 @@ def _duplicate_flags(sdf, id_col: str):
     from pyspark.sql.types import DoubleType, FloatType, StringType
 
     column, dtype = F.col(id_col), sdf.schema[id_col].dataType
-    if isinstance(dtype, StringType):
-        trimmed = F.regexp_replace(column, r"(?U)^\s+|\s+$", "")
-        key = F.when(trimmed != "", trimmed)
+    if isinstance(dtype, StringType):  # the one id rule (clv_forecast.ids); an id with a control character
+        key, control = spark_ids(column)  # is rejected for it, never a duplicate
+        key = F.when(~control, key)
     elif isinstance(dtype, (DoubleType, FloatType)):
         key = F.when(~F.isnan(column), column)
     else:
@@ -185,6 +185,10 @@ def score_spark(model, sdf, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DI
     if missing:
         raise ClvInputError(f"column(s) {', '.join(map(repr, missing))} not found; "
                             f"columns are: {', '.join(sdf.columns) or 'none'}")
+    from ..scoring import check_column_type
+
+    for name in (id_col, *RFM_COLUMNS):
+        check_column_type("the input", name, sdf.schema[name].dataType.simpleString(), id_column=name == id_col)
     clv_args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=float(margin),
                     interval=interval)
     # the settings are checked here, on the driver, by scoring one valid row: a bad horizon, interval

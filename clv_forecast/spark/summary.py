@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ClvInputError
+from ..errors import ClvInputError, show_value
+from ..ids import control_character, escape_control, spark_ids
 from .session import _require_pyspark
 
 __all__ = ["summarize_spark", "SparkSummary", "fit_spark", "predict_spark", "value_coverage_spark"]
@@ -216,8 +217,11 @@ def summarize_spark(
     has_amount = amount_col is not None
     cid = F.col(customer_col)
     id_type = sdf.schema[customer_col].dataType.simpleString()
-    blank = (F.trim(cid) == "") if id_type == "string" else F.lit(False)
-    no_id = cid.isNull() | blank
+    control = F.lit(False)
+    if id_type == "string":  # the one id rule (clv_forecast.ids): trimmed, blank = missing, "NA" an id
+        key, control = spark_ids(cid)
+        sdf = sdf.withColumn(customer_col, key)
+    no_id = cid.isNull() | (F.isnan(cid) if id_type in ("double", "float") else F.lit(False))
     t = _timestamps(sdf, date_col, session_tz)
     amount = _amounts(sdf, amount_col) if has_amount else F.lit(0.0)
 
@@ -227,10 +231,22 @@ def summarize_spark(
     bad_time = valid & t.isNull()
     bad_amount = valid & (amount.isNull() | F.isnan(amount) | (F.abs(amount) == float("inf"))) if has_amount \
         else F.lit(False)
+    import datetime as _dt
+
+    from ..transactions import DATE_RANGE, DATE_RANGE_TEXT
+
+    epoch = _dt.datetime(1970, 1, 1)
+    low_us, high_us = ((_dt.datetime.fromisoformat(d) + _dt.timedelta(days=k) - epoch) // _dt.timedelta(microseconds=1)
+                       for d, k in zip(DATE_RANGE, (0, 1)))
+    bad_range = valid & ~t.isNull() & ((t < F.lit(low_us)) | (t >= F.lit(high_us)))
     purchase = valid & ~bad_time & ~bad_amount & (amount >= 0)
     negative = valid & ~bad_amount & (amount < 0)
     scan = [F.count("*").alias("rows"), F.sum(no_id.cast("long")).alias("no_id"),
+            F.sum(control.cast("long")).alias("control"), F.first(F.when(control, cid), ignorenulls=True).alias("control_id"),
             F.sum(bad_time.cast("long")).alias("bad_time"), F.sum(bad_amount.cast("long")).alias("bad_amount"),
+            F.sum(bad_range.cast("long")).alias("bad_range"),
+            F.first(F.when(bad_range, F.struct(F.col(date_col).cast("string").alias("v"), cid.alias("c"))),
+                    ignorenulls=True).alias("bad_range_example"),
             F.first(F.when(bad_time, cid), ignorenulls=True).alias("bad_time_id"),
             F.first(F.when(bad_time, F.col(date_col).cast("string")), ignorenulls=True).alias("bad_time_value"),
             F.first(F.when(bad_amount, cid), ignorenulls=True).alias("bad_amount_id"),
@@ -242,9 +258,19 @@ def summarize_spark(
     n_rows = int(row["rows"])
     if n_rows == 0:
         raise ClvInputError(f"{source}: no data rows")
+    if row["control"]:
+        raise ClvInputError(f"{source}: column {customer_col!r}: {row['control']} row(s) whose customer id holds a "
+                            f"control character ({control_character(row['control_id'])}), e.g. "
+                            f"{show_value(escape_control(row['control_id']))}; remove control characters from the "
+                            "ids in the source")
     if row["bad_time"]:
         raise ClvInputError(f"{source}: column {date_col!r}: {row['bad_time']} row(s) without a readable timestamp, "
                             f"e.g. {row['bad_time_value']!r} of customer {row['bad_time_id']!r}")
+    if row["bad_range"]:
+        example = row["bad_range_example"]
+        raise ClvInputError(f"{source}: column {date_col!r}: {row['bad_range']} row(s) with a date outside the supported "
+                            f"range {DATE_RANGE_TEXT}, e.g. {show_value(example['v'])} of customer "
+                            f"{show_value(example['c'])}")
     if row["bad_amount"]:
         raise ClvInputError(f"{source}: column {amount_col!r}: {row['bad_amount']} row(s) whose amount is missing "
                             f"or not a finite number, e.g. of customer {row['bad_amount_id']!r}")
