@@ -18,6 +18,7 @@ Only click is imported at start-up: ``clv-forecast --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -717,6 +718,11 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
                             + (", not both" if input_path is not None else ""))
     _refuse_unused(tuple(read) if input_path is not None else ("time_unit", "id_col"),
                    "{{input_path}}" if input_path is not None else "{{transactions}}")
+    server = None
+    if tracking_uri is not None and str(model).startswith(("runs:/", "models:/")):
+        from . import tracking
+
+        server = tracking.resolve_tracking_uri(tracking_uri)  # the model comes from there, tracked or not
     tracker = _Tracking("score", tracking_uri, no_tracking, None)
     args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, batch_rows=batch_rows,
                 rejects_path=rejects_path, max_reject_share=max_reject_share, interval=interval,
@@ -745,7 +751,8 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
                   **({"id_col": id_col, "input_time_unit": time_unit} if input_path is not None else read))
     failed = None
     try:
-        report = run() if engine == "spark" else _with_progress(run)  # (Spark: no progress bar)
+        with _model_server(server):
+            report = run() if engine == "spark" else _with_progress(run)  # (Spark: no progress bar)
     except TooManyRejectsError as exc:
         failed, report = exc, exc.report
     if report.summary is not None:
@@ -765,6 +772,24 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
     if tracked is not None:
         click.echo(f"tracked in MLflow: experiment {tracked.experiment_name!r}, run {tracked.run_id}")
     return 0
+
+
+@contextlib.contextmanager
+def _model_server(uri: str | None):
+    """MLflow reads the server of a ``runs:/`` or ``models:/`` URI from ``MLFLOW_TRACKING_URI``: set to
+    ``uri`` for the block (``--tracking-uri``), then restored; nothing when ``uri`` is None."""
+    if uri is None:
+        yield
+        return
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def _refuse_unused(names, mode: str) -> None:

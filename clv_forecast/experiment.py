@@ -433,6 +433,12 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
     output may replace an input or another output.
     """
     check_spec_paths(spec, save=save)
+    value = spec.get("value")  # (None: fit only, no values computed)
+    if value and (spec["data"].get("amount_col") or spec["data"].get("quantity_col")):
+        # the CLV settings too, before any work (a horizon of 100000Y in 1s steps is refused now, not after the fit)
+        from .scoring import check_value_settings
+
+        check_value_settings(spec["summary"]["time_unit"], value["horizon"], value["step"], value["discount_rate"])
     if spec["data"].get("engine", "local") == "spark":
         return _run_spark(spec, save=save, analyse=analyse)
     from . import _warmup

@@ -376,3 +376,27 @@ def test_step_beyond_the_time_units_range_names_the_step():
     with pytest.raises(ClvInputError) as info:
         discount_schedule("W", "2000Y", "2000Y", "10%/Y")
     assert info.value.argument == "step" and "from 1ns to 1000Y" in str(info.value)
+
+
+@pytest.mark.parametrize("spec_file", [False, True])
+def test_too_many_steps_in_a_fit_are_refused_before_any_work(tmp_path, capsys, monkeypatch, spec_file):
+    """fit and run check the CLV settings with the files, before the log is read (not after the fit)."""
+    from clv_forecast import rfm
+
+    def no_summary(*args, **kwargs):
+        raise AssertionError("the log was read before the settings were checked")
+
+    monkeypatch.setattr(rfm, "summarize", no_summary)
+    log = tmp_path / "log.csv"
+    log.write_text("customer_id,date,amount\n1,2020-01-01,5\n")
+    if spec_file:
+        spec = tmp_path / "spec.toml"
+        spec.write_text('[data]\nsource = "log.csv"\namount_col = "amount"\n[value]\nstep = "1s"\n')
+        rc = main(["run", "--experiment", str(spec)])
+        named = "[value] step"
+    else:
+        rc = main(["fit", "-t", str(log), "--amount-col", "amount", "--step", "1s", "--horizon", "100000Y",
+                   "--predictions", str(tmp_path / "p.csv")])
+        named = "--step 1s"
+    assert rc == 2
+    _one_line_error(capsys, named, "at most 10,000")

@@ -101,3 +101,36 @@ def test_no_tracking_and_the_environment_switch_log_nothing(store, model_file, c
     monkeypatch.setenv("CLV_FORECAST_TRACKING", "off")
     assert main([*base, "--output", str(tmp_path / "b.csv")]) == 0
     assert _runs(store)[1] == []
+
+
+
+def test_a_model_uri_is_downloaded_from_the_tracking_uri_given_tracked_or_not(store, model_file, cdnow_rfm,
+                                                                              tmp_path, monkeypatch):
+    """``--tracking-uri`` names the server a ``runs:/`` model comes from, with ``--no-tracking`` too; before,
+    the download went to the store of the environment (here none: the empty default store) and failed."""
+    import os
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-below")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # (recorded: restored after the test)
+    client = MlflowClient(store)
+    run = client.create_run(client.create_experiment("models"))
+    staged = tmp_path / "staged" / "clv_model.json"
+    staged.parent.mkdir()
+    shutil.copyfile(model_file, staged)
+    client.log_artifact(run.info.run_id, str(staged), artifact_path="model/artifacts")
+    client.set_terminated(run.info.run_id)
+    source = tmp_path / "customers.parquet"
+    cdnow_rfm.reset_index()[COLUMNS].to_parquet(source)
+    direct, by_uri = tmp_path / "direct.parquet", tmp_path / "by_uri.parquet"
+    assert main(["score", "--model", str(model_file), "--input", str(source), "--output", str(direct),
+                 "--no-tracking"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # MLflow's default store (./mlflow.db) is not the one holding the run
+    assert main(["score", "--model", f"runs:/{run.info.run_id}/model", "--input", str(source), "--output",
+                 str(by_uri), "--tracking-uri", store, "--no-tracking"]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(by_uri), pd.read_parquet(direct))
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # the command's setting does not outlive it
