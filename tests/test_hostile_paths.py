@@ -516,8 +516,8 @@ def test_disk_full_names_the_files_score(rfm_csv, model_file, tmp_path, monkeypa
         write_table = close = staticmethod(_enospc)
 
     real = scoring._writer
-    monkeypatch.setattr(scoring, "_writer", lambda path, kind, schema: Full() if kind == "csv" else real(path, kind,
-                                                                                                           schema))
+    monkeypatch.setattr(scoring, "_writer", lambda path, kind, *args: Full() if kind == "csv" else real(path, kind,
+                                                                                                           *args))
     out = tmp_path / "out" / "s.csv"
     assert main(["score", "--model", str(model_file), "--input", str(rfm_csv), "--output", str(out)]) == 2
     line = _error(capsys)
