@@ -63,9 +63,10 @@ ZERO_SPEND = "monetary_value 0 for a repeat buyer: outside the spend model"
 NOT_FINITE = "score not finite ({column})"
 
 
-def nonfinite_reasons(scores, names) -> np.ndarray:
-    """Per row, why its scores are not all finite (``""`` when they are): the output columns ``names`` of
-    ``scores`` (a DataFrame or a mapping of arrays) checked column by column (vectorised).
+def nonfinite_reasons(scores, names) -> np.ndarray | None:
+    """Per row, why its scores are not all finite (``""`` when they are), or None when every score is
+    finite (the usual case: no per-row array is built): the output columns ``names`` of ``scores`` (a
+    DataFrame or a mapping of arrays) checked column by column (vectorised).
 
     An infinite expected spend is :data:`UNBOUNDED_SPEND` (Gamma-Gamma: ``p x + q <= 1``, e.g. one-time
     buyers when ``q <= 1``, a valid model), a NaN one :data:`ZERO_SPEND` (a repeat buyer whose mean spend
@@ -80,7 +81,7 @@ def nonfinite_reasons(scores, names) -> np.ndarray:
                 reason = np.full(len(bad), "", dtype=object)
             reason[bad] = NOT_FINITE.format(column=name)
     if reason is None:
-        return np.full(len(np.asarray(scores[names[0]])), "", dtype=object)
+        return None
     if "expected_spend" in names:
         spend = np.asarray(scores["expected_spend"], dtype=np.float64)
         reason[np.isnan(spend)] = ZERO_SPEND
@@ -761,8 +762,8 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
                 with np.errstate(all="ignore"):  # (inf - inf and the like: such rows are rejected next)
                     scores = model.clv(frame, time_unit=time_unit, **clv_args)
                 unscored = nonfinite_reasons(scores, list(scores.columns))
-                hit = unscored != ""
-                if hit.any():
+                if unscored is not None:
+                    hit = unscored != ""
                     reason[good[hit]] = unscored[hit]
                     bad[good[hit]] = True
                     scores = scores[~hit]

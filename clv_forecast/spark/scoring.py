@@ -117,10 +117,12 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
                 with np.errstate(all="ignore"):  # (inf - inf and the like: such rows are rejected next)
                     scores = model.clv(rfm, time_unit=time_unit, **clv_args)
                 unscored = nonfinite_reasons(scores, names)  # not finite: a reject, as in score_file
-                hit = unscored != ""
-                reason[good[hit]] = unscored[hit]
+                hit = None if unscored is None else unscored != ""
+                if hit is not None:
+                    reason[good[hit]] = unscored[hit]
                 for name in names:
-                    out[name][good] = np.where(hit, np.nan, scores[name].to_numpy(dtype=np.float64))
+                    column = scores[name].to_numpy(dtype=np.float64)
+                    out[name][good] = column if hit is None else np.where(hit, np.nan, column)
             reason[reason == ""] = None
             yield pd.DataFrame({id_col: ids.to_numpy(), **{k: frame[k].to_numpy() for k in keep}, **out,
                                 "reject_reason": reason})
