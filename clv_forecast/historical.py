@@ -361,11 +361,13 @@ def customer_summary(data: Any, *, period="1Y", margin=1.0, discount_rate="0%/Y"
     unit = _period(period)
     rfm = _rfm(data, summarize_kwargs)
     n, revenue, T, recency = _inputs(rfm, unit)
-    if (T <= 0).any():
-        raise ClvInputError("RFM table: some customers have T = 0 (first purchase at the end): no purchase rate")
+    if ((T <= 0) & (n > 0)).any():
+        raise ClvInputError("RFM table: some customers have counted purchases and T = 0: no purchase rate")
     fallback = revenue.sum() / n.sum() if n.sum() > 0 else 0.0
     own_apv = np.where(n > 0, revenue / np.where(n > 0, n, 1.0), fallback)
-    rate = n / T
+    # no counted purchase: an own rate of 0, whatever T (a customer first seen on the last day, T = 0,
+    # is such a customer: any non-cohort export has some)
+    rate = np.where(n > 0, n / np.where(T > 0, T, 1.0), 0.0)
     life = recency if lifespan_periods is None else np.broadcast_to(
         _num(lifespan_periods, "lifespan_periods"), recency.shape)
     return pd.DataFrame({

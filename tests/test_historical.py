@@ -310,3 +310,35 @@ def test_cdnow_aggregate_is_consistent(cdnow_rfm):
     assert agg["repeat_purchase_rate"] == pytest.approx((cdnow_rfm["frequency"] > 0).mean())
     assert agg["lifespan"] == pytest.approx(per["lifespan"].mean())
     assert math.isfinite(agg["clv_simple"]) and agg["clv_simple"] > 0
+
+
+def test_a_customer_first_seen_on_the_last_day_has_a_rate_of_zero():
+    """T = 0 (first purchase on the calibration end; any non-cohort export has some): no counted purchase,
+    so the own purchase rate, customer value and simple CLV are 0, as for every one-time buyer; a
+    customer with counted purchases and T = 0 cannot be (and is still refused in one line)."""
+    rfm = pd.DataFrame({"frequency": [2.0, 0.0, 0.0], "recency": [10.0, 0.0, 0.0], "T": [20.0, 5.0, 0.0],
+                        "monetary_value": [30.0, 0.0, 0.0]}, index=pd.Index([1, 2, 3], name="customer_id"))
+    rfm.attrs["time_unit"] = "W"
+    out = h.customer_summary(rfm, period="1W")
+    assert out.loc[3, ["apfr", "customer_value", "clv_simple"]].tolist() == [0.0, 0.0, 0.0]
+    assert out.loc[2, "apfr"] == 0.0 and out.loc[1, "apfr"] == pytest.approx(2 / 20)
+    assert np.isfinite(out.select_dtypes("number").to_numpy()).all()
+    bad = rfm.assign(T=[0.0, 5.0, 0.0], recency=[0.0, 0.0, 0.0])
+    with pytest.raises(ClvInputError, match="counted purchases and T = 0"):
+        h.customer_summary(bad, period="1W")
+
+
+def test_compare_takes_a_log_with_customers_first_seen_on_the_calibration_end(cdnow_csv, tmp_path, capsys):
+    from clv_forecast.cli import main
+
+    log = pd.read_csv(cdnow_csv)
+    late = pd.DataFrame({"customer_id": [99998, 99999, 99999], "date": ["1997-09-30", "1997-09-30", "1998-01-10"],
+                         "amount": [5.0, 10.0, 12.0]})
+    path = tmp_path / "t0.csv"
+    pd.concat([log, late]).to_csv(path, index=False)
+    assert main(["compare", "-t", str(path), "--amount-col", "amount", "--calibration-end", "1997-09-30",
+                 "--json"]) == 0
+    import json
+
+    metrics = json.loads(capsys.readouterr().out)
+    assert "simple" in json.dumps(metrics) and "predictive" in json.dumps(metrics)
