@@ -79,15 +79,18 @@ def _beta_ratio_sums(a: float, b: float, xu: np.ndarray) -> dict | None:
         return None
     k = np.arange(int(xi.max()), dtype=np.float64)
     bk, abk = b + k, a + b + k
-    ratio = bk / abk
-    with np.errstate(divide="ignore"):
-        log_terms = np.where(ratio > 0.5, np.log1p(-a / abk), np.log(ratio))
 
     def cumulative(terms: np.ndarray) -> np.ndarray:
         return np.concatenate(([0.0], np.cumsum(terms)))[xi]
 
-    return {"log": cumulative(log_terms), "s1_ab": cumulative(1.0 / abk), "s1_diff": cumulative(a / (bk * abk)),
-            "s2_ab": cumulative(1.0 / abk**2), "s2_diff": cumulative(a * (bk + abk) / (abk * bk) ** 2)}
+    # (a and b running off to 1e200 in a fit without an interior maximum: products overflow to inf and
+    # their reciprocals are then the limits, 0)
+    with np.errstate(divide="ignore", over="ignore", under="ignore"):
+        ratio = bk / abk
+        log_terms = np.where(ratio > 0.5, np.log1p(-a / abk), np.log(ratio))
+        return {"log": cumulative(log_terms), "s1_ab": cumulative(1.0 / abk),
+                "s1_diff": cumulative(a / (bk * abk)), "s2_ab": cumulative(1.0 / abk**2),
+                "s2_diff": cumulative(a * (bk + abk) / (abk * bk) ** 2)}
 
 
 def _log_beta_ratio(a: float, b: float, xu: np.ndarray) -> np.ndarray:
@@ -145,7 +148,7 @@ def loglik_derivatives(params, x, t_x, T, weights=None, _by_x: ByValue | None = 
     hess = np.zeros((4, 4))
     hess[0, 0] = np.dot(wu_x, t_rx) - n * t_r
     hess[0, 1] = n / alpha
-    hess[1, 1] = -n * r / alpha**2
+    hess[1, 1] = -n * r / alpha / alpha
     hess[2, 2] = np.dot(wu_x, sums["s2_ab"])
     hess[2, 3] = np.dot(wu_x, sums["s2_ab"])
     hess[3, 3] = -np.dot(wu_x, sums["s2_diff"])
@@ -184,7 +187,7 @@ def loglik_derivatives(params, x, t_x, T, weights=None, _by_x: ByValue | None = 
     hess[0, 3] = -np.dot(wwu_dr, ib)
     hess[1, 2] = wwu_dal.sum() / a
     hess[1, 3] = -np.dot(wwu_dal, ib)
-    hess[2, 2] += -ww.sum() / a**2 + s_wwu / a**2
+    hess[2, 2] += (s_wwu - ww.sum()) / a / a  # (a / a: no OverflowError when a runs off to 1e200)
     hess[2, 3] += -np.dot(wwu, ib) / a
     hess[3, 3] += np.dot(ww, ib**2) + np.dot(wwu, ib**2)
     hess = np.triu(hess) + np.triu(hess, 1).T
