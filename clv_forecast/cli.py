@@ -30,7 +30,7 @@ import click
 
 from .errors import ClvInputError, IdentificationError, UnreliableFitError, render_text
 from .report import accounting_lines, coverage_line, holdout_line, periods_line
-from .units import VALUE_DEFAULTS, value_settings, value_settings_text
+from .units import VALUE_DEFAULTS, value_settings_of, value_settings_text
 
 USER_ERRORS = (ClvInputError,)
 EXIT_USER_ERROR = 2
@@ -153,9 +153,7 @@ def _model_json(result) -> dict:
 
 
 def _run_value_settings(spec: dict) -> dict:
-    value = spec.get("value") or {}
-    return value_settings(value.get("horizon"), value.get("discount_rate"), value.get("step"), value.get("margin"),
-                          value.get("interval"))
+    return value_settings_of(spec.get("value"))
 
 
 def _check_output(path: Path, what: str = "the model", example: str = "model.json") -> None:

@@ -565,12 +565,9 @@ def table_metadata(spec: dict, time_unit) -> dict[bytes, bytes]:
     """The Parquet key-value metadata of a run's per-customer table: ``clv_forecast.horizon``,
     ``.discount_rate``, ``.step``, ``.margin``, ``.interval`` (the CLV settings, defaults filled in) and
     ``.time_unit`` (of recency, T and the model)."""
-    from .units import parquet_metadata, value_settings
+    from .units import parquet_metadata, value_settings_of
 
-    value = spec.get("value") or {}
-    settings = value_settings(value.get("horizon"), value.get("discount_rate"), value.get("step"),
-                              value.get("margin"), value.get("interval"))
-    return parquet_metadata(settings, time_unit=time_unit)
+    return parquet_metadata(value_settings_of(spec.get("value")), time_unit=time_unit)
 
 
 def write_table(table, path, metadata: dict | None = None, *, verbatim_csv: bool = False) -> Path:

@@ -129,11 +129,9 @@ def holdout_line(metrics: dict, time_unit) -> str:
 def value_text(value: dict | None) -> str:
     """The CLV settings of a run's ``[value]`` (defaults filled in) in one phrase: ``12M, 10%/Y, step 1M,
     margin 1``; printed wherever a CLV total is."""
-    from .units import value_settings, value_settings_text
+    from .units import value_settings_of, value_settings_text
 
-    value = value or {}
-    return value_settings_text(value_settings(value.get("horizon"), value.get("discount_rate"), value.get("step"),
-                                              value.get("margin")))
+    return value_settings_text(value_settings_of(value))
 
 
 def coverage_line(metrics: dict, value: dict) -> str:

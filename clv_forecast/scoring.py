@@ -46,7 +46,7 @@ from ._io import atomic_write
 from .btyd._data import rfm_verdict, verdict_reasons
 from .csv_guard import guard_table
 from .errors import ClvInputError
-from .units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP
+from .units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP, value_settings_of
 from .ids import CONTROL_REASON, arrow_ids, escape_control
 
 __all__ = ["ScoreReport", "TooManyRejectsError", "score_file", "score_transactions", "load_scoring_model",
@@ -526,14 +526,6 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
     return report
 
 
-def settings_of(clv_args: dict) -> dict:
-    """The CLV settings of a scoring run as text (:func:`clv_forecast.units.value_settings`)."""
-    from .units import value_settings
-
-    return value_settings(clv_args.get("horizon"), clv_args.get("discount_rate"), clv_args.get("step"),
-                          clv_args.get("margin"), clv_args.get("interval"))
-
-
 def score_paths(model, input_path, output_path, rejects_path, *, input_role: str = "{{input_path}}",
                 default_rejects: str = ".rejects.csv") -> Path:
     """The one check of a scoring run's files (:func:`clv_forecast._paths.check_paths`), before any work:
@@ -578,7 +570,7 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
                            reasons=dict(reasons.most_common()), seconds=time.perf_counter() - started,
                            output=output_path if published else None, rejects=rejects_path,
                            clv_total=counts["clv_total"], model_file=model_file, summary=summary,
-                           time_unit=str(clv_model.time_unit_), settings=settings_of(clv_args),
+                           time_unit=str(clv_model.time_unit_), settings=value_settings_of(clv_args),
                            model_problems=list(problems), guarded_cells=counts["guarded"])
 
     def write_all(out_tmp: Path) -> None:
@@ -701,15 +693,12 @@ def _output_schema(id_col, id_type, clv_args):
     ``clv_forecast.horizon``, ``.discount_rate``, ``.step``, ``.margin``, ``.interval``."""
     import pyarrow as pa
 
-    from .units import parquet_metadata, value_settings
+    from .units import parquet_metadata
 
-    interval = clv_args["interval"]
     names = ["expected_purchases", "p_alive", "expected_spend", "clv"] + (
-        ["clv_lower", "clv_upper"] if interval is not None else [])
-    settings = value_settings(clv_args["horizon"], clv_args["discount_rate"], clv_args["step"], clv_args["margin"],
-                              interval)
+        ["clv_lower", "clv_upper"] if clv_args["interval"] is not None else [])
     return pa.schema([pa.field(id_col, id_type)] + [pa.field(n, pa.float64()) for n in names],
-                     metadata=parquet_metadata(settings))
+                     metadata=parquet_metadata(value_settings_of(clv_args)))
 
 
 def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_unit, clv_args,

@@ -41,6 +41,14 @@ def value_settings(horizon=None, discount_rate=None, step=None, margin=None, int
     return out
 
 
+def value_settings_of(value) -> dict:
+    """:func:`value_settings` of a mapping with those keys (a spec's ``[value]``, a scorer's CLV arguments;
+    missing keys and None: the defaults)."""
+    value = value or {}
+    return value_settings(value.get("horizon"), value.get("discount_rate"), value.get("step"), value.get("margin"),
+                          value.get("interval"))
+
+
 def value_settings_text(settings: dict) -> str:
     """``12M, 10%/Y, step 1M, margin 1``: the settings of :func:`value_settings` in one phrase."""
     return (f"{settings['horizon']}, {settings['discount_rate']}, step {settings['step']}, "

@@ -262,7 +262,8 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
         input_text = Path(input_text).resolve().as_uri()
     check_replaceable(output_path, "the scores", "output_path")
     check_replaceable(rejects_path, "the rejects", "rejects_path")
-    from ..scoring import check_reliable_for_scoring, scoring_setup, settings_of
+    from ..scoring import check_reliable_for_scoring, scoring_setup
+    from ..units import value_settings
 
     clv_model, time_unit = scoring_setup(model, time_unit, allow_unreliable=None)  # fails before Spark starts
     problems = check_reliable_for_scoring(clv_model, allow_unreliable)
@@ -302,8 +303,8 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
             return ScoreReport(read=read, scored=good, rejected=rejected, reasons=reasons,
                                seconds=time.perf_counter() - started,
                                output=output_path if published else None, rejects=rejects_path,
-                               clv_total=clv_total, settings=settings_of(dict(horizon=horizon, discount_rate=discount_rate, step=step,
-                                                         margin=margin, interval=interval)),
+                               clv_total=clv_total,
+                               settings=value_settings(horizon, discount_rate, step, margin, interval),
                                model_problems=problems)
 
         rejects_tmp = _temporary(rejects_path)
