@@ -6,14 +6,25 @@ The driver optimises on log-parameters (every parameter is positive) with scipy'
 trust-region method, and turns the Hessian at the optimum into the covariance of the natural
 parameters.
 
-Objective (minimised): ``-ll(phi) / n + penalizer * sum(phi ** 2)`` with ``phi = exp(theta)`` and
-``n`` the number of customers (the sum of the weights), so the penalty strength does not depend
-on the sample size. With ``penalizer = 0`` this is plain maximum likelihood.
+Objective (minimised): ``-ll(phi) / n + penalizer * sum((phi / s) ** 2)`` with ``phi = exp(theta)``,
+``n`` the number of customers (the sum of the weights, so the penalty strength does not depend on
+the sample size) and ``s`` the model's penalty scales: 1 for a parameter without a unit (a shape
+parameter), and for a parameter with a unit (BG/NBD's ``alpha``, in time units; Gamma-Gamma's
+``v``, in money) a scale taken from the data in that same unit. ``phi / s`` is then a pure number,
+and the penalised fit is the same model whatever the unit of time or money: a change of unit
+multiplies the parameter and its scale by the same factor. With ``penalizer = 0`` this is plain
+maximum likelihood.
+
+Units: on log-parameters a change of the time unit (days to weeks: every duration divided by 7) is a
+shift of ``log alpha`` by ``log 7`` and a constant added to the log-likelihood (the Jacobian of the
+rescaled durations); its gradient and Hessian in ``theta`` are unchanged. The trust-region steps are
+therefore the same in every unit when the starting points scale with the data's unit too (a model's
+starts: :mod:`clv_forecast.btyd._starts`).
 
 Covariance: at the maximum the score is zero, so the observed information in natural parameters
 is ``-H(phi)`` and ``cov(phi) = inv(-H(phi))``. This equals the delta method applied to the
 log-parameter covariance, ``J inv(-H_theta) J`` with ``J = diag(phi)``, off-diagonal terms
-included. With a penalty the (penalised) information ``-H + 2 n penalizer I`` is used.
+included. With a penalty the (penalised) information ``-H + 2 n penalizer diag(1 / s^2)`` is used.
 """
 
 from __future__ import annotations
@@ -60,6 +71,10 @@ class MLEResult:
     source: str = "fit"  # "fit", or "params" for a model built from given parameters
     scale_free: tuple[str, ...] = ()  # parameters without a unit (shape parameters), judged by size
     bounds: dict = field(default_factory=dict)  # the model's param_bounds (a fit outside them is a problem)
+    #: None, or (kind, reason) when the likelihood's supremum is on a boundary that is a known nested model
+    #: (BG/NBD: :func:`clv_forecast.btyd.bgnbd_boundary.diagnose_boundary`)
+    boundary: tuple[str, str] | None = None
+    objective: float = field(default=float("nan"), repr=False)  # the minimised (penalised) objective
 
     @property
     def problems(self) -> list[str]:
@@ -83,7 +98,7 @@ class MLEResult:
         if not self.converged:
             grad = "unknown" if not math.isfinite(self.max_gradient) else f"{self.max_gradient:.3g}"
             out.append(f"{self.model} did not converge (largest gradient {grad} after {self.n_iter} iterations)")
-        if not np.all(np.isfinite(self.cov)):
+        if not np.all(np.isfinite(self.cov)) and self.boundary is None:
             out.append(f"{self.model} parameters not identified (singular or non-finite information matrix; "
                        "no standard errors)")
             return out
@@ -91,6 +106,9 @@ class MLEResult:
         # identical customers) sends shape parameters off to infinity; the optimiser then stops on a
         # flat surface and reports success. Shape parameters are unit-free, so their size is telling;
         # a log-scale standard error above RUNAWAY_LOG_SE says the same for any parameter.
+        if self.boundary is not None:  # which boundary, and which simpler model the data support
+            out.append(f"{self.model} maximum on a boundary: {self.boundary[1]}")
+            return out
         with np.errstate(invalid="ignore", divide="ignore"):
             log_se = np.sqrt(np.diag(self.cov)) / self.params.to_numpy(dtype=float)
         runaway = [n for n, v, se in zip(self.param_names, self.params, log_se)
@@ -205,6 +223,7 @@ class MLEResult:
             "source": self.source,
             "problems": self.problems,
             "extra": {k: v for k, v in self.extra.items()},
+            **({"boundary": list(self.boundary)} if self.boundary is not None else {}),
         }
 
     @classmethod
@@ -227,6 +246,7 @@ class MLEResult:
             extra=dict(data.get("extra") or {}),
             max_gradient=_nan(data.get("max_gradient")),
             source=str(data.get("source", "fit")),
+            boundary=tuple(data["boundary"]) if data.get("boundary") is not None else None,
         )
 
 
@@ -246,10 +266,15 @@ def maximize(
     penalizer: float = 0.0,
     maxiter: int = 200,
     gtol: float = 1e-6,
+    scales: Sequence[float] | None = None,
 ) -> MLEResult:
-    """Maximise ``loglik`` over positive parameters; return estimates and their covariance."""
+    """Maximise ``loglik`` over positive parameters; return estimates and their covariance.
+
+    ``scales``: the penalty scale of each parameter (module docstring; default 1 for every one).
+    """
     names = tuple(names)
     k = len(names)
+    inv_s2 = np.ones(k) if scales is None else 1.0 / np.asarray(scales, dtype=float) ** 2
     cache: dict[bytes, tuple[float, np.ndarray, np.ndarray]] = {}
 
     def evaluate(theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
@@ -264,16 +289,16 @@ def maximize(
 
     def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
         ll, score, _, phi = evaluate(theta)
-        value = -ll / n_obs + penalizer * np.sum(phi**2)
-        grad_phi = -score / n_obs + 2 * penalizer * phi
+        value = -ll / n_obs + penalizer * np.sum(phi**2 * inv_s2)
+        grad_phi = -score / n_obs + 2 * penalizer * phi * inv_s2
         if not np.isfinite(value) or not np.all(np.isfinite(grad_phi)):
             return np.inf, np.zeros(k)
         return value, grad_phi * phi
 
     def hess(theta: np.ndarray) -> np.ndarray:
         ll, score, h, phi = evaluate(theta)
-        grad_phi = -score / n_obs + 2 * penalizer * phi
-        h_phi = -h / n_obs + 2 * penalizer * np.eye(k)
+        grad_phi = -score / n_obs + 2 * penalizer * phi * inv_s2
+        h_phi = -h / n_obs + 2 * penalizer * np.diag(inv_s2)
         out = phi[:, None] * h_phi * phi[None, :] + np.diag(grad_phi * phi)
         if not np.all(np.isfinite(out)):
             return np.eye(k)
@@ -287,7 +312,8 @@ def maximize(
     )
     theta = _newton_polish(res.x, fun, hess)
     ll, score, h, phi = evaluate(theta)
-    grad_norm = float(np.max(np.abs(fun(theta)[1])))
+    objective, final_grad = fun(theta)
+    grad_norm = float(np.max(np.abs(final_grad)))
     converged = bool(res.success) or grad_norm < 1e-7
     if not converged:
         warnings.warn(
@@ -296,7 +322,7 @@ def maximize(
             ConvergenceWarning,
             stacklevel=3,
         )
-    info = -h + 2 * penalizer * n_obs * np.eye(k)
+    info = -h + 2 * penalizer * n_obs * np.diag(inv_s2)
     cov = _covariance(info, names, model, phi)
     return MLEResult(
         model=model,
@@ -311,6 +337,7 @@ def maximize(
         message=str(res.message),
         penalizer=float(penalizer),
         max_gradient=grad_norm,
+        objective=float(objective),
     )
 
 
@@ -680,6 +707,9 @@ def check_model_dict(cls, data, fields: Fields, where: str = "") -> dict:
         fields.mapping(_join(where, "extra"), data["extra"], nullable=True)
     if "source" in data and data["source"] not in ("fit", "params"):
         fields.fail(_join(where, "source"), data["source"], "must be 'fit' or 'params'")
+    if data.get("boundary") is not None and not (isinstance(data["boundary"], list) and len(data["boundary"]) == 2
+                                                 and all(isinstance(p, str) for p in data["boundary"])):
+        fields.fail(_join(where, "boundary"), data["boundary"], "must be null or [kind, reason] (two texts)")
     if "problems" in data and not (isinstance(data["problems"], list) and all(isinstance(p, str) for p in data["problems"])):
         fields.fail(_join(where, "problems"), data["problems"], "must be a list of text")
     fields.unit(_join(where, "time_unit"), data.get("time_unit"))

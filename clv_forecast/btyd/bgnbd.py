@@ -25,13 +25,15 @@ The math lives in pure vectorised functions (``loglik``, ``loglik_derivatives``,
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy import special
 
 from ..errors import ClvInputError
 from ..units import Duration
-from . import _mle
+from . import _mle, _starts, bgnbd_boundary, nbd
 from ._data import RFM, ByValue, as_frame_index, index_by_value, rfm_arrays
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
@@ -694,10 +696,17 @@ class BetaGeoModel(_mle.MLEModel):
     Parameters
     ----------
     penalizer : float
-        L2 penalty on the natural parameters: the objective is
-        ``-loglik / n_customers + penalizer * (r^2 + alpha^2 + a^2 + b^2)``.
+        L2 penalty on unit-free parameters: the objective is
+        ``-loglik / n_customers + penalizer * (r^2 + (alpha / s)^2 + a^2 + b^2)`` with
+        ``s = sum(T) / sum(frequency)`` (the data's time per repeat purchase, in the data's unit), so
+        that a penalised fit is the same model in days, weeks or months (``alpha`` rescaled).
     initial_params : dict, optional
-        Starting values; by default ``r = 1, a = 1, b = 1`` and ``alpha`` from the mean purchase rate.
+        The first starting values; by default ``r, alpha`` of the NBD fitted to the same data and
+        ``a = b = 1``. When the fit from there is not a clean interior maximum, further starts are tried
+        and the best log-likelihood wins (:mod:`clv_forecast.btyd._starts`; ``result_.extra["starts"]``
+        counts them). When the supremum is on a boundary that is a nested model, ``result_.boundary``
+        says which (:func:`clv_forecast.btyd.bgnbd_boundary.diagnose_boundary`) and ``boundary_result_``
+        holds that model's fit.
     maxiter : int
         Iteration limit of the trust-region optimiser.
 
@@ -733,13 +742,37 @@ class BetaGeoModel(_mle.MLEModel):
         _mle.require(bool(np.any(big_t > 0)), "BG/NBD: every customer has T = 0; nothing was observed")
         by_x = ByValue.of(x, w)
         n = float(w.sum())
-        rate = np.dot(w, x) / max(np.dot(w, big_t), 1e-12)
-        x0 = self._start([1.0, float(np.clip(1.0 / max(rate, 1e-12), 1e-6, 1e8)), 1.0, 1.0])
-        result = _mle.maximize(
-            lambda phi: loglik_derivatives(phi, x, t_x, big_t, w, _by_x=by_x),
-            x0, PARAM_NAMES, n_obs=n, n_rows=len(x), model=self.name,
-            penalizer=self.penalizer, maxiter=self.maxiter,
-        )
+        # the penalty on alpha / scale: the same model in every time unit (module _mle)
+        scales = [1.0, _starts.data_scale_alpha(x, big_t, w), 1.0, 1.0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nbd_fit = nbd.fit_statistics(x, t_x, big_t, w, penalizer=self.penalizer, scales=scales[:2])
+        r0, alpha0 = (float(v) for v in nbd_fit.params)
+        if not (np.isfinite(r0) and np.isfinite(alpha0)):  # (a start only: the moments, then a fixed one)
+            r0, alpha0 = nbd.start(x, big_t, w)
+        given = None if self.initial_params is None else self._start(())
+        starts = _starts.grid(float(np.clip(r0, 1e-3, 1e2)), float(np.clip(alpha0, 1e-6, 1e8)), given)
+
+        def prepare(result):
+            result.scale_free, result.bounds = tuple(self.scale_free_params), dict(self.param_bounds)
+
+        def more_needed(result):  # not a clean interior maximum, or the NBD (a -> 0) reaches it
+            return bool(result.problems) or bgnbd_boundary.reaches(nbd_fit, result)
+
+        result, n_starts = _starts.run_starts(
+            lambda x0, limit: _mle.maximize(
+                lambda phi: loglik_derivatives(phi, x, t_x, big_t, w, _by_x=by_x),
+                x0, PARAM_NAMES, n_obs=n, n_rows=len(x), model=self.name,
+                penalizer=self.penalizer, maxiter=limit, scales=scales),
+            starts, maxiter=self.maxiter, prepare=prepare, more_needed=more_needed)
+        result.extra["starts"] = n_starts
+        self.boundary_result_ = None
+        if more_needed(result):
+            fits = bgnbd_boundary.nested_fits((x, t_x, big_t, w), penalizer=self.penalizer, scales=scales[:2],
+                                              nbd_fit=nbd_fit)
+            result.boundary = bgnbd_boundary.diagnose_boundary(result, None, fits=fits)
+            if result.boundary is not None:
+                self.boundary_result_ = fits[result.boundary[0]]
         self._store(result, rfm.time_unit)
         return self
 

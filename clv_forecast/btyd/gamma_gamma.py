@@ -167,7 +167,9 @@ class GammaGammaModel(_mle.MLEModel):
     Parameters
     ----------
     penalizer : float
-        L2 penalty: objective ``-loglik / n + penalizer * (p^2 + q^2 + v^2)``.
+        L2 penalty on unit-free parameters: objective ``-loglik / n + penalizer * (p^2 + q^2 + (v / s)^2)``
+        with ``s`` the mean spend of the fitted customers (in the same unit of money as ``v``), so that a
+        penalised fit is the same model in any unit of money (``v`` rescaled).
     strict : bool
         Customers with a repeat purchase and a non-positive mean spend cannot enter the model.
         By default they are left out of the fit with a :class:`DataWarning` that says how many
@@ -238,13 +240,15 @@ class GammaGammaModel(_mle.MLEModel):
         if scale != 1.0:
             sum_log_m -= n * float(np.log(scale))
         by_x = ByValue.of(xk, wk)
-        start = self._start([1.0, 1.0, float(np.average(ms, weights=wk))])
+        mean_spend = float(np.average(ms, weights=wk))  # in the fit's unit of money: start and penalty scale
+        start = self._start([1.0, 1.0, mean_spend])
         if self.initial_params is not None:
             start[2] /= scale
         result = _mle.maximize(
             lambda phi: loglik_derivatives(phi, xk, ms, wk, _by_x=by_x, _sum_log_m=sum_log_m),
             start, PARAM_NAMES,
             n_obs=n, n_rows=len(xk), model=self.name, penalizer=self.penalizer, maxiter=self.maxiter,
+            scales=[1.0, 1.0, mean_spend],
         )
         if scale != 1.0:  # back to the amounts' own unit: v scales with money, p and q have no unit
             result.params["v"] *= scale

@@ -1,0 +1,117 @@
+r"""Which boundary a BG/NBD fit without an interior maximum is on, and the nested model there.
+
+The BG/NBD likelihood (:mod:`clv_forecast.btyd.bgnbd`) has two boundaries that are known, simpler
+models:
+
+* ``a -> 0`` (``b`` free): every dropout probability is 0, the data show no dropout, and the
+  likelihood tends to the NBD's (Ehrenberg 1959; :mod:`clv_forecast.btyd.nbd`), parameters ``r, alpha``;
+* ``a, b -> infinity`` with ``a / (a + b) = p``: one dropout probability for every customer, no
+  heterogeneity in dropout (:mod:`clv_forecast.btyd.constant_dropout`), parameters ``r, alpha, p``.
+
+A fit whose supremum is on one of them sends ``a`` (or ``a`` and ``b``) off and stops somewhere on
+the way, with a singular information matrix or shape parameters of 1e7 or 1e-9. The size of the
+values reached alone does not say whether the supremum is on a boundary (an interior maximum can sit
+at ``a = 0.003``) nor on which; the likelihood does: the nested model is BG/NBD's limit, so BG/NBD's
+supremum is at least the nested model's maximum, and the boundary holds the supremum exactly when the
+nested model's maximised log-likelihood reaches the best BG/NBD log-likelihood found (from every start,
+:mod:`clv_forecast.btyd._starts`) within :data:`TOLERANCE_PER_CUSTOMER` per customer. When both do
+(``p -> 0`` of constant dropout is the NBD again) the simpler NBD is named.
+
+Not covered: ``a, b -> 0`` with ``a / (a + b)`` fixed (a share of the customers drops out at their first
+repeat purchase, the others never) is a third limit; :func:`diagnose_boundary` returns None there and
+the fit keeps its generic "no interior maximum" problem.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import _mle, constant_dropout, nbd
+
+#: the nested model "reaches" BG/NBD's best log-likelihood when it is at most this much lower per
+#: customer (the optimiser stops on its way to the boundary a few 1e-9 per customer short of it)
+TOLERANCE_PER_CUSTOMER = 1e-6
+#: against a clean interior maximum a nested model must be higher by more than rounding
+RELATIVE_NOISE = 1e-12
+
+NBD = "nbd"
+CONSTANT_DROPOUT = "constant_dropout"
+MODULES = {NBD: nbd, CONSTANT_DROPOUT: constant_dropout}
+
+
+def _arrays(stats):
+    """(x, t_x, T, weights) from a tuple or a table of (compressed) statistics
+    (columns frequency, recency, T and an optional count)."""
+    if isinstance(stats, tuple):
+        x, t_x, T, *rest = stats
+        w = rest[0] if rest and rest[0] is not None else None
+    else:
+        x, t_x, T = (stats[c] for c in ("frequency", "recency", "T"))
+        w = stats["count"] if "count" in getattr(stats, "columns", stats) else None
+    x, t_x, T = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
+    w = np.ones_like(x) if w is None else np.asarray(w, dtype=np.float64)
+    return x, t_x, T, w
+
+
+def nested_fits(stats, *, penalizer: float = 0.0, scales=None, nbd_fit: _mle.MLEResult | None = None) -> dict:
+    """The nested models fitted to ``stats``, by kind. With a penalty only the NBD (the penalty keeps
+    ``a`` and ``b`` finite, so BG/NBD cannot approach constant dropout). ``scales``: the penalty scales
+    of (r, alpha)."""
+    x, t_x, T, w = _arrays(stats)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = {NBD: nbd_fit if nbd_fit is not None else
+                nbd.fit_statistics(x, t_x, T, w, penalizer=penalizer, scales=scales)}
+        if penalizer == 0:
+            fits[CONSTANT_DROPOUT] = constant_dropout.fit_statistics(
+                x, t_x, T, w, x0=[float(fits[NBD].params["r"]), float(fits[NBD].params["alpha"]), 0.1])
+    return fits
+
+
+def _penalised_total(result: _mle.MLEResult) -> float:
+    """The maximised (penalised) log-likelihood in total: ``-objective * n``."""
+    value = -result.objective * result.n_obs
+    return value if np.isfinite(value) else -np.inf
+
+
+def reaches(nested: _mle.MLEResult, result: _mle.MLEResult) -> bool:
+    """Whether the nested model's maximum reaches the BG/NBD ``result``'s (penalised) log-likelihood.
+
+    A clean interior maximum (converged, finite covariance, shape parameters of ordinary size) is the
+    supremum unless the nested model is higher by more than rounding (then it was a local maximum); a
+    fit on its way to a boundary stops short of it, by up to :data:`TOLERANCE_PER_CUSTOMER` per customer.
+    """
+    best = _penalised_total(result)
+    tolerance = (RELATIVE_NOISE * abs(best) if not result.problems
+                 else TOLERANCE_PER_CUSTOMER * max(result.n_obs, 1.0))
+    return bool(nested.converged) and _penalised_total(nested) >= best - tolerance
+
+
+def diagnose_boundary(result: _mle.MLEResult, stats, *, fits: dict | None = None) -> tuple[str, str] | None:
+    """None, or ``(kind, reason)`` when the BG/NBD ``result`` (the best of its starts) has its supremum on
+    the boundary of a nested model (module docstring): ``kind`` is ``"nbd"`` or ``"constant_dropout"``,
+    ``reason`` one line for the user. ``stats``: the fitted statistics (a tuple ``(x, t_x, T, weights)``
+    or a table with ``frequency, recency, T[, count]``); ``fits``: the nested fits when already made
+    (:func:`nested_fits`)."""
+    if result.source != "fit":
+        return None
+    fits = fits if fits is not None else nested_fits(stats, penalizer=result.penalizer)
+    reached = [kind for kind, fit in fits.items() if reaches(fit, result)]
+    if not reached:
+        return None
+    kind = NBD if NBD in reached else reached[0]
+    fit = fits[kind]
+    a, b = (float(result.params[k]) for k in ("a", "b"))
+    if kind == NBD:
+        reason = (f"a -> 0: the data show no dropout (reached a = {a:.3g}, b = {b:.3g}, mean dropout probability "
+                  f"a/(a+b) = {a / (a + b):.3g}); the NBD (Ehrenberg) is the model "
+                  f"(r = {fit.params['r']:.4g}, alpha = {fit.params['alpha']:.4g}; log-likelihood "
+                  f"{fit.log_likelihood:.4f}, the BG/NBD supremum)")
+    else:
+        reason = (f"a, b -> infinity with a/(a+b) = p (reached a = {a:.3g}, b = {b:.3g}): constant dropout "
+                  f"probability p = {fit.params['p']:.4g} without heterogeneity (r = {fit.params['r']:.4g}, "
+                  f"alpha = {fit.params['alpha']:.4g}; log-likelihood {fit.log_likelihood:.4f}, the BG/NBD "
+                  "supremum)")
+    return kind, reason
