@@ -748,7 +748,7 @@ class BetaGeoModel(_mle.MLEModel):
             warnings.simplefilter("ignore")
             nbd_fit = nbd.fit_statistics(x, t_x, big_t, w, penalizer=self.penalizer, scales=scales[:2])
         r0, alpha0 = (float(v) for v in nbd_fit.params)
-        if not (np.isfinite(r0) and np.isfinite(alpha0)):  # (a start only: the moments, then a fixed one)
+        if not (np.isfinite(r0) and np.isfinite(alpha0)):  # the NBD fit failed: start from its moments
             r0, alpha0 = nbd.start(x, big_t, w)
         given = None if self.initial_params is None else self._start(())
         starts = _starts.grid(float(np.clip(r0, 1e-3, 1e2)), float(np.clip(alpha0, 1e-6, 1e8)), given)
