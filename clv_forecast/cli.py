@@ -68,6 +68,17 @@ def _spec_names() -> dict[str, str]:
     return {key: f"[{section}] {key}" for section, keys in SCHEMA.items() for key in keys}
 
 
+def _given(argument: str) -> bool:
+    """The current command's option for ``argument`` was given on the command line (not its default): an
+    error about a value the experiment file set names the file's key, not the option."""
+    ctx = click.get_current_context(silent=True)
+    option = _option_names().get(argument)
+    for param in (ctx.command.params if ctx is not None else ()):
+        if param.name and option in param.opts:
+            return ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
+    return True
+
+
 def _unreliable_text(exc, spec_style: bool) -> str:
     """A refused fit's message with this command's names for the settings it mentions: its options, or for a
     command running an experiment file (``spec_style``) the file's keys."""
@@ -87,7 +98,7 @@ def _names_errors(spec_file_of=None):
         options = _option_names()
         if isinstance(exc, UnreliableFitError):
             return UnreliableFitError(_unreliable_text(exc, spec_style=spec_file_of is not None))
-        if spec_file_of is None or exc.argument in options:
+        if spec_file_of is None or (exc.argument in options and _given(exc.argument)):
             return ClvInputError(exc.render(style="option", names=options))
         keys = _spec_names()
         main = keys.get(exc.argument or "")
