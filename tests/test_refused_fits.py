@@ -350,3 +350,20 @@ def test_compare_refused_logs_a_failed_run(identical, local_store, monkeypatch, 
     assert rc == 3 and "tracked in MLflow (FAILED)" in out
     _, logged = _only_run(local_store, path.stem)
     assert logged.info.status == "FAILED" and logged.data.params["command"] == "compare"
+
+
+# ------------------------------------------------------------------------------------------ Spark engine
+
+
+def test_refused_fit_on_the_spark_engine_reports_the_same(spark, identical, tmp_path, capsys):
+    path, model = identical
+    parquet = tmp_path / "identical.parquet"
+    pd.read_csv(path, parse_dates=["date"]).astype({"date": "datetime64[us]"}).to_parquet(parquet, index=False)
+    rc, out, err = run(capsys, *FIT, "-t", parquet, "--calibration-end", CAL, "--engine", "spark",
+                       "--spark-master", "local[2]", "--output", tmp_path / "m.json", "--json")
+    assert rc == 3 and err.count("\n") == 1 and "--save-unreliable" in err
+    data = json.loads(out)
+    assert data["reliable"] is False and len(data["problems"]) == len(model.problems_)
+    assert data["accounting"]["n_transactions"] == 160 and data["n_customers"] == 40
+    assert data["bgnbd"]["log_likelihood"] == pytest.approx(model.purchases_.result_.log_likelihood, rel=1e-6)
+    assert not (tmp_path / "m.json").exists()
