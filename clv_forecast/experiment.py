@@ -455,8 +455,9 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
     :class:`~clv_forecast.errors.UnreliableFitError` before anything is written, unless
     ``[output] save_unreliable`` is true; data that identify nothing raise
     :class:`~clv_forecast.errors.IdentificationError`. Either carries the run so far in ``.result``
-    (the summary and its accounting, the model with the values reached, ``refused`` the reason). Its files are checked first (:func:`check_spec_paths`): no
-    output may replace an input or another output.
+    (the summary and its accounting, the model with the values reached, ``refused`` the reason).
+    Its files are checked first (:func:`check_spec_paths`): no output may replace an input or another
+    output.
     """
     check_spec_paths(spec, save=save)
     value = spec.get("value")  # (None: fit only, no values computed)

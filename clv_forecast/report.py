@@ -281,7 +281,6 @@ def run_report(result, *, accounting: list[str], periods: str, comparison=None, 
     source = spec["data"]["source"]
     source = "CDNOW sample (bundled)" if source == "cdnow_sample" else Path(str(source)).name
     sections = [Section("Data", [*accounting, periods])]
-
     if spec.get("value") is not None:
         interval = spec["value"].get("interval")
         sections[0].blocks.append(f"CLV settings: {value_text(spec['value'])}"
