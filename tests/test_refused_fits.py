@@ -367,3 +367,16 @@ def test_refused_fit_on_the_spark_engine_reports_the_same(spark, identical, tmp_
     assert data["accounting"]["n_transactions"] == 160 and data["n_customers"] == 40
     assert data["bgnbd"]["log_likelihood"] == pytest.approx(model.purchases_.result_.log_likelihood, rel=1e-6)
     assert not (tmp_path / "m.json").exists()
+
+
+def test_experiment_commands_name_the_files_key_unless_the_option_was_given(identical, tmp_path, capsys):
+    """report (and run) now have options named like spec keys: a bad value from the file is named by its key."""
+    path, _ = identical
+    spec = _spec_file(tmp_path, path, report="r.txt")
+    rc, _, err = run(capsys, "report", "--experiment", spec)
+    assert rc == 2 and "exp.toml: [output] report" in err and "--output" not in err
+    rc, _, err = run(capsys, "report", "--experiment", _spec_file(tmp_path, path), "--output", tmp_path / "r.txt")
+    assert rc == 2 and err.startswith("clv-forecast: error: --output") and "[output]" not in err
+    spec = _spec_file(tmp_path, path, predictions="x.xlsx")
+    rc, _, err = run(capsys, "run", "--experiment", spec, "--no-tracking")
+    assert rc == 2 and "exp.toml: [output] predictions" in err and "--predictions" not in err
