@@ -68,6 +68,28 @@ def _spec_names() -> dict[str, str]:
     return {key: f"[{section}] {key}" for section, keys in SCHEMA.items() for key in keys}
 
 
+def _given(argument: str) -> bool:
+    """The current command's option for ``argument`` was given on the command line (not its default): an
+    error about a value the experiment file set names the file's key, not the option."""
+    ctx = click.get_current_context(silent=True)
+    option = _option_names().get(argument)
+    for param in (ctx.command.params if ctx is not None else ()):
+        if param.name and option in param.opts:
+            return ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
+    return True
+
+
+def _unreliable_text(exc, spec_style: bool) -> str:
+    """A refused fit's message with this command's names for the settings it mentions: its options, or for a
+    command running an experiment file (``spec_style``) the file's keys."""
+    template = getattr(exc, "template", None)
+    if template is None:  # an IdentificationError: no setting mentioned
+        return " ".join(str(exc).split())
+    options = _option_names()
+    names = {**options, **_spec_names()} if spec_style else options
+    return render_text(template, names, "spec" if spec_style else "option")
+
+
 def _names_errors(spec_file_of=None):
     """Render errors raised inside a command with the command's own names: its options
     (``--time-unit X: ...; give --date-format``) or, for an experiment file, the file, section and key."""
@@ -75,10 +97,8 @@ def _names_errors(spec_file_of=None):
     def rendered(exc: ClvInputError | UnreliableFitError, spec_file: str | None):
         options = _option_names()
         if isinstance(exc, UnreliableFitError):
-            style = "option" if spec_file_of is None else "spec"
-            names = options if spec_file_of is None else {**options, **_spec_names()}
-            return UnreliableFitError(render_text(exc.template, names, style))
-        if spec_file_of is None or exc.argument in options:
+            return UnreliableFitError(_unreliable_text(exc, spec_style=spec_file_of is not None))
+        if spec_file_of is None or (exc.argument in options and _given(exc.argument)):
             return ClvInputError(exc.render(style="option", names=options))
         keys = _spec_names()
         main = keys.get(exc.argument or "")
@@ -113,43 +133,62 @@ def _fmt(value: float) -> str:
 _TITLES = {"bgnbd": "BG/NBD", "gamma_gamma": "Gamma-Gamma"}
 
 
+def _se(value: float) -> str:
+    import math
+
+    return f"se {_fmt(value)}" if math.isfinite(value) else "no se"
+
+
 def _print_model(model, out) -> None:
     frame, stats = model.summary_frame(), model.fit_stats()
     for key, rows in frame.groupby(level="model", sort=False):
-        params = "  ".join(f"{name} = {_fmt(row['estimate'])} (se {_fmt(row['std_err'])})"
+        params = "  ".join(f"{name} = {_fmt(row['estimate'])} ({_se(row['std_err'])})"
                            for (_, name), row in rows.iterrows())
         fit = stats[key]
         out(f"{_TITLES[key]:12s} {params}")
         out(f"{'':12s} log-likelihood = {fit['log_likelihood']:.4f}  customers = {fit['customers']:,.0f}  "
-            f"converged = {fit['converged']}")
+            f"converged = {fit['converged']}" + ("" if fit["converged"] and not fit["problems"]
+                                                 else f" ({fit['iterations']} iterations)"))
         if "spend_frequency_correlation" in fit:
             out(f"{'':12s} correlation(frequency, spend) = {fit['spend_frequency_correlation']:.3f} "
                 "(the Gamma-Gamma model assumes 0)")
 
 
 def _model_json(result) -> dict:
+    """The JSON object of a run (``--json``), the same keys for a refused fit: ``reliable``, ``problems``,
+    the accounting and the values the fit reached (a standard error that is not finite is null)."""
     model, attrs = result.model, dict(result.summary.attrs)
-    frame, stats = model.summary_frame(), model.fit_stats()
+    frame, stats = (model.summary_frame(), model.fit_stats()) if model is not None else (None, {})
     out = {}
     for key, fit in stats.items():
         rows = frame.loc[key]
         out[key] = {**{name: float(v) for name, v in rows["estimate"].items()},
                     "log_likelihood": fit["log_likelihood"], "bse": {n: float(v) for n, v in rows["std_err"].items()},
-                    "converged": fit["converged"], "aic": fit["aic"], "bic": fit["bic"]}
+                    "converged": fit["converged"], "aic": fit["aic"], "bic": fit["bic"],
+                    "iterations": fit["iterations"], "problems": fit["problems"]}
         if "spend_frequency_correlation" in fit:
             out[key]["spend_frequency_correlation"] = fit["spend_frequency_correlation"]
     out["n_customers"] = int(len(result.summary))
-    out["time_unit"] = model.time_unit_
+    out["time_unit"] = model.time_unit_ if model is not None else attrs.get("time_unit")
     out["calibration_end"] = attrs.get("calibration_end")
     out["observation_end"] = attrs.get("observation_end")
     out["accounting"] = {k: v for k, v in attrs.items() if k.startswith(("n_", "return_"))}
-    out["problems"] = list(getattr(model, "problems_", []) or [])
+    problems = _run_problems(result)
+    out["reliable"] = not problems
+    out["problems"] = problems
     out["metrics"] = dict(result.metrics)
     if result.spec.get("value") is not None:  # the settings every CLV number of the run depends on
         out["value_settings"] = _run_value_settings(result.spec)
     out["model_path"] = None if result.model_path is None else str(result.model_path)
     out["predictions_path"] = None if result.predictions_path is None else str(result.predictions_path)
     return out
+
+
+def _run_problems(result) -> list[str]:
+    """Why the run's model cannot be trusted (its problems; without a model, why the fit was refused)."""
+    if result.model is None:
+        return [result.refused] if getattr(result, "refused", None) else []
+    return list(getattr(result.model, "problems_", []) or [])
 
 
 def _run_value_settings(spec: dict) -> dict:
@@ -202,9 +241,10 @@ def _report(result, console_print, plain_print) -> None:
     plain_print(f"{spec['data']['source'] if spec['data']['source'] != 'cdnow_sample' else 'CDNOW sample (bundled)'}")
     for line in accounting_lines(dict(rfm.attrs), len(rfm)):
         plain_print("  " + line)
-    plain_print("  " + periods_line(rfm.attrs, model.time_unit_))
-    _print_model(model, plain_print)
-    for problem in getattr(model, "problems_", []) or []:
+    plain_print("  " + periods_line(rfm.attrs, model.time_unit_ if model is not None else rfm.attrs.get("time_unit")))
+    if model is not None:
+        _print_model(model, plain_print)
+    for problem in _run_problems(result):
         plain_print(f"warning: unreliable fit: {problem}")
     if result.holdout is not None:
         plain_print(holdout_line(m, model.time_unit_))
@@ -344,26 +384,72 @@ class _Tracking:
 _TRACKED = False  # a run was logged: the console script freezes the heap before exiting (see console_main)
 
 
+def _mlflow_json(tracked) -> dict:
+    """Where a run was logged, for ``--json``: the same keys for a refused fit (status FAILED, no model)."""
+    return {"run_id": tracked.run_id, "experiment": tracked.experiment_name, "model_uri": tracked.model_uri,
+            "registered_version": tracked.registered_version, "status": tracked.status}
+
+
 def _tracked_line(tracked) -> str:
-    text = f"tracked in MLflow: experiment {tracked.experiment_name!r}, run {tracked.run_id} (model {tracked.model_uri})"
+    text = f"tracked in MLflow: experiment {tracked.experiment_name!r}, run {tracked.run_id} " + (
+        f"(model {tracked.model_uri})" if tracked.model_uri else "(no model logged: no model file may hold it)")
     if tracked.registered_version is not None:
         text += f"; registered as version {tracked.registered_version}"
     return text
 
 
-def _execute(spec: dict, *, save: bool, as_json: bool, top_table: bool, tracker: "_Tracking | None" = None) -> None:
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+
+
+def _report_refused(exc, *, as_json: bool, tracker: "_Tracking | None", data_path, spec_style: bool) -> None:
+    """What a refused fit still gives (``exc.result``, see :func:`clv_forecast.experiment.run`): the row
+    accounting, the values the fit reached and its problems on stdout (or ``--json``: the object of a fit,
+    ``"reliable": false``), and an MLflow run with status FAILED. The caller then re-raises ``exc``: its one
+    line, naming the options that may help, goes to stderr and the exit code is 3."""
+    result = getattr(exc, "result", None)
+    if result is None:
+        return
+    tracked = None if tracker is None else tracker.log(result, data_path)
+    if as_json:
+        from .model import json_safe
+
+        data = _model_json(result)
+        data["error"] = _unreliable_text(exc, spec_style)
+        if tracked is not None:
+            data["mlflow"] = _mlflow_json(tracked)
+        click.echo(json.dumps(json_safe(data), allow_nan=False))
+        return
+    console = _console()
+
+    def plain(text: str) -> None:
+        console.print(text, markup=False)
+
+    _report(result, console.print, plain)
+    _finish(result, console.print, plain)
+    if tracked is not None:
+        plain(f"tracked in MLflow ({tracked.status}): experiment {tracked.experiment_name!r}, run {tracked.run_id}")
+
+
+def _execute(spec: dict, *, save: bool, as_json: bool, top_table: bool, tracker: "_Tracking | None" = None,
+             spec_style: bool = False) -> None:
     from .experiment import run as run_pipeline
 
     _check_outputs(spec, save)
-    result = run_pipeline(spec, save=save)
+    try:
+        result = run_pipeline(spec, save=save)
+    except IdentificationError as exc:  # a refused fit: reported, then exit 3
+        _report_refused(exc, as_json=as_json, tracker=tracker, data_path=_data_path(spec), spec_style=spec_style)
+        raise
     tracked = None if tracker is None else tracker.log(result, _data_path(spec))
     if as_json:
         from .model import json_safe
 
         data = _model_json(result)
         if tracked is not None:
-            data["mlflow"] = {"run_id": tracked.run_id, "experiment": tracked.experiment_name,
-                              "model_uri": tracked.model_uri, "registered_version": tracked.registered_version}
+            data["mlflow"] = _mlflow_json(tracked)
         click.echo(json.dumps(json_safe(data), allow_nan=False))
         return
     from rich.console import Console
@@ -432,9 +518,11 @@ _OBSERVATION_END_OPTION = click.option(
     help="Last day of the data to use (default: the last transaction).")
 
 # how a log is summarised for a fit
+_TIME_UNIT_OPTION = click.option("--time-unit", "--freq", "time_unit", default="W", show_default=True,
+                                 help="Time unit of the model: D, W, M, Y or a multiple (2W).")
+
 _SUMMARY_OPTIONS = [
-    click.option("--time-unit", "--freq", "time_unit", default="W", show_default=True,
-                 help="Time unit of the model: D, W, M, Y or a multiple (2W)."),
+    _TIME_UNIT_OPTION,
     click.option("--merge", default="D", show_default=True,
                  help="Purchases within this resolution are one (D, h, W...), or 'exact'."),
     click.option("--week-start", "week_start", default="MON", show_default=True,
@@ -461,12 +549,16 @@ _ENGINE_OPTIONS = [
                  help="Spark master URL for --engine spark [the active session, else local[*]]."),
 ]
 
+_SAVE_UNRELIABLE_OPTION = click.option(
+    "--save-unreliable", "save_unreliable", is_flag=True,
+    help="Keep the model even if the fit did not converge or is not identified (saved, used and labelled "
+         "unreliable; default: refused, exit 3).")
+
 _OUTPUT_OPTIONS = [
     click.option("--predictions", default=None, type=click.Path(path_type=Path),
                  help="Write the per-customer table (expected purchases, P(alive), expected spend, CLV, "
                       "interval) to this .csv or .parquet file."),
-    click.option("--save-unreliable", "save_unreliable", is_flag=True,
-                 help="Save the model even if the fit did not converge or is not identified."),
+    _SAVE_UNRELIABLE_OPTION,
     click.option("--as-of", "predictions_as_of", type=click.Choice(["calibration-end", "observation-end"]),
                  default=None, help="Score the customers of the fit with histories to the calibration end "
                                     "(default), or every customer with histories to the observation end."),
@@ -487,6 +579,15 @@ _TRACKING_OPTIONS = [
     *_RUN_TRACKING_OPTIONS,
     click.option("--register-as", "register_as", default=None,
                  help="Register the logged model under this name (models:/NAME/1)."),
+]
+
+# the model's settings (fit, compare, report)
+_MODEL_OPTIONS = [
+    click.option("--penalizer", default=0.0, type=float, show_default=True, help="L2 penalty of the BG/NBD fit."),
+    click.option("--spend-penalizer", "spend_penalizer", default=0.0, type=float, show_default=True,
+                 help="L2 penalty of the Gamma-Gamma fit."),
+    click.option("--strict-spend", "strict_spend", is_flag=True,
+                 help="Error (not warning) on repeat buyers with a non-positive mean spend."),
 ]
 
 _VALUE_OPTIONS = [
@@ -510,12 +611,7 @@ def _as_of(value):
 
 
 @app.command()
-@_with(_DATA_OPTIONS + _ENGINE_OPTIONS)
-@click.option("--penalizer", default=0.0, type=float, show_default=True, help="L2 penalty of the BG/NBD fit.")
-@click.option("--spend-penalizer", "spend_penalizer", default=0.0, type=float, show_default=True,
-              help="L2 penalty of the Gamma-Gamma fit.")
-@click.option("--strict-spend", "strict_spend", is_flag=True,
-              help="Error (not warning) on repeat buyers with a non-positive mean spend.")
+@_with(_DATA_OPTIONS + _ENGINE_OPTIONS + _MODEL_OPTIONS)
 @_with(_OUTPUT_OPTIONS + _VALUE_OPTIONS + _TRACKING_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--output", "model", default=None, type=click.Path(path_type=Path),
@@ -570,7 +666,7 @@ def run(experiment, model, no_save, predictions, predictions_as_of, save_unrelia
     tracker = _Tracking("run", tracking_uri, no_tracking, register_as)
     if not as_json:
         click.echo(f"experiment {spec['name']}")
-    _execute(spec, save=not no_save, as_json=as_json, top_table=True, tracker=tracker)
+    _execute(spec, save=not no_save, as_json=as_json, top_table=True, tracker=tracker, spec_style=True)
 
 
 @app.command()
@@ -578,25 +674,42 @@ def run(experiment, model, no_save, predictions, predictions_as_of, save_unrelia
               help="Experiment file (TOML); default: the CDNOW experiment on the bundled sample.")
 @click.option("--output", "report", default=None, type=click.Path(path_type=Path),
               help="The HTML file to write (default: the experiment's [output] report, else reports/NAME.html).")
+@_with([_TIME_UNIT_OPTION, *_MODEL_OPTIONS, _SAVE_UNRELIABLE_OPTION])
 @_names_errors(spec_file_of=lambda kwargs: None if kwargs.get("experiment") is None else str(kwargs["experiment"]))
-def report(experiment, report) -> None:
+def report(experiment, report, **overrides) -> None:
     """Run an experiment and write its self-contained HTML report (parameters, backtest, plots, segments,
-    top customers); nothing else is saved."""
+    top customers); nothing else is saved. The model options given here override the experiment's."""
     from .experiment import load_spec, run as run_pipeline
 
     spec = load_spec(experiment)
     target = Path(report) if report is not None else Path(spec["output"].get("report")
                                                            or f"reports/{spec['name'] or 'report'}.html")
     spec["output"].update(report=str(target), model=None, predictions=None)
+    _override_spec(spec, overrides)
     _check_outputs(spec, True)
-    result = run_pipeline(spec, save=True)
+    try:
+        result = run_pipeline(spec, save=True)
+    except IdentificationError as exc:  # a refused fit: reported, then exit 3
+        _report_refused(exc, as_json=False, tracker=None, data_path=None, spec_style=True)
+        raise
     for text in result.model.problems_:
         click.echo(f"warning: unreliable fit: {text}")
     click.echo(f"report written to {result.report_path}")
 
 
+def _override_spec(spec: dict, options: dict) -> None:
+    """Put the options given on the command line (not their defaults) into the spec's sections."""
+    from .experiment import SCHEMA
+
+    ctx = click.get_current_context()
+    owners = {key: section for section, keys in SCHEMA.items() for key in keys}
+    for key, value in options.items():
+        if ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE:
+            spec[owners[key]][key] = value
+
+
 @app.command()
-@_with(_DATA_OPTIONS)
+@_with(_DATA_OPTIONS + _MODEL_OPTIONS + [_SAVE_UNRELIABLE_OPTION])
 @_with(_VALUE_OPTIONS + _TRACKING_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: the metrics of every method.")
 @click.option("--output", "output_dir", default=None, type=click.Path(path_type=Path),
@@ -604,7 +717,7 @@ def report(experiment, report) -> None:
 @_VERBATIM_OPTION
 @_names_errors()
 def compare(transactions, as_json, output_dir, horizon, step, discount_rate, margin, interval, tracking_uri,
-            no_tracking, register_as, **options) -> None:
+            no_tracking, register_as, save_unreliable, **options) -> None:
     """Backtest the historical CLV formulas and the predictive model: every method computed on the calibration
     period, scored against what each customer really spent in the holdout (needs --calibration-end)."""
     from .experiment import analyse_run, check_spec_paths, run as run_pipeline, spec_from_options, write_analysis
@@ -615,12 +728,16 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
         raise ClvInputError("the comparison is about money: give {{amount_col}} (or {{quantity_col}} and "
                             "{{price_col}})")
     spec = spec_from_options(transactions=transactions, horizon=horizon, step=step, discount_rate=discount_rate,
-                             margin=margin, interval=interval, **options)
+                             margin=margin, interval=interval, save_unreliable=save_unreliable or None, **options)
     check_spec_paths(spec, save=False, output_dir=output_dir)
     if output_dir is not None and output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise ClvInputError(f"{output_dir}: exists and is not an empty folder; give a new folder for the results")
     tracker = _Tracking("compare", tracking_uri, no_tracking, register_as)
-    result = analyse_run(run_pipeline(spec, save=False), transactions)
+    try:
+        result = analyse_run(run_pipeline(spec, save=False), transactions)
+    except IdentificationError as exc:  # a refused fit: reported, then exit 3
+        _report_refused(exc, as_json=as_json, tracker=tracker, data_path=str(transactions), spec_style=False)
+        raise
     if result.backtest is None:
         raise ClvInputError("no backtest: the summary has no holdout spend (give {{amount_col}})")
     if output_dir is not None:
@@ -628,6 +745,7 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
     tracked = tracker.log(result, str(transactions))
     if as_json:
         data = result.backtest.to_dict()
+        data["reliable"], data["problems"] = not _run_problems(result), _run_problems(result)
         data["value_settings"] = _run_value_settings(result.spec)
         if "clv_total" in result.metrics:
             data["clv_total"] = result.metrics["clv_total"]
@@ -644,6 +762,8 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
     for line in accounting_lines(dict(rfm.attrs), len(rfm)):
         console.print(line, markup=False)
     console.print(periods_line(rfm.attrs, result.model.time_unit_), markup=False)
+    for problem in _run_problems(result):  # a model kept with --save-unreliable: its numbers are labelled
+        console.print(f"warning: unreliable fit: {problem}", markup=False)
     _backtest_table(result, console)
     if "clv_total" in result.metrics:
         console.print(coverage_line(result.metrics, result.spec["value"]), markup=False)

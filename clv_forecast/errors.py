@@ -91,7 +91,14 @@ class ConvergenceWarning(UserWarning):
 
 
 class IdentificationError(ValueError):
-    """The data cannot identify the model's parameters (for example, no repeat buyers)."""
+    """The data cannot identify the model's parameters (for example, no repeat buyers).
+
+    Raised by a pipeline run (:func:`clv_forecast.experiment.run`), it carries the run so far in
+    :attr:`result` (a :class:`~clv_forecast.experiment.RunResult` with the summary and its row
+    accounting, and the model with the values the fit reached, or None when no fit was made): a
+    refused fit still reports what it found."""
+
+    result = None
 
 
 class UnreliableFitError(IdentificationError):

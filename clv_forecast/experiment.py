@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ClvInputError, UnreliableFitError
+from .errors import ClvInputError, IdentificationError, UnreliableFitError
 from .units import VALUE_DEFAULTS
 
 __all__ = ["SCHEMA", "cdnow_spec", "load_spec", "spec_from_options", "check_spec_paths", "run", "RunResult",
@@ -251,6 +251,7 @@ class RunResult:
     figures: dict = field(default_factory=dict)  # caption -> PNG bytes
     timings: dict = field(default_factory=dict)
     guarded_cells: int = 0  # CSV text cells written with a leading ' (clv_forecast.csv_guard)
+    refused: str | None = None  # why the fit was refused (the run stopped there; nothing written), else None
 
     @property
     def clv(self):  # the per-customer table, under the name the first version used
@@ -321,11 +322,23 @@ def value_coverage(table) -> dict:
     }
 
 
-def _check_reliable(model, out: dict) -> None:
+def _check_reliable(model, out: dict, partial) -> None:
+    """Refuse an unreliable fit unless ``[output] save_unreliable``: :class:`UnreliableFitError` naming the
+    problems and the settings that may help, carrying the run so far (``partial()``, see :func:`_refused`)."""
     problems = list(getattr(model, "problems_", []) or [])
     if problems and not out.get("save_unreliable"):
-        raise UnreliableFitError("the fit is not reliable: " + "; ".join(problems)
-                                 + "; nothing was saved ({{save_unreliable=True}} keeps it anyway)")
+        raise _refused(UnreliableFitError(
+            "the fit is not reliable: " + "; ".join(problems) + "; nothing was saved ("
+            + model.remedies("{{save_unreliable=True}} keeps it anyway, marked unreliable") + ")"), partial())
+
+
+def _refused(exc: IdentificationError, result: RunResult) -> IdentificationError:
+    """``exc`` carrying the run so far (``exc.result``: the summary with its accounting, the model with the
+    values the fit reached or None, the warnings and timings), marked refused; the front ends report it
+    (accounting, values, ``--json``, an MLflow run with status FAILED) before they exit with code 3."""
+    result.refused = " ".join(str(exc).split())
+    exc.result = result
+    return exc
 
 
 def holdout_metrics(predicted, actual, weights, duration: float) -> dict:
@@ -388,10 +401,18 @@ def _run_spark(spec: dict, *, save: bool, analyse: bool | None) -> RunResult:
         stats = summary.statistics()
         timings["summary"] = time.perf_counter() - start
         start = time.perf_counter()
-        model = ClvModel(**spec["model"]).fit_statistics(stats["purchases"], stats["spend"],
-                                                         time_unit=summary.time_unit, training=summary.attrs)
+
+        def partial(model=None):
+            return RunResult(spec=spec, summary=summary, model=model, warnings=[w.message for w in caught],
+                             timings=dict(timings))
+
+        try:
+            model = ClvModel(**spec["model"]).fit_statistics(stats["purchases"], stats["spend"],
+                                                             time_unit=summary.time_unit, training=summary.attrs)
+        except IdentificationError as exc:
+            raise _refused(exc, partial()) from None
         timings["fit"] = time.perf_counter() - start
-        _check_reliable(model, out)
+        _check_reliable(model, out, lambda: partial(model))
         metrics: dict = {}
         holdout = None
         if "holdout" in stats:
@@ -416,7 +437,10 @@ def _run_spark(spec: dict, *, save: bool, analyse: bool | None) -> RunResult:
                        metrics=metrics, warnings=[w.message for w in caught], timings=timings)
     result.predictions_path = predictions_path
     if save and out.get("model"):
-        result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
+        try:
+            result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
+        except UnreliableFitError as exc:  # parameters a model file may not hold (a runaway fit): nothing written
+            raise _refused(exc, result) from None
     return result
 
 
@@ -429,8 +453,11 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
 
     A fit that did not converge or does not identify its parameters raises
     :class:`~clv_forecast.errors.UnreliableFitError` before anything is written, unless
-    ``[output] save_unreliable`` is true. Its files are checked first (:func:`check_spec_paths`): no
-    output may replace an input or another output.
+    ``[output] save_unreliable`` is true; data that identify nothing raise
+    :class:`~clv_forecast.errors.IdentificationError`. Either carries the run so far in ``.result``
+    (the summary and its accounting, the model with the values reached, ``refused`` the reason).
+    Its files are checked first (:func:`check_spec_paths`): no output may replace an input or another
+    output.
     """
     check_spec_paths(spec, save=save)
     value = spec.get("value")  # (None: fit only, no values computed)
@@ -461,9 +488,17 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
         from .model import ClvModel
 
         start = time.perf_counter()
-        model = ClvModel(**spec["model"]).fit(rfm)
+
+        def partial(model=None):
+            return RunResult(spec=spec, summary=rfm, model=model, warnings=[w.message for w in caught],
+                             timings=dict(timings))
+
+        try:
+            model = ClvModel(**spec["model"]).fit(rfm)
+        except IdentificationError as exc:  # the data identify nothing: no model, the accounting still reported
+            raise _refused(exc, partial()) from None
         timings["fit"] = time.perf_counter() - start
-        _check_reliable(model, out)
+        _check_reliable(model, out, lambda: partial(model))
         metrics: dict = {}
         holdout = None
         if "frequency_holdout" in rfm.columns:
@@ -487,7 +522,10 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
     result = RunResult(spec=spec, summary=rfm, model=model, holdout=holdout, predictions=predictions,
                        metrics=metrics, warnings=[w.message for w in caught], timings=timings)
     if save and out.get("model"):
-        result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
+        try:
+            result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
+        except UnreliableFitError as exc:  # parameters a model file may not hold (a runaway fit): nothing written
+            raise _refused(exc, result) from None
     if save and out.get("predictions") and predictions is not None:
         result.predictions_path, result.guarded_cells = _write_table(
             predictions, out["predictions"], metadata=table_metadata(spec, model.time_unit_),

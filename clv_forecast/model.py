@@ -160,11 +160,25 @@ class ClvModel(Settings):
         return out
 
     def check_reliable(self) -> "ClvModel":
-        """Raise :class:`UnreliableFitError` listing :attr:`problems_`; return ``self`` when there are none."""
+        """Raise :class:`UnreliableFitError` listing :attr:`problems_` and the settings that may help
+        (:meth:`remedies`); return ``self`` when there are none."""
         problems = self.problems_
         if problems:
-            raise UnreliableFitError("unreliable model: " + "; ".join(problems))
+            raise UnreliableFitError("unreliable model: " + "; ".join(problems) + " ("
+                                     + self.remedies("save(..., {{allow_unreliable=True}}) keeps it anyway") + ")")
         return self
+
+    def remedies(self, keep: str) -> str:
+        """The settings that may help an unreliable fit, as argument mentions (:func:`clv_forecast.errors.render_text`:
+        the CLI names its options, the API its arguments): ``keep`` (how to keep the model anyway), then a penalty
+        for each part whose fit has problems (a small one keeps runaway parameters finite)."""
+        self._check()
+        out = [keep]
+        if self.purchases_.result_.problems:
+            out.append(f"a small {{{{penalizer}}}} (e.g. 0.001) holds back runaway {self.purchases_.name} parameters")
+        if self.spend_ is not None and self.spend_.result_.problems:
+            out.append(f"a small {{{{spend_penalizer}}}} holds back runaway {self.spend_.name} parameters")
+        return "; ".join(out)
 
     # -- predictions -----------------------------------------------------------------------
     def predict(self, rfm: pd.DataFrame, horizon="39W", *, time_unit=None) -> pd.DataFrame:

@@ -321,5 +321,10 @@ def run_report(result, *, accounting: list[str], periods: str, comparison=None, 
             [top[columns]]))
         if "clv_total" in metrics:
             sections[-1].blocks.append(coverage_line(metrics, value))
+    problems = list(getattr(model, "problems_", []) or [])
+    if problems:  # a model kept with --save-unreliable ([output] save_unreliable): said first, before its numbers
+        sections.insert(0, Section("Unreliable model: its estimates and forecasts cannot be trusted",
+                                   [*problems, "It was kept because the run asked for it (--save-unreliable, "
+                                               "[output] save_unreliable = true)."]))
     title = f"clv-forecast: experiment {spec.get('name') or ''}".strip()
     return render(title, f"{source}; time unit {model.time_unit_}", sections)

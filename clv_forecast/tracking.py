@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ClvInputError
+from .errors import ClvInputError, UnreliableFitError
 
 __all__ = ["TrackedRun", "TrackedScore", "resolve_tracking_uri", "check_tracking_scheme", "check_reachable",
            "server_problem", "log_run", "log_score_run",
@@ -58,11 +58,12 @@ class TrackedRun:
     run_id: str
     experiment_id: str
     experiment_name: str
-    model_uri: str
+    model_uri: str | None  # None: no model logged (a refused fit, or one no model file may hold)
     registered_version: int | None = None
     registered_name: str | None = None
     alias: str | None = None
     logged_model_uri: str | None = None  # MLflow 3's own URI of the logged model (models:/m-...)
+    status: str = "FINISHED"  # "FAILED" for a refused fit (no model logged: ``model_uri`` is None)
 
 
 # -- where ------------------------------------------------------------------------------------------
@@ -231,12 +232,14 @@ def _params(result, command: str, data_path) -> dict[str, str]:
     params = _flatten(spec)
     if result.spec.get("spec_file"):
         params["spec_file"] = str(result.spec["spec_file"])
-    model = result.model
-    params.update({f"estimator.{k}": _text(v) for k, v in model.get_params().items()})
-    for part, sub in (("bgnbd", getattr(model, "purchases_", None)), ("gamma_gamma", getattr(model, "spend_", None))):
-        if sub is not None and hasattr(sub, "get_params"):
-            params.update({f"estimator.{part}.{k}": _text(v) for k, v in sub.get_params().items()})
-    params["estimator.time_unit"] = str(model.time_unit_)
+    model = result.model  # None when the data identified nothing (a refused run)
+    if model is not None:
+        params.update({f"estimator.{k}": _text(v) for k, v in model.get_params().items()})
+        for part, sub in (("bgnbd", getattr(model, "purchases_", None)),
+                          ("gamma_gamma", getattr(model, "spend_", None))):
+            if sub is not None and hasattr(sub, "get_params"):
+                params.update({f"estimator.{part}.{k}": _text(v) for k, v in sub.get_params().items()})
+        params["estimator.time_unit"] = str(model.time_unit_)
     # the CLV settings of the run and of the logged pyfunc's defaults (the package's defaults where unset)
     for key, value in _value_defaults(result).items():
         if params.get(f"value.{key}") in (None, "null"):
@@ -265,14 +268,13 @@ def _metrics(result) -> dict[str, Any]:
     """Every metric of the run by name (values may be non-finite: the caller skips those)."""
     model = result.model
     out: dict[str, Any] = {}
-    for part, stats in model.fit_stats().items():
+    for part, stats in (model.fit_stats() if model is not None else {}).items():
         for key, value in stats.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "penalizer":
                 out[f"{part}.{key}"] = value
             elif isinstance(value, bool):
                 out[f"{part}.{key}"] = float(value)
-    frame = model.summary_frame()
-    for (part, param), row in frame.iterrows():
+    for (part, param), row in (model.summary_frame().iterrows() if model is not None else ()):
         out[f"{part}.{param}"] = row["estimate"]
         out[f"{part}.{param}.se"] = row["std_err"]
     for key, value in (result.metrics or {}).items():
@@ -303,21 +305,33 @@ def _finite(metrics: dict) -> tuple[dict[str, float], dict[str, str]]:
     return kept, skipped
 
 
+def _problems(result) -> list[str]:
+    """The run's problems: the model's, or (the data identified nothing, no model) why the fit was refused."""
+    if result.model is None:
+        return [result.refused] if getattr(result, "refused", None) else []
+    return list(result.model.problems_)
+
+
 def _tags(result, command: str) -> dict[str, str]:
     model = result.model
-    problems = list(model.problems_)
+    problems = _problems(result)
     source = (result.spec.get("data") or {}).get("source")
     dataset = "CDNOW sample (bundled)" if source == "cdnow_sample" else Path(str(source)).name
+    unit = model.time_unit_ if model is not None else dict(getattr(result.summary, "attrs", {}) or {}).get(
+        "time_unit", (result.spec.get("summary") or {}).get("time_unit"))
     tags = {
         "dataset": dataset,
-        "model_kinds": "BG/NBD+Gamma-Gamma" if model.spend_ is not None else "BG/NBD",
-        "time_unit": str(model.time_unit_),
-        "reliable": "false" if problems else "true",
+        "time_unit": str(unit),
+        "reliable": "false" if problems or getattr(result, "refused", None) else "true",
         "command": command,
         "clv_forecast.experiment": str(result.spec.get("name")),
     }
+    if model is not None:
+        tags["model_kinds"] = "BG/NBD+Gamma-Gamma" if model.spend_ is not None else "BG/NBD"
     if problems:
         tags["problems"] = "; ".join(problems)[:5000]
+    if getattr(result, "refused", None):
+        tags["failure"] = "fit refused (not reliable); nothing saved, no model logged"
     return tags
 
 
@@ -586,6 +600,12 @@ def log_run(result, *, command: str, tracking_uri: str | None = None, register_a
             data_path: str | None = None, alias: str | None = DEFAULT_ALIAS) -> TrackedRun:
     """Record a pipeline :class:`~clv_forecast.experiment.RunResult` as one MLflow run.
 
+    A refused fit (``result.refused``: the run stopped at the reliability check) is logged too, with
+    status FAILED: its params, the row accounting, the fit statistics and parameters the fit reached,
+    the problems as the ``problems`` tag and the text artifact ``problems.txt``; no model is logged or
+    registered (``register_as`` is ignored). A model kept with ``save_unreliable`` is logged as usual
+    (FINISHED) with the tag ``reliable = false`` and its problems.
+
     The experiment is the spec's name. ``register_as`` registers the logged model under that name and
     points ``alias`` (default ``champion``; None: no alias) at the new version. ``data_path``: the input
     file to hash (default: the spec's source file, or the bundled CDNOW file).
@@ -600,6 +620,7 @@ def log_run(result, *, command: str, tracking_uri: str | None = None, register_a
     if uri is not None and uri.lower().startswith(("http://", "https://")):
         _fail_fast_env()
     params = _params(result, command, data_path)  # before the run: a bad data_path leaves no failed run behind
+    refused = bool(getattr(result, "refused", None))
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -620,10 +641,20 @@ def log_run(result, *, command: str, tracking_uri: str | None = None, register_a
             files = Path(tmp) / "files"
             files.mkdir()
             _write_artifacts(result, files)
+            problems = _problems(result)
+            if problems:
+                (files / "problems.txt").write_text("\n".join(problems) + "\n", encoding="utf-8")
             mlflow.log_artifacts(str(files))
-            info = _log_model(result, Path(tmp))
+            info = None
+            if refused:
+                mlflow.end_run(status="FAILED")
+            else:
+                try:
+                    info = _log_model(result, Path(tmp))
+                except UnreliableFitError as exc:  # kept with save_unreliable, but no model file may hold it
+                    mlflow.set_tag("model_not_logged", " ".join(str(exc).split())[:5000])
         version = None
-        if register_as:
+        if register_as and info is not None:
             registered = mlflow.register_model(info.model_uri, register_as)
             version = int(registered.version)
             if alias:
@@ -631,9 +662,11 @@ def log_run(result, *, command: str, tracking_uri: str | None = None, register_a
     finally:
         restore()
     return TrackedRun(run_id=run_id, experiment_id=str(experiment_id), experiment_name=name,
-                      model_uri=f"runs:/{run_id}/model", registered_version=version,
-                      registered_name=register_as or None, alias=alias if version is not None else None,
-                      logged_model_uri=info.model_uri)
+                      model_uri=None if info is None else f"runs:/{run_id}/model", registered_version=version,
+                      registered_name=register_as if version is not None else None,
+                      alias=alias if version is not None else None,
+                      logged_model_uri=None if info is None else info.model_uri,
+                      status="FAILED" if refused else "FINISHED")
 
 
 def load_model(model_uri: str):
