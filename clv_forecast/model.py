@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 
 from ._io import atomic_write_text
-from .btyd import BetaGeoModel, GammaGammaModel
-from .btyd._data import rfm_arrays, time_unit_of
-from .btyd._mle import Fields, Settings, plain_setting
+from .estimators.purchases.bgnbd import BetaGeoModel
+from .estimators.spend.gamma_gamma import GammaGammaModel
+from .estimators._data import rfm_arrays, time_unit_of
+from .estimators._mle import Fields, Settings, plain_setting
 from .errors import ClvInputError, NotFittedError, UnreliableFitError, show_value
 from .units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP, TimeUnit
 from .value import customer_lifetime_value

@@ -43,7 +43,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ._io import atomic_write
-from .btyd._data import convert_times, rfm_arrays, time_unit_of
+from .estimators._data import convert_times, rfm_arrays, time_unit_of
 from .errors import ClvInputError
 from .units import TimeUnit
 

@@ -28,8 +28,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from .btyd import bgnbd, gamma_gamma
-from .btyd._data import as_frame_index, column, rfm_arrays
+from .estimators.purchases import bgnbd
+from .estimators.spend import gamma_gamma
+from .estimators._data import as_frame_index, column, rfm_arrays
 from .errors import ClvInputError, format_rows
 from .units import (DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP, Duration, Rate,
                     TimeUnit)

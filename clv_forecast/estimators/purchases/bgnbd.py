@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from ..errors import ClvInputError
-from ..units import Duration
-from . import _mle
-from ._data import RFM, ByValue, as_frame_index, index_by_value, rfm_arrays
+from ...errors import ClvInputError
+from ...units import Duration
+from .. import _mle
+from .._data import RFM, ByValue, as_frame_index, index_by_value, rfm_arrays
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
 

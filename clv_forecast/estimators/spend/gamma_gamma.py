@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from ..errors import ClvInputError, DataWarning, IdentificationError, row_error
-from . import _mle
-from ._data import ByValue, as_frame_index, column, time_unit_of, weights_of, whole_number_frequency
+from ...errors import ClvInputError, DataWarning, IdentificationError, row_error
+from .. import _mle
+from .._data import ByValue, as_frame_index, column, time_unit_of, weights_of, whole_number_frequency
 
 PARAM_NAMES = ("p", "q", "v")
 
