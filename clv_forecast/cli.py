@@ -110,21 +110,18 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
-_TITLES = {"bgnbd": "BG/NBD", "gamma_gamma": "Gamma-Gamma"}
-
-
 def _print_model(model, out) -> None:
     frame, stats = model.summary_frame(), model.fit_stats()
     for key, rows in frame.groupby(level="model", sort=False):
         params = "  ".join(f"{name} = {_fmt(row['estimate'])} (se {_fmt(row['std_err'])})"
                            for (_, name), row in rows.iterrows())
         fit = stats[key]
-        out(f"{_TITLES[key]:12s} {params}")
+        out(f"{fit['model']:12s} {params}")
         out(f"{'':12s} log-likelihood = {fit['log_likelihood']:.4f}  customers = {fit['customers']:,.0f}  "
             f"converged = {fit['converged']}")
         if "spend_frequency_correlation" in fit:
             out(f"{'':12s} correlation(frequency, spend) = {fit['spend_frequency_correlation']:.3f} "
-                "(the Gamma-Gamma model assumes 0)")
+                f"(the {fit['model']} model assumes 0)")
 
 
 def _model_json(result) -> dict:
@@ -489,6 +486,43 @@ _TRACKING_OPTIONS = [
                  help="Register the logged model under this name (models:/NAME/1)."),
 ]
 
+def _model_help(role: str) -> str:
+    from .estimators import available  # lists the estimators/<role>/ modules; imports none
+
+    return ", ".join(available(role))
+
+
+_MODEL_OPTIONS = [
+    click.option("--purchase-model", "purchases", default="bgnbd", show_default=True,
+                 help=f"Purchase model: {_model_help('purchases')}."),
+    click.option("--spend-model", "spend", default="gamma_gamma", show_default=True,
+                 help=f"Spend model: {_model_help('spend')}, or none."),
+    click.option("--model-setting", "model_settings", multiple=True, metavar="ROLE__NAME=VALUE",
+                 help="A setting of the purchase or spend model, e.g. purchases__maxiter=300 or "
+                      "spend__strict=true (repeatable; VALUE read as a TOML value, else as text)."),
+]
+
+
+def _nest_model_settings(options: dict, model_settings) -> None:
+    """``--model-setting purchases__maxiter=300`` into the spec's ``[model.purchases]`` table (in ``options``)."""
+    import tomllib
+
+    tables: dict[str, dict] = {}
+    for item in model_settings:
+        key, sep, text = item.partition("=")
+        role, sep2, name = key.strip().partition("__")
+        if not sep or not sep2 or role not in ("purchases", "spend") or not name:
+            raise ClvInputError("must be purchases__NAME=VALUE or spend__NAME=VALUE", argument="model_settings",
+                                value=item)
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        tables.setdefault(role, {})[name] = value
+    for role, table in tables.items():
+        options[role] = {"kind": options.get(role) or ("bgnbd" if role == "purchases" else "gamma_gamma"), **table}
+
+
 _VALUE_OPTIONS = [
     click.option("--horizon", default=None, help=f"CLV horizon with its unit [{VALUE_DEFAULTS['horizon']}]."),
     click.option("--step", default=None, help=f"Discounting step [{VALUE_DEFAULTS['step']}]."),
@@ -511,9 +545,10 @@ def _as_of(value):
 
 @app.command()
 @_with(_DATA_OPTIONS + _ENGINE_OPTIONS)
-@click.option("--penalizer", default=0.0, type=float, show_default=True, help="L2 penalty of the BG/NBD fit.")
+@_with(_MODEL_OPTIONS)
+@click.option("--penalizer", default=0.0, type=float, show_default=True, help="L2 penalty of the purchase model's fit.")
 @click.option("--spend-penalizer", "spend_penalizer", default=0.0, type=float, show_default=True,
-              help="L2 penalty of the Gamma-Gamma fit.")
+              help="L2 penalty of the spend model's fit.")
 @click.option("--strict-spend", "strict_spend", is_flag=True,
               help="Error (not warning) on repeat buyers with a non-positive mean spend.")
 @_with(_OUTPUT_OPTIONS + _VALUE_OPTIONS + _TRACKING_OPTIONS)
@@ -523,11 +558,13 @@ def _as_of(value):
 @_VERBATIM_OPTION
 @_names_errors()
 def fit(transactions, as_json, model, predictions, predictions_as_of, horizon, step, discount_rate, margin,
-        interval, save_unreliable, tracking_uri, no_tracking, register_as, **options) -> None:
-    """Fit BG/NBD and Gamma-Gamma on a transaction log; print parameters, standard errors, log-likelihoods,
-    where every input row went, and optionally the per-customer table."""
+        interval, save_unreliable, tracking_uri, no_tracking, register_as, model_settings=(), **options) -> None:
+    """Fit a purchase model and a spend model (default BG/NBD and Gamma-Gamma) on a transaction log; print
+    parameters, standard errors, log-likelihoods, where every input row went, and optionally the per-customer
+    table."""
     from .experiment import spec_from_options
 
+    _nest_model_settings(options, model_settings)
     spec = spec_from_options(
         transactions=transactions, model=None if model is None else str(model),
         predictions=None if predictions is None else str(predictions),

@@ -742,4 +742,4 @@ class BetaGeoModel(PurchaseModel):
         from scipy import stats
 
         r, alpha, a, b = self._check_fitted()
-        return {"purchase rate": stats.gamma(r, scale=1.0 / alpha), "dropout probability": stats.beta(a, b)}
+        return {"purchase_rate": stats.gamma(r, scale=1.0 / alpha), "dropout": stats.beta(a, b)}
