@@ -75,3 +75,14 @@ def register(cls: type) -> type:
 def unregister(kind: str, role: str) -> None:
     """Remove a class added with :func:`register` (a test fixture's clean-up)."""
     _REGISTERED.pop((role, kind), None)
+
+
+def registered() -> dict:
+    """The classes added with :func:`register`, by (role, kind): what a Spark task takes along (pickled with
+    its closure) so that executors, which import only the package's own modules, know them too."""
+    return dict(_REGISTERED)
+
+
+def restore(classes: dict) -> None:
+    """Register again the classes of :func:`registered` (on a Spark executor)."""
+    _REGISTERED.update(classes)

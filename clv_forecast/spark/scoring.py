@@ -81,6 +81,9 @@ def _numbers(column) -> tuple[np.ndarray, np.ndarray]:
 
 def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep: tuple = ()):
     """The function given to ``mapInPandas``: rebuilds the model once per iterator (partition)."""
+    from .. import estimators
+
+    registered = estimators.registered()
 
     def score(frames):
         import pandas as pd
@@ -92,6 +95,7 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
 
         names = SCORE_COLUMNS + (INTERVAL_COLUMNS if clv_args.get("interval") is not None else ())
 
+        estimators.restore(registered)  # models registered on the driver (not modules of the package)
         model = ClvModel.from_dict(model_dict, source="model")
         for frame in frames:
             n = len(frame)

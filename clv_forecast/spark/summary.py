@@ -484,9 +484,14 @@ def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
                                                                    meta if c == "clv" else None)
                                                        for c in score_columns])
 
+    from .. import estimators
+
+    registered = estimators.registered()
+
     def predict(frames):
         from ..model import ClvModel
 
+        estimators.restore(registered)  # models registered on the driver (not modules of the package)
         worker_model = ClvModel.from_dict(model_dict, source="model")
         for frame in frames:
             if len(frame) == 0:
