@@ -20,7 +20,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these are imported on first use
-    from .btyd import BetaGeoModel, GammaGammaModel
+    from .estimators.purchases.bgnbd import BetaGeoModel
+    from .estimators.spend.gamma_gamma import GammaGammaModel
     from .errors import ClvInputError, ConvergenceWarning, DataWarning, IdentificationError, NotFittedError
     from .model import ClvModel
     from .rfm import compress, summarize
@@ -39,7 +40,7 @@ __all__ = [
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "BetaGeoModel": ".btyd", "GammaGammaModel": ".btyd",
+    "BetaGeoModel": ".estimators.purchases.bgnbd", "GammaGammaModel": ".estimators.spend.gamma_gamma",
     "ClvInputError": ".errors", "ConvergenceWarning": ".errors", "DataWarning": ".errors",
     "IdentificationError": ".errors", "NotFittedError": ".errors",
     "ClvModel": ".model",
@@ -50,7 +51,7 @@ _EXPORTS = {
     "customer_lifetime_value": ".value",
 }
 # submodules reachable as attributes (``clv_forecast.rfm``) without importing them first
-_SUBMODULES = ("btyd", "cli", "compare", "datasets", "errors", "experiment", "historical", "model", "plots", "report",
+_SUBMODULES = ("btyd", "cli", "compare", "datasets", "errors", "estimators", "experiment", "historical", "model", "plots", "report",
                "rfm", "scoring", "simulate", "transactions", "units", "value")
 
 

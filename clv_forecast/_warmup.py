@@ -59,7 +59,8 @@ def limit_blas_threads(n: int = 1) -> bool:
     return True
 
 #: What a fit needs beyond numpy, pandas and polars, in import order.
-MODULES = ("scipy.special", "scipy.optimize", "clv_forecast.btyd", "clv_forecast.model")
+MODULES = ("scipy.special", "scipy.optimize", "clv_forecast.estimators.purchases.bgnbd",
+           "clv_forecast.estimators.spend.gamma_gamma", "clv_forecast.model")
 
 _EXIT_WAIT = 10.0
 _lock = threading.Lock()

@@ -130,9 +130,6 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
-_TITLES = {"bgnbd": "BG/NBD", "gamma_gamma": "Gamma-Gamma"}
-
-
 def _se(value: float) -> str:
     import math
 
@@ -145,13 +142,13 @@ def _print_model(model, out) -> None:
         params = "  ".join(f"{name} = {_fmt(row['estimate'])} ({_se(row['std_err'])})"
                            for (_, name), row in rows.iterrows())
         fit = stats[key]
-        out(f"{_TITLES[key]:12s} {params}")
+        out(f"{fit['model']:12s} {params}")
         out(f"{'':12s} log-likelihood = {fit['log_likelihood']:.4f}  customers = {fit['customers']:,.0f}  "
             f"converged = {fit['converged']}" + ("" if fit["converged"] and not fit["problems"]
                                                  else f" ({fit['iterations']} iterations)"))
         if "spend_frequency_correlation" in fit:
             out(f"{'':12s} correlation(frequency, spend) = {fit['spend_frequency_correlation']:.3f} "
-                "(the Gamma-Gamma model assumes 0)")
+                f"(the {fit['model']} model assumes 0)")
 
 
 def _model_json(result) -> dict:
@@ -581,14 +578,51 @@ _TRACKING_OPTIONS = [
                  help="Register the logged model under this name (models:/NAME/1)."),
 ]
 
+def _model_help(role: str) -> str:
+    from .estimators import available  # lists the estimators/<role>/ modules; imports none
+
+    return ", ".join(available(role))
+
+
 # the model's settings (fit, compare, report)
 _MODEL_OPTIONS = [
-    click.option("--penalizer", default=0.0, type=float, show_default=True, help="L2 penalty of the BG/NBD fit."),
+    click.option("--purchase-model", "purchases", default="bgnbd", show_default=True,
+                 help=f"Purchase model: {_model_help('purchases')}."),
+    click.option("--spend-model", "spend", default="gamma_gamma", show_default=True,
+                 help=f"Spend model: {_model_help('spend')}, or none."),
+    click.option("--model-setting", "model_settings", multiple=True, metavar="ROLE__NAME=VALUE",
+                 help="A setting of the purchase or spend model, e.g. purchases__maxiter=300 or "
+                      "spend__strict=true (repeatable; VALUE read as a TOML value, else as text)."),
+    click.option("--penalizer", default=0.0, type=float, show_default=True,
+                 help="L2 penalty of the purchase model's fit (on unit-free quantities)."),
     click.option("--spend-penalizer", "spend_penalizer", default=0.0, type=float, show_default=True,
-                 help="L2 penalty of the Gamma-Gamma fit."),
+                 help="L2 penalty of the spend model's fit (on unit-free quantities)."),
     click.option("--strict-spend", "strict_spend", is_flag=True,
                  help="Error (not warning) on repeat buyers with a non-positive mean spend."),
 ]
+
+
+def _nest_model_settings(options: dict, model_settings) -> None:
+    """``--model-setting purchases__maxiter=300`` into the spec's ``[model.purchases]`` table (in ``options``)."""
+    import tomllib
+
+    tables: dict[str, dict] = {}
+    for item in model_settings:
+        key, sep, text = item.partition("=")
+        role, sep2, name = key.strip().partition("__")
+        if not sep or not sep2 or role not in ("purchases", "spend") or not name:
+            raise ClvInputError("must be purchases__NAME=VALUE or spend__NAME=VALUE", argument="model_settings",
+                                value=item)
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        tables.setdefault(role, {})[name] = value
+    for role, table in tables.items():
+        current = options.get(role)
+        options[role] = ({**current, **table} if isinstance(current, dict) else
+                         {"kind": current or ("bgnbd" if role == "purchases" else "gamma_gamma"), **table})
+
 
 _VALUE_OPTIONS = [
     click.option("--horizon", default=None, help=f"CLV horizon with its unit [{VALUE_DEFAULTS['horizon']}]."),
@@ -619,11 +653,13 @@ def _as_of(value):
 @_VERBATIM_OPTION
 @_names_errors()
 def fit(transactions, as_json, model, predictions, predictions_as_of, horizon, step, discount_rate, margin,
-        interval, save_unreliable, tracking_uri, no_tracking, register_as, **options) -> None:
-    """Fit BG/NBD and Gamma-Gamma on a transaction log; print parameters, standard errors, log-likelihoods,
-    where every input row went, and optionally the per-customer table."""
+        interval, save_unreliable, tracking_uri, no_tracking, register_as, model_settings=(), **options) -> None:
+    """Fit a purchase model and a spend model (default BG/NBD and Gamma-Gamma) on a transaction log; print
+    parameters, standard errors, log-likelihoods, where every input row went, and optionally the per-customer
+    table."""
     from .experiment import spec_from_options
 
+    _nest_model_settings(options, model_settings)
     spec = spec_from_options(
         transactions=transactions, model=None if model is None else str(model),
         predictions=None if predictions is None else str(predictions),
@@ -676,7 +712,7 @@ def run(experiment, model, no_save, predictions, predictions_as_of, save_unrelia
               help="The HTML file to write (default: the experiment's [output] report, else reports/NAME.html).")
 @_with([_TIME_UNIT_OPTION, *_MODEL_OPTIONS, _SAVE_UNRELIABLE_OPTION])
 @_names_errors(spec_file_of=lambda kwargs: None if kwargs.get("experiment") is None else str(kwargs["experiment"]))
-def report(experiment, report, **overrides) -> None:
+def report(experiment, report, model_settings=(), **overrides) -> None:
     """Run an experiment and write its self-contained HTML report (parameters, backtest, plots, segments,
     top customers); nothing else is saved. The model options given here override the experiment's."""
     from .experiment import load_spec, run as run_pipeline
@@ -686,6 +722,7 @@ def report(experiment, report, **overrides) -> None:
                                                            or f"reports/{spec['name'] or 'report'}.html")
     spec["output"].update(report=str(target), model=None, predictions=None)
     _override_spec(spec, overrides)
+    _nest_model_settings(spec["model"], model_settings)
     _check_outputs(spec, True)
     try:
         result = run_pipeline(spec, save=True)
@@ -722,6 +759,7 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
     period, scored against what each customer really spent in the holdout (needs --calibration-end)."""
     from .experiment import analyse_run, check_spec_paths, run as run_pipeline, spec_from_options, write_analysis
 
+    _nest_model_settings(options, options.pop("model_settings", ()))
     if options.get("calibration_end") is None:
         raise ClvInputError("the backtest needs a holdout: give {{calibration_end}} (e.g. 1997-09-30)")
     if options.get("amount_col") is None and options.get("quantity_col") is None:

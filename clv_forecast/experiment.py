@@ -64,10 +64,15 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "include_first_transaction": ((bool,), False, "monetary value includes the first purchase"),
     },
     "model": {
-        "penalizer": ((int, float), 0.0, "L2 penalty of the BG/NBD fit"),
-        "spend_penalizer": ((int, float), 0.0, "L2 penalty of the Gamma-Gamma fit"),
+        "purchases": ((str, dict), "bgnbd", "purchase model: a kind (clv_forecast.estimators.available"
+                                            "('purchases')), or a [model.purchases] table: kind and the model's "
+                                            "own settings (penalizer, maxiter, ...)"),
+        "spend": ((str, dict), "gamma_gamma", "spend model: a kind, a [model.spend] table (kind and settings), "
+                                              "or 'none' (no spend model)"),
+        "penalizer": ((int, float), 0.0, "L2 penalty of the purchase model's fit (= [model.purchases] penalizer)"),
+        "spend_penalizer": ((int, float), 0.0, "L2 penalty of the spend model's fit (= [model.spend] penalizer)"),
         "strict_spend": ((bool,), False, "repeat buyers with a non-positive mean spend are an error, "
-                                          "not left out of the spend fit with a warning"),
+                                          "not left out of the spend fit with a warning (= [model.spend] strict)"),
     },
     "value": {
         "horizon": ((str,), VALUE_DEFAULTS["horizon"], "CLV and expected-purchases horizon, with its unit"),
@@ -189,6 +194,8 @@ def load_spec(path=None) -> dict:
             raise ClvInputError(f"{where}: [{key}] has unknown keys {unknown}; known: {sorted(SCHEMA[key])}")
         for name, item in value.items():
             _check(where, key, name, item)
+        if key == "model":
+            check_model_section(where, value)
         spec[key].update(value)
     base = path.resolve().parent
     for section, key in _PATHS:
@@ -200,6 +207,67 @@ def load_spec(path=None) -> dict:
                             "source = \"transactions.csv\" (relative to the experiment file)")
     spec["spec_file"] = str(path)
     return spec
+
+
+def _model_tables(section: dict) -> dict:
+    """``role -> (kind, settings)`` of a spec's [model] section (a kind, or a table with ``kind`` and settings);
+    ``spend = 'none'`` is (None, {})."""
+    out = {}
+    for role in ("purchases", "spend"):
+        value = section.get(role, SCHEMA["model"][role][1])
+        if isinstance(value, dict):
+            settings = {k: v for k, v in value.items() if k != "kind"}
+            out[role] = (value.get("kind", SCHEMA["model"][role][1]), settings)
+        else:
+            out[role] = (value, {})
+        if out[role][0] == "none" and role == "spend":
+            out[role] = (None, {})
+    return out
+
+
+def check_model_section(where: str, section: dict) -> None:
+    """The models of a [model] section exist and their settings are theirs, of the type of their defaults
+    (one line naming the file, the table and the key)."""
+    from . import estimators
+    from .estimators._mle import Fields
+
+    for role, (kind, settings) in _model_tables(section).items():
+        table = f"model.{role}" if isinstance(section.get(role), dict) else "model"
+        if kind is None:
+            continue
+        known = estimators.available(role)
+        if kind not in known:
+            key = "kind" if table != "model" else role
+            raise spec_error(where, table, key, kind, f"unknown {role} model (known: {', '.join(known)}"
+                             + (", none" if role == "spend" else "") + ")")
+        cls = estimators.get(kind, role)
+        defaults = cls._defaults()
+        for key, value in settings.items():
+            if key not in defaults:
+                raise spec_error(where, table, key, value, f"unknown setting of {cls.name} (settings are "
+                                 f"{', '.join(defaults)})")
+            try:
+                Fields("spec").setting(key, value, defaults[key], cls.param_names)
+            except ClvInputError as exc:
+                raise spec_error(where, table, key, value, exc.template.rsplit(": ", 1)[-1]) from None
+
+
+def model_of(section: dict):
+    """The unfitted :class:`~clv_forecast.model.ClvModel` of a spec's [model] section: the kinds, their
+    settings (``[model.purchases]`` tables) and the flat keys of earlier specs (``penalizer``,
+    ``spend_penalizer``, ``strict_spend``, applied when they differ from their defaults)."""
+    from .model import ClvModel
+
+    tables = _model_tables(section)
+    model = ClvModel(purchases=tables["purchases"][0], spend=tables["spend"][0])
+    for role, (kind, settings) in tables.items():
+        if kind is not None and settings:
+            model.set_params(**{f"{role}__{k}": v for k, v in settings.items()})
+    for key in ("penalizer", "spend_penalizer", "strict_spend"):
+        value = section.get(key, SCHEMA["model"][key][1])
+        if value != SCHEMA["model"][key][1] and not (key != "penalizer" and model.spend is None):
+            model.set_params(**{key: value})
+    return model
 
 
 def spec_from_options(*, transactions, name: str | None = None, **options) -> dict:
@@ -398,7 +466,8 @@ def _run_spark(spec: dict, *, save: bool, analyse: bool | None) -> RunResult:
         sps.quiet_pyspark_warnings()
         start = time.perf_counter()
         summary = sps.summarize_spark(sdf, calibration_end=calibration_end, source=str(data["source"]), **options)
-        stats = summary.statistics()
+        model = model_of(spec["model"])
+        stats = summary.statistics(model.inputs())
         timings["summary"] = time.perf_counter() - start
         start = time.perf_counter()
 
@@ -407,8 +476,8 @@ def _run_spark(spec: dict, *, save: bool, analyse: bool | None) -> RunResult:
                              timings=dict(timings))
 
         try:
-            model = ClvModel(**spec["model"]).fit_statistics(stats["purchases"], stats["spend"],
-                                                             time_unit=summary.time_unit, training=summary.attrs)
+            model = model.fit_statistics(stats["purchases"], stats.get("spend"), time_unit=summary.time_unit,
+                                         training=summary.attrs)
         except IdentificationError as exc:
             raise _refused(exc, partial()) from None
         timings["fit"] = time.perf_counter() - start
@@ -494,7 +563,7 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
                              timings=dict(timings))
 
         try:
-            model = ClvModel(**spec["model"]).fit(rfm)
+            model = model_of(spec["model"]).fit(rfm)
         except IdentificationError as exc:  # the data identify nothing: no model, the accounting still reported
             raise _refused(exc, partial()) from None
         timings["fit"] = time.perf_counter() - start
@@ -551,13 +620,14 @@ def analyse_run(result: RunResult, source) -> RunResult:
     money = dict(discount_rate=value["discount_rate"], margin=float(value["margin"]))
     model, rfm = result.model, result.summary
     has_spend = model.spend_ is not None and "monetary_value" in rfm
+    name = model.purchases_.name
     figures: dict = {}
     if has_spend:
         result.comparison = compare.side_by_side(model, rfm, horizon=value["horizon"], **money)
     if has_spend and "frequency_holdout" in rfm and "monetary_value_holdout" in rfm:
         # scored against the undiscounted holdout spend: no discounting inside the holdout window
         result.backtest = compare.backtest(model, rfm, margin=money["margin"])
-    figures["Repeat purchases per customer in the calibration period: actual vs BG/NBD"] = \
+    figures["Repeat purchases per customer in the calibration period: actual vs " + name] = \
         plots.frequency_histogram(model, rfm)
     calibration_end = result.spec["summary"]["calibration_end"]
     if "frequency_holdout" in rfm:
@@ -565,9 +635,9 @@ def analyse_run(result: RunResult, source) -> RunResult:
             plots.calibration_vs_holdout(model, rfm)
         tracking = dict(calibration_end=calibration_end, time_unit=model.time_unit_,
                         **{k: v for k, v in summary_options(result.spec).items() if k not in ("time_unit", "merge")})
-        figures["Cumulative repeat transactions: actual vs BG/NBD"] = \
+        figures["Cumulative repeat transactions: actual vs " + name] = \
             plots.tracking_plot(model, source, cumulative=True, **tracking)
-        figures["Repeat transactions per period: actual vs BG/NBD"] = \
+        figures["Repeat transactions per period: actual vs " + name] = \
             plots.tracking_plot(model, source, cumulative=False, **tracking)
     figures["P(alive) by frequency and recency"] = plots.p_alive_heatmap(model, rfm=rfm)
     figures[f"Expected purchases in {value['horizon']} by frequency and recency"] = \

@@ -1,4 +1,5 @@
-"""The fitted CLV model: BG/NBD purchases + Gamma-Gamma spend, one object, one time unit.
+"""The fitted CLV model: a purchase model + a spend model (by default BG/NBD + Gamma-Gamma), one object,
+one time unit.
 
 ``ClvModel`` is what runs, the CLI, tracking and scoring pass around. It is saved as a small
 human-readable JSON file (parameters, covariance, fit statistics, time unit, training-data
@@ -7,9 +8,13 @@ summary and library versions), never as a pickle of the data.
 Model file format (``"format": "clv-forecast-model"``):
 
 * version 1: settings of the sub-models stored beside their fit statistics;
-* version 2 (written now): each sub-model's constructor settings in ``"settings"``, fit
+* version 2: each sub-model's constructor settings in ``"settings"``, fit
   diagnostics (``max_gradient``, ``source``, ``problems``) and, at the top level, ``reliable`` and
-  ``problems``. Both versions load; every field is checked on load.
+  ``problems``;
+* version 3 (written now): the sub-models keyed by role (``"purchases"``, ``"spend"``), each with its
+  ``"kind"`` (which picks the class on load: :func:`clv_forecast.estimators.get`); the top-level
+  ``"settings"`` name the kinds. Versions 1 and 2 (keys ``"bgnbd"``, ``"gamma_gamma"``) still load;
+  every field is checked on load.
 """
 
 from __future__ import annotations
@@ -24,15 +29,20 @@ import numpy as np
 import pandas as pd
 
 from ._io import atomic_write_text
-from .btyd import BetaGeoModel, GammaGammaModel
-from .btyd._data import rfm_arrays, time_unit_of
-from .btyd._mle import Fields, Settings, plain_setting
+from . import estimators
+from .estimators._data import rfm_arrays, time_unit_of
+from .estimators._mle import Fields, Settings, plain_setting
 from .errors import ClvInputError, NotFittedError, UnreliableFitError, show_value
 from .units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP, TimeUnit
 from .value import customer_lifetime_value
 
 FORMAT = "clv-forecast-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: the role keys of format versions 1 and 2 (each role had one model then)
+_LEGACY_KEYS = {"purchases": "bgnbd", "spend": "gamma_gamma"}
+#: the composite's settings of format versions 1 and 2, now the sub-models' own (deprecated aliases)
+_ALIASES = {"penalizer": ("purchases", "penalizer"), "spend_penalizer": ("spend", "penalizer"),
+            "strict_spend": ("spend", "strict")}
 
 
 def _versions() -> dict:
@@ -55,34 +65,164 @@ def json_safe(value):
     return value
 
 
-def _compress_for_fit(data) -> pd.DataFrame:
-    """Unique (frequency, recency, T) rows with counts: all the BG/NBD likelihood needs."""
+def _compress_for_fit(data, inputs=("frequency", "recency", "T")) -> pd.DataFrame:
+    """Unique rows of the purchase model's ``inputs`` with counts: all its likelihood needs."""
     from .rfm import compress
 
-    return compress(data[["frequency", "recency", "T"]])
+    return compress(data[list(inputs)])
+
+
+def _estimator(value, role: str):
+    """A new, unfitted estimator for ``role`` from a setting: a kind (``"bgnbd"``), a class, or an estimator
+    (copied with its settings, so the setting itself is never fitted)."""
+    if isinstance(value, str):
+        return estimators.get(value, role)()
+    if isinstance(value, type):
+        return value()
+    if getattr(value, "role", None) != role or not hasattr(value, "get_params"):
+        raise ClvInputError(f"must be a {role} model kind ({', '.join(estimators.available(role))}) or a "
+                            f"{role} estimator", argument=role, value=type(value).__name__)
+    return type(value)(**value.get_params(deep=False))
+
+
+def _kind(value, role: str) -> str:
+    return value if isinstance(value, str) else _estimator(value, role).kind
+
+
+def _setting_of(sub):
+    """The composite's setting that makes ``sub`` again: its kind when its settings are the defaults, else an
+    unfitted estimator with its settings."""
+    params = sub.get_params(deep=False)
+    return sub.kind if params == type(sub)._defaults() else type(sub)(**params)
+
+
+class _LegacySettings:
+    """The composite's settings of format versions 1 and 2 (checked by type on load)."""
+
+    param_names = ()
+
+    @staticmethod
+    def _defaults() -> dict:
+        return {"penalizer": 0.0, "spend_penalizer": 0.0, "strict_spend": False}
 
 
 class ClvModel(Settings):
-    """BG/NBD + Gamma-Gamma, fitted together on one RFM table.
+    """A purchase model and a spend model fitted together on one RFM table (scikit-learn's composite style).
 
     Parameters
     ----------
-    penalizer, spend_penalizer : float
-        L2 penalties of the purchase and spend models.
-    strict_spend : bool
-        Raise instead of warning when repeat buyers have a non-positive mean spend.
+    purchases : str or purchase estimator
+        A kind (``clv_forecast.estimators.available("purchases")``: ``"bgnbd"``) or an estimator such as
+        ``BetaGeoModel(maxiter=300)`` (copied at ``fit``, never fitted itself).
+    spend : str, spend estimator or None
+        A kind (``"gamma_gamma"``), an estimator, or None for no spend model (CLV then needs
+        ``future_spend=``). The spend model is fitted when the table has a ``monetary_value`` column.
+    penalizer, spend_penalizer, strict_spend :
+        Deprecated aliases (one release) of ``purchases__penalizer``, ``spend__penalizer`` and
+        ``spend__strict``: a :class:`DeprecationWarning`, then set on the sub-models.
+
+    ``get_params(deep=True)`` gives the nested settings (``purchases__penalizer``, ``spend__strict``, ...),
+    ``set_params(purchases__maxiter=300)`` changes one.
 
     Attributes (after ``fit``, ``load`` or ``from_params``)
     ------------------------------------------------------
-    purchases_ : BetaGeoModel;  spend_ : GammaGammaModel or None;  time_unit_ : str;
+    purchases_ : the fitted purchase model;  spend_ : the fitted spend model or None;  time_unit_ : str;
     training_ : dict (summary of the training table);  problems_ : list of str (why the fit is
     unreliable; empty when it is not).
     """
 
-    def __init__(self, penalizer: float = 0.0, spend_penalizer: float = 0.0, strict_spend: bool = False) -> None:
-        self.penalizer = penalizer
-        self.spend_penalizer = spend_penalizer
-        self.strict_spend = strict_spend
+    def __init__(self, purchases="bgnbd", spend="gamma_gamma", *, penalizer=None, spend_penalizer=None,
+                 strict_spend=None) -> None:
+        self.purchases = purchases
+        self.spend = spend
+        aliases = {k: v for k, v in (("penalizer", penalizer), ("spend_penalizer", spend_penalizer),
+                                     ("strict_spend", strict_spend)) if v is not None}
+        if aliases:
+            import warnings
+
+            new = ", ".join(f"{'__'.join(_ALIASES[k])}=" for k in aliases)
+            warnings.warn(f"ClvModel({', '.join(f'{k}=' for k in aliases)}) is deprecated: use set_params({new}...) "
+                          "or give the sub-model, e.g. ClvModel(purchases=BetaGeoModel(penalizer=0.01))",
+                          DeprecationWarning, stacklevel=2)
+            self._set_aliases(aliases)
+
+    def _set_aliases(self, aliases: dict) -> None:
+        nested = {}
+        for key, value in aliases.items():
+            role, name = _ALIASES[key]
+            if role == "spend" and self.spend is None:
+                continue
+            nested[f"{role}__{name}"] = value
+        self.set_params(**nested)
+
+    # -- settings: the two roles, and their own settings nested (purchases__penalizer) -------------
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        return ["purchases", "spend"]
+
+    @classmethod
+    def _defaults(cls) -> dict:
+        return {"purchases": "bgnbd", "spend": "gamma_gamma"}
+
+    def get_params(self, deep: bool = True) -> dict:
+        """``purchases`` and ``spend``; with ``deep``, each sub-model's settings as ``role__setting``
+        (a kind's are its class defaults)."""
+        out = {"purchases": self.purchases, "spend": self.spend}
+        if deep:
+            for role in ("purchases", "spend"):
+                value = out[role]
+                if value is None:
+                    continue
+                sub = value if hasattr(value, "get_params") and not isinstance(value, type) else _estimator(value, role)
+                out.update({f"{role}__{k}": v for k, v in sub.get_params(deep=True).items()})
+        return out
+
+    def set_params(self, **params) -> "ClvModel":
+        """Change settings (effective at the next ``fit``): ``purchases``/``spend`` (a kind or an estimator),
+        ``purchases__penalizer=...`` (a kind becomes its estimator with that setting), and the deprecated
+        ``penalizer``, ``spend_penalizer``, ``strict_spend``; returns ``self``."""
+        nested: dict[str, dict] = {}
+        for key, value in params.items():
+            role, sep, rest = key.partition("__")
+            if key in ("purchases", "spend"):
+                setattr(self, key, value)
+            elif key in _ALIASES:
+                self._set_aliases({key: value})
+            elif sep and role in ("purchases", "spend"):
+                nested.setdefault(role, {})[rest] = value
+            else:
+                valid = ["purchases", "spend"] + sorted(k for k in self.get_params(deep=True) if "__" in k)
+                raise ClvInputError(f"ClvModel has no setting {key!r}; settings are: {', '.join(valid)}",
+                                    argument=key, value=value)
+        for role, values in nested.items():
+            current = getattr(self, role)
+            if current is None:
+                raise ClvInputError(f"this ClvModel has no {role} model", argument=next(iter(values)),
+                                    value=next(iter(values.values())))
+            if isinstance(current, (str, type)):
+                current = _estimator(current, role)
+                setattr(self, role, current)
+            current.set_params(**values)
+        return self
+
+    def _settings_text(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.get_params(deep=False).items())
+
+    def inputs(self) -> dict:
+        """The columns each role's model reads, ``{"purchases": (...), "spend": (...)}`` (the settings' models;
+        no spend without a spend model): what the Spark statistics group by."""
+        out = {"purchases": tuple(_estimator(self.purchases, "purchases").inputs)}
+        if self.spend is not None:
+            out["spend"] = tuple(_estimator(self.spend, "spend").inputs)
+        return out
+
+    def parts(self) -> list[tuple[str, object]]:
+        """The fitted sub-models as ``[(role, estimator)]``: purchases first, then spend (when there is one)."""
+        self._check()
+        out = [("purchases", self.purchases_)]
+        if self.spend_ is not None:
+            out.append(("spend", self.spend_))
+        return out
 
     def fit(self, rfm: pd.DataFrame, *, time_unit=None) -> "ClvModel":
         """Fit both models on an RFM table (frequency, recency, T, monetary_value).
@@ -95,8 +235,9 @@ class ClvModel(Settings):
         if unit is None:
             raise ClvInputError("RFM table: time unit unknown; build it with summarize() or pass time_unit='W'")
         rfm_arrays(rfm)  # validate once, with row numbers of the user's table
-        spend = rfm if "monetary_value" in rfm.columns else None
-        return self._fit(_compress_for_fit(rfm), spend, unit, dict(getattr(rfm, "attrs", {}) or {}), len(rfm))
+        spend = rfm if "monetary_value" in rfm.columns and self.spend is not None else None
+        inputs = _estimator(self.purchases, "purchases").inputs
+        return self._fit(_compress_for_fit(rfm, inputs), spend, unit, dict(getattr(rfm, "attrs", {}) or {}), len(rfm))
 
     def fit_statistics(self, purchases: pd.DataFrame, spend: "pd.DataFrame | None" = None, *, time_unit,
                        training: dict | None = None) -> "ClvModel":
@@ -112,22 +253,23 @@ class ClvModel(Settings):
 
     def _fit(self, purchases_data, spend_data, unit, attrs: dict, n_customers: int) -> "ClvModel":
         # fit into locals: a failure leaves the model as it was, never half-refitted
-        purchases = BetaGeoModel(penalizer=self.penalizer).fit(purchases_data, time_unit=unit)
+        purchases = _estimator(self.purchases, "purchases").fit(purchases_data, time_unit=unit)
         spend = None
-        if spend_data is not None:
-            spend = GammaGammaModel(penalizer=self.spend_penalizer, strict=self.strict_spend).fit(
-                spend_data, time_unit=unit)
+        if spend_data is not None and self.spend is not None:
+            spend = _estimator(self.spend, "spend").fit(spend_data, time_unit=unit)
         training = {k: (v if isinstance(v, (int, float, str, type(None))) else str(v)) for k, v in attrs.items()}
         training.setdefault("n_customers", int(n_customers))
         self.purchases_, self.spend_, self.time_unit_, self.training_ = purchases, spend, unit, training
         return self
 
     @classmethod
-    def from_params(cls, *, purchases, spend=None, time_unit="W", purchases_cov=None, spend_cov=None) -> "ClvModel":
+    def from_params(cls, *, purchases, spend=None, time_unit="W", purchases_cov=None, spend_cov=None,
+                    purchase_model="bgnbd", spend_model="gamma_gamma") -> "ClvModel":
         """A model from given parameters instead of a fit.
 
-        ``purchases``: BG/NBD ``r, alpha, a, b`` (dict by name, or a sequence in that order);
-        ``spend``: Gamma-Gamma ``p, q, v`` or None (then CLV needs ``future_spend=``);
+        ``purchases``: the purchase model's parameters (BG/NBD: ``r, alpha, a, b``; a dict by name, or a
+        sequence in that order); ``spend``: the spend model's (Gamma-Gamma: ``p, q, v``) or None (then CLV
+        needs ``future_spend=``); ``purchase_model`` / ``spend_model``: their kinds (or classes);
         ``time_unit``: the unit of the purchase parameters' time scale (``alpha``);
         ``purchases_cov`` / ``spend_cov``: covariances (k x k) for standard errors and CLV
         intervals; without them standard errors are NaN and an interval request raises.
@@ -135,9 +277,11 @@ class ClvModel(Settings):
         from .units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP, TimeUnit
 
         unit = str(TimeUnit.parse(time_unit))
-        model = cls()
-        model.purchases_ = BetaGeoModel.from_params(purchases, purchases_cov, time_unit=unit)
-        model.spend_ = None if spend is None else GammaGammaModel.from_params(spend, spend_cov, time_unit=unit)
+        model = cls(purchases=purchase_model, spend=spend_model if spend is not None else None)
+        p_cls = type(_estimator(purchase_model, "purchases"))
+        model.purchases_ = p_cls.from_params(purchases, purchases_cov, time_unit=unit)
+        model.spend_ = None if spend is None else type(_estimator(spend_model, "spend")).from_params(
+            spend, spend_cov, time_unit=unit)
         if spend is None and spend_cov is not None:
             raise ClvInputError("given without spend parameters", argument="spend_cov", value="array")
         model.time_unit_ = unit
@@ -153,11 +297,7 @@ class ClvModel(Settings):
     def problems_(self) -> list[str]:
         """Why this model's estimates cannot be trusted, one line each (empty when they can):
         the sub-models' :attr:`MLEResult.problems` (did not converge, not identified)."""
-        self._check()
-        out = list(self.purchases_.result_.problems)
-        if self.spend_ is not None:
-            out += self.spend_.result_.problems
-        return out
+        return [problem for _, sub in self.parts() for problem in sub.result_.problems]
 
     def check_reliable(self) -> "ClvModel":
         """Raise :class:`UnreliableFitError` listing :attr:`problems_` and the settings that may help
@@ -212,35 +352,27 @@ class ClvModel(Settings):
 
     @property
     def params_(self) -> dict:
-        self._check()
-        out = {"bgnbd": dict(self.purchases_.params_)}
-        if self.spend_ is not None:
-            out["gamma_gamma"] = dict(self.spend_.params_)
-        return out
+        """The fitted parameters by model kind: ``{"bgnbd": {"r": ...}, "gamma_gamma": {...}}``."""
+        return {sub.kind: dict(sub.params_) for sub in self._parts().values()}
 
     def _parts(self) -> dict:
-        out = {"bgnbd": self.purchases_}
-        if self.spend_ is not None:
-            out["gamma_gamma"] = self.spend_
-        return out
+        """The fitted sub-models by kind (the keys of :meth:`fit_stats`, :attr:`params_` and tracking)."""
+        return {sub.kind: sub for _, sub in self.parts()}
 
     def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Estimates, standard errors and Wald intervals of both models, indexed by (model, param):
+        """Estimates, standard errors and Wald intervals of both models, indexed by (model kind, param):
         the one results table that the text summary, the CLI, the report and tracking show."""
         self._check()
         frames = {key: sub.result_.summary_frame(alpha) for key, sub in self._parts().items()}
         return pd.concat(frames, names=["model", "param"])
 
     def fit_stats(self) -> dict:
-        """Fit statistics of both models as plain values, ``{"bgnbd": {...}, "gamma_gamma": {...}}``."""
+        """Fit statistics of both models as plain values by kind, ``{"bgnbd": {...}, "gamma_gamma": {...}}``."""
         self._check()
         return {key: sub.result_.fit_stats() for key, sub in self._parts().items()}
 
     def summary(self) -> str:
-        self._check()
-        parts = [self.purchases_.summary()]
-        if self.spend_ is not None:
-            parts.append(self.spend_.summary())
+        parts = [sub.summary() for _, sub in self.parts()]
         problems = self.problems_
         if problems:
             parts.append("UNRELIABLE: " + "; ".join(problems))
@@ -256,23 +388,26 @@ class ClvModel(Settings):
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "time_unit": self.time_unit_,
             "versions": _versions(),
-            "settings": {k: plain_setting(v) for k, v in self.get_params().items()},
+            "settings": {"purchases": self.purchases_.kind,
+                         "spend": None if self.spend_ is None else self.spend_.kind},
             "reliable": not problems,
             "problems": problems,
             "training_data": self.training_,
-            "bgnbd": self.purchases_.to_dict(),
-            "gamma_gamma": None if self.spend_ is None else self.spend_.to_dict(),
+            "purchases": {"kind": self.purchases_.kind, **self.purchases_.to_dict()},
+            "spend": None if self.spend_ is None else {"kind": self.spend_.kind, **self.spend_.to_dict()},
         }
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "model") -> "ClvModel":
-        """Rebuild a model from :meth:`to_dict` output (format versions 1 and 2).
+        """Rebuild a model from :meth:`to_dict` output (format versions 1, 2 and 3).
 
         Every field is checked: format and version, one parseable time unit (top level and
         sub-models agree), settings of the right types, each parameter positive and finite, the
         covariance k x k, symmetric, numbers or null, standard errors consistent with it. A bad
         field raises a one-line :class:`ClvInputError` naming ``source`` and the field, e.g.
-        ``models/x.json: bgnbd.params.r = -0.24: must be a positive finite number``.
+        ``models/x.json: purchases.params.r = -0.24: must be a positive finite number``. A role's ``kind``
+        picks its class (:func:`clv_forecast.estimators.get`); an unknown kind is one line naming the known
+        ones. Versions 1 and 2 keep the roles under ``"bgnbd"`` and ``"gamma_gamma"``.
         """
         fields = Fields(source)
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -288,7 +423,16 @@ class ClvModel(Settings):
         unit = fields.unit("time_unit", fields.get(data, "time_unit", ""))
         if unit is None:
             fields.fail("time_unit", None, "must be a time unit such as 'W'")
-        settings = fields.settings(cls, "settings", data.get("settings"))
+        legacy = version < 3
+        if legacy:
+            settings = fields.settings(_LegacySettings, "settings", data.get("settings"))
+        else:
+            settings = fields.mapping("settings", data.get("settings"), nullable=True)
+            for key, value in settings.items():
+                if key not in ("purchases", "spend"):
+                    fields.fail(f"settings.{key}", value, "unknown setting (settings are purchases, spend)")
+                if not (value is None and key == "spend") and not isinstance(value, str):
+                    fields.fail(f"settings.{key}", value, "must be a model kind" + (" or null" if key == "spend" else ""))
         training = fields.mapping("training_data", data.get("training_data"), nullable=True)
         for key, check in (("created", fields.text), ("reliable", fields.boolean)):
             if key in data:
@@ -298,14 +442,34 @@ class ClvModel(Settings):
         if "problems" in data and not (isinstance(data["problems"], list)
                                        and all(isinstance(p, str) for p in data["problems"])):
             fields.fail("problems", data["problems"], "must be a list of text")
-        purchases = BetaGeoModel.from_dict(fields.get(data, "bgnbd", ""), source=source, where="bgnbd")
-        spend_data = data.get("gamma_gamma")
-        spend = None if spend_data is None else GammaGammaModel.from_dict(spend_data, source=source,
-                                                                        where="gamma_gamma")
-        for where, sub in (("bgnbd", purchases), ("gamma_gamma", spend)):
+        subs, keys = {}, {}
+        for role in ("purchases", "spend"):
+            key = _LEGACY_KEYS[role] if legacy else role
+            value = fields.get(data, key, "") if role == "purchases" else data.get(key)
+            keys[role] = key
+            if value is None and role == "spend":
+                subs[role] = None
+                continue
+            if legacy:
+                sub_cls = estimators.get(_LEGACY_KEYS[role], role)
+            else:
+                fields.mapping(key, value)
+                kind = fields.get(value, "kind", key)
+                if not isinstance(kind, str) or kind not in estimators.available(role):
+                    fields.fail(f"{key}.kind", kind, f"unknown model (this clv-forecast knows "
+                                f"{', '.join(estimators.available(role))}); upgrade clv-forecast")
+                if role in settings and settings[role] != kind:
+                    fields.fail(f"settings.{role}", settings[role], f"disagrees with {key}.kind {kind!r}")
+                sub_cls = estimators.get(kind, role)
+            subs[role] = sub_cls.from_dict(value, source=source, where=key)
+        purchases, spend = subs["purchases"], subs["spend"]
+        for role, sub in subs.items():
             if sub is not None and sub.time_unit_ is not None and TimeUnit.parse(sub.time_unit_).days != unit.days:
-                fields.fail(f"{where}.time_unit", sub.time_unit_, f"disagrees with the model's time_unit {str(unit)!r}")
-        model = cls(**settings)
+                fields.fail(f"{keys[role]}.time_unit", sub.time_unit_,
+                            f"disagrees with the model's time_unit {str(unit)!r}")
+        model = cls(purchases=_setting_of(purchases), spend=None if spend is None else _setting_of(spend))
+        if legacy:  # the composite's settings of versions 1 and 2, now the sub-models' own
+            model._set_aliases({k: v for k, v in settings.items() if v != _LegacySettings._defaults()[k]})
         model.purchases_, model.spend_, model.time_unit_, model.training_ = purchases, spend, str(unit), dict(training)
         for sub in (purchases, spend):
             if sub is not None:

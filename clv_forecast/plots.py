@@ -43,7 +43,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ._io import atomic_write
-from .btyd._data import convert_times, rfm_arrays, time_unit_of
+from .estimators._data import convert_times, rfm_arrays, time_unit_of
 from .errors import ClvInputError
 from .units import TimeUnit
 
@@ -113,14 +113,14 @@ def save_png(fig: Figure, path, dpi: int = 100):
 
 
 def _purchase_model(model):
-    """The fitted BG/NBD model of a ClvModel (or the BetaGeoModel given)."""
+    """The fitted purchase model of a ClvModel (or the purchase model given)."""
     purchases = getattr(model, "purchases_", None)
     if purchases is None and hasattr(model, "expected_purchases") and hasattr(model, "p_alive"):
         purchases = model
     if purchases is None:
-        raise ClvInputError("not a fitted model: give a fitted ClvModel (or its BetaGeoModel, model.purchases_)",
+        raise ClvInputError("not a fitted model: give a fitted ClvModel (or its purchase model, model.purchases_)",
                             argument="model", value=type(model).__name__)
-    purchases._check_fitted()
+    purchases.check_fitted()
     return purchases
 
 
@@ -192,7 +192,7 @@ def frequency_histogram(model, rfm: pd.DataFrame, max_frequency: int = 7, *, fig
         x = np.arange(k)
         width = 0.4
         ax.bar(x - width / 2, actual, width, color=ACTUAL, label="actual", gid="actual")
-        ax.bar(x + width / 2, expected, width, color=MODEL, label="model (BG/NBD)", gid="model")
+        ax.bar(x + width / 2, expected, width, color=MODEL, label=f"model ({purchases.name})", gid="model")
         ax.set_xticks(x, labels)
         ax.set_xlabel("repeat purchases in the calibration period")
         ax.set_ylabel("customers")
@@ -240,7 +240,7 @@ def calibration_vs_holdout(model, rfm_split: pd.DataFrame, max_frequency: int = 
         ax = fig.add_subplot()
         x = np.arange(k)
         ax.plot(x, actual_mean, "o-", color=ACTUAL, label="actual", gid="actual")
-        ax.plot(x, predicted_mean, "s--", color=MODEL, label="model (BG/NBD)", gid="model")
+        ax.plot(x, predicted_mean, "s--", color=MODEL, label=f"model ({purchases.name})", gid="model")
         ax.set_xticks(x, [f"{lab}\nn={c:,}" for lab, c in zip(labels, counts)])
         ax.set_xlabel("repeat purchases in the calibration period (n = customers)")
         lengths = np.unique(duration)
@@ -346,7 +346,7 @@ def tracking_plot(model, transactions, *, calibration_end, time_unit="W", cumula
             y_actual, y_model = np.diff(actual, prepend=0.0), np.diff(model_cum, prepend=0.0)
             ylabel, what = f"repeat transactions per {period}", f"Repeat transactions per {period}"
         ax.plot(dates, y_actual, color=ACTUAL, label="actual", gid="actual")
-        ax.plot(dates, y_model, color=MODEL, linestyle="--", label="model (BG/NBD)", gid="model")
+        ax.plot(dates, y_model, color=MODEL, linestyle="--", label=f"model ({_purchase_model(model).name})", gid="model")
         lengths = np.diff(ends, prepend=start)
         partial = lengths < math.floor(TimeUnit.parse(time_unit).days)  # clipped at the data's start or end
         if not cumulative and partial.any():
@@ -451,7 +451,7 @@ def expected_purchases_heatmap(model, horizon, max_frequency=None, max_recency=N
         purchases = _purchase_model(model)
         frequency, recency, T = _grid(purchases, rfm, max_frequency, max_recency, T)
         x, t_x = np.meshgrid(frequency, recency, indexing="ij")
-        h = float(purchases._horizon(horizon))
+        h = float(purchases.horizon(horizon))
         impossible = (x == 0) & (t_x > 0)
         t_x = np.where(x == 0, 0.0, t_x)
         values = purchases.conditional_expected_purchases(
@@ -530,7 +530,7 @@ def expected_purchases_curve(model, horizon="78W", *, rfm=None, figsize=None) ->
     with matplotlib.rc_context(STYLE):
         purchases = _purchase_model(model)
         unit = _model_unit(purchases)
-        h = float(purchases._horizon(horizon))
+        h = float(purchases.horizon(horizon))
         if not h > 0:
             raise ClvInputError("must be positive", argument="horizon", value=horizon)
         t = np.linspace(0.0, h, 200)
@@ -557,41 +557,48 @@ def expected_purchases_curve(model, horizon="78W", *, rfm=None, figsize=None) ->
 
 
 def heterogeneity(model, *, figsize=None) -> Figure:
-    """The BG/NBD mixing distributions, side by side: purchase rates ``lambda ~ Gamma(r, alpha)``
-    (per model time unit; drawn as the density of log10 lambda, since r < 1 piles it up at 0) and
-    dropout probabilities after a purchase ``p ~ Beta(a, b)``, with their means."""
-    from scipy import special
-
+    """The purchase model's mixing distributions side by side (its ``population()``: for BG/NBD the purchase
+    rates ``lambda ~ Gamma(r, alpha)`` per model time unit and the dropout probabilities after a purchase
+    ``p ~ Beta(a, b)``), with their means. A distribution on (0, 1) is drawn as it is (a density that
+    diverges at 0 or 1 cut at its 99th percentile); one on the positive numbers as the density of its
+    log10 from the 1 % to the 99.99 % quantile (``r < 1`` piles the rates up at 0)."""
     with matplotlib.rc_context(STYLE):
         purchases = _purchase_model(model)
-        r, alpha, a, b = purchases._check_fitted()
+        population = purchases.population()
         unit = _model_unit(purchases)
+        per = _period_name(unit) if unit else "time unit"
         fig = _figure(figsize)
-        left, right = fig.subplots(1, 2)
-        # lambda: the density of u = log10(lambda) is f(lambda) * lambda * ln 10
-        lo, hi = special.gammaincinv(r, 0.01) / alpha, special.gammaincinv(r, 0.9999) / alpha  # 1% to 99.99%
-        lam = np.geomspace(max(lo, 1e-300), hi, 300)
-        log_density = r * np.log(alpha * lam) - alpha * lam - special.gammaln(r) + np.log(np.log(10.0))
-        left.plot(np.log10(lam), np.exp(log_density), color=CYCLE[0], gid="purchase_rate")
-        left.axvline(np.log10(r / alpha), color=REFERENCE, linestyle="--", linewidth=1.2,
-                     label=f"mean {r / alpha:.3g} per {_period_name(unit) if unit else 'unit'}")
-        left.set_xlabel(f"purchase rate \u03bb, log10 (per {_period_name(unit) if unit else 'time unit'})")
-        left.set_ylabel("density of log10 \u03bb")
-        left.set_title(f"Purchase rates: Gamma(r={r:.3g}, \u03b1={alpha:.3g})", fontsize=11)
-        left.set_ylim(bottom=0)
-        left.legend(loc="upper left")
-        # p: Beta(a, b) on (0, 1); a density that diverges at 0 or 1 is cut at the 99th percentile
-        p = np.linspace(0.0, 1.0, 402)[1:-1]
-        density = np.exp((a - 1) * np.log(p) + (b - 1) * np.log1p(-p) - special.betaln(a, b))
-        right.plot(p, density, color=CYCLE[2], gid="dropout")
-        right.axvline(a / (a + b), color=REFERENCE, linestyle="--", linewidth=1.2, label=f"mean {a / (a + b):.3g}")
-        right.set_xlim(0, 1)
-        right.set_ylim(0, float(np.quantile(density, 0.99)) * 1.1)
-        right.set_xlabel("probability of dropping out after a purchase, p")
-        right.set_ylabel("density")
-        right.set_title(f"Dropout: Beta(a={a:.3g}, b={b:.3g})", fontsize=11)
-        right.legend(loc="upper right")
-        fig.suptitle("Heterogeneity across customers (BG/NBD)", fontsize=12)
+        axes = np.atleast_1d(fig.subplots(1, len(population)))
+        for i, (ax, (key, dist)) in enumerate(zip(axes, population.items())):
+            label = key.replace("_", " ")
+            low, high = dist.support()
+            args = ", ".join(f"{v:.3g}" for v in dist.args)
+            if low >= 0 and high <= 1:
+                p = np.linspace(0.0, 1.0, 402)[1:-1]
+                density = dist.pdf(p)
+                ax.plot(p, density, color=CYCLE[2 * i % len(CYCLE)], gid=key)
+                ax.axvline(dist.mean(), color=REFERENCE, linestyle="--", linewidth=1.2, label=f"mean {dist.mean():.3g}")
+                ax.set_xlim(0, 1)
+                ax.set_ylim(0, float(np.quantile(density, 0.99)) * 1.1)
+                ax.set_xlabel(label)
+                ax.set_ylabel("density")
+                ax.legend(loc="upper right")
+            else:
+                lo, hi = dist.ppf(0.01), dist.ppf(0.9999)
+                values = np.geomspace(max(lo, 1e-300), hi, 300)
+                # the density of u = log10(value) is f(value) * value * ln 10
+                ax.plot(np.log10(values), dist.pdf(values) * values * np.log(10.0), color=CYCLE[2 * i % len(CYCLE)],
+                        gid=key)
+                rate = key.endswith("rate")
+                ax.axvline(np.log10(dist.mean()), color=REFERENCE, linestyle="--", linewidth=1.2,
+                           label=f"mean {dist.mean():.3g}" + (f" per {per}" if rate else ""))
+                ax.set_xlabel(f"{label}, log10" + (f" (per {per})" if rate else ""))
+                ax.set_ylabel(f"density of log10 {label}")
+                ax.set_ylim(bottom=0)
+                ax.legend(loc="upper left")
+            kwds = ", ".join(f"{k}={v:.3g}" for k, v in dist.kwds.items())
+            ax.set_title(f"{label}: {dist.dist.name}({', '.join(t for t in (args, kwds) if t)})", fontsize=11)
+        fig.suptitle(f"Heterogeneity across customers ({purchases.name})", fontsize=12)
     return fig
 
 

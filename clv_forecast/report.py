@@ -249,7 +249,8 @@ def write(path, document: str) -> Path:
 
 def _parameters(model):
     frame = model.summary_frame().reset_index()
-    frame["model"] = frame["model"].map({"bgnbd": "BG/NBD", "gamma_gamma": "Gamma-Gamma"})
+    names = {sub.kind: sub.name for _, sub in model.parts()}  # the display name of each kind
+    frame["model"] = frame["model"].map(names)
     return frame.rename(columns={"std_err": "std err", "lower": "95% lower", "upper": "95% upper"}).set_index(
         ["model", "param"])
 
@@ -259,7 +260,7 @@ def _fit_stats(model):
 
     rows = {}
     for key, stats in model.fit_stats().items():
-        rows["BG/NBD" if key == "bgnbd" else "Gamma-Gamma"] = {
+        rows[stats["model"]] = {
             "customers": int(stats["customers"]), "unique rows": stats["unique_rows"],
             "log-likelihood": stats["log_likelihood"], "AIC": stats["aic"], "BIC": stats["bic"],
             "converged": str(stats["converged"]), "iterations": stats["iterations"]}

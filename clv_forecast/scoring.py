@@ -2,7 +2,7 @@
 
 :func:`score_file` reads the table in batches with pyarrow (memory bounded by the batch size, not
 by the file), gives each row a verdict with the RFM rules the models validate with
-(:func:`clv_forecast.btyd._data.rfm_verdict`), scores the valid rows with the model's vectorised
+(:func:`clv_forecast.estimators._data.rfm_verdict`), scores the valid rows with the model's vectorised
 CLV (identical (frequency, T) pairs are evaluated once by the BG/NBD dedupe) and writes
 
 * the scores, ``customer_id`` (the ``id_col``), ``expected_purchases, p_alive, expected_spend, clv`` (+ ``clv_lower``,
@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write
-from .btyd._data import rfm_verdict, verdict_reasons
+from .estimators._data import rfm_verdict, verdict_reasons
 from .csv_guard import guard_table
 from .errors import ClvInputError
 from .units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP, value_settings_of

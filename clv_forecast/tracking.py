@@ -235,10 +235,8 @@ def _params(result, command: str, data_path) -> dict[str, str]:
     model = result.model  # None when the data identified nothing (a refused run)
     if model is not None:
         params.update({f"estimator.{k}": _text(v) for k, v in model.get_params().items()})
-        for part, sub in (("bgnbd", getattr(model, "purchases_", None)),
-                          ("gamma_gamma", getattr(model, "spend_", None))):
-            if sub is not None and hasattr(sub, "get_params"):
-                params.update({f"estimator.{part}.{k}": _text(v) for k, v in sub.get_params().items()})
+        for _, sub in model.parts():
+            params.update({f"estimator.{sub.kind}.{k}": _text(v) for k, v in sub.get_params().items()})
         params["estimator.time_unit"] = str(model.time_unit_)
     # the CLV settings of the run and of the logged pyfunc's defaults (the package's defaults where unset)
     for key, value in _value_defaults(result).items():
@@ -327,7 +325,8 @@ def _tags(result, command: str) -> dict[str, str]:
         "clv_forecast.experiment": str(result.spec.get("name")),
     }
     if model is not None:
-        tags["model_kinds"] = "BG/NBD+Gamma-Gamma" if model.spend_ is not None else "BG/NBD"
+        tags["model_kinds"] = "+".join(sub.name for _, sub in model.parts())
+        tags.update({f"model.{role}": sub.kind for role, sub in model.parts()})
     if problems:
         tags["problems"] = "; ".join(problems)[:5000]
     if getattr(result, "refused", None):
@@ -382,18 +381,28 @@ def _value_defaults(result) -> dict[str, Any]:
             for key in VALUE_DEFAULTS}
 
 
+def model_inputs(model) -> tuple[list[str], list[str]]:
+    """The columns a model reads: the purchase model's ``inputs`` (required) and the spend model's others
+    (optional: without them no CLV), the union of the parts' ``inputs``."""
+    required = list(model.purchases_.inputs)
+    optional = [] if model.spend_ is None else [c for c in model.spend_.inputs if c not in required]
+    return required, optional
+
+
 def _predict_frame(model, frame, params: dict):
     """The pyfunc prediction: one row per input row, same order, the columns of :data:`OUTPUT_COLUMNS`."""
     import numpy as np
     import pandas as pd
 
     frame = pd.DataFrame(frame)
-    missing = [c for c in INPUT_COLUMNS[:3] if c not in frame.columns]
+    required, optional = model_inputs(model)
+    missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise ClvInputError(f"model input: missing columns {missing}; give frequency, recency, T (in the model's "
-                            f"time unit {model.time_unit_!r}) and optionally monetary_value")
-    with_spend = model.spend_ is not None and "monetary_value" in frame.columns
-    rfm = frame[list(INPUT_COLUMNS if with_spend else INPUT_COLUMNS[:3])].reset_index(drop=True)
+        raise ClvInputError(f"model input: missing columns {missing}; give {', '.join(required)} (in the model's "
+                            f"time unit {model.time_unit_!r})"
+                            + (f" and optionally {', '.join(optional)}" if optional else ""))
+    with_spend = model.spend_ is not None and all(c in frame.columns for c in optional)
+    rfm = frame[list(required + optional if with_spend else required)].reset_index(drop=True)
     unit = model.time_unit_
     if with_spend:
         out = model.clv(rfm, horizon=params["horizon"], discount_rate=params["discount_rate"], step=params["step"],
@@ -472,8 +481,9 @@ def _signature(model, example, defaults: dict):
     # frequency is a whole number that pandas holds as int64 (summarize) and Spark as double: MLflow converts
     # neither to the other (int64 -> double is refused as unsafe), so the column is declared "any" and the
     # model's own checks (a non-negative whole number) apply; mlflow.pyfunc.spark_udf then takes Spark's doubles
-    inputs = Schema([ColSpec(AnyType(), "frequency"), ColSpec("double", "recency"), ColSpec("double", "T"),
-                     ColSpec("double", "monetary_value", required=False)])
+    required, optional = model_inputs(model)
+    inputs = Schema([ColSpec(AnyType() if name == "frequency" else "double", name, required=name in required)
+                     for name in required + optional])
     inferred.inputs = inputs
     return inferred
 
@@ -543,9 +553,8 @@ def _log_model(result, folder: Path):
     model = result.model
     model_file = folder / "clv_model.json"
     model.save(model_file, allow_unreliable=True)  # a run that produced a result has accepted its reliability
-    columns = [c for c in INPUT_COLUMNS if c in result.summary.columns]
-    if model.spend_ is None:
-        columns = [c for c in columns if c != "monetary_value"]
+    required, optional = model_inputs(model)
+    columns = [c for c in required + optional if c in result.summary.columns]
     # frequency a whole number, the others floats: the dtypes summarize() writes (MLflow converts no int64 to float)
     example = result.summary.head(5)[columns].reset_index(drop=True).astype("float64")  # (a SparkSummary too)
     example["frequency"] = example["frequency"].astype("int64")

@@ -6,8 +6,9 @@ time unit) and a discount rate ``d`` per step:
 .. math:: \mathrm{CLV} = \text{margin}\cdot E[Z \mid x, m]\sum_{k=1}^{K}
           \frac{E[Y(ks) \mid x, t_x, T] - E[Y((k-1)s) \mid x, t_x, T]}{(1+d)^k}
 
-``E[Y(t)|...]`` is the BG/NBD conditional expectation and ``E[Z|x, m]`` the Gamma-Gamma
-conditional expected spend: expected purchases in each step, valued and discounted at the step's
+``E[Y(t)|...]`` is the purchase model's conditional expectation (its kernels ``_p_alive`` and
+``_expected_if_alive``, :mod:`clv_forecast.estimators.base`) and ``E[Z|x, m]`` the spend model's
+conditional expected spend (``_expected_spend``): expected purchases in each step, valued and discounted at the step's
 end. Units are explicit: ``horizon`` and ``step`` are durations (``"12M"``, ``"52W"``) and the
 discount rate has its own period (``"10%/Y"``, ``Rate(0.01, "M")``); everything is converted to
 the model's time unit, so a weekly model and a monthly rate cannot be mixed silently.
@@ -28,8 +29,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from .btyd import bgnbd, gamma_gamma
-from .btyd._data import as_frame_index, column, rfm_arrays
+from .estimators._data import as_frame_index, column, rfm_arrays
+from .estimators.base import distinct_pairs
 from .errors import ClvInputError, format_rows
 from .units import (DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP, Duration, Rate,
                     TimeUnit)
@@ -95,32 +96,33 @@ def _pairs_per_slice(n_steps: int) -> int:
     return max(1, min(_PAIRS_PER_SLICE, _VALUES_PER_SLICE // max(1, n_steps)))
 
 
-def discounted_if_alive(purchase_params, xu, tu, times, weights) -> tuple[np.ndarray, np.ndarray]:
+def discounted_if_alive(model_cls, purchase_params, xu, tu, times, weights) -> tuple[np.ndarray, np.ndarray]:
     """Per distinct (x, T) pair: the expected purchases of an active customer over the whole horizon
-    (the last step) and their discounted sum, in slices of pairs (bounded (pairs, steps) temporaries)."""
+    (the last step) and their discounted sum, in slices of pairs (bounded (pairs, steps) temporaries);
+    ``model_cls._expected_if_alive`` is the purchase model's kernel."""
     n = xu.shape[0]
     last, discounted = np.empty(n), np.empty(n)
     size = _pairs_per_slice(len(times))
     for lo in range(0, n, size):
         hi = min(n, lo + size)
-        if_alive = bgnbd._expected_if_alive(times, xu[lo:hi], tu[lo:hi], *purchase_params, dedupe=False)
+        if_alive = model_cls._expected_if_alive(purchase_params, times, xu[lo:hi], tu[lo:hi])
         last[lo:hi] = if_alive[:, -1]
         discounted[lo:hi] = if_alive @ weights
         del if_alive
     return last, discounted
 
 
-def _clv_parts(purchase_params, x, t_x, big_t, times, weights):
+def _clv_parts(model_cls, purchase_params, x, t_x, big_t, times, weights):
     """Expected purchases over the horizon, P(alive) and the discounted purchases.
 
     The per-step expectations are computed and reduced (last step, discounted sum) once per
     distinct (x, T) pair; only the two reduced columns are spread back to the customers, never a
     customers x steps array (10M customers x 12 steps would be 960 MB)."""
-    xu, tu, codes = bgnbd.distinct_pairs(x, big_t)
-    last, discounted = discounted_if_alive(purchase_params, xu, tu, times, weights)
+    xu, tu, codes = distinct_pairs(x, big_t)
+    last, discounted = discounted_if_alive(model_cls, purchase_params, xu, tu, times, weights)
     if codes is not None:
         last, discounted = last[codes], discounted[codes]
-    alive = bgnbd.p_alive(x, t_x, big_t, *purchase_params)
+    alive = model_cls._p_alive(purchase_params, x, t_x, big_t)
     last *= alive
     discounted *= alive
     return last, alive, discounted
@@ -173,7 +175,7 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
     sampling distributions (parameter uncertainty; not the customer's own purchase randomness).
 
     ``future_spend`` (a column name of ``data``, or one value per row) is a known spend per
-    purchase used instead of the Gamma-Gamma expectation: then ``spend`` may be None and intervals
+    purchase used instead of the spend model's expectation: then ``spend`` may be None and intervals
     draw the purchase parameters only. ``time_unit`` declares the unit of recency and T for a table
     without ``attrs["time_unit"]``; a table in another unit than the purchase model's is converted.
     """
@@ -181,11 +183,11 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
         raise ClvInputError(f"margin {margin!r}: must be a non-negative number (share of revenue kept as profit)")
     if interval is not None and not (0 < interval < 1):
         raise ClvInputError(f"interval {interval!r}: must be a probability between 0 and 1, e.g. 0.9")
-    purchase_params = purchases._check_fitted()
+    purchase_params = purchases.check_fitted()
     if future_spend is None:
         if spend is None:
             raise ClvInputError("CLV needs a spend model or a known spend per purchase (future_spend=...)")
-        spend_params = spend._check_fitted()
+        spend_params = spend.check_fitted()
     rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, time_unit=time_unit,
                      model_unit=purchases.time_unit_, with_weights=False)
     x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
@@ -194,8 +196,8 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
         m = column(data, "monetary_value", monetary_value, "RFM table" if data is not None else "input")
         if len(m) != len(x):
             raise ClvInputError(f"monetary_value has {len(m)} values for {len(x)} customers")
-        gamma_gamma.warn_outside_model(x, m, index)
-        expected_spend = gamma_gamma.conditional_expected_spend(x, m, *spend_params)
+        type(spend).check_inputs(x, m, index)
+        expected_spend = type(spend)._expected_spend(spend_params, x, m)
     else:
         m = None
         expected_spend = known_spend(data, future_spend, len(x), index)
@@ -205,7 +207,7 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
             _require_covariance(spend, interval)
     times, factors = discount_schedule(purchases.time_unit_, horizon, step, discount_rate)
     weights = _step_weights(factors)
-    expected, alive, discounted = _clv_parts(purchase_params, x, t_x, big_t, times, weights)
+    expected, alive, discounted = _clv_parts(type(purchases), purchase_params, x, t_x, big_t, times, weights)
     out = pd.DataFrame(
         {
             "expected_purchases": expected,
@@ -242,20 +244,21 @@ def _clv_interval(purchases, spend, x, t_x, big_t, m, fixed_spend, times, weight
     draws_p = purchases.result_.draws(n_draws, seed, bounds=purchases.param_bounds)
     draws_s = None if spend is None else spend.result_.draws(n_draws, None if seed is None else seed + 1,
                                                              bounds=spend.param_bounds)
+    p_cls, s_cls = type(purchases), type(spend)
     lower, upper = np.empty(len(x)), np.empty(len(x))
     block = max(1, max_values // n_draws)
     for start in range(0, len(x), block):
         rows = slice(start, start + block)
         xb, tb, big_tb = x[rows], t_x[rows], big_t[rows]
-        xu, tu, codes = bgnbd.distinct_pairs(xb, big_tb)  # once per block, not per draw
+        xu, tu, codes = distinct_pairs(xb, big_tb)  # once per block, not per draw
         samples = np.empty((n_draws, len(xb)))
         for i in range(n_draws):
-            discounted = discounted_if_alive(draws_p[i], xu, tu, times, weights)[1]
+            discounted = discounted_if_alive(p_cls, draws_p[i], xu, tu, times, weights)[1]
             if codes is not None:
                 discounted = discounted[codes]
             value = (fixed_spend[rows] if draws_s is None
-                     else gamma_gamma.conditional_expected_spend(xb, m[rows], *draws_s[i]))
-            samples[i] = margin * value * bgnbd.p_alive(xb, tb, big_tb, *draws_p[i]) * discounted
+                     else s_cls._expected_spend(draws_s[i], xb, m[rows]))
+            samples[i] = margin * value * p_cls._p_alive(draws_p[i], xb, tb, big_tb) * discounted
         # order statistics, not interpolation: a draw with q <= 1 gives an infinite spend, and
         # interpolating between inf and a number would give NaN
         lower[rows] = np.quantile(samples, (1 - interval) / 2, axis=0, method="lower")

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clv_forecast.btyd import _mle, bgnbd, bgnbd_boundary, constant_dropout, nbd
-from clv_forecast.btyd.bgnbd import BetaGeoModel
+from clv_forecast.estimators import _mle
+from clv_forecast.estimators.purchases import _bgnbd_boundary as bgnbd_boundary, _constant_dropout as constant_dropout, _nbd as nbd, bgnbd
+from clv_forecast.estimators.purchases.bgnbd import BetaGeoModel
 
 
 def population(n, r, alpha, p, seed, t_max=52.0):

@@ -1,8 +1,8 @@
 """The estimator contract, checked for every estimator alike (as scikit-learn's estimator_checks does).
 
-Each estimator is described once in ``SPECS`` (how to build it with non-default settings, fit it,
-predict with it and break a refit); every check runs on all of them, so a new model is tested by
-adding one entry.
+Every discovered model (``clv_forecast.estimators.available``) gets a ``Spec`` built from its role (how to
+build it with non-default settings, fit it, predict with it and break a refit), and so does the composite;
+every check runs on all of them, so a new model module is tested the day it exists.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clv_forecast.btyd import BetaGeoModel, GammaGammaModel
+from clv_forecast import estimators
+from clv_forecast.estimators.base import Estimator
 from clv_forecast.errors import IdentificationError, NotFittedError
 from clv_forecast.model import ClvModel
 
@@ -41,37 +42,52 @@ def _constant_spend(rfm):
                       monetary_value=np.where(rfm["frequency"] > 0, 10.0, 0.0))
 
 
-SPECS = {
-    "BetaGeoModel": Spec(
-        BetaGeoModel,
-        {"penalizer": 0.001, "initial_params": {"r": 0.5, "alpha": 5.0, "a": 0.9, "b": 2.0}, "maxiter": 150},
+def _non_default(cls) -> dict:
+    """Every setting, changed from its default where that is harmless: fewer iterations, the other flag."""
+    out = dict(cls._defaults())
+    for name, default in cls._defaults().items():
+        if isinstance(default, bool):
+            out[name] = not default
+        elif isinstance(default, int) and default > 100:
+            out[name] = default - 50
+    return out
+
+
+def _model_spec(kind: str, role: str) -> Spec:
+    cls = estimators.get(kind, role)
+    purchases = role == "purchases"
+    return Spec(
+        cls,
+        _non_default(cls),
         lambda m, d: m.fit(d),
-        lambda m, d: m.predict(d, "39W"),
-        lambda m: BetaGeoModel.from_params(dict(m.params_), m.result_.cov_params(), time_unit=m.time_unit_),
-        BetaGeoModel.from_dict,
-        _no_repeat_buyers,
-    ),
-    "GammaGammaModel": Spec(
-        GammaGammaModel,
-        {"penalizer": 0.0, "strict": True, "initial_params": None, "maxiter": 120},
-        lambda m, d: m.fit(d),
-        lambda m, d: m.predict(d),
-        lambda m: GammaGammaModel.from_params(m.params_, m.result_.cov, time_unit=m.time_unit_),
-        GammaGammaModel.from_dict,
-        _constant_spend,
-    ),
-    "ClvModel": Spec(
-        ClvModel,
-        {"penalizer": 0.001, "spend_penalizer": 0.0, "strict_spend": True},
-        lambda m, d: m.fit(d),
-        lambda m, d: m.clv(d, horizon="12M", discount_rate="10%/Y"),
-        lambda m: ClvModel.from_params(purchases=dict(m.purchases_.params_), spend=dict(m.spend_.params_),
-                                       time_unit=m.time_unit_, purchases_cov=m.purchases_.result_.cov,
-                                       spend_cov=m.spend_.result_.cov),
-        ClvModel.from_dict,
-        _constant_spend,
-    ),
-}
+        (lambda m, d: m.predict(d, "39W")) if purchases else (lambda m, d: m.predict(d)),
+        lambda m: type(m).from_params(dict(m.params_), m.result_.cov_params(), time_unit=m.time_unit_),
+        cls.from_dict,
+        _no_repeat_buyers if purchases else _constant_spend,
+    )
+
+
+SPECS = {estimators.get(kind, role).__name__: _model_spec(kind, role)
+         for role in estimators.ROLES for kind in estimators.available(role)}
+_P, _S = SPECS["BetaGeoModel"].cls, SPECS["GammaGammaModel"].cls
+SPECS["ClvModel"] = Spec(
+    ClvModel,
+    {"purchases": _P(penalizer=0.001, maxiter=150), "spend": _S(strict=True)},  # estimators as settings
+    lambda m, d: m.fit(d),
+    lambda m, d: m.clv(d, horizon="12M", discount_rate="10%/Y"),
+    lambda m: ClvModel.from_params(purchases=dict(m.purchases_.params_), spend=dict(m.spend_.params_),
+                                   time_unit=m.time_unit_, purchases_cov=m.purchases_.result_.cov,
+                                   spend_cov=m.spend_.result_.cov, purchase_model=m.purchases_.kind,
+                                   spend_model=m.spend_.kind),
+    ClvModel.from_dict,
+    _constant_spend,
+)
+
+
+def _plain(params: dict) -> dict:
+    """Settings comparable across copies: an estimator-valued setting as its class and own settings."""
+    return {k: (type(v), v.get_params(deep=False)) if isinstance(v, Estimator) else v for k, v in params.items()}
+
 
 pytestmark = pytest.mark.parametrize("name", list(SPECS))
 
@@ -96,7 +112,7 @@ def test_fit_returns_self_and_keeps_settings(name, cdnow_rfm):
     spec = SPECS[name]
     est = spec.cls(**spec.settings)
     assert spec.fit(est, cdnow_rfm) is est
-    assert est.get_params() == spec.settings
+    assert est.get_params(deep=False) == spec.settings
 
 
 def test_not_fitted_error_before_fit(name, cdnow_rfm):
@@ -110,16 +126,17 @@ def test_not_fitted_error_before_fit(name, cdnow_rfm):
 
 def test_learned_attributes_end_in_underscore(name, fitted):
     est = fitted[name]
-    learned = set(vars(est)) - set(est.get_params())
+    learned = set(vars(est)) - set(est.get_params(deep=False))
     assert learned and all(k.endswith("_") for k in learned), learned
 
 
 def test_get_params_round_trip(name):
     spec = SPECS[name]
     est = spec.cls(**spec.settings)
-    clone = spec.cls(**est.get_params())
-    assert clone.get_params() == est.get_params() == spec.settings
-    assert spec.cls().set_params(**spec.settings).get_params() == spec.settings
+    clone = spec.cls(**est.get_params(deep=False))
+    assert clone.get_params(deep=False) == est.get_params(deep=False) == spec.settings
+    assert spec.cls().set_params(**spec.settings).get_params(deep=False) == spec.settings
+    assert _plain(clone.get_params(deep=True)) == _plain(est.get_params(deep=True))
 
 
 def test_to_dict_from_dict_round_trip_predicts_identically(name, fitted, cdnow_rfm):
@@ -127,7 +144,7 @@ def test_to_dict_from_dict_round_trip_predicts_identically(name, fitted, cdnow_r
     est = fitted[name]
     document = json.loads(json.dumps(est.to_dict(), default=float))  # through JSON text, as in a file
     again = spec.from_dict(document)
-    assert type(again) is spec.cls and again.get_params() == est.get_params()
+    assert type(again) is spec.cls and _plain(again.get_params()) == _plain(est.get_params())
     pd.testing.assert_frame_equal(spec.predict(again, cdnow_rfm), spec.predict(est, cdnow_rfm), check_exact=True)
 
 
@@ -177,3 +194,21 @@ def test_failed_refit_leaves_the_old_fit_intact(name, cdnow_rfm):
     after_doc = json.dumps(after_doc, default=float, sort_keys=True).replace(after_doc.get("created") or "\0", "")
     assert after_doc == before_doc
     pd.testing.assert_frame_equal(spec.predict(est, cdnow_rfm), before, check_exact=True)
+
+
+def test_analytic_derivatives_equal_finite_differences(name, fitted, cdnow_rfm):
+    """A model's analytic ``_loglik_derivatives`` agrees with the base's numerical fallback (central differences
+    of ``_loglik``), and the fallback alone is a usable score and Hessian."""
+    est = fitted[name]
+    subs = [sub for _, sub in est.parts()] if isinstance(est, ClvModel) else [est]
+    for sub in subs:
+        cls = type(sub)
+        table = cdnow_rfm[cdnow_rfm["frequency"] > 0] if sub.role == "spend" else cdnow_rfm
+        columns = [table[c].to_numpy(dtype=float) for c in cls.inputs]
+        weights = np.linspace(0.5, 1.5, len(table))
+        params = np.array(sub.check_fitted()) * 1.05  # off the optimum: the score is not zero
+        ll, score, hess = cls._loglik_derivatives(params, *columns, weights=weights)
+        nll, nscore, nhess = Estimator._loglik_derivatives.__func__(cls, params, *columns, weights=weights)
+        assert ll == pytest.approx(nll, rel=1e-12)
+        np.testing.assert_allclose(score, nscore, rtol=1e-5, atol=1e-6 * np.abs(score).max())
+        np.testing.assert_allclose(hess, nhess, rtol=1e-4, atol=1e-5 * np.abs(hess).max())

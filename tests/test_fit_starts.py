@@ -7,9 +7,10 @@ import warnings
 import numpy as np
 import pytest
 
-from clv_forecast.btyd import _mle, _starts, bgnbd, nbd
-from clv_forecast.btyd.bgnbd import BetaGeoModel
-from clv_forecast.btyd.gamma_gamma import GammaGammaModel
+from clv_forecast.estimators import _mle, _starts
+from clv_forecast.estimators.purchases import _nbd as nbd, bgnbd
+from clv_forecast.estimators.purchases.bgnbd import BetaGeoModel
+from clv_forecast.estimators.spend.gamma_gamma import GammaGammaModel
 from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample
 from clv_forecast.rfm import summarize
 from clv_forecast.simulate import simulate

@@ -239,7 +239,7 @@ def test_matching_under_drop_is_what_net_nets(tmp_path):
 @pytest.fixture()
 def unreliable(cdnow, tmp_path):
     data = json.loads((cdnow / "m.json").read_text())
-    data["bgnbd"]["converged"] = False
+    data["purchases"]["converged"] = False
     data["reliable"] = False
     path = tmp_path / "unreliable.json"
     path.write_text(json.dumps(data))

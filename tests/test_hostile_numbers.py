@@ -149,11 +149,11 @@ def test_per_customer_table_counts_every_nonfinite_value():
 @pytest.mark.parametrize("field, value, bound", [("r", 1e308, "above 1000"), ("b", 1e300, "above 1e+15"),
                                                  ("alpha", 1e-300, "below 1e-08"), ("a", 1e-20, "below 1e-08")])
 def test_model_file_parameters_outside_bounds_are_refused(tmp_path, capsys, field, value, bound):
-    path = _edit_model(tmp_path, lambda d: d["bgnbd"]["params"].__setitem__(field, value))
+    path = _edit_model(tmp_path, lambda d: d["purchases"]["params"].__setitem__(field, value))
     rc = main(["score", "--model", path, "--input", str(tmp_path / "none.csv"), "--output",
                str(tmp_path / "o.csv"), "--interval", "0.9"])
     assert rc == 2
-    _one_line_error(capsys, path, f"bgnbd.params.{field}", bound)
+    _one_line_error(capsys, path, f"purchases.params.{field}", bound)
     assert not (tmp_path / "o.csv").exists()
 
 
@@ -168,7 +168,7 @@ def test_from_params_bounds_and_q_below_one_is_valid():
 def test_save_never_writes_what_load_refuses(tmp_path):
     model = ClvModel.from_params(purchases=PURCHASES, spend=SPEND)
     model.purchases_.params_["b"] = 4e15  # as a runaway fit could end
-    with pytest.raises(UnreliableFitError, match=r"bgnbd\.params\.b = 4000000000000000\.0: above 1e\+15"):
+    with pytest.raises(UnreliableFitError, match=r"purchases\.params\.b = 4000000000000000\.0: above 1e\+15"):
         model.save(tmp_path / "m.json", allow_unreliable=True)
     assert not (tmp_path / "m.json").exists()
 
@@ -356,12 +356,12 @@ def test_large_amounts_fit_in_their_own_unit(cdnow_rfm):
 
 
 def test_tiny_alpha_with_interval_is_one_line(tmp_path, capsys):
-    path = _edit_model(tmp_path, lambda d: d["bgnbd"]["params"].__setitem__("alpha", 1e-300))
+    path = _edit_model(tmp_path, lambda d: d["purchases"]["params"].__setitem__("alpha", 1e-300))
     _table(20).to_csv(tmp_path / "in.csv", index=False)
     rc = main(["score", "--model", path, "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o.csv"),
                "--interval", "0.9"])
     assert rc == 2
-    _one_line_error(capsys, "bgnbd.params.alpha", "below 1e-08")
+    _one_line_error(capsys, "purchases.params.alpha", "below 1e-08")
 
 
 def test_interval_draws_stay_within_bounds():

@@ -559,9 +559,10 @@ def test_save_load_round_trip(clv_model, cdnow, tmp_path):
     doc = json.loads(raw.decode("utf-8"))
     assert doc["format"] == "clv-forecast-model"
     assert doc["time_unit"] == "W"
-    assert set(doc["bgnbd"]["params"]) == set(BG) and set(doc["gamma_gamma"]["params"]) == set(GG)
-    assert np.asarray(doc["bgnbd"]["cov"]).shape == (4, 4)
-    assert np.asarray(doc["gamma_gamma"]["cov"]).shape == (3, 3)
+    assert set(doc["purchases"]["params"]) == set(BG) and set(doc["spend"]["params"]) == set(GG)
+    assert doc["purchases"]["kind"] == "bgnbd" and doc["spend"]["kind"] == "gamma_gamma"
+    assert np.asarray(doc["purchases"]["cov"]).shape == (4, 4)
+    assert np.asarray(doc["spend"]["cov"]).shape == (3, 3)
     for lib in ("clv_forecast", "numpy", "scipy", "pandas", "python"):
         assert doc["versions"][lib]
     assert doc["training_data"]["n_customers"] == len(cdnow)
@@ -931,13 +932,16 @@ def test_settings_survive_save_and_load(cdnow, tmp_path):
     assert "maxiter=150" in repr(again)
     gg_ = GammaGammaModel(strict=True, maxiter=77).fit(cdnow)
     assert GammaGammaModel.from_dict(json.loads(json.dumps(gg_.to_dict()))).get_params() == gg_.get_params()
-    clv = ClvModel(penalizer=0.001, spend_penalizer=0.0, strict_spend=True)
-    assert clv.get_params() == {"penalizer": 0.001, "spend_penalizer": 0.0, "strict_spend": True}
+    # the composite: the sub-models' settings nested (issue 18), kept through save and load
+    clv = ClvModel(purchases=BetaGeoModel(penalizer=0.001), spend=GammaGammaModel(strict=True))
+    deep = clv.get_params()
+    assert deep["purchases__penalizer"] == 0.001 and deep["spend__strict"] is True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         loaded = ClvModel.load(clv.fit(cdnow).save(tmp_path / "m.json"))
-    assert loaded.get_params() == clv.get_params()
-    assert clv.set_params(penalizer=0.01) is clv and clv.penalizer == 0.01
+    nested = {k: v for k, v in clv.get_params().items() if "__" in k}
+    assert {k: v for k, v in loaded.get_params().items() if "__" in k} == nested
+    assert clv.set_params(purchases__penalizer=0.01) is clv and clv.purchases.penalizer == 0.01
     with pytest.raises(ClvInputError, match="no setting 'maxiter'"):
         clv.set_params(maxiter=3)
 

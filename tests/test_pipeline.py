@@ -134,7 +134,7 @@ model = "run.json"
     assert main([*FIT, "--transactions", str(cdnow_csv), "--output", str(tmp_path / "fit.json")]) == 0
     a = json.loads((tmp_path / "run.json").read_text())
     b = json.loads((tmp_path / "fit.json").read_text())
-    assert a["bgnbd"]["params"] == b["bgnbd"]["params"] and a["gamma_gamma"]["params"] == b["gamma_gamma"]["params"]
+    assert a["purchases"]["params"] == b["purchases"]["params"] and a["spend"]["params"] == b["spend"]["params"]
 
 
 def test_fit_prints_and_json_carries_the_ends(cdnow_csv, capsys):
@@ -201,7 +201,7 @@ def test_unreliable_fit_exits_3_and_saves_nothing_unless_asked(tmp_path, capsys)
     # file, so even --save-unreliable does not write it (one line naming the file, parameter and bound)
     assert main(["fit", "--transactions", str(path), "--output", str(model), "--save-unreliable"]) == 3
     err = capsys.readouterr().err
-    assert "not saved, even with allow_unreliable" in err and "bgnbd.params.r" in err and err.count("\n") == 1
+    assert "not saved, even with allow_unreliable" in err and "purchases.params.r" in err and err.count("\n") == 1
     assert not model.exists()
     spec = _write(tmp_path / "one.toml", f'[data]\nsource = "{path}"\n[output]\nmodel = "x.json"\n')
     assert main(["run", "--experiment", str(spec)]) == 3

@@ -63,7 +63,7 @@ def test_failed_refit_leaves_the_model_unchanged(cdnow_rfm):
         (lambda d: d.pop("time_unit"), "incomplete or corrupt"),
         (lambda d: d.__setitem__("settings", "nope"), r'settings = "nope": must be an object'),
         (lambda d: d.__setitem__("format_version", "x"), "format_version"),
-        (lambda d: d["bgnbd"].pop("params"), "incomplete or corrupt"),
+        (lambda d: d["purchases"].pop("params"), "incomplete or corrupt"),
     ],
 )
 def test_corrupt_model_files_are_one_line_errors(cdnow_rfm, tmp_path, edit, fragment):
@@ -151,39 +151,43 @@ def saved_doc(cdnow_rfm) -> dict:
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (_set("bgnbd.params.r", -0.24), "bgnbd.params.r = -0.24: must be a positive finite number"),
-        (_set("bgnbd.params.r", None), "bgnbd.params.r = null: must be a positive finite number"),
-        (_set("bgnbd.params.alpha", "4.4"), 'bgnbd.params.alpha = "4.4": must be a positive finite number'),
-        (_set("gamma_gamma.params.q", 0), "gamma_gamma.params.q = 0: must be a positive finite number"),
-        (_set("gamma_gamma.params.p", True), "gamma_gamma.params.p = true: must be a positive finite number"),
-        (_drop("bgnbd.params.b"), "bgnbd.params.b is missing"),
-        (_set("bgnbd.params.z", 1.0), "bgnbd.params.z = 1.0: unknown parameter"),
-        (_drop("bgnbd.cov"), "bgnbd.cov is missing"),
-        (_set("bgnbd.cov", [[1.0, 0.0], [0.0, 1.0]]), "bgnbd.cov = [[1.0, 0.0], [0.0, 1.0]]: must be a 4 x 4 matrix"),
-        (_set("bgnbd.cov.0.1", 123.0), "bgnbd.cov[0][1] = 123.0: not symmetric"),
-        (_set("bgnbd.cov.1.2", "x"), 'bgnbd.cov[1][2] = "x": must be a finite number or null'),
-        (_set("gamma_gamma.cov.2", [1.0, 2.0]), "gamma_gamma.cov = "),
-        (_set("bgnbd.bse.r", 1.0), "bgnbd.bse.r = 1.0: inconsistent with the covariance"),
-        (_set("bgnbd.time_unit", "D"), "bgnbd.time_unit = \"D\": disagrees with the model's time_unit 'W'"),
+        (_set("purchases.params.r", -0.24), "purchases.params.r = -0.24: must be a positive finite number"),
+        (_set("purchases.params.r", None), "purchases.params.r = null: must be a positive finite number"),
+        (_set("purchases.params.alpha", "4.4"), 'purchases.params.alpha = "4.4": must be a positive finite number'),
+        (_set("spend.params.q", 0), "spend.params.q = 0: must be a positive finite number"),
+        (_set("spend.params.p", True), "spend.params.p = true: must be a positive finite number"),
+        (_drop("purchases.params.b"), "purchases.params.b is missing"),
+        (_set("purchases.params.z", 1.0), "purchases.params.z = 1.0: unknown parameter"),
+        (_drop("purchases.cov"), "purchases.cov is missing"),
+        (_set("purchases.cov", [[1.0, 0.0], [0.0, 1.0]]), "purchases.cov = [[1.0, 0.0], [0.0, 1.0]]: must be a 4 x 4 matrix"),
+        (_set("purchases.cov.0.1", 123.0), "purchases.cov[0][1] = 123.0: not symmetric"),
+        (_set("purchases.cov.1.2", "x"), 'purchases.cov[1][2] = "x": must be a finite number or null'),
+        (_set("spend.cov.2", [1.0, 2.0]), "spend.cov = "),
+        (_set("purchases.bse.r", 1.0), "purchases.bse.r = 1.0: inconsistent with the covariance"),
+        (_set("purchases.time_unit", "D"), "purchases.time_unit = \"D\": disagrees with the model's time_unit 'W'"),
         (_set("time_unit", "fortnight"), 'time_unit = "fortnight": time unit'),
         (_set("time_unit", 7), "time_unit = 7: must be a time unit"),
         (_drop("time_unit"), "time_unit is missing"),
         (_set("format_version", 0), "format_version = 0: must be a whole number from 1 to"),
         (_set("format_version", 1.5), "format_version = 1.5: must be a whole number from 1 to"),
         (_set("format_version", True), "format_version = true: must be a whole number"),
-        (_set("format_version", 3), "newer than this clv-forecast understands (2); upgrade clv-forecast"),
-        (_set("settings.penalizer", -1), "settings.penalizer = -1: must be a non-negative finite number"),
-        (_set("settings.strict_spend", "no"), 'settings.strict_spend = "no": must be true or false'),
+        (_set("format_version", 4), "newer than this clv-forecast understands (3); upgrade clv-forecast"),
+        (_set("purchases.settings.penalizer", -1), "purchases.settings.penalizer = -1: must be a non-negative finite"),
+        (_set("spend.settings.strict", "no"), 'spend.settings.strict = "no": must be true or false'),
         (_set("settings.maxiter", 5), "settings.maxiter = 5: unknown setting"),
-        (_set("bgnbd.settings.maxiter", 0), "bgnbd.settings.maxiter = 0: must be a whole number >= 1"),
-        (_set("bgnbd.settings.initial_params", {"r": -1}), "bgnbd.settings.initial_params.r = -1: must be a positive"),
-        (_set("bgnbd.converged", "yes"), 'bgnbd.converged = "yes": must be true or false'),
-        (_set("bgnbd.n_rows", -1), "bgnbd.n_rows = -1: must be a whole number >= 0"),
-        (_set("bgnbd.log_likelihood", "high"), 'bgnbd.log_likelihood = "high": must be a finite number or null'),
-        (_set("gamma_gamma.model", "BG/NBD"), "gamma_gamma.model = \"BG/NBD\": expected 'Gamma-Gamma'"),
-        (_set("gamma_gamma.source", "guess"), "gamma_gamma.source = \"guess\": must be 'fit' or 'params'"),
+        (_set("settings.purchases", "gamma_gamma"), "settings.purchases = \"gamma_gamma\": disagrees with purchases.kind"),
+        (_set("purchases.kind", "pareto_nbd"),
+         'purchases.kind = "pareto_nbd": unknown model (this clv-forecast knows bgnbd); upgrade clv-forecast'),
+        (_drop("spend.kind"), "spend.kind is missing"),
+        (_set("purchases.settings.maxiter", 0), "purchases.settings.maxiter = 0: must be a whole number >= 1"),
+        (_set("purchases.settings.initial_params", {"r": -1}), "purchases.settings.initial_params.r = -1: must be a positive"),
+        (_set("purchases.converged", "yes"), 'purchases.converged = "yes": must be true or false'),
+        (_set("purchases.n_rows", -1), "purchases.n_rows = -1: must be a whole number >= 0"),
+        (_set("purchases.log_likelihood", "high"), 'purchases.log_likelihood = "high": must be a finite number or null'),
+        (_set("spend.model", "BG/NBD"), "spend.model = \"BG/NBD\": expected 'Gamma-Gamma'"),
+        (_set("spend.source", "guess"), "spend.source = \"guess\": must be 'fit' or 'params'"),
         (_set("training_data", 5), "training_data = 5: must be an object or null"),
-        (_set("bgnbd", None), "bgnbd = null: must be an object"),
+        (_set("purchases", None), "purchases = null: must be an object"),
     ],
 )
 def test_each_corrupt_field_is_named(saved_doc, tmp_path, edit, message):
@@ -200,8 +204,8 @@ def test_each_corrupt_field_is_named(saved_doc, tmp_path, edit, message):
 
 def test_null_covariance_entries_mean_unavailable(saved_doc, tmp_path, cdnow_rfm):
     doc = json.loads(json.dumps(saved_doc))
-    doc["bgnbd"]["cov"] = [[None] * 4 for _ in range(4)]
-    doc["bgnbd"]["bse"] = {k: None for k in doc["bgnbd"]["bse"]}
+    doc["purchases"]["cov"] = [[None] * 4 for _ in range(4)]
+    doc["purchases"]["bse"] = {k: None for k in doc["purchases"]["bse"]}
     path = tmp_path / "x.json"
     path.write_text(json.dumps(doc))
     model = ClvModel.load(path)
@@ -216,12 +220,12 @@ def test_version_1_files_still_load(cdnow_rfm):
     assert json.loads(path.read_text())["format_version"] == 1
     model = ClvModel.load(path)
     assert model.problems_ == [] and model.time_unit_ == "W"
-    assert model.get_params() == {"penalizer": 0.0, "spend_penalizer": 0.0, "strict_spend": False}
+    assert model.get_params(deep=False) == {"purchases": "bgnbd", "spend": "gamma_gamma"}
     expected = pd.read_csv(DATA / "cdnow_model_v1_clv_head20.csv", index_col=0)
     out = model.clv(cdnow_rfm.head(20), horizon="12M", discount_rate="10%/Y")
     np.testing.assert_allclose(out.to_numpy(), expected.to_numpy(), rtol=1e-12)
     # and it is rewritten as the current version
-    assert model.to_dict()["format_version"] == 2
+    assert model.to_dict()["format_version"] == 3
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])

@@ -185,7 +185,7 @@ def test_logged_model_carries_the_json_model_file_and_a_signature_with_params(ht
     files = {p.name for p in Path(folder).rglob("*")}
     assert "clv_model.json" in files
     data = json.loads(next(Path(folder).rglob("clv_model.json")).read_text())
-    assert data["format"] == "clv-forecast-model" and data["bgnbd"]["params"]["r"] > 0
+    assert data["format"] == "clv-forecast-model" and data["purchases"]["params"]["r"] > 0
     assert {"plots", "tables", "experiment", "report"} <= set(artifacts)
 
 

@@ -1,10 +1,19 @@
-"""The probability models ("buy 'til you die"), one module each.
+"""Deprecated location of the model classes, kept one release: they live in :mod:`clv_forecast.estimators`.
 
-Each module keeps the model's mathematics as small pure vectorised functions (log-likelihood,
-score, Hessian, predictions) and one estimator class that holds the fitted state.
+``clv_forecast.btyd.bgnbd``, ``.gamma_gamma``, ``._mle`` and ``._data`` are the moved modules themselves
+(aliases in ``sys.modules``, not copies), so reading or monkeypatching an attribute through the old name
+reaches the owner.
 """
 
-from .bgnbd import BetaGeoModel
-from .gamma_gamma import GammaGammaModel
+import sys as _sys
+
+from ..estimators import _data, _mle
+from ..estimators.purchases import bgnbd
+from ..estimators.spend import gamma_gamma
+from ..estimators.purchases.bgnbd import BetaGeoModel
+from ..estimators.spend.gamma_gamma import GammaGammaModel
+
+for _name, _module in (("_data", _data), ("_mle", _mle), ("bgnbd", bgnbd), ("gamma_gamma", gamma_gamma)):
+    _sys.modules[f"{__name__}.{_name}"] = _module
 
 __all__ = ["BetaGeoModel", "GammaGammaModel"]

@@ -2,7 +2,7 @@
 
 :func:`score_spark` scores each partition with the same vectorised code as the local path
 (:mod:`clv_forecast.scoring`): every row gets a verdict from the same RFM rules
-(:func:`clv_forecast.btyd._data.rfm_verdict`, texts from :func:`verdict_reasons`), the valid rows are
+(:func:`clv_forecast.estimators._data.rfm_verdict`, texts from :func:`verdict_reasons`), the valid rows are
 scored with :meth:`ClvModel.clv` (with ``interval``, ``clv_lower`` and ``clv_upper`` as in
 :func:`~clv_forecast.scoring.score_file`), the invalid ones keep their reason and null numbers.
 
@@ -81,17 +81,21 @@ def _numbers(column) -> tuple[np.ndarray, np.ndarray]:
 
 def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep: tuple = ()):
     """The function given to ``mapInPandas``: rebuilds the model once per iterator (partition)."""
+    from .. import estimators
+
+    registered = estimators.registered()
 
     def score(frames):
         import pandas as pd
 
-        from ..btyd._data import rfm_verdict, verdict_reasons
+        from ..estimators._data import rfm_verdict, verdict_reasons
         from ..ids import CONTROL_REASON, pandas_ids
         from ..model import ClvModel
         from ..scoring import DUPLICATE_ID, MISSING_ID, NOT_NUMERIC, nonfinite_reasons
 
         names = SCORE_COLUMNS + (INTERVAL_COLUMNS if clv_args.get("interval") is not None else ())
 
+        estimators.restore(registered)  # models registered on the driver (not modules of the package)
         model = ClvModel.from_dict(model_dict, source="model")
         for frame in frames:
             n = len(frame)

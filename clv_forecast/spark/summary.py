@@ -93,19 +93,23 @@ class SparkSummary:
         frame.attrs = dict(self.attrs)
         return frame
 
-    def statistics(self) -> dict:
-        """The compressed sufficient statistics, collected to the driver (pandas frames):
+    def statistics(self, inputs: dict | None = None) -> dict:
+        """The compressed sufficient statistics, collected to the driver (pandas frames), per role grouped
+        by the columns its model reads (``inputs``: role -> columns, the models' ``inputs``; by default
+        BG/NBD's and Gamma-Gamma's):
 
-        * ``"purchases"``: unique ``frequency, recency, T`` with ``count`` (all the BG/NBD fit needs);
-        * ``"spend"``: unique ``frequency, monetary_value`` of the repeat buyers with ``count``
-          (the Gamma-Gamma fit), or None without amounts;
+        * ``"purchases"``: unique purchase inputs (``frequency, recency, T``) with ``count``;
+        * ``"spend"``: unique spend inputs (``frequency, monetary_value``) of the repeat buyers (the rows
+          that carry a mean spend) with ``count``, or None without amounts;
         * ``"holdout"`` (with a calibration split): unique ``frequency, recency, T,
           frequency_holdout`` with ``count`` (the holdout check: expected against actual purchases).
         """
         from pyspark.sql import functions as F
 
         rfm = self.rfm
-        keys = ["frequency", "recency", "T"]
+        inputs = {"purchases": ("frequency", "recency", "T"), "spend": ("frequency", "monetary_value"),
+                  **(inputs or {})}
+        keys = list(inputs["purchases"])
         out = {}
         if self.plan.split:
             out["holdout"] = _collect(rfm.groupBy(*keys, "frequency_holdout").agg(F.count("*").alias("count")),
@@ -116,8 +120,8 @@ class SparkSummary:
             out["purchases"] = _collect(rfm.groupBy(*keys).agg(F.count("*").alias("count")), keys)
         out["spend"] = None
         if self.has_amount:
-            spend = rfm.filter(F.col("frequency") > 0).groupBy("frequency", "monetary_value")
-            out["spend"] = _collect(spend.agg(F.count("*").alias("count")), ["frequency", "monetary_value"])
+            spend = rfm.filter(F.col("frequency") > 0).groupBy(*inputs["spend"])
+            out["spend"] = _collect(spend.agg(F.count("*").alias("count")), list(inputs["spend"]))
         for frame in out.values():
             if frame is not None:
                 frame.attrs = dict(self.attrs)
@@ -436,14 +440,21 @@ def _assemble_frames(plan, has_amount: bool):
     return assemble_batches
 
 
-def fit_spark(summary: SparkSummary, *, penalizer: float = 0.0, spend_penalizer: float = 0.0,
-              strict_spend: bool = False, statistics: dict | None = None):
-    """A :class:`~clv_forecast.model.ClvModel` fitted on the compressed statistics of a Spark summary
-    (the same likelihoods on unique rows with counts: the same model as fitting every customer)."""
+def fit_spark(summary: SparkSummary, model=None, *, penalizer: float | None = None,
+              spend_penalizer: float | None = None, strict_spend: bool | None = None, statistics: dict | None = None):
+    """``model`` (a :class:`~clv_forecast.model.ClvModel`, default ``ClvModel()``) fitted on the compressed
+    statistics of a Spark summary, grouped by its models' ``inputs`` (the same likelihoods on unique rows
+    with counts: the same model as fitting every customer). ``penalizer``, ``spend_penalizer`` and
+    ``strict_spend`` are the deprecated aliases of ``purchases__penalizer``, ``spend__penalizer`` and
+    ``spend__strict`` (kept one release)."""
     from ..model import ClvModel
 
-    stats = summary.statistics() if statistics is None else statistics
-    model = ClvModel(penalizer=penalizer, spend_penalizer=spend_penalizer, strict_spend=strict_spend)
+    model = ClvModel() if model is None else model
+    aliases = {k: v for k, v in (("penalizer", penalizer), ("spend_penalizer", spend_penalizer),
+                                 ("strict_spend", strict_spend)) if v is not None}
+    if aliases:
+        model.set_params(**aliases)
+    stats = summary.statistics(model.inputs()) if statistics is None else statistics
     return model.fit_statistics(stats["purchases"], stats["spend"], time_unit=summary.time_unit,
                                 training=summary.attrs)
 
@@ -473,9 +484,14 @@ def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
                                                                    meta if c == "clv" else None)
                                                        for c in score_columns])
 
+    from .. import estimators
+
+    registered = estimators.registered()
+
     def predict(frames):
         from ..model import ClvModel
 
+        estimators.restore(registered)  # models registered on the driver (not modules of the package)
         worker_model = ClvModel.from_dict(model_dict, source="model")
         for frame in frames:
             if len(frame) == 0:

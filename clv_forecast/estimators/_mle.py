@@ -19,7 +19,7 @@ Units: on log-parameters a change of the time unit (days to weeks: every duratio
 shift of ``log alpha`` by ``log 7`` and a constant added to the log-likelihood (the Jacobian of the
 rescaled durations); its gradient and Hessian in ``theta`` are unchanged. The trust-region steps are
 therefore the same in every unit when the starting points scale with the data's unit too (a model's
-starts: :mod:`clv_forecast.btyd._starts`).
+starts: :mod:`clv_forecast.estimators._starts`).
 
 Covariance: at the maximum the score is zero, so the observed information in natural parameters
 is ``-H(phi)`` and ``cov(phi) = inv(-H(phi))``. This equals the delta method applied to the
@@ -72,7 +72,7 @@ class MLEResult:
     scale_free: tuple[str, ...] = ()  # parameters without a unit (shape parameters), judged by size
     bounds: dict = field(default_factory=dict)  # the model's param_bounds (a fit outside them is a problem)
     #: None, or (kind, reason) when the likelihood's supremum is on a boundary that is a known nested model
-    #: (BG/NBD: :func:`clv_forecast.btyd.bgnbd_boundary.diagnose_boundary`)
+    #: (BG/NBD: :func:`clv_forecast.estimators.purchases._bgnbd_boundary.diagnose_boundary`)
     boundary: tuple[str, str] | None = None
     objective: float = field(default=float("nan"), repr=False)  # the minimised (penalised) objective
 

@@ -7,7 +7,7 @@ What Are the Implications and Is It Worth the Effort?", *J. Business & Economic 
 A customer buys as a Poisson process with rate ``lambda ~ Gamma(r, alpha)`` and never drops out. It
 is BG/NBD's boundary ``a -> 0`` (every dropout probability ``p ~ Beta(a, b)`` is 0): there
 ``B(a, b+x) / B(a, b) -> 1`` and the dropout term ``a / (b+x-1)`` vanishes, so the BG/NBD
-likelihood (:mod:`clv_forecast.btyd.bgnbd`) tends to this one, whatever ``b``. For a customer with
+likelihood (:mod:`clv_forecast.estimators.purchases.bgnbd`) tends to this one, whatever ``b``. For a customer with
 ``x`` repeat purchases observed for ``T`` time units since the first (recency does not matter):
 
 .. math:: \ell = \ln\Gamma(r+x) - \ln\Gamma(r) + r\ln\alpha - (r+x)\ln(\alpha+T)
@@ -16,8 +16,8 @@ likelihood (:mod:`clv_forecast.btyd.bgnbd`) tends to this one, whatever ``b``. F
     E[X(t)] = \frac{r}{\alpha}\,t
 
 (the posterior of ``lambda`` is ``Gamma(r+x, alpha+T)``). Pure vectorised kernels in the style of
-:mod:`~clv_forecast.btyd.bgnbd`; :func:`fit_statistics` fits compressed statistics through
-:func:`clv_forecast.btyd._mle.maximize`. The likelihood depends on ``(x, T)`` only, so the fit runs on
+:mod:`~clv_forecast.estimators.purchases.bgnbd`; :func:`fit_statistics` fits compressed statistics through
+:func:`clv_forecast.estimators._mle.maximize`. The likelihood depends on ``(x, T)`` only, so the fit runs on
 the distinct pairs.
 """
 
@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from . import _mle
-from ._data import ByValue
+from .. import _mle
+from .._data import ByValue
 
 NAME = "NBD"
 PARAM_NAMES = ("r", "alpha")
@@ -94,7 +94,7 @@ def expected_new(t, r, alpha) -> np.ndarray:
 
 def _pairs(x, T, w):
     """Distinct (x, T) pairs with their total weight (the likelihood depends on nothing else)."""
-    from .bgnbd import distinct_pairs
+    from ..base import distinct_pairs
 
     xu, tu, inverse = distinct_pairs(x, T)
     if inverse is None:
@@ -118,7 +118,7 @@ def start(x, T, w) -> list[float]:
 
 def fit_statistics(x, t_x, T, weights=None, *, penalizer: float = 0.0, maxiter: int = 200,
                    x0=None, scales=None) -> _mle.MLEResult:
-    """Fit the NBD to (compressed) statistics; an :class:`~clv_forecast.btyd._mle.MLEResult` with
+    """Fit the NBD to (compressed) statistics; an :class:`~clv_forecast.estimators._mle.MLEResult` with
     standard errors. ``t_x`` is accepted for a uniform signature (the NBD does not use it)."""
     x = np.asarray(x, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)

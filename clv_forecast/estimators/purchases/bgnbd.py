@@ -31,10 +31,12 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from ..errors import ClvInputError
-from ..units import Duration
-from . import _mle, _starts, bgnbd_boundary, nbd
-from ._data import RFM, ByValue, as_frame_index, index_by_value, rfm_arrays
+from ...errors import ClvInputError
+from ...units import Duration
+from .. import _mle, _starts
+from . import _bgnbd_boundary as bgnbd_boundary, _nbd as nbd
+from .._data import ByValue, index_by_value, rfm_arrays
+from ..base import PurchaseModel, _unique_pairs, distinct_pairs  # noqa: F401  (bgnbd.distinct_pairs: old name)
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
 
@@ -227,40 +229,6 @@ def p_alive(frequency, recency, T, r, alpha, a, b) -> np.ndarray:
         np.exp(odds, out=odds)
     odds += 1.0
     return np.reciprocal(odds, out=odds)
-
-
-def _unique_pairs(x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (x, T) pairs and each row's position among them, in O(n) without sorting.
-
-    x goes through the whole-number table of :func:`index_by_value`, T through a hash
-    factorisation; the pair code then indexes a dense occupancy table when that is small
-    (the usual case: few distinct x and T), else is factorised again.
-    """
-    x_values, x_codes = index_by_value(x)
-    t_codes, t_values = pd.factorize(T, sort=False)
-    n_t = len(t_values)
-    key = x_codes.astype(np.int64) * n_t + t_codes
-    size = len(x_values) * n_t
-    if size <= 4 * len(key):
-        seen = np.zeros(size, dtype=bool)
-        seen[key] = True
-        pairs = np.flatnonzero(seen)
-        position = np.empty(size, dtype=np.int64)
-        position[pairs] = np.arange(len(pairs))
-        codes = position[key]
-    else:
-        codes, pairs = pd.factorize(key, sort=False)
-    return x_values[pairs // n_t], t_values[pairs % n_t], codes
-
-
-def distinct_pairs(x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Distinct (x, T) pairs and each row's position, when deduplicating pays (more than 2,000 rows,
-    fewer than half of them distinct); otherwise the rows themselves and ``None``."""
-    if x.size > 2_000:
-        xu, tu, inverse = _unique_pairs(x, T)
-        if len(xu) < x.size // 2:
-            return xu, tu, inverse
-    return x, T, None
 
 
 def _bracket_forms(t, x, T, r, alpha, a, b) -> np.ndarray:
@@ -690,7 +658,7 @@ def prob_purchases(n, t, r, alpha, a, b) -> np.ndarray:
     return np.exp(np.logaddexp(first, second))
 
 
-class BetaGeoModel(_mle.MLEModel):
+class BetaGeoModel(PurchaseModel):
     """BG/NBD purchase model fitted by maximum likelihood (see the module docstring).
 
     Parameters
@@ -703,9 +671,9 @@ class BetaGeoModel(_mle.MLEModel):
     initial_params : dict, optional
         The first starting values; by default ``r, alpha`` of the NBD fitted to the same data and
         ``a = b = 1``. When the fit from there is not a clean interior maximum, further starts are tried
-        and the best log-likelihood wins (:mod:`clv_forecast.btyd._starts`; ``result_.extra["starts"]``
+        and the best log-likelihood wins (:mod:`clv_forecast.estimators._starts`; ``result_.extra["starts"]``
         counts them). When the supremum is on a boundary that is a nested model, ``result_.boundary``
-        says which (:func:`clv_forecast.btyd.bgnbd_boundary.diagnose_boundary`) and ``boundary_result_``
+        says which (:func:`clv_forecast.estimators.purchases._bgnbd_boundary.diagnose_boundary`) and ``boundary_result_``
         holds that model's fit.
     maxiter : int
         Iteration limit of the trust-region optimiser.
@@ -718,6 +686,7 @@ class BetaGeoModel(_mle.MLEModel):
     time_unit_ : str, the time unit of recency, T and every horizon
     """
 
+    kind = "bgnbd"
     name = "BG/NBD"
     param_names = PARAM_NAMES
     scale_free_params = ("r", "a", "b")
@@ -776,58 +745,35 @@ class BetaGeoModel(_mle.MLEModel):
         self._store(result, rfm.time_unit)
         return self
 
-    # -- state -----------------------------------------------------------------------------
-    def _horizon(self, t) -> np.ndarray:
-        if isinstance(t, (str, Duration)):
-            if self.time_unit_ is None:
-                raise ClvInputError(f"horizon {t}: the model's time unit is unknown; fit with time_unit=... or give t in model units")
-            return np.asarray(Duration.parse(t).to(self.time_unit_))
-        t = np.asarray(t, dtype=np.float64)
-        if np.any(~np.isfinite(t)) or np.any(t < 0):
-            raise ClvInputError(f"horizon {t!r}: must be non-negative and finite")
-        return t
+    # -- kernels (the public predictions are PurchaseModel's) ------------------------------
+    @staticmethod
+    def _loglik(params, frequency, recency, T) -> np.ndarray:
+        return loglik(*params, frequency, recency, T)
 
-    # -- predictions -----------------------------------------------------------------------
-    def expected_purchases(self, t):
-        """E[X(t)] for a newly acquired customer; ``t`` in model units or with a unit ("12M")."""
-        return expected_purchases(self._horizon(t), *self._check_fitted())
+    @staticmethod
+    def _loglik_derivatives(params, frequency, recency, T, weights=None):
+        return loglik_derivatives(params, frequency, recency, T, weights)
 
-    def prob_purchases(self, n, t):
-        """P(X(t) = n) for a newly acquired customer."""
-        return prob_purchases(n, self._horizon(t), *self._check_fitted())
+    @staticmethod
+    def _p_alive(params, x, t_x, T) -> np.ndarray:
+        return p_alive(x, t_x, T, *params)
 
-    def _rfm(self, data, frequency, recency, T, time_unit) -> RFM:
-        """Validated inputs with recency and T in the model's time unit (converted from the table's
-        unit, ``attrs["time_unit"]``, or the declared ``time_unit``, when it differs)."""
-        return rfm_arrays(data, frequency=frequency, recency=recency, T=T, time_unit=time_unit,
-                          model_unit=self.time_unit_, with_weights=False)
+    @staticmethod
+    def _expected_if_alive(params, times, x, T) -> np.ndarray:
+        return _expected_if_alive(times, x, T, *params, dedupe=False)
 
-    def conditional_expected_purchases(self, t, data=None, *, frequency=None, recency=None, T=None, time_unit=None):
-        """Expected purchases in (T, T+t] per customer.
+    @staticmethod
+    def _expected_new(params, t) -> np.ndarray:
+        return expected_purchases(t, *params)
 
-        ``time_unit`` declares the unit of recency and T for input without ``attrs["time_unit"]``;
-        inputs in another unit than the model's are converted (see :func:`rfm_arrays`).
-        """
-        params = self._check_fitted()
-        rfm = self._rfm(data, frequency, recency, T, time_unit)
-        return conditional_expected_purchases(self._horizon(t), rfm.frequency, rfm.recency, rfm.T, *params)
+    @staticmethod
+    def _prob_purchases(params, n, t) -> np.ndarray:
+        return prob_purchases(n, t, *params)
 
-    def p_alive(self, data=None, *, frequency=None, recency=None, T=None, time_unit=None):
-        """P(customer still active at T); ``time_unit`` as in :meth:`conditional_expected_purchases`."""
-        params = self._check_fitted()
-        rfm = self._rfm(data, frequency, recency, T, time_unit)
-        return p_alive(rfm.frequency, rfm.recency, rfm.T, *params)
+    def population(self) -> dict:
+        """Purchase rates ``lambda ~ Gamma(r, alpha)`` (per time unit) and dropout probabilities
+        ``p ~ Beta(a, b)``, as frozen scipy distributions."""
+        from scipy import stats
 
-    def predict(self, data, horizon="39W", *, time_unit=None) -> pd.DataFrame:
-        """Per customer: ``expected_purchases`` in (T, T+horizon] and ``p_alive``, indexed like ``data``.
-
-        Each distinct (frequency, T) pair's hypergeometric term is evaluated once. ``time_unit``
-        declares the table's unit when it has no ``attrs["time_unit"]``.
-        """
-        params = self._check_fitted()
-        rfm = self._rfm(data, None, None, None, time_unit)
-        h = float(self._horizon(horizon))
-
-        alive = p_alive(rfm.frequency, rfm.recency, rfm.T, *params)
-        expected = alive * _expected_if_alive(h, rfm.frequency, rfm.T, *params)
-        return pd.DataFrame({"expected_purchases": expected, "p_alive": alive}, index=as_frame_index(data, len(rfm)))
+        r, alpha, a, b = self._check_fitted()
+        return {"purchase_rate": stats.gamma(r, scale=1.0 / alpha), "dropout": stats.beta(a, b)}

@@ -1,6 +1,6 @@
 r"""Constant dropout: NBD purchases with one geometric dropout probability for every customer.
 
-BG/NBD (Fader, Hardie and Lee 2005, :mod:`clv_forecast.btyd.bgnbd`) draws each customer's dropout
+BG/NBD (Fader, Hardie and Lee 2005, :mod:`clv_forecast.estimators.purchases.bgnbd`) draws each customer's dropout
 probability from ``Beta(a, b)``. Its boundary ``a, b -> infinity`` with ``a / (a + b) = p`` fixed is a
 Beta distribution concentrated on ``p``: every customer drops out with the same probability ``p``
 after each repeat purchase (no heterogeneity in dropout), while the purchase rate is still
@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from . import _mle
-from ._data import ByValue, index_by_value
+from .. import _mle
+from .._data import ByValue, index_by_value
 
 NAME = "constant dropout"
 PARAM_NAMES = ("r", "alpha", "p")
@@ -154,9 +154,9 @@ def expected_new(t, r, alpha, p) -> np.ndarray:
 
 def fit_statistics(x, t_x, T, weights=None, *, penalizer: float = 0.0, maxiter: int = 200,
                    x0=None, scales=None) -> _mle.MLEResult:
-    """Fit to (compressed) statistics; an :class:`~clv_forecast.btyd._mle.MLEResult` in (r, alpha, p)
+    """Fit to (compressed) statistics; an :class:`~clv_forecast.estimators._mle.MLEResult` in (r, alpha, p)
     with standard errors (the fit runs on the odds; ``x0`` and ``scales`` are in (r, alpha, odds))."""
-    from . import nbd
+    from . import _nbd as nbd
 
     x = np.asarray(x, dtype=np.float64)
     t_x = np.asarray(t_x, dtype=np.float64)

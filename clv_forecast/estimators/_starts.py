@@ -7,7 +7,7 @@ summarised in days or in weeks) decides which way the optimiser goes. So a fit t
 keeps the best (penalised) log-likelihood:
 
 * the first start is data-driven: ``(r, alpha)`` from the NBD fitted to the distinct ``(x, T)`` pairs
-  (:func:`clv_forecast.btyd.nbd.fit_statistics`, a 2-parameter fit on a few thousand rows: cheap), with
+  (:func:`clv_forecast.estimators.purchases._nbd.fit_statistics`, a 2-parameter fit on a few thousand rows: cheap), with
   ``(a, b) = (1, 1)``; ``initial_params`` given by the user replace it;
 * when that fit is not a clean interior maximum (it did not converge, runs off towards a boundary, is
   not identified), or when the NBD (BG/NBD's boundary ``a -> 0``) reaches at least its log-likelihood,
@@ -16,7 +16,7 @@ keeps the best (penalised) log-likelihood:
 
 Units: ``r``, ``a``, ``b`` have no unit and ``alpha`` comes from the data in the data's unit, so every
 start scales with the unit; on log-parameters a change of unit is a shift of ``log alpha``, and the
-optimiser's path is the same in every unit (:mod:`clv_forecast.btyd._mle`).
+optimiser's path is the same in every unit (:mod:`clv_forecast.estimators._mle`).
 """
 
 from __future__ import annotations

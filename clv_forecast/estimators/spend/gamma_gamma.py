@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from ..errors import ClvInputError, DataWarning, IdentificationError, row_error
-from . import _mle
-from ._data import ByValue, as_frame_index, column, time_unit_of, weights_of, whole_number_frequency
+from ...errors import ClvInputError, DataWarning, IdentificationError, row_error
+from .. import _mle
+from .._data import ByValue, as_frame_index, column, time_unit_of, weights_of, whole_number_frequency
+from ..base import SpendModel
 
 PARAM_NAMES = ("p", "q", "v")
 
@@ -161,7 +162,7 @@ def spend_frequency_correlation(frequency, monetary_value, weights=None) -> floa
     return float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]))
 
 
-class GammaGammaModel(_mle.MLEModel):
+class GammaGammaModel(SpendModel):
     """Gamma-Gamma spend model fitted by maximum likelihood (see the module docstring).
 
     Parameters
@@ -181,6 +182,7 @@ class GammaGammaModel(_mle.MLEModel):
     spend_frequency_correlation_ (the model assumes none).
     """
 
+    kind = "gamma_gamma"
     name = "Gamma-Gamma"
     param_names = PARAM_NAMES
     scale_free_params = ("p", "q")
@@ -219,7 +221,7 @@ class GammaGammaModel(_mle.MLEModel):
                 raise ClvInputError(f"{source}: column 'monetary_value': {msg}")
             warnings.warn(msg + "; they are left out of the fit ({{strict=True}} makes this an error)",
                           DataWarning, stacklevel=2)
-        keep = repeat & ~bad
+        keep = (w > 0) & type(self)._fit_rows(x, m)  # = repeat & ~bad
         extreme = keep & ((m > MAX_SPEND) | (m < 1.0 / MAX_SPEND))
         if extreme.any():
             rows = np.flatnonzero(extreme)
@@ -271,22 +273,24 @@ class GammaGammaModel(_mle.MLEModel):
         self._check_fitted()
         return float(self.result_.extra.get("spend_frequency_correlation", float("nan")))
 
-    def conditional_expected_spend(self, data=None, *, frequency=None, monetary_value=None) -> np.ndarray:
-        """Expected spend per transaction for each customer (population mean for frequency 0)."""
-        params = self._check_fitted()
-        source = "RFM table" if data is not None else "input"
-        x = column(data, "frequency", frequency, source)
-        m = column(data, "monetary_value", monetary_value, source)
-        warn_outside_model(x, m, as_frame_index(data, len(x)))
+    # -- kernels (the public predictions are SpendModel's) ---------------------------------
+    @staticmethod
+    def _loglik(params, frequency, monetary_value) -> np.ndarray:
+        return loglik(*params, frequency, monetary_value)
+
+    @staticmethod
+    def _loglik_derivatives(params, frequency, monetary_value, weights=None):
+        return loglik_derivatives(params, frequency, monetary_value, weights)
+
+    @staticmethod
+    def _expected_spend(params, x, m) -> np.ndarray:
         return conditional_expected_spend(x, m, *params)
 
-    def predict(self, data, horizon=None) -> pd.DataFrame:
-        """Per customer: ``expected_spend`` per purchase (spend has no horizon; accepted for a uniform API)."""
-        spend = self.conditional_expected_spend(data)
-        return pd.DataFrame({"expected_spend": spend}, index=as_frame_index(data, len(spend)))
+    @staticmethod
+    def _fit_rows(x, m) -> np.ndarray:
+        """Repeat buyers with a positive mean spend (the model's spends are positive)."""
+        return (np.asarray(x) > 0) & (np.asarray(m) > 0)
 
-    @property
-    def mean_spend_(self) -> float:
-        """Population mean spend per transaction, ``p v / (q - 1)`` (infinite when q <= 1)."""
-        p, q, v = self._check_fitted()
-        return p * v / (q - 1) if q > 1 else float("inf")
+    @classmethod
+    def check_inputs(cls, x, m, index) -> None:
+        warn_outside_model(x, m, index)

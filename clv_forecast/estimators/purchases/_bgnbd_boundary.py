@@ -1,12 +1,12 @@
 r"""Which boundary a BG/NBD fit without an interior maximum is on, and the nested model there.
 
-The BG/NBD likelihood (:mod:`clv_forecast.btyd.bgnbd`) has two boundaries that are known, simpler
+The BG/NBD likelihood (:mod:`clv_forecast.estimators.purchases.bgnbd`) has two boundaries that are known, simpler
 models:
 
 * ``a -> 0`` (``b`` free): every dropout probability is 0, the data show no dropout, and the
-  likelihood tends to the NBD's (Ehrenberg 1959; :mod:`clv_forecast.btyd.nbd`), parameters ``r, alpha``;
+  likelihood tends to the NBD's (Ehrenberg 1959; :mod:`clv_forecast.estimators.purchases._nbd`), parameters ``r, alpha``;
 * ``a, b -> infinity`` with ``a / (a + b) = p``: one dropout probability for every customer, no
-  heterogeneity in dropout (:mod:`clv_forecast.btyd.constant_dropout`), parameters ``r, alpha, p``.
+  heterogeneity in dropout (:mod:`clv_forecast.estimators.purchases._constant_dropout`), parameters ``r, alpha, p``.
 
 A fit whose supremum is on one of them sends ``a`` (or ``a`` and ``b``) off and stops somewhere on
 the way, with a singular information matrix or shape parameters of 1e7 or 1e-9. The size of the
@@ -14,7 +14,7 @@ values reached alone does not say whether the supremum is on a boundary (an inte
 at ``a = 0.003``) nor on which; the likelihood does: the nested model is BG/NBD's limit, so BG/NBD's
 supremum is at least the nested model's maximum, and the boundary holds the supremum exactly when the
 nested model's maximised log-likelihood reaches the best BG/NBD log-likelihood found (from every start,
-:mod:`clv_forecast.btyd._starts`) within :data:`TOLERANCE_PER_CUSTOMER` per customer. When both do
+:mod:`clv_forecast.estimators._starts`) within :data:`TOLERANCE_PER_CUSTOMER` per customer. When both do
 (``p -> 0`` of constant dropout is the NBD again) the simpler NBD is named.
 
 Not covered: ``a, b -> 0`` with ``a / (a + b)`` fixed (a share of the customers drops out at their first
@@ -28,7 +28,8 @@ import warnings
 
 import numpy as np
 
-from . import _mle, constant_dropout, nbd
+from .. import _mle
+from . import _constant_dropout as constant_dropout, _nbd as nbd
 
 #: the nested model "reaches" BG/NBD's best log-likelihood when it is at most this much lower per
 #: customer (the optimiser stops on its way to the boundary a few 1e-9 per customer short of it)

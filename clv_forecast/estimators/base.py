@@ -1,0 +1,315 @@
+r"""The two model bases: every public method written once, each model supplies small vectorised kernels.
+
+A purchase model (:class:`PurchaseModel`, role ``"purchases"``) writes, as ``@staticmethod`` s taking the
+parameter vector first and then its data columns in the order of :attr:`Estimator.inputs`:
+
+* ``_loglik(params, *columns)``: the (n,) log-likelihood per row;
+* ``_loglik_derivatives(params, *columns, weights)`` (optional): the weighted total, score and Hessian in the
+  natural parameters; without it :meth:`Estimator._loglik_derivatives` differentiates ``_loglik``
+  numerically (the contract suite checks an analytic one against finite differences);
+* ``_p_alive(params, x, t_x, T)``: (n,) P(alive | x, t_x, T);
+* ``_expected_if_alive(params, times, x, T)``: (n, k) expected purchases in (T, T + t_j] of a customer still
+  alive, at the k horizons ``times``; it depends on (x, T) only, so the base evaluates it once per distinct
+  (x, T) pair;
+* ``_expected_new(params, t)``: E[X(t)] of a newly acquired customer;
+* ``_prob_purchases(params, n, t)`` (optional): P(X(t) = n) of a newly acquired customer.
+
+Two kernels suffice for every conditional prediction because
+
+.. math:: E[Y(t) \mid x, t_x, T] = P(\text{alive} \mid x, t_x, T)\; E[Y(t) \mid \text{alive}, x, T]
+
+(Fader, Hardie & Lee 2005, eq. 10 for BG/NBD; the same factorisation holds for MBG/NBD, Pareto/NBD and BG/BB).
+
+A spend model (:class:`SpendModel`, role ``"spend"``) writes ``_expected_spend(params, x, m)`` (expected
+spend per transaction given x repeat purchases of mean value m) and ``_fit_rows(x, m)`` (the rows its
+likelihood can use); optionally ``check_inputs`` (say which rows are outside the model).
+
+Every estimator class carries ``kind`` (its module's name: the registry key, the model-file key, the CLI and
+experiment value), ``name`` (for display), ``role``, ``param_names``, ``inputs`` (the RFM columns it
+reads), ``scale_free_params`` and ``param_bounds``. How to add a model: ``CONTRIBUTING.md``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ClvInputError, NotFittedError  # noqa: F401  (NotFittedError: part of the interface)
+from ..units import Duration
+from . import _mle
+from ._data import RFM, as_frame_index, column, index_by_value, rfm_arrays
+
+
+class Estimator(_mle.MLEModel):
+    """A model fitted by maximum likelihood: settings from the constructor's signature, ``params_`` and
+    ``result_`` after ``fit`` (scikit-learn style), ``from_params``, ``to_dict``/``from_dict``, ``summary``,
+    ``summary_frame``, ``problems_``, ``check_reliable`` and ``repr`` (from :class:`_mle.MLEModel`)."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = "model"
+    role: ClassVar[str] = ""
+    inputs: ClassVar[tuple[str, ...]] = ()
+
+    # -- settings: scikit-learn's get_params(deep=True) / set_params(a__b) ---------------------
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor arguments by name; with ``deep``, those of estimator-valued settings too
+        (``purchases__penalizer``)."""
+        out = {}
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            out[name] = value
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update({f"{name}__{k}": v for k, v in value.get_params(deep=True).items()})
+        return out
+
+    def set_params(self, **params):
+        """Change settings (effective at the next ``fit``); ``a__b`` sets ``b`` of the estimator in ``a``."""
+        nested: dict[str, dict] = {}
+        plain = {}
+        for key, value in params.items():
+            head, sep, rest = key.partition("__")
+            if sep:
+                nested.setdefault(head, {})[rest] = value
+            else:
+                plain[key] = value
+        if plain:
+            super().set_params(**plain)
+        valid = self._get_param_names()
+        for head, values in nested.items():
+            if head not in valid:
+                raise ClvInputError(f"{type(self).__name__} has no setting {head!r}; settings are: {', '.join(valid)}",
+                                    argument=f"{head}__{next(iter(values))}", value=next(iter(values.values())))
+            getattr(self, head).set_params(**values)
+        return self
+
+    def check_fitted(self) -> tuple[float, ...]:
+        """The fitted parameters in the order of ``param_names``; :class:`NotFittedError` before ``fit``."""
+        return self._check_fitted()
+
+    # -- results ------------------------------------------------------------------------------
+    def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Estimates, standard errors and Wald ``1 - alpha`` intervals, one row per parameter."""
+        self._check_fitted()
+        return self.result_.summary_frame(alpha)
+
+    # -- kernels ------------------------------------------------------------------------------
+    @staticmethod
+    def _loglik(params, *columns) -> np.ndarray:  # pragma: no cover - every model writes it
+        raise NotImplementedError
+
+    @classmethod
+    def _loglik_derivatives(cls, params, *columns, weights=None):
+        """Weighted total log-likelihood, score and Hessian in the natural parameters, by central differences
+        of :meth:`_loglik` on the log scale (relative steps; a model with analytic derivatives overrides it)."""
+        phi = np.asarray(params, dtype=np.float64)
+        k = len(phi)
+        w = None if weights is None else np.asarray(weights, dtype=np.float64)
+
+        def total(p):
+            ll = cls._loglik(p, *columns)
+            return float(np.sum(ll) if w is None else np.dot(w, ll))
+
+        h = 1e-4
+        ll0 = total(phi)
+        score, hess = np.zeros(k), np.zeros((k, k))
+        # derivatives in theta = log(phi), then back to phi (d/dphi = 1/phi d/dtheta)
+        g = np.zeros(k)
+        for i in range(k):
+            up, down = phi.copy(), phi.copy()
+            up[i] *= np.exp(h)
+            down[i] *= np.exp(-h)
+            g[i] = (total(up) - total(down)) / (2 * h)
+            hess[i, i] = (total(up) - 2 * ll0 + total(down)) / h**2
+            for j in range(i):
+                pp, pm, mp, mm = phi.copy(), phi.copy(), phi.copy(), phi.copy()
+                pp[i] *= np.exp(h); pp[j] *= np.exp(h)  # noqa: E702
+                pm[i] *= np.exp(h); pm[j] *= np.exp(-h)  # noqa: E702
+                mp[i] *= np.exp(-h); mp[j] *= np.exp(h)  # noqa: E702
+                mm[i] *= np.exp(-h); mm[j] *= np.exp(-h)  # noqa: E702
+                hess[i, j] = hess[j, i] = (total(pp) - total(pm) - total(mp) + total(mm)) / (4 * h * h)
+        score = g / phi
+        hess = (hess - np.diag(g)) / phi[:, None] / phi[None, :]
+        return ll0, score, hess
+
+    @classmethod
+    def _not_available(cls, what: str):
+        raise ClvInputError(f"{what} is not available for {cls.name}")
+
+
+def _unique_pairs(x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (x, T) pairs and each row's position among them, in O(n) without sorting.
+
+    x goes through the whole-number table of :func:`index_by_value`, T through a hash
+    factorisation; the pair code then indexes a dense occupancy table when that is small
+    (the usual case: few distinct x and T), else is factorised again.
+    """
+    x_values, x_codes = index_by_value(x)
+    t_codes, t_values = pd.factorize(T, sort=False)
+    n_t = len(t_values)
+    key = x_codes.astype(np.int64) * n_t + t_codes
+    size = len(x_values) * n_t
+    if size <= 4 * len(key):
+        seen = np.zeros(size, dtype=bool)
+        seen[key] = True
+        pairs = np.flatnonzero(seen)
+        position = np.empty(size, dtype=np.int64)
+        position[pairs] = np.arange(len(pairs))
+        codes = position[key]
+    else:
+        codes, pairs = pd.factorize(key, sort=False)
+    return x_values[pairs // n_t], t_values[pairs % n_t], codes
+
+
+def distinct_pairs(x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Distinct (x, T) pairs and each row's position, when deduplicating pays (more than 2,000 rows,
+    fewer than half of them distinct); otherwise the rows themselves and ``None``."""
+    if x.size > 2_000:
+        xu, tu, inverse = _unique_pairs(x, T)
+        if len(xu) < x.size // 2:
+            return xu, tu, inverse
+    return x, T, None
+
+
+class PurchaseModel(Estimator):
+    """Base of the purchase models: predictions written once over the model's kernels (module docstring)."""
+
+    role: ClassVar[str] = "purchases"
+    inputs: ClassVar[tuple[str, ...]] = ("frequency", "recency", "T")
+
+    # -- kernels (each model writes the first four) ---------------------------------------------
+    @staticmethod
+    def _p_alive(params, x, t_x, T) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    @staticmethod
+    def _expected_if_alive(params, times, x, T) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    @staticmethod
+    def _expected_new(params, t) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    @classmethod
+    def _prob_purchases(cls, params, n, t) -> np.ndarray:
+        cls._not_available("P(X(t) = n) (prob_purchases)")
+
+    def population(self) -> dict:
+        """The fitted heterogeneity as frozen scipy distributions by label (for plots); optional."""
+        self._not_available("population()")
+
+    @classmethod
+    def _if_alive(cls, params, t, x, T) -> np.ndarray:
+        """``_expected_if_alive`` at horizon(s) ``t`` (a scalar: (n,); a vector: (n, k)), once per distinct
+        (x, T) pair."""
+        t = np.asarray(t, dtype=np.float64)
+        xu, tu, inverse = distinct_pairs(x, T)
+        out = cls._expected_if_alive(params, np.atleast_1d(t).ravel(), xu, tu)
+        if inverse is not None:
+            out = out[inverse]
+        return out[:, 0] if t.ndim == 0 else out
+
+    # -- public methods ---------------------------------------------------------------------------
+    def horizon(self, t) -> np.ndarray:
+        """A horizon in the model's time unit: ``"39W"``/:class:`Duration` converted, a number taken as it is."""
+        if isinstance(t, (str, Duration)):
+            if self.time_unit_ is None:
+                raise ClvInputError(f"horizon {t}: the model's time unit is unknown; fit with time_unit=... or give t in model units")
+            return np.asarray(Duration.parse(t).to(self.time_unit_))
+        t = np.asarray(t, dtype=np.float64)
+        if np.any(~np.isfinite(t)) or np.any(t < 0):
+            raise ClvInputError(f"horizon {t!r}: must be non-negative and finite")
+        return t
+
+    _horizon = horizon  # the name before the base classes (kept for callers of the private name)
+
+    def expected_purchases(self, t):
+        """E[X(t)] for a newly acquired customer; ``t`` in model units or with a unit ("12M")."""
+        params = self._check_fitted()
+        return type(self)._expected_new(params, self.horizon(t))
+
+    def prob_purchases(self, n, t):
+        """P(X(t) = n) for a newly acquired customer."""
+        params = self._check_fitted()
+        return type(self)._prob_purchases(params, n, self.horizon(t))
+
+    def _rfm(self, data, frequency, recency, T, time_unit) -> RFM:
+        """Validated inputs with recency and T in the model's time unit (converted from the table's
+        unit, ``attrs["time_unit"]``, or the declared ``time_unit``, when it differs)."""
+        return rfm_arrays(data, frequency=frequency, recency=recency, T=T, time_unit=time_unit,
+                          model_unit=self.time_unit_, with_weights=False)
+
+    def conditional_expected_purchases(self, t, data=None, *, frequency=None, recency=None, T=None, time_unit=None):
+        """Expected purchases in (T, T+t] per customer: ``P(alive) * E[Y(t) | alive, x, T]``. ``t`` is a
+        scalar or a vector of horizons (one column each).
+
+        ``time_unit`` declares the unit of recency and T for input without ``attrs["time_unit"]``;
+        inputs in another unit than the model's are converted (see :func:`rfm_arrays`).
+        """
+        params = self._check_fitted()
+        rfm = self._rfm(data, frequency, recency, T, time_unit)
+        alive = type(self)._p_alive(params, rfm.frequency, rfm.recency, rfm.T)
+        if_alive = type(self)._if_alive(params, self.horizon(t), rfm.frequency, rfm.T)
+        if if_alive.ndim == 2 and alive.ndim == 1:
+            alive = alive[:, None]
+        return alive * if_alive
+
+    def p_alive(self, data=None, *, frequency=None, recency=None, T=None, time_unit=None):
+        """P(customer still active at T); ``time_unit`` as in :meth:`conditional_expected_purchases`."""
+        params = self._check_fitted()
+        rfm = self._rfm(data, frequency, recency, T, time_unit)
+        return type(self)._p_alive(params, rfm.frequency, rfm.recency, rfm.T)
+
+    def predict(self, data, horizon="39W", *, time_unit=None) -> pd.DataFrame:
+        """Per customer: ``expected_purchases`` in (T, T+horizon] and ``p_alive``, indexed like ``data``.
+
+        The if-alive term is evaluated once per distinct (frequency, T) pair. ``time_unit``
+        declares the table's unit when it has no ``attrs["time_unit"]``.
+        """
+        params = self._check_fitted()
+        rfm = self._rfm(data, None, None, None, time_unit)
+        h = float(self.horizon(horizon))
+        alive = type(self)._p_alive(params, rfm.frequency, rfm.recency, rfm.T)
+        expected = alive * type(self)._if_alive(params, h, rfm.frequency, rfm.T)
+        return pd.DataFrame({"expected_purchases": expected, "p_alive": alive}, index=as_frame_index(data, len(rfm)))
+
+
+class SpendModel(Estimator):
+    """Base of the spend models: expected spend per transaction written once over ``_expected_spend``."""
+
+    role: ClassVar[str] = "spend"
+    inputs: ClassVar[tuple[str, ...]] = ("frequency", "monetary_value")
+
+    @staticmethod
+    def _expected_spend(params, x, m) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    @staticmethod
+    def _fit_rows(x, m) -> np.ndarray:
+        """The rows the likelihood can use (by default: repeat buyers with a positive mean spend)."""
+        return (np.asarray(x) > 0) & (np.asarray(m) > 0)
+
+    @classmethod
+    def check_inputs(cls, x, m, index) -> None:
+        """Say (a warning) which rows are outside the model; by default nothing is."""
+
+    def conditional_expected_spend(self, data=None, *, frequency=None, monetary_value=None) -> np.ndarray:
+        """Expected spend per transaction for each customer (population mean for frequency 0)."""
+        params = self._check_fitted()
+        source = "RFM table" if data is not None else "input"
+        x = column(data, "frequency", frequency, source)
+        m = column(data, "monetary_value", monetary_value, source)
+        type(self).check_inputs(x, m, as_frame_index(data, len(x)))
+        return type(self)._expected_spend(params, x, m)
+
+    def predict(self, data, horizon=None) -> pd.DataFrame:
+        """Per customer: ``expected_spend`` per purchase (spend has no horizon; accepted for a uniform API)."""
+        spend = self.conditional_expected_spend(data)
+        return pd.DataFrame({"expected_spend": spend}, index=as_frame_index(data, len(spend)))
+
+    @property
+    def mean_spend_(self) -> float:
+        """Population mean spend per transaction (a customer without repeat purchases); inf when unbounded."""
+        params = self._check_fitted()
+        return float(type(self)._expected_spend(params, np.zeros(1), np.zeros(1))[0])

@@ -1,0 +1,138 @@
+"""Every model through every door (issue 18): for each discovered (purchase kind, spend kind) and for a test-only
+twin pair registered here, the same path: fit (the pipeline) -> report names the models -> CLV with interval ->
+save/load -> score_file -> the MLflow pyfunc -> Spark scoring equals local CLV.
+
+The twins are subclasses defined in this file with their own ``kind`` and ``name`` and nothing else: they pass
+unchanged, so no consumer knows a model by its name (CONTRIBUTING.md describes what a new model writes).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clv_forecast import estimators, experiment
+from clv_forecast.errors import DataWarning
+from clv_forecast.estimators.purchases.bgnbd import BetaGeoModel
+from clv_forecast.estimators.spend.gamma_gamma import GammaGammaModel
+from clv_forecast.model import ClvModel
+
+
+class TwinBG(BetaGeoModel):
+    """BG/NBD under another kind and name: a model no consumer has heard of."""
+
+    kind = "twin"
+    name = "Twin BG"
+
+
+class TwinGG(GammaGammaModel):
+    kind = "twin_spend"
+    name = "Twin GG"
+
+
+PAIRS = [(p, s) for p in estimators.available("purchases") for s in estimators.available("spend")]
+PAIRS += [("twin", "twin_spend")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def twins():
+    """Register the twins for this module (and let Spark's closures carry them to the executors by value)."""
+    from pyspark import cloudpickle
+
+    estimators.register(TwinBG)
+    estimators.register(TwinGG)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    estimators.unregister("twin", "purchases")
+    estimators.unregister("twin_spend", "spend")
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """One pipeline run per pair (fit, holdout check, CLV with a 90 % interval), shared by the checks."""
+    out = {}
+    for purchases, spend in PAIRS:
+        spec = experiment.cdnow_spec()
+        spec["model"].update(purchases=purchases, spend=spend)
+        spec["output"].update(model=None, report=None, predictions=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)
+            out[purchases, spend] = experiment.run(spec, save=False, analyse=False)
+    return out
+
+
+def _table(result, n=300):
+    rfm = result.summary.head(n)
+    return rfm[["frequency", "recency", "T", "monetary_value"]].copy()
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids="+".join)
+def test_fit_report_and_clv_with_interval(pair, runs):
+    result = runs[pair]
+    model = result.model
+    assert [sub.kind for _, sub in model.parts()] == list(pair)
+    assert model.problems_ == []
+    table = result.predictions
+    assert {"clv", "clv_lower", "clv_upper"} <= set(table.columns)
+    assert np.all(np.isfinite(table[["clv", "clv_lower", "clv_upper"]].to_numpy()))
+    assert np.all(table["clv_lower"] <= table["clv"]) and np.all(table["clv"] <= table["clv_upper"])
+    html = experiment._report_document(result)
+    for _, sub in model.parts():
+        assert sub.name in html
+    if pair == ("twin", "twin_spend"):  # the twins are the built-in models under other names: same numbers
+        builtin = runs["bgnbd", "gamma_gamma"]
+        pd.testing.assert_frame_equal(table, builtin.predictions, check_exact=True)
+        assert "BG/NBD" not in html and "Gamma-Gamma" not in html
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids="+".join)
+def test_save_load_score_file_and_pyfunc(pair, runs, tmp_path):
+    import mlflow.pyfunc
+
+    from clv_forecast import tracking
+    from clv_forecast.scoring import score_file
+
+    model = runs[pair].model
+    path = model.save(tmp_path / "m.json")
+    doc = json.loads(path.read_text())
+    assert (doc["purchases"]["kind"], doc["spend"]["kind"]) == pair
+    loaded = ClvModel.load(path)
+    table = _table(runs[pair])
+    expected = model.clv(table, horizon="12M")
+    pd.testing.assert_frame_equal(loaded.clv(table, horizon="12M"), expected, check_exact=True)
+
+    # score_file: the file scorer, batch by batch
+    source = tmp_path / "rfm.csv"
+    table.rename_axis("customer_id").reset_index().to_csv(source, index=False)
+    score_file(path, source, tmp_path / "scores.parquet", horizon="12M", batch_rows=100)
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    np.testing.assert_allclose(scores["clv"].to_numpy(), expected["clv"].to_numpy(), rtol=1e-12)
+
+    # the MLflow pyfunc, with the signature the run would log (the union of the parts' inputs)
+    defaults = {"horizon": "12M", "discount_rate": "10%/Y", "step": "1M", "margin": 1.0}
+    signature = tracking._signature(loaded, table.head(5), defaults)
+    assert [c.name for c in signature.inputs.inputs] == ["frequency", "recency", "T", "monetary_value"]
+    mlflow.pyfunc.save_model(tmp_path / "pyfunc", python_model=tracking.ClvPyfunc(),
+                             artifacts={"model_file": str(path)}, signature=signature)
+    predicted = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc")).predict(table.reset_index(drop=True))
+    np.testing.assert_allclose(predicted["clv"].to_numpy(), expected["clv"].to_numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids="+".join)
+def test_spark_scoring_equals_local_clv(pair, runs, spark):
+    from clv_forecast.spark import score_spark
+
+    model = runs[pair].model
+    table = _table(runs[pair], n=200)
+    expected = model.clv(table, horizon="12M", interval=0.9, n_draws=50)
+    frame = table.rename_axis("customer_id").reset_index()
+    got = score_spark(model, spark.createDataFrame(frame).repartition(2), horizon="12M", interval=0.9).toPandas()
+    got = got.set_index("customer_id").loc[table.index]
+    assert got["reject_reason"].isna().all()
+    np.testing.assert_allclose(got["clv"].to_numpy(), expected["clv"].to_numpy(), rtol=1e-12)
