@@ -283,7 +283,10 @@ def maximize(
             cache.clear()
             phi = np.exp(theta)
             with np.errstate(all="ignore"):
-                cache[key] = loglik(phi)
+                try:
+                    cache[key] = loglik(phi)
+                except (OverflowError, ZeroDivisionError):  # Python-float arithmetic far off: not finite
+                    cache[key] = (float("nan"), np.full(k, np.nan), np.full((k, k), np.nan))
         ll, score, hess = cache[key]
         return ll, score, hess, np.exp(theta)
 
@@ -293,6 +296,9 @@ def maximize(
         grad_phi = -score / n_obs + 2 * penalizer * phi * inv_s2
         if not np.isfinite(value) or not np.all(np.isfinite(grad_phi)):
             return np.inf, np.zeros(k)
+        best["calls"] += 1
+        if value < best["value"]:  # where to go on from if scipy's step computation fails
+            best.update(value=value, theta=np.array(theta, dtype=float))
         return value, grad_phi * phi
 
     def hess(theta: np.ndarray) -> np.ndarray:
@@ -307,9 +313,16 @@ def maximize(
     from scipy import optimize  # imported here only: a loaded model that predicts never needs it
 
     theta0 = np.log(np.asarray(x0, dtype=float))
-    res = optimize.minimize(
-        fun, theta0, jac=True, hess=hess, method="trust-exact", options={"maxiter": maxiter, "gtol": gtol}
-    )
+    best = {"value": np.inf, "theta": theta0, "calls": 0}
+    try:
+        res = optimize.minimize(
+            fun, theta0, jac=True, hess=hess, method="trust-exact", options={"maxiter": maxiter, "gtol": gtol}
+        )
+    except (ArithmeticError, ValueError, np.linalg.LinAlgError, UnboundLocalError) as exc:
+        # scipy's trust-region subproblem can fail on a degenerate Hessian (an UnboundLocalError in some
+        # versions) where the likelihood is flat: go on from the best point reached, as not converged
+        res = optimize.OptimizeResult(x=best["theta"], success=False, nit=best["calls"],
+                                      message=f"the trust-region step failed ({type(exc).__name__})")
     theta = _newton_polish(res.x, fun, hess)
     ll, score, h, phi = evaluate(theta)
     objective, final_grad = fun(theta)

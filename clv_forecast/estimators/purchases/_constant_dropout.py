@@ -84,7 +84,7 @@ def loglik_derivatives(params, x, t_x, T, weights=None, _by_x: ByValue | None = 
     hess[0, 0] = np.dot(wu_x, special.polygamma(1, r + xu)) - n * special.polygamma(1, r)
     hess[0, 1] = n / alpha
     hess[1, 1] = -n * r / alpha / alpha
-    hess[2, 2] = sx / (1.0 + o) ** 2
+    hess[2, 2] = sx / (1.0 + o) / (1.0 + o)
 
     rx = r + x
     log_T, log_tx = np.log(alpha + T), np.log(alpha + t_x)
@@ -172,7 +172,7 @@ def fit_statistics(x, t_x, T, weights=None, *, penalizer: float = 0.0, maxiter: 
                         n_obs=float(w.sum()), n_rows=len(x), model=NAME, penalizer=penalizer, maxiter=maxiter,
                         scales=scales)
     r, alpha, o = fit.params.to_numpy()
-    jac = np.diag([1.0, 1.0, 1.0 / (1.0 + o) ** 2])  # dp/do
+    jac = np.diag([1.0, 1.0, 1.0 / (1.0 + o) / (1.0 + o)])  # dp/do
     cov = jac @ fit.cov @ jac
     fit.param_names = PARAM_NAMES
     fit.params = pd.Series([r, alpha, o / (1.0 + o)], index=PARAM_NAMES, name="params")
