@@ -203,3 +203,42 @@ def test_the_penalised_spend_fit_is_the_same_model_in_every_unit_of_money(cdnow_
     assert scaled.params_["v"] == pytest.approx(ref.params_["v"] * factor, rel=1e-6)
     plain = GammaGammaModel().fit(repeat)
     assert ref.params_["q"] != pytest.approx(plain.params_["q"], rel=1e-3)
+
+
+@pytest.mark.parametrize("failure", [UnboundLocalError("p"), OverflowError(34, "Numerical result out of range")])
+def test_a_failing_optimiser_step_is_a_fit_that_did_not_converge(monkeypatch, failure):
+    """scipy's trust-region subproblem can raise on a degenerate Hessian (UnboundLocalError in some versions), and a
+    likelihood written with Python floats can overflow far off: either is a fit that did not converge, reported
+    from the best point reached, never a traceback."""
+    from scipy import optimize
+
+    def loglik(phi):  # a concave bowl with its top at (2, 3)
+        d = np.log(phi) - np.log([2.0, 3.0])
+        return -float(d @ d), -2 * d / phi, np.diag((2 * d - 2) / phi**2)
+
+    def failing_minimize(fun, x0, **kwargs):
+        fun(x0)
+        fun(x0 + 0.5)
+        raise failure
+
+    if isinstance(failure, OverflowError):
+        calls = {"n": 0}
+
+        def overflowing(phi):
+            calls["n"] += 1
+            if calls["n"] > 2:
+                raise failure
+            return loglik(phi)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = _mle.maximize(overflowing, [1.0, 1.0], ("u", "v"), n_obs=10, n_rows=1, model="bowl")
+        assert np.all(np.isfinite(result.params))
+        assert not result.converged or result.max_gradient < 1e-7
+        return
+    monkeypatch.setattr(optimize, "minimize", failing_minimize)
+    result = _mle.maximize(loglik, [1.0, 1.0], ("u", "v"), n_obs=10, n_rows=1, model="bowl")
+    assert "trust-region step failed (UnboundLocalError)" in result.message
+    assert result.n_iter == 2 and np.all(np.isfinite(result.params))
+    # the Newton polish goes on from the best point reached and finds the top
+    np.testing.assert_allclose(result.params.to_numpy(), [2.0, 3.0], rtol=1e-8)
