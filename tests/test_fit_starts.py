@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from clv_forecast.estimators import _mle, _starts
-from clv_forecast.estimators.purchases import _nbd as nbd, bgnbd
+from clv_forecast.estimators.purchases import bgnbd, nbd
 from clv_forecast.estimators.purchases.bgnbd import BetaGeoModel
 from clv_forecast.estimators.spend.gamma_gamma import GammaGammaModel
 from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample

@@ -211,6 +211,26 @@ class PurchaseModel(Estimator):
         return out[:, 0] if t.ndim == 0 else out
 
     # -- public methods ---------------------------------------------------------------------------
+    def fit(self, data=None, *, frequency=None, recency=None, T=None, weights=None, time_unit=None):
+        """Fit on an RFM table (columns frequency, recency, T; optional ``count`` weights) or arrays.
+
+        Written once for every purchase model: the rows are validated (:func:`rfm_arrays`, with row numbers of
+        the user's table), rows of weight 0 dropped, and the model's :meth:`_fit_statistics` hook fits the rest;
+        a failure leaves a previous fit as it was."""
+        self._check_penalizer()
+        rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, weights=weights, time_unit=time_unit)
+        keep = rfm.weights > 0
+        x, t_x, big_t, w = rfm.frequency[keep], rfm.recency[keep], rfm.T[keep], rfm.weights[keep]
+        _mle.require(len(x) > 0, f"{self.name}: no customers to fit")
+        result = self._fit_statistics(x, t_x, big_t, w)
+        self._store(result, rfm.time_unit)
+        return self
+
+    def _fit_statistics(self, x, t_x, T, w) -> "_mle.MLEResult":  # pragma: no cover - every model writes it
+        """The model's fit on validated (compressed) statistics with weights ``w > 0``: an
+        :class:`~clv_forecast.estimators._mle.MLEResult` (``_mle.maximize`` does the optimisation)."""
+        raise NotImplementedError
+
     def horizon(self, t) -> np.ndarray:
         """A horizon in the model's time unit: ``"39W"``/:class:`Duration` converted, a number taken as it is."""
         if isinstance(t, (str, Duration)):
