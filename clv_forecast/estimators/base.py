@@ -36,10 +36,13 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from ..errors import ClvInputError, NotFittedError  # noqa: F401  (NotFittedError: part of the interface)
+import warnings
+
+from ..errors import ClvInputError, DataWarning, NotFittedError, row_error  # noqa: F401  (NotFittedError: interface)
 from ..units import Duration
 from . import _mle
-from ._data import RFM, as_frame_index, column, index_by_value, rfm_arrays
+from ._data import (RFM, as_frame_index, column, index_by_value, rfm_arrays, time_unit_of, weights_of,
+                    whole_number_frequency)
 
 
 class Estimator(_mle.MLEModel):
@@ -313,6 +316,61 @@ class SpendModel(Estimator):
     @classmethod
     def check_inputs(cls, x, m, index) -> None:
         """Say (a warning) which rows are outside the model; by default nothing is."""
+
+    #: mean spends the likelihood's numbers stay finite for: ``1 / max_spend <= m <= max_spend``
+    max_spend: ClassVar[float] = 1e150
+
+    def fit(self, data=None, *, frequency=None, monetary_value=None, weights=None, time_unit=None):
+        """Fit on the repeat buyers (columns frequency, monetary_value; optional ``count`` weights) or arrays.
+
+        Written once for every spend model: the columns are validated (row numbers of the user's table),
+        repeat buyers that :meth:`_fit_rows` cannot use are left out with a :class:`DataWarning` naming them
+        (an error with the model's ``strict=True``), a mean spend outside ``1/max_spend .. max_spend`` is an
+        error, and the model's :meth:`_fit_statistics` hook fits the rest; ``excluded_`` holds the ids left out."""
+        source = "RFM table" if data is not None else "input"
+        self._check_penalizer()
+        x = column(data, "frequency", frequency, source)
+        m = column(data, "monetary_value", monetary_value, source)
+        if len(m) != len(x):
+            raise ClvInputError(f"{source}: frequency and monetary_value have different lengths ({len(x)}, {len(m)})")
+        whole_number_frequency(x, source)
+        w = weights_of(data, weights, len(x), source)
+        index = as_frame_index(data, len(x))
+        usable = type(self)._fit_rows(x, m)
+        bad = (x > 0) & (w > 0) & ~usable
+        excluded = index[bad]
+        n_bad = int(round(float(w[bad].sum())))  # customers: rows of compressed statistics weigh their count
+        if bad.any():
+            compressed = weights is not None or (data is not None and any(
+                name in getattr(data, "columns", ()) for name in ("count", "weight", "weights")))
+            ids = ("(compressed statistics: no ids)" if compressed else
+                   ", ".join(map(str, excluded[:10].tolist())) + (" ..." if bad.sum() > 10 else ""))
+            msg = (f"{self.name}: {n_bad} customer(s) with repeat purchases have a non-positive mean "
+                   f"spend and cannot enter the model: {ids}")
+            if getattr(self, "strict", False):
+                raise ClvInputError(f"{source}: column 'monetary_value': {msg}")
+            warnings.warn(msg + "; they are left out of the fit ({{strict=True}} makes this an error)",
+                          DataWarning, stacklevel=2)
+        keep = (w > 0) & usable
+        limit = type(self).max_spend
+        extreme = keep & ((m > limit) | (m < 1.0 / limit))
+        if extreme.any():
+            rows = np.flatnonzero(extreme)
+            ids = ", ".join(map(str, index[rows[:3]].tolist()))
+            span = f"{1.0 / limit:.0e} to {limit:.0e}".replace("e+", "e")
+            raise row_error(source, "monetary_value", (rows + 1).tolist(), m[rows[:5]].tolist(),
+                            f"a mean spend outside {span} (customers {ids}): the spend "
+                            "model's variances would not be finite numbers; give the amounts in another unit of money")
+        result = self._fit_statistics(x[keep], m[keep], w[keep])
+        result.extra["excluded_customers"] = n_bad
+        self._store(result, time_unit_of(data, time_unit))
+        self.excluded_ = excluded
+        return self
+
+    def _fit_statistics(self, x, m, w) -> "_mle.MLEResult":  # pragma: no cover - every model writes it
+        """The model's fit on the usable rows (validated; weights ``w > 0``): an
+        :class:`~clv_forecast.estimators._mle.MLEResult`."""
+        raise NotImplementedError
 
     def conditional_expected_spend(self, data=None, *, frequency=None, monetary_value=None) -> np.ndarray:
         """Expected spend per transaction for each customer (population mean for frequency 0)."""
