@@ -112,7 +112,7 @@ def test_nested_settings_reach_every_sub_model_setting():
     assert deep["purchases"] == "bgnbd" and deep["spend"] == "gamma_gamma"
     assert {f"purchases__{k}" for k in BetaGeoModel._defaults()} <= set(deep)
     assert {f"spend__{k}" for k in GammaGammaModel._defaults()} <= set(deep)
-    assert model.get_params(deep=False) == {"purchases": "bgnbd", "spend": "gamma_gamma"}
+    assert model.get_params(deep=False) == {"purchases": "bgnbd", "spend": "gamma_gamma", "on_boundary": "nested"}
     model.set_params(purchases__maxiter=300, spend__strict=True)
     assert isinstance(model.purchases, BetaGeoModel) and model.purchases.maxiter == 300
     assert model.get_params()["spend__strict"] is True
@@ -167,7 +167,7 @@ def fitted(cdnow_rfm):
 def test_version_3_is_keyed_by_role_with_each_kind(fitted, tmp_path, cdnow_rfm):
     doc = json.loads(Path(fitted.save(tmp_path / "m.json")).read_text())
     assert doc["format_version"] == 3
-    assert doc["settings"] == {"purchases": "bgnbd", "spend": "gamma_gamma"}
+    assert doc["settings"] == {"purchases": "bgnbd", "spend": "gamma_gamma", "on_boundary": "nested"}
     assert doc["purchases"]["kind"] == "bgnbd" and doc["purchases"]["model"] == "BG/NBD"
     assert doc["spend"]["kind"] == "gamma_gamma" and doc["purchases"]["settings"]["maxiter"] == 150
     assert "bgnbd" not in doc and "gamma_gamma" not in doc

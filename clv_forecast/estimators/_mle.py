@@ -307,9 +307,14 @@ def maximize(
     from scipy import optimize  # imported here only: a loaded model that predicts never needs it
 
     theta0 = np.log(np.asarray(x0, dtype=float))
-    res = optimize.minimize(
-        fun, theta0, jac=True, hess=hess, method="trust-exact", options={"maxiter": maxiter, "gtol": gtol}
-    )
+    try:
+        res = optimize.minimize(
+            fun, theta0, jac=True, hess=hess, method="trust-exact", options={"maxiter": maxiter, "gtol": gtol}
+        )
+    except UnboundLocalError:  # scipy's exact subproblem can end without a step on an extreme Hessian
+        res = optimize.minimize(
+            fun, theta0, jac=True, hess=hess, method="trust-ncg", options={"maxiter": maxiter, "gtol": gtol}
+        )
     theta = _newton_polish(res.x, fun, hess)
     ll, score, h, phi = evaluate(theta)
     objective, final_grad = fun(theta)

@@ -234,6 +234,28 @@ class PurchaseModel(Estimator):
         :class:`~clv_forecast.estimators._mle.MLEResult` (``_mle.maximize`` does the optimisation)."""
         raise NotImplementedError
 
+    #: the boundaries of the parameter space that are known, simpler models: a short description of each
+    #: (shown to users) by the nested model's kind. A fit whose supremum is on one sets ``result_.boundary =
+    #: (kind, reason)`` and keeps that model's fit on the same statistics in ``boundary_result_``.
+    boundaries: ClassVar[dict[str, str]] = {}
+
+    def boundary_model(self):
+        """None, or the nested model the data support when this fit's supremum is on a known boundary
+        (``result_.boundary``): an estimator of that kind (:func:`clv_forecast.estimators.get`) holding the
+        fit made on the same statistics (``boundary_result_``, with standard errors), with this model's
+        penalty and time unit. Nothing is fitted again."""
+        self._check_fitted()
+        boundary, fit = self.result_.boundary, getattr(self, "boundary_result_", None)
+        if boundary is None or fit is None:
+            return None
+        from . import get
+
+        cls = get(boundary[0], self.role)
+        shared = {k: v for k, v in self.get_params(deep=False).items() if k == "penalizer" and k in cls._defaults()}
+        nested = cls(**shared)
+        nested._store(fit, self.time_unit_)
+        return nested
+
     def horizon(self, t) -> np.ndarray:
         """A horizon in the model's time unit: ``"39W"``/:class:`Duration` converted, a number taken as it is."""
         if isinstance(t, (str, Duration)):

@@ -40,6 +40,9 @@ RELATIVE_NOISE = 1e-12
 NBD = "nbd"
 CONSTANT_DROPOUT = "constant_dropout"
 MODULES = {NBD: nbd, CONSTANT_DROPOUT: constant_dropout}
+#: each boundary in a few words, by the nested model's kind (``BetaGeoModel.boundaries``: the line a user sees)
+DESCRIPTIONS = {NBD: "a -> 0: the data show no dropout",
+                CONSTANT_DROPOUT: "a, b -> infinity: one dropout probability for every customer"}
 
 
 def _arrays(stats):

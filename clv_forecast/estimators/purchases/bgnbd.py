@@ -688,6 +688,7 @@ class BetaGeoModel(PurchaseModel):
 
     kind = "bgnbd"
     name = "BG/NBD"
+    boundaries = bgnbd_boundary.DESCRIPTIONS
     param_names = PARAM_NAMES
     scale_free_params = ("r", "a", "b")
     param_bounds = PARAM_BOUNDS

@@ -77,7 +77,7 @@ def loglik_derivatives(params, x, t_x, T, weights=None, _by_x: ByValue | None = 
     ``d^2 L = (1-w) d^2A_3 + w d^2A_4 + w(1-w) (dA_4 - dA_3)(dA_4 - dA_3)^T``; the head's odds term is
     ``-x log(1 + o)``.
     """
-    r, alpha, o = (float(v) for v in params)
+    r, alpha, o = (np.float64(v) for v in params)  # numpy scalars: overflow gives inf, never an exception
     x = np.asarray(x, dtype=np.float64)
     t_x = np.asarray(t_x, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
@@ -249,7 +249,7 @@ class ConstantDropoutModel(PurchaseModel):
     def _loglik_derivatives(params, frequency, recency, T, weights=None):
         """The analytic derivatives in (r, alpha, odds) carried to (r, alpha, p): ``o = p / (1 - p)``,
         ``do/dp = 1 / (1-p)^2``, ``d2o/dp2 = 2 / (1-p)^3``."""
-        r, alpha, p = (float(v) for v in params)
+        r, alpha, p = (np.float64(v) for v in params)
         ll, score, hess = loglik_derivatives([r, alpha, p / (1.0 - p)], frequency, recency, T, weights)
         d1, d2 = 1.0 / (1.0 - p) ** 2, 2.0 / (1.0 - p) ** 3
         jac = np.array([1.0, 1.0, d1])

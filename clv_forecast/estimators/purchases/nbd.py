@@ -49,7 +49,7 @@ def loglik(r, alpha, frequency, recency, T) -> np.ndarray:
 
 def loglik_derivatives(params, x, t_x, T, weights=None, _by_x: ByValue | None = None):
     """Weighted total log-likelihood, score (2,) and Hessian (2, 2) in (r, alpha), analytic."""
-    r, alpha = (float(v) for v in params)
+    r, alpha = (np.float64(v) for v in params)
     x = np.asarray(x, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
     weights = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
