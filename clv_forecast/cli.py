@@ -151,6 +151,22 @@ def _print_model(model, out) -> None:
                 f"(the {fit['model']} model assumes 0)")
 
 
+def _boundary_line(model, out) -> None:
+    """The one line saying that the purchase part is the nested model of a boundary (nothing otherwise)."""
+    line = model.boundary_line() if hasattr(model, "boundary_line") else None
+    if line:
+        out(line)
+
+
+def _boundary_json(model) -> dict | None:
+    """``--json``'s ``boundary`` object: the model asked for, the boundary, the reason and the model fitted."""
+    b = getattr(model, "boundary_", None)
+    if not b:
+        return None
+    return {"requested": b["kind"], "requested_name": b["name"], "boundary": b["boundary"], "reason": b["reason"],
+            "fitted": model.purchases_.kind, "fitted_name": model.purchases_.name, "line": model.boundary_line()}
+
+
 def _model_json(result) -> dict:
     """The JSON object of a run (``--json``), the same keys for a refused fit: ``reliable``, ``problems``,
     the accounting and the values the fit reached (a standard error that is not finite is null)."""
@@ -173,6 +189,7 @@ def _model_json(result) -> dict:
     problems = _run_problems(result)
     out["reliable"] = not problems
     out["problems"] = problems
+    out["boundary"] = _boundary_json(model)
     out["metrics"] = dict(result.metrics)
     if result.spec.get("value") is not None:  # the settings every CLV number of the run depends on
         out["value_settings"] = _run_value_settings(result.spec)
@@ -240,6 +257,7 @@ def _report(result, console_print, plain_print) -> None:
         plain_print("  " + line)
     plain_print("  " + periods_line(rfm.attrs, model.time_unit_ if model is not None else rfm.attrs.get("time_unit")))
     if model is not None:
+        _boundary_line(model, plain_print)
         _print_model(model, plain_print)
     for problem in _run_problems(result):
         plain_print(f"warning: unreliable fit: {problem}")
@@ -593,6 +611,10 @@ _MODEL_OPTIONS = [
     click.option("--model-setting", "model_settings", multiple=True, metavar="ROLE__NAME=VALUE",
                  help="A setting of the purchase or spend model, e.g. purchases__maxiter=300 or "
                       "spend__strict=true (repeatable; VALUE read as a TOML value, else as text)."),
+    click.option("--on-boundary", "on_boundary", default="nested", show_default=True,
+                 type=click.Choice(["nested", "refuse"]),
+                 help="When the purchase model's maximum is on a boundary that is a simpler model (BG/NBD: a -> 0 "
+                      "is the NBD without dropout): nested fits and labels that model, refuse exits 3."),
     click.option("--penalizer", default=0.0, type=float, show_default=True,
                  help="L2 penalty of the purchase model's fit (on unit-free quantities)."),
     click.option("--spend-penalizer", "spend_penalizer", default=0.0, type=float, show_default=True,
@@ -729,6 +751,7 @@ def report(experiment, report, model_settings=(), **overrides) -> None:
     except IdentificationError as exc:  # a refused fit: reported, then exit 3
         _report_refused(exc, as_json=False, tracker=None, data_path=None, spec_style=True)
         raise
+    _boundary_line(result.model, click.echo)
     for text in result.model.problems_:
         click.echo(f"warning: unreliable fit: {text}")
     click.echo(f"report written to {result.report_path}")
@@ -784,6 +807,7 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
     if as_json:
         data = result.backtest.to_dict()
         data["reliable"], data["problems"] = not _run_problems(result), _run_problems(result)
+        data["boundary"] = _boundary_json(result.model)
         data["value_settings"] = _run_value_settings(result.spec)
         if "clv_total" in result.metrics:
             data["clv_total"] = result.metrics["clv_total"]
@@ -800,6 +824,7 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
     for line in accounting_lines(dict(rfm.attrs), len(rfm)):
         console.print(line, markup=False)
     console.print(periods_line(rfm.attrs, result.model.time_unit_), markup=False)
+    _boundary_line(result.model, lambda text: console.print(text, markup=False))
     for problem in _run_problems(result):  # a model kept with --save-unreliable: its numbers are labelled
         console.print(f"warning: unreliable fit: {problem}", markup=False)
     _backtest_table(result, console)

@@ -69,6 +69,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
                                             "own settings (penalizer, maxiter, ...)"),
         "spend": ((str, dict), "gamma_gamma", "spend model: a kind, a [model.spend] table (kind and settings), "
                                               "or 'none' (no spend model)"),
+        "on_boundary": ((str,), "nested", "when the purchase model's maximum is on a boundary that is a known "
+                                          "simpler model (BG/NBD: a -> 0 is the NBD): 'nested' fits that model "
+                                          "and labels it, 'refuse' keeps the requested one, unreliable (exit 3)"),
         "penalizer": ((int, float), 0.0, "L2 penalty of the purchase model's fit (= [model.purchases] penalizer)"),
         "spend_penalizer": ((int, float), 0.0, "L2 penalty of the spend model's fit (= [model.spend] penalizer)"),
         "strict_spend": ((bool,), False, "repeat buyers with a non-positive mean spend are an error, "
@@ -231,6 +234,11 @@ def check_model_section(where: str, section: dict) -> None:
     from . import estimators
     from .estimators._mle import Fields
 
+    from .model import ON_BOUNDARY
+
+    on_boundary = section.get("on_boundary", SCHEMA["model"]["on_boundary"][1])
+    if on_boundary not in ON_BOUNDARY:
+        raise spec_error(where, "model", "on_boundary", on_boundary, f"must be one of {', '.join(ON_BOUNDARY)}")
     for role, (kind, settings) in _model_tables(section).items():
         table = f"model.{role}" if isinstance(section.get(role), dict) else "model"
         if kind is None:
@@ -259,7 +267,8 @@ def model_of(section: dict):
     from .model import ClvModel
 
     tables = _model_tables(section)
-    model = ClvModel(purchases=tables["purchases"][0], spend=tables["spend"][0])
+    model = ClvModel(purchases=tables["purchases"][0], spend=tables["spend"][0],
+                     on_boundary=section.get("on_boundary", SCHEMA["model"]["on_boundary"][1]))
     for role, (kind, settings) in tables.items():
         if kind is not None and settings:
             model.set_params(**{f"{role}__{k}": v for k, v in settings.items()})

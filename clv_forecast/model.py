@@ -14,7 +14,10 @@ Model file format (``"format": "clv-forecast-model"``):
 * version 3 (written now): the sub-models keyed by role (``"purchases"``, ``"spend"``), each with its
   ``"kind"`` (which picks the class on load: :func:`clv_forecast.estimators.get`); the top-level
   ``"settings"`` name the kinds. Versions 1 and 2 (keys ``"bgnbd"``, ``"gamma_gamma"``) still load;
-  every field is checked on load.
+  every field is checked on load. A purchase model fitted on a boundary of the requested one (the NBD for
+  BG/NBD at ``a -> 0``) is stored as what it is (its own ``"kind"``) with a ``"requested"`` object under
+  ``"purchases"``: the kind and settings asked for, the boundary and the reason (:attr:`ClvModel.boundary_`);
+  ``settings.purchases`` names the requested kind and ``settings.on_boundary`` the composite's choice.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ FORMAT = "clv-forecast-model"
 FORMAT_VERSION = 3
 #: the role keys of format versions 1 and 2 (each role had one model then)
 _LEGACY_KEYS = {"purchases": "bgnbd", "spend": "gamma_gamma"}
+#: what a fit whose supremum is on a boundary that is a known nested model gives (:class:`ClvModel`)
+ON_BOUNDARY = ("nested", "refuse")
 #: the composite's settings of format versions 1 and 2, now the sub-models' own (deprecated aliases)
 _ALIASES = {"penalizer": ("purchases", "penalizer"), "spend_penalizer": ("spend", "penalizer"),
             "strict_spend": ("spend", "strict")}
@@ -96,6 +101,26 @@ def _setting_of(sub):
     return sub.kind if params == type(sub)._defaults() else type(sub)(**params)
 
 
+def _requested(fields: Fields, value, kind: str) -> dict:
+    """The ``purchases.requested`` object of a model file (the model asked for, whose fit was on a boundary
+    with ``kind`` its nested model), checked field by field."""
+    where = "purchases.requested"
+    fields.mapping(where, value)
+    asked = fields.get(value, "kind", where)
+    if not isinstance(asked, str) or asked not in estimators.available("purchases"):
+        fields.fail(f"{where}.kind", asked, f"unknown model (this clv-forecast knows "
+                    f"{', '.join(estimators.available('purchases'))}); upgrade clv-forecast")
+    asked_cls = estimators.get(asked, "purchases")
+    if kind not in asked_cls.boundaries:
+        fields.fail("purchases.kind", kind, f"is not a boundary of {asked_cls.name} "
+                    f"({', '.join(asked_cls.boundaries) or 'it has none'})")
+    out = {"kind": asked, "name": fields.text(f"{where}.name", fields.get(value, "name", where)),
+           "settings": fields.settings(asked_cls, f"{where}.settings", value.get("settings"))}
+    for key in ("boundary", "reason"):
+        out[key] = fields.text(f"{where}.{key}", fields.get(value, key, where))
+    return out
+
+
 class _LegacySettings:
     """The composite's settings of format versions 1 and 2 (checked by type on load)."""
 
@@ -117,6 +142,12 @@ class ClvModel(Settings):
     spend : str, spend estimator or None
         A kind (``"gamma_gamma"``), an estimator, or None for no spend model (CLV then needs
         ``future_spend=``). The spend model is fitted when the table has a ``monetary_value`` column.
+    on_boundary : "nested" or "refuse"
+        When the purchase model's likelihood has its supremum on a boundary that is a known, simpler model
+        (BG/NBD: ``a -> 0`` is the NBD without dropout; ``a, b -> infinity`` one dropout probability for
+        everybody), ``"nested"`` (default) makes that model the purchase part, fitted with standard errors on
+        the same statistics and labelled (:attr:`boundary_`, the model file, every front end); ``"refuse"``
+        keeps the requested model, unreliable ("maximum on a boundary"), as a user who insists on it asks.
     penalizer, spend_penalizer, strict_spend :
         Deprecated aliases (one release) of ``purchases__penalizer``, ``spend__penalizer`` and
         ``spend__strict``: a :class:`DeprecationWarning`, then set on the sub-models.
@@ -128,13 +159,16 @@ class ClvModel(Settings):
     ------------------------------------------------------
     purchases_ : the fitted purchase model;  spend_ : the fitted spend model or None;  time_unit_ : str;
     training_ : dict (summary of the training table);  problems_ : list of str (why the fit is
-    unreliable; empty when it is not).
+    unreliable; empty when it is not);  boundary_ : None, or when the purchase part is the nested model of a
+    boundary, a dict ``kind``/``name``/``settings`` (the model asked for), ``boundary`` (which, in a few
+    words) and ``reason`` (the diagnosis, one line); :meth:`boundary_line` says it for people.
     """
 
-    def __init__(self, purchases="bgnbd", spend="gamma_gamma", *, penalizer=None, spend_penalizer=None,
-                 strict_spend=None) -> None:
+    def __init__(self, purchases="bgnbd", spend="gamma_gamma", *, on_boundary="nested", penalizer=None,
+                 spend_penalizer=None, strict_spend=None) -> None:
         self.purchases = purchases
         self.spend = spend
+        self.on_boundary = on_boundary
         aliases = {k: v for k, v in (("penalizer", penalizer), ("spend_penalizer", spend_penalizer),
                                      ("strict_spend", strict_spend)) if v is not None}
         if aliases:
@@ -158,16 +192,16 @@ class ClvModel(Settings):
     # -- settings: the two roles, and their own settings nested (purchases__penalizer) -------------
     @classmethod
     def _get_param_names(cls) -> list[str]:
-        return ["purchases", "spend"]
+        return ["purchases", "spend", "on_boundary"]
 
     @classmethod
     def _defaults(cls) -> dict:
-        return {"purchases": "bgnbd", "spend": "gamma_gamma"}
+        return {"purchases": "bgnbd", "spend": "gamma_gamma", "on_boundary": "nested"}
 
     def get_params(self, deep: bool = True) -> dict:
         """``purchases`` and ``spend``; with ``deep``, each sub-model's settings as ``role__setting``
         (a kind's are its class defaults)."""
-        out = {"purchases": self.purchases, "spend": self.spend}
+        out = {"purchases": self.purchases, "spend": self.spend, "on_boundary": self.on_boundary}
         if deep:
             for role in ("purchases", "spend"):
                 value = out[role]
@@ -184,14 +218,14 @@ class ClvModel(Settings):
         nested: dict[str, dict] = {}
         for key, value in params.items():
             role, sep, rest = key.partition("__")
-            if key in ("purchases", "spend"):
+            if key in ("purchases", "spend", "on_boundary"):
                 setattr(self, key, value)
             elif key in _ALIASES:
                 self._set_aliases({key: value})
             elif sep and role in ("purchases", "spend"):
                 nested.setdefault(role, {})[rest] = value
             else:
-                valid = ["purchases", "spend"] + sorted(k for k in self.get_params(deep=True) if "__" in k)
+                valid = ["purchases", "spend", "on_boundary"] + sorted(k for k in self.get_params(deep=True) if "__" in k)
                 raise ClvInputError(f"ClvModel has no setting {key!r}; settings are: {', '.join(valid)}",
                                     argument=key, value=value)
         for role, values in nested.items():
@@ -251,16 +285,50 @@ class ClvModel(Settings):
         n = int(np.asarray(purchases["count"], dtype=np.int64).sum()) if "count" in purchases else len(purchases)
         return self._fit(purchases, spend, unit, dict(training or {}), n)
 
+    def _check_on_boundary(self) -> None:
+        if self.on_boundary not in ON_BOUNDARY:
+            raise ClvInputError(f"must be one of {', '.join(ON_BOUNDARY)}", argument="on_boundary",
+                                value=self.on_boundary)
+
     def _fit(self, purchases_data, spend_data, unit, attrs: dict, n_customers: int) -> "ClvModel":
+        self._check_on_boundary()
+        import warnings
+
         # fit into locals: a failure leaves the model as it was, never half-refitted
-        purchases = _estimator(self.purchases, "purchases").fit(purchases_data, time_unit=unit)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            purchases = _estimator(self.purchases, "purchases").fit(purchases_data, time_unit=unit)
+        boundary = None
+        nested = purchases.boundary_model() if self.on_boundary == "nested" else None
+        if nested is None:  # the requested model's warnings hold (a nested model replaces its runaway fit)
+            for caught_warning in caught:
+                warnings.warn(caught_warning.message, caught_warning.category, stacklevel=3)
+        if nested is not None:  # the supremum is a simpler model: that model, labelled (not the runaway values)
+            kind, reason = purchases.result_.boundary
+            boundary = {"kind": purchases.kind, "name": purchases.name,
+                        "settings": {k: plain_setting(v) for k, v in purchases.get_params(deep=False).items()},
+                        "boundary": type(purchases).boundaries.get(kind, kind), "reason": reason}
+            purchases = nested
         spend = None
         if spend_data is not None and self.spend is not None:
             spend = _estimator(self.spend, "spend").fit(spend_data, time_unit=unit)
         training = {k: (v if isinstance(v, (int, float, str, type(None))) else str(v)) for k, v in attrs.items()}
         training.setdefault("n_customers", int(n_customers))
         self.purchases_, self.spend_, self.time_unit_, self.training_ = purchases, spend, unit, training
+        self.boundary_ = boundary
         return self
+
+    def boundary_line(self) -> str | None:
+        """None, or the one line that says the purchase part is a boundary's nested model: which model was
+        asked for, which boundary, what was fitted (e.g. ``BG/NBD maximum on a boundary (a -> 0: the data show
+        no dropout); fitted the NBD instead: r = 0.52, alpha = 6.1``)."""
+        self._check()
+        b = getattr(self, "boundary_", None)
+        if not b:
+            return None
+        params = ", ".join(f"{k} = {v:.4g}" for k, v in self.purchases_.params_.items())
+        return (f"{b['name']} maximum on a boundary ({b['boundary']}); fitted the {self.purchases_.name} "
+                f"instead: {params}")
 
     @classmethod
     def from_params(cls, *, purchases, spend=None, time_unit="W", purchases_cov=None, spend_cov=None,
@@ -286,6 +354,7 @@ class ClvModel(Settings):
             raise ClvInputError("given without spend parameters", argument="spend_cov", value="array")
         model.time_unit_ = unit
         model.training_ = {"source": "parameters given (from_params)"}
+        model.boundary_ = None
         return model
 
     def _check(self) -> None:
@@ -315,6 +384,8 @@ class ClvModel(Settings):
         self._check()
         out = [keep]
         if self.purchases_.result_.problems:
+            if self.purchases_.result_.boundary is not None and self.on_boundary == "refuse":
+                out.append(f"{{{{on_boundary='nested'}}}} gives the simpler model the data support")
             out.append(f"a small {{{{penalizer}}}} (e.g. 0.001) holds back runaway {self.purchases_.name} parameters")
         if self.spend_ is not None and self.spend_.result_.problems:
             out.append(f"a small {{{{spend_penalizer}}}} holds back runaway {self.spend_.name} parameters")
@@ -382,18 +453,21 @@ class ClvModel(Settings):
     def to_dict(self) -> dict:
         self._check()
         problems = self.problems_
+        boundary = getattr(self, "boundary_", None)
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "time_unit": self.time_unit_,
             "versions": _versions(),
-            "settings": {"purchases": self.purchases_.kind,
-                         "spend": None if self.spend_ is None else self.spend_.kind},
+            "settings": {"purchases": boundary["kind"] if boundary else self.purchases_.kind,
+                         "spend": None if self.spend_ is None else self.spend_.kind,
+                         "on_boundary": self.on_boundary},
             "reliable": not problems,
             "problems": problems,
             "training_data": self.training_,
-            "purchases": {"kind": self.purchases_.kind, **self.purchases_.to_dict()},
+            "purchases": {"kind": self.purchases_.kind, **self.purchases_.to_dict(),
+                          **({"requested": dict(boundary)} if boundary else {})},
             "spend": None if self.spend_ is None else {"kind": self.spend_.kind, **self.spend_.to_dict()},
         }
 
@@ -429,8 +503,12 @@ class ClvModel(Settings):
         else:
             settings = fields.mapping("settings", data.get("settings"), nullable=True)
             for key, value in settings.items():
-                if key not in ("purchases", "spend"):
-                    fields.fail(f"settings.{key}", value, "unknown setting (settings are purchases, spend)")
+                if key not in ("purchases", "spend", "on_boundary"):
+                    fields.fail(f"settings.{key}", value, "unknown setting (settings are purchases, spend, on_boundary)")
+                if key == "on_boundary":
+                    if value not in ON_BOUNDARY:
+                        fields.fail("settings.on_boundary", value, f"must be one of {', '.join(ON_BOUNDARY)}")
+                    continue
                 if not (value is None and key == "spend") and not isinstance(value, str):
                     fields.fail(f"settings.{key}", value, "must be a model kind" + (" or null" if key == "spend" else ""))
         training = fields.mapping("training_data", data.get("training_data"), nullable=True)
@@ -442,7 +520,7 @@ class ClvModel(Settings):
         if "problems" in data and not (isinstance(data["problems"], list)
                                        and all(isinstance(p, str) for p in data["problems"])):
             fields.fail("problems", data["problems"], "must be a list of text")
-        subs, keys = {}, {}
+        subs, keys, requested = {}, {}, None
         for role in ("purchases", "spend"):
             key = _LEGACY_KEYS[role] if legacy else role
             value = fields.get(data, key, "") if role == "purchases" else data.get(key)
@@ -458,8 +536,13 @@ class ClvModel(Settings):
                 if not isinstance(kind, str) or kind not in estimators.available(role):
                     fields.fail(f"{key}.kind", kind, f"unknown model (this clv-forecast knows "
                                 f"{', '.join(estimators.available(role))}); upgrade clv-forecast")
-                if role in settings and settings[role] != kind:
-                    fields.fail(f"settings.{role}", settings[role], f"disagrees with {key}.kind {kind!r}")
+                if role == "purchases" and value.get("requested") is not None:
+                    requested = _requested(fields, value["requested"], kind)
+                nested = role == "purchases" and requested is not None
+                asked = requested["kind"] if nested else kind
+                if role in settings and settings[role] != asked:
+                    fields.fail(f"settings.{role}", settings[role], f"disagrees with {key}."
+                                + ("requested.kind" if nested else "kind") + f" {asked!r}")
                 sub_cls = estimators.get(kind, role)
             subs[role] = sub_cls.from_dict(value, source=source, where=key)
         purchases, spend = subs["purchases"], subs["spend"]
@@ -467,10 +550,13 @@ class ClvModel(Settings):
             if sub is not None and sub.time_unit_ is not None and TimeUnit.parse(sub.time_unit_).days != unit.days:
                 fields.fail(f"{keys[role]}.time_unit", sub.time_unit_,
                             f"disagrees with the model's time_unit {str(unit)!r}")
-        model = cls(purchases=_setting_of(purchases), spend=None if spend is None else _setting_of(spend))
+        asked = purchases if requested is None else estimators.get(requested["kind"], "purchases")(**requested["settings"])
+        model = cls(purchases=_setting_of(asked), spend=None if spend is None else _setting_of(spend),
+                    on_boundary=settings.get("on_boundary", "nested") if not legacy else "nested")
         if legacy:  # the composite's settings of versions 1 and 2, now the sub-models' own
             model._set_aliases({k: v for k, v in settings.items() if v != _LegacySettings._defaults()[k]})
         model.purchases_, model.spend_, model.time_unit_, model.training_ = purchases, spend, str(unit), dict(training)
+        model.boundary_ = requested
         for sub in (purchases, spend):
             if sub is not None:
                 sub.time_unit_ = sub.result_.time_unit = str(unit)

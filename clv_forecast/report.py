@@ -26,6 +26,7 @@ header { border-bottom: 3px solid #3e7cb1; margin-bottom: 16px; }
 h1 { font-size: 26px; margin: 8px 0 4px; }
 h2 { font-size: 19px; margin: 28px 0 8px; color: #243b53; border-bottom: 1px solid #d9e2ec; padding-bottom: 4px; }
 p.sub { color: #52606d; margin: 0 0 12px; }
+p.note { border-left: 4px solid #d9822b; background: #fff8ec; padding: 6px 12px; }
 p, li { font-size: 14px; }
 table { border-collapse: collapse; margin: 8px 0 12px; font-size: 13px; }
 th, td { padding: 4px 10px; border-bottom: 1px solid #e4e7eb; }
@@ -164,6 +165,13 @@ class Figure:
 
 
 @dataclass
+class Note:
+    """A paragraph that must be seen (a highlighted box), e.g. that the fitted model is not the one asked for."""
+
+    text: str
+
+
+@dataclass
 class Section:
     """A titled part of the report; ``blocks`` are text (a paragraph), DataFrames (tables), :class:`Figure`
     objects, or lists of figures (shown side by side)."""
@@ -220,6 +228,8 @@ def _block(block) -> str:
         return ""
     if isinstance(block, str):
         return f"<p>{html.escape(block)}</p>"
+    if isinstance(block, Note):
+        return f"<p class=\"note\">{html.escape(block.text)}</p>"
     if isinstance(block, Figure):
         return _figure(block)
     if isinstance(block, list):
@@ -287,6 +297,9 @@ def run_report(result, *, accounting: list[str], periods: str, comparison=None, 
         sections[0].blocks.append(f"CLV settings: {value_text(spec['value'])}"
                                   + (f", interval {float(interval):g}" if interval else ""))
     params = Section("Model: parameters and fit", [_parameters(model), _fit_stats(model)])
+    line = model.boundary_line() if hasattr(model, "boundary_line") else None
+    if line:  # the purchase part is not the model asked for: said next to its parameters
+        params.blocks[:0] = [Note(f"{line}. Diagnosis: {model.boundary_['reason']}.")]
     for problem in getattr(model, "problems_", []) or []:
         params.blocks.append(f"Unreliable fit: {problem}")
     sections.append(params)

@@ -238,6 +238,8 @@ def _params(result, command: str, data_path) -> dict[str, str]:
         for _, sub in model.parts():
             params.update({f"estimator.{sub.kind}.{k}": _text(v) for k, v in sub.get_params().items()})
         params["estimator.time_unit"] = str(model.time_unit_)
+        boundary = getattr(model, "boundary_", None)
+        params["estimator.boundary"] = "none" if not boundary else f"{boundary['kind']} -> {model.purchases_.kind}"
     # the CLV settings of the run and of the logged pyfunc's defaults (the package's defaults where unset)
     for key, value in _value_defaults(result).items():
         if params.get(f"value.{key}") in (None, "null"):
@@ -327,6 +329,10 @@ def _tags(result, command: str) -> dict[str, str]:
     if model is not None:
         tags["model_kinds"] = "+".join(sub.name for _, sub in model.parts())
         tags.update({f"model.{role}": sub.kind for role, sub in model.parts()})
+    boundary = getattr(model, "boundary_", None) if model is not None else None
+    if boundary:  # the purchase part is a boundary's nested model, not the one asked for
+        tags["boundary"] = model.boundary_line()[:5000]
+        tags["boundary.requested"] = boundary["kind"]
     if problems:
         tags["problems"] = "; ".join(problems)[:5000]
     if getattr(result, "refused", None):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from clv_forecast.estimators import _mle
-from clv_forecast.estimators.purchases import _bgnbd_boundary as bgnbd_boundary, _constant_dropout as constant_dropout, _nbd as nbd, bgnbd
+from clv_forecast.estimators.purchases import _bgnbd_boundary as bgnbd_boundary, bgnbd, constant_dropout, nbd
 from clv_forecast.estimators.purchases.bgnbd import BetaGeoModel
 
 

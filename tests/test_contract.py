@@ -72,7 +72,8 @@ SPECS = {estimators.get(kind, role).__name__: _model_spec(kind, role)
 _P, _S = SPECS["BetaGeoModel"].cls, SPECS["GammaGammaModel"].cls
 SPECS["ClvModel"] = Spec(
     ClvModel,
-    {"purchases": _P(penalizer=0.001, maxiter=150), "spend": _S(strict=True)},  # estimators as settings
+    {"purchases": _P(penalizer=0.001, maxiter=150), "spend": _S(strict=True),  # estimators as settings
+     "on_boundary": "refuse"},
     lambda m, d: m.fit(d),
     lambda m, d: m.clv(d, horizon="12M", discount_rate="10%/Y"),
     lambda m: ClvModel.from_params(purchases=dict(m.purchases_.params_), spend=dict(m.spend_.params_),

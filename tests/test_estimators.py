@@ -27,7 +27,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def test_available_lists_the_modules_and_get_returns_their_classes():
-    assert estimators.available("purchases") == ["bgnbd"]
+    assert estimators.available("purchases") == ["bgnbd", "constant_dropout", "nbd"]
     assert estimators.available("spend") == ["gamma_gamma"]
     assert estimators.get("bgnbd", "purchases") is BetaGeoModel
     assert estimators.get("gamma_gamma", "spend") is GammaGammaModel
@@ -38,14 +38,14 @@ def test_available_lists_the_modules_and_get_returns_their_classes():
 
 def test_available_imports_no_model():
     code = ("import sys\nfrom clv_forecast import estimators\n"
-            "assert estimators.available('purchases') == ['bgnbd']\n"
+            "assert estimators.available('purchases') == ['bgnbd', 'constant_dropout', 'nbd']\n"
             "print(sorted(m for m in sys.modules if m.startswith('clv_forecast.estimators.') or m in ('numpy', 'scipy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("kind, role, fragment", [
-    ("pareto_nbd", "purchases", "purchases='pareto_nbd': unknown purchases model (known: bgnbd)"),
+    ("pareto_nbd", "purchases", "purchases='pareto_nbd': unknown purchases model (known: bgnbd, constant_dropout, nbd)"),
     ("bgnbd", "spend", "spend='bgnbd': unknown spend model (known: gamma_gamma)"),
     ("_data", "purchases", "unknown purchases model"),
 ])
@@ -112,7 +112,7 @@ def test_nested_settings_reach_every_sub_model_setting():
     assert deep["purchases"] == "bgnbd" and deep["spend"] == "gamma_gamma"
     assert {f"purchases__{k}" for k in BetaGeoModel._defaults()} <= set(deep)
     assert {f"spend__{k}" for k in GammaGammaModel._defaults()} <= set(deep)
-    assert model.get_params(deep=False) == {"purchases": "bgnbd", "spend": "gamma_gamma"}
+    assert model.get_params(deep=False) == {"purchases": "bgnbd", "spend": "gamma_gamma", "on_boundary": "nested"}
     model.set_params(purchases__maxiter=300, spend__strict=True)
     assert isinstance(model.purchases, BetaGeoModel) and model.purchases.maxiter == 300
     assert model.get_params()["spend__strict"] is True
@@ -167,7 +167,7 @@ def fitted(cdnow_rfm):
 def test_version_3_is_keyed_by_role_with_each_kind(fitted, tmp_path, cdnow_rfm):
     doc = json.loads(Path(fitted.save(tmp_path / "m.json")).read_text())
     assert doc["format_version"] == 3
-    assert doc["settings"] == {"purchases": "bgnbd", "spend": "gamma_gamma"}
+    assert doc["settings"] == {"purchases": "bgnbd", "spend": "gamma_gamma", "on_boundary": "nested"}
     assert doc["purchases"]["kind"] == "bgnbd" and doc["purchases"]["model"] == "BG/NBD"
     assert doc["spend"]["kind"] == "gamma_gamma" and doc["purchases"]["settings"]["maxiter"] == 150
     assert "bgnbd" not in doc and "gamma_gamma" not in doc
@@ -203,12 +203,12 @@ def test_an_unknown_kind_in_a_model_file_is_one_line(fitted, tmp_path, capsys):
     with pytest.raises(ClvInputError) as info:
         ClvModel.load(path)
     assert str(info.value) == (f'{path}: purchases.kind = "pareto_nbd": unknown model (this clv-forecast knows '
-                               "bgnbd); upgrade clv-forecast")
+                               "bgnbd, constant_dropout, nbd); upgrade clv-forecast")
     rfm = tmp_path / "rfm.csv"
     pd.DataFrame({"frequency": [1], "recency": [2.0], "T": [5.0]}).to_csv(rfm, index=False)
     assert main(["score", "--model", str(path), "--input", str(rfm), "--output", str(tmp_path / "o.csv")]) == 2
     err = capsys.readouterr().err
-    assert "unknown model (this clv-forecast knows bgnbd)" in err and err.count("\n") == 1
+    assert "unknown model (this clv-forecast knows bgnbd, constant_dropout, nbd)" in err and err.count("\n") == 1
 
 
 # ---- the experiment file and the command line -----------------------------------------------------------
@@ -226,7 +226,7 @@ def test_spec_model_tables_are_typed_by_the_estimators_settings(tmp_path):
             ('[model.purchases]\nmaxiter = "many"\n', "[model.purchases] maxiter = 'many': must be a whole number"),
             ("[model.purchases]\nnope = 1\n", "[model.purchases] nope = 1: unknown setting of BG/NBD"),
             ('[model]\npurchases = "pareto_nbd"\n', "[model] purchases = 'pareto_nbd': unknown purchases model "
-                                                   "(known: bgnbd)")):
+                                                   "(known: bgnbd, constant_dropout, nbd)")):
         path.write_text('[data]\nsource = "x.csv"\n' + body)
         with pytest.raises(ClvInputError) as info:
             load_spec(path)
@@ -244,7 +244,7 @@ def test_cli_model_options(cdnow_csv, tmp_path, capsys):
             "--no-tracking"]
     assert main([*base, "--purchase-model", "pareto_nbd"]) == 2
     err = capsys.readouterr().err
-    assert "--purchase-model pareto_nbd: unknown purchases model (known: bgnbd)" in err and err.count("\n") == 1
+    assert "--purchase-model pareto_nbd: unknown purchases model (known: bgnbd, constant_dropout, nbd)" in err and err.count("\n") == 1
     out = tmp_path / "m.json"
     assert main([*base, "--spend-model", "none", "--model-setting", "purchases__maxiter=300",
                  "--output", str(out), "--json"]) == 0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from clv_forecast.estimators import _mle, _starts
-from clv_forecast.estimators.purchases import _nbd as nbd, bgnbd
+from clv_forecast.estimators.purchases import bgnbd, nbd
 from clv_forecast.estimators.purchases.bgnbd import BetaGeoModel
 from clv_forecast.estimators.spend.gamma_gamma import GammaGammaModel
 from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample
@@ -239,6 +239,6 @@ def test_a_failing_optimiser_step_is_a_fit_that_did_not_converge(monkeypatch, fa
     monkeypatch.setattr(optimize, "minimize", failing_minimize)
     result = _mle.maximize(loglik, [1.0, 1.0], ("u", "v"), n_obs=10, n_rows=1, model="bowl")
     assert "trust-region step failed (UnboundLocalError)" in result.message
-    assert result.n_iter == 2 and np.all(np.isfinite(result.params))
+    assert result.n_iter >= 2 and np.all(np.isfinite(result.params))
     # the Newton polish goes on from the best point reached and finds the top
     np.testing.assert_allclose(result.params.to_numpy(), [2.0, 3.0], rtol=1e-8)

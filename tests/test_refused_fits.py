@@ -9,7 +9,9 @@ of a fit with ``"reliable": false``; MLflow gets a run with status FAILED and no
 
 The logs are small and built here:
 - ``identical``: 40 customers who all buy on the same four days (amounts differ): no heterogeneity in the
-  purchases, so the BG/NBD likelihood has no interior maximum (and the spend model runs off too);
+  purchases, so the BG/NBD likelihood has no interior maximum (and the spend model runs off too); its fit
+  runs to a boundary whose nested model (``on_boundary = "nested"``, the default) runs off in turn: the
+  refusal carries that model's values, whatever its kind;
 - ``flat_price``: a simulated BG/NBD population that always pays the same price: the purchases are fine,
   the Gamma-Gamma fit has no interior maximum (its values stay inside what a model file may hold);
 - ``no_dropout``: a simulated population that never drops out (a -> 0): a boundary fit. Whether such a fit
@@ -101,8 +103,10 @@ def test_refused_fit_prints_accounting_values_problems_and_cli_options(identical
     assert "160 rows read: 160 summarised for 40 customers" in out
     assert f"calibration to {CAL}, holdout to 2020-05-04; time unit W, merge D" in out
     # the values reached: every parameter, no standard error where none is finite, LL, iterations
-    fit = model.purchases_.result_
-    assert f"r = {fit.params['r']:.6g} (no se)" in out and f"b = {fit.params['b']:.6g} (no se)" in out
+    fit = model.purchases_.result_  # (the requested BG/NBD, or the nested model of its boundary, itself runaway)
+    for name in fit.param_names:
+        se = fit.bse[name]
+        assert f"{name} = {fit.params[name]:.6g} ({f'se {se:.6g}' if np.isfinite(se) else 'no se'})" in out
     assert f"log-likelihood = {fit.log_likelihood:.4f}" in out and f"({fit.n_iter} iterations)" in out
     spend = model.spend_.result_
     assert f"q = {spend.params['q']:.6g} (se {spend.bse['q']:.6g})" in out
@@ -122,20 +126,22 @@ def test_refused_fit_json_has_the_schema_of_a_fit_with_reliable_false(identical,
     refused = json.loads(out)  # stdout is the JSON object alone
     assert refused["reliable"] is False and refused["problems"] == model.problems_
     assert refused["accounting"]["n_transactions"] == 160 and refused["n_customers"] == 40
-    fit = model.purchases_.result_
-    bgnbd = refused["bgnbd"]
-    assert bgnbd["r"] == pytest.approx(fit.params["r"], rel=1e-12)
-    assert bgnbd["log_likelihood"] == pytest.approx(fit.log_likelihood, rel=1e-12)
-    assert bgnbd["iterations"] == fit.n_iter and bgnbd["problems"] == fit.problems
-    assert bgnbd["bse"] == {"r": None, "alpha": None, "a": None, "b": None}  # not finite: null, valid JSON
+    fit, kind = model.purchases_.result_, model.purchases_.kind
+    part = refused[kind]
+    assert part["r"] == pytest.approx(fit.params["r"], rel=1e-12)
+    assert part["log_likelihood"] == pytest.approx(fit.log_likelihood, rel=1e-12)
+    assert part["iterations"] == fit.n_iter and part["problems"] == fit.problems
+    assert set(part["bse"]) == set(fit.param_names)
+    for name, se in part["bse"].items():  # not finite: null, valid JSON
+        assert se is None if not np.isfinite(fit.bse[name]) else se == pytest.approx(fit.bse[name], rel=1e-12)
     assert "--save-unreliable" in refused["error"] and refused["model_path"] is None
     # the same keys as a reliable fit's object: a script reads both
     rc, out, _ = run(capsys, *FIT, "-t", cdnow_csv, "--calibration-end", "1997-09-30", "--json")
     reliable = json.loads(out)
     assert rc == 0 and reliable["reliable"] is True and reliable["problems"] == []
-    assert set(reliable) <= set(refused) and set(refused) - set(reliable) == {"error"}
-    for part in ("bgnbd", "gamma_gamma"):
-        assert set(reliable[part]) == set(refused[part])
+    assert set(reliable) - {"bgnbd"} <= set(refused) and set(refused) - set(reliable) == {"error", kind} - {"bgnbd"}
+    assert set(reliable["bgnbd"]) - {"r", "alpha", "a", "b"} == set(refused[kind]) - set(fit.param_names)
+    assert set(reliable["gamma_gamma"]) == set(refused["gamma_gamma"])
 
 
 def test_data_that_identify_nothing_still_give_the_accounting(logs, capsys):
@@ -314,10 +320,11 @@ def test_refused_fit_logs_a_failed_run_without_a_model(identical, local_store, m
     tags, metrics, params = logged.data.tags, logged.data.metrics, logged.data.params
     assert tags["reliable"] == "false" and tags["problems"] == "; ".join(model.problems_)
     assert "refused" in tags["failure"]
-    fit = model.purchases_.result_
-    assert metrics["bgnbd.r"] == pytest.approx(fit.params["r"], rel=1e-9)
-    assert metrics["bgnbd.log_likelihood"] == pytest.approx(fit.log_likelihood, rel=1e-9)
-    assert metrics["bgnbd.iterations"] == fit.n_iter and "bgnbd.r.se" not in metrics  # not finite: skipped
+    fit, kind = model.purchases_.result_, model.purchases_.kind
+    assert metrics[f"{kind}.r"] == pytest.approx(fit.params["r"], rel=1e-9)
+    assert metrics[f"{kind}.log_likelihood"] == pytest.approx(fit.log_likelihood, rel=1e-9)
+    assert metrics[f"{kind}.iterations"] == fit.n_iter
+    assert (f"{kind}.r.se" in metrics) == bool(np.isfinite(fit.bse["r"]))  # not finite: skipped
     assert params["model.penalizer"] == "0.0" and params["rows.n_transactions"] == "160"
     artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
     assert "problems.txt" in artifacts and "model" not in artifacts
@@ -365,7 +372,8 @@ def test_refused_fit_on_the_spark_engine_reports_the_same(spark, identical, tmp_
     data = json.loads(out)
     assert data["reliable"] is False and len(data["problems"]) == len(model.problems_)
     assert data["accounting"]["n_transactions"] == 160 and data["n_customers"] == 40
-    assert data["bgnbd"]["log_likelihood"] == pytest.approx(model.purchases_.result_.log_likelihood, rel=1e-6)
+    assert data[model.purchases_.kind]["log_likelihood"] == pytest.approx(model.purchases_.result_.log_likelihood,
+                                                                          rel=1e-6)
     assert not (tmp_path / "m.json").exists()
 
 

@@ -319,10 +319,15 @@ def maximize(
             fun, theta0, jac=True, hess=hess, method="trust-exact", options={"maxiter": maxiter, "gtol": gtol}
         )
     except (ArithmeticError, ValueError, np.linalg.LinAlgError, UnboundLocalError) as exc:
-        # scipy's trust-region subproblem can fail on a degenerate Hessian (an UnboundLocalError in some
-        # versions) where the likelihood is flat: go on from the best point reached, as not converged
-        res = optimize.OptimizeResult(x=best["theta"], success=False, nit=best["calls"],
-                                      message=f"the trust-region step failed ({type(exc).__name__})")
+        # scipy's exact trust-region subproblem can end without a step on an extreme or degenerate Hessian (an
+        # UnboundLocalError in some versions): go on from the best point reached with the truncated-CG
+        # subproblem; if that fails too, stop there as not converged
+        try:
+            res = optimize.minimize(fun, best["theta"], jac=True, hess=hess, method="trust-ncg",
+                                    options={"maxiter": maxiter, "gtol": gtol})
+        except (ArithmeticError, ValueError, np.linalg.LinAlgError, UnboundLocalError):
+            res = optimize.OptimizeResult(x=best["theta"], success=False, nit=best["calls"],
+                                          message=f"the trust-region step failed ({type(exc).__name__})")
     theta = _newton_polish(res.x, fun, hess)
     ll, score, h, phi = evaluate(theta)
     objective, final_grad = fun(theta)

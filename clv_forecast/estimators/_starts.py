@@ -7,7 +7,7 @@ summarised in days or in weeks) decides which way the optimiser goes. So a fit t
 keeps the best (penalised) log-likelihood:
 
 * the first start is data-driven: ``(r, alpha)`` from the NBD fitted to the distinct ``(x, T)`` pairs
-  (:func:`clv_forecast.estimators.purchases._nbd.fit_statistics`, a 2-parameter fit on a few thousand rows: cheap), with
+  (:func:`clv_forecast.estimators.purchases.nbd.fit_statistics`, a 2-parameter fit on a few thousand rows: cheap), with
   ``(a, b) = (1, 1)``; ``initial_params`` given by the user replace it;
 * when that fit is not a clean interior maximum (it did not converge, runs off towards a boundary, is
   not identified), or when the NBD (BG/NBD's boundary ``a -> 0``) reaches at least its log-likelihood,

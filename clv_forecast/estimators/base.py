@@ -36,10 +36,13 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from ..errors import ClvInputError, NotFittedError  # noqa: F401  (NotFittedError: part of the interface)
+import warnings
+
+from ..errors import ClvInputError, DataWarning, NotFittedError, row_error  # noqa: F401  (NotFittedError: interface)
 from ..units import Duration
 from . import _mle
-from ._data import RFM, as_frame_index, column, index_by_value, rfm_arrays
+from ._data import (RFM, as_frame_index, column, index_by_value, rfm_arrays, time_unit_of, weights_of,
+                    whole_number_frequency)
 
 
 class Estimator(_mle.MLEModel):
@@ -211,6 +214,48 @@ class PurchaseModel(Estimator):
         return out[:, 0] if t.ndim == 0 else out
 
     # -- public methods ---------------------------------------------------------------------------
+    def fit(self, data=None, *, frequency=None, recency=None, T=None, weights=None, time_unit=None):
+        """Fit on an RFM table (columns frequency, recency, T; optional ``count`` weights) or arrays.
+
+        Written once for every purchase model: the rows are validated (:func:`rfm_arrays`, with row numbers of
+        the user's table), rows of weight 0 dropped, and the model's :meth:`_fit_statistics` hook fits the rest;
+        a failure leaves a previous fit as it was."""
+        self._check_penalizer()
+        rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, weights=weights, time_unit=time_unit)
+        keep = rfm.weights > 0
+        x, t_x, big_t, w = rfm.frequency[keep], rfm.recency[keep], rfm.T[keep], rfm.weights[keep]
+        _mle.require(len(x) > 0, f"{self.name}: no customers to fit")
+        result = self._fit_statistics(x, t_x, big_t, w)
+        self._store(result, rfm.time_unit)
+        return self
+
+    def _fit_statistics(self, x, t_x, T, w) -> "_mle.MLEResult":  # pragma: no cover - every model writes it
+        """The model's fit on validated (compressed) statistics with weights ``w > 0``: an
+        :class:`~clv_forecast.estimators._mle.MLEResult` (``_mle.maximize`` does the optimisation)."""
+        raise NotImplementedError
+
+    #: the boundaries of the parameter space that are known, simpler models: a short description of each
+    #: (shown to users) by the nested model's kind. A fit whose supremum is on one sets ``result_.boundary =
+    #: (kind, reason)`` and keeps that model's fit on the same statistics in ``boundary_result_``.
+    boundaries: ClassVar[dict[str, str]] = {}
+
+    def boundary_model(self):
+        """None, or the nested model the data support when this fit's supremum is on a known boundary
+        (``result_.boundary``): an estimator of that kind (:func:`clv_forecast.estimators.get`) holding the
+        fit made on the same statistics (``boundary_result_``, with standard errors), with this model's
+        penalty and time unit. Nothing is fitted again."""
+        self._check_fitted()
+        boundary, fit = self.result_.boundary, getattr(self, "boundary_result_", None)
+        if boundary is None or fit is None:
+            return None
+        from . import get
+
+        cls = get(boundary[0], self.role)
+        shared = {k: v for k, v in self.get_params(deep=False).items() if k == "penalizer" and k in cls._defaults()}
+        nested = cls(**shared)
+        nested._store(fit, self.time_unit_)
+        return nested
+
     def horizon(self, t) -> np.ndarray:
         """A horizon in the model's time unit: ``"39W"``/:class:`Duration` converted, a number taken as it is."""
         if isinstance(t, (str, Duration)):
@@ -293,6 +338,61 @@ class SpendModel(Estimator):
     @classmethod
     def check_inputs(cls, x, m, index) -> None:
         """Say (a warning) which rows are outside the model; by default nothing is."""
+
+    #: mean spends the likelihood's numbers stay finite for: ``1 / max_spend <= m <= max_spend``
+    max_spend: ClassVar[float] = 1e150
+
+    def fit(self, data=None, *, frequency=None, monetary_value=None, weights=None, time_unit=None):
+        """Fit on the repeat buyers (columns frequency, monetary_value; optional ``count`` weights) or arrays.
+
+        Written once for every spend model: the columns are validated (row numbers of the user's table),
+        repeat buyers that :meth:`_fit_rows` cannot use are left out with a :class:`DataWarning` naming them
+        (an error with the model's ``strict=True``), a mean spend outside ``1/max_spend .. max_spend`` is an
+        error, and the model's :meth:`_fit_statistics` hook fits the rest; ``excluded_`` holds the ids left out."""
+        source = "RFM table" if data is not None else "input"
+        self._check_penalizer()
+        x = column(data, "frequency", frequency, source)
+        m = column(data, "monetary_value", monetary_value, source)
+        if len(m) != len(x):
+            raise ClvInputError(f"{source}: frequency and monetary_value have different lengths ({len(x)}, {len(m)})")
+        whole_number_frequency(x, source)
+        w = weights_of(data, weights, len(x), source)
+        index = as_frame_index(data, len(x))
+        usable = type(self)._fit_rows(x, m)
+        bad = (x > 0) & (w > 0) & ~usable
+        excluded = index[bad]
+        n_bad = int(round(float(w[bad].sum())))  # customers: rows of compressed statistics weigh their count
+        if bad.any():
+            compressed = weights is not None or (data is not None and any(
+                name in getattr(data, "columns", ()) for name in ("count", "weight", "weights")))
+            ids = ("(compressed statistics: no ids)" if compressed else
+                   ", ".join(map(str, excluded[:10].tolist())) + (" ..." if bad.sum() > 10 else ""))
+            msg = (f"{self.name}: {n_bad} customer(s) with repeat purchases have a non-positive mean "
+                   f"spend and cannot enter the model: {ids}")
+            if getattr(self, "strict", False):
+                raise ClvInputError(f"{source}: column 'monetary_value': {msg}")
+            warnings.warn(msg + "; they are left out of the fit ({{strict=True}} makes this an error)",
+                          DataWarning, stacklevel=2)
+        keep = (w > 0) & usable
+        limit = type(self).max_spend
+        extreme = keep & ((m > limit) | (m < 1.0 / limit))
+        if extreme.any():
+            rows = np.flatnonzero(extreme)
+            ids = ", ".join(map(str, index[rows[:3]].tolist()))
+            span = f"{1.0 / limit:.0e} to {limit:.0e}".replace("e+", "e")
+            raise row_error(source, "monetary_value", (rows + 1).tolist(), m[rows[:5]].tolist(),
+                            f"a mean spend outside {span} (customers {ids}): the spend "
+                            "model's variances would not be finite numbers; give the amounts in another unit of money")
+        result = self._fit_statistics(x[keep], m[keep], w[keep])
+        result.extra["excluded_customers"] = n_bad
+        self._store(result, time_unit_of(data, time_unit))
+        self.excluded_ = excluded
+        return self
+
+    def _fit_statistics(self, x, m, w) -> "_mle.MLEResult":  # pragma: no cover - every model writes it
+        """The model's fit on the usable rows (validated; weights ``w > 0``): an
+        :class:`~clv_forecast.estimators._mle.MLEResult`."""
+        raise NotImplementedError
 
     def conditional_expected_spend(self, data=None, *, frequency=None, monetary_value=None) -> np.ndarray:
         """Expected spend per transaction for each customer (population mean for frequency 0)."""

@@ -4,9 +4,9 @@ The BG/NBD likelihood (:mod:`clv_forecast.estimators.purchases.bgnbd`) has two b
 models:
 
 * ``a -> 0`` (``b`` free): every dropout probability is 0, the data show no dropout, and the
-  likelihood tends to the NBD's (Ehrenberg 1959; :mod:`clv_forecast.estimators.purchases._nbd`), parameters ``r, alpha``;
+  likelihood tends to the NBD's (Ehrenberg 1959; :mod:`clv_forecast.estimators.purchases.nbd`), parameters ``r, alpha``;
 * ``a, b -> infinity`` with ``a / (a + b) = p``: one dropout probability for every customer, no
-  heterogeneity in dropout (:mod:`clv_forecast.estimators.purchases._constant_dropout`), parameters ``r, alpha, p``.
+  heterogeneity in dropout (:mod:`clv_forecast.estimators.purchases.constant_dropout`), parameters ``r, alpha, p``.
 
 A fit whose supremum is on one of them sends ``a`` (or ``a`` and ``b``) off and stops somewhere on
 the way, with a singular information matrix or shape parameters of 1e7 or 1e-9. The size of the
@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 
 from .. import _mle
-from . import _constant_dropout as constant_dropout, _nbd as nbd
+from . import constant_dropout, nbd
 
 #: the nested model "reaches" BG/NBD's best log-likelihood when it is at most this much lower per
 #: customer (the optimiser stops on its way to the boundary a few 1e-9 per customer short of it)
@@ -40,6 +40,9 @@ RELATIVE_NOISE = 1e-12
 NBD = "nbd"
 CONSTANT_DROPOUT = "constant_dropout"
 MODULES = {NBD: nbd, CONSTANT_DROPOUT: constant_dropout}
+#: each boundary in a few words, by the nested model's kind (``BetaGeoModel.boundaries``: the line a user sees)
+DESCRIPTIONS = {NBD: "a -> 0: the data show no dropout",
+                CONSTANT_DROPOUT: "a, b -> infinity: one dropout probability for every customer"}
 
 
 def _arrays(stats):

@@ -34,8 +34,8 @@ from scipy import special
 from ...errors import ClvInputError
 from ...units import Duration
 from .. import _mle, _starts
-from . import _bgnbd_boundary as bgnbd_boundary, _nbd as nbd
-from .._data import ByValue, index_by_value, rfm_arrays
+from . import _bgnbd_boundary as bgnbd_boundary, nbd
+from .._data import ByValue, index_by_value
 from ..base import PurchaseModel, _unique_pairs, distinct_pairs  # noqa: F401  (bgnbd.distinct_pairs: old name)
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
@@ -688,6 +688,7 @@ class BetaGeoModel(PurchaseModel):
 
     kind = "bgnbd"
     name = "BG/NBD"
+    boundaries = bgnbd_boundary.DESCRIPTIONS
     param_names = PARAM_NAMES
     scale_free_params = ("r", "a", "b")
     param_bounds = PARAM_BOUNDS
@@ -698,13 +699,9 @@ class BetaGeoModel(PurchaseModel):
         self.maxiter = maxiter
 
     # -- fitting ---------------------------------------------------------------------------
-    def fit(self, data=None, *, frequency=None, recency=None, T=None, weights=None, time_unit=None):
-        """Fit on an RFM table (columns frequency, recency, T; optional ``count`` weights) or arrays."""
-        self._check_penalizer()
-        rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, weights=weights, time_unit=time_unit)
-        keep = rfm.weights > 0
-        x, t_x, big_t, w = rfm.frequency[keep], rfm.recency[keep], rfm.T[keep], rfm.weights[keep]
-        _mle.require(len(x) > 0, "BG/NBD: no customers to fit")
+    def _fit_statistics(self, x, t_x, big_t, w) -> _mle.MLEResult:
+        """The fit on validated statistics (:meth:`PurchaseModel.fit`): several starts, the best wins, and
+        the boundary diagnosis when it is not a clean interior maximum (``boundary_result_``)."""
         _mle.require(bool(np.any(x > 0)),
                      "BG/NBD: no customer has a repeat purchase (all frequencies are 0); "
                      "the purchase rate and dropout parameters cannot be identified")
@@ -742,8 +739,7 @@ class BetaGeoModel(PurchaseModel):
             result.boundary = bgnbd_boundary.diagnose_boundary(result, None, fits=fits)
             if result.boundary is not None:
                 self.boundary_result_ = fits[result.boundary[0]]
-        self._store(result, rfm.time_unit)
-        return self
+        return result
 
     # -- kernels (the public predictions are PurchaseModel's) ------------------------------
     @staticmethod

@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from ...errors import ClvInputError, DataWarning, IdentificationError, row_error
+from ...errors import DataWarning, IdentificationError
 from .. import _mle
-from .._data import ByValue, as_frame_index, column, time_unit_of, weights_of, whole_number_frequency
+from .._data import ByValue
 from ..base import SpendModel
 
 PARAM_NAMES = ("p", "q", "v")
@@ -195,41 +195,11 @@ class GammaGammaModel(SpendModel):
         self.initial_params = initial_params
         self.maxiter = maxiter
 
-    def fit(self, data=None, *, frequency=None, monetary_value=None, weights=None, time_unit=None):
-        """Fit on customers with ``frequency > 0`` (columns frequency, monetary_value; optional ``count``)."""
-        source = "RFM table" if data is not None else "input"
-        self._check_penalizer()
-        x = column(data, "frequency", frequency, source)
-        m = column(data, "monetary_value", monetary_value, source)
-        if len(m) != len(x):
-            raise ClvInputError(f"{source}: frequency and monetary_value have different lengths ({len(x)}, {len(m)})")
-        whole_number_frequency(x, source)
-        w = weights_of(data, weights, len(x), source)
-        index = as_frame_index(data, len(x))
-        repeat = (x > 0) & (w > 0)
-        bad = repeat & (m <= 0)
-        excluded = index[bad]
-        n_bad = int(round(float(w[bad].sum())))  # customers: rows of compressed statistics weigh their count
-        if bad.any():
-            compressed = weights is not None or (data is not None and any(
-                name in getattr(data, "columns", ()) for name in ("count", "weight", "weights")))
-            ids = ("(compressed statistics: no ids)" if compressed else
-                   ", ".join(map(str, excluded[:10].tolist())) + (" ..." if bad.sum() > 10 else ""))
-            msg = (f"Gamma-Gamma: {n_bad} customer(s) with repeat purchases have a non-positive mean "
-                   f"spend and cannot enter the model: {ids}")
-            if self.strict:
-                raise ClvInputError(f"{source}: column 'monetary_value': {msg}")
-            warnings.warn(msg + "; they are left out of the fit ({{strict=True}} makes this an error)",
-                          DataWarning, stacklevel=2)
-        keep = (w > 0) & type(self)._fit_rows(x, m)  # = repeat & ~bad
-        extreme = keep & ((m > MAX_SPEND) | (m < 1.0 / MAX_SPEND))
-        if extreme.any():
-            rows = np.flatnonzero(extreme)
-            ids = ", ".join(map(str, index[rows[:3]].tolist()))
-            raise row_error(source, "monetary_value", (rows + 1).tolist(), m[rows[:5]].tolist(),
-                            f"a mean spend outside 1e-150 to 1e150 (customers {ids}): the spend model's "
-                            "variances would not be finite numbers; give the amounts in another unit of money")
-        xk, mk, wk = x[keep], m[keep], w[keep]
+    max_spend = MAX_SPEND
+
+    def _fit_statistics(self, xk, mk, wk) -> _mle.MLEResult:
+        """The fit on the repeat buyers with a positive mean spend (:meth:`SpendModel.fit`), in a power-of-two
+        unit of money near their geometric mean spend, then back in the amounts' own unit."""
         if len(xk) == 0:
             raise IdentificationError("Gamma-Gamma: no customer with a repeat purchase and positive spend to fit")
         if np.ptp(mk) == 0 and len(np.unique(xk)) == 1:
@@ -258,14 +228,11 @@ class GammaGammaModel(SpendModel):
             result.cov[:, 2] *= scale
             result.log_likelihood -= n * np.log(scale)
         result.extra["spend_frequency_correlation"] = spend_frequency_correlation(xk, mk, wk)
-        result.extra["excluded_customers"] = n_bad
         if result.params["q"] <= 1:
             warnings.warn(f"Gamma-Gamma: fitted q = {result.params['q']:.4g} <= 1: the population mean "
                           "spend is not finite; spend predictions for customers with p x + q <= 1 are inf",
-                          DataWarning, stacklevel=2)
-        self._store(result, time_unit_of(data, time_unit))
-        self.excluded_ = excluded
-        return self
+                          DataWarning, stacklevel=3)
+        return result
 
     @property
     def spend_frequency_correlation_(self) -> float:

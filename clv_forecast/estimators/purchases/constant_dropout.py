@@ -24,10 +24,19 @@ and with ``lambda ~ Gamma(r+x, alpha+T)``:
     \qquad E[X(t)] = \frac{1}{p}\left[1 - \left(\frac{\alpha}{\alpha+p\,t}\right)^{r}\right]
 
 (``-expm1(-(r+x) log1p(p t / (alpha+T))) / p``: exact for small ``p``, where it tends to the NBD's
-``(r+x) t / (alpha+T)``).
+``(r+x) t / (alpha+T)``). A new customer's count in ``t`` is BG/NBD's (FHL 2005, eq. 8) in the limit:
+
+.. math:: P(X(t) = n) = (1-p)^n\,\mathrm{NB}(n; r, \tfrac{\alpha}{\alpha+t})
+          + \delta_{n>0}\,p\,(1-p)^{n-1}\,P(\mathrm{NB}(r, \tfrac{\alpha}{\alpha+t}) \ge n)
+
+:class:`ConstantDropoutModel` (kind ``"constant_dropout"``) is the model of the layer: what a BG/NBD fit on the
+boundary ``a, b -> infinity`` becomes (:attr:`clv_forecast.model.ClvModel.boundary_`), or chosen directly
+(``--purchase-model constant_dropout``).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -35,8 +44,9 @@ from scipy import special
 
 from .. import _mle
 from .._data import ByValue, index_by_value
+from ..base import PurchaseModel
 
-NAME = "constant dropout"
+NAME = "NBD with constant dropout"
 PARAM_NAMES = ("r", "alpha", "p")
 SCALE_FREE_PARAMS = ("r", "p")
 PARAM_BOUNDS = {"r": (1e-8, 1e3), "alpha": (1e-8, 1e12), "p": (1e-12, 1.0 - 1e-12)}
@@ -67,7 +77,7 @@ def loglik_derivatives(params, x, t_x, T, weights=None, _by_x: ByValue | None = 
     ``d^2 L = (1-w) d^2A_3 + w d^2A_4 + w(1-w) (dA_4 - dA_3)(dA_4 - dA_3)^T``; the head's odds term is
     ``-x log(1 + o)``.
     """
-    r, alpha, o = (float(v) for v in params)
+    r, alpha, o = (np.float64(v) for v in params)  # numpy scalars: overflow gives inf, never an exception
     x = np.asarray(x, dtype=np.float64)
     t_x = np.asarray(t_x, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
@@ -156,7 +166,7 @@ def fit_statistics(x, t_x, T, weights=None, *, penalizer: float = 0.0, maxiter: 
                    x0=None, scales=None) -> _mle.MLEResult:
     """Fit to (compressed) statistics; an :class:`~clv_forecast.estimators._mle.MLEResult` in (r, alpha, p)
     with standard errors (the fit runs on the odds; ``x0`` and ``scales`` are in (r, alpha, odds))."""
-    from . import _nbd as nbd
+    from . import nbd
 
     x = np.asarray(x, dtype=np.float64)
     t_x = np.asarray(t_x, dtype=np.float64)
@@ -180,3 +190,93 @@ def fit_statistics(x, t_x, T, weights=None, *, penalizer: float = 0.0, maxiter: 
     fit.scale_free = SCALE_FREE_PARAMS
     fit.bounds = dict(PARAM_BOUNDS)
     return fit
+
+
+def prob_purchases(n, t, r, alpha, p) -> np.ndarray:
+    """P(X(t) = n) of a new customer (module docstring), in log space."""
+    n = np.asarray(n, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_nb = (special.gammaln(r + n) - special.gammaln(r) - special.gammaln(n + 1)
+                  - r * np.log1p(t / alpha) + special.xlogy(n, t / (alpha + t)))
+        first = n * np.log1p(-p) + log_nb
+        second = np.where(n > 0, np.log(p) + np.maximum(n - 1, 0) * np.log1p(-p)
+                          + np.log(special.betainc(np.maximum(n, 1.0), r, t / (alpha + t))), -np.inf)
+    return np.exp(np.logaddexp(first, second))
+
+
+class ConstantDropoutModel(PurchaseModel):
+    """NBD purchases with one dropout probability ``p`` for every customer (module docstring): BG/NBD's
+    boundary ``a, b -> infinity`` with ``a / (a + b) = p``.
+
+    Parameters
+    ----------
+    penalizer : float
+        L2 penalty on unit-free parameters, ``penalizer * (r^2 + (alpha / s)^2 + o^2)`` with ``o = p / (1 - p)``
+        (the fit's parameter) and ``s`` the data's time per repeat purchase (the same model in every unit).
+    maxiter : int
+        Iteration limit of the trust-region optimiser.
+    """
+
+    kind = "constant_dropout"
+    name = NAME
+    param_names = PARAM_NAMES
+    scale_free_params = SCALE_FREE_PARAMS
+    param_bounds = PARAM_BOUNDS
+
+    def __init__(self, penalizer: float = 0.0, maxiter: int = 200) -> None:
+        self.penalizer = penalizer
+        self.maxiter = maxiter
+
+    def _fit_statistics(self, x, t_x, T, w) -> _mle.MLEResult:
+        from .. import _starts
+        from . import nbd
+
+        _mle.require(bool(np.any(T > 0)), f"{NAME}: every customer has T = 0; nothing was observed")
+        scales = [1.0, _starts.data_scale_alpha(x, T, w), 1.0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            start = nbd.fit_statistics(x, t_x, T, w, scales=scales[:2])
+        r0, alpha0 = (float(v) for v in start.params)
+        x0 = [r0, alpha0, 0.1] if np.isfinite(r0) and np.isfinite(alpha0) else None
+        return fit_statistics(x, t_x, T, w, penalizer=self.penalizer, maxiter=self.maxiter, x0=x0, scales=scales)
+
+    @staticmethod
+    def _loglik(params, frequency, recency, T) -> np.ndarray:
+        return loglik(*params, frequency, recency, T)
+
+    @staticmethod
+    def _loglik_derivatives(params, frequency, recency, T, weights=None):
+        """The analytic derivatives in (r, alpha, odds) carried to (r, alpha, p): ``o = p / (1 - p)``,
+        ``do/dp = 1 / (1-p)^2``, ``d2o/dp2 = 2 / (1-p)^3``."""
+        r, alpha, p = (np.float64(v) for v in params)
+        ll, score, hess = loglik_derivatives([r, alpha, p / (1.0 - p)], frequency, recency, T, weights)
+        d1, d2 = 1.0 / (1.0 - p) ** 2, 2.0 / (1.0 - p) ** 3
+        jac = np.array([1.0, 1.0, d1])
+        hess = hess * jac[:, None] * jac[None, :]
+        hess[2, 2] += score[2] * d2
+        return ll, score * jac, hess
+
+    @staticmethod
+    def _p_alive(params, x, t_x, T) -> np.ndarray:
+        return p_alive(x, t_x, T, *params)
+
+    @staticmethod
+    def _expected_if_alive(params, times, x, T) -> np.ndarray:
+        return expected_if_alive(times, x, T, *params)
+
+    @staticmethod
+    def _expected_new(params, t) -> np.ndarray:
+        return expected_new(t, *params)
+
+    @staticmethod
+    def _prob_purchases(params, n, t) -> np.ndarray:
+        return prob_purchases(n, t, *params)
+
+    def population(self) -> dict:
+        """Purchase rates ``lambda ~ Gamma(r, alpha)`` per time unit (the dropout probability is one number,
+        ``p``, for everybody: no distribution to draw)."""
+        from scipy import stats
+
+        r, alpha, _ = self._check_fitted()
+        return {"purchase_rate": stats.gamma(r, scale=1.0 / alpha)}

@@ -15,7 +15,11 @@ likelihood (:mod:`clv_forecast.estimators.purchases.bgnbd`) tends to this one, w
     P(\text{alive}) = 1, \qquad E[Y(t) \mid x, T] = \frac{r+x}{\alpha+T}\,t, \qquad
     E[X(t)] = \frac{r}{\alpha}\,t
 
-(the posterior of ``lambda`` is ``Gamma(r+x, alpha+T)``). Pure vectorised kernels in the style of
+(the posterior of ``lambda`` is ``Gamma(r+x, alpha+T)``), and a new customer's count in ``t`` is negative
+binomial, ``P(X(t) = n) = Gamma(r+n) / (Gamma(r) n!) (alpha/(alpha+t))^r (t/(alpha+t))^n``.
+
+:class:`NBDModel` (kind ``"nbd"``) is the model of the layer: what a BG/NBD fit on the boundary ``a -> 0``
+becomes (:attr:`clv_forecast.model.ClvModel.boundary_`), or chosen directly (``--purchase-model nbd``). Pure vectorised kernels in the style of
 :mod:`~clv_forecast.estimators.purchases.bgnbd`; :func:`fit_statistics` fits compressed statistics through
 :func:`clv_forecast.estimators._mle.maximize`. The likelihood depends on ``(x, T)`` only, so the fit runs on
 the distinct pairs.
@@ -28,6 +32,7 @@ from scipy import special
 
 from .. import _mle
 from .._data import ByValue
+from ..base import PurchaseModel, distinct_pairs
 
 NAME = "NBD"
 PARAM_NAMES = ("r", "alpha")
@@ -44,7 +49,7 @@ def loglik(r, alpha, frequency, recency, T) -> np.ndarray:
 
 def loglik_derivatives(params, x, t_x, T, weights=None, _by_x: ByValue | None = None):
     """Weighted total log-likelihood, score (2,) and Hessian (2, 2) in (r, alpha), analytic."""
-    r, alpha = (float(v) for v in params)
+    r, alpha = (np.float64(v) for v in params)
     x = np.asarray(x, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
     weights = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
@@ -94,8 +99,6 @@ def expected_new(t, r, alpha) -> np.ndarray:
 
 def _pairs(x, T, w):
     """Distinct (x, T) pairs with their total weight (the likelihood depends on nothing else)."""
-    from ..base import distinct_pairs
-
     xu, tu, inverse = distinct_pairs(x, T)
     if inverse is None:
         return x, T, w
@@ -135,3 +138,74 @@ def fit_statistics(x, t_x, T, weights=None, *, penalizer: float = 0.0, maxiter: 
     result.scale_free = SCALE_FREE_PARAMS
     result.bounds = dict(PARAM_BOUNDS)
     return result
+
+
+def prob_purchases(n, t, r, alpha) -> np.ndarray:
+    """P(X(t) = n) of a new customer: the negative binomial pmf, in log space."""
+    n = np.asarray(n, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_p = (special.gammaln(r + n) - special.gammaln(r) - special.gammaln(n + 1)
+                 - r * np.log1p(t / alpha) + special.xlogy(n, t / (alpha + t)))
+    return np.exp(log_p)
+
+
+class NBDModel(PurchaseModel):
+    """The NBD purchase model (Ehrenberg 1959; module docstring): purchases without dropout.
+
+    Parameters
+    ----------
+    penalizer : float
+        L2 penalty on unit-free parameters, ``penalizer * (r^2 + (alpha / s)^2)`` with ``s`` the data's time per
+        repeat purchase (as BG/NBD's: the same model in every time unit).
+    maxiter : int
+        Iteration limit of the trust-region optimiser.
+    """
+
+    kind = "nbd"
+    name = NAME
+    param_names = PARAM_NAMES
+    scale_free_params = SCALE_FREE_PARAMS
+    param_bounds = PARAM_BOUNDS
+
+    def __init__(self, penalizer: float = 0.0, maxiter: int = 200) -> None:
+        self.penalizer = penalizer
+        self.maxiter = maxiter
+
+    def _fit_statistics(self, x, t_x, T, w) -> _mle.MLEResult:
+        from .. import _starts
+
+        _mle.require(bool(np.any(T > 0)), f"{NAME}: every customer has T = 0; nothing was observed")
+        scales = [1.0, _starts.data_scale_alpha(x, T, w)]
+        return fit_statistics(x, t_x, T, w, penalizer=self.penalizer, maxiter=self.maxiter, scales=scales)
+
+    @staticmethod
+    def _loglik(params, frequency, recency, T) -> np.ndarray:
+        return loglik(*params, frequency, recency, T)
+
+    @staticmethod
+    def _loglik_derivatives(params, frequency, recency, T, weights=None):
+        return loglik_derivatives(params, frequency, recency, T, weights)
+
+    @staticmethod
+    def _p_alive(params, x, t_x, T) -> np.ndarray:
+        return p_alive(x, t_x, T, *params)
+
+    @staticmethod
+    def _expected_if_alive(params, times, x, T) -> np.ndarray:
+        return expected_if_alive(times, x, T, *params)
+
+    @staticmethod
+    def _expected_new(params, t) -> np.ndarray:
+        return expected_new(t, *params)
+
+    @staticmethod
+    def _prob_purchases(params, n, t) -> np.ndarray:
+        return prob_purchases(n, t, *params)
+
+    def population(self) -> dict:
+        """Purchase rates ``lambda ~ Gamma(r, alpha)`` per time unit (nobody drops out)."""
+        from scipy import stats
+
+        r, alpha = self._check_fitted()
+        return {"purchase_rate": stats.gamma(r, scale=1.0 / alpha)}
