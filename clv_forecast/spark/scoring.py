@@ -363,19 +363,16 @@ def score_command(model, input_path, output_path, *, spark_master: str = "local[
                     raise
 
 
-_LOCAL_READ_OPTIONS = {"quantity_col": None, "price_col": None, "date_format": None, "encoding": "utf-8",
-                       "decimal_comma": False}
-
-
 def _score_log(spark, model, transactions, output_path, read: dict, args: dict):
     import shutil
 
     from .._io import temporary_path
+    from ..engines.spark import LOCAL_ONLY
     from ..scoring import scoring_setup, summary_settings
     from .session import read_parquet
     from .summary import summarize_spark
 
-    for key, default in _LOCAL_READ_OPTIONS.items():
+    for key, default in LOCAL_ONLY.items():
         if read.pop(key, default) != default:
             raise ClvInputError("not available with the Spark engine (Parquet columns are typed: compute it upstream)",
                                 argument=key)
