@@ -28,6 +28,7 @@ from pathlib import Path
 
 import click
 
+from . import engines  # (the engine names: --engine's choices)
 from .errors import ClvInputError, IdentificationError, UnreliableFitError, render_text
 from .report import accounting_lines, coverage_line, holdout_line, periods_line
 from .units import VALUE_DEFAULTS, value_settings_of, value_settings_text
@@ -557,7 +558,7 @@ _DATA_OPTIONS = [
 ]
 
 _ENGINE_OPTIONS = [
-    click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+    click.option("--engine", type=click.Choice(engines.available()), default="local", show_default=True,
                  help="local: one machine; spark: summary on Spark executors (Parquet file or directory), fit on "
                       "the driver, --predictions written as a Parquet directory."),
     click.option("--spark-master", "spark_master", default=None,
@@ -873,7 +874,7 @@ EXIT_TOO_MANY_REJECTS = 4
               help="Rows read and scored at a time (bounds the memory).")
 @click.option("--time-unit", "time_unit", default=None,
               help="Unit of recency and T in the --input table when not the model's (converted) [the model's].")
-@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+@click.option("--engine", type=click.Choice(engines.available()), default="local", show_default=True,
               help="spark: Parquet file or directory in, Parquet directories out (scores, OUTPUT.rejects).")
 @click.option("--spark-master", "spark_master", default="local[*]", show_default=True,
               help="Spark master URL (--engine spark).")

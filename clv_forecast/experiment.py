@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# the per-customer table's columns, written once for every engine (importable from here as before)
+from .engines.tables import SCORE_COLUMNS, clv_table, table_metadata, value_coverage  # noqa: F401
 from .errors import ClvInputError, IdentificationError, UnreliableFitError
 from .units import VALUE_DEFAULTS
 
@@ -51,7 +53,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
                                   "customer's purchase) or 'error'; not set: 'net' with quantity_col x price_col, "
                                   "'drop' with amount_col"),
         "engine": ((str,), "local", "'local' (one machine) or 'spark' (summary on Spark executors, fit on the "
-                                    "driver; Parquet input, predictions written as a Parquet directory)"),
+                                    "driver; Parquet input, predictions written as a Parquet directory); the "
+                                    "engines are clv_forecast.engines.available()"),
         "spark_master": ((str,), None, "Spark master URL for the 'spark' engine (default: the active session, "
                                        "else local[*])"),
     },
@@ -151,6 +154,10 @@ def _check(where: str, section: str, key: str, value) -> None:
     if isinstance(value, str) and "\x00" in value:
         raise spec_error(where, section, key, _shown(value), "must not contain a NUL byte")
     choices = _CHOICES.get((section, key))
+    if (section, key) == ("data", "engine"):
+        from . import engines
+
+        choices = tuple(engines.available())
     if choices and value not in choices:
         raise spec_error(where, section, key, value, f"must be one of {', '.join(map(repr, choices))}")
 
@@ -360,45 +367,6 @@ def summary_options(spec: dict) -> dict:
     return out
 
 
-def clv_table(model, rfm, value: dict):
-    """Per-customer predictions over the horizon and the discounted CLV (with its interval if asked)."""
-    kwargs = dict(horizon=value["horizon"], discount_rate=value["discount_rate"], step=value["step"],
-                  margin=float(value["margin"]))
-    if model.spend_ is None:
-        return model.predict(rfm, horizon=value["horizon"])
-    return model.clv(rfm, interval=value["interval"] or None, **kwargs)
-
-
-#: the per-customer prediction columns whose non-finite values are counted (:func:`value_coverage`)
-SCORE_COLUMNS = ("expected_purchases", "p_alive", "expected_spend", "clv", "clv_lower", "clv_upper")
-
-
-def value_coverage(table) -> dict:
-    """How many customers a CLV total covers and why the others have no value; no NaN or infinity in the
-    per-customer table goes uncounted: ``clv_missing_other`` counts the CLVs missing for another reason
-    than the spend model's two, ``scores_nonfinite`` the customers with a finite CLV but another
-    prediction column (an interval bound, say) that is not finite."""
-    import numpy as np
-
-    clv = table["clv"].to_numpy(dtype=float)
-    finite = np.isfinite(clv)
-    spend = table["expected_spend"].to_numpy(dtype=float) if "expected_spend" in table else clv
-    nan_spend, inf_spend = np.isnan(spend), np.isinf(spend)
-    others = np.zeros(len(clv), dtype=bool)
-    for name in SCORE_COLUMNS:
-        if name in table and name != "clv":
-            others |= ~np.isfinite(table[name].to_numpy(dtype=float))
-    return {
-        "clv_total": float(clv[finite].sum()),
-        "clv_customers": int(finite.sum()),
-        "clv_missing": int((~finite).sum()),
-        "clv_missing_nonpositive_spend": int(nan_spend.sum()),
-        "clv_missing_infinite_spend": int(inf_spend.sum()),
-        "clv_missing_other": int((~finite & ~nan_spend & ~inf_spend).sum()),
-        "scores_nonfinite": int((finite & others).sum()),
-    }
-
-
 def _check_reliable(model, out: dict, partial) -> None:
     """Refuse an unreliable fit unless ``[output] save_unreliable``: :class:`UnreliableFitError` naming the
     problems and the settings that may help, carrying the run so far (``partial()``, see :func:`_refused`)."""
@@ -436,95 +404,14 @@ def holdout_metrics(predicted, actual, weights, duration: float) -> dict:
     }
 
 
-_LOCAL_ONLY = ("date_format", "quantity_col", "price_col", "encoding", "decimal_comma")
-
-
-def _run_spark(spec: dict, *, save: bool, analyse: bool | None) -> RunResult:
-    """The pipeline with the Spark engine: the summary on the executors
-    (:func:`clv_forecast.spark.summarize_spark`), the fit on the driver on the compressed
-    statistics, the holdout check from them, the per-customer table computed by the executors and
-    written as a Parquet directory (atomically). The report's analysis needs every customer on one
-    machine: it is refused here."""
-    import pandas as pd
-
-    from . import spark as sps
-    from .model import ClvModel
-
-    data, out = spec["data"], spec["output"]
-    for key in _LOCAL_ONLY:
-        if data[key] != SCHEMA["data"][key][1]:
-            raise ClvInputError("not available with the Spark engine (Parquet columns are typed: compute it "
-                                "upstream), or use the local engine", argument=key, value=data[key])
-    if analyse or (save and out.get("report")):
-        raise ClvInputError("the report compares every customer on one machine: not available with the Spark "
-                            "engine; write the predictions and report on a sample, or use the local engine",
-                            argument="report", value=out.get("report"))
-    if data["source"] == _CDNOW_SOURCE:
-        raise ClvInputError("the Spark engine reads Parquet files; export the sample first", argument="source",
-                            value=data["source"])
-    timings: dict = {}
-    options = {k: v for k, v in summary_options(spec).items() if k not in _LOCAL_ONLY}
-    calibration_end = spec["summary"]["calibration_end"]
-    sps.check_parquet_path(data["source"], argument="source")
-    start = time.perf_counter()
-    session = sps.spark_session(data.get("spark_master") or "local[*]", app_name="clv-forecast")
-    sdf = sps.read_parquet(session, data["source"])
-    timings["spark_start"] = time.perf_counter() - start
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        sps.quiet_pyspark_warnings()
-        start = time.perf_counter()
-        summary = sps.summarize_spark(sdf, calibration_end=calibration_end, source=str(data["source"]), **options)
-        model = model_of(spec["model"])
-        stats = summary.statistics(model.inputs())
-        timings["summary"] = time.perf_counter() - start
-        start = time.perf_counter()
-
-        def partial(model=None):
-            return RunResult(spec=spec, summary=summary, model=model, warnings=[w.message for w in caught],
-                             timings=dict(timings))
-
-        try:
-            model = model.fit_statistics(stats["purchases"], stats.get("spend"), time_unit=summary.time_unit,
-                                         training=summary.attrs)
-        except IdentificationError as exc:
-            raise _refused(exc, partial()) from None
-        timings["fit"] = time.perf_counter() - start
-        _check_reliable(model, out, lambda: partial(model))
-        metrics: dict = {}
-        holdout = None
-        if "holdout" in stats:
-            h = stats["holdout"]
-            duration = summary.holdout_duration()
-            predicted = model.purchases_.conditional_expected_purchases(duration, h)
-            holdout = pd.DataFrame({"predicted": predicted, "actual": h["frequency_holdout"].to_numpy(),
-                                    "count": h["count"].to_numpy()})
-            metrics.update(holdout_metrics(predicted, holdout["actual"], holdout["count"], duration))
-        value = spec.get("value")
-        predictions_path = None
-        if value is not None and save and out.get("predictions"):
-            start = time.perf_counter()
-            scored = summary
-            if out.get("predictions_as_of") == "observation_end" and calibration_end is not None:
-                scored = sps.summarize_spark(sdf, source=str(data["source"]), **options)
-            table = sps.predict_spark(model, scored.rfm, value, time_unit=summary.time_unit)
-            predictions_path = sps.write_parquet_dir(table, out["predictions"])
-            metrics.update(sps.value_coverage_spark(session, predictions_path))
-            timings["predictions"] = time.perf_counter() - start
-    result = RunResult(spec=spec, summary=summary, model=model, holdout=holdout, predictions=None,
-                       metrics=metrics, warnings=[w.message for w in caught], timings=timings)
-    result.predictions_path = predictions_path
-    if save and out.get("model"):
-        try:
-            result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
-        except UnreliableFitError as exc:  # parameters a model file may not hold (a runaway fit): nothing written
-            raise _refused(exc, result) from None
-    return result
-
-
-def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunResult:
+def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = None) -> RunResult:
     """Execute a spec: summary -> fit -> reliability check -> holdout check -> predictions ->
     comparison with the historical formulas and backtest -> files.
+
+    ``engine``: an :class:`~clv_forecast.engines.Engine` or an engine's name (default: the spec's
+    ``[data] engine``, :func:`clv_forecast.engines.available`); the pipeline is this one function for
+    every engine, which supplies the summary, the fit's statistics, the holdout check's rows, the
+    per-customer table and its writing (:mod:`clv_forecast.engines.base`).
 
     ``analyse`` (default: when a report is written) runs the comparison, the backtest (with a
     calibration split) and the plots (:func:`analyse_run`).
@@ -537,6 +424,9 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
     Its files are checked first (:func:`check_spec_paths`): no output may replace an input or another
     output.
     """
+    from . import engines
+
+    engine = engines.get(spec["data"].get("engine", "local") if engine is None else engine)
     check_spec_paths(spec, save=save)
     value = spec.get("value")  # (None: fit only, no values computed)
     if value and (spec["data"].get("amount_col") or spec["data"].get("quantity_col")):
@@ -544,60 +434,48 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
         from .scoring import check_value_settings
 
         check_value_settings(spec["summary"]["time_unit"], value["horizon"], value["step"], value["discount_rate"])
-    if spec["data"].get("engine", "local") == "spark":
-        return _run_spark(spec, save=save, analyse=analyse)
-    from . import _warmup
-    from .rfm import summarize  # numpy, pandas and polars, in this thread
-
-    _warmup.start()  # scipy and the model modules in the background while polars reads the log
+    engine.check(spec, save=save, analyse=analyse)
     timings: dict = {}
-    source, _ = _source(spec["data"])
+    source = engine.open(_source(spec["data"])[0], spec["data"], timings)
     options = summary_options(spec)
     calibration_end = spec["summary"]["calibration_end"]
     out = spec["output"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()
-        rfm = summarize(source, calibration_end=calibration_end, **options)
+        summary = engine.summarize(source, options, calibration_end=calibration_end)
         timings["summary"] = time.perf_counter() - start
-        import numpy as np
-        import pandas as pd
-
-        from .model import ClvModel
-
         start = time.perf_counter()
 
         def partial(model=None):
-            return RunResult(spec=spec, summary=rfm, model=model, warnings=[w.message for w in caught],
+            return RunResult(spec=spec, summary=summary, model=model, warnings=[w.message for w in caught],
                              timings=dict(timings))
 
         try:
-            model = model_of(spec["model"]).fit(rfm)
+            model = engine.fit(model_of(spec["model"]), summary)
         except IdentificationError as exc:  # the data identify nothing: no model, the accounting still reported
             raise _refused(exc, partial()) from None
         timings["fit"] = time.perf_counter() - start
         _check_reliable(model, out, lambda: partial(model))
         metrics: dict = {}
-        holdout = None
-        if "frequency_holdout" in rfm.columns:
-            horizon = float(rfm["duration_holdout"].iloc[0])
-            pred = model.purchases_.conditional_expected_purchases(horizon, rfm)
-            holdout = pd.DataFrame({"predicted": pred, "actual": rfm["frequency_holdout"].to_numpy()},
-                                   index=rfm.index)
-            metrics.update(holdout_metrics(holdout["predicted"], holdout["actual"], np.ones(len(holdout)), horizon))
+        holdout = engine.holdout(model, summary)
+        if holdout is not None:
+            metrics.update(holdout_metrics(holdout.table["predicted"], holdout.table["actual"], holdout.weights,
+                                           holdout.duration))
+            holdout = holdout.table
         predictions = None
-        value = spec.get("value")
-        if value is not None:
+        # an engine whose tables are not in memory computes the per-customer table only to write it
+        if value is not None and (engine.in_memory or (save and out.get("predictions"))):
             start = time.perf_counter()
-            scored = rfm
+            scored = summary
             if out.get("predictions_as_of") == "observation_end" and calibration_end is not None:
                 # every customer, histories to the end of the data, scored by the calibration fit
-                scored = summarize(source, calibration_end=None, **options)
-            predictions = scored.join(clv_table(model, scored, value))
-            if "clv" in predictions:
-                metrics.update(value_coverage(predictions))
+                scored = engine.summarize(source, options, calibration_end=None)
+            predictions = engine.predict(model, scored, value)
+            metrics.update(engine.value_coverage(predictions))
             timings["predictions"] = time.perf_counter() - start
-    result = RunResult(spec=spec, summary=rfm, model=model, holdout=holdout, predictions=predictions,
+    result = RunResult(spec=spec, summary=summary, model=model, holdout=holdout,
+                       predictions=predictions if engine.in_memory else None,
                        metrics=metrics, warnings=[w.message for w in caught], timings=timings)
     if save and out.get("model"):
         try:
@@ -605,9 +483,11 @@ def run(spec: dict, *, save: bool = True, analyse: bool | None = None) -> RunRes
         except UnreliableFitError as exc:  # parameters a model file may not hold (a runaway fit): nothing written
             raise _refused(exc, result) from None
     if save and out.get("predictions") and predictions is not None:
-        result.predictions_path, result.guarded_cells = _write_table(
-            predictions, out["predictions"], metadata=table_metadata(spec, model.time_unit_),
-            verbatim_csv=bool(out.get("verbatim_csv")))
+        start = time.perf_counter()
+        result.predictions_path, result.guarded_cells = engine.write_predictions(predictions, out["predictions"],
+                                                                                  spec, model)
+        if not engine.in_memory:  # (the table is computed while it is written)
+            result.timings["predictions"] = result.timings.get("predictions", 0.0) + time.perf_counter() - start
     if analyse is None:
         analyse = bool(save and out.get("report"))
     if analyse:
@@ -678,15 +558,6 @@ def write_report(result: RunResult, path) -> Path:
     return report.write(path, _report_document(result))
 
 
-def table_metadata(spec: dict, time_unit) -> dict[bytes, bytes]:
-    """The Parquet key-value metadata of a run's per-customer table: ``clv_forecast.horizon``,
-    ``.discount_rate``, ``.step``, ``.margin``, ``.interval`` (the CLV settings, defaults filled in) and
-    ``.time_unit`` (of recency, T and the model)."""
-    from .units import parquet_metadata, value_settings_of
-
-    return parquet_metadata(value_settings_of(spec.get("value")), time_unit=time_unit)
-
-
 def write_table(table, path, metadata: dict | None = None, *, verbatim_csv: bool = False) -> Path:
     """Write a per-customer table (index as the first column) to CSV or Parquet, atomically; a Parquet
     file also carries ``metadata`` (key-value, e.g. :func:`table_metadata`; CSV has no place for it). In a
@@ -696,32 +567,10 @@ def write_table(table, path, metadata: dict | None = None, *, verbatim_csv: bool
 
 
 def _write_table(table, path, metadata: dict | None = None, *, verbatim_csv: bool = False) -> tuple[Path, int]:
-    """:func:`write_table`, and how many CSV cells the formula guard changed."""
-    from ._io import atomic_write
-    from .csv_guard import guard_frame
+    """:func:`write_table`, and how many CSV cells the formula guard changed (the local engine's writer)."""
+    from .engines.local import write_table as write
 
-    path = Path(path)
-    suffix = path.name.lower()
-    frame = table.reset_index()
-    if suffix.endswith((".parquet", ".pq")):
-        # dictionary encoding only where values repeat (ids, counts, the summary's recency and T in whole
-        # days): on the model's continuous outputs it builds a hash table per column and then falls back
-        # to plain encoding anyway (10M customers: ~0.6 s of CPU for a smaller file by nothing)
-        repeating = [str(c) for c, dtype in frame.dtypes.items()
-                     if dtype.kind not in "fc" or c in ("recency", "T")]
-        if not metadata:
-            return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, use_dictionary=repeating)), 0
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        arrow = pa.Table.from_pandas(frame, preserve_index=False)
-        arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **metadata})
-        return atomic_write(path, lambda tmp: pq.write_table(arrow, tmp, use_dictionary=repeating)), 0
-    if suffix.endswith((".csv", ".txt", ".csv.gz")):
-        compression = "gzip" if suffix.endswith(".gz") else None
-        frame, guarded = guard_frame(frame, verbatim_csv)
-        return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, compression=compression)), guarded
-    raise ClvInputError(f"{path}: unknown output type; use .csv, .csv.gz or .parquet", argument="predictions")
+    return write(table, path, metadata, verbatim_csv=verbatim_csv)
 
 
 def _slug(caption: str) -> str:

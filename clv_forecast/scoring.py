@@ -43,50 +43,18 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write
-from .estimators._data import rfm_verdict, verdict_reasons
 from .csv_guard import guard_table
 from .errors import ClvInputError
 from .units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP, value_settings_of
-from .ids import CONTROL_REASON, arrow_ids, escape_control
+from .ids import arrow_ids, escape_control
 
 __all__ = ["ScoreReport", "TooManyRejectsError", "score_file", "score_transactions", "load_scoring_model",
            "summary_settings"]
 
-RFM_COLUMNS = ("frequency", "recency", "T", "monetary_value")
-# reasons of the rejects that are not RFM rules
-MISSING_ID = "missing id"
-DUPLICATE_ID = "duplicate id"
-NOT_NUMERIC = "{column} not numeric"
-# reasons of the rows whose scores are not finite numbers (valid inputs the model gives no number for)
-UNBOUNDED_SPEND = "expected spend unbounded: Gamma-Gamma p x + q <= 1"
-ZERO_SPEND = "monetary_value 0 for a repeat buyer: outside the spend model"
-NOT_FINITE = "score not finite ({column})"
-
-
-def nonfinite_reasons(scores, names) -> np.ndarray | None:
-    """Per row, why its scores are not all finite (``""`` when they are), or None when every score is
-    finite (the usual case: no per-row array is built): the output columns ``names`` of ``scores`` (a
-    DataFrame or a mapping of arrays) checked column by column (vectorised).
-
-    An infinite expected spend is :data:`UNBOUNDED_SPEND` (Gamma-Gamma: ``p x + q <= 1``, e.g. one-time
-    buyers when ``q <= 1``, a valid model), a NaN one :data:`ZERO_SPEND` (a repeat buyer whose mean spend
-    is 0); any other non-finite value :data:`NOT_FINITE` naming the first such column. Shared by the local
-    and the Spark scorers: such a row is a reject, counted against ``max_reject_share``.
-    """
-    reason = None
-    for name in reversed(list(names)):  # the first column's reason wins
-        bad = ~np.isfinite(np.asarray(scores[name], dtype=np.float64))
-        if bad.any():
-            if reason is None:
-                reason = np.full(len(bad), "", dtype=object)
-            reason[bad] = NOT_FINITE.format(column=name)
-    if reason is None:
-        return None
-    if "expected_spend" in names:
-        spend = np.asarray(scores["expected_spend"], dtype=np.float64)
-        reason[np.isnan(spend)] = ZERO_SPEND
-        reason[np.isinf(spend)] = UNBOUNDED_SPEND
-    return reason
+# the rules of one batch (verdicts, their precedence, number parsing, the scores), shared by every engine;
+# the reasons and nonfinite_reasons stay importable from here
+from ._score_batch import (DUPLICATE_ID, MISSING_ID, NOT_FINITE, NOT_NUMERIC, RFM_COLUMNS, UNBOUNDED_SPEND,  # noqa: F401
+                           ZERO_SPEND, literal_nan, nonfinite_reasons, score_batch)
 
 
 @dataclass
@@ -341,36 +309,6 @@ def _require_columns(path: Path, names, columns) -> None:
     if missing:
         raise ClvInputError(f"{path}: column(s) {', '.join(map(repr, missing))} not found; "
                             f"columns are: {', '.join(names) or 'none'}")
-
-
-def _numbers(array) -> tuple[np.ndarray, np.ndarray]:
-    """A column as float64 (NaN where missing) and the mask of the non-numeric values."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        try:
-            values = pc.cast(pc.utf8_trim_whitespace(array), pa.float64())
-        except pa.ArrowInvalid:
-            import pandas as pd
-
-            text = array.to_pandas()
-            values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
-            # a literal "nan" is a missing value, as when the whole batch parses (above), not a non-number
-            bad = text.notna().to_numpy() & np.isnan(values) & ~literal_nan(text)
-            return values, bad
-        return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False), np.zeros(len(array), bool)
-    try:
-        values = pc.cast(array, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise ClvInputError(f"column of type {array.type} is not numeric") from None
-    return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False), np.zeros(len(array), bool)
-
-
-def literal_nan(text) -> np.ndarray:
-    """Mask of the texts that spell NaN (``nan``, ``NaN``, ``-nan``...): numbers, missing ones."""
-    stripped = text.astype(object).map(lambda v: v.strip().lower().lstrip("+-") if isinstance(v, str) else "")
-    return (stripped == "nan").to_numpy(dtype=bool)
 
 
 class _SeenIds:
@@ -703,7 +641,6 @@ def _output_schema(id_col, id_type, clv_args):
 
 def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_unit, clv_args,
             counts, reasons, progress, total, verbatim_csv: bool = False) -> None:
-    import pandas as pd
     import pyarrow as pa
 
     seen = _SeenIds()
@@ -727,35 +664,12 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
             if control is not None:
                 present = present & ~control  # never an id: not remembered for the duplicate check
             dup = seen.duplicates(ids, present)
-            values, non_numeric = {}, np.full(n, "", dtype=object)
-            for name in reversed(RFM_COLUMNS):  # the first column's reason wins
-                if name in batch.schema.names:
-                    values[name], bad = _numbers(batch.column(name))
-                    non_numeric[bad] = NOT_NUMERIC.format(column=name)
-                else:
-                    values[name] = np.full(n, np.nan)
-            codes = rfm_verdict(values["frequency"], values["recency"], values["T"], values["monetary_value"])
-            reason = np.where(codes > 0, verdict_reasons(codes), "").astype(object)
-            reason[non_numeric != ""] = non_numeric[non_numeric != ""]
-            reason[dup] = DUPLICATE_ID
-            reason[~present] = MISSING_ID
-            if control is not None:
-                reason[control] = CONTROL_REASON
+            names = batch.schema.names
+            result = score_batch(model, {name: batch.column(name) for name in RFM_COLUMNS if name in names}, n,
+                                 present=present, control=control, duplicate=dup, time_unit=time_unit,
+                                 clv_args=clv_args, first_row=first_row)
+            reason, scores = result.reason, result.scores
             bad = reason != ""
-            scores = None
-            if not bad.all():  # scored first: a row whose scores are not finite is a reject too
-                good = np.flatnonzero(~bad)
-                # indexed by the input's row numbers: a warning about some rows names them (not batch positions)
-                frame = pd.DataFrame({name: values[name][good] for name in RFM_COLUMNS},
-                                     index=pd.Index(good + first_row, name="row"))
-                with np.errstate(all="ignore"):  # (inf - inf and the like: such rows are rejected next)
-                    scores = model.clv(frame, time_unit=time_unit, **clv_args)
-                unscored = nonfinite_reasons(scores, list(scores.columns))
-                if unscored is not None:
-                    hit = unscored != ""
-                    reason[good[hit]] = unscored[hit]
-                    bad[good[hit]] = True
-                    scores = scores[~hit]
             if bad.any():
                 rows = np.flatnonzero(bad)
                 id_text = _read_ids(batch.column(id_col), rows, control)
@@ -764,7 +678,7 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
                                                  "reason": pa.array(reason[rows].tolist(), pa.string())},
                                                 schema=rejects_schema))
                 reasons.update(reason[rows].tolist())
-            good = np.flatnonzero(~bad)
+            good = result.scored
             if writer is None:
                 schema = _output_schema(id_col, ids.type if ids.type != pa.null() else pa.string(),
                                         clv_args)

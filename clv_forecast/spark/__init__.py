@@ -19,7 +19,7 @@ __all__ = ["summarize_spark", "fit_spark", "SparkSummary", "score_spark", "score
            "spark_session", "read_parquet", "SCORE_COLUMNS"]
 
 _HOME = {"summarize_spark": "summary", "fit_spark": "summary", "SparkSummary": "summary",
-         "predict_spark": "summary", "value_coverage_spark": "summary",
+         "predict_spark": "summary", "value_coverage_spark": "summary", "value_coverage_frame": "summary",
          "score_spark": "scoring", "score_spark_to_parquet": "scoring", "score_command": "scoring",
          "SCORE_COLUMNS": "scoring",
          "spark_session": "session", "read_parquet": "session", "check_parquet_path": "session",

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._score_batch import RFM_COLUMNS  # the one batch rule set, shared with the local scorer
 from ..errors import ClvInputError
 from ..ids import spark_ids
 from ..units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP
@@ -51,9 +52,6 @@ from .session import (_is_uri, _publish, _require_pyspark, _spark_error, _tempor
 
 __all__ = ["score_spark", "score_spark_to_parquet", "score_command", "SCORE_COLUMNS"]
 
-RFM_COLUMNS = ("frequency", "recency", "T", "monetary_value")
-
-
 SCORE_COLUMNS = ("expected_purchases", "p_alive", "expected_spend", "clv")
 
 
@@ -61,22 +59,6 @@ INTERVAL_COLUMNS = ("clv_lower", "clv_upper")
 
 
 _DUPLICATE = "__clv_duplicate_id"  # the window's flag, given to the scoring function, not returned
-
-
-def _numbers(column) -> tuple[np.ndarray, np.ndarray]:
-    """A pandas column as float64 (NaN where missing) and the mask of its non-numeric values."""
-    import pandas as pd
-
-    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
-        return column.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros(len(column), bool)
-    from ..scoring import literal_nan
-
-    text = column.astype(object).where(column.notna(), None)
-    stripped = text.map(lambda v: v.strip() if isinstance(v, str) else v)
-    values = pd.to_numeric(stripped, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    # as score_file reads text: null is missing, "nan" a missing number, a blank or other text not numeric
-    bad = stripped.notna().to_numpy() & np.isnan(values) & ~literal_nan(stripped)
-    return values, bad
 
 
 def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep: tuple = ()):
@@ -88,10 +70,9 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
     def score(frames):
         import pandas as pd
 
-        from ..estimators._data import rfm_verdict, verdict_reasons
-        from ..ids import CONTROL_REASON, pandas_ids
+        from .._score_batch import score_batch
+        from ..ids import pandas_ids
         from ..model import ClvModel
-        from ..scoring import DUPLICATE_ID, MISSING_ID, NOT_NUMERIC, nonfinite_reasons
 
         names = SCORE_COLUMNS + (INTERVAL_COLUMNS if clv_args.get("interval") is not None else ())
 
@@ -103,30 +84,16 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
                 continue
             ids = frame[id_col]
             present, control = pandas_ids(ids)  # the one id rule (clv_forecast.ids), as in score_file
-            values, non_numeric = {}, np.full(n, "", dtype=object)
-            for name in reversed(RFM_COLUMNS):  # the first column's reason wins, as in score_file
-                values[name], bad = _numbers(frame[name])
-                non_numeric[bad] = NOT_NUMERIC.format(column=name)
-            codes = rfm_verdict(values["frequency"], values["recency"], values["T"], values["monetary_value"])
-            reason = np.where(codes > 0, verdict_reasons(codes), "").astype(object)
-            reason[non_numeric != ""] = non_numeric[non_numeric != ""]
-            if _DUPLICATE in frame.columns:  # the same order of precedence as score_file
-                reason[frame[_DUPLICATE].to_numpy(dtype=bool, na_value=False)] = DUPLICATE_ID
-            reason[~present] = MISSING_ID
-            reason[control] = CONTROL_REASON
-            good = np.flatnonzero(reason == "")
+            duplicate = (frame[_DUPLICATE].to_numpy(dtype=bool, na_value=False) if _DUPLICATE in frame.columns
+                         else None)
+            # the one batch rule set (clv_forecast._score_batch), as in score_file
+            result = score_batch(model, {name: frame[name] for name in RFM_COLUMNS}, n, present=present,
+                                 control=control, duplicate=duplicate, time_unit=time_unit, clv_args=clv_args)
+            reason = result.reason
             out = {name: np.full(n, np.nan) for name in names}
-            if good.size:
-                rfm = pd.DataFrame({name: values[name][good] for name in RFM_COLUMNS})
-                with np.errstate(all="ignore"):  # (inf - inf and the like: such rows are rejected next)
-                    scores = model.clv(rfm, time_unit=time_unit, **clv_args)
-                unscored = nonfinite_reasons(scores, names)  # not finite: a reject, as in score_file
-                hit = None if unscored is None else unscored != ""
-                if hit is not None:
-                    reason[good[hit]] = unscored[hit]
+            if result.scored.size:
                 for name in names:
-                    column = scores[name].to_numpy(dtype=np.float64)
-                    out[name][good] = column if hit is None else np.where(hit, np.nan, column)
+                    out[name][result.scored] = result.scores[name].to_numpy(dtype=np.float64)
             reason[reason == ""] = None
             yield pd.DataFrame({id_col: ids.to_numpy(), **{k: frame[k].to_numpy() for k in keep}, **out,
                                 "reject_reason": reason})
@@ -396,19 +363,16 @@ def score_command(model, input_path, output_path, *, spark_master: str = "local[
                     raise
 
 
-_LOCAL_READ_OPTIONS = {"quantity_col": None, "price_col": None, "date_format": None, "encoding": "utf-8",
-                       "decimal_comma": False}
-
-
 def _score_log(spark, model, transactions, output_path, read: dict, args: dict):
     import shutil
 
     from .._io import temporary_path
+    from ..engines.spark import LOCAL_ONLY
     from ..scoring import scoring_setup, summary_settings
     from .session import read_parquet
     from .summary import summarize_spark
 
-    for key, default in _LOCAL_READ_OPTIONS.items():
+    for key, default in LOCAL_ONLY.items():
         if read.pop(key, default) != default:
             raise ClvInputError("not available with the Spark engine (Parquet columns are typed: compute it upstream)",
                                 argument=key)

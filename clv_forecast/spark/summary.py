@@ -40,7 +40,8 @@ from ..errors import ClvInputError, show_value
 from ..ids import control_character, escape_control, spark_ids
 from .session import _require_pyspark
 
-__all__ = ["summarize_spark", "SparkSummary", "fit_spark", "predict_spark", "value_coverage_spark"]
+__all__ = ["summarize_spark", "SparkSummary", "fit_spark", "predict_spark", "value_coverage_spark",
+           "value_coverage_frame"]
 
 _US = 1_000  # a tick of Spark's timestamps, in ns
 
@@ -106,26 +107,14 @@ class SparkSummary:
         """
         from pyspark.sql import functions as F
 
-        rfm = self.rfm
-        inputs = {"purchases": ("frequency", "recency", "T"), "spend": ("frequency", "monetary_value"),
-                  **(inputs or {})}
-        keys = list(inputs["purchases"])
-        out = {}
-        if self.plan.split:
-            out["holdout"] = _collect(rfm.groupBy(*keys, "frequency_holdout").agg(F.count("*").alias("count")),
-                                      keys + ["frequency_holdout"])
-            purchases = out["holdout"].groupby(keys, sort=True, as_index=False)["count"].sum()
-            out["purchases"] = purchases.astype({"count": np.int64})
-        else:
-            out["purchases"] = _collect(rfm.groupBy(*keys).agg(F.count("*").alias("count")), keys)
-        out["spend"] = None
-        if self.has_amount:
-            spend = rfm.filter(F.col("frequency") > 0).groupBy(*inputs["spend"])
-            out["spend"] = _collect(spend.agg(F.count("*").alias("count")), list(inputs["spend"]))
-        for frame in out.values():
-            if frame is not None:
-                frame.attrs = dict(self.attrs)
-        return out
+        from ..engines.base import compressed_statistics
+
+        def count(columns, repeat_buyers):
+            rows = self.rfm.filter(F.col("frequency") > 0) if repeat_buyers else self.rfm
+            return _collect(rows.groupBy(*columns).agg(F.count("*").alias("count")), list(columns))
+
+        return compressed_statistics(count, inputs=inputs, split=bool(self.plan.split), has_amount=self.has_amount,
+                                     attrs=self.attrs)
 
 
 def _collect(sdf, keys):
@@ -462,12 +451,13 @@ def fit_spark(summary: SparkSummary, model=None, *, penalizer: float | None = No
 def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
     """The per-customer table of the pipeline (the RFM columns, then expected purchases, P(alive),
     expected spend, CLV and its interval), computed partition by partition with the same function as
-    on one machine (:func:`clv_forecast.experiment.clv_table`)."""
+    on one machine (:func:`clv_forecast.engines.tables.clv_table`)."""
     import json
 
     from pyspark.sql.types import DoubleType, StructField, StructType
 
-    from ..experiment import clv_table
+    from ..engines.tables import clv_table
+
     model_dict = json.loads(model.to_json())  # the saved file's form, rebuilt on the executors
     unit = str(time_unit)
     # the score columns, from the same function on a one-row sample (no data needed)
@@ -476,7 +466,7 @@ def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
     sample = pd.DataFrame({"frequency": [1], "recency": [1.0], "T": [2.0], "monetary_value": [1.0]})
     sample.attrs["time_unit"] = unit
     score_columns = list(clv_table(model, sample, value).columns)
-    from ..experiment import table_metadata
+    from ..engines.tables import table_metadata
 
     # the CLV settings travel with the clv column (Spark writes a field's metadata into the Parquet footer)
     meta = {k.decode(): v.decode() for k, v in table_metadata({"value": value}, unit).items()}
@@ -507,13 +497,18 @@ def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
 
 
 def value_coverage_spark(session, path) -> dict:
-    """:func:`clv_forecast.experiment.value_coverage` of a predictions directory, as one Spark aggregation."""
+    """:func:`clv_forecast.engines.tables.value_coverage` of a predictions directory, as one Spark aggregation."""
+    return value_coverage_frame(session.read.parquet(str(path)))
+
+
+def value_coverage_frame(table) -> dict:
+    """:func:`clv_forecast.engines.tables.value_coverage` of a per-customer Spark DataFrame, as one
+    aggregation (with ``n_predictions``, its row count); {} without a ``clv`` column."""
     from pyspark.sql import functions as F
 
-    table = session.read.parquet(str(path))
     if "clv" not in table.columns:
         return {}
-    from ..experiment import SCORE_COLUMNS
+    from ..engines.tables import SCORE_COLUMNS
 
     def is_finite(column):
         return ~(F.isnan(column) | column.isNull() | (F.abs(column) == float("inf")))

@@ -1,0 +1,55 @@
+"""The per-customer table's columns, written once for every engine: the predictions and CLV of a model on
+an RFM table (:func:`clv_table`, applied to the whole table on one machine and to each partition on
+Spark), what its CLV total covers (:func:`value_coverage`) and its Parquet metadata
+(:func:`table_metadata`). No engine and no pipeline is imported here."""
+
+from __future__ import annotations
+
+__all__ = ["SCORE_COLUMNS", "clv_table", "value_coverage", "table_metadata"]
+
+#: the per-customer prediction columns whose non-finite values are counted (:func:`value_coverage`)
+SCORE_COLUMNS = ("expected_purchases", "p_alive", "expected_spend", "clv", "clv_lower", "clv_upper")
+
+
+def clv_table(model, rfm, value: dict):
+    """Per-customer predictions over the horizon and the discounted CLV (with its interval if asked)."""
+    kwargs = dict(horizon=value["horizon"], discount_rate=value["discount_rate"], step=value["step"],
+                  margin=float(value["margin"]))
+    if model.spend_ is None:
+        return model.predict(rfm, horizon=value["horizon"])
+    return model.clv(rfm, interval=value["interval"] or None, **kwargs)
+
+
+def value_coverage(table) -> dict:
+    """How many customers a CLV total covers and why the others have no value; no NaN or infinity in the
+    per-customer table goes uncounted: ``clv_missing_other`` counts the CLVs missing for another reason
+    than the spend model's two, ``scores_nonfinite`` the customers with a finite CLV but another
+    prediction column (an interval bound, say) that is not finite."""
+    import numpy as np
+
+    clv = table["clv"].to_numpy(dtype=float)
+    finite = np.isfinite(clv)
+    spend = table["expected_spend"].to_numpy(dtype=float) if "expected_spend" in table else clv
+    nan_spend, inf_spend = np.isnan(spend), np.isinf(spend)
+    others = np.zeros(len(clv), dtype=bool)
+    for name in SCORE_COLUMNS:
+        if name in table and name != "clv":
+            others |= ~np.isfinite(table[name].to_numpy(dtype=float))
+    return {
+        "clv_total": float(clv[finite].sum()),
+        "clv_customers": int(finite.sum()),
+        "clv_missing": int((~finite).sum()),
+        "clv_missing_nonpositive_spend": int(nan_spend.sum()),
+        "clv_missing_infinite_spend": int(inf_spend.sum()),
+        "clv_missing_other": int((~finite & ~nan_spend & ~inf_spend).sum()),
+        "scores_nonfinite": int((finite & others).sum()),
+    }
+
+
+def table_metadata(spec: dict, time_unit) -> dict[bytes, bytes]:
+    """The Parquet key-value metadata of a run's per-customer table: ``clv_forecast.horizon``,
+    ``.discount_rate``, ``.step``, ``.margin``, ``.interval`` (the CLV settings, defaults filled in) and
+    ``.time_unit`` (of recency, T and the model)."""
+    from ..units import parquet_metadata, value_settings_of
+
+    return parquet_metadata(value_settings_of(spec.get("value")), time_unit=time_unit)

@@ -1,0 +1,207 @@
+"""The engine interface (clv_forecast.engines): one pipeline and one scorer over a local and a Spark engine.
+
+Both engines give the same summary statistics, fitted parameters and per-customer scores on a small
+log; a third engine, a thin test-only subclass registered in a fixture, runs the one pipeline unchanged
+(a third engine is one module); the shared batch rules of scoring are one function.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clv_forecast import engines
+from clv_forecast.engines.base import Engine
+from clv_forecast.engines.local import LocalEngine
+from clv_forecast.errors import ClvInputError
+from clv_forecast.experiment import run, spec_from_options
+from clv_forecast.simulate import simulate
+
+RTOL = 1e-9
+COMMON = dict(amount_col="amount", calibration_end="2020-12-31", discount_rate="10%/Y", interval=None)
+
+
+@pytest.fixture(scope="module")
+def log_path(tmp_path_factory):
+    """A small simulated log (1,500 customers) as one Parquet file, read by both engines."""
+    tx = simulate(1_500, r=0.24, alpha=4.4, a=0.79, b=2.4, p=6.25, q=3.74, v=15.44, time_unit="W",
+                  start="2020-01-01", cohort_length="12W", end="2021-06-30", seed=3)
+    tx = tx.rename(columns={"timestamp": "date"}).astype({"date": "datetime64[us]"})
+    path = tmp_path_factory.mktemp("engines") / "log.parquet"
+    tx.to_parquet(path, index=False)
+    return path
+
+
+# -- discovery -------------------------------------------------------------------------------------
+
+
+def test_the_engines_are_discovered_and_an_unknown_one_is_one_line(tmp_path):
+    assert engines.available() == ["local", "spark"]
+    assert engines.get("local").name == "local" and engines.get("spark").name == "spark"
+    assert isinstance(engines.get(LocalEngine()), LocalEngine)  # an instance passes through
+    with pytest.raises(ClvInputError, match=r"unknown engine \(engines: local, spark\)"):
+        engines.get("dask")
+    with pytest.raises(TypeError):
+        engines.register(object)
+    spec = tmp_path / "x.toml"
+    spec.write_text('[data]\nsource = "log.csv"\nengine = "dask"\n')
+    from clv_forecast.experiment import load_spec
+
+    with pytest.raises(ClvInputError, match=r"\[data\] engine = 'dask': must be one of 'local', 'spark'"):
+        load_spec(spec)
+
+
+def test_the_cli_engine_choices_come_from_the_engines_package():
+    from clv_forecast import cli
+
+    for name in ("fit", "score"):
+        option = next(p for p in cli.app.commands[name].params if p.name == "engine")
+        assert list(option.type.choices) == engines.available()
+
+
+# -- a third engine is one module -------------------------------------------------------------------
+
+
+class _Thin(LocalEngine):
+    """A test-only engine: the local one, counting the pipeline's calls."""
+
+    name = "thin"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def summarize(self, source, options, *, calibration_end):
+        self.calls.append("summarize")
+        return super().summarize(source, options, calibration_end=calibration_end)
+
+    def fit(self, model, summary):
+        self.calls.append("fit")
+        return super().fit(model, summary)
+
+    def predict(self, model, summary, value):
+        self.calls.append("predict")
+        return super().predict(model, summary, value)
+
+    def write_predictions(self, table, path, spec, model):
+        self.calls.append("write_predictions")
+        return super().write_predictions(table, path, spec, model)
+
+
+class _Compressed(LocalEngine):
+    """A test-only engine fitting on the compressed statistics (the interface's default fit and holdout)."""
+
+    name = "compressed"
+    fit = Engine.fit
+    holdout = Engine.holdout
+
+
+@pytest.fixture
+def third_engines():
+    engines.register(_Thin)
+    engines.register(_Compressed)
+    yield
+    engines.unregister("thin")
+    engines.unregister("compressed")
+
+
+def test_a_third_engine_runs_the_pipeline_unchanged(third_engines, log_path, tmp_path):
+    assert engines.available() == ["local", "spark", "compressed", "thin"]
+    local = run(spec_from_options(transactions=str(log_path), predictions=str(tmp_path / "a.parquet"), **COMMON))
+    thin = _Thin()
+    b = run(spec_from_options(transactions=str(log_path), predictions=str(tmp_path / "b.parquet"), **COMMON), thin)
+    assert thin.calls == ["summarize", "fit", "predict", "write_predictions"]
+    # by name, through the spec's [data] engine, as a user would choose it
+    c = run(spec_from_options(transactions=str(log_path), predictions=str(tmp_path / "c.parquet"), engine="thin",
+                              **COMMON))
+    for other in (b, c):
+        assert other.metrics == local.metrics
+        pd.testing.assert_frame_equal(pd.read_parquet(other.predictions_path), pd.read_parquet(local.predictions_path))
+    # an engine fitting on the statistics (the interface's default) fits the same model
+    d = run(spec_from_options(transactions=str(log_path), engine="compressed", **COMMON), save=False)
+    for role in ("purchases_", "spend_"):
+        np.testing.assert_allclose(getattr(d.model, role).params_.to_numpy(),
+                                   getattr(local.model, role).params_.to_numpy(), rtol=1e-6)
+    for key, expected in local.metrics.items():
+        assert d.metrics[key] == pytest.approx(expected, rel=1e-6), key
+    assert list(d.holdout.columns) == ["predicted", "actual", "count"]
+    assert int(d.holdout["count"].sum()) == len(local.holdout)
+
+
+def test_the_local_statistics_compress_the_summary(log_path):
+    engine = engines.get("local")
+    summary = engine.summarize(engine.open(str(log_path), {}, {}), {"amount_col": "amount"},
+                               calibration_end="2020-12-31")
+    stats = engine.statistics(summary, {"purchases": ("frequency", "recency", "T")})
+    assert int(stats["purchases"]["count"].sum()) == len(summary)
+    assert int(stats["holdout"]["count"].sum()) == len(summary)
+    assert int(stats["spend"]["count"].sum()) == int((summary["frequency"] > 0).sum())
+    assert len(stats["purchases"]) < len(summary)
+
+
+# -- the local and the Spark engine agree ------------------------------------------------------------
+
+
+def test_both_engines_give_the_same_statistics_parameters_and_scores(spark, log_path, tmp_path):
+    local, remote = engines.get("local"), engines.get("spark")
+    options = {"amount_col": "amount", "time_unit": "W", "merge": "D"}
+    data = {"spark_master": spark.sparkContext.master}
+    a = local.summarize(local.open(str(log_path), data, {}), options, calibration_end="2020-12-31")
+    b = remote.summarize(remote.open(str(log_path), data, {}), options, calibration_end="2020-12-31")
+    from clv_forecast.model import ClvModel
+
+    inputs = ClvModel().inputs()
+    sa, sb = local.statistics(a, inputs), remote.statistics(b, inputs)
+    assert set(sa) == set(sb) == {"purchases", "spend", "holdout"}
+    for role in sa:
+        x, y = sa[role], sb[role]
+        assert list(x.columns) == list(y.columns), role
+        for column in x.columns:
+            np.testing.assert_allclose(y[column].to_numpy(float), x[column].to_numpy(float), rtol=1e-12,
+                                       err_msg=f"{role}.{column}")
+    ma, mb = local.fit(ClvModel(), a), remote.fit(ClvModel(), b)
+    for role in ("purchases_", "spend_"):
+        np.testing.assert_allclose(getattr(mb, role).params_.to_numpy(), getattr(ma, role).params_.to_numpy(),
+                                   rtol=1e-6)
+    ha, hb = local.holdout(ma, a), remote.holdout(mb, b)
+    assert hb.duration == ha.duration
+    assert float(np.dot(hb.weights, hb.table["actual"])) == float(ha.table["actual"].sum())
+    # per-customer scores: the one batch rule set on both engines, from the same RFM table
+    table = tmp_path / "rfm.parquet"
+    a.reset_index()[["customer_id", "frequency", "recency", "T", "monetary_value"]].to_parquet(table, index=False)
+    local.score(ma, table, tmp_path / "local.parquet")
+    report = remote.score(ma, table, tmp_path / "spark_scores", spark_master=spark.sparkContext.master)
+    expected = pd.read_parquet(tmp_path / "local.parquet").set_index("customer_id").sort_index()
+    got = pd.read_parquet(tmp_path / "spark_scores").set_index("customer_id").sort_index()
+    assert report.scored == len(expected) and list(got.columns) == list(expected.columns)
+    for column in expected.columns:
+        np.testing.assert_allclose(got[column].to_numpy(float), expected[column].to_numpy(float), rtol=RTOL,
+                                   err_msg=column)
+
+
+# -- the one batch rule set -------------------------------------------------------------------------
+
+
+def test_one_batch_rule_set_for_arrow_and_pandas_columns():
+    """The verdicts and number parsing of a batch are one function: an Arrow batch (the local scorer) and
+    the same rows as pandas columns (Spark's mapInPandas) get the same reasons, in the same precedence."""
+    import pyarrow as pa
+
+    from clv_forecast._score_batch import batch_verdicts
+
+    text = {"frequency": ["1", " 2 ", "x", "nan", None, "3", "1"],
+            "recency": ["1", "2", "1", "1", "1", "4", "oops"],
+            "T": ["2", "3", "3", "3", "3", "2", "3"],
+            "monetary_value": ["5", "5", "5", "5", "5", "5", "5"]}
+    present = np.array([True, True, True, True, True, True, False])
+    duplicate = np.array([False, True, False, False, False, False, True])
+    arrow = {k: pa.array(v, pa.string()) for k, v in text.items()}
+    frames = {k: pd.Series(v, dtype=object) for k, v in text.items()}
+    va, ra = batch_verdicts(arrow, 7, present=present, duplicate=duplicate)
+    vb, rb = batch_verdicts(frames, 7, present=present, duplicate=duplicate)
+    assert list(ra) == list(rb)
+    assert ra[0] == "" and ra[1] == "duplicate id" and ra[2] == "frequency not numeric"
+    assert ra[5] != "" and "not numeric" not in ra[5]  # an RFM rule (recency > T)
+    assert ra[6] == "missing id"  # missing beats duplicate and not numeric
+    for name in va:
+        np.testing.assert_array_equal(va[name], vb[name])
