@@ -220,7 +220,7 @@ def test_version_1_files_still_load(cdnow_rfm):
     assert json.loads(path.read_text())["format_version"] == 1
     model = ClvModel.load(path)
     assert model.problems_ == [] and model.time_unit_ == "W"
-    assert model.get_params(deep=False) == {"purchases": "bgnbd", "spend": "gamma_gamma"}
+    assert model.get_params(deep=False) == {"purchases": "bgnbd", "spend": "gamma_gamma", "on_boundary": "nested"}
     expected = pd.read_csv(DATA / "cdnow_model_v1_clv_head20.csv", index_col=0)
     out = model.clv(cdnow_rfm.head(20), horizon="12M", discount_rate="10%/Y")
     np.testing.assert_allclose(out.to_numpy(), expected.to_numpy(), rtol=1e-12)
