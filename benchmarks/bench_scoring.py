@@ -51,8 +51,9 @@ params = json.load(open(sys.argv[2]))
 df = pd.read_parquet(sys.argv[1])
 bgf, ggf = BetaGeoFitter(), GammaGammaFitter()
 bgf.predict = bgf.conditional_expected_number_of_purchases_up_to_time  # set by fit() in lifetimes
-bgf.params_ = pd.Series(params["bgnbd"]["params"])
-ggf.params_ = pd.Series(params["gamma_gamma"]["params"])
+role = lambda key, old: (params.get(key) or params[old])["params"]  # format 3 keys by role; 1 and 2 by kind
+bgf.params_ = pd.Series(role("purchases", "bgnbd"))
+ggf.params_ = pd.Series(role("spend", "gamma_gamma"))
 clv = ggf.customer_lifetime_value(bgf, df["frequency"], df["recency"], df["T"], df["monetary_value"],
                                   time=12, discount_rate=0.0, freq="W")
 clv.to_frame("clv").to_parquet(sys.argv[3])
@@ -65,8 +66,10 @@ def simulate_rfm(n: int, params: dict, seed: int = 0, chunk: int = 2_000_000, di
     import pyarrow as pa
 
     rng = np.random.default_rng(seed)
-    r, alpha, a, b = (params["bgnbd"]["params"][k] for k in ("r", "alpha", "a", "b"))
-    p, q, v = (params["gamma_gamma"]["params"][k] for k in ("p", "q", "v"))
+    purchases = (params.get("purchases") or params["bgnbd"])["params"]  # model file format 3 / 1 and 2
+    spend = (params.get("spend") or params["gamma_gamma"])["params"]
+    r, alpha, a, b = (purchases[k] for k in ("r", "alpha", "a", "b"))
+    p, q, v = (spend[k] for k in ("p", "q", "v"))
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         big_t = (rng.uniform(182, 547, m) if distinct  # every (x, T) pair distinct: no dedupe
