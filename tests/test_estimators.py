@@ -89,6 +89,17 @@ def test_a_missing_optional_kernel_is_one_line():
         assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("kind", estimators.available("purchases"))
+def test_every_purchase_model_refuses_data_where_nothing_was_observed(kind):
+    """The check is the base's (written once): T = 0 for every customer identifies no purchase model."""
+    from clv_forecast.estimators._mle import IdentificationError
+
+    model = estimators.get(kind, "purchases")()
+    with pytest.raises(IdentificationError, match="every customer has T = 0; nothing was observed"):
+        model.fit(frequency=np.zeros(5), recency=np.zeros(5), T=np.zeros(5), time_unit="W")
+    assert not hasattr(model, "params_")
+
+
 def test_numerical_derivatives_fallback_matches_the_analytic_ones():
     x = np.array([0.0, 1.0, 2.0, 7.0]); t_x = np.array([0.0, 3.0, 10.0, 30.0]); T = np.full(4, 38.0)  # noqa: E702
     params = np.array([0.243, 4.41, 0.793, 2.43])

@@ -705,7 +705,6 @@ class BetaGeoModel(PurchaseModel):
         _mle.require(bool(np.any(x > 0)),
                      "BG/NBD: no customer has a repeat purchase (all frequencies are 0); "
                      "the purchase rate and dropout parameters cannot be identified")
-        _mle.require(bool(np.any(big_t > 0)), "BG/NBD: every customer has T = 0; nothing was observed")
         by_x = ByValue.of(x, w)
         n = float(w.sum())
         # the penalty on alpha / scale: the same model in every time unit (module _mle)

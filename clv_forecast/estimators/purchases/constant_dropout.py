@@ -232,7 +232,6 @@ class ConstantDropoutModel(PurchaseModel):
         from .. import _starts
         from . import nbd
 
-        _mle.require(bool(np.any(T > 0)), f"{NAME}: every customer has T = 0; nothing was observed")
         scales = [1.0, _starts.data_scale_alpha(x, T, w), 1.0]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -175,7 +175,6 @@ class NBDModel(PurchaseModel):
     def _fit_statistics(self, x, t_x, T, w) -> _mle.MLEResult:
         from .. import _starts
 
-        _mle.require(bool(np.any(T > 0)), f"{NAME}: every customer has T = 0; nothing was observed")
         scales = [1.0, _starts.data_scale_alpha(x, T, w)]
         return fit_statistics(x, t_x, T, w, penalizer=self.penalizer, maxiter=self.maxiter, scales=scales)
 
