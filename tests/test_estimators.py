@@ -91,12 +91,15 @@ def test_a_missing_optional_kernel_is_one_line():
 
 @pytest.mark.parametrize("kind", estimators.available("purchases"))
 def test_every_purchase_model_refuses_data_where_nothing_was_observed(kind):
-    """The check is the base's (written once): T = 0 for every customer identifies no purchase model."""
+    """The checks are the base's (written once): no repeat purchase, or T = 0 for every customer, identifies
+    no purchase model."""
     from clv_forecast.estimators._mle import IdentificationError
 
     model = estimators.get(kind, "purchases")()
+    with pytest.raises(IdentificationError, match="no customer has a repeat purchase"):
+        model.fit(frequency=np.zeros(5), recency=np.zeros(5), T=np.full(5, 3.0), time_unit="W")
     with pytest.raises(IdentificationError, match="every customer has T = 0; nothing was observed"):
-        model.fit(frequency=np.zeros(5), recency=np.zeros(5), T=np.zeros(5), time_unit="W")
+        model.fit(frequency=np.ones(5), recency=np.zeros(5), T=np.zeros(5), time_unit="W")
     assert not hasattr(model, "params_")
 
 

@@ -225,6 +225,8 @@ class PurchaseModel(Estimator):
         keep = rfm.weights > 0
         x, t_x, big_t, w = rfm.frequency[keep], rfm.recency[keep], rfm.T[keep], rfm.weights[keep]
         _mle.require(len(x) > 0, f"{self.name}: no customers to fit")
+        _mle.require(bool(np.any(x > 0)), f"{self.name}: no customer has a repeat purchase (all frequencies are 0); "
+                     "the parameters cannot be identified")
         _mle.require(bool(np.any(big_t > 0)), f"{self.name}: every customer has T = 0; nothing was observed")
         result = self._fit_statistics(x, t_x, big_t, w)
         self._store(result, rfm.time_unit)
