@@ -89,3 +89,17 @@ def _collision(a, b) -> str | None:
         where = "directory" if b_output or b_path.is_dir() else "path"
         return f"{label_a} is inside the {label_b} {where}: {shown_path(a_path)} is in {shown_path(b_path)}"
     return None
+
+
+def check_writable(path: Path, what: str = "the model", example: str = "model.json") -> None:
+    """Refuse an output path that cannot be written, before any work is done (one-line error naming
+    ``what`` the file is and an ``example`` file name)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ClvInputError(f"{path}: is a directory; give a file path for {what}, e.g. {path / example}")
+    parent = path.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ClvInputError(f"{path}: cannot write {what}: {existing} is a file, not a directory")
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise ClvInputError(f"{path}: cannot write {what}: {existing} is not writable")

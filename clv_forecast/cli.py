@@ -212,14 +212,9 @@ def _run_value_settings(spec: dict) -> dict:
 
 def _check_output(path: Path, what: str = "the model", example: str = "model.json") -> None:
     """Refuse an output path that cannot be written before any work is done (one-line error)."""
-    if path.is_dir():
-        raise ClvInputError(f"{path}: is a directory; give a file path for {what}, e.g. {path / example}")
-    parent = path.parent
-    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise ClvInputError(f"{path}: cannot write {what}: {existing} is a file, not a directory")
-    if existing is not None and not os.access(existing, os.W_OK):
-        raise ClvInputError(f"{path}: cannot write {what}: {existing} is not writable")
+    from ._paths import check_writable
+
+    check_writable(path, what, example)
 
 
 def _check_outputs(spec: dict, save: bool) -> None:
@@ -234,19 +229,8 @@ def _check_outputs(spec: dict, save: bool) -> None:
         if not report.name.lower().endswith((".html", ".htm")):
             raise ClvInputError(f"{report}: the report is an HTML file; give a path ending in .html", argument="report")
         _check_output(report, "the report", "report.html")
-    if save and out.get("predictions") and spec["data"].get("engine") == "spark":
-        from .spark.session import check_replaceable  # (no pyspark import)
-
-        path = Path(out["predictions"])
-        # a file, or a folder of other things, is refused now, not after the Spark job
-        check_replaceable(path, "the per-customer table (a directory of Parquet files)", "predictions")
-        _check_output(path / "part.parquet", "the per-customer table", "part.parquet")
-    elif save and out.get("predictions"):
-        path = Path(out["predictions"])
-        if not path.name.lower().endswith((".csv", ".csv.gz", ".txt", ".parquet", ".pq")):
-            raise ClvInputError(f"{path}: unknown type for the per-customer table; use .csv, .csv.gz or .parquet",
-                                argument="predictions")
-        _check_output(path, "the per-customer table", "customers.parquet")
+    if save and out.get("predictions"):
+        engines.get(spec["data"].get("engine", "local")).check_predictions_path(Path(out["predictions"]))
 
 
 def _report(result, console_print, plain_print) -> None:
@@ -893,7 +877,7 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
     their row number and reason. A log is summarised first (the model's time unit, merge resolution,
     week start and first-purchase setting; up to --observation-end, default its last transaction) and
     where every log row went is printed."""
-    from .scoring import TooManyRejectsError, score_file, score_transactions
+    from .scoring import TooManyRejectsError
 
     if (input_path is None) == (transactions is None):
         raise ClvInputError("give either {{input_path}} (an RFM table) or {{transactions}} (a transaction log)"
@@ -906,35 +890,24 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
 
         server = tracking.resolve_tracking_uri(tracking_uri)  # the model comes from there, tracked or not
     tracker = _Tracking("score", tracking_uri, no_tracking, None)
-    args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, batch_rows=batch_rows,
-                rejects_path=rejects_path, max_reject_share=max_reject_share, interval=interval,
-                allow_unreliable=allow_unreliable)
-    if engine == "spark":  # clv_forecast.spark.score_command: the session, the checks, the run
-        from .spark import score_command
-
-        spark_args = {k: v for k, v in args.items() if k != "batch_rows"}
-        if input_path is not None:
-            source, kind = input_path, "rfm table"
-            run = functools.partial(score_command, model, input_path, output_path, spark_master=spark_master,
-                                    spark_conf=spark_conf, id_col=id_col, time_unit=time_unit, **spark_args)
-        else:
-            source, kind = transactions, "transaction log"
-            run = functools.partial(score_command, model, None, output_path, transactions=transactions, read=read,
-                                    spark_master=spark_master, spark_conf=spark_conf, **spark_args)
-    elif input_path is not None:
-        source, kind = input_path, "rfm table"
-        run = functools.partial(score_file, model, input_path, output_path, id_col=id_col, time_unit=time_unit,
-                                verbatim_csv=verbatim_csv, **args)
+    scorer = engines.get(engine)
+    specific = dict(batch_rows=batch_rows, verbatim_csv=verbatim_csv, spark_master=spark_master, spark_conf=spark_conf)
+    _refuse_unused(tuple(k for k in specific if k not in scorer.score_options), f"--engine {scorer.name}")
+    args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, rejects_path=rejects_path,
+                max_reject_share=max_reject_share, interval=interval, allow_unreliable=allow_unreliable)
+    if input_path is not None:
+        source, kind, inputs = input_path, "rfm table", dict(id_col=id_col, time_unit=time_unit)
     else:
-        source, kind = transactions, "transaction log"
-        run = functools.partial(score_transactions, model, transactions, output_path, verbatim_csv=verbatim_csv,
-                                **read, **args)
+        source, kind, inputs = transactions, "transaction log", dict(transactions=transactions, read=read)
+    run = functools.partial(scorer.score, model, input_path, output_path, **inputs, **args,
+                            **{k: specific[k] for k in scorer.score_options})
     params = dict(model=model, input=source, input_kind=kind, output=output_path, **args,
+                  **({"batch_rows": batch_rows} if "batch_rows" in scorer.score_options else {}),
                   **({"id_col": id_col, "input_time_unit": time_unit} if input_path is not None else read))
     failed = None
     try:
         with _model_server(server):
-            report = run() if engine == "spark" else _with_progress(run)  # (Spark: no progress bar)
+            report = _with_progress(run) if scorer.score_progress else run()
     except TooManyRejectsError as exc:
         failed, report = exc, exc.report
     if report.summary is not None:

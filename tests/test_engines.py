@@ -128,6 +128,39 @@ def test_a_third_engine_runs_the_pipeline_unchanged(third_engines, log_path, tmp
     assert int(d.holdout["count"].sum()) == len(local.holdout)
 
 
+def test_the_score_command_runs_through_the_engine_interface(monkeypatch, log_path, tmp_path, capsys):
+    """`clv-forecast score` asks the chosen engine to score (no engine named in the command) and passes it
+    only the options it takes; another engine's option given on the command line is one line, exit 2."""
+    from clv_forecast import cli
+    from clv_forecast.model import ClvModel
+    from clv_forecast.rfm import summarize
+
+    rfm = summarize(log_path, amount_col="amount", time_unit="W")
+    model_path = ClvModel().fit(rfm).save(tmp_path / "m.json")
+    rfm.reset_index().to_csv(tmp_path / "rfm.csv", index=False)
+    calls = []
+    original = LocalEngine.score
+
+    def spy(self, model, input_path, output_path, **options):
+        calls.append(sorted(options))
+        return original(self, model, input_path, output_path, **options)
+
+    monkeypatch.setattr(LocalEngine, "score", spy)
+    base = ["score", "--model", str(model_path), "--input", str(tmp_path / "rfm.csv"), "--no-tracking"]
+    assert cli.main(base + ["--output", str(tmp_path / "s.csv"), "--batch-rows", "500"]) == 0
+    assert len(calls) == 1 and {"batch_rows", "verbatim_csv"} <= set(calls[0])
+    assert "spark_master" not in calls[0]
+    assert len(pd.read_csv(tmp_path / "s.csv")) == len(rfm)
+    capsys.readouterr()
+    rc = cli.main(base + ["--output", str(tmp_path / "t.csv"), "--spark-master", "local[2]"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--spark-master" in err and "not used with --engine local" in err
+    assert err.count("\n") == 1 and len(calls) == 1 and not (tmp_path / "t.csv").exists()
+    rc = cli.main(base + ["--output", str(tmp_path / "u.parquet"), "--engine", "spark", "--batch-rows", "10"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--batch-rows" in err and "not used with --engine spark" in err and err.count("\n") == 1
+
+
 def test_the_local_statistics_compress_the_summary(log_path):
     engine = engines.get("local")
     summary = engine.summarize(engine.open(str(log_path), {}, {}), {"amount_col": "amount"},

@@ -61,6 +61,10 @@ class Engine:
     #: the tables are pandas frames on this machine: the per-customer table is part of the run's result
     #: (computed even when not written) and the report's analysis is possible
     in_memory: ClassVar[bool] = True
+    #: the options of ``score`` that only this engine takes (``clv-forecast score`` refuses them with another)
+    score_options: ClassVar[tuple[str, ...]] = ()
+    #: :meth:`score` reports its progress to a ``progress(done, total)`` callback (a progress bar on a terminal)
+    score_progress: ClassVar[bool] = False
 
     def check(self, spec: dict, *, save: bool, analyse: bool | None) -> None:
         """Refuse, before any work, what this engine cannot do with ``spec`` (one line naming the option)."""
@@ -131,12 +135,29 @@ class Engine:
         """:func:`clv_forecast.engines.tables.value_coverage` of a per-customer table ({} without CLV)."""
         raise NotImplementedError
 
+    def check_predictions_path(self, path) -> None:
+        """Refuse, before any work, a per-customer table path this engine cannot write (one line): by
+        default a CSV or Parquet file in a writable place."""
+        from pathlib import Path
+
+        from .._paths import check_writable
+        from ..errors import ClvInputError
+
+        path = Path(path)
+        if not path.name.lower().endswith((".csv", ".csv.gz", ".txt", ".parquet", ".pq")):
+            raise ClvInputError(f"{path}: unknown type for the per-customer table; use .csv, .csv.gz or .parquet",
+                                argument="predictions")
+        check_writable(path, "the per-customer table", "customers.parquet")
+
     def write_predictions(self, table, path, spec: dict, model) -> tuple[Any, int]:
         """Write the per-customer table (atomically); returns the path written and how many CSV cells the
         spreadsheet formula guard changed."""
         raise NotImplementedError
 
     def score(self, model, input_path, output_path, **options):
-        """Score an RFM table (or, with ``transactions``, a log) into ``output_path``: a
-        :class:`~clv_forecast.scoring.ScoreReport`."""
+        """Score an RFM table (or, with ``transactions`` and its reading options ``read``, a log) into
+        ``output_path``: a :class:`~clv_forecast.scoring.ScoreReport`. ``options``: the value settings and
+        batch verdict settings every engine takes (horizon, discount_rate, step, margin, interval,
+        rejects_path, max_reject_share, allow_unreliable; ``id_col`` and ``time_unit`` of an RFM table), and
+        this engine's :attr:`score_options`."""
         raise NotImplementedError

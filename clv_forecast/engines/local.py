@@ -20,6 +20,8 @@ class LocalEngine(Engine):
 
     name = "local"
     in_memory = True
+    score_options = ("batch_rows", "verbatim_csv")
+    score_progress = True
 
     def open(self, source, data: dict, timings: dict) -> Any:
         from .. import _warmup

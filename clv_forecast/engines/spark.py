@@ -29,6 +29,7 @@ class SparkEngine(Engine):
 
     name = "spark"
     in_memory = False
+    score_options = ("spark_master", "spark_conf")
 
     def check(self, spec: dict, *, save: bool, analyse: bool | None) -> None:
         data, out = spec["data"], spec["output"]
@@ -43,6 +44,17 @@ class SparkEngine(Engine):
         if not isinstance(data["source"], str) or data["source"] == "cdnow_sample":
             raise ClvInputError("the Spark engine reads Parquet files; export the sample first", argument="source",
                                 value=data["source"])
+
+    def check_predictions_path(self, path) -> None:
+        """A directory of Parquet files: a file, or a folder of other things, is refused now, not after the job."""
+        from pathlib import Path
+
+        from .._paths import check_writable
+        from ..spark.session import check_replaceable  # (no pyspark import)
+
+        path = Path(path)
+        check_replaceable(path, "the per-customer table (a directory of Parquet files)", "predictions")
+        check_writable(path / "part.parquet", "the per-customer table", "part.parquet")
 
     def open(self, source, data: dict, timings: dict) -> Any:
         import time
