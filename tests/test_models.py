@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -119,9 +120,15 @@ def test_inference(which, bg, gg):
     ci = res.conf_int()
     assert list(ci.columns) == ["lower", "upper"] and list(ci.index) == names
     assert np.all(ci["lower"] < model.params_) and np.all(model.params_ < ci["upper"])
-    np.testing.assert_allclose(ci["upper"] - ci["lower"], 2 * 1.959963984540054 * res.bse, rtol=1e-9)
+    # log-scale Wald: symmetric around log(theta) with half-width z * se / theta, always positive
+    np.testing.assert_allclose(np.log(ci["upper"] / model.params_), 1.959963984540054 * res.bse / model.params_,
+                               rtol=1e-9)
+    np.testing.assert_allclose(np.log(model.params_ / ci["lower"]), np.log(ci["upper"] / model.params_), rtol=1e-9)
     ci90 = res.conf_int(alpha=0.10)
     assert np.all(ci90["lower"] > ci["lower"]) and np.all(ci90["upper"] < ci["upper"])
+    # a standard error larger than the estimate (a dropout probability near 0) still gives a positive interval
+    wide = dataclasses.replace(res, cov=np.diag((2 * model.params_.to_numpy()) ** 2))
+    assert np.all(wide.conf_int()["lower"] > 0) and np.all(np.isfinite(wide.conf_int().to_numpy()))
     k = len(names)
     assert res.aic == pytest.approx(2 * k - 2 * model.log_likelihood_, rel=1e-12)
     assert res.bic == pytest.approx(k * math.log(res.n_obs) - 2 * model.log_likelihood_, rel=1e-12)

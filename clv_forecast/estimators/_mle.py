@@ -130,12 +130,19 @@ class MLEResult:
         return pd.DataFrame(self.cov, index=self.param_names, columns=self.param_names)
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Wald ``1 - alpha`` confidence intervals ``params +/- z * bse`` (natural scale)."""
+        """Wald ``1 - alpha`` confidence intervals on the log scale, where the fit is made:
+        ``params * exp(-/+ z * bse / params)``.
+
+        Every parameter of these models is positive; the interval ``params +/- z * bse`` on the natural
+        scale can reach below zero (a dropout probability of 0.0014 with a standard error of 0.0012 would
+        get a lower bound of -0.0009), the log-scale one cannot, and it is the interval of the
+        parametrisation whose likelihood is close to quadratic. ``bse`` stays the natural-scale standard
+        error (delta method: ``se(log theta) = bse / theta``)."""
         z = special.ndtri(1 - alpha / 2)
-        return pd.DataFrame(
-            {"lower": self.params - z * self.bse, "upper": self.params + z * self.bse},
-            index=list(self.param_names),
-        )
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            spread = np.exp(z * self.bse / self.params)
+        return pd.DataFrame({"lower": self.params / spread, "upper": self.params * spread},
+                            index=list(self.param_names))
 
     @property
     def k(self) -> int:
@@ -150,8 +157,8 @@ class MLEResult:
         return self.k * math.log(self.n_obs) - 2 * self.log_likelihood
 
     def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
-        """One row per parameter: ``estimate``, ``std_err`` and the Wald ``1 - alpha`` interval
-        (``lower``, ``upper``). The one table behind :meth:`summary`, the CLI, the report and tracking."""
+        """One row per parameter: ``estimate``, ``std_err`` and the Wald ``1 - alpha`` interval on the
+        log scale (``lower``, ``upper``; :meth:`conf_int`). The one table behind :meth:`summary`, the CLI, the report and tracking."""
         ci = self.conf_int(alpha)
         return pd.DataFrame({"estimate": self.params, "std_err": self.bse, "lower": ci["lower"],
                              "upper": ci["upper"]}, index=pd.Index(self.param_names, name="param"))
