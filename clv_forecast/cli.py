@@ -168,6 +168,54 @@ def _boundary_json(model) -> dict | None:
             "fitted": model.purchases_.kind, "fitted_name": model.purchases_.name, "line": model.boundary_line()}
 
 
+def _selection_json(model) -> dict | None:
+    """``--json``'s ``selection`` object (``--purchase-model auto``): the ranking and why the winner won."""
+    selection = getattr(model, "selection_", None)
+    return None if selection is None else selection.to_dict()
+
+
+def _selection_table(model, console) -> None:
+    """The ranking of ``--purchase-model auto`` as a table, then the line that says why the winner won."""
+    from rich.table import Table
+
+    selection = getattr(model, "selection_", None) if model is not None else None
+    if selection is None:
+        return
+    from .estimators.selection import CRITERIA
+
+    t = selection.table
+    holdout = selection.holdout_duration is not None and "holdout_rmse" in t and t["holdout_rmse"].notna().any()
+    table = Table(title=f"purchase models ranked by {CRITERIA[selection.criterion][1]}"
+                        + (f" (holdout {selection.holdout_duration:.4g} {model.time_unit_})" if holdout else ""))
+    columns = [("rank", "rank"), ("model", "model"), ("k", "params"), ("log_likelihood", "log-lik"), ("bic", "BIC")]
+    if holdout:
+        columns += [("holdout_mae", "holdout MAE"), ("holdout_rmse", "holdout RMSE"),
+                    ("holdout_total_error_pct", "total err %"), ("by_frequency_error", "by-freq err")]
+    for _, label in columns:
+        table.add_column(label, justify="left" if label == "model" else "right", no_wrap=label != "model")
+    for kind, row in t.iterrows():
+        cells = []
+        for key, _ in columns:
+            value = row.get(key)
+            if key == "rank":
+                cells.append("-" if value != value or value is None else f"{value:.0f}")
+            elif key == "model":
+                cells.append(str(row["model"]) if row["fitted"] == row["model"] else f"{row['model']} -> {row['fitted']}")
+            elif key == "k":
+                cells.append(f"{value:.0f}")
+            elif value is None or value != value:
+                cells.append("-")
+            else:
+                cells.append(f"{value:,.1f}" if key in ("log_likelihood", "aic", "bic") else f"{value:,.4f}"
+                             if key != "holdout_total_error_pct" else f"{value:+.1f}")
+        table.add_row(*cells)
+    console.print(table)
+    for kind, row in t.iterrows():
+        if row.get("note"):
+            console.print(f"  {row['model']}: {row['note']}", markup=False)
+    console.print(f"chosen: {selection.reason}", markup=False)
+
+
 def _model_json(result) -> dict:
     """The JSON object of a run (``--json``), the same keys for a refused fit: ``reliable``, ``problems``,
     the accounting and the values the fit reached (a standard error that is not finite is null)."""
@@ -191,6 +239,7 @@ def _model_json(result) -> dict:
     out["reliable"] = not problems
     out["problems"] = problems
     out["boundary"] = _boundary_json(model)
+    out["selection"] = _selection_json(model)
     out["metrics"] = dict(result.metrics)
     if result.spec.get("value") is not None:  # the settings every CLV number of the run depends on
         out["value_settings"] = _run_value_settings(result.spec)
@@ -288,8 +337,10 @@ def _backtest_table(result, console) -> None:
     table.add_column("method")
     for column in metrics.columns:
         table.add_column(column, justify="right")
+    from .report import method_label
+
     for method, row in metrics.iterrows():
-        table.add_row(str(method), *(f"{v:,.3f}" for v in row))
+        table.add_row(method_label(str(method), result.model), *(f"{v:,.3f}" for v in row))
     console.print(table)
 
 
@@ -460,6 +511,7 @@ def _execute(spec: dict, *, save: bool, as_json: bool, top_table: bool, tracker:
         console.print(text, markup=False)
 
     _report(result, console.print, plain)
+    _selection_table(result.model, console)
     _backtest_table(result, console)
     if top_table:
         _top_table(result, console)
@@ -590,7 +642,8 @@ def _model_help(role: str) -> str:
 # the model's settings (fit, compare, report)
 _MODEL_OPTIONS = [
     click.option("--purchase-model", "purchases", default="bgnbd", show_default=True,
-                 help=f"Purchase model: {_model_help('purchases')}."),
+                 help=f"Purchase model: {_model_help('purchases')}; or auto: fit every one and keep the best "
+                      "(holdout RMSE with a calibration end, else BIC; the ranking is printed)."),
     click.option("--spend-model", "spend", default="gamma_gamma", show_default=True,
                  help=f"Spend model: {_model_help('spend')}, or none."),
     click.option("--model-setting", "model_settings", multiple=True, metavar="ROLE__NAME=VALUE",
@@ -793,6 +846,7 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
         data = result.backtest.to_dict()
         data["reliable"], data["problems"] = not _run_problems(result), _run_problems(result)
         data["boundary"] = _boundary_json(result.model)
+        data["selection"] = _selection_json(result.model)
         data["value_settings"] = _run_value_settings(result.spec)
         if "clv_total" in result.metrics:
             data["clv_total"] = result.metrics["clv_total"]
@@ -812,6 +866,7 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
     _boundary_line(result.model, lambda text: console.print(text, markup=False))
     for problem in _run_problems(result):  # a model kept with --save-unreliable: its numbers are labelled
         console.print(f"warning: unreliable fit: {problem}", markup=False)
+    _selection_table(result.model, console)
     _backtest_table(result, console)
     if "clv_total" in result.metrics:
         console.print(coverage_line(result.metrics, result.spec["value"]), markup=False)

@@ -42,7 +42,7 @@ __all__ = ["side_by_side", "backtest", "Comparison", "Backtest", "rfm_segments",
            "HISTORICAL_METHODS"]
 
 HISTORICAL_METHODS = ("simple", "run_rate", "ltv_profit", "average", "segment_average")
-METRICS = ("mae", "rmse", "total_error_pct", "spearman", "top10_share", "top20_share")
+METRICS = ("mae", "rmse", "total_error_pct", "spearman", "top10_share", "top20_share", "gini")
 
 
 def _json(value):
@@ -93,6 +93,34 @@ def top_share(predicted, actual, share: float) -> float:
     tied = p == threshold
     slots = k - above.sum()
     return float((a[above].sum() + a[tied].sum() * slots / tied.sum()) / total)
+
+
+def _gains_area(predicted: np.ndarray, actual: np.ndarray) -> float:
+    """Area under the gains curve (share of customers ranked by ``predicted``, highest first, against the
+    share of the total ``actual`` they hold); customers tied on ``predicted`` share their value pro rata (the
+    curve is a straight line across a tie)."""
+    frame = pd.DataFrame({"p": predicted, "a": actual}).groupby("p", sort=True)["a"].agg(["sum", "size"])
+    frame = frame.iloc[::-1]  # highest prediction first
+    share_n = frame["size"].to_numpy(dtype=float) / len(predicted)
+    share_a = frame["sum"].to_numpy(dtype=float) / actual.sum()
+    before = np.concatenate([[0.0], np.cumsum(share_a)[:-1]])
+    return float(np.sum(share_n * (before + share_a / 2)))
+
+
+def gini(predicted, actual) -> float:
+    """Gini coefficient of the gains chart, relative to a perfect ranking: ``(2 A - 1) / (2 A* - 1)`` with
+    ``A`` the area under the gains curve of ``predicted`` and ``A*`` that of ranking by ``actual`` itself.
+    1: the customers are ranked exactly as they turned out; 0: no better than a random order; negative:
+    worse. Ties count pro rata (:func:`_gains_area`). NaN when nothing was spent or every actual value is
+    the same."""
+    p = np.asarray(predicted, dtype=float)
+    a = np.asarray(actual, dtype=float)
+    if len(p) == 0 or a.sum() == 0 or not np.all(np.isfinite(p)):
+        return float("nan")
+    perfect = 2 * _gains_area(a, a) - 1
+    if perfect <= 0:
+        return float("nan")
+    return float((2 * _gains_area(p, a) - 1) / perfect)
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,8 +333,42 @@ class Backtest:
                       "purchases": self.purchases.to_dict(orient="records")})
 
 
-def backtest(model, rfm_split: pd.DataFrame, *, discount_rate="0%/Y", margin=1.0) -> Backtest:
+def tournament(model, rfm_split: pd.DataFrame) -> dict:
+    """The other purchase models for the backtest, ``{"predictive:<kind>": ClvModel}``: every discovered
+    purchase model with a reliable fit on the same calibration table (the candidates of ``purchases="auto"``:
+    :attr:`ClvModel.selection_` when the run chose its model, else fitted here), each with the run's spend
+    model. The run's own purchase model is the ``predictive`` row and is not repeated; a boundary fit that is
+    another candidate's model appears once."""
+    from .estimators.selection import AutoPurchases
+    from .model import ClvModel
+
+    selection = getattr(model, "selection_", None)
+    if selection is None or not selection.models:
+        compressed = rfm_split[["frequency", "recency", "T"]]
+        from .model import _compress_for_fit
+        from .rfm import compress
+
+        columns = ["frequency", "recency", "T", "frequency_holdout"]
+        holdout = compress(rfm_split[columns], columns=columns) if "frequency_holdout" in rfm_split else None
+        duration = float(rfm_split["duration_holdout"].iloc[0]) if holdout is not None else None
+        selection = AutoPurchases().select(_compress_for_fit(compressed), time_unit=model.time_unit_,
+                                           on_boundary=model.on_boundary, holdout=holdout,
+                                           holdout_duration=duration)[0]
+    out, seen = {}, {model.purchases_.kind}
+    for kind in selection.table.index:
+        est = selection.models.get(kind)
+        if est is None or est.kind in seen or est.problems_:
+            continue
+        seen.add(est.kind)
+        out[f"predictive:{est.kind}"] = ClvModel.from_parts(est, model.spend_, time_unit=model.time_unit_)
+    return out
+
+
+def backtest(model, rfm_split: pd.DataFrame, *, discount_rate="0%/Y", margin=1.0, others: dict | None = None) -> Backtest:
     """Score every historical method and the predictive CLV on the holdout window.
+
+    ``others``: more fitted models scored the same way, by label (the tournament: :func:`tournament`); each
+    gets a row of ``metrics``, a column of ``scores`` and a ``<label>_mean`` column of ``purchases``.
 
     All methods use the calibration columns only (``frequency, recency, T, monetary_value``); the window
     is ``duration_holdout`` (one value for every customer) in the table's time unit. The actual value
@@ -341,11 +403,18 @@ def backtest(model, rfm_split: pd.DataFrame, *, discount_rate="0%/Y", margin=1.0
     scores = pd.DataFrame({"actual": actual, "actual_purchases": actual_n,
                            "predictive": pred["clv"].to_numpy()}, index=rfm_split.index)
     purchases_pred = {"predictive": pred["expected_purchases"].to_numpy()}
+    extra = {}
+    for label, other in (others or {}).items():
+        values = other.clv(rfm_split, horizon=horizon, discount_rate=discount_rate, step=_step(horizon, window, unit),
+                           margin=margin)
+        scores[label] = values["clv"].to_numpy()
+        extra[label] = (values["expected_purchases"].to_numpy(), None)
+        purchases_pred[label] = extra[label][0]
     for method, (n, value) in hist.items():
         scores[method] = value
         purchases_pred[method] = n
     rows = {}
-    for method in ("predictive",) + tuple(hist):
+    for method in ("predictive",) + tuple(extra) + tuple(hist):
         p = scores[method].to_numpy()
         err = p - actual
         rows[method] = {
@@ -355,6 +424,7 @@ def backtest(model, rfm_split: pd.DataFrame, *, discount_rate="0%/Y", margin=1.0
             "spearman": spearman(p, actual),
             "top10_share": top_share(p, actual, 0.10),
             "top20_share": top_share(p, actual, 0.20),
+            "gini": gini(p, actual),
         }
     metrics = pd.DataFrame.from_dict(rows, orient="index")[list(METRICS)]
     metrics.index.name = "method"
@@ -366,14 +436,14 @@ def backtest(model, rfm_split: pd.DataFrame, *, discount_rate="0%/Y", margin=1.0
     order = [str(i) for i in range(7)] + ["7+"]
     table = pd.DataFrame({"customers": groups.size(), "actual_mean": groups["actual"].mean(),
                           "predicted_mean": groups["predictive_n"].mean()})
-    for m in hist:
+    for m in tuple(extra) + tuple(hist):
         table[f"{m}_mean"] = groups[f"{m}_n"].mean()
     table["actual_total"] = groups["actual"].sum()
     table["predicted_total"] = groups["predictive_n"].sum()
     table = table.reindex([o for o in order if o in table.index])
     total = {"customers": len(frame), "actual_mean": frame["actual"].mean(),
              "predicted_mean": frame["predictive_n"].mean(),
-             **{f"{m}_mean": frame[f"{m}_n"].mean() for m in hist},
+             **{f"{m}_mean": frame[f"{m}_n"].mean() for m in tuple(extra) + tuple(hist)},
              "actual_total": frame["actual"].sum(), "predicted_total": frame["predictive_n"].sum()}
     table.loc["total"] = pd.Series(total)
     table["customers"] = table["customers"].astype(int)

@@ -250,11 +250,14 @@ def check_model_section(where: str, section: dict) -> None:
         table = f"model.{role}" if isinstance(section.get(role), dict) else "model"
         if kind is None:
             continue
-        known = estimators.available(role)
+        known = estimators.available(role) + (["auto"] if role == "purchases" else [])
         if kind not in known:
             key = "kind" if table != "model" else role
             raise spec_error(where, table, key, kind, f"unknown {role} model (known: {', '.join(known)}"
                              + (", none" if role == "spend" else "") + ")")
+        if kind == "auto":
+            _check_auto(where, table, settings)
+            continue
         cls = estimators.get(kind, role)
         defaults = cls._defaults()
         for key, value in settings.items():
@@ -265,6 +268,31 @@ def check_model_section(where: str, section: dict) -> None:
                 Fields("spec").setting(key, value, defaults[key], cls.param_names)
             except ClvInputError as exc:
                 raise spec_error(where, table, key, value, exc.template.rsplit(": ", 1)[-1]) from None
+
+
+def _check_auto(where: str, table: str, settings: dict) -> None:
+    """The settings of ``purchases = "auto"`` (:class:`~clv_forecast.estimators.selection.AutoPurchases`)."""
+    from . import estimators
+    from .estimators._mle import Fields
+    from .estimators.selection import AutoPurchases
+
+    defaults = AutoPurchases._defaults()
+    for key, value in settings.items():
+        if key not in defaults:
+            raise spec_error(where, table, key, value, f"unknown setting of the automatic choice (settings are "
+                             f"{', '.join(defaults)})")
+        if key == "candidates":
+            known = estimators.available("purchases")
+            names = [value] if isinstance(value, str) else value if isinstance(value, list) else [None]
+            if not names or any(k not in known for k in names):
+                raise spec_error(where, table, key, value, f"must name purchase models (known: {', '.join(known)})")
+        try:
+            if key in ("penalizer", "maxiter"):
+                Fields("spec").setting(key, value, 0.0 if key == "penalizer" else 200, ())
+            elif key == "criterion":
+                AutoPurchases(criterion=value)._criterion(True)
+        except ClvInputError as exc:
+            raise spec_error(where, table, key, value, exc.template.rsplit(": ", 1)[-1]) from None
 
 
 def model_of(section: dict):
@@ -513,15 +541,18 @@ def analyse_run(result: RunResult, source) -> RunResult:
     figures: dict = {}
     if has_spend:
         result.comparison = compare.side_by_side(model, rfm, horizon=value["horizon"], **money)
-    if has_spend and "frequency_holdout" in rfm and "monetary_value_holdout" in rfm:
+    has_backtest = has_spend and "frequency_holdout" in rfm and "monetary_value_holdout" in rfm
+    if has_backtest:
         # scored against the undiscounted holdout spend: no discounting inside the holdout window
-        result.backtest = compare.backtest(model, rfm, margin=money["margin"])
+        # a tournament: every purchase model with a reliable fit (with the run's spend model) beside the formulas
+        others = compare.tournament(model, rfm)
+        result.backtest = compare.backtest(model, rfm, margin=money["margin"], others=others)
     figures["Repeat purchases per customer in the calibration period: actual vs " + name] = \
         plots.frequency_histogram(model, rfm)
     calibration_end = result.spec["summary"]["calibration_end"]
     if "frequency_holdout" in rfm:
-        figures["Holdout purchases by calibration frequency: actual vs predicted"] = \
-            plots.calibration_vs_holdout(model, rfm)
+        figures["Holdout purchases by calibration frequency: actual vs predicted by each purchase model"] = \
+            plots.calibration_vs_holdout(model, rfm, others=list(others.values()) if has_backtest else ())
         tracking = dict(calibration_end=calibration_end, time_unit=model.time_unit_,
                         **{k: v for k, v in summary_options(result.spec).items() if k not in ("time_unit", "merge")})
         figures["Cumulative repeat transactions: actual vs " + name] = \

@@ -80,8 +80,10 @@ def _compress_for_fit(data, inputs=("frequency", "recency", "T")) -> pd.DataFram
 def _estimator(value, role: str):
     """A new, unfitted estimator for ``role`` from a setting: a kind (``"bgnbd"``), a class, or an estimator
     (copied with its settings, so the setting itself is never fitted)."""
+    from .estimators.selection import AUTO, AutoPurchases
+
     if isinstance(value, str):
-        return estimators.get(value, role)()
+        return AutoPurchases() if value == AUTO and role == "purchases" else estimators.get(value, role)()
     if isinstance(value, type):
         return value()
     if getattr(value, "role", None) != role or not hasattr(value, "get_params"):
@@ -119,6 +121,28 @@ def _requested(fields: Fields, value, kind: str) -> dict:
     for key in ("boundary", "reason"):
         out[key] = fields.text(f"{where}.{key}", fields.get(value, key, where))
     return out
+
+
+def _selection(fields: Fields, value, asked: str):
+    """The ``selection`` object of a model file whose purchase model was chosen (``settings.purchases =
+    "auto"``): the ranking, checked for shape, and its winner must be the model the file holds."""
+    from .estimators.selection import CRITERIA, Selection
+
+    fields.mapping("selection", value)
+    winner = fields.get(value, "winner", "selection")
+    if winner != asked:
+        fields.fail("selection.winner", winner, f"disagrees with the purchase model {asked!r}")
+    criterion = fields.get(value, "criterion", "selection")
+    if criterion not in CRITERIA:
+        fields.fail("selection.criterion", criterion, f"must be one of {', '.join(CRITERIA)}")
+    ranking = fields.get(value, "ranking", "selection")
+    if not (isinstance(ranking, list) and ranking and all(isinstance(r, dict) and isinstance(r.get("kind"), str)
+                                                          for r in ranking)):
+        fields.fail("selection.ranking", ranking, "must be a list of rows with a kind")
+    reason = fields.text("selection.reason", fields.get(value, "reason", "selection"))
+    duration = value.get("holdout_duration")
+    table = pd.DataFrame(ranking).set_index("kind")
+    return Selection(table, winner, criterion, reason, None if duration is None else float(duration))
 
 
 class _LegacySettings:
@@ -261,6 +285,10 @@ class ClvModel(Settings):
     def fit(self, rfm: pd.DataFrame, *, time_unit=None) -> "ClvModel":
         """Fit both models on an RFM table (frequency, recency, T, monetary_value).
 
+        With ``purchases="auto"`` every candidate purchase model is fitted and the best kept
+        (:mod:`clv_forecast.estimators.selection`; the ranking in :attr:`selection_`): by the holdout
+        error when the table has holdout columns (``summarize(..., calibration_end=...)``), else by BIC.
+
         A fit that does not converge or does not identify its parameters is kept (with a
         ``ConvergenceWarning``) but reported by :attr:`problems_`; :meth:`save` refuses it unless
         told otherwise and :meth:`check_reliable` raises.
@@ -271,33 +299,61 @@ class ClvModel(Settings):
         rfm_arrays(rfm)  # validate once, with row numbers of the user's table
         spend = rfm if "monetary_value" in rfm.columns and self.spend is not None else None
         inputs = _estimator(self.purchases, "purchases").inputs
-        return self._fit(_compress_for_fit(rfm, inputs), spend, unit, dict(getattr(rfm, "attrs", {}) or {}), len(rfm))
+        holdout = duration = None
+        if self._selects() and {"frequency_holdout", "duration_holdout"} <= set(rfm.columns) and len(rfm):
+            from .rfm import compress
+
+            columns = list(inputs) + ["frequency_holdout"]
+            holdout = compress(rfm[columns], columns=columns)
+            duration = float(rfm["duration_holdout"].iloc[0])
+        return self._fit(_compress_for_fit(rfm, inputs), spend, unit, dict(getattr(rfm, "attrs", {}) or {}), len(rfm),
+                         holdout=holdout, holdout_duration=duration)
+
+    def _selects(self) -> bool:
+        """The purchase model is chosen at fit time (``purchases="auto"``)."""
+        from .estimators.selection import AutoPurchases
+
+        return isinstance(_estimator(self.purchases, "purchases"), AutoPurchases)
 
     def fit_statistics(self, purchases: pd.DataFrame, spend: "pd.DataFrame | None" = None, *, time_unit,
-                       training: dict | None = None) -> "ClvModel":
+                       training: dict | None = None, holdout: "pd.DataFrame | None" = None,
+                       holdout_duration: float | None = None) -> "ClvModel":
         """Fit on compressed sufficient statistics: ``purchases`` holds unique ``frequency, recency, T``
         rows with their ``count``; ``spend`` (optional) unique ``frequency, monetary_value`` rows with
         their ``count``. The likelihoods are sums over customers, so this is the same fit as on every
         customer (how the Spark engine fits: :func:`clv_forecast.spark.fit_spark`).
-        ``training``: the summary's accounting, recorded in :attr:`training_`."""
+        ``training``: the summary's accounting, recorded in :attr:`training_`. ``holdout`` (unique rows of the
+        purchase inputs and ``frequency_holdout`` with ``count``) and its window ``holdout_duration`` rank the
+        candidates of ``purchases="auto"`` by their holdout error."""
         unit = time_unit_of(purchases, time_unit)
         rfm_arrays(purchases, time_unit=unit)  # validate, with row numbers of the statistics
         n = int(np.asarray(purchases["count"], dtype=np.int64).sum()) if "count" in purchases else len(purchases)
-        return self._fit(purchases, spend, unit, dict(training or {}), n)
+        return self._fit(purchases, spend, unit, dict(training or {}), n, holdout=holdout,
+                         holdout_duration=holdout_duration)
 
     def _check_on_boundary(self) -> None:
         if self.on_boundary not in ON_BOUNDARY:
             raise ClvInputError(f"must be one of {', '.join(ON_BOUNDARY)}", argument="on_boundary",
                                 value=self.on_boundary)
 
-    def _fit(self, purchases_data, spend_data, unit, attrs: dict, n_customers: int) -> "ClvModel":
+    def _fit(self, purchases_data, spend_data, unit, attrs: dict, n_customers: int, holdout=None,
+             holdout_duration=None) -> "ClvModel":
         self._check_on_boundary()
         import warnings
 
+        from .estimators.selection import AutoPurchases
+
+        estimator = _estimator(self.purchases, "purchases")
+        selection = None
+        if isinstance(estimator, AutoPurchases):  # every candidate fitted and ranked; the winner is the model
+            selection, purchases, boundary = estimator.select(purchases_data, time_unit=unit,
+                                                              on_boundary=self.on_boundary, holdout=holdout,
+                                                              holdout_duration=holdout_duration)
+            return self._store_fit(purchases, boundary, spend_data, unit, attrs, n_customers, selection)
         # fit into locals: a failure leaves the model as it was, never half-refitted
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            purchases = _estimator(self.purchases, "purchases").fit(purchases_data, time_unit=unit)
+            purchases = estimator.fit(purchases_data, time_unit=unit)
         boundary = None
         nested = purchases.boundary_model() if self.on_boundary == "nested" else None
         if nested is None:  # the requested model's warnings hold (a nested model replaces its runaway fit)
@@ -309,6 +365,10 @@ class ClvModel(Settings):
                         "settings": {k: plain_setting(v) for k, v in purchases.get_params(deep=False).items()},
                         "boundary": type(purchases).boundaries.get(kind, kind), "reason": reason}
             purchases = nested
+        return self._store_fit(purchases, boundary, spend_data, unit, attrs, n_customers, None)
+
+    def _store_fit(self, purchases, boundary, spend_data, unit, attrs: dict, n_customers: int, selection):
+        """Fit the spend model and store both parts (nothing is stored when a fit fails)."""
         spend = None
         if spend_data is not None and self.spend is not None:
             spend = _estimator(self.spend, "spend").fit(spend_data, time_unit=unit)
@@ -316,6 +376,7 @@ class ClvModel(Settings):
         training.setdefault("n_customers", int(n_customers))
         self.purchases_, self.spend_, self.time_unit_, self.training_ = purchases, spend, unit, training
         self.boundary_ = boundary
+        self.selection_ = selection
         return self
 
     def boundary_line(self) -> str | None:
@@ -329,6 +390,17 @@ class ClvModel(Settings):
         params = ", ".join(f"{k} = {v:.4g}" for k, v in self.purchases_.params_.items())
         return (f"{b['name']} maximum on a boundary ({b['boundary']}); fitted the {self.purchases_.name} "
                 f"instead: {params}")
+
+    @classmethod
+    def from_parts(cls, purchases, spend=None, *, time_unit, on_boundary: str = "nested") -> "ClvModel":
+        """A composite of already fitted sub-models (e.g. the candidates of ``purchases="auto"`` with one
+        spend model): nothing is fitted; each part keeps its own fit and standard errors."""
+        model = cls(purchases=_setting_of(purchases), spend=None if spend is None else _setting_of(spend),
+                    on_boundary=on_boundary)
+        model.purchases_, model.spend_, model.time_unit_ = purchases, spend, str(time_unit)
+        model.training_ = {}
+        model.boundary_ = model.selection_ = None
+        return model
 
     @classmethod
     def from_params(cls, *, purchases, spend=None, time_unit="W", purchases_cov=None, spend_cov=None,
@@ -354,7 +426,7 @@ class ClvModel(Settings):
             raise ClvInputError("given without spend parameters", argument="spend_cov", value="array")
         model.time_unit_ = unit
         model.training_ = {"source": "parameters given (from_params)"}
-        model.boundary_ = None
+        model.boundary_ = model.selection_ = None
         return model
 
     def _check(self) -> None:
@@ -454,13 +526,15 @@ class ClvModel(Settings):
         self._check()
         problems = self.problems_
         boundary = getattr(self, "boundary_", None)
-        return {
+        selection = getattr(self, "selection_", None)
+        out = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "time_unit": self.time_unit_,
             "versions": _versions(),
-            "settings": {"purchases": boundary["kind"] if boundary else self.purchases_.kind,
+            "settings": {"purchases": "auto" if selection is not None else
+                         boundary["kind"] if boundary else self.purchases_.kind,
                          "spend": None if self.spend_ is None else self.spend_.kind,
                          "on_boundary": self.on_boundary},
             "reliable": not problems,
@@ -470,6 +544,9 @@ class ClvModel(Settings):
                           **({"requested": dict(boundary)} if boundary else {})},
             "spend": None if self.spend_ is None else {"kind": self.spend_.kind, **self.spend_.to_dict()},
         }
+        if selection is not None:  # the purchase model was chosen: the ranking, and why it won
+            out["selection"] = selection.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "model") -> "ClvModel":
@@ -520,7 +597,7 @@ class ClvModel(Settings):
         if "problems" in data and not (isinstance(data["problems"], list)
                                        and all(isinstance(p, str) for p in data["problems"])):
             fields.fail("problems", data["problems"], "must be a list of text")
-        subs, keys, requested = {}, {}, None
+        subs, keys, requested, selection = {}, {}, None, None
         for role in ("purchases", "spend"):
             key = _LEGACY_KEYS[role] if legacy else role
             value = fields.get(data, key, "") if role == "purchases" else data.get(key)
@@ -540,7 +617,9 @@ class ClvModel(Settings):
                     requested = _requested(fields, value["requested"], kind)
                 nested = role == "purchases" and requested is not None
                 asked = requested["kind"] if nested else kind
-                if role in settings and settings[role] != asked:
+                if role == "purchases" and settings.get(role) == "auto":  # chosen: the ranking says which won
+                    selection = _selection(fields, data.get("selection"), asked)
+                elif role in settings and settings[role] != asked:
                     fields.fail(f"settings.{role}", settings[role], f"disagrees with {key}."
                                 + ("requested.kind" if nested else "kind") + f" {asked!r}")
                 sub_cls = estimators.get(kind, role)
@@ -551,12 +630,14 @@ class ClvModel(Settings):
                 fields.fail(f"{keys[role]}.time_unit", sub.time_unit_,
                             f"disagrees with the model's time_unit {str(unit)!r}")
         asked = purchases if requested is None else estimators.get(requested["kind"], "purchases")(**requested["settings"])
-        model = cls(purchases=_setting_of(asked), spend=None if spend is None else _setting_of(spend),
+        model = cls(purchases="auto" if selection is not None else _setting_of(asked),
+                    spend=None if spend is None else _setting_of(spend),
                     on_boundary=settings.get("on_boundary", "nested") if not legacy else "nested")
         if legacy:  # the composite's settings of versions 1 and 2, now the sub-models' own
             model._set_aliases({k: v for k, v in settings.items() if v != _LegacySettings._defaults()[k]})
         model.purchases_, model.spend_, model.time_unit_, model.training_ = purchases, spend, str(unit), dict(training)
         model.boundary_ = requested
+        model.selection_ = selection
         for sub in (purchases, spend):
             if sub is not None:
                 sub.time_unit_ = sub.result_.time_unit = str(unit)

@@ -207,12 +207,15 @@ def frequency_histogram(model, rfm: pd.DataFrame, max_frequency: int = 7, *, fig
 # --------------------------------------------------------------------------------------------
 
 
-def calibration_vs_holdout(model, rfm_split: pd.DataFrame, max_frequency: int = 7, *, figsize=None) -> Figure:
+def calibration_vs_holdout(model, rfm_split: pd.DataFrame, max_frequency: int = 7, *, figsize=None,
+                           others=()) -> Figure:
     """Mean holdout purchases by calibration frequency: actual vs predicted (FHL 2005, fig. 4).
 
     ``rfm_split``: a table from ``summarize(..., calibration_end=...)`` with ``frequency``,
     ``recency``, ``T``, ``frequency_holdout`` and ``duration_holdout``. The prediction for each
     customer is E[purchases in (T, T + duration_holdout]], averaged within each frequency group.
+    ``others``: more fitted models (the backtest's tournament), each drawn as a thinner line labelled with
+    its purchase model's name.
     """
     with matplotlib.rc_context(STYLE):
         purchases = _purchase_model(model)
@@ -224,23 +227,32 @@ def calibration_vs_holdout(model, rfm_split: pd.DataFrame, max_frequency: int = 
         table_unit = time_unit_of(rfm_split, None)
         duration = convert_times(np.asarray(rfm_split["duration_holdout"], dtype=np.float64), table_unit, unit)
         holdout = np.asarray(rfm_split["frequency_holdout"], dtype=np.float64)
-        predicted = np.empty(len(data))
-        for d in np.unique(duration):  # one evaluation per distinct holdout length
-            rows = duration == d
-            predicted[rows] = purchases.conditional_expected_purchases(
-                float(d), frequency=data.frequency[rows], recency=data.recency[rows], T=data.T[rows])
         bins, labels = _frequency_bins(data.frequency, max_frequency)
         k = len(labels)
         counts = np.bincount(bins, minlength=k)[:k]
+
+        def mean_predicted(pm) -> np.ndarray:
+            predicted = np.empty(len(data))
+            for d in np.unique(duration):  # one evaluation per distinct holdout length
+                rows = duration == d
+                predicted[rows] = pm.conditional_expected_purchases(
+                    float(d), frequency=data.frequency[rows], recency=data.recency[rows], T=data.T[rows])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.bincount(bins, weights=predicted, minlength=k)[:k] / counts
+
         with np.errstate(invalid="ignore", divide="ignore"):
             actual_mean = np.bincount(bins, weights=holdout, minlength=k)[:k] / counts
-            predicted_mean = np.bincount(bins, weights=predicted, minlength=k)[:k] / counts
+        predicted_mean = mean_predicted(purchases)
 
         fig = _figure(figsize)
         ax = fig.add_subplot()
         x = np.arange(k)
         ax.plot(x, actual_mean, "o-", color=ACTUAL, label="actual", gid="actual")
         ax.plot(x, predicted_mean, "s--", color=MODEL, label=f"model ({purchases.name})", gid="model")
+        for i, other in enumerate(others):
+            pm = _purchase_model(other)
+            ax.plot(x, mean_predicted(pm), ":", marker="^v<>dp"[i % 6], color=REFERENCE, linewidth=1.2,
+                    label=f"model ({pm.name})", gid=f"model:{pm.kind}")
         ax.set_xticks(x, [f"{lab}\nn={c:,}" for lab, c in zip(labels, counts)])
         ax.set_xlabel("repeat purchases in the calibration period (n = customers)")
         lengths = np.unique(duration)

@@ -279,6 +279,55 @@ def _fit_stats(model):
     return frame
 
 
+def method_label(method: str, model) -> str:
+    """A backtest method's display label: ``predictive`` is the run's model (``predictive: BG/NBD``), a
+    tournament row ``predictive:<kind>`` that model's name (``predictive: NBD``); the formulas keep theirs."""
+    if method == "predictive":
+        return f"predictive: {model.purchases_.name}"
+    if method.startswith("predictive:"):
+        from . import estimators
+
+        kind = method.split(":", 1)[1]
+        try:
+            return f"predictive: {estimators.get(kind, 'purchases').name}"
+        except Exception:  # a kind this version does not know (a table read back): its key
+            return method
+    return method
+
+
+def selection_section(model) -> "Section | None":
+    """The ranking of ``purchases = "auto"``: what was compared, on what, the table, and why the winner won."""
+    import pandas as pd
+
+    from .estimators.selection import CRITERIA
+
+    selection = getattr(model, "selection_", None)
+    if selection is None:
+        return None
+    t = selection.table
+    holdout = selection.holdout_duration is not None and "holdout_rmse" in t and t["holdout_rmse"].notna().any()
+    frame = pd.DataFrame({
+        "rank": [("" if r != r else f"{r:.0f}") for r in t["rank"]],
+        "model": [m if f == m else f"{m} -> {f}" for m, f in zip(t["model"], t["fitted"])],
+        "parameters": t["k"].astype("Int64"), "log-likelihood": t["log_likelihood"], "AIC": t["aic"], "BIC": t["bic"]},
+        index=pd.Index(t.index, name="kind"))
+    if holdout:
+        frame["holdout MAE"] = t["holdout_mae"]
+        frame["holdout RMSE"] = t["holdout_rmse"]
+        frame["holdout total error %"] = t["holdout_total_error_pct"]
+        frame["by-frequency error"] = t["by_frequency_error"]
+    frame["note"] = t["note"].fillna("")
+    how = (f"Every purchase model was fitted on the same calibration statistics and ranked by its "
+           f"{CRITERIA[selection.criterion][1]}"
+           + (f" over the {selection.holdout_duration:.4g} {model.time_unit_} holdout (the expected purchases of "
+              "each customer against what he bought; MAE, the total error and the error of the purchases-by-"
+              "frequency chart beside it)" if holdout else
+              " (k ln n - 2 log-likelihood: a richer model must gain more likelihood than its extra parameters "
+              "cost); AIC beside it")
+           + ". Unreliable fits cannot win; a fit on a boundary is the simpler model it reaches.")
+    return Section("Model selection", [how, frame, Note(f"Chosen: {selection.reason}.")])
+
+
 def run_report(result, *, accounting: list[str], periods: str, comparison=None, backtest=None,
                figures: dict[str, Any] | None = None) -> str:
     """The report of a pipeline run (:class:`clv_forecast.experiment.RunResult`).
@@ -303,16 +352,24 @@ def run_report(result, *, accounting: list[str], periods: str, comparison=None, 
     for problem in getattr(model, "problems_", []) or []:
         params.blocks.append(f"Unreliable fit: {problem}")
     sections.append(params)
+    chosen = selection_section(model)
+    if chosen is not None:
+        sections.append(chosen)
     if result.holdout is not None:
         sections.append(Section("Holdout check", [holdout_line(metrics, model.time_unit_)]))
     if backtest is not None:
+        labelled = backtest.metrics.rename(index=lambda m: method_label(m, model))
         blocks = ["Every method computed on the calibration period only, scored against what each customer "
-                  "really spent in the holdout period (nothing is tuned on the holdout).", backtest.metrics]
+                  "really spent in the holdout period (nothing is tuned on the holdout). Every purchase model with "
+                  "a reliable fit is scored with the same spend model; gini is the Gini coefficient of the gains "
+                  "chart relative to a perfect ranking (1: ranked exactly as they turned out, 0: random).", labelled]
         purchases = getattr(backtest, "purchases", None)
         if purchases is not None:  # the means; the totals are in the CSV / Parquet tables
             keep = [c for c in purchases.columns if c in ("frequency", "customers") or c.endswith("_mean")]
+            names = {c: ("actual" if c == "actual_mean" else method_label("predictive", model) if c == "predicted_mean"
+                         else method_label(c[:-len("_mean")], model)) for c in keep if c.endswith("_mean")}
             blocks += ["Mean holdout purchases per customer by calibration frequency, actual and as each method "
-                       "expects them:", purchases[keep].set_index("frequency")]
+                       "expects them:", purchases[keep].set_index("frequency").rename(columns=names)]
         sections.append(Section("Backtest: historical formulas vs the predictive model", blocks))
     if figures:
         sections.append(Section("Plots", [[Figure(png, caption) for caption, png in figures.items()]]))

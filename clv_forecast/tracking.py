@@ -264,6 +264,25 @@ def _params(result, command: str, data_path) -> dict[str, str]:
     return params
 
 
+def _log_candidates(mlflow, result, experiment_id: str, name: str) -> None:
+    """One child run per candidate of ``purchases = "auto"`` under the open parent run: its kind and the model
+    fitted (params), its fit and holdout scores and rank (metrics), whether it won and its note (tags)."""
+    selection = getattr(result.model, "selection_", None) if result.model is not None else None
+    if selection is None:
+        return
+    for kind, row in selection.table.iterrows():
+        tags = {"selection.winner": str(kind == selection.winner).lower(), "reliable": str(bool(row["reliable"])).lower()}
+        if row.get("note"):
+            tags["note"] = str(row["note"])[:5000]
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}: {row['model']}", nested=True, tags=tags):
+            mlflow.log_params({"purchases.kind": kind, "purchases.fitted": str(row["fitted"]),
+                               "selection.criterion": selection.criterion})
+            numbers = {key: row.get(key) for key in ("log_likelihood", "aic", "bic", "holdout_mae", "holdout_rmse",
+                                                     "holdout_total_error_pct", "by_frequency_error", "rank", "k")}
+            kept, _ = _finite(numbers)
+            mlflow.log_metrics(kept)
+
+
 def _metrics(result) -> dict[str, Any]:
     """Every metric of the run by name (values may be non-finite: the caller skips those)."""
     model = result.model
@@ -284,7 +303,7 @@ def _metrics(result) -> dict[str, Any]:
     if backtest is not None and getattr(backtest, "metrics", None) is not None:
         for method, row in backtest.metrics.iterrows():
             for metric, value in row.items():
-                out[f"backtest.{method}.{metric}"] = value
+                out[f"backtest.{str(method).replace(':', '.')}.{metric}"] = value
     for key, value in (result.timings or {}).items():
         out[f"seconds.{key}"] = value
     return out
@@ -333,6 +352,10 @@ def _tags(result, command: str) -> dict[str, str]:
     if boundary:  # the purchase part is a boundary's nested model, not the one asked for
         tags["boundary"] = model.boundary_line()[:5000]
         tags["boundary.requested"] = boundary["kind"]
+    selection = getattr(model, "selection_", None) if model is not None else None
+    if selection is not None:  # the purchase model was chosen: which, by what, and why (one child run per model)
+        tags.update({"selection.winner": selection.winner, "selection.criterion": selection.criterion,
+                     "selection.reason": selection.reason[:5000]})
     if problems:
         tags["problems"] = "; ".join(problems)[:5000]
     if getattr(result, "refused", None):
@@ -357,6 +380,9 @@ def _write_artifacts(result, folder: Path) -> None:
     if result.comparison is not None:
         tables["comparison_customers"] = getattr(result.comparison, "customers", None)
         tables["comparison_segments"] = getattr(result.comparison, "segments", None)
+    selection = getattr(result.model, "selection_", None) if result.model is not None else None
+    if selection is not None:
+        tables["model_selection"] = selection.table
     if result.backtest is not None:
         tables["backtest_metrics"] = getattr(result.backtest, "metrics", None)
         tables["backtest_purchases"] = getattr(result.backtest, "purchases", None)
@@ -660,6 +686,7 @@ def log_run(result, *, command: str, tracking_uri: str | None = None, register_a
             if problems:
                 (files / "problems.txt").write_text("\n".join(problems) + "\n", encoding="utf-8")
             mlflow.log_artifacts(str(files))
+            _log_candidates(mlflow, result, experiment_id, name)
             info = None
             if refused:
                 mlflow.end_run(status="FAILED")

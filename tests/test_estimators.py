@@ -239,8 +239,8 @@ def test_spec_model_tables_are_typed_by_the_estimators_settings(tmp_path):
     for body, fragment in (
             ('[model.purchases]\nmaxiter = "many"\n', "[model.purchases] maxiter = 'many': must be a whole number"),
             ("[model.purchases]\nnope = 1\n", "[model.purchases] nope = 1: unknown setting of BG/NBD"),
-            ('[model]\npurchases = "pareto_nbd"\n', "[model] purchases = 'pareto_nbd': unknown purchases model "
-                                                   "(known: bgnbd, constant_dropout, nbd)")):
+            ('[model]\npurchases = "no_such_model"\n', "[model] purchases = 'no_such_model': unknown purchases "
+             f"model (known: {', '.join(estimators.available('purchases'))}, auto)")):
         path.write_text('[data]\nsource = "x.csv"\n' + body)
         with pytest.raises(ClvInputError) as info:
             load_spec(path)

@@ -103,7 +103,7 @@ def test_report_path_must_be_html(tmp_path, capsys):
 
 
 COMPARE = ["compare", "--amount-col", "amount", "--calibration-end", "1997-09-30"]
-METRICS = {"mae", "rmse", "total_error_pct", "spearman", "top10_share", "top20_share"}
+METRICS = {"mae", "rmse", "total_error_pct", "spearman", "top10_share", "top20_share", "gini"}
 
 
 def test_compare_prints_the_backtest_and_json_names_every_metric(cdnow_csv, capsys):

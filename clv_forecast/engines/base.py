@@ -100,8 +100,10 @@ class Engine:
         """``model`` fitted on the summary: by default on its :meth:`statistics` (the same likelihoods as on
         every customer, :meth:`ClvModel.fit_statistics`)."""
         stats = self.cached_statistics(summary, model.inputs())
+        split = "holdout" in stats  # (ranks the candidates of purchases="auto" by their holdout error)
         return model.fit_statistics(stats["purchases"], stats.get("spend"), time_unit=self.time_unit(summary),
-                                    training=dict(summary.attrs))
+                                    training=dict(summary.attrs), holdout=stats["holdout"] if split else None,
+                                    holdout_duration=self.holdout_duration(summary) if split else None)
 
     def time_unit(self, summary) -> str:
         """The summary's time unit."""

@@ -444,8 +444,10 @@ def fit_spark(summary: SparkSummary, model=None, *, penalizer: float | None = No
     if aliases:
         model.set_params(**aliases)
     stats = summary.statistics(model.inputs()) if statistics is None else statistics
+    split = "holdout" in stats
     return model.fit_statistics(stats["purchases"], stats["spend"], time_unit=summary.time_unit,
-                                training=summary.attrs)
+                                training=summary.attrs, holdout=stats["holdout"] if split else None,
+                                holdout_duration=summary.holdout_duration() if split else None)
 
 
 def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
