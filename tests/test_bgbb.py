@@ -330,7 +330,9 @@ def test_data_not_in_whole_periods_are_refused_with_the_column_and_the_row(donat
     bad.loc[3, "recency"] = 2.5
     with pytest.raises(ClvInputError) as info:
         model.fit(bad)
-    assert str(info.value) == ("RFM table: column 'recency', row 4 (values: 2.5): not a whole number of periods")
+    assert str(info.value) == ("RFM table: column 'recency', row 4 (values: 2.5): not a whole number of periods; a "
+                               "discrete-time model reads whole periods: summarise with merge = time_unit (e.g. 'W') "
+                               "or with clv_forecast.rfm.summarize_periods")
     bad = donations.drop(columns="count").astype(float)
     bad.loc[[1, 5], "frequency"] = [3.0, 6.0]
     with pytest.raises(ClvInputError, match=r"column 'frequency', rows 2, 6 .*greater than recency \(at most one "

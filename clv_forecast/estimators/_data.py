@@ -235,6 +235,9 @@ def whole_periods(rfm: RFM, source: str) -> RFM:
     for name, what, mask in PERIOD_RULES:
         bad = mask(x, t_x, big_t)
         if bad.any():
+            if name != "frequency":
+                what += ("; a discrete-time model reads whole periods: summarise with merge = time_unit (e.g. 'W') "
+                         "or with clv_forecast.rfm.summarize_periods")
             raise _bad(name, what, bad, {"frequency": x, "recency": t_x, "T": big_t}[name], source)
     return RFM(x, np.round(t_x), np.round(big_t), rfm.weights, rfm.time_unit)
 

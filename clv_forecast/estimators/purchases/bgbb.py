@@ -10,7 +10,7 @@ probability ``theta ~ Beta(gamma, delta)``. His history is ``x`` (periods with a
 ``1..n``), ``t_x`` (the last of them, 0 when ``x = 0``) and ``n``; in the layer's columns: frequency = x,
 recency = t_x, T = n, whole numbers with ``x <= t_x <= n`` (:attr:`BetaGeoBetaBinomModel.whole_periods`).
 All four parameters are shape parameters: nothing here has a unit of time. With ``B`` the beta function
-(FHS 2010, eq. 5):
+(FHS 2010):
 
 .. math::
 
@@ -25,7 +25,7 @@ cancels against another), and ``ln L`` is their log-sum-exp. The likelihood depe
 it is evaluated once per distinct triple, and its cost is the number of terms, ``sum (1 + n - t_x)`` over
 the distinct triples (the usual data have tens of opportunities at most).
 
-Predictions (FHS 2010, eqs. 9, 11, 13), with ``P(alive)`` the probability of being alive in period ``n``:
+Predictions (FHS 2010; eq. 13 the conditional expectation), ``P(alive)`` of being alive in period ``n``:
 
 .. math::
 
@@ -36,7 +36,7 @@ Predictions (FHS 2010, eqs. 9, 11, 13), with ``P(alive)`` the probability of bei
     G_{d}(m) = \sum_{k=1}^{m} \frac{B(\gamma, d+k)}{B(\gamma, d)}
              = \frac{d}{\gamma-1}\left[1 - \frac{\Gamma(\gamma+d)\,\Gamma(1+d+m)}{\Gamma(1+d)\,\Gamma(\gamma+d+m)}\right]
 
-and a new customer's ``E[X(m)] = alpha/(alpha+beta) G_delta(m)`` (eq. 9). ``G`` is evaluated without the
+and a new customer's ``E[X(m)] = alpha/(alpha+beta) G_delta(m)``. ``G`` is evaluated without the
 0/0 at ``gamma = 1``: ``G_d(m) = d (e^S - 1) / (1 - gamma)`` with ``S = sum_{i<m} ln((1+d+i)/(gamma+d+i))``,
 as ``d * exprel(S) * (S / (1 - gamma))`` where ``S / (1 - gamma)`` is summed term by term (its terms tend to
 ``1/(1+d+i)`` as ``gamma -> 1``). BTYD's ``bgbb.PAlive`` is alive in period ``n + 1``: ours times
@@ -151,6 +151,8 @@ class _Terms:
     Y: np.ndarray
     S: np.ndarray
     V: np.ndarray
+    XY: np.ndarray  # X + Y
+    SV: np.ndarray  # S + V
 
     @classmethod
     def of(cls, x, t_x, n) -> "_Terms":
@@ -162,8 +164,8 @@ class _Terms:
         k = np.arange(row.size, dtype=np.int64) - start[row]
         alive = k == 0
         V = np.where(alive, n[row], t_x[row] + k - 1)
-        X = x[row]
-        return cls(row, start, X, V - X, (~alive).astype(np.int64), V)
+        X, S = x[row], (~alive).astype(np.int64)
+        return cls(row, start, X, V - X, S, V, V.copy(), S + V)
 
 
 def _chunks(x, t_x, n) -> list[tuple[slice, _Terms]]:
@@ -194,7 +196,8 @@ class _Tables:
 
     def logs(self, t: _Terms) -> np.ndarray:
         P = self.P
-        return P[0, t.X] + P[1, t.Y] - P[2, t.X + t.Y] + P[3, t.S] + P[4, t.V] - P[5, t.S + t.V]
+        return (P[0].take(t.X) + P[1].take(t.Y) - P[2].take(t.XY) + P[3].take(t.S) + P[4].take(t.V)
+                - P[5].take(t.SV))
 
 
 def _log_sum_rows(logs: np.ndarray, t: _Terms) -> tuple[np.ndarray, np.ndarray]:
@@ -242,7 +245,7 @@ def _row_parts(params, x, t_x, n) -> tuple[np.ndarray, np.ndarray]:
 
 
 def loglik(alpha, beta, gamma, delta, frequency, recency, T) -> np.ndarray:
-    """Per-customer BG/BB log-likelihood (FHS 2010, eq. 5), log-space; ``T`` is the number of opportunities n."""
+    """Per-customer BG/BB log-likelihood (FHS 2010), log-space; ``T`` is the number of opportunities n."""
     return _row_parts((alpha, beta, gamma, delta), frequency, recency, T)[0]
 
 
@@ -261,25 +264,28 @@ def loglik_derivatives(params, x, t_x, n, weights=None, _chunked=None):
     tables = _Tables(params, int(n.max()) if n.size else 0, derivatives=True)
     D, Tr = tables.D, tables.T
     ll, score, hess = 0.0, np.zeros(4), np.zeros((4, 4))
+    size = D.shape[1]
     for rows, t in _chunked:
         logs = tables.logs(t)
         row_ll, share = _log_sum_rows(logs, t)
-        xy, sv = t.X + t.Y, t.S + t.V
-        grads = np.stack([D[0, t.X] - D[2, xy], D[1, t.Y] - D[2, xy], D[3, t.S] - D[5, sv], D[4, t.V] - D[5, sv]])
+        d_xy, d_sv = D[2].take(t.XY), D[5].take(t.SV)
+        grads = np.stack([D[0].take(t.X) - d_xy, D[1].take(t.Y) - d_xy, D[3].take(t.S) - d_sv, D[4].take(t.V) - d_sv])
         mean = np.stack([np.add.reduceat(share * g, t.start) for g in grads])  # (4, rows): d ln L per row
         wr = w[rows]
         ll += float(np.dot(wr, row_ll))
         score += mean @ wr
-        omega = wr[t.row] * share
-        centred = grads - mean[:, t.row]
+        omega = wr.take(t.row) * share
+        centred = grads - mean.take(t.row, axis=1)
         hess += (centred * omega) @ centred.T
-        t_ab, t_gd = Tr[2, xy], Tr[5, sv]
-        hess[0, 0] += np.dot(omega, Tr[0, t.X] - t_ab)
-        hess[1, 1] += np.dot(omega, Tr[1, t.Y] - t_ab)
-        hess[0, 1] -= np.dot(omega, t_ab)
-        hess[2, 2] += np.dot(omega, Tr[3, t.S] - t_gd)
-        hess[3, 3] += np.dot(omega, Tr[4, t.V] - t_gd)
-        hess[2, 3] -= np.dot(omega, t_gd)
+        # sum_k omega_k H_k: each entry a function of one index (X, Y, X + Y, ...), so a weighted count per value
+        by = {key: np.bincount(getattr(t, key), weights=omega, minlength=size) for key in ("X", "Y", "XY", "S", "V", "SV")}
+        t_ab, t_gd = np.dot(by["XY"], Tr[2]), np.dot(by["SV"], Tr[5])
+        hess[0, 0] += np.dot(by["X"], Tr[0]) - t_ab
+        hess[1, 1] += np.dot(by["Y"], Tr[1]) - t_ab
+        hess[0, 1] -= t_ab
+        hess[2, 2] += np.dot(by["S"], Tr[3]) - t_gd
+        hess[3, 3] += np.dot(by["V"], Tr[4]) - t_gd
+        hess[2, 3] -= t_gd
     hess[1, 0], hess[3, 2] = hess[0, 1], hess[2, 3]
     return ll, score, hess
 
@@ -297,7 +303,7 @@ def periods(t) -> np.ndarray:
 
 
 def p_alive(frequency, recency, T, alpha, beta, gamma, delta) -> np.ndarray:
-    """P(alive in period n | x, t_x, n) (FHS 2010, eq. 11 with n; BTYD's ``PAlive`` is period n + 1)."""
+    """P(alive in period n | x, t_x, n) (FHS 2010; BTYD's ``PAlive`` is period n + 1)."""
     ll, alive = _row_parts((alpha, beta, gamma, delta), frequency, recency, T)
     return np.minimum(np.exp(alive - ll), 1.0)
 
@@ -367,7 +373,7 @@ def conditional_expected_purchases(t, frequency, recency, T, alpha, beta, gamma,
 
 
 def expected_new(t, alpha, beta, gamma, delta) -> np.ndarray:
-    r"""E[X(t)] of a new customer over ``floor(t)`` opportunities (FHS 2010, eq. 9):
+    r"""E[X(t)] of a new customer over ``floor(t)`` opportunities (FHS 2010):
     ``alpha/(alpha+beta) * delta/(gamma-1) * [1 - Gamma(gamma+delta) Gamma(1+delta+t) / (Gamma(1+delta)
     Gamma(gamma+delta+t))]``."""
     t = np.asarray(t, dtype=np.float64)
