@@ -234,6 +234,26 @@ def test_analytic_derivatives_at_extreme_parameters_match_finite_differences():
         np.testing.assert_allclose(hess, nhess, rtol=1e-4, atol=1e-5 * np.abs(hess).max())
 
 
+def test_chunks_of_terms_and_the_closed_form_give_the_same_numbers(monkeypatch):
+    """Rows taken in chunks of terms (bounded memory) and the closed form of the dropout sums (horizons beyond
+    the cumulative table) agree with the one-pass evaluation."""
+    rng = np.random.default_rng(5)
+    n = rng.integers(0, 40, 300).astype(float)
+    t_x = np.floor(rng.random(300) * (n + 1))
+    x = np.where(t_x > 0, np.maximum(1.0, np.floor(rng.random(300) * (t_x + 1))), 0.0)
+    params, horizons = (1.2, 0.75, 0.66, 2.78), np.array([1.0, 7.0, 30.0, 1000.0])
+    whole = bgbb.loglik_derivatives(params, x, t_x, n)
+    ahead = bgbb.conditional_expected_purchases(horizons, x, t_x, n, *params)
+    monkeypatch.setattr(bgbb, "_TERMS_PER_CHUNK", 50)
+    monkeypatch.setattr(bgbb, "_TABLE_MAX", 3)
+    assert len(bgbb._chunks(x, t_x, n)) > 20
+    chunked = bgbb.loglik_derivatives(params, x, t_x, n)
+    assert chunked[0] == pytest.approx(whole[0], rel=1e-14)
+    np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-12)
+    np.testing.assert_allclose(chunked[2], whole[2], rtol=1e-12)
+    np.testing.assert_allclose(bgbb.conditional_expected_purchases(horizons, x, t_x, n, *params), ahead, rtol=1e-11)
+
+
 def test_log_gamma_differences_are_exact_for_large_arguments():
     from scipy import special
 

@@ -34,7 +34,8 @@ Predictions (FHS 2010; eq. 13 the conditional expectation), ``P(alive)`` of bein
 
     E[X(n, n+m) \mid \text{alive}, x, n] = \frac{\alpha+x}{\alpha+\beta+n}\, G_{\delta+n}(m), \qquad
     G_{d}(m) = \sum_{k=1}^{m} \frac{B(\gamma, d+k)}{B(\gamma, d)}
-             = \frac{d}{\gamma-1}\left[1 - \frac{\Gamma(\gamma+d)\,\Gamma(1+d+m)}{\Gamma(1+d)\,\Gamma(\gamma+d+m)}\right]
+             = \frac{d}{\gamma-1}\left[1 - \frac{\Gamma(\gamma+d)\,\Gamma(1+d+m)}
+                                                  {\Gamma(1+d)\,\Gamma(\gamma+d+m)}\right]
 
 and a new customer's ``E[X(m)] = alpha/(alpha+beta) G_delta(m)``. ``G`` is evaluated without the
 0/0 at ``gamma = 1``: ``G_d(m) = d (e^S - 1) / (1 - gamma)`` with ``S = sum_{i<m} ln((1+d+i)/(gamma+d+i))``,
@@ -278,7 +279,8 @@ def loglik_derivatives(params, x, t_x, n, weights=None, _chunked=None):
         centred = grads - mean.take(t.row, axis=1)
         hess += (centred * omega) @ centred.T
         # sum_k omega_k H_k: each entry a function of one index (X, Y, X + Y, ...), so a weighted count per value
-        by = {key: np.bincount(getattr(t, key), weights=omega, minlength=size) for key in ("X", "Y", "XY", "S", "V", "SV")}
+        by = {key: np.bincount(getattr(t, key), weights=omega, minlength=size)
+              for key in ("X", "Y", "XY", "S", "V", "SV")}
         t_ab, t_gd = np.dot(by["XY"], Tr[2]), np.dot(by["SV"], Tr[5])
         hess[0, 0] += np.dot(by["X"], Tr[0]) - t_ab
         hess[1, 1] += np.dot(by["Y"], Tr[1]) - t_ab
@@ -329,8 +331,9 @@ def _dropout_sums(gamma: float, delta: float, n: np.ndarray, m: np.ndarray) -> n
 
     ``G = d exprel(S) (S/u)`` with ``d = delta + n``, ``u = 1 - gamma`` and
     ``S/u = sum_{i<m} ln((1+d+i)/(gamma+d+i)) / u``, a difference of one cumulative sum of positive terms
-    over the periods (no 0/0 at ``gamma = 1``). Beyond :data:`_TABLE_MAX` periods, ``S`` is the difference of
-    two :func:`_shift` values (less precise as ``gamma -> 1``)."""
+    over the periods (no 0/0 at ``gamma = 1``). Beyond :data:`_TABLE_MAX` periods (horizons of millions of
+    periods), ``S`` is the difference of two :func:`_shift` values, whose cancellation grows as ``gamma -> 1``
+    (2e-8 relative at ``gamma = 1 - 1e-7`` for 40 periods; exact at ``gamma = 1``)."""
     n, m = np.broadcast_arrays(np.asarray(n, dtype=np.float64), np.asarray(m, dtype=np.float64))
     u = 1.0 - gamma
     d = delta + n
