@@ -166,7 +166,7 @@ class _Terms:
         alive = k == 0
         V = np.where(alive, n[row], t_x[row] + k - 1)
         X, S = x[row], (~alive).astype(np.int64)
-        return cls(row, start, X, V - X, S, V, V.copy(), S + V)
+        return cls(row, start, X, V - X, S, V, V, S + V)  # (X + Y = V: n, then j)
 
 
 def _chunks(x, t_x, n) -> list[tuple[slice, _Terms]]:
