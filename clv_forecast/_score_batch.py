@@ -9,7 +9,8 @@ So the verdicts, their precedence and the scores are equal across engines by con
 A row's verdict, in increasing precedence (a later rule's reason replaces an earlier one's):
 
 1. the RFM rules the models validate with (:func:`clv_forecast.estimators._data.rfm_verdict`,
-   texts from :func:`~clv_forecast.estimators._data.verdict_reasons`);
+   texts from :func:`~clv_forecast.estimators._data.verdict_reasons`), for a model of whole-period data
+   (BG/BB) then those of :data:`~clv_forecast.estimators._data.PERIOD_RULES` in the model's unit;
 2. ``<column> not numeric`` (:data:`NOT_NUMERIC`; the first such column of frequency, recency, T,
    monetary_value wins);
 3. ``duplicate id`` (:data:`DUPLICATE_ID`);
@@ -168,6 +169,14 @@ def score_batch(model, columns: Mapping[str, Any], n: int, *, present: np.ndarra
     import pandas as pd
 
     values, reason = batch_verdicts(columns, n, present=present, control=control, duplicate=duplicate)
+    purchases = getattr(model, "purchases_", None)
+    if getattr(purchases, "whole_periods", False):  # a discrete-time model: the rules of whole periods too
+        from .estimators._data import convert_times, period_reasons
+
+        rows = np.flatnonzero(reason == "")
+        unit = purchases.time_unit_
+        times = [convert_times(values[c][rows], time_unit or unit, unit) for c in ("recency", "T")]
+        reason[rows] = period_reasons(values["frequency"][rows], *times)
     good = np.flatnonzero(reason == "")
     if good.size == 0:
         return BatchResult(reason, good)

@@ -67,7 +67,7 @@ from .transactions import _ingest, _is_standard, _Options
 from .units import TimeUnit
 
 __all__ = ["summarize", "compress", "LEFT_OUT_ROWS", "SummaryOptions", "SummaryPlan", "plan_summary", "assemble",
-           "AGGREGATES", "AMOUNT_AGGREGATES"]
+           "AGGREGATES", "AMOUNT_AGGREGATES", "summarize_periods", "PeriodPlan", "plan_periods", "PERIODS"]
 
 _NS_PER_DAY = 86_400 * 10**9
 _TICK_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000}
@@ -962,3 +962,213 @@ def compress(
         .astype(np.int64, copy=False)
     )
     return result, inverse
+
+
+# --------------------------------------------------------------------------------------------
+# the discrete summary: periods with a transaction (BG/BB)
+# --------------------------------------------------------------------------------------------
+
+#: the calendar periods of :func:`summarize_periods` and the time unit each is measured in
+PERIODS = {"D": "D", "W": "W", "M": "M", "Q": "3M", "Y": "Y"}
+
+
+def _period_of(value: Any) -> str:
+    text = str(value).strip() if isinstance(value, str) else ""
+    key = text.upper() if text.upper() in PERIODS else None
+    if key is None and text:
+        try:
+            unit = TimeUnit.parse(text)
+            key = unit.base if unit.n == 1 and unit.base in PERIODS else None
+        except ClvInputError:
+            key = None
+    if key is None:
+        raise ClvInputError("a calendar period: D (day), W (week), M (month), Q (quarter) or Y (year)",
+                            argument="period", value=value)
+    return key
+
+
+@dataclass(frozen=True)
+class PeriodPlan:
+    """The scalar decisions of a discrete summary, made before any aggregation (pure): the calendar period,
+    its numbering and the last calibration and observation periods.
+
+    Period numbers are consecutive integers: days and weeks (starting on ``week_start``) since 1970, months
+    ``12 * year + month - 1``, quarters ``4 * year + (month - 1) // 3``, years the year."""
+
+    period: str
+    week_start: int
+    cal_period: int | None
+    obs_period: int
+    obs_last_ns: int
+    calibration_label: str | None
+    observation_label: str
+
+    def expr(self, timestamps: pl.Expr) -> pl.Expr:
+        """The period number of each timestamp (wall clock)."""
+        if self.period in ("D", "W"):
+            days = timestamps.dt.epoch("d").cast(pl.Int64)
+            return days if self.period == "D" else (days - (self.week_start - 3) % 7) // 7
+        year, month = timestamps.dt.year().cast(pl.Int64), timestamps.dt.month().cast(pl.Int64)
+        return {"M": 12 * year + month - 1, "Q": 4 * year + (month - 1) // 3, "Y": year}[self.period]
+
+    @staticmethod
+    def number(period: str, week_start: int, ns: int) -> int:
+        """The period number of an instant (ns since 1970, wall clock), as :meth:`expr`."""
+        stamp = pd.Timestamp(ns, unit="ns")
+        if period in ("D", "W"):
+            days = ns // _NS_PER_DAY
+            return days if period == "D" else (days - (week_start - 3) % 7) // 7
+        return {"M": 12 * stamp.year + stamp.month - 1, "Q": 4 * stamp.year + (stamp.month - 1) // 3,
+                "Y": stamp.year}[period]
+
+
+def plan_periods(period: Any, *, first_ns: int, last_ns: int, calibration_end: Any = None, observation_end: Any = None,
+                 week_start: Any = "MON", date_format: str | None = None, tz: str | None = None) -> PeriodPlan:
+    """The plan of a discrete summary of purchases from ``first_ns`` to ``last_ns`` (wall clock). An end must be
+    the last day of a period (a one-line error names the period's last day otherwise: a period is never cut); the
+    default observation end is the end of the last purchase's period."""
+    key, start = _period_of(period), _parse_week_start(week_start)
+
+    def last_period(value, option):
+        point = _parse_point(value, option, date_format, tz)
+        number = PeriodPlan.number(key, start, point.last_ns)
+        if PeriodPlan.number(key, start, point.boundary_ns) == number:
+            ends = [PeriodPlan.number(key, start, point.last_ns) - 1, number]
+            last_days = [_period_last_day(key, start, p) for p in ends]
+            raise ClvInputError(f"{point.label} is inside a period {key} (a period is never cut): give the last day "
+                                f"of one, e.g. {last_days[1]} or {last_days[0]}", argument=option, value=value)
+        return number, point
+
+    cal_period = cal_label = None
+    if calibration_end is not None:
+        cal_period, point = last_period(calibration_end, "calibration_end")
+        cal_label = point.label
+        if point.last_ns < first_ns:
+            raise ClvInputError(f"{point.label} is before the first transaction ({_iso(first_ns)})",
+                                argument="calibration_end", value=calibration_end)
+    if observation_end is None:
+        obs_period = PeriodPlan.number(key, start, last_ns)
+        obs_last, obs_label = last_ns, _period_last_day(key, start, obs_period)
+        if cal_period is not None and obs_period < cal_period:
+            obs_period, obs_label = cal_period, cal_label
+    else:
+        obs_period, point = last_period(observation_end, "observation_end")
+        obs_last, obs_label = point.last_ns, point.label
+        if cal_period is not None and obs_period < cal_period:
+            raise ClvInputError(f"{obs_label} is before the calibration end {cal_label}",
+                                argument="observation_end", value=observation_end)
+        if point.last_ns < first_ns:
+            raise ClvInputError(f"{obs_label} is before the first transaction ({_iso(first_ns)})",
+                                argument="observation_end", value=observation_end)
+    return PeriodPlan(key, start, cal_period, obs_period, obs_last, cal_label, obs_label)
+
+
+def _period_last_day(period: str, week_start: int, number: int) -> str:
+    """The last day of period ``number`` (ISO date)."""
+    if period == "D":
+        return _iso_date(number * _NS_PER_DAY)
+    if period == "W":
+        return _iso_date(((number + 1) * 7 + (week_start - 3) % 7 - 1) * _NS_PER_DAY)
+    months = {"M": 1, "Q": 3, "Y": 12}[period]
+    first_month = number * months if period != "Y" else number * 12
+    year, month = divmod(first_month + months, 12)
+    return (pd.Timestamp(year=year, month=month + 1, day=1) - pd.Timedelta(days=1)).date().isoformat()
+
+
+def summarize_periods(
+    transactions: Any,
+    *,
+    period: str = "Y",
+    customer_col: str = "customer_id",
+    date_col: str = "date",
+    amount_col: str | None = None,
+    date_format: str | None = None,
+    calibration_end: Any = None,
+    observation_end: Any = None,
+    week_start: "str | int" = "MON",
+    encoding: str = "utf-8",
+    missing_customer: str = "error",
+    duplicates: str = "keep",
+    returns: str | None = None,
+) -> pd.DataFrame:
+    """Summarise transactions in calendar periods, one transaction opportunity each (BG/BB's data).
+
+    A customer's first period (his cohort's birth period, period 0) holds his first transaction; the periods
+    after it up to the calibration (or observation) end are his ``n`` opportunities. Columns, per customer,
+    in the model's inputs: ``frequency`` = x, the periods among them with at least one transaction;
+    ``recency`` = t_x, the last of them counted from period 0 (0 when x = 0); ``T`` = n; whole numbers in
+    the unit ``attrs["time_unit"]`` (the period: ``"Y"``, ``"M"``, ``"3M"`` for quarters, ``"W"``, ``"D"``).
+    With ``calibration_end`` also ``frequency_holdout`` (x*, the holdout periods with a transaction) and
+    ``duration_holdout`` (n*, the holdout periods); with ``amount_col`` also ``monetary_value`` (the mean of
+    the repeat periods' summed amounts, 0 without any).
+
+    ``period``: ``"D"``, ``"W"`` (weeks from ``week_start``), ``"M"``, ``"Q"`` or ``"Y"``. The ends are read as
+    in :func:`summarize` and must be the last day of a period (a period is never cut: a calibration end inside
+    one is an error naming the nearest ends); the default observation end is the end of the last transaction's
+    period. Customers first seen after the calibration end and transactions after the observation end are left
+    out and counted in ``attrs``. The reading options mean what they mean in :func:`summarize`.
+    """
+    opts = _Options.check(customer_col=customer_col, date_col=date_col, amount_col=amount_col, quantity_col=None,
+                          price_col=None, date_format=date_format, encoding=encoding, decimal_comma=False,
+                          missing_customer=missing_customer, duplicates=duplicates, returns=returns)
+    trusted = _trusted_standard(transactions, customer_col, date_col, amount_col, None)
+    tx, acc, source = _ingest(transactions, opts, trust_standard=trusted)
+    ts = pl.col("timestamp")
+    tz = getattr(tx.schema["timestamp"], "time_zone", None)
+    if tz is not None:
+        ts = ts.dt.replace_time_zone(None)
+    ns = ts.cast(pl.Datetime("ns")).cast(pl.Int64)
+    first_ns, last_ns = tx.lazy().select(ns.min(), ns.max().alias("hi")).collect().row(0)
+    if first_ns is None:
+        raise ClvInputError(f"{source}: no transactions")
+    plan = plan_periods(period, first_ns=first_ns, last_ns=last_ns, calibration_end=calibration_end,
+                        observation_end=observation_end, week_start=week_start, date_format=date_format, tz=tz)
+    has_amount = "amount" in tx.columns
+    after = ns > plan.obs_last_ns
+    n_after = int(tx.lazy().select(after.sum()).collect().item())
+    # (customer, period) -> one purchase opportunity used; then per customer (columnar group-bys)
+    cal = pl.lit(True) if plan.cal_period is None else pl.col("p") <= plan.cal_period
+    per_period = (tx.lazy().filter(~after)
+                  .group_by(pl.col("customer_id"), plan.expr(ts).alias("p"))
+                  .agg(pl.len().alias("rows"), *([pl.col("amount").sum()] if has_amount else [])))
+    first_p = pl.col("p").filter(cal).min()
+    aggregates = [
+        first_p.alias("first"),
+        cal.sum().cast(pl.Int64).alias("n_cal"),
+        pl.col("p").filter(cal).max().alias("last"),
+        (~cal).sum().cast(pl.Int64).alias("n_hold"),
+        pl.col("rows").sum().alias("rows"),
+    ]
+    if has_amount:
+        aggregates.append(pl.col("amount").filter(cal & (pl.col("p") > first_p)).sum().alias("repeat_amount"))
+    per_customer = per_period.group_by("customer_id").agg(aggregates).sort("customer_id").collect()
+    keep = per_customer.get_column("n_cal").to_numpy() > 0
+    late = per_customer.filter(~pl.Series(keep))
+    per_customer = per_customer.filter(pl.Series(keep))
+    first = per_customer.get_column("first").to_numpy().astype(np.int64)
+    frequency = per_customer.get_column("n_cal").to_numpy() - 1
+    end = plan.obs_period if plan.cal_period is None else plan.cal_period
+    out = {"frequency": frequency,
+           "recency": per_customer.get_column("last").to_numpy().astype(np.int64) - first,
+           "T": end - first}
+    if has_amount:
+        repeat = per_customer.get_column("repeat_amount").to_numpy().astype(np.float64)
+        out["monetary_value"] = np.divide(repeat, frequency, out=np.zeros_like(repeat), where=frequency > 0)
+    if plan.cal_period is not None:
+        out["frequency_holdout"] = per_customer.get_column("n_hold").to_numpy()
+        out["duration_holdout"] = np.full(len(first), plan.obs_period - plan.cal_period, dtype=np.int64)
+    ids = per_customer.get_column("customer_id")
+    index = pd.Index(ids.to_list() if ids.dtype == pl.String else ids.to_numpy(), name="customer_id")
+    result = pd.DataFrame(out, index=index)
+    result.attrs = {
+        "time_unit": PERIODS[plan.period], "period": plan.period, "week_start": _WEEKDAYS[plan.week_start],
+        "calibration_end": plan.calibration_label, "observation_end": plan.observation_label,
+        "n_transactions": int(acc.n_transactions), "n_customers": len(result),
+        "n_transactions_summarised": int(per_customer.get_column("rows").sum() or 0),
+        "n_rows_missing_customer": int(acc.n_rows_missing_customer),
+        "n_duplicate_rows_dropped": int(acc.n_duplicate_rows_dropped), "n_return_rows": int(acc.n_return_rows),
+        "n_transactions_after_observation_end": n_after,
+        "n_customers_first_purchase_after_calibration": late.height,
+        "n_transactions_first_purchase_after_calibration": int(late.get_column("rows").sum() or 0),
+    }
+    return result

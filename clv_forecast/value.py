@@ -29,7 +29,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .estimators._data import as_frame_index, column, rfm_arrays
+from .estimators._data import as_frame_index, column, rfm_arrays, whole_periods
 from .estimators.base import distinct_pairs
 from .errors import ClvInputError, format_rows
 from .units import (DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP, Duration, Rate,
@@ -190,6 +190,8 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
         spend_params = spend.check_fitted()
     rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, time_unit=time_unit,
                      model_unit=purchases.time_unit_, with_weights=False)
+    if getattr(purchases, "whole_periods", False):  # a discrete-time model: whole periods (its rules)
+        rfm = whole_periods(rfm, "RFM table" if data is not None else "input")
     x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
     index = as_frame_index(data, len(x))
     if future_spend is None:

@@ -94,6 +94,17 @@ pytestmark = pytest.mark.parametrize("name", list(SPECS))
 
 
 @pytest.fixture(scope="module")
+def cdnow_rfm():
+    """CDNOW in whole weeks (purchases merged by week): data every model reads, those of whole-period data
+    (``whole_periods``: BG/BB, one transaction opportunity a week) too."""
+    from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample
+    from clv_forecast.rfm import summarize
+
+    return summarize(load_cdnow_sample(), amount_col="amount", time_unit="W", merge="W",
+                     calibration_end=CDNOW_CALIBRATION_END)
+
+
+@pytest.fixture(scope="module")
 def fitted(cdnow_rfm):
     """One fitted estimator per spec (fitting is the slow part), shared by the checks."""
     return {name: spec.fit(spec.cls(**spec.settings), cdnow_rfm) for name, spec in SPECS.items()}

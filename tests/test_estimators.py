@@ -27,7 +27,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def test_available_lists_the_modules_and_get_returns_their_classes():
-    assert estimators.available("purchases") == ["bgnbd", "constant_dropout", "nbd"]
+    assert estimators.available("purchases") == ["bgbb", "bgnbd", "constant_dropout", "nbd"]
     assert estimators.available("spend") == ["gamma_gamma"]
     assert estimators.get("bgnbd", "purchases") is BetaGeoModel
     assert estimators.get("gamma_gamma", "spend") is GammaGammaModel
@@ -38,14 +38,14 @@ def test_available_lists_the_modules_and_get_returns_their_classes():
 
 def test_available_imports_no_model():
     code = ("import sys\nfrom clv_forecast import estimators\n"
-            "assert estimators.available('purchases') == ['bgnbd', 'constant_dropout', 'nbd']\n"
+            "assert estimators.available('purchases') == ['bgbb', 'bgnbd', 'constant_dropout', 'nbd']\n"
             "print(sorted(m for m in sys.modules if m.startswith('clv_forecast.estimators.') or m in ('numpy', 'scipy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("kind, role, fragment", [
-    ("pareto_nbd", "purchases", "purchases='pareto_nbd': unknown purchases model (known: bgnbd, constant_dropout, nbd)"),
+    ("pareto_nbd", "purchases", "purchases='pareto_nbd': unknown purchases model (known: bgbb, bgnbd, constant_dropout, nbd)"),
     ("bgnbd", "spend", "spend='bgnbd': unknown spend model (known: gamma_gamma)"),
     ("_data", "purchases", "unknown purchases model"),
 ])
@@ -98,7 +98,10 @@ def test_every_purchase_model_refuses_data_where_nothing_was_observed(kind):
     model = estimators.get(kind, "purchases")()
     with pytest.raises(IdentificationError, match="no customer has a repeat purchase"):
         model.fit(frequency=np.zeros(5), recency=np.zeros(5), T=np.full(5, 3.0), time_unit="W")
-    with pytest.raises(IdentificationError, match="every customer has T = 0; nothing was observed"):
+    # (in whole periods a repeat transaction needs recency >= 1 > T: such data are invalid before anything else)
+    expected = ("column .frequency.*greater than recency" if model.whole_periods else
+                "every customer has T = 0; nothing was observed")
+    with pytest.raises(ClvInputError if model.whole_periods else IdentificationError, match=expected):
         model.fit(frequency=np.ones(5), recency=np.zeros(5), T=np.zeros(5), time_unit="W")
     assert not hasattr(model, "params_")
 
@@ -217,12 +220,12 @@ def test_an_unknown_kind_in_a_model_file_is_one_line(fitted, tmp_path, capsys):
     with pytest.raises(ClvInputError) as info:
         ClvModel.load(path)
     assert str(info.value) == (f'{path}: purchases.kind = "pareto_nbd": unknown model (this clv-forecast knows '
-                               "bgnbd, constant_dropout, nbd); upgrade clv-forecast")
+                               "bgbb, bgnbd, constant_dropout, nbd); upgrade clv-forecast")
     rfm = tmp_path / "rfm.csv"
     pd.DataFrame({"frequency": [1], "recency": [2.0], "T": [5.0]}).to_csv(rfm, index=False)
     assert main(["score", "--model", str(path), "--input", str(rfm), "--output", str(tmp_path / "o.csv")]) == 2
     err = capsys.readouterr().err
-    assert "unknown model (this clv-forecast knows bgnbd, constant_dropout, nbd)" in err and err.count("\n") == 1
+    assert "unknown model (this clv-forecast knows bgbb, bgnbd, constant_dropout, nbd)" in err and err.count("\n") == 1
 
 
 # ---- the experiment file and the command line -----------------------------------------------------------
@@ -258,7 +261,7 @@ def test_cli_model_options(cdnow_csv, tmp_path, capsys):
             "--no-tracking"]
     assert main([*base, "--purchase-model", "pareto_nbd"]) == 2
     err = capsys.readouterr().err
-    assert "--purchase-model pareto_nbd: unknown purchases model (known: bgnbd, constant_dropout, nbd)" in err and err.count("\n") == 1
+    assert "--purchase-model pareto_nbd: unknown purchases model (known: bgbb, bgnbd, constant_dropout, nbd)" in err and err.count("\n") == 1
     out = tmp_path / "m.json"
     assert main([*base, "--spend-model", "none", "--model-setting", "purchases__maxiter=300",
                  "--output", str(out), "--json"]) == 0

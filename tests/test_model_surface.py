@@ -60,6 +60,8 @@ def runs():
     for purchases, spend in PAIRS:
         spec = experiment.cdnow_spec()
         spec["model"].update(purchases=purchases, spend=spend)
+        if estimators.get(purchases, "purchases").whole_periods:  # a discrete-time model: one period a week
+            spec["summary"].update(merge="W")
         spec["output"].update(model=None, report=None, predictions=None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataWarning)

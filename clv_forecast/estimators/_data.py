@@ -203,6 +203,45 @@ def rfm_arrays(data=None, *, frequency=None, recency=None, T=None, weights=None,
     return RFM(x, t_x, big_t, w, unit)
 
 
+def _not_whole_time(t: np.ndarray) -> np.ndarray:
+    """Times that are not whole numbers (a unit conversion's rounding, 1e-9 relative, is forgiven)."""
+    return np.abs(t - np.round(t)) > 1e-9 * np.maximum(1.0, np.abs(t))
+
+
+#: The rules of data in whole periods (a discrete-time model's, :attr:`~clv_forecast.estimators.base.PurchaseModel.
+#: whole_periods`: recency = the period of the last transaction, T = the number of periods), checked on recency and
+#: T in the model's unit after the rules of :data:`RFM_RULES`: (column, what is wrong, mask given x, recency, T).
+PERIOD_RULES = (
+    ("recency", "not a whole number of periods", lambda x, t, T: _not_whole_time(t)),
+    ("T", "not a whole number of periods", lambda x, t, T: _not_whole_time(T)),
+    ("frequency", "greater than recency (at most one transaction per period)", lambda x, t, T: x > np.round(t)),
+)
+
+
+def period_reasons(frequency, recency, T) -> np.ndarray:
+    """Per row, the first rule of :data:`PERIOD_RULES` it breaks as text (``"recency not a whole number of
+    periods"``), ``""`` for a valid row (the scorers' verdict for a model of whole-period data)."""
+    x, t_x, big_t = (np.asarray(v, dtype=np.float64) for v in (frequency, recency, T))
+    reason = np.full(len(x), "", dtype=object)
+    for name, what, mask in reversed(PERIOD_RULES):  # the first rule wins
+        reason[mask(x, t_x, big_t)] = f"{name} {what}"
+    return reason
+
+
+def whole_periods(rfm: RFM, source: str) -> RFM:
+    """``rfm`` (in the model's unit) checked against :data:`PERIOD_RULES`, recency and T rounded to whole
+    periods; the first rule broken is a one-line :class:`ClvInputError` naming the column and the rows."""
+    x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
+    for name, what, mask in PERIOD_RULES:
+        bad = mask(x, t_x, big_t)
+        if bad.any():
+            if name != "frequency":
+                what += ("; a discrete-time model reads whole periods: summarise with merge = time_unit (e.g. 'W') "
+                         "or with clv_forecast.rfm.summarize_periods")
+            raise _bad(name, what, bad, {"frequency": x, "recency": t_x, "T": big_t}[name], source)
+    return RFM(x, np.round(t_x), np.round(big_t), rfm.weights, rfm.time_unit)
+
+
 def index_by_value(x) -> tuple[np.ndarray, np.ndarray]:
     """Distinct values of a whole-number array and each element's position among them.
 

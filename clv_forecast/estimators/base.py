@@ -42,7 +42,7 @@ from ..errors import ClvInputError, DataWarning, NotFittedError, row_error  # no
 from ..units import Duration
 from . import _mle
 from ._data import (RFM, as_frame_index, column, index_by_value, rfm_arrays, time_unit_of, weights_of,
-                    whole_number_frequency)
+                    whole_number_frequency, whole_periods)
 
 
 class Estimator(_mle.MLEModel):
@@ -180,6 +180,11 @@ class PurchaseModel(Estimator):
 
     role: ClassVar[str] = "purchases"
     inputs: ClassVar[tuple[str, ...]] = ("frequency", "recency", "T")
+    #: True for a discrete-time model (BG/BB): its unit is the period (one transaction opportunity), recency is
+    #: the period of the last transaction and T the number of periods, whole numbers with frequency <= recency
+    #: (:data:`~clv_forecast.estimators._data.PERIOD_RULES`, checked by ``fit``, the predictions, CLV and the
+    #: scorers); a horizon counts the periods that end within it.
+    whole_periods: ClassVar[bool] = False
 
     # -- kernels (each model writes the first four) ---------------------------------------------
     @staticmethod
@@ -222,6 +227,8 @@ class PurchaseModel(Estimator):
         a failure leaves a previous fit as it was."""
         self._check_penalizer()
         rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, weights=weights, time_unit=time_unit)
+        if self.whole_periods:
+            rfm = whole_periods(rfm, "RFM table" if data is not None else "input")
         keep = rfm.weights > 0
         x, t_x, big_t, w = rfm.frequency[keep], rfm.recency[keep], rfm.T[keep], rfm.weights[keep]
         _mle.require(len(x) > 0, f"{self.name}: no customers to fit")
@@ -285,8 +292,9 @@ class PurchaseModel(Estimator):
     def _rfm(self, data, frequency, recency, T, time_unit) -> RFM:
         """Validated inputs with recency and T in the model's time unit (converted from the table's
         unit, ``attrs["time_unit"]``, or the declared ``time_unit``, when it differs)."""
-        return rfm_arrays(data, frequency=frequency, recency=recency, T=T, time_unit=time_unit,
-                          model_unit=self.time_unit_, with_weights=False)
+        rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, time_unit=time_unit,
+                         model_unit=self.time_unit_, with_weights=False)
+        return whole_periods(rfm, "RFM table" if data is not None else "input") if self.whole_periods else rfm
 
     def conditional_expected_purchases(self, t, data=None, *, frequency=None, recency=None, T=None, time_unit=None):
         """Expected purchases in (T, T+t] per customer: ``P(alive) * E[Y(t) | alive, x, T]``. ``t`` is a
