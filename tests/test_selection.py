@@ -180,8 +180,7 @@ def test_the_backtest_is_a_tournament(split):
         others = tournament(model, split)
         bt = backtest(model, split, others=others)
     kinds = {k.split(":", 1)[1] for k in others}
-    fitted = {k for k in estimators.available("purchases") if not estimators.get(k, "purchases").whole_periods} \
-        if hasattr(estimators.get("bgnbd", "purchases"), "whole_periods") else set(estimators.available("purchases"))
+    fitted = {k for k in estimators.available("purchases") if not estimators.get(k, "purchases").whole_periods}
     assert kinds == fitted - {"bgnbd"}  # every other continuous-time model fits CDNOW cleanly
     assert set(bt.metrics.index) >= {"predictive", *others, "simple", "run_rate", "ltv_profit"}
     for label in others:  # each row equals that model's own backtest as the run's model
@@ -228,6 +227,25 @@ def test_mlflow_has_one_child_run_per_candidate(capsys, cdnow_csv, local_store, 
     assert set(by_kind) == set(estimators.available("purchases"))
     for row in data["selection"]["ranking"]:
         child = by_kind[row["kind"]]
-        assert child.data.metrics["bic"] == pytest.approx(row["bic"])
+        if row["bic"] is None:  # a model the data do not fit (whole periods on continuous times): no numbers
+            assert "bic" not in child.data.metrics and child.data.tags["note"].startswith("not applicable")
+        else:
+            assert child.data.metrics["bic"] == pytest.approx(row["bic"])
         assert child.data.tags["selection.winner"] == str(row["kind"] == data["selection"]["winner"]).lower()
     assert "model_selection.csv" in {f.path.rsplit("/", 1)[-1] for f in client.list_artifacts(parent.info.run_id, "tables")}
+
+
+def test_information_criteria_compare_only_likelihoods_of_the_same_data():
+    """BG/BB's likelihood is of whole periods, BG/NBD's a density in continuous time: by BIC only one family
+    is ranked (the other listed, with why); on a holdout every model competes."""
+    weeks = summarize(load_cdnow_sample(), amount_col="amount", merge="W")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ClvModel(purchases="auto", spend=None).fit(weeks)
+        split = summarize(load_cdnow_sample(), amount_col="amount", merge="W", calibration_end=CDNOW_CALIBRATION_END)
+        on_holdout = ClvModel(purchases="auto", spend=None).fit(split)
+    t = model.selection_.table
+    discrete = [k for k in t.index if estimators.get(k, "purchases").whole_periods]
+    assert discrete and all(math.isnan(t.loc[k, "rank"]) and "does not compare" in t.loc[k, "note"] for k in discrete)
+    assert all(t.loc[k, "rank"] >= 1 for k in t.index if k not in discrete)
+    assert all(on_holdout.selection_.table.loc[k, "rank"] >= 1 for k in discrete)

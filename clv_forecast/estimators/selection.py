@@ -175,7 +175,14 @@ class AutoPurchases(Settings):
         rows, fitted, boundaries, inapplicable = {}, {}, {}, []
         for kind in self.kinds():
             est = self._estimator(kind)
-            row = {"model": est.name, "fitted": est.name, "k": len(est.param_names), "note": ""}
+            row = {"model": est.name, "fitted": est.name, "k": len(est.param_names), "note": "",
+                   "periods": bool(getattr(est, "whole_periods", False))}
+            if getattr(est, "whole_periods", False) and not _whole(purchases):
+                rows[kind] = {**row, "reliable": False,
+                              "note": f"not applicable: the {est.name} counts whole periods and these times are not "
+                                      f"(summarise with merge equal to the time unit, e.g. --merge {time_unit})"}
+                inapplicable.append(ClvInputError(rows[kind]["note"]))
+                continue
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
@@ -221,6 +228,16 @@ class AutoPurchases(Settings):
                 table[column] = np.nan
         column = CRITERIA[criterion][0]
         eligible = table["reliable"].fillna(False).astype(bool)
+        # a likelihood of whole periods (x, t_x, n counted in periods) and a density in continuous time are of
+        # different data: their AIC/BIC do not compare; by an information criterion only one family is ranked
+        periods = table["periods"].fillna(False).astype(bool)
+        family = bool(periods[list(fitted)].all()) if fitted else False
+        if not criterion.startswith("holdout"):
+            for kind in table.index[(periods != family) & table.index.isin(list(fitted))]:
+                table.loc[kind, "note"] = (str(table.loc[kind, "note"]) + "; " if table.loc[kind, "note"] else "") + (
+                    "its likelihood is of " + ("whole periods" if periods[kind] else "continuous times")
+                    + f": its {CRITERIA[criterion][1]} does not compare with the others' (rank on a holdout)")
+            eligible &= periods == family
         if "duplicate" in table:
             eligible &= ~table["duplicate"].fillna(False).astype(bool)
         score = pd.to_numeric(table[column], errors="coerce")
@@ -236,9 +253,14 @@ class AutoPurchases(Settings):
             notes = "; ".join(f"{k}: {table.loc[k, 'note']}" for k in order)
             raise IdentificationError(f"automatic choice of the purchase model: no candidate could be fitted ({notes})")
         winner = candidates[0]  # the best eligible one; if none is eligible, the best unreliable fit (refused later)
-        reason = _reason(table, winner, column, criterion, eligible)
+        reason = _reason(table, winner, column, criterion, eligible, periods)
         selection = Selection(table, winner, criterion, reason, holdout_duration, models=fitted)
         return selection, fitted[winner], boundaries.get(winner)
+
+
+def _whole(purchases: pd.DataFrame) -> bool:
+    """Recency and T are whole numbers (of the time unit): data a discrete-time model can read."""
+    return all(np.all(np.mod(purchases[c].to_numpy(dtype=float), 1.0) == 0) for c in ("recency", "T"))
 
 
 def _plain(value):
@@ -265,7 +287,8 @@ def _holdout_scores(model, holdout: pd.DataFrame, duration: float) -> dict:
             "by_frequency_error": _by_frequency_error(holdout["frequency"].to_numpy(), predicted, actual, w)}
 
 
-def _reason(table: pd.DataFrame, winner: str, column: str, criterion: str, eligible: pd.Series) -> str:
+def _reason(table: pd.DataFrame, winner: str, column: str, criterion: str, eligible: pd.Series,
+            periods: pd.Series) -> str:
     """One line: why ``winner`` won (its score, the runner-up's and the margin), or why nothing could."""
     name, what = table.loc[winner, "fitted"], CRITERIA[criterion][1]
     others = [k for k in table.index if k != winner and eligible[k]]
@@ -285,9 +308,11 @@ def _reason(table: pd.DataFrame, winner: str, column: str, criterion: str, eligi
         if np.isfinite(total):
             line += f"; its holdout total is off by {total:+.1f} %"
         if rel < 1.0:
-            bic_best = min(([table.loc[k, "bic"], k] for k in [winner] + others), key=lambda t: t[0])[1]
-            line += (f"; the candidates are within 1 % on this holdout (BIC prefers the "
-                     f"{table.loc[bic_best, 'fitted']})")
+            line += "; the candidates are within 1 % on this holdout"
+            same = [k for k in [winner] + others if periods[k] == periods[winner]]  # BIC compares within a family
+            if len(same) > 1:
+                bic_best = min(same, key=lambda k: table.loc[k, "bic"])
+                line += f" (BIC prefers the {table.loc[bic_best, 'fitted']})"
         return line
     diff = v2 - value
     strength = ("very strong" if diff > 10 else "strong" if diff > 6 else "positive" if diff > 2 else "weak")
