@@ -120,7 +120,7 @@ def gini(predicted, actual) -> float:
     perfect = 2 * _gains_area(a, a) - 1
     if perfect <= 0:
         return float("nan")
-    return float((2 * _gains_area(p, a) - 1) / perfect)
+    return float((2 * _gains_area(p, a) - 1) / perfect) + 0.0  # (+ 0.0: no -0.0 for a tie everywhere)
 
 
 # --------------------------------------------------------------------------------------------

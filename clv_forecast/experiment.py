@@ -68,7 +68,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
     },
     "model": {
         "purchases": ((str, dict), "bgnbd", "purchase model: a kind (clv_forecast.estimators.available"
-                                            "('purchases')), or a [model.purchases] table: kind and the model's "
+                                            "('purchases')), 'auto' (every model fitted, the best kept), or a [model.purchases] table: kind and the model's "
                                             "own settings (penalizer, maxiter, ...)"),
         "spend": ((str, dict), "gamma_gamma", "spend model: a kind, a [model.spend] table (kind and settings), "
                                               "or 'none' (no spend model)"),
