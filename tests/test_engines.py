@@ -196,6 +196,13 @@ def test_both_engines_give_the_same_statistics_parameters_and_scores(spark, log_
     for role in ("purchases_", "spend_"):
         np.testing.assert_allclose(getattr(mb, role).params_.to_numpy(), getattr(ma, role).params_.to_numpy(),
                                    rtol=1e-6)
+    # the automatic choice ranks the same models the same way on both engines (holdout rows from the statistics)
+    auto_a, auto_b = local.fit(ClvModel(purchases="auto"), a), remote.fit(ClvModel(purchases="auto"), b)
+    assert auto_a.selection_.winner == auto_b.selection_.winner and auto_a.selection_.criterion == "holdout_rmse"
+    ta, tb = auto_a.selection_.table, auto_b.selection_.table
+    assert list(ta.index) == list(tb.index)
+    for column in ("log_likelihood", "bic", "holdout_rmse", "holdout_mae", "by_frequency_error"):
+        np.testing.assert_allclose(tb[column].to_numpy(float), ta[column].to_numpy(float), rtol=1e-6, err_msg=column)
     ha, hb = local.holdout(ma, a), remote.holdout(mb, b)
     assert hb.duration == ha.duration
     assert float(np.dot(hb.weights, hb.table["actual"])) == float(ha.table["actual"].sum())
