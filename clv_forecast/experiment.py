@@ -542,6 +542,7 @@ def analyse_run(result: RunResult, source) -> RunResult:
     if has_spend:
         result.comparison = compare.side_by_side(model, rfm, horizon=value["horizon"], **money)
     has_backtest = has_spend and "frequency_holdout" in rfm and "monetary_value_holdout" in rfm
+    others = {}
     if has_backtest:
         # scored against the undiscounted holdout spend: no discounting inside the holdout window
         # a tournament: every purchase model with a reliable fit (with the run's spend model) beside the formulas
@@ -555,11 +556,14 @@ def analyse_run(result: RunResult, source) -> RunResult:
             plots.calibration_vs_holdout(model, rfm, others=list(others.values()) if has_backtest else ())
         tracking = dict(calibration_end=calibration_end, time_unit=model.time_unit_,
                         **{k: v for k, v in summary_options(result.spec).items() if k not in ("time_unit", "merge")})
-        figures["Cumulative repeat transactions: actual vs " + name] = \
-            plots.tracking_plot(model, source, cumulative=True, **tracking)
+        compared = list(others.values()) if has_backtest else []
+        figures["Cumulative repeat transactions: actual vs " + name + (" and the other purchase models" if compared else "")] = \
+            plots.tracking_plot(model, source, cumulative=True, others=compared, **tracking)
         figures["Repeat transactions per period: actual vs " + name] = \
             plots.tracking_plot(model, source, cumulative=False, **tracking)
-    figures["P(alive) by frequency and recency"] = plots.p_alive_heatmap(model, rfm=rfm)
+    figures[f"P(alive) by frequency and recency: {name}"] = plots.p_alive_heatmap(model, rfm=rfm)
+    for other in (list(others.values()) if has_backtest else []):  # each purchase model's own map
+        figures[f"P(alive) by frequency and recency: {other.purchases_.name}"] = plots.p_alive_heatmap(other, rfm=rfm)
     figures[f"Expected purchases in {value['horizon']} by frequency and recency"] = \
         plots.expected_purchases_heatmap(model, value["horizon"], rfm=rfm)
     if result.comparison is not None:

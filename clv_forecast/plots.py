@@ -294,8 +294,9 @@ def _days_to_dates(days) -> np.ndarray:
     return np.asarray(days, dtype="int64").astype("datetime64[D]")
 
 
-def _tracking_data(model, transactions, calibration_end, time_unit, observation_end, read_options):
-    purchases = _purchase_model(model)
+def _tracking_data(models, transactions, calibration_end, time_unit, observation_end, read_options):
+    """Period ends, actual cumulative repeat transactions, each model's expected cumulative curve (one per
+    model of ``models``), the calibration end (exclusive day) and the first day."""
     days = _purchase_days(transactions, read_options)
     date_format = read_options.get("date_format")
     cal_last = _end_day(calibration_end, "calibration_end", date_format)
@@ -320,15 +321,17 @@ def _tracking_data(model, transactions, calibration_end, time_unit, observation_
     actual = np.searchsorted(np.sort(repeats), ends, side="left").astype(np.float64)  # repeats on days < end
     # model: a customer first seen on day d0 has, by the end e, an age of e - 1 - d0 days (summarize's T)
     cohort_days, cohort_size = np.unique(first_day, return_counts=True)
-    unit_days = _unit_days(purchases)
-    age = (ends[None, :] - 1 - cohort_days[:, None]) / unit_days
-    expected = purchases.expected_purchases(np.maximum(age, 0.0)) * (age >= 0)
-    model_cum = cohort_size @ expected
-    return ends, actual, model_cum, cal_excl, start
+    curves = []
+    for model in models:
+        purchases = _purchase_model(model)
+        age = (ends[None, :] - 1 - cohort_days[:, None]) / _unit_days(purchases)
+        expected = purchases.expected_purchases(np.maximum(age, 0.0)) * (age >= 0)
+        curves.append(cohort_size @ expected)
+    return ends, actual, curves, cal_excl, start
 
 
 def tracking_plot(model, transactions, *, calibration_end, time_unit="W", cumulative: bool = True,
-                  observation_end=None, figsize=None, **read_options) -> Figure:
+                  observation_end=None, figsize=None, others=(), **read_options) -> Figure:
     """Repeat transactions per period over the calibration and holdout periods: actual vs model.
 
     ``transactions``: what :func:`~clv_forecast.transactions.read_transactions` accepts (a path, a
@@ -342,11 +345,13 @@ def tracking_plot(model, transactions, *, calibration_end, time_unit="W", cumula
     from 1997-01-01) and clipped to the data. The model's cumulative curve at the end of a period
     is ``sum_i E[X(age_i)]`` over the customers acquired by then, ``age_i`` the time since their
     first purchase (E[X(t)] of a newly acquired customer). ``cumulative=False``: repeat
-    transactions in each period (the weekly tracking plot).
+    transactions in each period (the weekly tracking plot). ``others``: more fitted models (the backtest's
+    tournament), each a thinner line labelled with its purchase model's name.
     """
     with matplotlib.rc_context(STYLE):
-        ends, actual, model_cum, cal_excl, start = _tracking_data(model, transactions, calibration_end,
-                                                                  time_unit, observation_end, read_options)
+        ends, actual, curves, cal_excl, start = _tracking_data([model, *others], transactions, calibration_end,
+                                                               time_unit, observation_end, read_options)
+        model_cum = curves[0]
         period = _period_name(time_unit)
         fig = _figure(figsize)
         ax = fig.add_subplot()
@@ -359,6 +364,11 @@ def tracking_plot(model, transactions, *, calibration_end, time_unit="W", cumula
             ylabel, what = f"repeat transactions per {period}", f"Repeat transactions per {period}"
         ax.plot(dates, y_actual, color=ACTUAL, label="actual", gid="actual")
         ax.plot(dates, y_model, color=MODEL, linestyle="--", label=f"model ({_purchase_model(model).name})", gid="model")
+        for other, curve in zip(others, curves[1:]):
+            pm = _purchase_model(other)
+            y = curve if cumulative else np.diff(curve, prepend=0.0)
+            ax.plot(dates, y, color=REFERENCE, linestyle=":", linewidth=1.2, label=f"model ({pm.name})",
+                    gid=f"model:{pm.kind}")
         lengths = np.diff(ends, prepend=start)
         partial = lengths < math.floor(TimeUnit.parse(time_unit).days)  # clipped at the data's start or end
         if not cumulative and partial.any():

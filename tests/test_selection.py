@@ -249,3 +249,21 @@ def test_information_criteria_compare_only_likelihoods_of_the_same_data():
     assert discrete and all(math.isnan(t.loc[k, "rank"]) and "does not compare" in t.loc[k, "note"] for k in discrete)
     assert all(t.loc[k, "rank"] >= 1 for k in t.index if k not in discrete)
     assert all(on_holdout.selection_.table.loc[k, "rank"] >= 1 for k in discrete)
+
+
+def test_the_plots_draw_every_model_of_the_tournament(split):
+    from clv_forecast import plots
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ClvModel().fit(split)
+    others = list(tournament(model, split).values())
+    log = load_cdnow_sample()
+    for draw in (lambda m, o: plots.calibration_vs_holdout(m, split, others=o),
+                 lambda m, o: plots.tracking_plot(m, log, calibration_end=CDNOW_CALIBRATION_END, others=o)):
+        lines = {line.get_gid(): line for line in draw(model, others).axes[0].lines}
+        for other in others:  # each model's line is the one it draws as the run's model
+            alone = {line.get_gid(): line for line in draw(other, ()).axes[0].lines}["model"]
+            mine = lines[f"model:{other.purchases_.kind}"]
+            np.testing.assert_allclose(np.asarray(mine.get_ydata(), float), np.asarray(alone.get_ydata(), float))
+            assert other.purchases_.name in mine.get_label()
