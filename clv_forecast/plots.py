@@ -460,7 +460,7 @@ def p_alive_heatmap(model, max_frequency=None, max_recency=None, T=None, *, rfm=
         values = np.where(impossible, np.nan, values)
         unit = _model_unit(purchases)
         return _heatmap(values, frequency, recency, vmin=0.0, vmax=1.0, unit=unit, figsize=figsize,
-                        title=f"Probability a customer is alive, customers of age T = {T:.3g} {_unit_text(unit)}",
+                        title=f"P(alive) by {purchases.name}, customers of age T = {T:.3g} {_unit_text(unit)}",
                         cbar_label="P(alive)")
 
 
