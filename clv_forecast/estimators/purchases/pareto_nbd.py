@@ -332,6 +332,11 @@ def log_h(q, A, zeta, group=None, derivatives: bool = False):
 # the likelihood
 
 
+def _dot(a, b) -> float:
+    """Inner product of two vectors (einsum: BLAS's dot runs threads that cost more than the sum on a busy machine)."""
+    return float(np.einsum("i,i->", a, b))
+
+
 class Pairs:
     """Rows (x, t_x, T) with their distinct (x, tau) pairs, tau in {t_x} and {T}: ``Phi`` is evaluated once per
     pair. Built once per fit (the pairs do not depend on the parameters)."""
@@ -419,20 +424,20 @@ class Pairs:
         a = r + x
         # head
         ia_T, ib_T = 1.0 / (alpha + T), 1.0 / (beta + T)
-        ll = float(np.dot(wu, special.gammaln(r + xu)) - n * special.gammaln(r) + n * r * math.log(alpha)
-                   - np.dot(wt * a, np.log(alpha + T)) - s * np.dot(wt, np.log1p(T / beta)) + np.dot(wt, M))
+        ll = float(_dot(wu, special.gammaln(r + xu)) - n * special.gammaln(r) + n * r * math.log(alpha)
+                   - _dot(wt * a, np.log(alpha + T)) - s * _dot(wt, np.log1p(T / beta)) + _dot(wt, M))
         score = np.array([
-            np.dot(wu, special.digamma(r + xu)) - n * special.digamma(r) + n * math.log(alpha) - np.dot(wt, np.log(alpha + T)),
-            n * r / alpha - np.dot(wt * a, ia_T),
-            -np.dot(wt, np.log1p(T / beta)),
-            s * np.dot(wt, T / (beta * (beta + T))),
+            _dot(wu, special.digamma(r + xu)) - n * special.digamma(r) + n * math.log(alpha) - _dot(wt, np.log(alpha + T)),
+            n * r / alpha - _dot(wt * a, ia_T),
+            -_dot(wt, np.log1p(T / beta)),
+            s * _dot(wt, T / (beta * (beta + T))),
         ])
         hess = np.zeros((4, 4))
-        hess[0, 0] = np.dot(wu, special.polygamma(1, r + xu)) - n * special.polygamma(1, r)
-        hess[0, 1] = np.dot(wt, T / (alpha * (alpha + T)))
-        hess[1, 1] = -n * r / alpha**2 + np.dot(wt * a, ia_T**2)
-        hess[2, 3] = np.dot(wt, T / (beta * (beta + T)))
-        hess[3, 3] = -n * s / beta**2 + s * np.dot(wt, ib_T**2)
+        hess[0, 0] = _dot(wu, special.polygamma(1, r + xu)) - n * special.polygamma(1, r)
+        hess[0, 1] = _dot(wt, T / (alpha * (alpha + T)))
+        hess[1, 1] = -n * r / alpha**2 + _dot(wt * a, ia_T**2)
+        hess[2, 3] = _dot(wt, T / (beta * (beta + T)))
+        hess[3, 3] = -n * s / beta**2 + s * _dot(wt, ib_T**2)
         # M = ln(1 + sR): dM = U1 g1 - U2 g2, d2M = U1 (g1 g1' + H1) - U2 (g2 g2' + H2) - dM dM'
         U1, U2 = np.exp(L1 - M), np.exp(L2 - M)
         A = r + s + x
@@ -455,19 +460,19 @@ class Pairs:
         h = (w1[:, None] * g1).T @ g1 - (w2[:, None] * g2).T @ g2 - (wt[:, None] * dM).T @ dM
         # second derivatives of c = ln s - ln A (both terms) and of D (first term only)
         wc = float(np.sum(w1 - w2))
-        inv_a2 = np.dot(w1 - w2, 1.0 / A**2)
+        inv_a2 = _dot(w1 - w2, 1.0 / A**2)
         h[0, 0] += inv_a2
         h[0, 2] += inv_a2
         h[2, 0] += inv_a2
         h[2, 2] += inv_a2 - wc / s**2
-        h_d01 = np.dot(w1, d_a)
-        h_d23 = np.dot(w1, d_b)
+        h_d01 = _dot(w1, d_a)
+        h_d23 = _dot(w1, d_b)
         h[0, 1] += h_d01
         h[1, 0] += h_d01
         h[2, 3] += h_d23
         h[3, 2] += h_d23
-        h[1, 1] += np.dot(w1 * a, (ia_tx - ia_T) * (ia_tx + ia_T))
-        h[3, 3] += s * np.dot(w1, (ib_tx - ib_T) * (ib_tx + ib_T))
+        h[1, 1] += _dot(w1 * a, (ia_tx - ia_T) * (ia_tx + ia_T))
+        h[3, 3] += s * _dot(w1, (ib_tx - ib_T) * (ib_tx + ib_T))
         # the pairs' Hessians, weighted by the rows that use them
         p1 = np.bincount(self.idx_tx, weights=w1, minlength=len(lp))
         p2 = np.bincount(self.idx_T, weights=w2, minlength=len(lp))
@@ -613,7 +618,7 @@ class ParetoNBDModel(PurchaseModel):
     def _fit_statistics(self, x, t_x, big_t, w) -> _mle.MLEResult:
         pairs = Pairs(x, t_x, big_t)
         n = float(w.sum())
-        mean_t = float(np.dot(w, big_t) / n)
+        mean_t = _dot(w, big_t) / n
         scales = [1.0, _starts.data_scale_alpha(x, big_t, w), 1.0, mean_t]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
