@@ -27,7 +27,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def test_available_lists_the_modules_and_get_returns_their_classes():
-    assert estimators.available("purchases") == ["bgnbd", "constant_dropout", "nbd"]
+    assert estimators.available("purchases") == ["bgnbd", "constant_dropout", "nbd", "pareto_nbd"]
     assert estimators.available("spend") == ["gamma_gamma"]
     assert estimators.get("bgnbd", "purchases") is BetaGeoModel
     assert estimators.get("gamma_gamma", "spend") is GammaGammaModel
