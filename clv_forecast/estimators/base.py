@@ -203,6 +203,11 @@ class PurchaseModel(Estimator):
     def _prob_purchases(cls, params, n, t) -> np.ndarray:
         cls._not_available("P(X(t) = n) (prob_purchases)")
 
+    @classmethod
+    def _dert(cls, params, delta, x, t_x, T) -> np.ndarray:
+        """Discounted expected residual transactions at continuous rate ``delta`` per time unit (optional)."""
+        cls._not_available("DERT (discounted expected residual transactions)")
+
     def population(self) -> dict:
         """The fitted heterogeneity as frozen scipy distributions by label (for plots); optional."""
         self._not_available("population()")
@@ -310,6 +315,29 @@ class PurchaseModel(Estimator):
         if if_alive.ndim == 2 and alive.ndim == 1:
             alive = alive[:, None]
         return alive * if_alive
+
+    def dert(self, data=None, *, frequency=None, recency=None, T=None, discount_rate, time_unit=None):
+        """Discounted expected residual transactions per customer (infinite horizon; Fader, Hardie & Lee 2005,
+        "RFM and CLV"): ``E[integral of e^(-delta t) dY(t)]`` over the customer's remaining life.
+
+        ``discount_rate``: a number ``d`` is the rate per model time unit (compounded once per unit), a
+        :class:`~clv_forecast.units.Rate` or text such as ``"10%/Y"`` is converted to the model's unit; the
+        continuous rate is ``delta = ln(1 + d)``. Times ``DERT`` a margin per purchase is an infinite-horizon CLV.
+        """
+        from ..units import Rate
+
+        params = self._check_fitted()
+        if isinstance(discount_rate, (int, float, np.number)) and not isinstance(discount_rate, bool):
+            d = float(discount_rate)
+        else:
+            if self.time_unit_ is None:
+                raise ClvInputError(f"discount rate {discount_rate}: the model's time unit is unknown; "
+                                    "give the rate per model time unit as a number")
+            d = Rate.parse(discount_rate).over(self.time_unit_)
+        if not (np.isfinite(d) and d > 0):
+            raise ClvInputError(f"discount rate {discount_rate!r}: must be positive (DERT is infinite without discounting)")
+        rfm = self._rfm(data, frequency, recency, T, time_unit)
+        return type(self)._dert(params, float(np.log1p(d)), rfm.frequency, rfm.recency, rfm.T)
 
     def p_alive(self, data=None, *, frequency=None, recency=None, T=None, time_unit=None):
         """P(customer still active at T); ``time_unit`` as in :meth:`conditional_expected_purchases`."""
