@@ -847,6 +847,7 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
         data["reliable"], data["problems"] = not _run_problems(result), _run_problems(result)
         data["boundary"] = _boundary_json(result.model)
         data["selection"] = _selection_json(result.model)
+        data["warnings"] = [render_text(getattr(w, "template", str(w)), _option_names(), "option") for w in result.warnings]
         data["value_settings"] = _run_value_settings(result.spec)
         if "clv_total" in result.metrics:
             data["clv_total"] = result.metrics["clv_total"]
@@ -870,6 +871,9 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
     _backtest_table(result, console)
     if "clv_total" in result.metrics:
         console.print(coverage_line(result.metrics, result.spec["value"]), markup=False)
+    for warning in result.warnings:
+        console.print("warning: " + render_text(getattr(warning, "template", str(warning)), _option_names(), "option"),
+                      markup=False)
     if output_dir is not None:
         console.print(f"tables, plots and report written to {output_dir}", markup=False)
         _guard_line(result.guarded_cells, lambda text: console.print(text, markup=False))

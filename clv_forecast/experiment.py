@@ -548,8 +548,15 @@ def analyse_run(result: RunResult, source) -> RunResult:
         # a tournament: every purchase model with a reliable fit (with the run's spend model) beside the formulas
         others = compare.tournament(model, rfm)
         result.backtest = compare.backtest(model, rfm, margin=money["margin"], others=others)
-    figures["Repeat purchases per customer in the calibration period: actual vs " + name] = \
-        plots.frequency_histogram(model, rfm)
+    try:
+        figures["Repeat purchases per customer in the calibration period: actual vs " + name] = \
+            plots.frequency_histogram(model, rfm)
+    except ClvInputError as exc:  # a model without P(X(t) = n): the figure is left out, and said
+        if "is not available for" not in str(exc):
+            raise
+        from .errors import DataWarning
+
+        result.warnings.append(DataWarning(f"the repeat-purchase histogram is not drawn: {exc}"))
     calibration_end = result.spec["summary"]["calibration_end"]
     if "frequency_holdout" in rfm:
         figures["Holdout purchases by calibration frequency: actual vs predicted by each purchase model"] = \

@@ -392,6 +392,10 @@ def run_report(result, *, accounting: list[str], periods: str, comparison=None, 
             [top[columns]]))
         if "clv_total" in metrics:
             sections[-1].blocks.append(coverage_line(metrics, value))
+    warned = list(dict.fromkeys(" ".join(str(getattr(w, "template", w)).replace("{{", "").replace("}}", "").split())
+                                for w in (getattr(result, "warnings", None) or [])))
+    if warned:  # what the run warned about (data outside a model, a figure a model cannot draw), as the CLI prints it
+        sections.append(Section("Warnings", warned))
     problems = list(getattr(model, "problems_", []) or [])
     if problems:  # a model kept with --save-unreliable ([output] save_unreliable): said first, before its numbers
         sections.insert(0, Section("Unreliable model: its estimates and forecasts cannot be trusted",
