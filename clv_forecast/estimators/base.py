@@ -45,6 +45,33 @@ from ._data import (RFM, as_frame_index, column, index_by_value, rfm_arrays, tim
                     whole_number_frequency, whole_periods)
 
 
+def params_first(function):
+    """A kernel ``k(params, *data)`` from a module function ``function(*params, *data)`` (a staticmethod)."""
+    def kernel(params, *data):
+        return function(*params, *data)
+
+    kernel.__doc__ = function.__doc__
+    return staticmethod(kernel)
+
+
+def params_last(function):
+    """A kernel ``k(params, *data)`` from a module function ``function(*data, *params)`` (a staticmethod)."""
+    def kernel(params, *data):
+        return function(*data, *params)
+
+    kernel.__doc__ = function.__doc__
+    return staticmethod(kernel)
+
+
+def weighted_derivatives(function):
+    """A ``_loglik_derivatives(params, *data, weights=None)`` kernel from ``function(params, *data, weights)``."""
+    def kernel(params, *data, weights=None):
+        return function(params, *data, weights)
+
+    kernel.__doc__ = function.__doc__
+    return staticmethod(kernel)
+
+
 class Estimator(_mle.MLEModel):
     """A model fitted by maximum likelihood: settings from the constructor's signature, ``params_`` and
     ``result_`` after ``fit`` (scikit-learn style), ``from_params``, ``to_dict``/``from_dict``, ``summary``,
@@ -96,6 +123,26 @@ class Estimator(_mle.MLEModel):
         """Estimates, standard errors and Wald ``1 - alpha`` intervals, one row per parameter."""
         self._check_fitted()
         return self.result_.summary_frame(alpha)
+
+    # -- fitting ------------------------------------------------------------------------------
+    def _fit_from_starts(self, derivatives, starts, *, n_obs: float, n_rows: int, scales=None,
+                         more_needed=None) -> "_mle.MLEResult":
+        """Maximise one objective from several starts (:func:`clv_forecast.estimators._starts.run_starts`)
+        with this model's settings (``penalizer``, ``maxiter``), parameter names, scale-free parameters and
+        bounds: ``derivatives(phi)`` -> (total log-likelihood, score, Hessian); the other starts run when
+        ``more_needed(result)`` (default: the first fit has problems); ``result.extra["starts"]`` counts them."""
+        from . import _starts
+
+        def prepare(result):
+            result.scale_free, result.bounds = tuple(self.scale_free_params), dict(self.param_bounds)
+
+        result, n_starts = _starts.run_starts(
+            lambda x0, limit: _mle.maximize(derivatives, x0, self.param_names, n_obs=n_obs, n_rows=n_rows,
+                                            model=self.name, penalizer=self.penalizer, maxiter=limit, scales=scales),
+            starts, maxiter=self.maxiter, prepare=prepare,
+            more_needed=more_needed or (lambda result: bool(result.problems)))
+        result.extra["starts"] = n_starts
+        return result
 
     # -- kernels ------------------------------------------------------------------------------
     @staticmethod

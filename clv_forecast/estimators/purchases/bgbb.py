@@ -60,8 +60,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from .. import _mle, _starts
-from ..base import PurchaseModel
+from .. import _mle
+from ..base import PurchaseModel, params_first, params_last
 
 NAME = "BG/BB"
 PARAM_NAMES = ("alpha", "beta", "gamma", "delta")
@@ -484,21 +484,11 @@ class BetaGeoBetaBinomModel(PurchaseModel):
         if self.initial_params is not None:
             starts = [self._start(())] + starts
 
-        def prepare(result):
-            result.scale_free, result.bounds = tuple(self.scale_free_params), dict(self.param_bounds)
-
-        result, n_starts = _starts.run_starts(
-            lambda x0, limit: _mle.maximize(
-                lambda phi: loglik_derivatives(phi, xu, tu, nu, wu, _chunked=chunked), x0, PARAM_NAMES,
-                n_obs=float(w.sum()), n_rows=len(x), model=self.name, penalizer=self.penalizer, maxiter=limit),
-            starts, maxiter=self.maxiter, prepare=prepare, more_needed=lambda result: bool(result.problems))
-        result.extra["starts"] = n_starts
-        return result
+        return self._fit_from_starts(lambda phi: loglik_derivatives(phi, xu, tu, nu, wu, _chunked=chunked), starts,
+                                     n_obs=float(w.sum()), n_rows=len(x))
 
     # -- kernels (the public predictions are PurchaseModel's) ------------------------------
-    @staticmethod
-    def _loglik(params, frequency, recency, T) -> np.ndarray:
-        return loglik(*params, frequency, recency, T)
+    _loglik = params_first(loglik)
 
     @staticmethod
     def _loglik_derivatives(params, frequency, recency, T, weights=None):
@@ -506,21 +496,13 @@ class BetaGeoBetaBinomModel(PurchaseModel):
         w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
         return loglik_derivatives(params, *_distinct_weighted(x, t_x, n, w))
 
-    @staticmethod
-    def _p_alive(params, x, t_x, T) -> np.ndarray:
-        return p_alive(x, t_x, T, *params)
+    _p_alive = params_last(p_alive)
 
-    @staticmethod
-    def _expected_if_alive(params, times, x, T) -> np.ndarray:
-        return expected_if_alive(times, x, T, *params)
+    _expected_if_alive = params_last(expected_if_alive)
 
-    @staticmethod
-    def _expected_new(params, t) -> np.ndarray:
-        return expected_new(t, *params)
+    _expected_new = params_last(expected_new)
 
-    @staticmethod
-    def _prob_purchases(params, n, t) -> np.ndarray:
-        return prob_purchases(n, t, *params)
+    _prob_purchases = params_last(prob_purchases)
 
     def population(self) -> dict:
         """The transaction probability per opportunity ``p ~ Beta(alpha, beta)`` and the dropout probability

@@ -44,7 +44,7 @@ from scipy import special
 
 from .. import _mle
 from .._data import ByValue, index_by_value
-from ..base import PurchaseModel
+from ..base import PurchaseModel, params_first, params_last
 
 NAME = "NBD with constant dropout"
 PARAM_NAMES = ("r", "alpha", "p")
@@ -240,9 +240,7 @@ class ConstantDropoutModel(PurchaseModel):
         x0 = [r0, alpha0, 0.1] if np.isfinite(r0) and np.isfinite(alpha0) else None
         return fit_statistics(x, t_x, T, w, penalizer=self.penalizer, maxiter=self.maxiter, x0=x0, scales=scales)
 
-    @staticmethod
-    def _loglik(params, frequency, recency, T) -> np.ndarray:
-        return loglik(*params, frequency, recency, T)
+    _loglik = params_first(loglik)
 
     @staticmethod
     def _loglik_derivatives(params, frequency, recency, T, weights=None):
@@ -256,21 +254,13 @@ class ConstantDropoutModel(PurchaseModel):
         hess[2, 2] += score[2] * d2
         return ll, score * jac, hess
 
-    @staticmethod
-    def _p_alive(params, x, t_x, T) -> np.ndarray:
-        return p_alive(x, t_x, T, *params)
+    _p_alive = params_last(p_alive)
 
-    @staticmethod
-    def _expected_if_alive(params, times, x, T) -> np.ndarray:
-        return expected_if_alive(times, x, T, *params)
+    _expected_if_alive = params_last(expected_if_alive)
 
-    @staticmethod
-    def _expected_new(params, t) -> np.ndarray:
-        return expected_new(t, *params)
+    _expected_new = params_last(expected_new)
 
-    @staticmethod
-    def _prob_purchases(params, n, t) -> np.ndarray:
-        return prob_purchases(n, t, *params)
+    _prob_purchases = params_last(prob_purchases)
 
     def population(self) -> dict:
         """Purchase rates ``lambda ~ Gamma(r, alpha)`` per time unit (the dropout probability is one number,

@@ -32,7 +32,7 @@ from scipy import special
 
 from .. import _mle
 from .._data import ByValue
-from ..base import PurchaseModel, distinct_pairs
+from ..base import PurchaseModel, distinct_pairs, params_first, params_last, weighted_derivatives
 
 NAME = "NBD"
 PARAM_NAMES = ("r", "alpha")
@@ -178,29 +178,17 @@ class NBDModel(PurchaseModel):
         scales = [1.0, _starts.data_scale_alpha(x, T, w)]
         return fit_statistics(x, t_x, T, w, penalizer=self.penalizer, maxiter=self.maxiter, scales=scales)
 
-    @staticmethod
-    def _loglik(params, frequency, recency, T) -> np.ndarray:
-        return loglik(*params, frequency, recency, T)
+    _loglik = params_first(loglik)
 
-    @staticmethod
-    def _loglik_derivatives(params, frequency, recency, T, weights=None):
-        return loglik_derivatives(params, frequency, recency, T, weights)
+    _loglik_derivatives = weighted_derivatives(loglik_derivatives)
 
-    @staticmethod
-    def _p_alive(params, x, t_x, T) -> np.ndarray:
-        return p_alive(x, t_x, T, *params)
+    _p_alive = params_last(p_alive)
 
-    @staticmethod
-    def _expected_if_alive(params, times, x, T) -> np.ndarray:
-        return expected_if_alive(times, x, T, *params)
+    _expected_if_alive = params_last(expected_if_alive)
 
-    @staticmethod
-    def _expected_new(params, t) -> np.ndarray:
-        return expected_new(t, *params)
+    _expected_new = params_last(expected_new)
 
-    @staticmethod
-    def _prob_purchases(params, n, t) -> np.ndarray:
-        return prob_purchases(n, t, *params)
+    _prob_purchases = params_last(prob_purchases)
 
     def population(self) -> dict:
         """Purchase rates ``lambda ~ Gamma(r, alpha)`` per time unit (nobody drops out)."""

@@ -58,7 +58,7 @@ from scipy import special
 from .. import _mle, _starts
 from . import nbd
 from .._data import ByValue
-from ..base import PurchaseModel, _unique_pairs
+from ..base import PurchaseModel, _unique_pairs, params_first, params_last, weighted_derivatives
 
 NAME = "Pareto/NBD"
 PARAM_NAMES = ("r", "alpha", "s", "beta")
@@ -631,41 +631,21 @@ class ParetoNBDModel(PurchaseModel):
         if self.initial_params is not None:
             starts = [self._start(())] + starts
 
-        def prepare(result):
-            result.scale_free, result.bounds = tuple(self.scale_free_params), dict(self.param_bounds)
-
-        result, n_starts = _starts.run_starts(
-            lambda x0, limit: _mle.maximize(
-                lambda phi: pairs.derivatives(phi, w), x0, PARAM_NAMES, n_obs=n, n_rows=len(x),
-                model=self.name, penalizer=self.penalizer, maxiter=limit, scales=scales),
-            starts, maxiter=self.maxiter, prepare=prepare, more_needed=lambda res: bool(res.problems))
-        result.extra["starts"] = n_starts
-        return result
+        return self._fit_from_starts(lambda phi: pairs.derivatives(phi, w), starts, n_obs=n, n_rows=len(x),
+                                     scales=scales)
 
     # -- kernels (the public predictions are PurchaseModel's) ------------------------------
-    @staticmethod
-    def _loglik(params, frequency, recency, T) -> np.ndarray:
-        return loglik(*params, frequency, recency, T)
+    _loglik = params_first(loglik)
 
-    @staticmethod
-    def _loglik_derivatives(params, frequency, recency, T, weights=None):
-        return loglik_derivatives(params, frequency, recency, T, weights)
+    _loglik_derivatives = weighted_derivatives(loglik_derivatives)
 
-    @staticmethod
-    def _p_alive(params, x, t_x, T) -> np.ndarray:
-        return p_alive(x, t_x, T, *params)
+    _p_alive = params_last(p_alive)
 
-    @staticmethod
-    def _expected_if_alive(params, times, x, T) -> np.ndarray:
-        return expected_if_alive(times, x, T, *params)
+    _expected_if_alive = params_last(expected_if_alive)
 
-    @staticmethod
-    def _expected_new(params, t) -> np.ndarray:
-        return expected_new(t, *params)
+    _expected_new = params_last(expected_new)
 
-    @staticmethod
-    def _dert(params, delta, x, t_x, T) -> np.ndarray:
-        return dert(delta, x, t_x, T, *params)
+    _dert = params_last(dert)
 
     def population(self) -> dict:
         """Purchase rates ``lambda ~ Gamma(r, alpha)`` and dropout rates ``mu ~ Gamma(s, beta)`` per time unit."""

@@ -31,7 +31,7 @@ from scipy import special
 from ...errors import DataWarning, IdentificationError
 from .. import _mle
 from .._data import ByValue
-from ..base import SpendModel
+from ..base import SpendModel, params_first, params_last, weighted_derivatives
 
 PARAM_NAMES = ("p", "q", "v")
 
@@ -241,17 +241,11 @@ class GammaGammaModel(SpendModel):
         return float(self.result_.extra.get("spend_frequency_correlation", float("nan")))
 
     # -- kernels (the public predictions are SpendModel's) ---------------------------------
-    @staticmethod
-    def _loglik(params, frequency, monetary_value) -> np.ndarray:
-        return loglik(*params, frequency, monetary_value)
+    _loglik = params_first(loglik)
 
-    @staticmethod
-    def _loglik_derivatives(params, frequency, monetary_value, weights=None):
-        return loglik_derivatives(params, frequency, monetary_value, weights)
+    _loglik_derivatives = weighted_derivatives(loglik_derivatives)
 
-    @staticmethod
-    def _expected_spend(params, x, m) -> np.ndarray:
-        return conditional_expected_spend(x, m, *params)
+    _expected_spend = params_last(conditional_expected_spend)
 
     @staticmethod
     def _fit_rows(x, m) -> np.ndarray:
