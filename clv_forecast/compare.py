@@ -120,7 +120,8 @@ def gini(predicted, actual) -> float:
     perfect = 2 * _gains_area(a, a) - 1
     if perfect <= 0:
         return float("nan")
-    return float((2 * _gains_area(p, a) - 1) / perfect) + 0.0  # (+ 0.0: no -0.0 for a tie everywhere)
+    value = float((2 * _gains_area(p, a) - 1) / perfect)
+    return 0.0 if abs(value) < 1e-12 else value  # a tie everywhere is 0 (not -1e-17 from rounding)
 
 
 # --------------------------------------------------------------------------------------------
