@@ -334,3 +334,39 @@ def test_population_is_the_two_gamma_distributions(fitted):
     r, alpha, s, beta = fitted.params_.to_numpy()
     assert pop["purchase_rate"].mean() == pytest.approx(r / alpha)
     assert pop["dropout_rate"].mean() == pytest.approx(s / beta)
+
+
+@pytest.mark.parametrize("params", [(0.55, 10.58, 0.606, 11.66), (0.1, 100.0, 5.0, 0.01), (5.0, 1e4, 0.01, 1e5),
+                                    (0.3, 3.0, 1.0, 3.0), (2.0, 1e-3, 0.5, 1e-2)])
+@pytest.mark.parametrize("t", [0.5, 52.0, 1000.0])
+def test_prob_purchases_is_a_distribution_with_the_closed_form_mean_and_matches_adaptive_quadrature(params, t):
+    import math
+
+    from scipy import integrate
+
+    from clv_forecast.estimators.purchases.pareto_nbd import _log_nb, expected_new, prob_purchases
+
+    r, alpha, s, beta = params
+    p = prob_purchases(np.arange(3), t, *params)
+    for k in range(3):  # P(alive at t) NB(k; t) + the integral over the dropout time, by adaptive quadrature
+        def f(tau, k=k):
+            return float(np.exp(_log_nb(k, tau, r, alpha) + math.log(s / beta) - (s + 1) * math.log1p(tau / beta)))
+        breaks = sorted({x for x in (alpha, beta, t / 2, t / 1e4) if 0 < x < t})
+        exact = float(np.exp(-s * math.log1p(t / beta) + _log_nb(k, t, r, alpha))) + integrate.quad(
+            f, 0, t, limit=1000, points=breaks, epsabs=1e-16, epsrel=1e-12)[0]
+        assert p[k] == pytest.approx(exact, rel=1e-9, abs=1e-300)
+    mean = float(expected_new(t, *params))
+    if mean < 500:  # the whole distribution fits in 0..20000: it sums to 1 and its mean is E[X(t)]
+        n = np.arange(20_000)
+        full = prob_purchases(n, t, *params)
+        assert np.all(np.isfinite(full)) and np.all(full >= 0)
+        assert full.sum() == pytest.approx(1.0, abs=1e-10)
+        assert float(n @ full) == pytest.approx(mean, rel=1e-9)
+
+
+def test_the_model_draws_the_repeat_purchase_histogram(cdnow_rfm):
+    from clv_forecast import ClvModel, plots
+
+    model = ClvModel(purchases="pareto_nbd", spend=None).fit(cdnow_rfm)
+    fig = plots.frequency_histogram(model, cdnow_rfm)
+    assert fig.axes and "Pareto/NBD" in " ".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
