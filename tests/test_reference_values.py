@@ -111,3 +111,14 @@ def test_gamma_gamma_expected_spend_first_ten(gg, cdnow_rfm):
     spend = gg.conditional_expected_spend(first)
     expected = [24.65, 18.91, 35.17, 35.17, 35.17, 71.46, 18.91, 35.17, 27.28, 35.17]
     np.testing.assert_allclose(spend, expected, atol=0.005)
+
+
+def test_nbd_on_cdnow_equals_btydplus(cdnow_rfm):
+    """NBD (no dropout) on CDNOW, weeks, same-day purchases merged, calibration to 1997-09-30: BTYDplus 1.2.0's
+    ``nbd.EstimateParameters`` gives r 0.3847659, alpha 12.0720137, LL -9763.6576 (reference-values.md)."""
+    from clv_forecast import estimators
+
+    model = estimators.get("nbd", "purchases")().fit(cdnow_rfm)
+    assert model.params_["r"] == pytest.approx(0.3847659, rel=1e-5)
+    assert model.params_["alpha"] == pytest.approx(12.0720137, rel=1e-5)
+    assert model.log_likelihood_ == pytest.approx(-9763.6576, abs=5e-5)
