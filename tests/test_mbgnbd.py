@@ -258,6 +258,24 @@ def test_prob_purchases_against_the_tail_summed_term_by_term(mbg, t):
     np.testing.assert_allclose(mbg.prob_purchases(n, t), expected, rtol=1e-11, atol=1e-60)
 
 
+@pytest.mark.parametrize("share", [0.5, 0.1, 1e-6])
+def test_prob_purchases_at_huge_a_and_b_is_the_constant_dropout_limit(share):
+    """a, b = 1e15 scale with a/(a+b) = p: one dropout probability for everybody, at the first purchase too:
+    P(X(t) = n) = (1-p)^(n+1) NB(n) + p (1-p)^n P(NB >= n). (betaln differences cancel there; the sums do not.)"""
+    r, alpha, t = 1.3, 2.0, 10.0
+    a = 1e15 * share
+    b = 1e15 - a
+    n = np.arange(0, 400)
+    nb = special.gammaln(r + n) - special.gammaln(r) - special.gammaln(n + 1) + r * np.log(alpha / (alpha + t)) \
+        + n * np.log(t / (alpha + t))
+    tail = np.log(special.betainc(np.maximum(n, 1), r, t / (alpha + t)))
+    limit = np.exp(np.logaddexp((n + 1) * np.log1p(-share) + nb,
+                                np.log(share) + n * np.log1p(-share) + np.where(n > 0, tail, 0.0)))
+    got = mbgnbd.prob_purchases(n, t, r, alpha, a, b)
+    np.testing.assert_allclose(got, limit, rtol=1e-9, atol=1e-300)
+    assert got.sum() == pytest.approx(1.0, abs=1e-9)
+
+
 # ------------------------------------------------------------------------------------------------ simulation
 
 
@@ -474,6 +492,7 @@ def test_loglik_and_derivatives_finite(params, data):
 @example(params=HIGH, data=EDGE, t1=1e-300, t2=1e5)
 @example(params=(1.0, 1.0, 1.0, 1.0), data=EDGE, t1=0.0, t2=10.0)  # a = 1: the closed form's 0/0
 @example(params=(1e-8, 1e12, 1e-8, 1e15), data=EDGE, t1=1.0, t2=1e5)
+@example(params=(16.9, 6.69, 1e15, 1e15), data=EDGE, t1=1.0, t2=68244.0)  # was P(X = 2) = 27 (betaln cancelling)
 def test_predictions_finite_and_in_range(params, data, t1, t2):
     x, t_x, T = data
     t1, t2 = sorted((t1, t2))

@@ -443,9 +443,7 @@ def _if_alive_by_quadrature(t, x, T, r, alpha, a, b) -> np.ndarray:
     """
     u, v, w = _TANH_SINH
     x, t, T = (np.asarray(vv, dtype=np.float64).ravel() for vv in (x, t, T))
-    xu, codes = index_by_value(x) if x.size else (x, np.zeros(0, np.intp))
-    if not np.array_equal(xu[codes], x):  # not whole numbers: per element
-        xu, codes = x, np.arange(x.size)
+    xu, codes = np.unique(x, return_inverse=True)  # the frequencies present only (not a table 0..max x)
     big_b = (b + xu)[:, None]
     with np.errstate(all="ignore"):
         p = np.where(u < 0.5, special.betaincinv(a, big_b, u), 1.0 - special.betaincinv(big_b, a, v))[codes]

@@ -27,8 +27,8 @@ is dead from the start and never buys again. Per customer
 
 .. math:: L_{MBG}(r, \alpha, a, b) = \frac{b}{a+b}\, L_{BG}(r, \alpha, a, b+1) + \delta_{x=0}\,\frac{a}{a+b}
 
-(``B(a, b+x+1) / B(a, b) = b/(a+b) B(a, b+1+x) / B(a, b+1)``), so every prediction is BG/NBD's at ``b + 1``
-(its numerically robust kernels are used, not written again):
+(``B(a, b+x+1) / B(a, b) = b/(a+b) B(a, b+1+x) / B(a, b+1)``), so the predictions are BG/NBD's at ``b + 1``
+(its numerically robust kernels and helpers are used, not written again):
 
 .. math::
 
@@ -43,7 +43,8 @@ is dead from the start and never buys again. Per customer
 
     P(X(t) = n) = \frac{b}{a+b}\, P_{BG}(X(t) = n;\, r, \alpha, a, b+1) + \delta_{n=0}\,\frac{a}{a+b}
 
-(Batislam et al. 2007, appendix; the conditional expectation as corrected by Wagner & Hoppe 2008). The analytic
+(Batislam et al. 2007, appendix; the conditional expectation as corrected by Wagner & Hoppe 2008). The last is
+evaluated in the paper's own form with BG/NBD's beta-function sums (:func:`prob_purchases`). The analytic
 score and Hessian follow the same split: BG/NBD's at ``b + 1`` for the repeat buyers plus the derivatives of
 ``ln(b / (a + b))``, and a two-term mixture for the customers without a repeat purchase (:func:`loglik_derivatives`).
 
@@ -239,12 +240,22 @@ def expected_purchases(t, r, alpha, a, b) -> np.ndarray:
 
 
 def prob_purchases(n, t, r, alpha, a, b) -> np.ndarray:
-    """P(X(t) = n) of a customer just acquired: ``b/(a+b)`` times BG/NBD's at ``b + 1``, plus ``a/(a+b)`` (dead
-    from the start) at ``n = 0``."""
-    survive, die = _log_survive_first(a, b)
+    r"""P(X(t) = n) of a customer just acquired (Batislam et al. 2007), in log space:
+
+    .. math:: \frac{B(a, b+n+1)}{B(a, b)}\,\mathrm{NB}(n; r, \tfrac{\alpha}{\alpha+t})
+              + \frac{a}{a+b+n}\frac{B(a, b+n)}{B(a, b)}\,P(\mathrm{NB}(r, \tfrac{\alpha}{\alpha+t}) \ge n)
+
+    (alive after ``n`` purchases, or dead at the chance right after the ``n``-th; for ``n = 0`` the second term is
+    ``a/(a+b)``: dead from the start). The beta-function ratios are BG/NBD's sums
+    (:func:`~clv_forecast.estimators.purchases.bgnbd._log_beta_ratio`), exact for ``a``, ``b`` up to 1e15 where
+    ``betaln`` differences cancel; the negative-binomial terms are BG/NBD's too."""
     n = np.asarray(n, dtype=np.float64)
-    alive = np.exp(survive) * bgnbd.prob_purchases(n, t, r, alpha, a, b + 1.0)
-    return alive + np.where(n == 0, np.exp(die), 0.0)
+    t = np.asarray(t, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        first = bgnbd._log_beta_ratio(a, b, n + 1.0) + bgnbd._nbinom_logpmf(n, r, t, alpha)
+        tail = np.where(n > 0, bgnbd._nbinom_logsf_below(np.maximum(n, 1.0), r, t, alpha), 0.0)
+        second = -np.log1p((b + n) / a) + bgnbd._log_beta_ratio(a, b, n) + tail
+    return np.exp(np.logaddexp(first, second))
 
 
 def diagnose_boundary(result: _mle.MLEResult, nbd_fit: _mle.MLEResult) -> tuple[str, str] | None:
