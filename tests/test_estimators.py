@@ -27,7 +27,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def test_available_lists_the_modules_and_get_returns_their_classes():
-    assert estimators.available("purchases") == ["bgbb", "bgnbd", "constant_dropout", "nbd", "pareto_nbd"]
+    assert estimators.available("purchases") == ["bgbb", "bgnbd", "constant_dropout", "mbgnbd", "nbd", "pareto_nbd"]
     assert estimators.available("spend") == ["gamma_gamma"]
     assert estimators.get("bgnbd", "purchases") is BetaGeoModel
     assert estimators.get("gamma_gamma", "spend") is GammaGammaModel
@@ -38,14 +38,14 @@ def test_available_lists_the_modules_and_get_returns_their_classes():
 
 def test_available_imports_no_model():
     code = ("import sys\nfrom clv_forecast import estimators\n"
-            "assert estimators.available('purchases') == ['bgbb', 'bgnbd', 'constant_dropout', 'nbd', 'pareto_nbd']\n"
+            "assert estimators.available('purchases') == ['bgbb', 'bgnbd', 'constant_dropout', 'mbgnbd', 'nbd', 'pareto_nbd']\n"
             "print(sorted(m for m in sys.modules if m.startswith('clv_forecast.estimators.') or m in ('numpy', 'scipy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("kind, role, fragment", [
-    ("no_such_model", "purchases", "purchases='no_such_model': unknown purchases model (known: bgbb, bgnbd, constant_dropout, nbd, pareto_nbd)"),
+    ("no_such_model", "purchases", "purchases='no_such_model': unknown purchases model (known: bgbb, bgnbd, constant_dropout, mbgnbd, nbd, pareto_nbd)"),
     ("bgnbd", "spend", "spend='bgnbd': unknown spend model (known: gamma_gamma)"),
     ("_data", "purchases", "unknown purchases model"),
 ])
@@ -220,12 +220,12 @@ def test_an_unknown_kind_in_a_model_file_is_one_line(fitted, tmp_path, capsys):
     with pytest.raises(ClvInputError) as info:
         ClvModel.load(path)
     assert str(info.value) == (f'{path}: purchases.kind = "no_such_model": unknown model (this clv-forecast knows '
-                               "bgbb, bgnbd, constant_dropout, nbd, pareto_nbd); upgrade clv-forecast")
+                               "bgbb, bgnbd, constant_dropout, mbgnbd, nbd, pareto_nbd); upgrade clv-forecast")
     rfm = tmp_path / "rfm.csv"
     pd.DataFrame({"frequency": [1], "recency": [2.0], "T": [5.0]}).to_csv(rfm, index=False)
     assert main(["score", "--model", str(path), "--input", str(rfm), "--output", str(tmp_path / "o.csv")]) == 2
     err = capsys.readouterr().err
-    assert "unknown model (this clv-forecast knows bgbb, bgnbd, constant_dropout, nbd, pareto_nbd)" in err and err.count("\n") == 1
+    assert "unknown model (this clv-forecast knows bgbb, bgnbd, constant_dropout, mbgnbd, nbd, pareto_nbd)" in err and err.count("\n") == 1
 
 
 # ---- the experiment file and the command line -----------------------------------------------------------
@@ -261,7 +261,7 @@ def test_cli_model_options(cdnow_csv, tmp_path, capsys):
             "--no-tracking"]
     assert main([*base, "--purchase-model", "no_such_model"]) == 2
     err = capsys.readouterr().err
-    assert "--purchase-model no_such_model: unknown purchases model (known: bgbb, bgnbd, constant_dropout, nbd, pareto_nbd)" in err and err.count("\n") == 1
+    assert "--purchase-model no_such_model: unknown purchases model (known: bgbb, bgnbd, constant_dropout, mbgnbd, nbd, pareto_nbd)" in err and err.count("\n") == 1
     out = tmp_path / "m.json"
     assert main([*base, "--spend-model", "none", "--model-setting", "purchases__maxiter=300",
                  "--output", str(out), "--json"]) == 0

@@ -177,7 +177,7 @@ def saved_doc(cdnow_rfm) -> dict:
         (_set("settings.maxiter", 5), "settings.maxiter = 5: unknown setting"),
         (_set("settings.purchases", "gamma_gamma"), "settings.purchases = \"gamma_gamma\": disagrees with purchases.kind"),
         (_set("purchases.kind", "no_such_model"),
-         'purchases.kind = "no_such_model": unknown model (this clv-forecast knows bgbb, bgnbd, constant_dropout, nbd, pareto_nbd); upgrade clv-forecast'),
+         'purchases.kind = "no_such_model": unknown model (this clv-forecast knows bgbb, bgnbd, constant_dropout, mbgnbd, nbd, pareto_nbd); upgrade clv-forecast'),
         (_drop("spend.kind"), "spend.kind is missing"),
         (_set("purchases.settings.maxiter", 0), "purchases.settings.maxiter = 0: must be a whole number >= 1"),
         (_set("purchases.settings.initial_params", {"r": -1}), "purchases.settings.initial_params.r = -1: must be a positive"),
