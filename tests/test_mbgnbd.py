@@ -67,7 +67,8 @@ def test_mixture_of_bgnbd_identity():
     x[:60] = 0
     T = rng.uniform(0.5, 80.0, 300)
     t_x = np.where(x > 0, T * rng.uniform(0.01, 1.0, 300), 0.0)
-    for r, alpha, a, b in [(0.52, 6.2, 0.89, 1.6), (3.0, 0.3, 40.0, 2.0), (0.05, 200.0, 0.01, 1e6), (2.0, 1.0, 1e-6, 1e-7)]:
+    points = [(0.52, 6.2, 0.89, 1.6), (3.0, 0.3, 40.0, 2.0), (0.05, 200.0, 0.01, 1e6), (2.0, 1.0, 1e-6, 1e-7)]
+    for r, alpha, a, b in points:
         direct = mbgnbd.loglik(r, alpha, a, b, x, t_x, T)
         via_bg = np.logaddexp(np.log(b / (a + b)) + bgnbd.loglik(r, alpha, a, b + 1.0, x, t_x, T),
                               np.where(x == 0, np.log(a / (a + b)), -np.inf))
@@ -391,7 +392,8 @@ def _limit_fit(rfm, ll_rows, x0):
         r, alpha = np.exp(theta[:2])
         return -ll_rows(r, alpha, special.expit(theta[2]), x, t_x, T).sum()
 
-    best = optimize.minimize(negative, x0, method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-9, "maxiter": 4000})
+    best = optimize.minimize(negative, x0, method="Nelder-Mead",
+                             options={"xatol": 1e-9, "fatol": 1e-9, "maxiter": 4000})
     return -best.fun
 
 

@@ -53,9 +53,12 @@ score and Hessian follow the same split: BG/NBD's at ``b + 1`` for the repeat bu
 keeps the NBD's fit (``boundary_result_``), as BG/NBD does. ``a, b -> infinity`` with ``a / (a + b) = p`` is one
 dropout probability for everybody *including the first purchase*: that limit is not the layer's
 :mod:`~clv_forecast.estimators.purchases.constant_dropout` (whose customers cannot drop out at time 0: its
-likelihood lacks the factor ``1 - p`` and the mass ``p`` at ``x = 0``), so no nested model is named there; such a
-fit, like one running to ``a, b -> 0``, keeps the generic problem "parameters not identified (... no interior
-maximum)" or "did not converge", and is never reported as a clean fit (``tests/test_mbgnbd.py`` simulates each).
+likelihood lacks the factor ``1 - p`` and the mass ``p`` at ``x = 0``), so no nested model is named there. Nor at
+``a, b -> 0`` with ``a / (a + b)`` fixed (that share dead from the start, the others never dropping out: a
+zero-inflated NBD, no model of the layer either). A fit running to either keeps the generic problems of
+:attr:`~clv_forecast.estimators._mle.MLEResult.problems` (shape parameters beyond 1e5 or below 1e-6, a singular
+information matrix, no convergence), so it is not reported as a clean fit (``tests/test_mbgnbd.py`` simulates
+both and shows that the limit holds the supremum).
 """
 
 from __future__ import annotations
