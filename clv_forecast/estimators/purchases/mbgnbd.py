@@ -72,7 +72,7 @@ from scipy import special
 
 from .. import _mle, _starts
 from .._data import ByValue, index_by_value
-from ..base import PurchaseModel
+from ..base import PurchaseModel, params_first, params_last, weighted_derivatives
 from . import _bgnbd_boundary, bgnbd, nbd
 
 NAME = "MBG/NBD"
@@ -322,18 +322,11 @@ class ModifiedBetaGeoModel(PurchaseModel):
         given = None if self.initial_params is None else self._start(())
         starts = _starts.grid(float(np.clip(r0, 1e-3, 1e2)), float(np.clip(alpha0, 1e-6, 1e8)), given)
 
-        def prepare(result):
-            result.scale_free, result.bounds = tuple(self.scale_free_params), dict(self.param_bounds)
-
-        def more_needed(result):
+        def more_needed(result):  # not a clean interior maximum, or the NBD (a -> 0) reaches it
             return bool(result.problems) or _bgnbd_boundary.reaches(nbd_fit, result)
 
-        result, n_starts = _starts.run_starts(
-            lambda x0, limit: _mle.maximize(
-                lambda phi: loglik_derivatives(phi, None, None, None, _split=split), x0, PARAM_NAMES,
-                n_obs=n, n_rows=len(x), model=self.name, penalizer=self.penalizer, maxiter=limit, scales=scales),
-            starts, maxiter=self.maxiter, prepare=prepare, more_needed=more_needed)
-        result.extra["starts"] = n_starts
+        result = self._fit_from_starts(lambda phi: loglik_derivatives(phi, None, None, None, _split=split), starts,
+                                       n_obs=n, n_rows=len(x), scales=scales, more_needed=more_needed)
         self.boundary_result_ = None
         if more_needed(result):
             result.boundary = diagnose_boundary(result, nbd_fit)
@@ -342,29 +335,19 @@ class ModifiedBetaGeoModel(PurchaseModel):
         return result
 
     # -- kernels (the public predictions are PurchaseModel's) ------------------------------
-    @staticmethod
-    def _loglik(params, frequency, recency, T) -> np.ndarray:
-        return loglik(*params, frequency, recency, T)
+    _loglik = params_first(loglik)
 
-    @staticmethod
-    def _loglik_derivatives(params, frequency, recency, T, weights=None):
-        return loglik_derivatives(params, frequency, recency, T, weights)
+    _loglik_derivatives = weighted_derivatives(loglik_derivatives)
 
-    @staticmethod
-    def _p_alive(params, x, t_x, T) -> np.ndarray:
-        return p_alive(x, t_x, T, *params)
+    _p_alive = params_last(p_alive)
 
     @staticmethod
     def _expected_if_alive(params, times, x, T) -> np.ndarray:
         return expected_if_alive(times, x, T, *params, dedupe=False)
 
-    @staticmethod
-    def _expected_new(params, t) -> np.ndarray:
-        return expected_purchases(t, *params)
+    _expected_new = params_last(expected_purchases)
 
-    @staticmethod
-    def _prob_purchases(params, n, t) -> np.ndarray:
-        return prob_purchases(n, t, *params)
+    _prob_purchases = params_last(prob_purchases)
 
     def population(self) -> dict:
         """Purchase rates ``lambda ~ Gamma(r, alpha)`` (per time unit) and dropout probabilities ``p ~ Beta(a, b)``
