@@ -1291,7 +1291,9 @@ def retention(cohorts_path, transactions, period, by_cohort, discount_rate, marg
             model, fit = r["fit"]["model"], r["fit"]
             res = model.result_
             params = "  ".join(f"{k} = {_fmt(v)} ({_se(res.bse[k])})" for k, v in model.params_.items())
-            plain(f"{model.name} ({'cohort ' + fit['label'] if by_cohort else 'pooled over the cohorts'})  {params}")
+            what = (f"cohort {fit['label'] if by_cohort else cohorts.labels[0]}" if by_cohort or len(sizes) == 1
+                    else f"pooled over {len(sizes)} cohorts")
+            plain(f"{model.name} ({what})  {params}")
             plain(f"     log-likelihood = {res.log_likelihood:.4f}  customers = {res.n_obs:,.0f}  "
                   f"converged = {res.converged}")
             for problem in model.problems_:

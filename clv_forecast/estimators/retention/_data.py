@@ -199,7 +199,7 @@ def _sizes_for(size, labels, source: str) -> list:
     if isinstance(size, (int, float, np.integer, np.floating)) and not isinstance(size, bool):
         return [float(size)] * len(labels)
     if isinstance(size, (pd.Series, dict)):
-        lookup = dict(size)
+        lookup = {str(k) if isinstance(k, pd.Period) else k: v for k, v in dict(size).items()}
         missing = [label for label in labels if label not in lookup]
         if missing:
             raise ClvInputError(f"{source}: no size for cohort {missing[0]}", argument="size", value="...")

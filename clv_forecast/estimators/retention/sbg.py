@@ -163,8 +163,8 @@ def loglik_derivatives(params, renewals, churned, weights=None):
 
 def retention_rate(alpha, beta, t) -> np.ndarray:
     """``r(t) = (beta + t - 1) / (alpha + beta + t - 1)``, ``t >= 1``."""
-    t = np.asarray(t, dtype=np.float64)
-    return (beta + t - 1.0) / (alpha + beta + t - 1.0)
+    k = np.asarray(t, dtype=np.float64) - 1.0  # whole: exact (beta + t - 1 would round a tiny beta away)
+    return (beta + k) / (alpha + beta + k)
 
 
 def expected_remaining(alpha, beta, n) -> np.ndarray:
@@ -298,6 +298,11 @@ class ShiftedBetaGeometricModel(RetentionModel):
                 maxiter=limit),
             starts, maxiter=self.maxiter, prepare=prepare, more_needed=lambda result: bool(result.problems))
         result.extra["starts"] = n_starts
+        alpha, beta = (float(v) for v in result.params)
+        if result.problems and alpha + beta > _mle.RUNAWAY_HIGH:  # the supremum: one churn probability for all
+            result.boundary = ("geometric", f"alpha, beta -> infinity: the data show no heterogeneity in churn (the "
+                               f"retention rate does not rise with tenure); every customer leaves with probability "
+                               f"alpha/(alpha+beta) = {alpha / (alpha + beta):.4g} a period (the geometric model)")
         return result
 
     # -- kernels (the public methods are RetentionModel's) -----------------------------------------
