@@ -1114,7 +1114,8 @@ def _pooled_curve(curve):
     g = curve.assign(seen=seen, alive0=curve["alive"].where(seen, 0.0), size0=curve["size"].where(seen, 0.0),
                      now=curve["alive"].where(both, 0.0), prev=before.where(both, 0.0)).groupby("period")
     out = g.agg(cohorts=("seen", "sum"), alive=("alive0", "sum"), size=("size0", "sum"), now=("now", "sum"),
-                prev=("prev", "sum"), survival=("survival", "first"), projected_retention=("projected_retention", "first"))
+                prev=("prev", "sum"), survival=("survival", "first"),
+                projected_retention=("projected_retention", "first"))
     with np.errstate(divide="ignore", invalid="ignore"):
         out["share"] = np.where(out["size"] > 0, out["alive"] / out["size"], np.nan)
         out["retention"] = np.where(out["prev"] > 0, out["now"] / out["prev"], np.nan)
@@ -1207,8 +1208,8 @@ def retention(cohorts_path, transactions, period, by_cohort, discount_rate, marg
     except ValueError:
         rate = rate_text
     if unit is None and not isinstance(rate, float):
-        raise ClvInputError(f"{{{{discount_rate}}}} {rate_text} needs the length of a period: give {{{{period}}}} (e.g. "
-                            "Y or M) or the rate per period as a number (0.1)")
+        raise ClvInputError(f"{{{{discount_rate}}}} {rate_text} needs the length of a period: give "
+                            "{{period}} (e.g. Y or M) or the rate per period as a number (0.1)")
     model_cls = get("sbg", "retention")
     fits, skipped = [], []
     if by_cohort:

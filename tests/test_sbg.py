@@ -84,8 +84,9 @@ def test_projection_of_years_8_to_12_against_the_table(paper, segment):
     projected = model.survival(t)
     alpha, beta = model.params_
     h = 1e-6
-    jac = np.column_stack([(_sbg(alpha * (1 + h), beta).survival(t) - _sbg(alpha * (1 - h), beta).survival(t)) / (2 * h * alpha),
-                           (_sbg(alpha, beta * (1 + h)).survival(t) - _sbg(alpha, beta * (1 - h)).survival(t)) / (2 * h * beta)])
+    d_alpha = (_sbg(alpha * (1 + h), beta).survival(t) - _sbg(alpha * (1 - h), beta).survival(t)) / (2 * h * alpha)
+    d_beta = (_sbg(alpha, beta * (1 + h)).survival(t) - _sbg(alpha, beta * (1 - h)).survival(t)) / (2 * h * beta)
+    jac = np.column_stack([d_alpha, d_beta])
     var_params = np.einsum("ij,jk,ik->i", jac, model.result_.cov, jac)
     se = np.sqrt(var_params + projected * (1 - projected) / 1000)
     actual = np.array(SEGMENTS[segment][8:13]) / 100
@@ -109,8 +110,8 @@ def test_survival_retention_and_churn_are_the_papers_formulas():
     model = _sbg(0.704, 1.182)
     t = np.arange(0, 30)
     # S(t) = B(alpha, beta + t) / B(alpha, beta) (FH 2007, eq. 5)
-    np.testing.assert_allclose(model.survival(t), np.exp(special.betaln(0.704, 1.182 + t) - special.betaln(0.704, 1.182)),
-                               rtol=1e-13)
+    by_beta_function = np.exp(special.betaln(0.704, 1.182 + t) - special.betaln(0.704, 1.182))
+    np.testing.assert_allclose(model.survival(t), by_beta_function, rtol=1e-13)
     # r(t) = (beta + t - 1) / (alpha + beta + t - 1) (eq. 8) and S(t) = S(t - 1) r(t)
     r = model.retention_rate(t[1:])
     np.testing.assert_allclose(r, (1.182 + t[1:] - 1) / (0.704 + 1.182 + t[1:] - 1), rtol=1e-15)
@@ -592,7 +593,8 @@ def test_cli_errors_are_one_line(paper_csv, tmp_path, capsys):
     assert "not both" in _error(capsys, ["retention", "--cohorts", str(paper_csv), "-t", str(paper_csv)])
     err = _error(capsys, ["retention", "--cohorts", str(paper_csv)])
     assert "--discount-rate 10%/Y needs the length of a period: give --period" in err
-    err = _error(capsys, ["retention", "--cohorts", str(paper_csv), "--period", "Y", "--output", str(tmp_path / "x.xlsx")])
+    err = _error(capsys, ["retention", "--cohorts", str(paper_csv), "--period", "Y", "--output",
+                          str(tmp_path / "x.xlsx")])
     assert "unknown output type" in err
     err = _error(capsys, ["retention", "--cohorts", str(paper_csv), "--output", str(paper_csv)])
     assert "--output and --cohorts are the same file" in err
@@ -605,7 +607,8 @@ def test_cli_errors_are_one_line(paper_csv, tmp_path, capsys):
 def test_cli_data_that_identify_nothing_exit_3(tmp_path, capsys):
     short = tmp_path / "short.csv"
     pd.DataFrame({"cohort": ["a", "a"], "period": [0, 1], "alive": [100, 60]}).to_csv(short, index=False)
-    assert "one renewal decision only" in _error(capsys, ["retention", "--cohorts", str(short), "--period", "Y"], code=3)
+    err = _error(capsys, ["retention", "--cohorts", str(short), "--period", "Y"], code=3)
+    assert "one renewal decision only" in err
     # by cohort: a cohort that cannot be fitted is skipped and said so; the others are fitted
     mixed = tmp_path / "mixed.csv"
     rows = [("a", t, v) for t, v in enumerate(_survivors(REGULAR))] + [("b", 0, 100), ("b", 1, 60)]

@@ -233,7 +233,8 @@ def _wide(data: pd.DataFrame, size, source: str) -> Cohorts:
     top = max(periods)
     missing = [t for t in range(top + 1) if t not in periods]
     if missing:
-        raise ClvInputError(f"{source}: no column for period {missing[0]} (the periods are 0 to {top}, one column each)")
+        raise ClvInputError(f"{source}: no column for period {missing[0]} (the periods are 0 to {top}, one column "
+                            "each)")
     if len(frame) == 0:
         raise ClvInputError(f"{source}: no cohorts (no rows)")
     values = np.column_stack([_numbers(frame[periods[t]].to_numpy(), source, str(periods[t]))
