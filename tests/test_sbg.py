@@ -434,6 +434,22 @@ def test_derl_equals_scipys_hypergeometric_function_where_that_is_accurate():
         assert float(_sbg(alpha, beta).derl(d, n)) == pytest.approx(expected, rel=1e-12)
 
 
+def test_derl_against_mpmath_at_30_digits():
+    """mpmath's 2F1 (30 digits) as an independent reference where it converges (second argument up to ~1e3),
+    whole and tiny alpha, small discount rates included."""
+    mp = pytest.importorskip("mpmath")
+    worst = 0.0
+    with mp.workdps(30):
+        for alpha in (1.0, 2.0, 0.5, 1e-3, 40.0):
+            for beta in (1e-4, 0.1095, 100.0, 1000.0):
+                for d in (0.0015, 0.1, 2.0):
+                    for n in (0, 7):
+                        b = mp.mpf(beta) + n
+                        reference = b / (alpha + b) * mp.hyp2f1(1, b + 1, alpha + b + 1, 1 / (1 + mp.mpf(d)))
+                        worst = max(worst, abs(float(sbg.derl(alpha, beta, d, n)) / float(reference) - 1))
+    assert worst < 1e-12
+
+
 def test_expected_remaining_lifetime_is_derl_without_discounting():
     model = _sbg(3.5, 2.0)
     n = np.array([0, 3, 10])

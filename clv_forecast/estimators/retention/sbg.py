@@ -65,7 +65,8 @@ import math
 import numpy as np
 from scipy import special
 
-from .. import _mle, _starts
+from .. import _mle
+from ..base import params_first, weighted_derivatives
 from ._base import RetentionModel
 
 NAME = "sBG"
@@ -273,31 +274,23 @@ class ShiftedBetaGeometricModel(RetentionModel):
         self.maxiter = maxiter
 
     def _fit_statistics(self, renewals, churned, w) -> _mle.MLEResult:
-        """Several starts; the rows enter through weight tables by renewals (:func:`loglik_derivatives`)."""
+        """Several starts (:meth:`_fit_from_starts`) on the rows compressed by (renewals, churned)."""
         idx = renewals.astype(np.int64)
         top = int(idx.max())
-        # the likelihood's statistics: weights by (renewals, churned), rows of weight 0 dropped
         w_all = np.bincount(idx, weights=w, minlength=top + 1)
         w_churn = np.bincount(idx, weights=w * (churned > 0), minlength=top + 1)
+        w_alive = w_all - w_churn
         k = np.arange(top + 1, dtype=np.float64)
-        rows_n = np.r_[k[w_churn > 0], k[(w_all - w_churn) > 0]]
-        rows_c = np.r_[np.ones(int((w_churn > 0).sum())), np.zeros(int(((w_all - w_churn) > 0).sum()))]
-        rows_w = np.r_[w_churn[w_churn > 0], (w_all - w_churn)[(w_all - w_churn) > 0]]
+        left, stay = w_churn > 0, w_alive > 0
+        rows_n = np.r_[k[left], k[stay]]
+        rows_c = np.r_[np.ones(int(left.sum())), np.zeros(int(stay.sum()))]
+        rows_w = np.r_[w_churn[left], w_alive[stay]]
         m = start_mean_churn(renewals, churned, w)
         starts = [[m * s, (1.0 - m) * s] for s in START_SCALES]
         if self.initial_params is not None:
             starts = [self._start(())] + starts
-
-        def prepare(result):
-            result.scale_free, result.bounds = tuple(self.scale_free_params), dict(self.param_bounds)
-
-        result, n_starts = _starts.run_starts(
-            lambda x0, limit: _mle.maximize(
-                lambda phi: loglik_derivatives(phi, rows_n, rows_c, rows_w), x0, PARAM_NAMES,
-                n_obs=float(w.sum()), n_rows=len(renewals), model=self.name, penalizer=self.penalizer,
-                maxiter=limit),
-            starts, maxiter=self.maxiter, prepare=prepare, more_needed=lambda result: bool(result.problems))
-        result.extra["starts"] = n_starts
+        result = self._fit_from_starts(lambda phi: loglik_derivatives(phi, rows_n, rows_c, rows_w), starts,
+                                       n_obs=float(w.sum()), n_rows=len(renewals))
         alpha, beta = (float(v) for v in result.params)
         if result.problems and alpha + beta > _mle.RUNAWAY_HIGH:  # the supremum: one churn probability for all
             result.boundary = ("geometric", f"alpha, beta -> infinity: the data show no heterogeneity in churn (the "
@@ -306,29 +299,12 @@ class ShiftedBetaGeometricModel(RetentionModel):
         return result
 
     # -- kernels (the public methods are RetentionModel's) -----------------------------------------
-    @staticmethod
-    def _loglik(params, renewals, churned) -> np.ndarray:
-        return loglik(*params, renewals, churned)
-
-    @staticmethod
-    def _loglik_derivatives(params, renewals, churned, weights=None):
-        return loglik_derivatives(params, renewals, churned, weights)
-
-    @staticmethod
-    def _log_survival(params, t) -> np.ndarray:
-        return log_survival(*params, t)
-
-    @staticmethod
-    def _retention_rate(params, t) -> np.ndarray:
-        return retention_rate(*params, t)
-
-    @staticmethod
-    def _expected_remaining(params, n) -> np.ndarray:
-        return expected_remaining(*params, n)
-
-    @staticmethod
-    def _derl(params, d, n) -> np.ndarray:
-        return derl(*params, d, n)
+    _loglik = params_first(loglik)
+    _loglik_derivatives = weighted_derivatives(loglik_derivatives)
+    _log_survival = params_first(log_survival)
+    _retention_rate = params_first(retention_rate)
+    _expected_remaining = params_first(expected_remaining)
+    _derl = params_first(derl)
 
     def population(self) -> dict:
         """The churn probabilities across customers, ``theta ~ Beta(alpha, beta)`` (frozen scipy distribution)."""
