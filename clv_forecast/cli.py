@@ -1151,7 +1151,8 @@ def _lifetime_rows(model, renewals, d: float, margin: float) -> list[dict]:
 @click.option("--margin", default=1.0, type=float, show_default=True,
               help="Money a customer leaves per period: residual value = DERL x margin.")
 @click.option("--renewals", multiple=True, type=click.IntRange(min=0),
-              help="Show the lifetime of a customer who renewed N times (repeatable) [0 to the last observed period].")
+              help="Show the lifetime of a customer who renewed N times (repeatable) [0 to the last observed period, "
+                   "at most 24].")
 @click.option("--periods", default=None, type=click.IntRange(min=1),
               help="Periods of the projection [the last observed period + 5].")
 @click.option("--output", "output_path", default=None, type=click.Path(path_type=Path),
