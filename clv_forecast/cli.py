@@ -1047,6 +1047,292 @@ def _score_lines(report) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# retention: contractual churn (sBG) from a cohort table or a transaction log
+# --------------------------------------------------------------------------------------------
+
+
+def _read_cohort_file(path: Path):
+    """A cohort table file (.csv, .csv.gz, .txt or .parquet) as a DataFrame, the cohort labels as text."""
+    import pandas as pd
+
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            frame = pd.read_parquet(path)
+            if "cohort" in frame.columns:
+                frame["cohort"] = frame["cohort"].astype(str).where(frame["cohort"].notna())
+            return frame
+        if name.endswith((".csv", ".txt", ".csv.gz")):
+            return pd.read_csv(path, dtype={"cohort": str}, sep=None, engine="python")
+    except FileNotFoundError:
+        raise ClvInputError(f"{path}: file not found") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
+        raise ClvInputError(f"{path}: cannot read the cohort table ({' '.join(str(exc).split())[:160]})") from None
+    raise ClvInputError(f"{path}: unknown file type; use .csv, .csv.gz or .parquet", argument="cohorts_path")
+
+
+def _cohorts_from_transactions(transactions: Path, period: str, observation_end, read: dict):
+    """A transaction log's contractual cohorts (``retention.cohorts_from_log``) and a line saying what was read."""
+    from .estimators.retention._data import cohorts_from_log
+    from .transactions import read_transactions
+
+    frame, acc = read_transactions(transactions, with_accounting=True, **read)
+    if "amount" in frame.columns:  # a refund is not a payment
+        frame = frame.filter(frame["amount"] >= 0)
+    table = cohorts_from_log(frame, period=period, observation_end=observation_end)
+    a = table.attrs
+    line = (f"{acc.n_transactions:,} rows read: {a['customers']:,} customers in {len(table):,} cohorts by the "
+            f"{_period_word(period)} of their first transaction, observed through {a['last_period']} (the last whole "
+            f"period to {a['observation_end']})")
+    if a["excluded_customers"]:
+        line += f"; {a['excluded_customers']:,} customers first seen after it left out"
+    return table, line
+
+
+def _period_word(period: str) -> str:
+    from .units import TimeUnit
+
+    return {"D": "day", "W": "week", "M": "month", "Y": "year"}.get(TimeUnit.parse(period).base, str(period))
+
+
+def _retention_fit(model_cls, table, time_unit, label: str) -> dict:
+    """One fit (pooled, or one cohort's); its optimiser's warnings are its ``problems_``, printed with it."""
+    model = model_cls()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(table, time_unit=time_unit)
+    return {"label": label, "model": model}
+
+
+def _pooled_curve(curve):
+    """The curve over cohorts: per period, the cohorts observed there, their share alive and retention rate."""
+    import numpy as np
+
+    seen = curve["alive"].notna()
+    before = curve.groupby("cohort", sort=False)["alive"].shift(1)
+    both = seen & before.notna()
+    g = curve.assign(seen=seen, alive0=curve["alive"].where(seen, 0.0), size0=curve["size"].where(seen, 0.0),
+                     now=curve["alive"].where(both, 0.0), prev=before.where(both, 0.0)).groupby("period")
+    out = g.agg(cohorts=("seen", "sum"), alive=("alive0", "sum"), size=("size0", "sum"), now=("now", "sum"),
+                prev=("prev", "sum"), survival=("survival", "first"),
+                projected_retention=("projected_retention", "first"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["share"] = np.where(out["size"] > 0, out["alive"] / out["size"], np.nan)
+        out["retention"] = np.where(out["prev"] > 0, out["now"] / out["prev"], np.nan)
+    return out
+
+
+def _lifetime_rows(model, renewals, d: float, margin: float) -> list[dict]:
+    import numpy as np
+
+    n = np.asarray(renewals, dtype=float)
+    p = model.retention_rate(n + 1.0)
+    life = model.expected_remaining_lifetime(n)
+    derl = model.derl(d, n)
+    return [{"renewals": int(k), "p_renew": float(pk), "expected_remaining_lifetime": float(lk),
+             "derl": float(dk), "residual_value": float(margin * dk)} for k, pk, lk, dk in zip(n, p, life, derl)]
+
+
+@app.command()
+@click.option("--cohorts", "cohorts_path", default=None, type=click.Path(path_type=Path),
+              help="Cohort table, .csv or .parquet: columns cohort, period (0, 1, ...) and alive (customers at the "
+                   "start of the period), or share and size instead of alive.")
+@click.option("--transactions", "-t", "transactions", default=None, type=click.Path(path_type=Path),
+              help="A transaction log instead (a payment each period while a customer): cohorts by the period of the "
+                   "first transaction, a customer counted through the period of his last one.")
+@_with([*_READ_OPTIONS, _OBSERVATION_END_OPTION])
+@click.option("--period", default=None,
+              help="Length of a period: D, W, M or Y (a log's calendar periods [M]; for --cohorts, the unit of its "
+                   "periods, which a discount rate with its own period needs).")
+@click.option("--by-cohort", "by_cohort", is_flag=True, help="Fit each cohort alone (default: one pooled fit).")
+@click.option("--discount-rate", "discount_rate", default=None,
+              help=f"DERL's discount rate: with its period (10%/Y) or a number per period (0.1) "
+                   f"[{VALUE_DEFAULTS['discount_rate']}].")
+@click.option("--margin", default=1.0, type=float, show_default=True,
+              help="Money a customer leaves per period: residual value = DERL x margin.")
+@click.option("--renewals", multiple=True, type=click.IntRange(min=0),
+              help="Show the lifetime of a customer who renewed N times (repeatable) [0 to the last observed period, "
+                   "at most 24].")
+@click.option("--periods", default=None, type=click.IntRange(min=1),
+              help="Periods of the projection [the last observed period + 5].")
+@click.option("--output", "output_path", default=None, type=click.Path(path_type=Path),
+              help="Write the projection (cohort, period, size, alive, projected, survival, retention, "
+                   "projected_retention, fit) to this .csv or .parquet file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_VERBATIM_OPTION
+@_names_errors()
+def retention(cohorts_path, transactions, period, by_cohort, discount_rate, margin, renewals, periods, output_path,
+              as_json, verbatim_csv=False, observation_end=None, **read) -> None:
+    """Contractual retention (sBG, Fader & Hardie 2007): fit the shifted-beta-geometric model to the customers
+    of each cohort still customers at the start of each period; print the parameters with standard errors, the
+    retention curve (projected vs actual), each customer's expected remaining lifetime and DERL (Fader & Hardie
+    2010), and optionally write the projection. A fit that is not reliable exits with 3 (with --by-cohort: when
+    no cohort's is)."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    from ._paths import check_paths
+    from .errors import UnreliableFitError
+    from .estimators import get
+    from .units import DEFAULT_DISCOUNT_RATE
+
+    if (cohorts_path is None) == (transactions is None):
+        raise ClvInputError("give either {{cohorts_path}} (a cohort table) or {{transactions}} (a transaction log)"
+                            + (", not both" if cohorts_path is not None else ""))
+    if cohorts_path is not None:
+        _refuse_unused(tuple(read) + ("observation_end",), "{{cohorts_path}}")
+    check_paths({"{{cohorts_path}}": cohorts_path, "{{transactions}}": transactions},
+                {"{{output_path}}": output_path})
+    if output_path is not None:
+        if not output_path.name.lower().endswith((".csv", ".txt", ".csv.gz", ".parquet", ".pq")):
+            raise ClvInputError(f"{output_path}: unknown output type; use .csv, .csv.gz or .parquet")
+        _check_output(output_path, "the projection table", "projection.csv")
+    if not math.isfinite(margin):
+        raise ClvInputError("must be a finite number", argument="margin", value=margin)
+    if transactions is not None:
+        table, read_line = _cohorts_from_transactions(transactions, period or "M", observation_end, read)
+        source, time_unit = str(transactions), None
+    else:
+        table = _read_cohort_file(cohorts_path)
+        source, read_line, time_unit = str(cohorts_path), None, period
+    from .estimators.retention._data import read as read_cohorts
+
+    _, cohorts = read_cohorts(table, time_unit=time_unit, source=source)
+    if cohorts is None:
+        raise ClvInputError(f"{source}: a cohort table has the columns cohort, period and alive (or share and size)")
+    unit = cohorts.time_unit
+    rate_text = discount_rate if discount_rate is not None else DEFAULT_DISCOUNT_RATE
+    try:
+        rate = float(rate_text)
+    except ValueError:
+        rate = rate_text
+    if unit is None and not isinstance(rate, float):
+        raise ClvInputError(f"{{{{discount_rate}}}} {rate_text} needs the length of a period: give "
+                            "{{period}} (e.g. Y or M) or the rate per period as a number (0.1)")
+    model_cls = get("sbg", "retention")
+    fits, skipped = [], []
+    if by_cohort:
+        for i, label in enumerate(cohorts.labels):  # one fit per cohort
+            part = cohorts.select(i)
+            frame = pd.DataFrame([part.alive[0]], index=[label])
+            try:
+                fits.append(_retention_fit(model_cls, frame, unit, str(label)))
+            except IdentificationError as exc:
+                skipped.append({"cohort": str(label), "reason": " ".join(str(exc).split())})
+    else:
+        fits.append(_retention_fit(model_cls, table, unit, "pooled"))
+    if not fits:
+        raise IdentificationError("no cohort could be fitted: " + "; ".join(f"{s['cohort']}: {s['reason']}"
+                                                                           for s in skipped[:3]))
+    d = fits[0]["model"]._discount(rate)  # checked once: the same rate for every fit
+    last = int(cohorts.lengths.max())
+    horizon = periods if periods is not None else last + 5
+    shown = sorted(set(renewals)) if renewals else list(range(min(last, 24) + 1))
+    curves, reports = [], []
+    for fit in fits:
+        model = fit["model"]
+        if by_cohort:
+            i = [str(v) for v in cohorts.labels].index(fit["label"])
+            curve = model.curve(pd.DataFrame([cohorts.alive[i]], index=[cohorts.labels[i]]), horizon,
+                                time_unit=unit)
+        else:
+            curve = model.curve(None, horizon)
+        curves.append(curve.assign(fit=fit["label"]))
+        reports.append({"fit": fit, "curve": _pooled_curve(curve), "lifetime": _lifetime_rows(model, shown, d, margin)})
+    reliable = [r for r in reports if not r["fit"]["model"].problems_]
+    written = None
+    if output_path is not None and reliable:
+        from .engines.local import write_table
+
+        projection = pd.concat([c for c, r in zip(curves, reports) if r in reliable], ignore_index=True)
+        projection["cohort"] = projection["cohort"].astype(str)
+        written, guarded = write_table(projection.set_index("cohort"), output_path, verbatim_csv=verbatim_csv)
+    rate_shown = f"{rate_text} ({d:.6g} per period)" if not isinstance(rate, float) else f"{d:g} per period"
+    if as_json:
+        from .model import json_safe
+
+        data = {"source": source, "input": "transaction log" if transactions is not None else "cohort table",
+                "time_unit": unit, "by_cohort": by_cohort,
+                "cohorts": [{"cohort": str(label), "size": float(a[0]), "periods": len(a) - 1}
+                            for label, a in zip(cohorts.labels, cohorts.alive)],
+                "discount_rate": str(rate_text), "discount_rate_per_period": d, "margin": margin, "fits": [],
+                "skipped": skipped, "output": None if written is None else str(written)}
+        for r in reports:
+            model = r["fit"]["model"]
+            res = model.result_
+            data["fits"].append({
+                "cohort": r["fit"]["label"], "model": model.name, **{k: float(v) for k, v in model.params_.items()},
+                "bse": {k: float(v) for k, v in res.bse.items()}, "log_likelihood": res.log_likelihood,
+                "customers": res.n_obs, "converged": res.converged, "iterations": res.n_iter, "aic": res.aic,
+                "bic": res.bic, "problems": model.problems_, "reliable": not model.problems_,
+                "curve": [{"period": int(p), "cohorts": int(row["cohorts"]), "alive": float(row["alive"]),
+                           "size": float(row["size"]), "share_alive": float(row["share"]),
+                           "projected_share": float(row["survival"]), "retention": float(row["retention"]),
+                           "projected_retention": float(row["projected_retention"])}
+                          for p, row in r["curve"].iterrows()],
+                "lifetime": r["lifetime"]})
+        data["reliable"] = len(reliable) == len(reports)
+        click.echo(json.dumps(json_safe(data), allow_nan=False))
+    else:
+        console = _console()
+
+        def plain(text: str) -> None:
+            console.print(text, markup=False)
+
+        from rich.table import Table
+
+        sizes = cohorts.sizes
+        plain(f"{source}" + (f"\n  {read_line}" if read_line else ""))
+        plain(f"  {len(cohorts.labels):,} cohort{'s' if len(sizes) > 1 else ''}, {sizes.sum():,.0f} customers, "
+              f"periods 0 to {last}" + (f" (a period: {unit})" if unit else " (no time unit: give --period)"))
+        for s in skipped:
+            plain(f"cohort {s['cohort']} not fitted: {s['reason']}")
+        for r in reports:
+            model, fit = r["fit"]["model"], r["fit"]
+            res = model.result_
+            params = "  ".join(f"{k} = {_fmt(v)} ({_se(res.bse[k])})" for k, v in model.params_.items())
+            what = (f"cohort {fit['label'] if by_cohort else cohorts.labels[0]}" if by_cohort or len(sizes) == 1
+                    else f"pooled over {len(sizes)} cohorts")
+            plain(f"{model.name} ({what})  {params}")
+            plain(f"     log-likelihood = {res.log_likelihood:.4f}  customers = {res.n_obs:,.0f}  "
+                  f"converged = {res.converged}")
+            for problem in model.problems_:
+                plain(f"warning: unreliable fit: {problem}")
+            curve = Table(title="retention curve, projected vs actual" + (" (actual: the cohorts observed at each "
+                                                                          "period)" if len(sizes) > 1 and not
+                                                                          by_cohort else ""))
+            for col in ("period", "cohorts", "actual % alive", "projected % alive", "actual retention",
+                        "projected retention"):
+                curve.add_column(col, justify="right", no_wrap=True)
+            for p, row in r["curve"].iterrows():
+                def pct(v):
+                    return "-" if not np.isfinite(v) else f"{100 * v:.1f}"
+                curve.add_row(str(p), f"{row['cohorts']:.0f}", pct(row["share"]), pct(row["survival"]),
+                              pct(row["retention"]), pct(row["projected_retention"]))
+            console.print(curve)
+            life = Table(title=f"a customer who renewed n times: DERL at {rate_shown}, residual value = DERL x margin "
+                               f"{margin:g}")
+            for col in ("renewals n", "P(renews next)", "expected remaining lifetime", "DERL", "residual value"):
+                life.add_column(col, justify="right", no_wrap=True)
+            for row in r["lifetime"]:
+                rest = row["expected_remaining_lifetime"]
+                life.add_row(str(row["renewals"]), f"{row['p_renew']:.4f}",
+                             f"{rest:.4g}" if math.isfinite(rest) else "infinite (alpha <= 1)",
+                             f"{row['derl']:.4f}", f"{row['residual_value']:,.2f}")
+            console.print(life)
+        if written is not None:
+            plain(f"projection ({sum(len(c) for c, r in zip(curves, reports) if r in reliable):,} rows) written to "
+                  f"{written}")
+            _guard_line(guarded, plain)
+    if not reliable:
+        problems = "; ".join(p for r in reports for p in r["fit"]["model"].problems_)
+        raise UnreliableFitError(f"the sBG fit is not reliable: {problems}" + (
+            "; the projection was not written" if output_path is not None else ""))
+
+
+# --------------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------------
 

@@ -42,6 +42,16 @@ def _constant_spend(rfm):
                       monetary_value=np.where(rfm["frequency"] > 0, 10.0, 0.0))
 
 
+def _contract_rows(rfm):
+    """The retention role's data from an RFM table: each customer a subscriber in quarters (13 weeks) through his
+    last purchase, who left when a whole quarter passed without one (renewals, churned)."""
+    churned = rfm["T"] - rfm["recency"] >= 13
+    renewals = np.floor(np.where(churned, rfm["recency"], rfm["T"]) / 13)
+    out = pd.DataFrame({"renewals": renewals, "churned": churned.astype(int)}, index=rfm.index)
+    out.attrs["time_unit"] = "13W"
+    return out
+
+
 def _non_default(cls) -> dict:
     """Every setting, changed from its default where that is harmless: fewer iterations, the other flag."""
     out = dict(cls._defaults())
@@ -56,6 +66,11 @@ def _non_default(cls) -> dict:
 def _model_spec(kind: str, role: str) -> Spec:
     cls = estimators.get(kind, role)
     purchases = role == "purchases"
+    if role == "retention":  # its own data: renewals and churn (read from the same customers)
+        return Spec(cls, _non_default(cls), lambda m, d: m.fit(_contract_rows(d)),
+                    lambda m, d: m.predict(_contract_rows(d), "10%/Y"),
+                    lambda m: type(m).from_params(dict(m.params_), m.result_.cov_params(), time_unit=m.time_unit_),
+                    cls.from_dict, lambda d: d.assign(recency=d["T"]))  # nobody left
     return Spec(
         cls,
         _non_default(cls),
@@ -216,6 +231,7 @@ def test_analytic_derivatives_equal_finite_differences(name, fitted, cdnow_rfm):
     for sub in subs:
         cls = type(sub)
         table = cdnow_rfm[cdnow_rfm["frequency"] > 0] if sub.role == "spend" else cdnow_rfm
+        table = _contract_rows(cdnow_rfm) if sub.role == "retention" else table
         columns = [table[c].to_numpy(dtype=float) for c in cls.inputs]
         weights = np.linspace(0.5, 1.5, len(table))
         params = np.array(sub.check_fitted()) * 1.05  # off the optimum: the score is not zero

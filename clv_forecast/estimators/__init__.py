@@ -1,4 +1,5 @@
-"""The model classes, discovered by module name: purchase models in ``purchases/``, spend models in ``spend/``.
+"""The model classes, discovered by module name: purchase models in ``purchases/``, spend models in ``spend/``,
+contractual retention models in ``retention/``.
 
 (Fitted model *files* live in the top-level ``models/`` folder; see ``models/README.md``.)
 
@@ -17,7 +18,7 @@ import pkgutil
 from importlib import import_module
 from pathlib import Path
 
-ROLES = ("purchases", "spend")
+ROLES = ("purchases", "spend", "retention")
 
 #: classes added with :func:`register`, by (role, kind)
 _REGISTERED: dict[tuple[str, str], type] = {}
@@ -31,7 +32,7 @@ def _check_role(role: str) -> None:
 
 
 def available(role: str) -> list[str]:
-    """The kinds of ``role`` ("purchases" or "spend"): the modules of ``estimators/<role>/`` (names without
+    """The kinds of ``role`` ("purchases", "spend" or "retention"): the modules of ``estimators/<role>/`` (names without
     a leading ``_``) and the registered classes, in alphabetical order. Imports no model."""
     _check_role(role)
     folder = Path(__file__).parent / role
