@@ -989,3 +989,17 @@ def test_bgnbd_derivatives_by_sums_equal_the_gamma_function_form_at_ordinary_par
     assert nudged[0] == pytest.approx(summed[0], abs=1e-6)
     np.testing.assert_allclose(nudged[1], summed[1], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(nudged[2], summed[2], rtol=1e-6, atol=1e-7)
+
+
+def test_bgnbd_prob_purchases_at_huge_a_b_is_the_constant_dropout_pmf():
+    """a = b = 1e15 (inside the bounds a model file may hold) is a dropout probability of 1/2 for everybody: the
+    pmf must equal the NBD with constant dropout's (an independent formula), and sum to 1. As differences of
+    betaln the beta ratios cancelled there (P(X(10) = 2) came out as 4.93)."""
+    from clv_forecast.estimators.purchases import bgnbd, constant_dropout
+
+    n = np.arange(400)[:, None]
+    t = np.array([1.0, 10.0, 52.0])[None, :]
+    got = bgnbd.prob_purchases(n, t, 1.0, 1.0, 1e15, 1e15)
+    want = constant_dropout.prob_purchases(n, t, 1.0, 1.0, 0.5)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(got.sum(axis=0), 1.0, rtol=1e-12)
