@@ -140,3 +140,19 @@ def atomic_write(path, write: Callable[[Path], None], *, also=()) -> Path:
 def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding=encoding))
+
+
+def read_model_json(path):
+    """The JSON document of a model file, or one :class:`ClvInputError` line naming the file: not found,
+    nested too deep, or not readable JSON (a bad byte, a 100,000-digit integer)."""
+    import json
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ClvInputError(f"{path}: model file not found") from None
+    except RecursionError:
+        raise ClvInputError(f"{path}: cannot read model file (JSON nested too deep)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: bad JSON, a 100,000-digit integer
+        raise ClvInputError(f"{path}: cannot read model file ({' '.join(str(exc).split())[:120]})") from None

@@ -672,17 +672,9 @@ class ClvModel(Settings):
     @classmethod
     def load(cls, path) -> "ClvModel":
         """Read a model saved by :meth:`save`; every field is checked (see :meth:`from_dict`)."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ClvInputError(f"{path}: model file not found") from None
-        except RecursionError:
-            raise ClvInputError(f"{path}: cannot read model file (JSON nested too deep)") from None
-        except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: bad JSON, a 100,000-digit integer
-            text = " ".join(str(exc).split())
-            raise ClvInputError(f"{path}: cannot read model file ({text[:120]})") from None
-        return cls.from_dict(data, source=str(path))
+        from ._io import read_model_json
+
+        return cls.from_dict(read_model_json(path), source=str(Path(path)))
 
     def __repr__(self) -> str:
         if hasattr(self, "purchases_"):

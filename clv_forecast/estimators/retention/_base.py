@@ -292,15 +292,10 @@ class RetentionModel(Estimator):
         """Read a model written by :meth:`save` (every field checked; one line naming the file and the field)."""
         from .. import get
 
+        from ..._io import read_model_json
+
         path = Path(path)
-        try:
-            doc = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ClvInputError(f"{path}: model file not found") from None
-        except RecursionError:
-            raise ClvInputError(f"{path}: cannot read model file (JSON nested too deep)") from None
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise ClvInputError(f"{path}: cannot read model file ({' '.join(str(exc).split())[:120]})") from None
+        doc = read_model_json(path)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ClvInputError(f"{path}: not a clv-forecast retention model file (no 'format': '{FORMAT}')")
         fields = _mle.Fields(str(path))
