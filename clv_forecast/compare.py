@@ -404,18 +404,17 @@ def backtest(model, rfm_split: pd.DataFrame, *, discount_rate="0%/Y", margin=1.0
     scores = pd.DataFrame({"actual": actual, "actual_purchases": actual_n,
                            "predictive": pred["clv"].to_numpy()}, index=rfm_split.index)
     purchases_pred = {"predictive": pred["expected_purchases"].to_numpy()}
-    extra = {}
+    extra = tuple(others or {})
     for label, other in (others or {}).items():
         values = other.clv(rfm_split, horizon=horizon, discount_rate=discount_rate, step=_step(horizon, window, unit),
                            margin=margin)
         scores[label] = values["clv"].to_numpy()
-        extra[label] = (values["expected_purchases"].to_numpy(), None)
-        purchases_pred[label] = extra[label][0]
+        purchases_pred[label] = values["expected_purchases"].to_numpy()
     for method, (n, value) in hist.items():
         scores[method] = value
         purchases_pred[method] = n
     rows = {}
-    for method in ("predictive",) + tuple(extra) + tuple(hist):
+    for method in ("predictive",) + extra + tuple(hist):
         p = scores[method].to_numpy()
         err = p - actual
         rows[method] = {
@@ -437,14 +436,14 @@ def backtest(model, rfm_split: pd.DataFrame, *, discount_rate="0%/Y", margin=1.0
     order = [str(i) for i in range(7)] + ["7+"]
     table = pd.DataFrame({"customers": groups.size(), "actual_mean": groups["actual"].mean(),
                           "predicted_mean": groups["predictive_n"].mean()})
-    for m in tuple(extra) + tuple(hist):
+    for m in extra + tuple(hist):
         table[f"{m}_mean"] = groups[f"{m}_n"].mean()
     table["actual_total"] = groups["actual"].sum()
     table["predicted_total"] = groups["predictive_n"].sum()
     table = table.reindex([o for o in order if o in table.index])
     total = {"customers": len(frame), "actual_mean": frame["actual"].mean(),
              "predicted_mean": frame["predictive_n"].mean(),
-             **{f"{m}_mean": frame[f"{m}_n"].mean() for m in tuple(extra) + tuple(hist)},
+             **{f"{m}_mean": frame[f"{m}_n"].mean() for m in extra + tuple(hist)},
              "actual_total": frame["actual"].sum(), "predicted_total": frame["predictive_n"].sum()}
     table.loc["total"] = pd.Series(total)
     table["customers"] = table["customers"].astype(int)

@@ -213,7 +213,7 @@ class AutoPurchases(Settings):
             res = model.result_
             row.update(log_likelihood=float(res.log_likelihood), aic=float(res.aic), bic=float(res.bic),
                        reliable=not problems)
-            if criterion.startswith("holdout") or holdout is not None and holdout_duration is not None:
+            if holdout is not None and holdout_duration is not None:  # (a holdout criterion implies one)
                 row.update(_holdout_scores(model, holdout, holdout_duration))
             rows[kind], fitted[kind] = row, model
         # a boundary fit that is another candidate's model is that candidate: listed, not ranked twice

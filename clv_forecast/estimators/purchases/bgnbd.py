@@ -25,6 +25,7 @@ The math lives in pure vectorised functions (``loglik``, ``loglik_derivatives``,
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -741,9 +742,7 @@ class BetaGeoModel(PurchaseModel):
 
     _p_alive = params_last(p_alive)
 
-    @staticmethod
-    def _expected_if_alive(params, times, x, T) -> np.ndarray:
-        return _expected_if_alive(times, x, T, *params, dedupe=False)
+    _expected_if_alive = params_last(functools.partial(_expected_if_alive, dedupe=False))  # (the base dedupes)
 
     _expected_new = params_last(expected_purchases)
 

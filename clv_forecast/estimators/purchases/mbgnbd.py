@@ -63,6 +63,7 @@ both and shows that the limit holds the supremum).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -341,9 +342,7 @@ class ModifiedBetaGeoModel(PurchaseModel):
 
     _p_alive = params_last(p_alive)
 
-    @staticmethod
-    def _expected_if_alive(params, times, x, T) -> np.ndarray:
-        return expected_if_alive(times, x, T, *params, dedupe=False)
+    _expected_if_alive = params_last(functools.partial(expected_if_alive, dedupe=False))  # (the base dedupes)
 
     _expected_new = params_last(expected_purchases)
 
