@@ -304,13 +304,13 @@ def test_daily_steps_over_ten_years_pass_in_bounded_memory(monkeypatch):
     table = _table(n=300).set_index("customer_id")
     table.attrs["time_unit"] = "W"
     seen = []
-    real = bgnbd._expected_if_alive
+    real = bgnbd.BetaGeoModel._expected_if_alive  # the model's kernel k(params, times, x, T)
 
-    def spy(t, x, *args, **kwargs):
+    def spy(params, t, x, *args, **kwargs):
         seen.append(np.size(t) * np.size(x))
-        return real(t, x, *args, **kwargs)
+        return real(params, t, x, *args, **kwargs)
 
-    monkeypatch.setattr(bgnbd, "_expected_if_alive", spy)
+    monkeypatch.setattr(bgnbd.BetaGeoModel, "_expected_if_alive", staticmethod(spy))
     monkeypatch.setattr(value, "_VALUES_PER_SLICE", 40_000)
     out = model.clv(table, horizon="3653D", step="1D")
     assert np.isfinite(out["clv"]).all() and max(seen) <= 40_000
