@@ -174,78 +174,24 @@ class AutoPurchases(Settings):
         criterion = self._criterion(holdout is not None and holdout_duration is not None)
         rows, fitted, boundaries, inapplicable = {}, {}, {}, []
         for kind in self.kinds():
-            est = self._estimator(kind)
-            row = {"model": est.name, "fitted": est.name, "k": len(est.param_names), "note": "",
-                   "periods": bool(getattr(est, "whole_periods", False))}
-            if getattr(est, "whole_periods", False) and not _whole(purchases):
-                rows[kind] = {**row, "reliable": False,
-                              "note": f"not applicable: the {est.name} counts whole periods and these times are not "
-                                      f"(summarise with merge equal to the time unit, e.g. --merge {time_unit})"}
-                inapplicable.append(ClvInputError(rows[kind]["note"]))
-                continue
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    est.fit(purchases, time_unit=time_unit)
-                except IdentificationError as exc:
-                    rows[kind] = {**row, "reliable": False, "note": "refused: " + " ".join(str(exc).split())}
-                    continue
-                except ClvInputError as exc:  # data outside the model (e.g. whole periods for a discrete model)
-                    rows[kind] = {**row, "reliable": False, "note": "not applicable: " + " ".join(str(exc).split())}
-                    inapplicable.append(exc)
-                    continue
-            model = est
-            nested = est.boundary_model() if on_boundary == "nested" else None
-            if nested is not None:
-                boundary_kind, reason = est.result_.boundary
-                boundaries[kind] = {"kind": est.kind, "name": est.name,
-                                    "settings": {k: _plain(v) for k, v in est.get_params(deep=False).items()},
-                                    "boundary": type(est).boundaries.get(boundary_kind, boundary_kind),
-                                    "reason": reason}
-                model = nested
-                row.update(fitted=nested.name, k=len(nested.param_names),
-                           note=f"maximum on a boundary ({boundaries[kind]['boundary']}): the {nested.name}")
-            problems = list(model.problems_)
-            if problems:
-                row["note"] = "; ".join(problems)
-            elif not row["note"] and caught:
-                row["note"] = "; ".join(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
-            res = model.result_
-            row.update(log_likelihood=float(res.log_likelihood), aic=float(res.aic), bic=float(res.bic),
-                       reliable=not problems)
-            if holdout is not None and holdout_duration is not None:  # (a holdout criterion implies one)
+            row, model, boundary, refusal = self._fit_candidate(kind, purchases, time_unit, on_boundary)
+            if model is not None and holdout is not None and holdout_duration is not None:
                 row.update(_holdout_scores(model, holdout, holdout_duration))
-            rows[kind], fitted[kind] = row, model
+            rows[kind] = row
+            if model is not None:
+                fitted[kind] = model
+            if boundary is not None:
+                boundaries[kind] = boundary
+            if refusal is not None:
+                inapplicable.append(refusal)
         # a boundary fit that is another candidate's model is that candidate: listed, not ranked twice
-        for kind, b in boundaries.items():
+        for kind in boundaries:
             same = fitted[kind].kind
             if same != kind and same in fitted and rows[same]["reliable"]:
                 rows[kind]["note"] += f"; the same fit as the {rows[same]['model']} row"
                 rows[kind]["duplicate"] = True
-        table = pd.DataFrame.from_dict(rows, orient="index")
-        for column in COLUMNS:
-            if column not in table:
-                table[column] = np.nan
-        column = CRITERIA[criterion][0]
-        eligible = table["reliable"].fillna(False).astype(bool)
-        # a likelihood of whole periods (x, t_x, n counted in periods) and a density in continuous time are of
-        # different data: their AIC/BIC do not compare; by an information criterion only one family is ranked
-        periods = table["periods"].fillna(False).astype(bool)
-        family = bool(periods[list(fitted)].all()) if fitted else False
-        if not criterion.startswith("holdout"):
-            for kind in table.index[(periods != family) & table.index.isin(list(fitted))]:
-                table.loc[kind, "note"] = (str(table.loc[kind, "note"]) + "; " if table.loc[kind, "note"] else "") + (
-                    "its likelihood is of " + ("whole periods" if periods[kind] else "continuous times")
-                    + f": its {CRITERIA[criterion][1]} does not compare with the others' (rank on a holdout)")
-            eligible &= periods == family
-        if "duplicate" in table:
-            eligible &= ~table["duplicate"].fillna(False).astype(bool)
-        score = pd.to_numeric(table[column], errors="coerce")
-        eligible &= np.isfinite(score.to_numpy(dtype=float))
-        order = sorted(table.index, key=lambda k: (not eligible[k], _sort_value(score[k]), table.index.get_loc(k)))
-        table = table.loc[order, list(COLUMNS)]
-        table["rank"] = [i + 1 if eligible[k] else np.nan for i, k in enumerate(order)]
-        table.index.name = "kind"
+        table, eligible, periods = _rank(rows, list(fitted), criterion)
+        order = list(table.index)
         candidates = [k for k in order if k in fitted]
         if not candidates and len(inapplicable) == len(order):  # the data fit no candidate: the first reason
             raise inapplicable[0]
@@ -253,9 +199,78 @@ class AutoPurchases(Settings):
             notes = "; ".join(f"{k}: {table.loc[k, 'note']}" for k in order)
             raise IdentificationError(f"automatic choice of the purchase model: no candidate could be fitted ({notes})")
         winner = candidates[0]  # the best eligible one; if none is eligible, the best unreliable fit (refused later)
-        reason = _reason(table, winner, column, criterion, eligible, periods)
+        reason = _reason(table, winner, CRITERIA[criterion][0], criterion, eligible, periods)
         selection = Selection(table, winner, criterion, reason, holdout_duration, models=fitted)
         return selection, fitted[winner], boundaries.get(winner)
+
+    def _fit_candidate(self, kind: str, purchases: pd.DataFrame, time_unit, on_boundary: str):
+        """One candidate's fit: its table row, the fitted model (the nested one on a boundary; None when refused
+        or not applicable), its boundary record (or None) and, when the data are outside the model, the error."""
+        est = self._estimator(kind)
+        row = {"model": est.name, "fitted": est.name, "k": len(est.param_names), "note": "",
+               "periods": bool(getattr(est, "whole_periods", False))}
+        if getattr(est, "whole_periods", False) and not _whole(purchases):
+            note = (f"not applicable: the {est.name} counts whole periods and these times are not "
+                    f"(summarise with merge equal to the time unit, e.g. --merge {time_unit})")
+            return {**row, "reliable": False, "note": note}, None, None, ClvInputError(note)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                est.fit(purchases, time_unit=time_unit)
+            except IdentificationError as exc:
+                return {**row, "reliable": False, "note": "refused: " + " ".join(str(exc).split())}, None, None, None
+            except ClvInputError as exc:  # data outside the model (e.g. whole periods for a discrete model)
+                note = "not applicable: " + " ".join(str(exc).split())
+                return {**row, "reliable": False, "note": note}, None, None, exc
+        model, boundary = est, None
+        nested = est.boundary_model() if on_boundary == "nested" else None
+        if nested is not None:
+            boundary_kind, reason = est.result_.boundary
+            boundary = {"kind": est.kind, "name": est.name,
+                        "settings": {k: _plain(v) for k, v in est.get_params(deep=False).items()},
+                        "boundary": type(est).boundaries.get(boundary_kind, boundary_kind), "reason": reason}
+            model = nested
+            row.update(fitted=nested.name, k=len(nested.param_names),
+                       note=f"maximum on a boundary ({boundary['boundary']}): the {nested.name}")
+        problems = list(model.problems_)
+        if problems:
+            row["note"] = "; ".join(problems)
+        elif not row["note"] and caught:
+            row["note"] = "; ".join(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
+        res = model.result_
+        row.update(log_likelihood=float(res.log_likelihood), aic=float(res.aic), bic=float(res.bic),
+                   reliable=not problems)
+        return row, model, boundary, None
+
+
+def _rank(rows: dict, fitted: list[str], criterion: str) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """The ranking table (the best eligible candidate first; ``rank`` NaN for the ineligible ones), which rows
+    are eligible, and which count whole periods."""
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    for column in COLUMNS:
+        if column not in table:
+            table[column] = np.nan
+    column = CRITERIA[criterion][0]
+    eligible = table["reliable"].fillna(False).astype(bool)
+    # a likelihood of whole periods (x, t_x, n counted in periods) and a density in continuous time are of
+    # different data: their AIC/BIC do not compare; by an information criterion only one family is ranked
+    periods = table["periods"].fillna(False).astype(bool)
+    family = bool(periods[fitted].all()) if fitted else False
+    if not criterion.startswith("holdout"):
+        for kind in table.index[(periods != family) & table.index.isin(fitted)]:
+            table.loc[kind, "note"] = (str(table.loc[kind, "note"]) + "; " if table.loc[kind, "note"] else "") + (
+                "its likelihood is of " + ("whole periods" if periods[kind] else "continuous times")
+                + f": its {CRITERIA[criterion][1]} does not compare with the others' (rank on a holdout)")
+        eligible &= periods == family
+    if "duplicate" in table:
+        eligible &= ~table["duplicate"].fillna(False).astype(bool)
+    score = pd.to_numeric(table[column], errors="coerce")
+    eligible &= np.isfinite(score.to_numpy(dtype=float))
+    order = sorted(table.index, key=lambda k: (not eligible[k], _sort_value(score[k]), table.index.get_loc(k)))
+    table = table.loc[order, list(COLUMNS)]
+    table["rank"] = [i + 1 if eligible[k] else np.nan for i, k in enumerate(order)]
+    table.index.name = "kind"
+    return table, eligible, periods
 
 
 def _whole(purchases: pd.DataFrame) -> bool:
