@@ -370,3 +370,51 @@ def test_the_model_draws_the_repeat_purchase_histogram(cdnow_rfm):
     model = ClvModel(purchases="pareto_nbd", spend=None).fit(cdnow_rfm)
     fig = plots.frequency_histogram(model, cdnow_rfm)
     assert fig.axes and "Pareto/NBD" in " ".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+
+
+# ---- the boundary s -> 0 (no dropout): the NBD ---------------------------------------------------------
+
+
+def _no_dropout_rfm(n=4000, seed=3):
+    """Poisson purchases, rates Gamma(0.8, 5) per week, nobody dies, observed 26 to 52 weeks."""
+    rng = np.random.default_rng(seed)
+    T = rng.uniform(26.0, 52.0, n)
+    x = rng.poisson(rng.gamma(0.8, 1 / 5.0, n) * T).astype(float)
+    t_x = np.where(x > 0, T * rng.beta(np.maximum(x, 1.0), 1.0), 0.0)  # the last of x uniform times
+    import pandas as pd
+
+    return pd.DataFrame({"frequency": x, "recency": t_x, "T": T})
+
+
+def test_no_dropout_gives_the_nbd_labelled(tmp_path):
+    """Data without dropout: the Pareto/NBD supremum is on s -> 0 / beta -> infinity, the NBD is named and its fit
+    kept; the composite fits the NBD, labelled, through its model file; on CDNOW (real dropout) no boundary."""
+    from clv_forecast.errors import UnreliableFitError
+    from clv_forecast.estimators.purchases.nbd import NBDModel
+    from clv_forecast.model import ClvModel
+
+    rfm = _no_dropout_rfm()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ParetoNBDModel().fit(rfm, time_unit="W")
+        direct = NBDModel().fit(rfm, time_unit="W")
+        composite = ClvModel(purchases="pareto_nbd", spend=None).fit(rfm.assign(), time_unit="W")
+        refused = ClvModel(purchases="pareto_nbd", spend=None, on_boundary="refuse").fit(rfm, time_unit="W")
+    assert model.result_.boundary is not None and model.result_.boundary[0] == "nbd", dict(model.params_)
+    assert any("maximum on a boundary: s -> 0 or beta -> infinity" in p for p in model.problems_)
+    with pytest.raises(UnreliableFitError):
+        model.check_reliable()
+    nested = model.boundary_model()
+    assert isinstance(nested, NBDModel) and nested.problems_ == [] and nested.time_unit_ == "W"
+    np.testing.assert_allclose(nested.params_, direct.params_, rtol=1e-6)
+    assert nested.log_likelihood_ >= model.log_likelihood_ - 1e-6 * len(rfm)
+    assert composite.purchases_.kind == "nbd" and composite.boundary_["kind"] == "pareto_nbd"
+    assert composite.boundary_line().startswith(
+        "Pareto/NBD maximum on a boundary (s -> 0 or beta -> infinity: the data show no dropout); fitted the NBD")
+    loaded = ClvModel.load(composite.save(tmp_path / "m.json"))
+    assert loaded.boundary_ == composite.boundary_ and loaded.purchases == "pareto_nbd"
+    assert refused.purchases_.kind == "pareto_nbd" and refused.problems_
+
+
+def test_cdnow_is_an_interior_maximum(fitted):
+    assert fitted.result_.boundary is None and fitted.boundary_model() is None and fitted.problems_ == []

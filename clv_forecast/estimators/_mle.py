@@ -274,10 +274,15 @@ def maximize(
     maxiter: int = 200,
     gtol: float = 1e-6,
     scales: Sequence[float] | None = None,
+    stop_outside: Mapping[str, tuple[float, float]] | None = None,
 ) -> MLEResult:
     """Maximise ``loglik`` over positive parameters; return estimates and their covariance.
 
     ``scales``: the penalty scale of each parameter (module docstring; default 1 for every one).
+    ``stop_outside``: bounds by parameter name (a model's ``param_bounds``); the optimisation stops, not
+    converged, at the first iterate outside them: it is running off towards a boundary, the result would be
+    flagged there anyway (:attr:`MLEResult.problems`), and for some models (Pareto/NBD) every evaluation far out
+    costs many times one inside; the boundary diagnosis then says what the supremum is.
     """
     names = tuple(names)
     k = len(names)
@@ -321,10 +326,22 @@ def maximize(
 
     theta0 = np.log(np.asarray(x0, dtype=float))
     best = {"value": np.inf, "theta": theta0, "calls": 0}
+    low = np.array([(stop_outside or {}).get(n, (0.0, np.inf))[0] for n in names])
+    high = np.array([(stop_outside or {}).get(n, (0.0, np.inf))[1] for n in names])
+
+    def outside(intermediate_result) -> None:
+        phi = np.exp(intermediate_result.x)
+        if np.any(phi < low) or np.any(phi > high):
+            raise StopIteration
+
     try:
         res = optimize.minimize(
-            fun, theta0, jac=True, hess=hess, method="trust-exact", options={"maxiter": maxiter, "gtol": gtol}
+            fun, theta0, jac=True, hess=hess, method="trust-exact", options={"maxiter": maxiter, "gtol": gtol},
+            callback=outside if stop_outside else None,
         )
+        if stop_outside and not res.success and "StopIteration" in str(res.message):
+            res.message = "stopped: the parameters ran off towards a boundary, out of the model's ordinary range"
+            res.ran_off = True
     except (ArithmeticError, ValueError, np.linalg.LinAlgError, UnboundLocalError) as exc:
         # scipy's exact trust-region subproblem can end without a step on an extreme or degenerate Hessian (an
         # UnboundLocalError in some versions): go on from the best point reached with the truncated-CG
@@ -335,7 +352,7 @@ def maximize(
         except (ArithmeticError, ValueError, np.linalg.LinAlgError, UnboundLocalError):
             res = optimize.OptimizeResult(x=best["theta"], success=False, nit=best["calls"],
                                           message=f"the trust-region step failed ({type(exc).__name__})")
-    theta = _newton_polish(res.x, fun, hess)
+    theta = res.x if getattr(res, "ran_off", False) else _newton_polish(res.x, fun, hess)
     ll, score, h, phi = evaluate(theta)
     objective, final_grad = fun(theta)
     grad_norm = float(np.max(np.abs(final_grad)))

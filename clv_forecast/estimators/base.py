@@ -126,11 +126,13 @@ class Estimator(_mle.MLEModel):
 
     # -- fitting ------------------------------------------------------------------------------
     def _fit_from_starts(self, derivatives, starts, *, n_obs: float, n_rows: int, scales=None,
-                         more_needed=None) -> "_mle.MLEResult":
+                         more_needed=None, stop_outside: bool = False) -> "_mle.MLEResult":
         """Maximise one objective from several starts (:func:`clv_forecast.estimators._starts.run_starts`)
         with this model's settings (``penalizer``, ``maxiter``), parameter names, scale-free parameters and
         bounds: ``derivatives(phi)`` -> (total log-likelihood, score, Hessian); the other starts run when
-        ``more_needed(result)`` (default: the first fit has problems); ``result.extra["starts"]`` counts them."""
+        ``more_needed(result)`` (default: the first fit has problems); ``result.extra["starts"]`` counts them;
+        ``stop_outside``: stop an optimisation at its first iterate outside ``param_bounds``
+        (:func:`clv_forecast.estimators._mle.maximize`)."""
         from . import _starts
 
         def prepare(result):
@@ -138,7 +140,8 @@ class Estimator(_mle.MLEModel):
 
         result, n_starts = _starts.run_starts(
             lambda x0, limit: _mle.maximize(derivatives, x0, self.param_names, n_obs=n_obs, n_rows=n_rows,
-                                            model=self.name, penalizer=self.penalizer, maxiter=limit, scales=scales),
+                                            model=self.name, penalizer=self.penalizer, maxiter=limit, scales=scales,
+                                            stop_outside=self.param_bounds if stop_outside else None),
             starts, maxiter=self.maxiter, prepare=prepare,
             more_needed=more_needed or (lambda result: bool(result.problems)))
         result.extra["starts"] = n_starts

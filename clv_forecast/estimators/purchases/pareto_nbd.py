@@ -56,7 +56,7 @@ import numpy as np
 from scipy import special
 
 from .. import _mle, _starts
-from . import nbd
+from . import _bgnbd_boundary, nbd
 from .._data import ByValue
 from ..base import PurchaseModel, _unique_pairs, params_first, params_last, weighted_derivatives
 
@@ -169,7 +169,9 @@ def _log_h_series(q, A, w, group, derivatives: bool):
 
 def _newton_level(f, target, v0, v_lo, v_hi, iterations: int = 60):
     """Roots of a convex function ``f`` (returning value, slope) at ``target``, by Newton's method from a
-    start on the outer side of each root (monotone convergence), kept in ``[v_lo, v_hi]``."""
+    start on the outer side of each root (monotone convergence), kept in ``[v_lo, v_hi]``, to 1e-10
+    relative: the roots are panel ends of a quadrature, where no more digits change the integral (at 1e-15 the
+    iterations ran to their limit on rounding, half the cost of an evaluation)."""
     v = v0.copy()
     for _ in range(iterations):
         value, slope = f(v)
@@ -177,7 +179,7 @@ def _newton_level(f, target, v0, v_lo, v_hi, iterations: int = 60):
             step = np.where(slope != 0, (value - target) / slope, 0.0)
         step = np.where(np.isfinite(step), step, 0.0)
         new = np.clip(v - step, v_lo, v_hi)
-        done = np.all(np.abs(new - v) <= 1e-15 * np.maximum(1.0, np.abs(v)))
+        done = np.all(np.abs(new - v) <= 1e-10 * np.maximum(1.0, np.abs(v)))
         v = new
         if done:
             break
@@ -628,6 +630,28 @@ def dert(delta, frequency, recency, T, r, alpha, s, beta) -> np.ndarray:
 
 #: (s, beta / mean T) of the starts after the first; (r, alpha) come from the NBD fitted to the same data
 SB_GRID = ((1.0, 1.0), (0.5, 0.25), (2.0, 4.0), (0.1, 0.05))
+#: each boundary that is a known nested model, in a few words (the line a user sees)
+BOUNDARIES = {_bgnbd_boundary.NBD: "s -> 0 or beta -> infinity: the data show no dropout"}
+
+
+def diagnose_boundary(result: _mle.MLEResult, nbd_fit: _mle.MLEResult) -> tuple[str, str] | None:
+    r"""None, or ``("nbd", reason)`` when the NBD's maximum reaches the (best) Pareto/NBD ``result``.
+
+    As ``s -> 0`` or ``beta -> infinity`` every dropout rate ``mu ~ Gamma(s, beta)`` goes to 0 (mean
+    ``s / beta``): no customer dies and the likelihood tends to the NBD's (Schmittlein et al. 1987 note the
+    NBD as this limit). The NBD is nested, so the Pareto/NBD supremum is at least its maximum, and the
+    boundary holds the supremum exactly when the NBD reaches the best Pareto/NBD log-likelihood found
+    (:func:`_bgnbd_boundary.reaches`, the test BG/NBD uses). Not covered: ``s, beta -> infinity`` with
+    ``s / beta`` fixed (one dropout rate for every customer) is a limit no model of the layer is; there the fit
+    keeps its generic "no interior maximum" problem."""
+    if result.source != "fit" or not _bgnbd_boundary.reaches(nbd_fit, result):
+        return None
+    s, beta = (float(result.params[k]) for k in ("s", "beta"))
+    return _bgnbd_boundary.NBD, (
+        f"s -> 0 or beta -> infinity: the data show no dropout (reached s = {s:.3g}, beta = {beta:.3g}); the NBD "
+        f"(Ehrenberg) is the model (r = "
+        f"{nbd_fit.params['r']:.4g}, alpha = {nbd_fit.params['alpha']:.4g}; log-likelihood "
+        f"{nbd_fit.log_likelihood:.4f}, the Pareto/NBD supremum)")
 
 
 class ParetoNBDModel(PurchaseModel):
@@ -650,6 +674,7 @@ class ParetoNBDModel(PurchaseModel):
 
     kind = "pareto_nbd"
     name = NAME
+    boundaries = BOUNDARIES
     param_names = PARAM_NAMES
     scale_free_params = SCALE_FREE_PARAMS
     param_bounds = PARAM_BOUNDS
@@ -675,8 +700,17 @@ class ParetoNBDModel(PurchaseModel):
         if self.initial_params is not None:
             starts = [self._start(())] + starts
 
-        return self._fit_from_starts(lambda phi: pairs.derivatives(phi, w), starts, n_obs=n, n_rows=len(x),
-                                     scales=scales)
+        def more_needed(result):  # not a clean interior maximum, or the NBD (no dropout) reaches it
+            return bool(result.problems) or _bgnbd_boundary.reaches(nbd_fit, result)
+
+        result = self._fit_from_starts(lambda phi: pairs.derivatives(phi, w), starts, n_obs=n, n_rows=len(x),
+                                       scales=scales, more_needed=more_needed, stop_outside=True)
+        self.boundary_result_ = None
+        if more_needed(result):
+            result.boundary = diagnose_boundary(result, nbd_fit)
+            if result.boundary is not None:
+                self.boundary_result_ = nbd_fit
+        return result
 
     # -- kernels (the public predictions are PurchaseModel's) ------------------------------
     _loglik = params_first(loglik)
