@@ -1511,11 +1511,12 @@ def retention(cohorts_path, transactions, period, by_cohort, discount_rate, marg
             plain(_tracked_retention_line(tracked, by_cohort))
     if not kept:
         problems = "; ".join(p for r in reports for p in r["fit"]["model"].problems_)
-        unwritten = [what for what, given in (("projection", output_path), ("model", save_model),
-                                              ("plot", plot_path)) if given is not None]
+        unwritten = [what for what, given in (("the projection", output_path), ("the model", save_model),
+                                              ("the plot", plot_path)) if given is not None]
         raise UnreliableFitError(f"the sBG fit is not reliable: {problems}" + (
-            f"; the {', '.join(unwritten)} {'was' if len(unwritten) == 1 else 'were'} not written "
-            "({{save_unreliable}} writes them, labelled unreliable)" if unwritten else ""))
+            f"; {', '.join(unwritten[:-1]) + ' and ' if len(unwritten) > 1 else ''}{unwritten[-1]} "
+            f"{'was' if len(unwritten) == 1 else 'were'} not written ({{{{save_unreliable}}}} writes "
+            f"{'it' if len(unwritten) == 1 else 'them'}, labelled unreliable)" if unwritten else ""))
 
 
 def _share_gap(pooled) -> float:

@@ -872,6 +872,14 @@ def retention_curve(model, *, data=None, periods: int | None = None, figsize=Non
             ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
             ax.legend(loc="upper right" if ax is share_ax else "lower right")
         share_ax.set_ylim(0, 102)
+        rates = np.concatenate([100 * np.r_[c["projected_retention"].iloc[1:], c["retention"].iloc[1:]]
+                                for c in curves.values()])
+        rates = rates[np.isfinite(rates)]
+        if rates.size:  # at least 5 points of %: a flat retention rate is drawn flat, not as rounding noise
+            lo, hi = float(rates.min()), float(rates.max())
+            pad = max(5.0 - (hi - lo), 0.0) / 2 + 0.05 * (hi - lo)
+            rate_ax.set_ylim(max(lo - pad, 0.0), min(hi + pad, 100.5))
+        rate_ax.ticklabel_format(axis="y", useOffset=False)
         share_ax.set_xlim(left=0)
         fig.suptitle(f"{name} retention curve: actual vs projected" + (" (unreliable fit)" if unreliable else ""),
                      fontsize=12)

@@ -883,7 +883,9 @@ def _log_retention_model(mlflow, model, folder: Path, discount_rate: str, margin
     model_file = model.save(folder / "clv_model.json")
     example = pd.DataFrame({"renewals": np.arange(5, dtype=np.int64)})
     defaults = {"discount_rate": str(discount_rate), "margin": float(margin)}
-    signature = infer_signature(example, predict_frame(model, example, discount_rate, margin), params=defaults)
+    with warnings.catch_warnings():  # the integer-column hint: renewals are declared "any" below
+        warnings.filterwarnings("ignore", message=".*integer column.*", category=UserWarning)
+        signature = infer_signature(example, predict_frame(model, example, discount_rate, margin), params=defaults)
     # renewals: whole numbers that pandas holds as int64 and other tools as double (as frequency, see _signature)
     signature.inputs = Schema([ColSpec(AnyType(), "renewals"), ColSpec(AnyType(), "churned", required=False)])
     with _no_requirement_check(), _quiet_pyfunc_log():

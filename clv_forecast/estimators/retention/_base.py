@@ -249,10 +249,10 @@ class RetentionModel(Estimator):
 
     def predict(self, data, discount_rate=DEFAULT_DISCOUNT_RATE, *, margin: float = 1.0) -> pd.DataFrame:
         """Per customer of a table with ``renewals`` (and ``churned``; without it every customer is still one):
-        ``p_renew`` (the probability that he renews at the end of his current period, ``r(n + 1)``),
-        ``expected_remaining_lifetime``, ``derl`` and ``residual_value`` (``margin * derl``); 0 for a customer who
-        has left. Indexed like ``data``. The scores of ``clv-forecast score`` and of the MLflow model
-        (:mod:`._scoring`)."""
+        ``p_renew`` (the probability that he renews at the end of his current period, ``r(n + 1)``), ``derl`` and
+        ``residual_value`` (``margin * derl``); 0 for a customer who has left. Indexed like ``data``. The same
+        numbers as ``clv-forecast score`` and the MLflow model give (:mod:`._scoring`), which add the expected
+        remaining lifetime (:meth:`expected_remaining_lifetime`: infinite for a heavy-tailed curve)."""
         from ._scoring import customer_scores
 
         self._check_fitted()
@@ -262,7 +262,7 @@ class RetentionModel(Estimator):
         rows, _ = _data.read(data if "churned" in data.columns else data.assign(churned=0))
         scores = customer_scores(self, rows.renewals, rows.churned, d=self._discount(discount_rate),
                                  margin=_margin(margin))
-        return scores.set_axis(data.index)
+        return scores[["p_renew", "derl", "residual_value"]].set_axis(data.index)
 
     def curve(self, data=None, periods: int | None = None, *, size=None, time_unit=None) -> pd.DataFrame:
         """The retention curve, projected vs actual: one row per cohort and period ``0..periods`` (default: the
