@@ -892,17 +892,18 @@ EXIT_TOO_MANY_REJECTS = 4
 @click.option("--model", "model", required=True,
               help="Model JSON file, or an MLflow URI (runs:/<run>/model, models:/NAME@champion).")
 @click.option("--input", "input_path", default=None, type=click.Path(path_type=Path),
-              help="RFM table, .csv or .parquet: id, frequency, recency, T, monetary_value (or --transactions).")
+              help="RFM table, .csv or .parquet: id, frequency, recency, T, monetary_value (or --transactions); "
+                   "for a retention model: id, renewals and optionally churned.")
 @click.option("--transactions", "-t", "transactions", default=None, type=click.Path(path_type=Path),
               help="A transaction log instead of --input: summarised with the model's settings, then scored.")
 @click.option("--output", "output_path", required=True, type=click.Path(path_type=Path),
               help="Scores, .csv or .parquet (written to a temporary file renamed at the end).")
 @click.option("--horizon", default=VALUE_DEFAULTS["horizon"], show_default=True, help="CLV horizon with its unit.")
 @click.option("--discount-rate", "discount_rate", default=VALUE_DEFAULTS["discount_rate"], show_default=True,
-              help="Discount rate with its period, e.g. 10%/Y.")
+              help="Discount rate with its period, e.g. 10%/Y (a retention model: or a number per period).")
 @click.option("--step", default=VALUE_DEFAULTS["step"], show_default=True, help="Discounting step.")
 @click.option("--margin", default=VALUE_DEFAULTS["margin"], type=float, show_default=True,
-              help="Share of revenue kept as profit.")
+              help="Share of revenue kept as profit (a retention model: money a customer leaves per period).")
 @click.option("--interval", default=None, type=float, help="CLV interval level, e.g. 0.9 [none].")
 @click.option("--id-col", "id_col", default="customer_id", show_default=True,
               help="Customer id column of the --input table.")
@@ -935,7 +936,8 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
     Rows that break the RFM rules, lack an id or repeat one are written to the rejects file with
     their row number and reason. A log is summarised first (the model's time unit, merge resolution,
     week start and first-purchase setting; up to --observation-end, default its last transaction) and
-    where every log row went is printed."""
+    where every log row went is printed. A retention model (clv-forecast retention --save-model) scores a
+    table of customers and their renewals: p_renew, expected_remaining_lifetime, derl, residual_value."""
     from .scoring import TooManyRejectsError
 
     if (input_path is None) == (transactions is None):
@@ -1526,7 +1528,7 @@ def _share_gap(pooled) -> float:
 
 
 def _tracked_retention_line(tracked, by_cohort: bool) -> str:
-    text = f"tracked in MLflow" + (f" ({tracked.status})" if tracked.status != "FINISHED" else "") + (
+    text = "tracked in MLflow" + (f" ({tracked.status})" if tracked.status != "FINISHED" else "") + (
         f": experiment {tracked.experiment_name!r}, run {tracked.run_id}")
     if not tracked.model_uris:
         return text + " (no model logged)"

@@ -261,8 +261,8 @@ class RetentionModel(Estimator):
                                 "curve()")
         rows, _ = _data.read(data if "churned" in data.columns else data.assign(churned=0))
         scores = customer_scores(self, rows.renewals, rows.churned, d=self._discount(discount_rate),
-                                 margin=_margin(margin))
-        return scores[["p_renew", "derl", "residual_value"]].set_axis(data.index)
+                                 margin=_margin(margin), lifetime=False)
+        return scores.set_axis(data.index)
 
     def curve(self, data=None, periods: int | None = None, *, size=None, time_unit=None) -> pd.DataFrame:
         """The retention curve, projected vs actual: one row per cohort and period ``0..periods`` (default: the

@@ -76,22 +76,25 @@ def _margin(margin) -> float:
     return check(margin)
 
 
-def customer_scores(model, renewals, churned=None, *, d: float, margin: float) -> pd.DataFrame:
+def customer_scores(model, renewals, churned=None, *, d: float, margin: float,
+                    lifetime: bool = True) -> pd.DataFrame:
     """The columns of :data:`SCORE_COLUMNS` for valid rows (``renewals`` whole numbers from 0 to
     :data:`~._data.MAX_PERIODS`, ``churned`` 0/1 or None), ``d`` the discount rate per period: the kernels once
-    per distinct ``renewals``; 0 for a customer who has left. Index 0..n-1."""
+    per distinct ``renewals``; 0 for a customer who has left. Index 0..n-1. Without ``lifetime``, no
+    ``expected_remaining_lifetime`` (:meth:`RetentionModel.predict`: a kernel a model may not have)."""
     params = model._check_fitted()
     cls = type(model)
     n = np.asarray(renewals, dtype=np.float64)
     values, inverse = np.unique(n, return_inverse=True)
-    p = cls._retention_rate(params, values + 1.0)[inverse]
-    life = cls._expected_remaining(params, values)[inverse]
-    derl = cls._derl(params, d, values)[inverse]
+    columns = {"p_renew": cls._retention_rate(params, values + 1.0)[inverse]}
+    if lifetime:
+        columns["expected_remaining_lifetime"] = cls._expected_remaining(params, values)[inverse]
+    columns["derl"] = cls._derl(params, d, values)[inverse]
     if churned is not None:
         active = np.asarray(churned, dtype=np.float64) == 0
-        p, life, derl = (np.where(active, v, 0.0) for v in (p, life, derl))
-    return pd.DataFrame({"p_renew": p, "expected_remaining_lifetime": life, "derl": derl,
-                         "residual_value": float(margin) * derl})
+        columns = {k: np.where(active, v, 0.0) for k, v in columns.items()}
+    columns["residual_value"] = float(margin) * columns["derl"]
+    return pd.DataFrame(columns)
 
 
 def renewal_verdicts(renewals, churned=None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
