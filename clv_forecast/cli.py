@@ -892,17 +892,18 @@ EXIT_TOO_MANY_REJECTS = 4
 @click.option("--model", "model", required=True,
               help="Model JSON file, or an MLflow URI (runs:/<run>/model, models:/NAME@champion).")
 @click.option("--input", "input_path", default=None, type=click.Path(path_type=Path),
-              help="RFM table, .csv or .parquet: id, frequency, recency, T, monetary_value (or --transactions).")
+              help="RFM table, .csv or .parquet: id, frequency, recency, T, monetary_value (or --transactions); "
+                   "for a retention model: id, renewals and optionally churned.")
 @click.option("--transactions", "-t", "transactions", default=None, type=click.Path(path_type=Path),
               help="A transaction log instead of --input: summarised with the model's settings, then scored.")
 @click.option("--output", "output_path", required=True, type=click.Path(path_type=Path),
               help="Scores, .csv or .parquet (written to a temporary file renamed at the end).")
 @click.option("--horizon", default=VALUE_DEFAULTS["horizon"], show_default=True, help="CLV horizon with its unit.")
 @click.option("--discount-rate", "discount_rate", default=VALUE_DEFAULTS["discount_rate"], show_default=True,
-              help="Discount rate with its period, e.g. 10%/Y.")
+              help="Discount rate with its period, e.g. 10%/Y (a retention model: or a number per period).")
 @click.option("--step", default=VALUE_DEFAULTS["step"], show_default=True, help="Discounting step.")
 @click.option("--margin", default=VALUE_DEFAULTS["margin"], type=float, show_default=True,
-              help="Share of revenue kept as profit.")
+              help="Share of revenue kept as profit (a retention model: money a customer leaves per period).")
 @click.option("--interval", default=None, type=float, help="CLV interval level, e.g. 0.9 [none].")
 @click.option("--id-col", "id_col", default="customer_id", show_default=True,
               help="Customer id column of the --input table.")
@@ -935,7 +936,8 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
     Rows that break the RFM rules, lack an id or repeat one are written to the rejects file with
     their row number and reason. A log is summarised first (the model's time unit, merge resolution,
     week start and first-purchase setting; up to --observation-end, default its last transaction) and
-    where every log row went is printed."""
+    where every log row went is printed. A retention model (clv-forecast retention --save-model) scores a
+    table of customers and their renewals: p_renew, expected_remaining_lifetime, derl, residual_value."""
     from .scoring import TooManyRejectsError
 
     if (input_path is None) == (transactions is None):
@@ -948,6 +950,16 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
         from . import tracking
 
         server = tracking.resolve_tracking_uri(tracking_uri)  # the model comes from there, tracked or not
+    with _model_server(server):
+        retention_model = _retention_model_of(model)
+    if retention_model is not None:  # a contractual model (sBG): its own table and scores
+        return _score_retention(retention_model, model=model, input_path=input_path, transactions=transactions,
+                                output_path=output_path, discount_rate=discount_rate, margin=margin, id_col=id_col,
+                                rejects_path=rejects_path, max_reject_share=max_reject_share,
+                                allow_unreliable=allow_unreliable, engine=engine,
+                                specific=dict(batch_rows=batch_rows, verbatim_csv=verbatim_csv,
+                                              spark_master=spark_master, spark_conf=spark_conf),
+                                tracking_uri=tracking_uri, no_tracking=no_tracking)
     tracker = _Tracking("score", tracking_uri, no_tracking, None)
     scorer = engines.get(engine)
     specific = dict(batch_rows=batch_rows, verbatim_csv=verbatim_csv, spark_master=spark_master, spark_conf=spark_conf)
@@ -986,6 +998,82 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
     if tracked is not None:
         click.echo(f"tracked in MLflow: experiment {tracked.experiment_name!r}, run {tracked.run_id}")
     return 0
+
+
+def _retention_model_of(model):
+    """``(RetentionModel, its local file)`` when ``--model`` is a retention model file (or an MLflow model URI
+    whose model file is one), else None: a purchase model, or a file the purchase models' path then reports."""
+    from ._io import read_model_json
+    from .estimators.retention._base import FORMAT, RetentionModel
+    from .scoring import _model_file
+
+    path = _model_file(model)
+    try:
+        doc = read_model_json(path)
+    except ClvInputError:
+        return None
+    if not (isinstance(doc, dict) and doc.get("format") == FORMAT):
+        return None
+    return RetentionModel.load(path), path
+
+
+def _score_retention(loaded, *, model, input_path, transactions, output_path, discount_rate, margin, id_col,
+                     rejects_path, max_reject_share, allow_unreliable, engine, specific: dict, tracking_uri,
+                     no_tracking) -> int:
+    """``score`` with a retention model: a table of customers (the id, ``renewals``, optionally ``churned``) scored
+    through the engine (:meth:`Engine.score_retention`) with p_renew, expected_remaining_lifetime, derl and
+    residual_value; bad rows rejected with their reason as for a purchase model; the run logged in MLflow."""
+    from .scoring import TooManyRejectsError
+
+    retention_model, model_file = loaded
+    if transactions is not None:
+        raise ClvInputError(f"a retention model ({retention_model.name}) scores a table of customers and their "
+                            "renewals: give {{input_path}} (the id, renewals and optionally churned), not "
+                            "{{transactions}}")
+    _refuse_unused(("horizon", "step", "interval", "time_unit"), f"a retention model ({retention_model.name})")
+    tracker = _Tracking("score", tracking_uri, no_tracking, None)
+    scorer = engines.get(engine)
+    _refuse_unused(tuple(k for k in specific if k not in scorer.score_options), f"--engine {scorer.name}")
+    args = dict(discount_rate=discount_rate, margin=margin, id_col=id_col, rejects_path=rejects_path,
+                max_reject_share=max_reject_share, allow_unreliable=allow_unreliable)
+    run = functools.partial(scorer.score_retention, retention_model, input_path, output_path, model_file=model_file,
+                            **args, **{k: specific[k] for k in scorer.score_options})
+    params = dict(model=model, model_kind=retention_model.kind, input=input_path, input_kind="customer table",
+                  output=output_path, **args, **{k: specific[k] for k in scorer.score_options if k == "batch_rows"})
+    failed = None
+    try:
+        report = _with_progress(run) if scorer.score_progress else run()
+    except TooManyRejectsError as exc:
+        failed, report = exc, exc.report
+    _score_lines(report)
+    d = report.discount_rate_per_period
+    rate = f"{d:g} per period" if _is_number(report.discount_rate) else f"{report.discount_rate} = {d:.6g} per period"
+    click.echo(f"total residual value (DERL at {rate} x margin {report.margin:g}): {report.residual_value_total:,.2f} "
+               f"over {report.scored:,} scored rows" + ("" if report.output is not None else " (not published)"))
+    if report.infinite_lifetimes:
+        click.echo(f"expected remaining lifetime infinite for {report.infinite_lifetimes:,} scored rows (the model's "
+                   "survival curve falls too slowly for a finite mean: sBG alpha <= 1); DERL and the residual value "
+                   "are finite")
+    tracked = tracker.log_score(report, params, input_path, failed=failed is not None)
+    if failed is not None:
+        if tracked is not None:
+            click.echo(f"tracked in MLflow (FAILED): experiment {tracked.experiment_name!r}, run {tracked.run_id}")
+        print(f"clv-forecast: error: {failed}", file=sys.stderr)
+        return EXIT_TOO_MANY_REJECTS
+    rejects = f"; rejected rows in {report.rejects}" if report.rejected else ""
+    click.echo(f"scores written to {report.output}{rejects}")
+    _guard_line(report.guarded_cells, click.echo)
+    if tracked is not None:
+        click.echo(f"tracked in MLflow: experiment {tracked.experiment_name!r}, run {tracked.run_id}")
+    return 0
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -1106,20 +1194,9 @@ def _retention_fit(model_cls, table, time_unit, label: str) -> dict:
 
 def _pooled_curve(curve):
     """The curve over cohorts: per period, the cohorts observed there, their share alive and retention rate."""
-    import numpy as np
+    from .estimators.retention._base import pooled_curve
 
-    seen = curve["alive"].notna()
-    before = curve.groupby("cohort", sort=False)["alive"].shift(1)
-    both = seen & before.notna()
-    g = curve.assign(seen=seen, alive0=curve["alive"].where(seen, 0.0), size0=curve["size"].where(seen, 0.0),
-                     now=curve["alive"].where(both, 0.0), prev=before.where(both, 0.0)).groupby("period")
-    out = g.agg(cohorts=("seen", "sum"), alive=("alive0", "sum"), size=("size0", "sum"), now=("now", "sum"),
-                prev=("prev", "sum"), survival=("survival", "first"),
-                projected_retention=("projected_retention", "first"))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["share"] = np.where(out["size"] > 0, out["alive"] / out["size"], np.nan)
-        out["retention"] = np.where(out["prev"] > 0, out["now"] / out["prev"], np.nan)
-    return out
+    return pooled_curve(curve)
 
 
 def _lifetime_rows(model, renewals, d: float, margin: float) -> list[dict]:
@@ -1131,6 +1208,36 @@ def _lifetime_rows(model, renewals, d: float, margin: float) -> list[dict]:
     derl = model.derl(d, n)
     return [{"renewals": int(k), "p_renew": float(pk), "expected_remaining_lifetime": float(lk),
              "derl": float(dk), "residual_value": float(margin * dk)} for k, pk, lk, dk in zip(n, p, life, derl)]
+
+
+_COHORT_FIELD = "{cohort}"  # --save-model's place for the cohort with --by-cohort
+
+
+def _cohort_file_name(label) -> str:
+    """A cohort's label as part of a file name: letters, digits, '.', '-' and '_' kept, any other run of
+    characters one '_'."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(label)).strip("._") or "cohort"
+
+
+def _retention_model_paths(save_model: Path | None, by_cohort: bool, labels) -> dict[str, Path]:
+    """The model file of each fit: ``--save-model`` itself for the pooled fit; with ``--by-cohort`` one file per
+    cohort, ``{cohort}`` replaced by its label (two cohorts on one name are refused)."""
+    if save_model is None:
+        return {}
+    if not by_cohort:
+        return {"pooled": save_model}
+    paths, owners = {}, {}
+    for label in labels:
+        name = _cohort_file_name(label)
+        if name in owners:
+            raise ClvInputError(f"cohorts {owners[name]!r} and {str(label)!r} would both be saved as "
+                                f"{str(save_model).replace(_COHORT_FIELD, name)}; rename one of them",
+                                argument="save_model", value=str(save_model))
+        owners[name] = str(label)
+        paths[str(label)] = Path(str(save_model).replace(_COHORT_FIELD, name))
+    return paths
 
 
 @app.command()
@@ -1158,16 +1265,25 @@ def _lifetime_rows(model, renewals, d: float, margin: float) -> list[dict]:
 @click.option("--output", "output_path", default=None, type=click.Path(path_type=Path),
               help="Write the projection (cohort, period, size, alive, projected, survival, retention, "
                    "projected_retention, fit) to this .csv or .parquet file.")
+@click.option("--save-model", "save_model", default=None, type=click.Path(path_type=Path),
+              help="Save the fitted model (JSON; `clv-forecast score --model` reads it). With --by-cohort one file "
+                   "per cohort: put {cohort} in the path (models/sbg-{cohort}.json).")
+@_SAVE_UNRELIABLE_OPTION
+@click.option("--plot", "plot_path", default=None, type=click.Path(path_type=Path),
+              help="Draw the retention curve (actual vs projected share alive and retention rate) to this .png file.")
+@_with(_RUN_TRACKING_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_VERBATIM_OPTION
 @_names_errors()
 def retention(cohorts_path, transactions, period, by_cohort, discount_rate, margin, renewals, periods, output_path,
-              as_json, verbatim_csv=False, observation_end=None, **read) -> None:
+              save_model, save_unreliable, plot_path, tracking_uri, no_tracking, as_json, verbatim_csv=False,
+              observation_end=None, **read) -> None:
     """Contractual retention (sBG, Fader & Hardie 2007): fit the shifted-beta-geometric model to the customers
     of each cohort still customers at the start of each period; print the parameters with standard errors, the
     retention curve (projected vs actual), each customer's expected remaining lifetime and DERL (Fader & Hardie
-    2010), and optionally write the projection. A fit that is not reliable exits with 3 (with --by-cohort: when
-    no cohort's is)."""
+    2010); optionally write the projection, the model file and the plot. The run is logged in MLflow unless
+    --no-tracking. A fit that is not reliable writes nothing and exits with 3 (with --by-cohort: its cohort is
+    not written, and the exit is 3 when no cohort's fit is reliable) unless --save-unreliable."""
     import math
 
     import numpy as np
@@ -1183,14 +1299,31 @@ def retention(cohorts_path, transactions, period, by_cohort, discount_rate, marg
                             + (", not both" if cohorts_path is not None else ""))
     if cohorts_path is not None:
         _refuse_unused(tuple(read) + ("observation_end",), "{{cohorts_path}}")
-    check_paths({"{{cohorts_path}}": cohorts_path, "{{transactions}}": transactions},
-                {"{{output_path}}": output_path})
+    template = save_model is not None and _COHORT_FIELD in str(save_model)
+    if save_model is not None and by_cohort and not template:
+        raise ClvInputError(f"with {{{{by_cohort}}}} each cohort's model is its own file: put {_COHORT_FIELD} in the "
+                            f"path (e.g. models/sbg-{_COHORT_FIELD}.json)", argument="save_model",
+                            value=str(save_model))
+    if template and not by_cohort:
+        raise ClvInputError(f"{_COHORT_FIELD} names one file per cohort: it needs {{{{by_cohort}}}}",
+                            argument="save_model", value=str(save_model))
+    inputs = {"{{cohorts_path}}": cohorts_path, "{{transactions}}": transactions}
+    outputs = {"{{output_path}}": output_path, "{{plot_path}}": plot_path}
+    check_paths(inputs, {**outputs, "{{save_model}}": None if template else save_model})
     if output_path is not None:
         if not output_path.name.lower().endswith((".csv", ".txt", ".csv.gz", ".parquet", ".pq")):
             raise ClvInputError(f"{output_path}: unknown output type; use .csv, .csv.gz or .parquet")
         _check_output(output_path, "the projection table", "projection.csv")
+    if save_model is not None:
+        _check_output(Path(str(save_model).replace(_COHORT_FIELD, "cohort")), "the model", "model.json")
+    if plot_path is not None:
+        if not plot_path.name.lower().endswith(".png"):
+            raise ClvInputError(f"{plot_path}: the plot is a PNG image; give a path ending in .png",
+                                argument="plot_path")
+        _check_output(plot_path, "the plot", "retention.png")
     if not math.isfinite(margin):
         raise ClvInputError("must be a finite number", argument="margin", value=margin)
+    tracker = _Tracking("retention", tracking_uri, no_tracking, None)  # the server checked before any work
     if transactions is not None:
         table, read_line = _cohorts_from_transactions(transactions, period or "M", observation_end, read)
         source, time_unit = str(transactions), None
@@ -1202,6 +1335,10 @@ def retention(cohorts_path, transactions, period, by_cohort, discount_rate, marg
     _, cohorts = read_cohorts(table, time_unit=time_unit, source=source)
     if cohorts is None:
         raise ClvInputError(f"{source}: a cohort table has the columns cohort, period and alive (or share and size)")
+    model_paths = _retention_model_paths(save_model, by_cohort, cohorts.labels)
+    if template:  # each cohort's file against the inputs and the other outputs, before any fit
+        check_paths(inputs, {**outputs, **{f"the model file of cohort {label}": path
+                                           for label, path in model_paths.items()}})
     unit = cohorts.time_unit
     rate_text = discount_rate if discount_rate is not None else DEFAULT_DISCOUNT_RATE
     try:
@@ -1240,15 +1377,48 @@ def retention(cohorts_path, transactions, period, by_cohort, discount_rate, marg
         else:
             curve = model.curve(None, horizon)
         curves.append(curve.assign(fit=fit["label"]))
-        reports.append({"fit": fit, "curve": _pooled_curve(curve), "lifetime": _lifetime_rows(model, shown, d, margin)})
+        pooled = _pooled_curve(curve)
+        fit["gap"] = _share_gap(pooled)
+        fit["kept"] = save_unreliable or not model.problems_
+        reports.append({"fit": fit, "curve": pooled, "lifetime": _lifetime_rows(model, shown, d, margin)})
     reliable = [r for r in reports if not r["fit"]["model"].problems_]
-    written = None
-    if output_path is not None and reliable:
+    kept = [r for r in reports if r["fit"]["kept"]]  # written: reliable, or kept with --save-unreliable
+    projection = None
+    if kept:
+        projection = pd.concat([c for c, r in zip(curves, reports) if r in kept], ignore_index=True)
+        projection["cohort"] = projection["cohort"].astype(str)
+    written = model_written = plot_written = None
+    guarded = 0
+    if output_path is not None and kept:
         from .engines.local import write_table
 
-        projection = pd.concat([c for c, r in zip(curves, reports) if r in reliable], ignore_index=True)
-        projection["cohort"] = projection["cohort"].astype(str)
         written, guarded = write_table(projection.set_index("cohort"), output_path, verbatim_csv=verbatim_csv)
+    if model_paths and kept:
+        model_written = {r["fit"]["label"]: r["fit"]["model"].save(model_paths[r["fit"]["label"]]) for r in kept}
+    png = None
+    if (plot_path is not None or tracker.enabled) and (kept or tracker.enabled):
+        from . import plots
+
+        drawn = kept or reports  # (a refused run's plot goes to MLflow only)
+        models = {r["fit"]["label"]: r["fit"]["model"] for r in drawn}
+        png = plots.to_png(plots.retention_curve(models if by_cohort else models["pooled"], periods=horizon))
+        if plot_path is not None and kept:
+            from ._io import atomic_write
+
+            plot_written = atomic_write(plot_path, lambda tmp: tmp.write_bytes(png))
+    tracked = None
+    if tracker.enabled:
+        from . import tracking
+
+        if projection is None:  # a refused run: what the fits reached
+            projection = pd.concat(curves, ignore_index=True).astype({"cohort": str})
+        tracked = tracker._guarded(lambda: tracking.log_retention_run(
+            [r["fit"] for r in reports], source=source,
+            input_kind="transaction log" if transactions is not None else "cohort table", time_unit=unit,
+            discount_rate=rate_text, discount_rate_per_period=d, margin=margin, projection=projection,
+            plot_png=png, by_cohort=by_cohort, settings={"periods": horizon, "cohorts": len(cohorts.labels),
+                                                         "save_unreliable": save_unreliable},
+            tracking_uri=tracker.tracking_uri, refused=not kept, verbatim_csv=verbatim_csv))
     rate_shown = f"{rate_text} ({d:.6g} per period)" if not isinstance(rate, float) else f"{d:g} per period"
     if as_json:
         from .model import json_safe
@@ -1258,7 +1428,9 @@ def retention(cohorts_path, transactions, period, by_cohort, discount_rate, marg
                 "cohorts": [{"cohort": str(label), "size": float(a[0]), "periods": len(a) - 1}
                             for label, a in zip(cohorts.labels, cohorts.alive)],
                 "discount_rate": str(rate_text), "discount_rate_per_period": d, "margin": margin, "fits": [],
-                "skipped": skipped, "output": None if written is None else str(written)}
+                "skipped": skipped, "output": None if written is None else str(written),
+                "model_paths": None if model_written is None else {k: str(v) for k, v in model_written.items()},
+                "plot": None if plot_written is None else str(plot_written)}
         for r in reports:
             model = r["fit"]["model"]
             res = model.result_
@@ -1266,7 +1438,8 @@ def retention(cohorts_path, transactions, period, by_cohort, discount_rate, marg
                 "cohort": r["fit"]["label"], "model": model.name, **{k: float(v) for k, v in model.params_.items()},
                 "bse": {k: float(v) for k, v in res.bse.items()}, "log_likelihood": res.log_likelihood,
                 "customers": res.n_obs, "converged": res.converged, "iterations": res.n_iter, "aic": res.aic,
-                "bic": res.bic, "problems": model.problems_, "reliable": not model.problems_,
+                "bic": res.bic, "share_alive_mean_abs_gap": r["fit"]["gap"], "problems": model.problems_,
+                "reliable": not model.problems_,
                 "curve": [{"period": int(p), "cohorts": int(row["cohorts"]), "alive": float(row["alive"]),
                            "size": float(row["size"]), "share_alive": float(row["share"]),
                            "projected_share": float(row["survival"]), "retention": float(row["retention"]),
@@ -1274,6 +1447,9 @@ def retention(cohorts_path, transactions, period, by_cohort, discount_rate, marg
                           for p, row in r["curve"].iterrows()],
                 "lifetime": r["lifetime"]})
         data["reliable"] = len(reliable) == len(reports)
+        if tracked is not None:
+            data["mlflow"] = {"run_id": tracked.run_id, "experiment": tracked.experiment_name,
+                              "model_uris": tracked.model_uris, "status": tracked.status}
         click.echo(json.dumps(json_safe(data), allow_nan=False))
     else:
         console = _console()
@@ -1322,14 +1498,43 @@ def retention(cohorts_path, transactions, period, by_cohort, discount_rate, marg
                              f"{rest:.4g}" if math.isfinite(rest) else "infinite (alpha <= 1)",
                              f"{row['derl']:.4f}", f"{row['residual_value']:,.2f}")
             console.print(life)
+        if kept and (output_path or model_paths or plot_path):
+            for r in reports:
+                if not r["fit"]["kept"]:
+                    plain(f"cohort {r['fit']['label']}: not written (unreliable fit; --save-unreliable writes it)")
         if written is not None:
-            plain(f"projection ({sum(len(c) for c, r in zip(curves, reports) if r in reliable):,} rows) written to "
-                  f"{written}")
+            plain(f"projection ({len(projection):,} rows) written to {written}")
             _guard_line(guarded, plain)
-    if not reliable:
+        for label, path in (model_written or {}).items():
+            plain(f"model{f' of cohort {label}' if by_cohort else ''} saved to {path}")
+        if plot_written is not None:
+            plain(f"plot written to {plot_written}")
+        if tracked is not None:
+            plain(_tracked_retention_line(tracked, by_cohort))
+    if not kept:
         problems = "; ".join(p for r in reports for p in r["fit"]["model"].problems_)
+        unwritten = [what for what, given in (("the projection", output_path), ("the model", save_model),
+                                              ("the plot", plot_path)) if given is not None]
         raise UnreliableFitError(f"the sBG fit is not reliable: {problems}" + (
-            "; the projection was not written" if output_path is not None else ""))
+            f"; {', '.join(unwritten[:-1]) + ' and ' if len(unwritten) > 1 else ''}{unwritten[-1]} "
+            f"{'was' if len(unwritten) == 1 else 'were'} not written ({{{{save_unreliable}}}} writes "
+            f"{'it' if len(unwritten) == 1 else 'them'}, labelled unreliable)" if unwritten else ""))
+
+
+def _share_gap(pooled) -> float:
+    from .estimators.retention._base import share_alive_gap
+
+    return share_alive_gap(pooled)
+
+
+def _tracked_retention_line(tracked, by_cohort: bool) -> str:
+    text = "tracked in MLflow" + (f" ({tracked.status})" if tracked.status != "FINISHED" else "") + (
+        f": experiment {tracked.experiment_name!r}, run {tracked.run_id}")
+    if not tracked.model_uris:
+        return text + " (no model logged)"
+    if not by_cohort:
+        return text + f" (model {next(iter(tracked.model_uris.values()))})"
+    return text + " (cohort models: " + ", ".join(f"{k} {v}" for k, v in tracked.model_uris.items()) + ")"
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ Plots
 * :func:`clv_scatter` - two CLV columns of a per-customer table against each other.
 * :func:`gains_chart` - cumulative share of actual revenue captured by the customers each score
   ranks first.
+* :func:`retention_curve` - a contractual retention model (sBG): actual vs projected share of a cohort
+  still customers, and actual vs projected retention rate, by period.
 
 Units: ``model`` is a fitted :class:`~clv_forecast.model.ClvModel` (or its ``BetaGeoModel``,
 ``model.purchases_``); recency, T and horizons are read in the model's time unit, and an RFM table
@@ -50,7 +52,7 @@ from .units import TimeUnit
 __all__ = [
     "frequency_histogram", "calibration_vs_holdout", "tracking_plot", "p_alive_heatmap",
     "expected_purchases_heatmap", "p_alive_history", "expected_purchases_curve", "heterogeneity", "clv_scatter",
-    "gains_chart", "to_png", "save_png",
+    "gains_chart", "retention_curve", "to_png", "save_png",
 ]
 
 #: the one style of every figure (applied while a figure is built)
@@ -799,4 +801,86 @@ def gains_chart(scores, actual, *, title: str | None = None, figsize=None) -> Fi
         ax.set_ylabel("share of actual revenue")
         ax.set_title(title or f"Gains: actual revenue captured by the top customers ({len(scores):,} customers)")
         ax.legend(loc="lower right")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# 9. contractual retention
+# --------------------------------------------------------------------------------------------
+
+
+def retention_curve(model, *, data=None, periods: int | None = None, figsize=None) -> Figure:
+    """A retention model's curve against its cohorts: on the left the share of a cohort still customers at the
+    start of each period, actual (points) vs projected ``S(t)`` (line); on the right the retention rate of each
+    period, actual ``alive[t] / alive[t - 1]`` vs projected ``r(t)``, in %.
+
+    ``model``: a fitted :class:`~clv_forecast.estimators.retention._base.RetentionModel`, or a mapping of labels
+    to models (one per cohort, each fitted on its own: ``clv-forecast retention --by-cohort``), drawn in one
+    colour each. ``data``: the cohort table to compare with (default: each model's own; a loaded model needs
+    it); ``periods``: the last period drawn (default: the last observed + 5). Several cohorts of one model are
+    pooled as the ``retention`` command prints them (the actual values of the cohorts observed at each period).
+    The title names the model (its ``name``) and says when a fit is not reliable."""
+    from .estimators.retention._base import RetentionModel, pooled_curve
+
+    models = dict(model) if isinstance(model, dict) else {None: model}
+    if not models or not all(isinstance(m, RetentionModel) for m in models.values()):
+        raise ClvInputError("give a fitted retention model (or a mapping of labels to them)", argument="model",
+                            value=type(model).__name__)
+    curves, observed, pooled_over = {}, 0, {}
+    for label, m in models.items():
+        own = m.curve(data)  # the observed periods (the model's own cohorts, or data's)
+        last = int(own.loc[own["alive"].notna(), "period"].max())
+        observed = max(observed, last)
+        pooled_over[label] = own["cohort"].nunique()
+        curves[label] = pooled_curve(m.curve(data, last + 5 if periods is None else periods))
+    first = next(iter(models.values()))
+    name, unit = first.name, first.time_unit_
+    unreliable = any(m.problems_ for m in models.values())
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(figsize or (10.0, 4.6))
+        share_ax, rate_ax = fig.subplots(1, 2)
+        for i, (label, pooled) in enumerate(curves.items()):
+            colour = CYCLE[i % len(CYCLE)] if label is not None else MODEL
+            actual_colour = colour if label is not None else ACTUAL
+            tag = "" if label is None else f"{label}: "
+            t = pooled.index.to_numpy()
+            seen = pooled["cohorts"].to_numpy() > 0
+            share_ax.plot(t, 100 * pooled["survival"], color=colour, label=f"{tag}{name} projected",
+                          gid=f"projected share {label or ''}".strip())
+            actual = f"{tag}actual" + (f" ({pooled_over[label]} cohorts)" if pooled_over[label] > 1 else "")
+            share_ax.scatter(t[seen], 100 * pooled["share"].to_numpy()[seen], color=actual_colour, s=22, zorder=3,
+                             label=actual, gid=f"actual share {label or ''}".strip())
+            rate = pooled.iloc[1:]
+            rate_seen = rate["retention"].notna().to_numpy()
+            rate_ax.plot(rate.index, 100 * rate["projected_retention"], color=colour, label=f"{tag}{name} projected",
+                         gid=f"projected retention {label or ''}".strip())
+            rate_ax.scatter(rate.index.to_numpy()[rate_seen], 100 * rate["retention"].to_numpy()[rate_seen],
+                            color=actual_colour, s=22, zorder=3, label=actual,
+                            gid=f"actual retention {label or ''}".strip())
+        if observed < max(int(c.index.max()) for c in curves.values()):
+            for ax in (share_ax, rate_ax):
+                ax.axvline(observed, color=REFERENCE, linestyle=":", linewidth=1.2, gid="last observed period")
+            share_ax.annotate("last observed period", (observed, 2), xytext=(-3, 0), textcoords="offset points",
+                              fontsize=8, color=REFERENCE, va="bottom", ha="right", rotation=90)
+        period = _period_name(unit) if unit else "period"
+        for ax, title, ylabel in ((share_ax, "Share of the cohort still customers", "% alive at the start of the "
+                                   "period"), (rate_ax, "Retention rate by period", "% of the previous period's "
+                                   "customers who renewed")):
+            ax.set_xlabel(f"{period}s since acquisition" if unit else "periods since acquisition")
+            ax.set_ylabel(ylabel)
+            ax.set_title(title, fontsize=11)
+            ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+            ax.legend(loc="upper right" if ax is share_ax else "lower right")
+        share_ax.set_ylim(0, 102)
+        rates = np.concatenate([100 * np.r_[c["projected_retention"].iloc[1:], c["retention"].iloc[1:]]
+                                for c in curves.values()])
+        rates = rates[np.isfinite(rates)]
+        if rates.size:  # at least 5 points of %: a flat retention rate is drawn flat, not as rounding noise
+            lo, hi = float(rates.min()), float(rates.max())
+            pad = max(5.0 - (hi - lo), 0.0) / 2 + 0.05 * (hi - lo)
+            rate_ax.set_ylim(max(lo - pad, 0.0), min(hi + pad, 100.5))
+        rate_ax.ticklabel_format(axis="y", useOffset=False)
+        share_ax.set_xlim(left=0)
+        fig.suptitle(f"{name} retention curve: actual vs projected" + (" (unreliable fit)" if unreliable else ""),
+                     fontsize=12)
     return fig

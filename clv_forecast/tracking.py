@@ -28,8 +28,8 @@ from typing import Any
 from .errors import ClvInputError, UnreliableFitError
 
 __all__ = ["TrackedRun", "TrackedScore", "resolve_tracking_uri", "check_tracking_scheme", "check_reachable",
-           "server_problem", "log_run", "log_score_run",
-           "load_model", "ClvPyfunc", "OUTPUT_COLUMNS", "INPUT_COLUMNS"]
+           "server_problem", "log_run", "log_score_run", "log_retention_run", "TrackedRetention",
+           "load_model", "ClvPyfunc", "RetentionPyfunc", "OUTPUT_COLUMNS", "INPUT_COLUMNS"]
 
 #: Columns the pyfunc model reads (``monetary_value`` optional) and returns, in this order.
 INPUT_COLUMNS = ("frequency", "recency", "T", "monetary_value")
@@ -499,6 +499,12 @@ def __getattr__(name: str):
         cls = _build_pyfunc_class()
         globals()["ClvPyfunc"] = cls
         return cls
+    if name == "RetentionPyfunc":  # (the same for a retention model's wrapper)
+        import mlflow.pyfunc
+
+        cls = _define_retention_pyfunc_class(mlflow.pyfunc.PythonModel)
+        globals()["RetentionPyfunc"] = cls
+        return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -735,8 +741,10 @@ class TrackedScore:
 def _score_metrics(report) -> dict[str, float]:
     seconds = float(report.seconds)
     out = {"rows_read": report.read, "rows_scored": report.scored, "rows_rejected": report.rejected,
-           "reject_share": report.reject_share, "clv_total": report.clv_total, "seconds": seconds,
+           "reject_share": report.reject_share, "seconds": seconds,
            "rows_per_second": report.read / seconds if seconds > 0 else float("nan")}
+    # a retention model's report has its own totals (residual value, DERL); a purchase model's the CLV total
+    out.update(getattr(report, "totals", None) or {"clv_total": report.clv_total})
     for reason, count in report.reasons.items():
         out[f"rejects.{_slug(reason)}"] = count
     return out
@@ -805,3 +813,197 @@ def log_score_run(report, *, params: dict, input_path, tracking_uri: str | None 
         raise
     client.set_terminated(run_id, status)
     return TrackedScore(run_id=run_id, experiment_id=str(experiment_id), experiment_name=name, status=status)
+
+
+# -- retention runs ---------------------------------------------------------------------------------
+
+
+def _define_retention_pyfunc_class(base):
+    class RetentionPyfunc(base):
+        """Stateless wrapper of a retention model (sBG): ``load_context`` reads the JSON model file artifact
+        with ``RetentionModel.load``.
+
+        ``predict(model_input, params)``: ``model_input`` has ``renewals`` (whole numbers >= 0) and optionally
+        ``churned`` (0 or 1); returns p_renew, expected_remaining_lifetime, derl and residual_value per row, the
+        scores of ``clv-forecast score`` (``clv_forecast.estimators.retention._scoring``). ``params``:
+        discount_rate (per period, ``"0.1"``, or with its period, ``"10%/Y"``) and margin (money per period);
+        defaults: the logged run's values."""
+
+        _skip_type_hint_validation = True  # (as ClvPyfunc: the logged signature checks the input)
+
+        def load_context(self, context):
+            from .estimators.retention._base import RetentionModel
+
+            self._model = RetentionModel.load(context.artifacts["model_file"])
+            self._warned = False
+
+        def predict(self, context, model_input, params=None):
+            from .estimators.retention._scoring import predict_frame
+            from .units import DEFAULT_DISCOUNT_RATE
+
+            problems = self._model.problems_
+            if problems and not getattr(self, "_warned", False):
+                self._warned = True
+                warnings.warn("clv-forecast: this model is not reliable (" + "; ".join(problems)[:300]
+                              + "): its predictions cannot be trusted", UserWarning, stacklevel=2)
+            settings = {"discount_rate": DEFAULT_DISCOUNT_RATE, "margin": 1.0,
+                        **{k: v for k, v in (params or {}).items() if v is not None}}
+            return predict_frame(self._model, model_input, settings["discount_rate"], float(settings["margin"]))
+
+    RetentionPyfunc.__module__ = __name__
+    RetentionPyfunc.__qualname__ = "RetentionPyfunc"
+    return RetentionPyfunc
+
+
+@dataclass(frozen=True)
+class TrackedRetention:
+    """Where :func:`log_retention_run` recorded a ``retention`` run: the run, and the pyfunc model of each fit by
+    its label (``runs:/<run>/model``; with ``by_cohort`` each cohort's in its own child run); ``status`` FAILED
+    for a refused fit (no model logged)."""
+
+    run_id: str
+    experiment_id: str
+    experiment_name: str
+    model_uris: dict
+    status: str = "FINISHED"
+
+
+def _log_retention_model(mlflow, model, folder: Path, discount_rate: str, margin: float):
+    """The retention model as a pyfunc carrying its model file (named as a purchase model's, so that
+    ``clv-forecast score --model runs:/<run>/model`` finds it); its signature: ``renewals`` (and optional
+    ``churned``) in, the scores out, the params ``discount_rate`` and ``margin`` (the run's values)."""
+    import numpy as np
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    from .estimators.retention._scoring import predict_frame
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model_file = model.save(folder / "clv_model.json")
+    example = pd.DataFrame({"renewals": np.arange(5, dtype=np.int64)})
+    defaults = {"discount_rate": str(discount_rate), "margin": float(margin)}
+    with warnings.catch_warnings():  # the integer-column hint: renewals are declared "any" below
+        warnings.filterwarnings("ignore", message=".*integer column.*", category=UserWarning)
+        signature = infer_signature(example, predict_frame(model, example, discount_rate, margin), params=defaults)
+    # renewals: whole numbers that pandas holds as int64 and other tools as double (as frequency, see _signature)
+    signature.inputs = Schema([ColSpec(AnyType(), "renewals"), ColSpec(AnyType(), "churned", required=False)])
+    with _no_requirement_check(), _quiet_pyfunc_log():
+        return mlflow.pyfunc.log_model(name="model", python_model=__getattr__("RetentionPyfunc")(),
+                                       artifacts={"model_file": str(model_file)}, signature=signature,
+                                       input_example=example, pip_requirements=_requirements())
+
+
+def _retention_fit_numbers(model, gap: float) -> tuple[dict, dict]:
+    """A retention fit's params (its parameters and settings) and metrics (log-likelihood, AIC, BIC, customers,
+    the parameters and their standard errors, the mean gap between projected and actual share alive)."""
+    res = model.result_
+    params = {f"param.{k}": _text(float(v)) for k, v in model.params_.items()}
+    params.update({f"estimator.{k}": _text(v) for k, v in model.get_params().items()})
+    metrics = {"log_likelihood": res.log_likelihood, "aic": res.aic, "bic": res.bic, "customers": res.n_obs,
+               "converged": float(res.converged), "iterations": res.n_iter, "share_alive_mean_abs_gap": gap}
+    for k, v in model.params_.items():
+        metrics[k], metrics[f"{k}.se"] = float(v), float(res.bse[k])
+    metrics.update({k: v for k, v in res.extra.items() if k in ("cohorts", "periods", "starts")})
+    return params, metrics
+
+
+def log_retention_run(fits, *, source, input_kind: str, time_unit, discount_rate, discount_rate_per_period: float,
+                      margin: float, projection, plot_png: bytes | None = None, by_cohort: bool = False,
+                      settings: dict | None = None, tracking_uri: str | None = None, refused: bool = False,
+                      verbatim_csv: bool = False) -> TrackedRetention:
+    """Record a ``clv-forecast retention`` run as one MLflow run (experiment: the input file's name).
+
+    ``fits``: one dict per fit, ``label`` (``"pooled"`` or the cohort), ``model`` (fitted), ``gap`` (the mean
+    absolute gap between projected and actual share alive, :func:`~clv_forecast.estimators.retention._base.
+    share_alive_gap`) and ``kept`` (written: reliable, or kept with ``--save-unreliable``). Params: the model, its
+    parameters and settings, the time unit, the discount rate (as given and per period), the margin, the input and
+    its SHA-256, ``settings`` (the command's other settings); metrics: :func:`_retention_fit_numbers`; artifacts:
+    the projection table (``tables/projection.csv``), the plot (``plots/retention_curve.png``), the model file
+    (``retention_model.json``) and the model as a pyfunc (``model``), whose ``predict`` gives the scores of
+    ``clv-forecast score``. With ``by_cohort`` the run holds the input, settings, projection and plot, and each
+    fitted cohort is a child run with its parameters, metrics, model file and pyfunc. ``refused``: the run ends
+    FAILED with what the fits reached and their problems; no model is logged."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from .csv_guard import guard_frame
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri is not None and uri.lower().startswith(("http://", "https://")):
+        _fail_fast_env()
+    path = Path(str(source))
+    params = {"command": "retention", "model": fits[0]["model"].name, "model.kind": fits[0]["model"].kind,
+              "input": str(source), "input_kind": input_kind, "time_unit": _text(time_unit),
+              "discount_rate": _text(discount_rate), "discount_rate_per_period": _text(discount_rate_per_period),
+              "margin": _text(margin), "by_cohort": _text(by_cohort)}
+    params.update({k: _text(v) for k, v in (settings or {}).items()})
+    params["input_sha256"] = "not computed: a directory" if path.is_dir() else _sha256(path)
+    params.update({f"version.{k}": v for k, v in _versions().items()})
+    problems = [f"{f['label']}: {p}" if by_cohort else p for f in fits for p in f["model"].problems_]
+    tags = {"command": "retention", "dataset": path.name, "time_unit": _text(time_unit),
+            "model_kinds": fits[0]["model"].name, "reliable": "false" if problems else "true"}
+    if problems:
+        tags["problems"] = "; ".join(problems)[:5000]
+    if refused:
+        tags["failure"] = "fit refused (not reliable); nothing saved, no model logged"
+    name = path.stem or "clv-forecast"
+    restore = _use_tracking_uri(mlflow, uri)
+    uris = {}
+    try:
+        client = MlflowClient()
+        experiment_id = _experiment_id(client, name, mlflow.get_tracking_uri())
+        with tempfile.TemporaryDirectory(prefix="clv-tracking-") as tmp, \
+                mlflow.start_run(experiment_id=experiment_id, run_name=f"{name} (retention)", tags=tags) as active:
+            run_id = active.info.run_id
+            files = Path(tmp) / "files"
+            (files / "tables").mkdir(parents=True)
+            guard_frame(projection.reset_index(drop=True), verbatim_csv)[0].to_csv(
+                files / "tables" / "projection.csv", index=False)
+            if plot_png is not None:
+                (files / "plots").mkdir()
+                (files / "plots" / "retention_curve.png").write_bytes(plot_png)
+            if problems:
+                (files / "problems.txt").write_text("\n".join(problems) + "\n", encoding="utf-8")
+            metrics = {}
+            if not by_cohort:
+                fit_params, metrics = _retention_fit_numbers(fits[0]["model"], fits[0]["gap"])
+                params.update(fit_params)
+            else:
+                metrics = {"cohorts_fitted": len(fits), "cohorts_kept": sum(bool(f["kept"]) for f in fits)}
+            mlflow.log_params(params)
+            kept_metrics, skipped = _finite(metrics)
+            mlflow.log_metrics(kept_metrics)
+            if skipped:
+                mlflow.set_tag("skipped_metrics", "; ".join(f"{k}={v}" for k, v in skipped.items())[:5000])
+            if not by_cohort and fits[0]["kept"] and not refused:
+                fits[0]["model"].save(files / "retention_model.json")
+            mlflow.log_artifacts(str(files))
+            if refused:
+                mlflow.end_run(status="FAILED")
+            elif not by_cohort:
+                if fits[0]["kept"]:
+                    _log_retention_model(mlflow, fits[0]["model"], Path(tmp) / "model", discount_rate, margin)
+                    uris[fits[0]["label"]] = f"runs:/{run_id}/model"
+            else:
+                for i, fit in enumerate(fits):  # one child run per cohort: its numbers, model file and pyfunc
+                    model = fit["model"]
+                    child_tags = {"cohort": str(fit["label"]), "reliable": "false" if model.problems_ else "true",
+                                  "command": "retention"}
+                    if model.problems_:
+                        child_tags["problems"] = "; ".join(model.problems_)[:5000]
+                    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}: cohort {fit['label']}",
+                                          nested=True, tags=child_tags) as child:
+                        fit_params, fit_metrics = _retention_fit_numbers(model, fit["gap"])
+                        mlflow.log_params({"cohort": str(fit["label"]), **fit_params})
+                        mlflow.log_metrics(_finite(fit_metrics)[0])
+                        if fit["kept"]:
+                            folder = Path(tmp) / f"cohort-{i}"
+                            folder.mkdir()
+                            mlflow.log_artifact(str(model.save(folder / "retention_model.json")))
+                            _log_retention_model(mlflow, model, folder / "model", discount_rate, margin)
+                            uris[fit["label"]] = f"runs:/{child.info.run_id}/model"
+    finally:
+        restore()
+    return TrackedRetention(run_id=run_id, experiment_id=str(experiment_id), experiment_name=name, model_uris=uris,
+                            status="FAILED" if refused else "FINISHED")

@@ -163,3 +163,12 @@ class Engine:
         rejects_path, max_reject_share, allow_unreliable; ``id_col`` and ``time_unit`` of an RFM table), and
         this engine's :attr:`score_options`."""
         raise NotImplementedError
+
+    def score_retention(self, model, input_path, output_path, **options):
+        """Score a table of customers (an id, ``renewals``, optionally ``churned``) with a retention model into
+        ``output_path``: a :class:`~clv_forecast.estimators.retention._scoring.RetentionScoreReport`.
+        ``options``: discount_rate, margin, id_col, rejects_path, max_reject_share, allow_unreliable, model_file
+        and this engine's :attr:`score_options`. By default refused (one line): an engine says it can."""
+        from ..errors import ClvInputError
+
+        raise ClvInputError(f"the {self.name} engine cannot score a retention model; use {{{{engine='local'}}}}")

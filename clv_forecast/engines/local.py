@@ -89,6 +89,11 @@ class LocalEngine(Engine):
             return score_transactions(model, transactions, output_path, **dict(read or {}), **options)
         return score_file(model, input_path, output_path, **options)
 
+    def score_retention(self, model, input_path, output_path, **options):
+        from ..estimators.retention._scoring import score_retention_file
+
+        return score_retention_file(model, input_path, output_path, **options)
+
 
 def write_table(table, path, metadata: dict | None = None, *, verbatim_csv: bool = False) -> tuple[Path, int]:
     """Write a per-customer table (index as the first column) to CSV or Parquet, atomically; a Parquet

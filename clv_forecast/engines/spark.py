@@ -112,3 +112,11 @@ class SparkEngine(Engine):
         from ..spark.scoring import score_command
 
         return score_command(model, input_path, output_path, **options)
+
+    def score_retention(self, model, input_path, output_path, **options):
+        """Refused: Spark's scorer (:mod:`clv_forecast.spark.scoring`) scores the RFM tables of purchase models;
+        a retention model's table is one pass of the local engine, the model evaluated once per distinct
+        renewals count."""
+        raise ClvInputError("the Spark engine scores the RFM tables of purchase models, not a retention model's "
+                            "table; score it with {{engine='local'}} (batches of any file size, the model evaluated "
+                            "once per distinct renewals count)")

@@ -76,6 +76,35 @@ def _margin(margin) -> float:
     return float(margin)
 
 
+def pooled_curve(curve: pd.DataFrame) -> pd.DataFrame:
+    """A :meth:`RetentionModel.curve` table over its cohorts, one row per period (the index): ``cohorts`` (those
+    observed at the period), their ``alive`` and ``size``, ``share`` (actual share alive: ``alive / size`` of the
+    cohorts observed there), ``retention`` (actual: the customers of the cohorts observed at both ``t - 1`` and
+    ``t``, ``alive[t] / alive[t - 1]``), ``survival`` (projected share alive ``S(t)``) and
+    ``projected_retention`` (``r(t)``); NaN where no cohort is observed."""
+    seen = curve["alive"].notna()
+    before = curve.groupby("cohort", sort=False)["alive"].shift(1)
+    both = seen & before.notna()
+    g = curve.assign(seen=seen, alive0=curve["alive"].where(seen, 0.0), size0=curve["size"].where(seen, 0.0),
+                     now=curve["alive"].where(both, 0.0), prev=before.where(both, 0.0)).groupby("period")
+    out = g.agg(cohorts=("seen", "sum"), alive=("alive0", "sum"), size=("size0", "sum"), now=("now", "sum"),
+                prev=("prev", "sum"), survival=("survival", "first"),
+                projected_retention=("projected_retention", "first"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["share"] = np.where(out["size"] > 0, out["alive"] / out["size"], np.nan)
+        out["retention"] = np.where(out["prev"] > 0, out["now"] / out["prev"], np.nan)
+    return out
+
+
+def share_alive_gap(pooled: pd.DataFrame) -> float:
+    """The mean absolute gap between the projected and the actual share alive, ``|S(t) - share(t)|``, over the
+    observed periods ``t >= 1`` of a :func:`pooled_curve` (period 0 is 1 on both sides); NaN without one."""
+    observed = pooled[(pooled.index >= 1) & (pooled["cohorts"] > 0)]
+    if observed.empty:
+        return float("nan")
+    return float(np.mean(np.abs(observed["survival"].to_numpy() - observed["share"].to_numpy())))
+
+
 class RetentionModel(Estimator):
     """Base of the contractual retention models (module docstring): survival, retention rates, projections and
     DERL written once over the model's kernels."""
@@ -219,21 +248,21 @@ class RetentionModel(Estimator):
         return _margin(margin) * self.derl(discount_rate, renewals)
 
     def predict(self, data, discount_rate=DEFAULT_DISCOUNT_RATE, *, margin: float = 1.0) -> pd.DataFrame:
-        """Per customer of a table with ``renewals`` and ``churned``: ``p_renew`` (the probability that he renews
-        at the end of his current period, ``r(n + 1)``), ``derl`` and ``residual_value`` (``margin * derl``);
-        0 for a customer who has left. Indexed like ``data``."""
-        params = self._check_fitted()
+        """Per customer of a table with ``renewals`` (and ``churned``; without it every customer is still one):
+        ``p_renew`` (the probability that he renews at the end of his current period, ``r(n + 1)``), ``derl`` and
+        ``residual_value`` (``margin * derl``); 0 for a customer who has left. Indexed like ``data``. The same
+        numbers as ``clv-forecast score`` and the MLflow model give (:mod:`._scoring`), which add the expected
+        remaining lifetime (:meth:`expected_remaining_lifetime`: infinite for a heavy-tailed curve)."""
+        from ._scoring import customer_scores
+
+        self._check_fitted()
         if not _data.is_customer_table(data):
             raise ClvInputError("predict reads one row per customer (columns renewals, churned); for cohorts use "
                                 "curve()")
-        rows, _ = _data.read(data)
-        d = self._discount(discount_rate)
-        active = rows.churned == 0
-        n_u, inverse = np.unique(rows.renewals, return_inverse=True)  # the kernels once per distinct renewals
-        p = type(self)._retention_rate(params, n_u + 1.0)[inverse]
-        derl = np.where(active, type(self)._derl(params, d, n_u)[inverse], 0.0)
-        return pd.DataFrame({"p_renew": np.where(active, p, 0.0), "derl": derl,
-                             "residual_value": _margin(margin) * derl}, index=data.index)
+        rows, _ = _data.read(data if "churned" in data.columns else data.assign(churned=0))
+        scores = customer_scores(self, rows.renewals, rows.churned, d=self._discount(discount_rate),
+                                 margin=_margin(margin), lifetime=False)
+        return scores.set_axis(data.index)
 
     def curve(self, data=None, periods: int | None = None, *, size=None, time_unit=None) -> pd.DataFrame:
         """The retention curve, projected vs actual: one row per cohort and period ``0..periods`` (default: the
