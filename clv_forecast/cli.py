@@ -986,6 +986,12 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
             click.echo(line)
         click.echo(periods_line(report.summary, report.time_unit))
     _score_lines(report)
+    return _score_end(tracker, report, params, source, failed)
+
+
+def _score_end(tracker, report, params: dict, source, failed) -> int:
+    """The end of a ``score`` run (either kind of model): tracked in MLflow, the output or the error line, the
+    exit code."""
     tracked = tracker.log_score(report, params, source, failed=failed is not None)
     if failed is not None:
         if tracked is not None:
@@ -1054,18 +1060,7 @@ def _score_retention(loaded, *, model, input_path, transactions, output_path, di
         click.echo(f"expected remaining lifetime infinite for {report.infinite_lifetimes:,} scored rows (the model's "
                    "survival curve falls too slowly for a finite mean: sBG alpha <= 1); DERL and the residual value "
                    "are finite")
-    tracked = tracker.log_score(report, params, input_path, failed=failed is not None)
-    if failed is not None:
-        if tracked is not None:
-            click.echo(f"tracked in MLflow (FAILED): experiment {tracked.experiment_name!r}, run {tracked.run_id}")
-        print(f"clv-forecast: error: {failed}", file=sys.stderr)
-        return EXIT_TOO_MANY_REJECTS
-    rejects = f"; rejected rows in {report.rejects}" if report.rejected else ""
-    click.echo(f"scores written to {report.output}{rejects}")
-    _guard_line(report.guarded_cells, click.echo)
-    if tracked is not None:
-        click.echo(f"tracked in MLflow: experiment {tracked.experiment_name!r}, run {tracked.run_id}")
-    return 0
+    return _score_end(tracker, report, params, input_path, failed)
 
 
 def _is_number(text: str) -> bool:

@@ -511,12 +511,21 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
                            time_unit=str(clv_model.time_unit_), settings=value_settings_of(clv_args),
                            model_problems=list(problems), guarded_cells=counts["guarded"])
 
-    def write_all(out_tmp: Path) -> None:
-        def write_with_rejects(rej_tmp: Path) -> None:
-            _stream(clv_model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_unit, clv_args,
-                    counts, reasons, progress, total, verbatim_csv)
+    publish(output_path, rejects_path,
+            lambda out_tmp, rej_tmp: _stream(clv_model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan,
+                                             time_unit, clv_args, counts, reasons, progress, total, verbatim_csv),
+            counts, reasons, max_reject_share, source, what, report)
+    return report(published=True)
 
-        atomic_write(rejects_path, write_with_rejects, also=(output_path,))  # both written by one pass
+
+def publish(output_path: Path, rejects_path: Path, stream, counts: dict, reasons: Counter, max_reject_share: float,
+            source, what: str, report) -> None:
+    """Run ``stream(out_tmp, rej_tmp)`` (one pass writing the scores and the rejects to temporary files), publish
+    the rejects, then the scores unless more than ``max_reject_share`` of the rows were rejected
+    (:class:`TooManyRejectsError` with ``report()``). An error or an interrupt leaves neither file half-written."""
+
+    def write_all(out_tmp: Path) -> None:
+        atomic_write(rejects_path, lambda rej_tmp: stream(out_tmp, rej_tmp), also=(output_path,))
         rejected = sum(reasons.values())
         share = rejected / counts["read"] if counts["read"] else 0.0
         if share > max_reject_share:
@@ -525,7 +534,6 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
                                       f"rejected {what} and reasons in {rejects_path}", report())
 
     atomic_write(output_path, write_all)
-    return report(published=True)
 
 
 # -- ids -------------------------------------------------------------------------------------

@@ -447,6 +447,15 @@ def _predict_frame(model, frame, params: dict):
     return out[list(OUTPUT_COLUMNS)].astype("float64").reset_index(drop=True)
 
 
+def _warn_once_if_unreliable(pyfunc) -> None:
+    """A loaded pyfunc whose model is unreliable (saved with --save-unreliable) warns at its first prediction."""
+    problems = pyfunc._model.problems_
+    if problems and not getattr(pyfunc, "_warned", False):
+        pyfunc._warned = True
+        warnings.warn("clv-forecast: this model is not reliable (" + "; ".join(problems)[:300]
+                      + "): its predictions cannot be trusted", UserWarning, stacklevel=3)
+
+
 def _build_pyfunc_class():
     import mlflow.pyfunc
 
@@ -475,11 +484,7 @@ def _define_pyfunc_class(base):
             self._warned = False
 
         def predict(self, context, model_input, params=None):
-            problems = self._model.problems_
-            if problems and not getattr(self, "_warned", False):
-                self._warned = True
-                warnings.warn("clv-forecast: this model is not reliable (" + "; ".join(problems)[:300]
-                              + "): its predictions cannot be trusted", UserWarning, stacklevel=2)
+            _warn_once_if_unreliable(self)
             # through MLflow, params always holds all four: the signature's defaults (the run's values) fill in
             # what the caller leaves out; the fallbacks below serve only a direct call of this method
             from .units import VALUE_DEFAULTS
@@ -841,11 +846,7 @@ def _define_retention_pyfunc_class(base):
             from .estimators.retention._scoring import predict_frame
             from .units import DEFAULT_DISCOUNT_RATE
 
-            problems = self._model.problems_
-            if problems and not getattr(self, "_warned", False):
-                self._warned = True
-                warnings.warn("clv-forecast: this model is not reliable (" + "; ".join(problems)[:300]
-                              + "): its predictions cannot be trusted", UserWarning, stacklevel=2)
+            _warn_once_if_unreliable(self)
             settings = {"discount_rate": DEFAULT_DISCOUNT_RATE, "margin": 1.0,
                         **{k: v for k, v in (params or {}).items() if v is not None}}
             return predict_frame(self._model, model_input, settings["discount_rate"], float(settings["margin"]))

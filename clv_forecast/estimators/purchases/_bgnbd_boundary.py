@@ -93,6 +93,17 @@ def reaches(nested: _mle.MLEResult, result: _mle.MLEResult) -> bool:
     return bool(nested.converged) and _penalised_total(nested) >= best - tolerance
 
 
+def nbd_limit(result: _mle.MLEResult, nbd_fit: _mle.MLEResult, limit: str, reached: str):
+    """None, or ``("nbd", reason)`` when the NBD's maximum reaches ``result`` (:func:`reaches`): for a model whose
+    only diagnosed boundary is the NBD (MBG/NBD's ``a -> 0``, Pareto/NBD's ``s -> 0``). ``limit``: the boundary
+    in words; ``reached``: the values the fit reached, in words."""
+    if result.source != "fit" or not reaches(nbd_fit, result):
+        return None
+    return NBD, (f"{limit}: the data show no dropout ({reached}); the NBD (Ehrenberg) is the model (r = "
+                 f"{nbd_fit.params['r']:.4g}, alpha = {nbd_fit.params['alpha']:.4g}; log-likelihood "
+                 f"{nbd_fit.log_likelihood:.4f}, the {result.model} supremum)")
+
+
 def diagnose_boundary(result: _mle.MLEResult, stats, *, fits: dict | None = None) -> tuple[str, str] | None:
     """None, or ``(kind, reason)`` when the BG/NBD ``result`` (the best of its starts) has its supremum on
     the boundary of a nested model (module docstring): ``kind`` is ``"nbd"`` or ``"constant_dropout"``,

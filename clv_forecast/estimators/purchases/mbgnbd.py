@@ -265,13 +265,9 @@ def prob_purchases(n, t, r, alpha, a, b) -> np.ndarray:
 def diagnose_boundary(result: _mle.MLEResult, nbd_fit: _mle.MLEResult) -> tuple[str, str] | None:
     """None, or ``("nbd", reason)`` when the NBD's maximum reaches the (best) MBG/NBD ``result``: its supremum is
     on ``a -> 0`` (module docstring; the test is BG/NBD's, :func:`_bgnbd_boundary.reaches`)."""
-    if result.source != "fit" or not _bgnbd_boundary.reaches(nbd_fit, result):
-        return None
     a, b = (float(result.params[k]) for k in ("a", "b"))
-    return _bgnbd_boundary.NBD, (
-        f"a -> 0: the data show no dropout (reached a = {a:.3g}, b = {b:.3g}, mean dropout probability "
-        f"a/(a+b) = {a / (a + b):.3g}); the NBD (Ehrenberg) is the model (r = {nbd_fit.params['r']:.4g}, "
-        f"alpha = {nbd_fit.params['alpha']:.4g}; log-likelihood {nbd_fit.log_likelihood:.4f}, the MBG/NBD supremum)")
+    return _bgnbd_boundary.nbd_limit(result, nbd_fit, "a -> 0", f"reached a = {a:.3g}, b = {b:.3g}, mean dropout "
+                                     f"probability a/(a+b) = {a / (a + b):.3g}")
 
 
 class ModifiedBetaGeoModel(PurchaseModel):

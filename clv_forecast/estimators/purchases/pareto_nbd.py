@@ -644,14 +644,9 @@ def diagnose_boundary(result: _mle.MLEResult, nbd_fit: _mle.MLEResult) -> tuple[
     (:func:`_bgnbd_boundary.reaches`, the test BG/NBD uses). Not covered: ``s, beta -> infinity`` with
     ``s / beta`` fixed (one dropout rate for every customer) is a limit no model of the layer is; there the fit
     keeps its generic "no interior maximum" problem."""
-    if result.source != "fit" or not _bgnbd_boundary.reaches(nbd_fit, result):
-        return None
     s, beta = (float(result.params[k]) for k in ("s", "beta"))
-    return _bgnbd_boundary.NBD, (
-        f"s -> 0 or beta -> infinity: the data show no dropout (reached s = {s:.3g}, beta = {beta:.3g}); the NBD "
-        f"(Ehrenberg) is the model (r = "
-        f"{nbd_fit.params['r']:.4g}, alpha = {nbd_fit.params['alpha']:.4g}; log-likelihood "
-        f"{nbd_fit.log_likelihood:.4f}, the Pareto/NBD supremum)")
+    return _bgnbd_boundary.nbd_limit(result, nbd_fit, "s -> 0 or beta -> infinity",
+                                     f"reached s = {s:.3g}, beta = {beta:.3g}")
 
 
 class ParetoNBDModel(PurchaseModel):

@@ -244,9 +244,7 @@ def score_retention_file(model, input_path, output_path, *, discount_rate=DEFAUL
     temporary files renamed at the end (an error or an interrupt leaves neither half-written). An unreliable
     model is refused unless ``allow_unreliable`` (then a warning). CSV text cells get the spreadsheet formula guard
     unless ``verbatim_csv``."""
-    from ..._io import atomic_write
-    from ...scoring import (TooManyRejectsError, _batches, _check_outputs, _integer_id_converter,
-                            check_reliable_for_scoring)
+    from ...scoring import _batches, _check_outputs, _integer_id_converter, check_reliable_for_scoring, publish
 
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
@@ -283,20 +281,10 @@ def score_retention_file(model, input_path, output_path, *, discount_rate=DEFAUL
         total = pq.ParquetFile(input_path).metadata.num_rows  # (readable: _header read its schema)
     batches = (b for b, _ in _batches(input_path, columns, batch_rows))
 
-    def write_all(out_tmp: Path) -> None:
-        def write_with_rejects(rej_tmp: Path) -> None:
-            _stream(retention, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, d, margin, discount_rate,
-                    counts, reasons, progress, total, verbatim_csv)
-
-        atomic_write(rejects_path, write_with_rejects, also=(output_path,))  # both written by one pass
-        rejected = sum(reasons.values())
-        share = rejected / counts["read"] if counts["read"] else 0.0
-        if share > max_reject_share:
-            raise TooManyRejectsError(f"{input_path}: {rejected} of {counts['read']} rows rejected ({share:.4%}), "
-                                      f"more than max_reject_share {max_reject_share:.4%}; output not written; "
-                                      f"rejected rows and reasons in {rejects_path}", report())
-
-    atomic_write(output_path, write_all)
+    publish(output_path, rejects_path,
+            lambda out_tmp, rej_tmp: _stream(retention, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, d,
+                                             margin, discount_rate, counts, reasons, progress, total, verbatim_csv),
+            counts, reasons, max_reject_share, input_path, "rows", report)
     return report(published=True)
 
 
