@@ -649,6 +649,28 @@ def _output_schema(id_col, id_type, clv_args):
 
 def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_unit, clv_args,
             counts, reasons, progress, total, verbatim_csv: bool = False) -> None:
+    def score(batch, n, present, control, duplicate, first_row):
+        names = batch.schema.names
+        result = score_batch(model, {name: batch.column(name) for name in RFM_COLUMNS if name in names}, n,
+                             present=present, control=control, duplicate=duplicate, time_unit=time_unit,
+                             clv_args=clv_args, first_row=first_row)
+        return result.reason, result.scored, result.scores
+
+    def tally(scores) -> None:
+        clv = scores["clv"].to_numpy()
+        counts["clv_total"] += float(clv[np.isfinite(clv)].sum())
+
+    stream_scores(batches, score, lambda id_type: _output_schema(id_col, id_type, clv_args), tally, out_tmp,
+                  out_kind, rej_tmp, id_col, id_plan, counts, reasons, progress, total, verbatim_csv)
+
+
+def stream_scores(batches, score, schema_of, tally, out_tmp, out_kind, rej_tmp, id_col, id_plan, counts, reasons,
+                  progress, total, verbatim_csv: bool = False) -> None:
+    """The one streaming loop of the scorers: per batch, the ids (the one id rule, :mod:`clv_forecast.ids`, and
+    duplicates across batches), then ``score(batch, n, present, control, duplicate, first_row)`` -> (reason per
+    row, "" when scored; the scored rows' positions; their scores, a DataFrame with the output's columns), the
+    rejects and the scores written to their temporary files as they come, ``tally(scores)`` for the totals.
+    ``schema_of(id_type)``: the output's schema."""
     import pyarrow as pa
 
     seen = _SeenIds()
@@ -672,11 +694,7 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
             if control is not None:
                 present = present & ~control  # never an id: not remembered for the duplicate check
             dup = seen.duplicates(ids, present)
-            names = batch.schema.names
-            result = score_batch(model, {name: batch.column(name) for name in RFM_COLUMNS if name in names}, n,
-                                 present=present, control=control, duplicate=dup, time_unit=time_unit,
-                                 clv_args=clv_args, first_row=first_row)
-            reason, scores = result.reason, result.scores
+            reason, good, scores = score(batch, n, present, control, dup, first_row)
             bad = reason != ""
             if bad.any():
                 rows = np.flatnonzero(bad)
@@ -686,10 +704,8 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
                                                  "reason": pa.array(reason[rows].tolist(), pa.string())},
                                                 schema=rejects_schema))
                 reasons.update(reason[rows].tolist())
-            good = result.scored
             if writer is None:
-                schema = _output_schema(id_col, ids.type if ids.type != pa.null() else pa.string(),
-                                        clv_args)
+                schema = schema_of(ids.type if ids.type != pa.null() else pa.string())
                 writer = _writer(out_tmp, out_kind, schema, counts, verbatim_csv)
             if good.size:
                 columns = {id_col: ids.take(pa.array(good)).cast(schema.field(0).type)}
@@ -697,12 +713,11 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
                     columns[name] = pa.array(scores[name].to_numpy(), pa.float64())
                 writer.write_table(pa.table(columns, schema=schema))
                 counts["scored"] += int(good.size)
-                clv = columns["clv"].to_numpy(zero_copy_only=False)
-                counts["clv_total"] += float(clv[np.isfinite(clv)].sum())
+                tally(scores)
             if progress is not None:
                 progress(counts["read"], total)
         if writer is None:  # an empty input: an empty output with the header
-            schema = _output_schema(id_col, pa.string(), clv_args)
+            schema = schema_of(pa.string())
             writer = _writer(out_tmp, out_kind, schema, counts, verbatim_csv)
     finally:
         rej_writer.close()

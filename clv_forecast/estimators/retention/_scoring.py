@@ -290,68 +290,28 @@ def score_retention_file(model, input_path, output_path, *, discount_rate=DEFAUL
 
 def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, d, margin, discount_rate, counts, reasons,
             progress, total, verbatim_csv) -> None:
-    """Every batch: ids (the one id rule), verdicts, scores of the valid rows; the scores and the rejects written to
-    their temporary files as they come."""
-    import pyarrow as pa
+    """Every batch (:func:`clv_forecast.scoring.stream_scores`): verdicts of ``renewals`` and ``churned``, scores of
+    the valid rows."""
+    from ...ids import CONTROL_REASON
+    from ...scoring import DUPLICATE_ID, MISSING_ID, stream_scores
 
-    from ...ids import CONTROL_REASON, arrow_ids
-    from ...scoring import DUPLICATE_ID, MISSING_ID, _read_ids, _SeenIds, _writer
+    def score(batch, n, present, control, duplicate, first_row):
+        names = batch.schema.names
+        r, c, reason = renewal_verdicts(batch.column("renewals"),
+                                        batch.column("churned") if "churned" in names else None)
+        reason[duplicate] = DUPLICATE_ID
+        reason[~present] = MISSING_ID
+        if control is not None:
+            reason[control] = CONTROL_REASON
+        good = np.flatnonzero(reason == "")
+        scores = (customer_scores(model, r[good], None if c is None else c[good], d=d, margin=margin)
+                  if good.size else None)
+        return reason, good, scores
 
-    seen = _SeenIds()
-    writer = schema = convert = None
-    rejects_schema = pa.schema([("row", pa.int64()), ("customer_id", pa.string()), ("reason", pa.string())])
-    rej_writer = _writer(rej_tmp, "csv", rejects_schema, counts, verbatim_csv)
-    try:
-        for batch in batches:
-            n = batch.num_rows
-            if n == 0:
-                continue
-            first_row = counts["read"] + 1
-            ids, control = arrow_ids(batch.column(id_col))
-            if writer is None and id_plan is not None:
-                convert = id_plan(ids)
-            if convert is not None:
-                ids = convert(ids)
-            counts["read"] += n
-            present = ids.is_valid().to_numpy(zero_copy_only=False)
-            if control is not None:
-                present = present & ~control
-            duplicate = seen.duplicates(ids, present)
-            names = batch.schema.names
-            r, c, reason = renewal_verdicts(batch.column("renewals"),
-                                            batch.column("churned") if "churned" in names else None)
-            reason[duplicate] = DUPLICATE_ID
-            reason[~present] = MISSING_ID
-            if control is not None:
-                reason[control] = CONTROL_REASON
-            bad = reason != ""
-            if bad.any():
-                rows = np.flatnonzero(bad)
-                rej_writer.write_table(pa.table({"row": pa.array(rows + first_row, pa.int64()),
-                                                 "customer_id": _read_ids(batch.column(id_col), rows, control),
-                                                 "reason": pa.array(reason[rows].tolist(), pa.string())},
-                                                schema=rejects_schema))
-                reasons.update(reason[rows].tolist())
-            if writer is None:
-                schema = _output_schema(id_col, ids.type if ids.type != pa.null() else pa.string(), d, margin,
-                                        discount_rate)
-                writer = _writer(out_tmp, out_kind, schema, counts, verbatim_csv)
-            good = np.flatnonzero(~bad)
-            if good.size:
-                scores = customer_scores(model, r[good], None if c is None else c[good], d=d, margin=margin)
-                table = {id_col: ids.take(pa.array(good)).cast(schema.field(0).type)}
-                table.update({name: pa.array(scores[name].to_numpy(), pa.float64()) for name in SCORE_COLUMNS})
-                writer.write_table(pa.table(table, schema=schema))
-                counts["scored"] += int(good.size)
-                counts["residual"] += float(scores["residual_value"].sum())
-                counts["derl"] += float(scores["derl"].sum())
-                counts["infinite"] += int(np.isinf(scores["expected_remaining_lifetime"].to_numpy()).sum())
-            if progress is not None:
-                progress(counts["read"], total)
-        if writer is None:  # an empty input: an empty output with the header
-            schema = _output_schema(id_col, pa.string(), d, margin, discount_rate)
-            writer = _writer(out_tmp, out_kind, schema, counts, verbatim_csv)
-    finally:
-        rej_writer.close()
-        if writer is not None:
-            writer.close()
+    def tally(scores) -> None:
+        counts["residual"] += float(scores["residual_value"].sum())
+        counts["derl"] += float(scores["derl"].sum())
+        counts["infinite"] += int(np.isinf(scores["expected_remaining_lifetime"].to_numpy()).sum())
+
+    stream_scores(batches, score, lambda id_type: _output_schema(id_col, id_type, d, margin, discount_rate), tally,
+                  out_tmp, out_kind, rej_tmp, id_col, id_plan, counts, reasons, progress, total, verbatim_csv)
