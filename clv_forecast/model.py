@@ -477,10 +477,10 @@ class ClvModel(Settings):
         return out
 
     def clv(self, rfm: pd.DataFrame, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE,
-            step=DEFAULT_STEP, margin=DEFAULT_MARGIN, interval: float | None = None, n_draws: int = 200, seed=0,
-            future_spend=None, time_unit=None) -> pd.DataFrame:
-        """Discounted CLV per customer, optionally with a parameter-uncertainty interval
-        (see :func:`clv_forecast.value.customer_lifetime_value`). ``future_spend`` (a column name
+            step=DEFAULT_STEP, margin=DEFAULT_MARGIN, interval: float | None = None, interval_method: str = "delta",
+            n_draws: int = 200, seed=0, future_spend=None, time_unit=None) -> pd.DataFrame:
+        """Discounted CLV per customer, optionally with a parameter-uncertainty interval on every forecast and
+        the portfolio band in ``attrs["portfolio"]`` (see :func:`clv_forecast.value.customer_lifetime_value`). ``future_spend`` (a column name
         or one value per row) replaces the spend model's expectation; ``time_unit`` as in
         :meth:`predict`. The defaults are the package's one set (:data:`clv_forecast.units.VALUE_DEFAULTS`:
         12 months, 10 %/year, monthly steps, margin 1), the same for every command, scorer and the pyfunc."""
@@ -490,7 +490,8 @@ class ClvModel(Settings):
                                 "column, or give a known spend per purchase with future_spend=")
         return customer_lifetime_value(self.purchases_, self.spend_, rfm, horizon=horizon,
                                        discount_rate=discount_rate, step=step, margin=margin,
-                                       interval=interval, n_draws=n_draws, seed=seed,
+                                       interval=interval, interval_method=interval_method, n_draws=n_draws,
+                                       seed=seed,
                                        future_spend=future_spend, time_unit=time_unit)
 
     @property

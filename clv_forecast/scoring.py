@@ -641,8 +641,10 @@ def _output_schema(id_col, id_type, clv_args):
 
     from .units import parquet_metadata
 
+    from .uncertainty import INTERVAL_COLUMNS
+
     names = ["expected_purchases", "p_alive", "expected_spend", "clv"] + (
-        ["clv_lower", "clv_upper"] if clv_args["interval"] is not None else [])
+        list(INTERVAL_COLUMNS) if clv_args["interval"] is not None else [])
     return pa.schema([pa.field(id_col, id_type)] + [pa.field(n, pa.float64()) for n in names],
                      metadata=parquet_metadata(value_settings_of(clv_args)))
 

@@ -107,18 +107,19 @@ def discounted_if_alive(model_cls, purchase_params, xu, tu, times, weights) -> t
         hi = min(n, lo + size)
         if_alive = model_cls._expected_if_alive(purchase_params, times, xu[lo:hi], tu[lo:hi])
         last[lo:hi] = if_alive[:, -1]
-        discounted[lo:hi] = if_alive @ weights
+        discounted[lo:hi] = np.einsum("ij,j->i", if_alive, weights)  # (row by row: the same bits in any batch)
         del if_alive
     return last, discounted
 
 
-def _clv_parts(model_cls, purchase_params, x, t_x, big_t, times, weights):
+def _clv_parts(model_cls, purchase_params, x, t_x, big_t, times, weights, pairs=None):
     """Expected purchases over the horizon, P(alive) and the discounted purchases.
 
     The per-step expectations are computed and reduced (last step, discounted sum) once per
     distinct (x, T) pair; only the two reduced columns are spread back to the customers, never a
-    customers x steps array (10M customers x 12 steps would be 960 MB)."""
-    xu, tu, codes = distinct_pairs(x, big_t)
+    customers x steps array (10M customers x 12 steps would be 960 MB). ``pairs``: the distinct pairs
+    (:func:`clv_forecast.estimators.base.distinct_pairs`) when already known."""
+    xu, tu, codes = distinct_pairs(x, big_t) if pairs is None else pairs
     last, discounted = discounted_if_alive(model_cls, purchase_params, xu, tu, times, weights)
     if codes is not None:
         last, discounted = last[codes], discounted[codes]
@@ -163,26 +164,33 @@ def known_spend(data, future_spend, n: int, index) -> np.ndarray:
 
 def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT_HORIZON,
                             discount_rate=DEFAULT_DISCOUNT_RATE, step=DEFAULT_STEP,
-                            margin: float = DEFAULT_MARGIN, interval: float | None = None, n_draws: int = 200,
-                            seed=0, frequency=None, recency=None, T=None, monetary_value=None,
-                            future_spend=None, time_unit=None) -> pd.DataFrame:
+                            margin: float = DEFAULT_MARGIN, interval: float | None = None,
+                            interval_method: str = "delta", n_draws: int = 200, seed=0, frequency=None,
+                            recency=None, T=None, monetary_value=None, future_spend=None,
+                            time_unit=None) -> pd.DataFrame:
     """Per-customer discounted CLV over ``horizon``.
 
     Returns a DataFrame indexed like ``data`` with ``expected_purchases`` (over the horizon),
     ``p_alive``, ``expected_spend`` (per purchase) and ``clv`` (margin x spend x discounted
-    purchases). With ``interval`` (e.g. 0.9), also ``clv_lower`` / ``clv_upper``: the central
-    interval of the CLV over ``n_draws`` draws of the models' parameters from their estimated
-    sampling distributions (parameter uncertainty; not the customer's own purchase randomness).
+    purchases). With ``interval`` (e.g. 0.9), also ``<forecast>_lower`` / ``<forecast>_upper`` for each of
+    the four (:data:`clv_forecast.uncertainty.INTERVAL_COLUMNS`): the central interval from the models'
+    parameter uncertainty (not the customer's own purchase randomness), by ``interval_method`` ``"delta"``
+    (default) or ``"draws"`` (``n_draws`` parameter draws, ``seed``), :mod:`clv_forecast.uncertainty`; and
+    ``attrs["portfolio"]``, the band of the totals of the expected purchases and the CLV over the table's
+    customers (:meth:`clv_forecast.uncertainty.Portfolio.band`).
 
     ``future_spend`` (a column name of ``data``, or one value per row) is a known spend per
     purchase used instead of the spend model's expectation: then ``spend`` may be None and intervals
-    draw the purchase parameters only. ``time_unit`` declares the unit of recency and T for a table
+    reflect the purchase parameters only. ``time_unit`` declares the unit of recency and T for a table
     without ``attrs["time_unit"]``; a table in another unit than the purchase model's is converted.
     """
+    from . import uncertainty
+
     if not (np.isfinite(margin) and margin >= 0):
         raise ClvInputError(f"margin {margin!r}: must be a non-negative number (share of revenue kept as profit)")
-    if interval is not None and not (0 < interval < 1):
-        raise ClvInputError(f"interval {interval!r}: must be a probability between 0 and 1, e.g. 0.9")
+    if interval is not None:
+        interval = uncertainty.check_level(interval)
+        uncertainty.check_method(interval_method)
     purchase_params = purchases.check_fitted()
     if future_spend is None:
         if spend is None:
@@ -203,13 +211,14 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
     else:
         m = None
         expected_spend = known_spend(data, future_spend, len(x), index)
-    if interval is not None:
-        _require_covariance(purchases, interval)
-        if future_spend is None:
-            _require_covariance(spend, interval)
+    covs = None
+    if interval is not None:  # checked before any work: a model without covariance is one line
+        covs = (uncertainty.log_covariance(purchases),
+                None if future_spend is not None else uncertainty.log_covariance(spend))
     times, factors = discount_schedule(purchases.time_unit_, horizon, step, discount_rate)
     weights = _step_weights(factors)
-    expected, alive, discounted = _clv_parts(type(purchases), purchase_params, x, t_x, big_t, times, weights)
+    pairs = distinct_pairs(x, big_t)
+    expected, alive, discounted = _clv_parts(type(purchases), purchase_params, x, t_x, big_t, times, weights, pairs)
     out = pd.DataFrame(
         {
             "expected_purchases": expected,
@@ -219,50 +228,86 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
         },
         index=index,
     )
-    if interval is not None:
-        out["clv_lower"], out["clv_upper"] = _clv_interval(
-            purchases, None if future_spend is not None else spend, x, t_x, big_t, m,
-            expected_spend if future_spend is not None else None, times, weights, margin, interval, n_draws, seed)
+    if interval is None:
+        return out
+    base = {"expected_purchases": expected, "p_alive": alive, "discounted": discounted,
+            "expected_spend": expected_spend, "clv": out["clv"].to_numpy()}
+    if interval_method == "delta":
+        p_sens, s_sens = _sensitivities(purchases, None if future_spend is not None else spend, base, x, t_x, big_t,
+                                        m, times, weights, pairs, covs)
+        bounds = uncertainty.delta_intervals(p_sens, s_sens, interval)
+        portfolio = uncertainty.Portfolio()
+        portfolio.add(p_sens, s_sens, margin)
+        band = portfolio.band(interval)
+    else:
+        bounds, band = _draw_intervals(purchases, None if future_spend is not None else spend, x, t_x, big_t, m,
+                                       expected_spend if future_spend is not None else None, times, weights, margin,
+                                       interval, n_draws, seed)
+    for q in uncertainty.QUANTITIES:
+        out[f"{q}_lower"], out[f"{q}_upper"] = bounds[q]
+    for q in ("expected_purchases", "clv"):
+        band[q].setdefault("total", float(out[q].sum()))
+    out.attrs["portfolio"] = {**band, "method": interval_method}
     return out
 
 
-def _require_covariance(model, interval) -> None:
-    """A CLV interval needs the parameters' covariance; say clearly when a model has none."""
-    if not np.all(np.isfinite(model.result_.cov)):
-        why = ("it was built from parameters without a covariance (from_params(..., cov=...))"
-               if model.result_.source == "params" else "its fit did not identify the parameters")
-        raise ClvInputError(f"parameter uncertainty is unavailable: the {model.name} model has no covariance ({why})",
-                            argument="interval", value=interval)
+def _sensitivities(purchases, spend, base: dict, x, t_x, big_t, m, times, weights, pairs, covs):
+    """The forecasts at the forward steps of each log-parameter (:func:`clv_forecast.uncertainty.perturbed`): the
+    purchase model's on the same distinct pairs, the spend model's (None without one)."""
+    from . import uncertainty
+
+    p_cls = type(purchases)
+    steps = []
+    for phi in uncertainty.perturbed(purchases.check_fitted()):
+        e, a, d = _clv_parts(p_cls, phi, x, t_x, big_t, times, weights, pairs)
+        steps.append({"expected_purchases": e, "p_alive": a, "discounted": d})
+    p_sens = uncertainty.Sensitivity(base, steps, covs[0])
+    if spend is None:
+        return p_sens, None
+    s_cls = type(spend)
+    s_steps = [{"expected_spend": s_cls._expected_spend(psi, x, m)}
+               for psi in uncertainty.perturbed(spend.check_fitted())]
+    return p_sens, uncertainty.Sensitivity({"expected_spend": base["expected_spend"]}, s_steps, covs[1])
 
 
-def _clv_interval(purchases, spend, x, t_x, big_t, m, fixed_spend, times, weights, margin, interval, n_draws, seed,
-                  max_values: int = 2**25):
-    """Central ``interval`` of the CLV over parameter draws, per customer.
+def _draw_intervals(purchases, spend, x, t_x, big_t, m, fixed_spend, times, weights, margin, interval, n_draws,
+                    seed, max_values: int = 2**25) -> tuple[dict, dict]:
+    """Central ``interval`` of every forecast over ``n_draws`` parameter draws, per customer, and the band of the
+    portfolio totals over the same draws (``interval_method="draws"``, :mod:`clv_forecast.uncertainty`).
 
-    Customers are taken in blocks (at most ``max_values`` samples, 256 MiB, held at once); within
+    Customers are taken in blocks (at most ``max_values`` samples of all four forecasts held at once); within
     a block the hypergeometric part is evaluated once per distinct (x, T) pair and draw. With a
     known spend (``fixed_spend``) only the purchase parameters are drawn.
     """
+    from .uncertainty import QUANTITIES
+
     draws_p = purchases.result_.draws(n_draws, seed, bounds=purchases.param_bounds)
     draws_s = None if spend is None else spend.result_.draws(n_draws, None if seed is None else seed + 1,
                                                              bounds=spend.param_bounds)
     p_cls, s_cls = type(purchases), type(spend)
-    lower, upper = np.empty(len(x)), np.empty(len(x))
-    block = max(1, max_values // n_draws)
+    bounds = {q: (np.empty(len(x)), np.empty(len(x))) for q in QUANTITIES}
+    totals = {"expected_purchases": np.zeros(n_draws), "clv": np.zeros(n_draws)}
+    block = max(1, max_values // (4 * n_draws))
+    lo_q, hi_q = (1 - interval) / 2, (1 + interval) / 2
     for start in range(0, len(x), block):
         rows = slice(start, start + block)
         xb, tb, big_tb = x[rows], t_x[rows], big_t[rows]
-        xu, tu, codes = distinct_pairs(xb, big_tb)  # once per block, not per draw
-        samples = np.empty((n_draws, len(xb)))
+        pairs = distinct_pairs(xb, big_tb)  # once per block, not per draw
+        samples = {q: np.empty((n_draws, len(xb))) for q in QUANTITIES}
         for i in range(n_draws):
-            discounted = discounted_if_alive(p_cls, draws_p[i], xu, tu, times, weights)[1]
-            if codes is not None:
-                discounted = discounted[codes]
-            value = (fixed_spend[rows] if draws_s is None
-                     else s_cls._expected_spend(draws_s[i], xb, m[rows]))
-            samples[i] = margin * value * p_cls._p_alive(draws_p[i], xb, tb, big_tb) * discounted
-        # order statistics, not interpolation: a draw with q <= 1 gives an infinite spend, and
-        # interpolating between inf and a number would give NaN
-        lower[rows] = np.quantile(samples, (1 - interval) / 2, axis=0, method="lower")
-        upper[rows] = np.quantile(samples, (1 + interval) / 2, axis=0, method="higher")
-    return lower, upper
+            e, a, d = _clv_parts(p_cls, draws_p[i], xb, tb, big_tb, times, weights, pairs)
+            value = fixed_spend[rows] if draws_s is None else s_cls._expected_spend(draws_s[i], xb, m[rows])
+            samples["expected_purchases"][i], samples["p_alive"][i] = e, a
+            samples["expected_spend"][i], samples["clv"][i] = value, margin * value * d
+        for q in QUANTITIES:
+            # order statistics, not interpolation: a draw with q <= 1 gives an infinite spend, and
+            # interpolating between inf and a number would give NaN
+            bounds[q][0][rows] = np.quantile(samples[q], lo_q, axis=0, method="lower")
+            bounds[q][1][rows] = np.quantile(samples[q], hi_q, axis=0, method="higher")
+        for q in totals:
+            totals[q] += samples[q].sum(axis=1)
+    band = {"level": interval, "customers": len(x)}
+    for q, t in totals.items():
+        band[q] = {"lower": float(np.quantile(t, lo_q, method="lower")),
+                   "upper": float(np.quantile(t, hi_q, method="higher"))}
+    return bounds, band

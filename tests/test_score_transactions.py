@@ -18,7 +18,8 @@ from clv_forecast.scoring import score_file, score_transactions, summary_setting
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_retail_export import make_retail_export  # noqa: E402
 
-SCORES = ["expected_purchases", "p_alive", "expected_spend", "clv", "clv_lower", "clv_upper"]
+SCORES = ["expected_purchases", "p_alive", "expected_spend", "clv",
+          *(f"{q}_{side}" for q in ("expected_purchases", "p_alive", "expected_spend", "clv") for side in ("lower", "upper"))]
 VALUE = ["--horizon", "12M", "--discount-rate", "10%/Y", "--interval", "0.9"]
 
 

@@ -15,6 +15,7 @@ import pytest
 from clv_forecast.btyd._data import rfm_verdict, verdict_reasons
 from clv_forecast.errors import ClvInputError
 from clv_forecast.model import ClvModel
+from clv_forecast.uncertainty import INTERVAL_COLUMNS
 from helpers import kill_when_writing, simulated_rfm_table  # noqa: E402 (tests folder)
 
 # pyspark 4 on pandas 3: its own conversion code warns about the pandas version (driver side, not ours)
@@ -176,8 +177,10 @@ def test_intervals_equal_score_file(spark, model, table, tmp_path):
     score_file(model, source, tmp_path / "local.parquet", batch_rows=500, **args)
     local = pd.read_parquet(tmp_path / "local.parquet").sort_values("customer_id").reset_index(drop=True)
     got = _collect(score_spark(model, spark.read.parquet(str(source)).repartition(3), **args))
-    assert list(got.columns) == ["customer_id", *SCORES, "clv_lower", "clv_upper", "reject_reason"]
+    assert list(got.columns) == ["customer_id", *SCORES, *INTERVAL_COLUMNS, "reject_reason"]
     assert (got["clv_lower"] < got["clv_upper"]).all()
+    assert (got["expected_purchases_lower"] <= got["expected_purchases"]).all()
+    assert (got["p_alive_upper"] >= got["p_alive"]).all()
     pd.testing.assert_frame_equal(got.drop(columns="reject_reason"), local, check_exact=False, rtol=1e-12, atol=0)
     with pytest.raises(ClvInputError, match="interval"):
         score_spark(model, spark.read.parquet(str(source)), interval=1.5)
@@ -218,7 +221,7 @@ def test_parquet_directory_in_counts_rejects_and_publishes(spark, model, table, 
     assert report.output == out and report.rejects == tmp_path / "scores.rejects"
     scores = pd.read_parquet(out)
     assert len(scores) == report.scored and scores["customer_id"].is_unique
-    assert list(scores.columns) == ["customer_id", *SCORES, "clv_lower", "clv_upper"]
+    assert list(scores.columns) == ["customer_id", *SCORES, *INTERVAL_COLUMNS]
     rejects = pd.read_parquet(tmp_path / "scores.rejects")
     assert list(rejects.columns) == ["file", "row", "customer_id", "reason"]
     assert rejects["file"].str.endswith("/a.parquet").all()

@@ -8,7 +8,9 @@ from __future__ import annotations
 __all__ = ["SCORE_COLUMNS", "clv_table", "value_coverage", "table_metadata"]
 
 #: the per-customer prediction columns whose non-finite values are counted (:func:`value_coverage`)
-SCORE_COLUMNS = ("expected_purchases", "p_alive", "expected_spend", "clv", "clv_lower", "clv_upper")
+SCORE_COLUMNS = ("expected_purchases", "p_alive", "expected_spend", "clv",
+                 *(f"{q}_{side}" for q in ("expected_purchases", "p_alive", "expected_spend", "clv")
+                   for side in ("lower", "upper")))  # (clv_forecast.uncertainty.INTERVAL_COLUMNS)
 
 
 def clv_table(model, rfm, value: dict):

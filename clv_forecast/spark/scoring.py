@@ -55,7 +55,7 @@ __all__ = ["score_spark", "score_spark_to_parquet", "score_command", "SCORE_COLU
 SCORE_COLUMNS = ("expected_purchases", "p_alive", "expected_spend", "clv")
 
 
-INTERVAL_COLUMNS = ("clv_lower", "clv_upper")
+from ..uncertainty import INTERVAL_COLUMNS  # noqa: E402 (every forecast's bounds)
 
 
 _DUPLICATE = "__clv_duplicate_id"  # the window's flag, given to the scoring function, not returned
