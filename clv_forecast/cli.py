@@ -30,7 +30,7 @@ import click
 
 from . import engines  # (the engine names: --engine's choices)
 from .errors import ClvInputError, IdentificationError, UnreliableFitError, render_text
-from .report import accounting_lines, coverage_line, holdout_line, periods_line
+from .report import accounting_lines, band_line, coverage_line, holdout_line, periods_line
 from .units import VALUE_DEFAULTS, value_settings_of, value_settings_text
 
 USER_ERRORS = (ClvInputError,)
@@ -691,7 +691,11 @@ _VALUE_OPTIONS = [
                  help=f"Discount rate with its period [{VALUE_DEFAULTS['discount_rate']}]."),
     click.option("--margin", default=None, type=float,
                  help=f"Share of revenue kept as profit [{VALUE_DEFAULTS['margin']}]."),
-    click.option("--interval", default=None, type=float, help="CLV interval level, e.g. 0.9 [none]."),
+    click.option("--interval", default=None, type=float,
+                 help="Interval level of every forecast and band of the totals, e.g. 0.9 [none]."),
+    click.option("--interval-method", "interval_method", default=None, type=click.Choice(["delta", "draws"]),
+                 help="How the intervals are computed: delta (the delta method, fast) or draws (200 parameter "
+                      "draws) [delta]."),
 ]
 
 
@@ -904,7 +908,11 @@ EXIT_TOO_MANY_REJECTS = 4
 @click.option("--step", default=VALUE_DEFAULTS["step"], show_default=True, help="Discounting step.")
 @click.option("--margin", default=VALUE_DEFAULTS["margin"], type=float, show_default=True,
               help="Share of revenue kept as profit (a retention model: money a customer leaves per period).")
-@click.option("--interval", default=None, type=float, help="CLV interval level, e.g. 0.9 [none].")
+@click.option("--interval", default=None, type=float,
+              help="Interval level of every forecast and band of the totals, e.g. 0.9 [none].")
+@click.option("--interval-method", "interval_method", default="delta", type=click.Choice(["delta", "draws"]),
+              show_default=True, help="How the intervals are computed: delta (the delta method) or draws (200 "
+                                      "parameter draws).")
 @click.option("--id-col", "id_col", default="customer_id", show_default=True,
               help="Customer id column of the --input table.")
 @click.option("--rejects", "rejects_path", default=None, type=click.Path(path_type=Path),
@@ -927,7 +935,8 @@ EXIT_TOO_MANY_REJECTS = 4
 @_with([_OBSERVATION_END_OPTION, *_READ_OPTIONS, *_RUN_TRACKING_OPTIONS])
 @_VERBATIM_OPTION
 @_names_errors()
-def score(model, input_path, transactions, output_path, horizon, discount_rate, step, margin, interval, id_col,
+def score(model, input_path, transactions, output_path, horizon, discount_rate, step, margin, interval,
+          interval_method, id_col,
           rejects_path, max_reject_share, allow_unreliable, batch_rows, time_unit, engine, spark_master, spark_conf,
           tracking_uri, no_tracking, verbatim_csv=False, **read):
     """Score an RFM table (--input) or a transaction log (--transactions) with a saved model, batch by
@@ -965,7 +974,8 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
     specific = dict(batch_rows=batch_rows, verbatim_csv=verbatim_csv, spark_master=spark_master, spark_conf=spark_conf)
     _refuse_unused(tuple(k for k in specific if k not in scorer.score_options), f"--engine {scorer.name}")
     args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, rejects_path=rejects_path,
-                max_reject_share=max_reject_share, interval=interval, allow_unreliable=allow_unreliable)
+                max_reject_share=max_reject_share, interval=interval, allow_unreliable=allow_unreliable,
+                **({"interval_method": interval_method} if interval is not None else {}))
     if input_path is not None:
         source, kind, inputs = input_path, "rfm table", dict(id_col=id_col, time_unit=time_unit)
     else:
@@ -1127,6 +1137,9 @@ def _score_lines(report) -> None:
     if report.settings is not None:
         click.echo(f"total CLV ({value_settings_text(report.settings)}): {report.clv_total:,.2f} over "
                    f"{report.scored:,} scored rows" + ("" if report.output is not None else " (not published)"))
+    band = getattr(report, "portfolio", None)
+    if band:
+        click.echo(band_line(band))
 
 
 # --------------------------------------------------------------------------------------------

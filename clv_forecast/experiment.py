@@ -85,7 +85,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "step": ((str,), VALUE_DEFAULTS["step"], "discounting step, with its unit"),
         "discount_rate": ((str,), VALUE_DEFAULTS["discount_rate"], "discount rate with its period, e.g. '10%/Y'"),
         "margin": ((int, float), VALUE_DEFAULTS["margin"], "share of revenue kept as profit"),
-        "interval": ((int, float), None, "CLV interval from the parameters' sampling distribution, e.g. 0.9"),
+        "interval": ((int, float), None, "interval level of every forecast (and the band of the totals) from the "
+                                         "parameters' sampling distribution, e.g. 0.9"),
+        "interval_method": ((str,), "delta", "how: 'delta' (the delta method, fast) or 'draws' (parameter draws)"),
         "top": ((int,), 10, "customers shown in the top-CLV table"),
     },
     "output": {
@@ -109,6 +111,7 @@ _CHOICES = {
     ("data", "duplicates"): ("keep", "drop"),
     ("data", "returns"): ("drop", "net", "error"),
     ("output", "predictions_as_of"): ("calibration_end", "observation_end"),
+    ("value", "interval_method"): ("delta", "draws"),  # (clv_forecast.uncertainty.INTERVAL_METHODS)
 }
 _PATHS = (("data", "source"), ("output", "model"), ("output", "predictions"), ("output", "report"))
 

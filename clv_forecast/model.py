@@ -478,7 +478,7 @@ class ClvModel(Settings):
 
     def clv(self, rfm: pd.DataFrame, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE,
             step=DEFAULT_STEP, margin=DEFAULT_MARGIN, interval: float | None = None, interval_method: str = "delta",
-            n_draws: int = 200, seed=0, future_spend=None, time_unit=None) -> pd.DataFrame:
+            n_draws: int = 200, seed=0, future_spend=None, time_unit=None, portfolio=None) -> pd.DataFrame:
         """Discounted CLV per customer, optionally with a parameter-uncertainty interval on every forecast and
         the portfolio band in ``attrs["portfolio"]`` (see :func:`clv_forecast.value.customer_lifetime_value`). ``future_spend`` (a column name
         or one value per row) replaces the spend model's expectation; ``time_unit`` as in
@@ -492,7 +492,7 @@ class ClvModel(Settings):
                                        discount_rate=discount_rate, step=step, margin=margin,
                                        interval=interval, interval_method=interval_method, n_draws=n_draws,
                                        seed=seed,
-                                       future_spend=future_spend, time_unit=time_unit)
+                                       future_spend=future_spend, time_unit=time_unit, portfolio=portfolio)
 
     @property
     def params_(self) -> dict:

@@ -135,6 +135,28 @@ def value_text(value: dict | None) -> str:
     return value_settings_text(value_settings_of(value))
 
 
+def band_line(band: dict) -> str:
+    """One line: the band of the totals (:meth:`clv_forecast.uncertainty.Portfolio.band`) in words."""
+    clv, purchases = band["clv"], band["expected_purchases"]
+    return (f"{band['level']:.0%} band of the totals from the parameters' uncertainty ({band.get('method', 'delta')} "
+            f"method, {band['customers']:,} customers): CLV {clv['lower']:,.2f} to {clv['upper']:,.2f} (estimate "
+            f"{clv['total']:,.2f}); expected purchases {purchases['lower']:,.1f} to {purchases['upper']:,.1f} "
+            f"(estimate {purchases['total']:,.1f})")
+
+
+def band_of_metrics(metrics: dict) -> dict | None:
+    """The band of the totals from a run's metrics (:func:`clv_forecast.engines.tables.value_coverage`), or None."""
+    if "clv_total_lower" not in metrics:
+        return None
+    return {"level": metrics["band_level"], "method": metrics.get("band_method", "delta"),
+            "customers": metrics["clv_customers"],
+            "clv": {"total": metrics["clv_total"], "lower": metrics["clv_total_lower"],
+                    "upper": metrics["clv_total_upper"]},
+            "expected_purchases": {"total": metrics["expected_purchases_total"],
+                                   "lower": metrics["expected_purchases_total_lower"],
+                                   "upper": metrics["expected_purchases_total_upper"]}}
+
+
 def coverage_line(metrics: dict, value: dict) -> str:
     missing = metrics["clv_missing"]
     text = (f"total CLV ({value_text(value)}): "
@@ -152,6 +174,9 @@ def coverage_line(metrics: dict, value: dict) -> str:
     if metrics.get("scores_nonfinite"):
         text += (f"; {metrics['scores_nonfinite']:,} customers with a CLV have another prediction that is not "
                  "finite (NaN or inf in the per-customer table)")
+    band = band_of_metrics(metrics)
+    if band is not None:
+        text += "\n" + band_line(band)
     return text
 
 

@@ -78,6 +78,9 @@ class ScoreReport:
     time_unit: str | None = None  # the model's
     #: the CLV settings the scores were computed with (:func:`clv_forecast.units.value_settings`)
     settings: dict | None = None
+    #: with an interval: the band of the scored rows' total expected purchases and CLV
+    #: (:meth:`clv_forecast.uncertainty.Portfolio.band`)
+    portfolio: dict | None = None
     #: why the model is not reliable (its file's ``"reliable": false``); empty for a reliable model
     model_problems: list = field(default_factory=list)
     guarded_cells: int = 0  # text cells written to a CSV with a leading ' (clv_forecast.csv_guard)
@@ -350,8 +353,9 @@ class _SeenIds:
 def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE,
                step=DEFAULT_STEP, margin=DEFAULT_MARGIN,
                id_col: str = "customer_id", batch_rows: int = 1_000_000, rejects_path=None,
-               max_reject_share: float = 0.01, interval: float | None = None, time_unit=None,
-               progress=None, allow_unreliable: bool = False, verbatim_csv: bool = False) -> ScoreReport:
+               max_reject_share: float = 0.01, interval: float | None = None, interval_method: str = "delta",
+               time_unit=None, progress=None, allow_unreliable: bool = False,
+               verbatim_csv: bool = False) -> ScoreReport:
     """Score an RFM table file batch by batch; see the module docstring.
 
     ``model``: a ClvModel, a model JSON file or an MLflow URI (:func:`load_scoring_model`).
@@ -392,7 +396,7 @@ def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, disco
     return _score(clv_model, batches, output_path, out_kind, rejects_path, source=str(input_path), what="rows",
                   id_col=id_col, id_plan=id_plan, max_reject_share=max_reject_share, time_unit=time_unit,
                   clv_args=dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
-                                interval=interval),
+                                interval=interval, interval_method=interval_method),
                   progress=progress, total=total, started=started, model_file=model_file, problems=problems,
                   verbatim_csv=verbatim_csv)
 
@@ -420,7 +424,8 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
                        encoding="utf-8", decimal_comma=False, missing_customer="error", duplicates="keep",
                        returns=None, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE,
                        step=DEFAULT_STEP, margin=DEFAULT_MARGIN,
-                       interval: float | None = None, batch_rows: int = 1_000_000, rejects_path=None,
+                       interval: float | None = None, interval_method: str = "delta",
+                       batch_rows: int = 1_000_000, rejects_path=None,
                        max_reject_share: float = 0.01, progress=None, allow_unreliable: bool = False,
                        verbatim_csv: bool = False) -> ScoreReport:
     """Score a raw transaction log: summarise it per customer, then score the summary as :func:`score_file`
@@ -458,7 +463,7 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
                     source=str(transactions) if source is not None else "transactions", what="customers",
                     id_col="customer_id", id_plan=None, max_reject_share=max_reject_share, time_unit=None,
                     clv_args=dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
-                                  interval=interval),
+                                  interval=interval, interval_method=interval_method),
                     progress=progress, total=table.num_rows, started=started, model_file=model_file, summary=attrs,
                     problems=problems, verbatim_csv=verbatim_csv)
     return report
@@ -502,6 +507,14 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
     by batch to temporary files; the rejects published, then the scores unless there are too many rejects."""
     counts = {"read": 0, "scored": 0, "clv_total": 0.0, "guarded": 0}
     reasons: Counter = Counter()
+    portfolio = None
+    if clv_args.get("interval") is not None:  # one band over every batch (clv_forecast.uncertainty.Portfolio)
+        from .uncertainty import Portfolio, check_level, check_method
+
+        check_level(clv_args["interval"])
+        check_method(clv_args.get("interval_method", "delta"))
+        portfolio = Portfolio()
+        clv_args = {**clv_args, "portfolio": portfolio}
 
     def report(published: bool = False) -> ScoreReport:
         return ScoreReport(read=counts["read"], scored=counts["scored"], rejected=sum(reasons.values()),
@@ -509,7 +522,9 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
                            output=output_path if published else None, rejects=rejects_path,
                            clv_total=counts["clv_total"], model_file=model_file, summary=summary,
                            time_unit=str(clv_model.time_unit_), settings=value_settings_of(clv_args),
-                           model_problems=list(problems), guarded_cells=counts["guarded"])
+                           model_problems=list(problems), guarded_cells=counts["guarded"],
+                           portfolio=None if portfolio is None or not portfolio.customers
+                           else portfolio.band(float(clv_args["interval"])))
 
     publish(output_path, rejects_path,
             lambda out_tmp, rej_tmp: _stream(clv_model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan,

@@ -750,6 +750,13 @@ def _score_metrics(report) -> dict[str, float]:
            "rows_per_second": report.read / seconds if seconds > 0 else float("nan")}
     # a retention model's report has its own totals (residual value, DERL); a purchase model's the CLV total
     out.update(getattr(report, "totals", None) or {"clv_total": report.clv_total})
+    band = getattr(report, "portfolio", None)
+    if band:  # the band of the totals (clv_forecast.uncertainty.Portfolio.band)
+        out.update({"clv_total_lower": band["clv"]["lower"], "clv_total_upper": band["clv"]["upper"],
+                    "expected_purchases_total": band["expected_purchases"]["total"],
+                    "expected_purchases_total_lower": band["expected_purchases"]["lower"],
+                    "expected_purchases_total_upper": band["expected_purchases"]["upper"],
+                    "band_level": band["level"]})
     for reason, count in report.reasons.items():
         out[f"rejects.{_slug(reason)}"] = count
     return out

@@ -193,8 +193,20 @@ class Portfolio:
     grad_clv_s: np.ndarray | None = None  # d total CLV / d log spend parameters
     cov_p: np.ndarray | None = None
     cov_s: np.ndarray | None = None
+    #: with parameter draws (``interval_method="draws"``): the totals under each draw, by quantity
+    draw_totals: dict | None = None
+    method: str = "delta"
 
-    def add(self, purchases: Sensitivity, spend: Sensitivity | None, margin: float) -> None:
+    def add(self, purchases: Sensitivity, spend: Sensitivity | None, margin: float, rows=None) -> None:
+        """Add the customers of one table (``rows``: a boolean mask of those counted, e.g. the ones with finite
+        forecasts; default all)."""
+        if rows is not None and not np.all(rows):
+            purchases = Sensitivity({k: v[rows] for k, v in purchases.base.items()},
+                                    [{k: v[rows] for k, v in s.items()} for s in purchases.steps], purchases.cov,
+                                    purchases.h)
+            if spend is not None:
+                spend = Sensitivity({k: v[rows] for k, v in spend.base.items()},
+                                    [{k: v[rows] for k, v in s.items()} for s in spend.steps], spend.cov, spend.h)
         b, h = purchases.base, purchases.h
         e, d, m = b["expected_purchases"], b["discounted"], b["expected_spend"]
         self.expected_purchases += float(e.sum())
@@ -210,9 +222,28 @@ class Portfolio:
             self.grad_clv_s = gs if self.grad_clv_s is None else self.grad_clv_s + gs
             self.cov_s = spend.cov
 
+    def add_draws(self, totals: dict, estimates: dict, customers: int) -> None:
+        """Add one table's totals under each parameter draw (``interval_method="draws"``) and at the estimate."""
+        self.method = "draws"
+        if self.draw_totals is None:
+            self.draw_totals = {q: np.zeros_like(t) for q, t in totals.items()}
+        for q, t in totals.items():
+            self.draw_totals[q] += t
+        self.expected_purchases += float(estimates["expected_purchases"])
+        self.clv += float(estimates["clv"])
+        self.customers += customers
+
     def band(self, level: float) -> dict:
-        """``{"level", "customers", "expected_purchases": {"total", "lower", "upper"}, "clv": {...}}``: each band
-        on the log scale of the total."""
+        """``{"level", "method", "customers", "expected_purchases": {"total", "lower", "upper"}, "clv": {...}}``:
+        the delta method's band on the log scale of each total, or the central quantiles of the draws' totals."""
+        if self.draw_totals is not None:
+            lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
+            out = {"level": level, "method": self.method, "customers": self.customers}
+            for q, total in (("expected_purchases", self.expected_purchases), ("clv", self.clv)):
+                t = self.draw_totals[q]
+                out[q] = {"total": total, "lower": min(total, float(np.quantile(t, lo_q, method="lower"))),
+                          "upper": max(total, float(np.quantile(t, hi_q, method="higher")))}
+            return out
         z = _z(level)
 
         def one(total: float, parts) -> dict:
@@ -223,6 +254,6 @@ class Portfolio:
             lower, upper = _log_interval(np.array([total]), np.array([se_log ** 2]), z)
             return {"total": total, "lower": float(lower[0]), "upper": float(upper[0]), "se": se_log * total}
 
-        return {"level": level, "customers": self.customers,
+        return {"level": level, "method": self.method, "customers": self.customers,
                 "expected_purchases": one(self.expected_purchases, [(self.grad_purchases, self.cov_p)]),
                 "clv": one(self.clv, [(self.grad_clv_p, self.cov_p), (self.grad_clv_s, self.cov_s)])}

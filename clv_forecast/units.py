@@ -30,7 +30,8 @@ VALUE_DEFAULTS = {"horizon": DEFAULT_HORIZON, "discount_rate": DEFAULT_DISCOUNT_
                   "margin": DEFAULT_MARGIN}
 
 
-def value_settings(horizon=None, discount_rate=None, step=None, margin=None, interval=None) -> dict:
+def value_settings(horizon=None, discount_rate=None, step=None, margin=None, interval=None,
+                   interval_method=None) -> dict:
     """The CLV settings of a run as plain text, defaults filled in (None: the default): what is printed
     beside a total CLV and recorded as metadata (Parquet key-value metadata ``clv_forecast.<key>``,
     MLflow params, the report)."""
@@ -38,6 +39,8 @@ def value_settings(horizon=None, discount_rate=None, step=None, margin=None, int
     out = {key: str(VALUE_DEFAULTS[key] if value is None else value) for key, value in given.items()}
     out["margin"] = f"{float(VALUE_DEFAULTS['margin'] if margin is None else margin):g}"
     out["interval"] = "none" if interval is None else f"{float(interval):g}"
+    if interval is not None:  # (clv_forecast.uncertainty.INTERVAL_METHODS)
+        out["interval_method"] = str(interval_method or "delta")
     return out
 
 
@@ -46,7 +49,7 @@ def value_settings_of(value) -> dict:
     missing keys and None: the defaults)."""
     value = value or {}
     return value_settings(value.get("horizon"), value.get("discount_rate"), value.get("step"), value.get("margin"),
-                          value.get("interval"))
+                          value.get("interval"), value.get("interval_method"))
 
 
 def value_settings_text(settings: dict) -> str:

@@ -167,7 +167,7 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
                             margin: float = DEFAULT_MARGIN, interval: float | None = None,
                             interval_method: str = "delta", n_draws: int = 200, seed=0, frequency=None,
                             recency=None, T=None, monetary_value=None, future_spend=None,
-                            time_unit=None) -> pd.DataFrame:
+                            time_unit=None, portfolio=None) -> pd.DataFrame:
     """Per-customer discounted CLV over ``horizon``.
 
     Returns a DataFrame indexed like ``data`` with ``expected_purchases`` (over the horizon),
@@ -183,6 +183,9 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
     purchase used instead of the spend model's expectation: then ``spend`` may be None and intervals
     reflect the purchase parameters only. ``time_unit`` declares the unit of recency and T for a table
     without ``attrs["time_unit"]``; a table in another unit than the purchase model's is converted.
+    ``portfolio``: a :class:`clv_forecast.uncertainty.Portfolio` to add this table's customers to (a scorer's
+    band over all its batches); the band in ``attrs`` is then that accumulator's so far. Customers with a
+    forecast that is not finite are left out of the band (as out of a CLV total).
     """
     from . import uncertainty
 
@@ -232,22 +235,28 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
         return out
     base = {"expected_purchases": expected, "p_alive": alive, "discounted": discounted,
             "expected_spend": expected_spend, "clv": out["clv"].to_numpy()}
+    portfolio = uncertainty.Portfolio() if portfolio is None else portfolio
+    with np.errstate(invalid="ignore"):
+        counted = np.isfinite(out.to_numpy(dtype=float)).all(axis=1)  # (the forecasts; below, their bounds too)
     if interval_method == "delta":
         p_sens, s_sens = _sensitivities(purchases, None if future_spend is not None else spend, base, x, t_x, big_t,
                                         m, times, weights, pairs, covs)
         bounds = uncertainty.delta_intervals(p_sens, s_sens, interval)
-        portfolio = uncertainty.Portfolio()
-        portfolio.add(p_sens, s_sens, margin)
-        band = portfolio.band(interval)
     else:
-        bounds, band = _draw_intervals(purchases, None if future_spend is not None else spend, x, t_x, big_t, m,
-                                       expected_spend if future_spend is not None else None, times, weights, margin,
-                                       interval, n_draws, seed)
+        bounds, totals = _draw_intervals(purchases, None if future_spend is not None else spend, x, t_x, big_t, m,
+                                         expected_spend if future_spend is not None else None, times, weights,
+                                         margin, interval, n_draws, seed, counted)
     for q in uncertainty.QUANTITIES:
         out[f"{q}_lower"], out[f"{q}_upper"] = bounds[q]
-    for q in ("expected_purchases", "clv"):
-        band[q].setdefault("total", float(out[q].sum()))
-    out.attrs["portfolio"] = {**band, "method": interval_method}
+    if interval_method == "delta":
+        with np.errstate(invalid="ignore"):
+            counted &= np.isfinite(out.to_numpy(dtype=float)).all(axis=1)
+        portfolio.add(p_sens, s_sens, margin, rows=counted)
+    else:
+        portfolio.add_draws(totals,
+                            {q: out[q].to_numpy()[counted].sum() for q in ("expected_purchases", "clv")},
+                            int(counted.sum()))
+    out.attrs["portfolio"] = portfolio.band(interval)
     return out
 
 
@@ -271,9 +280,10 @@ def _sensitivities(purchases, spend, base: dict, x, t_x, big_t, m, times, weight
 
 
 def _draw_intervals(purchases, spend, x, t_x, big_t, m, fixed_spend, times, weights, margin, interval, n_draws,
-                    seed, max_values: int = 2**25) -> tuple[dict, dict]:
-    """Central ``interval`` of every forecast over ``n_draws`` parameter draws, per customer, and the band of the
-    portfolio totals over the same draws (``interval_method="draws"``, :mod:`clv_forecast.uncertainty`).
+                    seed, counted, max_values: int = 2**25) -> tuple[dict, dict]:
+    """Central ``interval`` of every forecast over ``n_draws`` parameter draws, per customer, and the portfolio
+    totals under each draw over the customers ``counted`` (a boolean mask) (``interval_method="draws"``,
+    :mod:`clv_forecast.uncertainty`).
 
     Customers are taken in blocks (at most ``max_values`` samples of all four forecasts held at once); within
     a block the hypergeometric part is evaluated once per distinct (x, T) pair and draw. With a
@@ -305,9 +315,5 @@ def _draw_intervals(purchases, spend, x, t_x, big_t, m, fixed_spend, times, weig
             bounds[q][0][rows] = np.quantile(samples[q], lo_q, axis=0, method="lower")
             bounds[q][1][rows] = np.quantile(samples[q], hi_q, axis=0, method="higher")
         for q in totals:
-            totals[q] += samples[q].sum(axis=1)
-    band = {"level": interval, "customers": len(x)}
-    for q, t in totals.items():
-        band[q] = {"lower": float(np.quantile(t, lo_q, method="lower")),
-                   "upper": float(np.quantile(t, hi_q, method="higher"))}
-    return bounds, band
+            totals[q] += samples[q][:, counted[rows]].sum(axis=1)
+    return bounds, totals

@@ -181,3 +181,39 @@ def test_bounds_are_finite_and_ordered_for_any_parameters(r, alpha, a, b, rel_se
     assert (out["p_alive_lower"] >= 0).all() and (out["p_alive_upper"] <= 1).all()
     band = out.attrs["portfolio"]["clv"]
     assert np.isfinite([band["lower"], band["upper"]]).all() and band["lower"] <= band["total"] <= band["upper"]
+
+
+@pytest.mark.parametrize("method", ["delta", "draws"])
+def test_the_band_over_batches_equals_the_band_of_the_whole_table(model, cdnow_rfm, tmp_path, method):
+    """A scorer adds every batch to one accumulator: batches of 500 give the band of the whole table (the draws'
+    totals are summed draw by draw; the delta method's gradients add up)."""
+    from clv_forecast.scoring import score_file
+
+    source = tmp_path / "in.parquet"
+    cdnow_rfm.reset_index().to_parquet(source, index=False)
+    report = score_file(model, source, tmp_path / "out.parquet", batch_rows=500, interval_method=method,
+                        horizon="12M", discount_rate="10%/Y", interval=0.9)
+    whole = model.clv(cdnow_rfm, **ARGS, interval_method=method).attrs["portfolio"]
+    band = report.portfolio
+    assert band["customers"] == 2357 and band["method"] == method
+    for q in ("expected_purchases", "clv"):
+        for key in ("total", "lower", "upper"):
+            assert band[q][key] == pytest.approx(whole[q][key], rel=1e-9), (q, key)
+    assert report.settings["interval_method"] == method
+
+
+def test_fit_reports_the_band_in_its_metrics_and_json(cdnow_csv, tmp_path, capsys):
+    import json
+
+    from clv_forecast.cli import main
+
+    rc = main(["fit", "--transactions", str(cdnow_csv), "--amount-col", "amount", "--predictions",
+               str(tmp_path / "p.parquet"), "--interval", "0.8", "--json", "--no-tracking"])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    metrics = data["metrics"]
+    assert metrics["band_level"] == 0.8
+    assert metrics["clv_total_lower"] < metrics["clv_total"] < metrics["clv_total_upper"]
+    table = pd.read_parquet(tmp_path / "p.parquet")
+    assert metrics["expected_purchases_total"] == pytest.approx(table["expected_purchases"].sum(), rel=1e-9)
+    assert set(uncertainty.INTERVAL_COLUMNS) <= set(table.columns)

@@ -69,7 +69,11 @@ class LocalEngine(Engine):
     def predict(self, model, summary, value: dict):
         from .tables import clv_table
 
-        return summary.join(clv_table(model, summary, value))
+        table = clv_table(model, summary, value)
+        out = summary.join(table)
+        if "portfolio" in table.attrs:  # (the band of the totals: clv_forecast.uncertainty)
+            out.attrs["portfolio"] = table.attrs["portfolio"]
+        return out
 
     def value_coverage(self, table) -> dict:
         from .tables import value_coverage

@@ -19,7 +19,8 @@ def clv_table(model, rfm, value: dict):
                   margin=float(value["margin"]))
     if model.spend_ is None:
         return model.predict(rfm, horizon=value["horizon"])
-    return model.clv(rfm, interval=value["interval"] or None, **kwargs)
+    return model.clv(rfm, interval=value["interval"] or None, interval_method=value.get("interval_method") or "delta",
+                     **kwargs)
 
 
 def value_coverage(table) -> dict:
@@ -37,7 +38,16 @@ def value_coverage(table) -> dict:
     for name in SCORE_COLUMNS:
         if name in table and name != "clv":
             others |= ~np.isfinite(table[name].to_numpy(dtype=float))
+    band = {}
+    portfolio = getattr(table, "attrs", {}).get("portfolio")
+    if portfolio:  # the band of the totals from the parameters' uncertainty (clv_forecast.uncertainty)
+        for q, key in (("clv", "clv_total"), ("expected_purchases", "expected_purchases_total")):
+            band[f"{key}_lower"], band[f"{key}_upper"] = portfolio[q]["lower"], portfolio[q]["upper"]
+        band["expected_purchases_total"] = portfolio["expected_purchases"]["total"]
+        band["band_level"] = portfolio["level"]
+        band["band_method"] = portfolio.get("method", "delta")
     return {
+        **band,
         "clv_total": float(clv[finite].sum()),
         "clv_customers": int(finite.sum()),
         "clv_missing": int((~finite).sum()),

@@ -126,16 +126,18 @@ def _duplicate_flags(sdf, id_col: str):
 
 
 def score_spark(model, sdf, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE, step=DEFAULT_STEP,
-                margin=DEFAULT_MARGIN, interval: float | None = None, id_col: str = "customer_id", time_unit=None,
-                reject_duplicates: bool = True, keep=(), allow_unreliable: bool = False):
+                margin=DEFAULT_MARGIN, interval: float | None = None, interval_method: str = "delta",
+                id_col: str = "customer_id", time_unit=None, reject_duplicates: bool = True, keep=(),
+                allow_unreliable: bool = False):
     """Score a Spark DataFrame of RFM rows; returns a (lazy) Spark DataFrame.
 
     ``model``: a ClvModel, a model JSON file or an MLflow URI (loaded on the driver).
     ``sdf``: ``id_col``, frequency, recency, T and monetary_value (numbers, or text parsed as numbers;
     recency and T in the model's time unit unless ``time_unit`` names theirs: then converted).
     The result has ``id_col`` (its input type), the ``keep`` columns unchanged, ``expected_purchases,
-    p_alive, expected_spend, clv`` (doubles; with ``interval``, e.g. 0.9, also ``clv_lower`` and
-    ``clv_upper``, the same numbers as :func:`~clv_forecast.scoring.score_file` gives) and
+    p_alive, expected_spend, clv`` (doubles; with ``interval``, e.g. 0.9, also the bounds of every forecast,
+    :data:`clv_forecast.uncertainty.INTERVAL_COLUMNS`, the same numbers as
+    :func:`~clv_forecast.scoring.score_file` gives; the band of the totals is not computed on Spark) and
     ``reject_reason``: null for a scored row; for a rejected row the reason (the RFM rule it breaks,
     ``<column> not numeric``, ``duplicate id`` or ``missing id``) and null numbers. One output row per
     input row; ``horizon``, ``discount_rate``, ``step`` and ``margin`` as in :meth:`ClvModel.clv`.
@@ -163,7 +165,7 @@ def score_spark(model, sdf, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DI
     for name in (id_col, *RFM_COLUMNS):
         check_column_type("the input", name, sdf.schema[name].dataType.simpleString(), id_column=name == id_col)
     clv_args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=float(margin),
-                    interval=interval)
+                    interval=interval, interval_method=interval_method)
     # the settings are checked here, on the driver, by scoring one valid row: a bad horizon, interval
     # or a model without covariance (for an interval) is a one-line error, not a failed Spark task
     clv_model.clv(pd.DataFrame({"frequency": [1.0], "recency": [1.0], "T": [2.0], "monetary_value": [1.0]}),
@@ -174,7 +176,8 @@ def score_spark(model, sdf, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DI
     from ..units import value_settings
 
     # the CLV settings travel with the clv column (Spark writes a field's metadata into the Parquet footer)
-    meta = {f"clv_forecast.{k}": v for k, v in value_settings(horizon, discount_rate, step, margin, interval).items()}
+    meta = {f"clv_forecast.{k}": v
+            for k, v in value_settings(horizon, discount_rate, step, margin, interval, interval_method).items()}
     schema = StructType([sdf.schema[id_col]] + [sdf.schema[c] for c in keep]
                         + [StructField(name, DoubleType(), True, meta if name == "clv" else None) for name in names]
                         + [StructField("reject_reason", StringType(), True)])
@@ -191,8 +194,8 @@ SOURCE_FILE, SOURCE_ROW = "__clv_source_file", "__clv_source_row"
 def score_spark_to_parquet(model, input_path, output_path, *, spark=None, rejects_path=None,
                            max_reject_share: float = 0.01, horizon=DEFAULT_HORIZON,
                            discount_rate=DEFAULT_DISCOUNT_RATE, step=DEFAULT_STEP, margin=DEFAULT_MARGIN,
-                           interval: float | None = None, id_col: str = "customer_id",
-                           time_unit=None, allow_unreliable: bool = False):
+                           interval: float | None = None, interval_method: str = "delta",
+                           id_col: str = "customer_id", time_unit=None, allow_unreliable: bool = False):
     """Score a Parquet RFM table with Spark into a Parquet directory; the Spark :func:`score_file`.
 
     ``input_path``: a Parquet file or a directory of Parquet files (a local path, or a URI Spark reads).
@@ -252,7 +255,8 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
         raise ClvInputError(f"{input_path}: cannot read Parquet ({_spark_error(exc)})",
                             argument="input_path", value=str(input_path)) from None
     scored = score_spark(clv_model, sdf, horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
-                         interval=interval, id_col=id_col, time_unit=time_unit, keep=(SOURCE_FILE, SOURCE_ROW),
+                         interval=interval, interval_method=interval_method, id_col=id_col, time_unit=time_unit,
+                         keep=(SOURCE_FILE, SOURCE_ROW),
                          allow_unreliable=None)  # (checked above)
     names = SCORE_COLUMNS + (INTERVAL_COLUMNS if interval is not None else ())
     reason = F.col("reject_reason")
@@ -275,7 +279,8 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
                                seconds=time.perf_counter() - started,
                                output=output_path if published else None, rejects=rejects_path,
                                clv_total=clv_total,
-                               settings=value_settings(horizon, discount_rate, step, margin, interval),
+                               settings=value_settings(horizon, discount_rate, step, margin, interval,
+                                                       interval_method),
                                model_problems=problems)
 
         rejects_tmp = _temporary(rejects_path)
