@@ -406,11 +406,30 @@ def _write_artifacts(result, folder: Path) -> None:
 
 
 def _value_defaults(result) -> dict[str, Any]:
+    """The pyfunc's params and their defaults: the CLV settings (the run's values), ``interval`` (0: none; asked
+    per call, so the default output keeps its four columns whatever the run used) and ``interval_method`` (the
+    run's, else delta)."""
     from .units import VALUE_DEFAULTS
 
     value = result.spec.get("value") or {}
-    return {key: (float if key == "margin" else str)(VALUE_DEFAULTS[key] if value.get(key) is None else value[key])
-            for key in VALUE_DEFAULTS}
+    out = {key: (float if key == "margin" else str)(VALUE_DEFAULTS[key] if value.get(key) is None else value[key])
+           for key in VALUE_DEFAULTS}
+    out["interval"] = 0.0
+    out["interval_method"] = str(value.get("interval_method") or "delta")
+    return out
+
+
+def _interval_of(params: dict):
+    """The pyfunc's ``interval`` param as a level, or None for none (absent, None or 0)."""
+    level = params.get("interval")
+    if level in (None, "", 0, 0.0, "0", "none"):
+        return None
+    from .uncertainty import check_level
+
+    try:
+        return check_level(float(level))
+    except (TypeError, ValueError):
+        return check_level(level)
 
 
 def model_inputs(model) -> tuple[list[str], list[str]]:
@@ -436,15 +455,31 @@ def _predict_frame(model, frame, params: dict):
     with_spend = model.spend_ is not None and all(c in frame.columns for c in optional)
     rfm = frame[list(required + optional if with_spend else required)].reset_index(drop=True)
     unit = model.time_unit_
-    if with_spend:
-        out = model.clv(rfm, horizon=params["horizon"], discount_rate=params["discount_rate"], step=params["step"],
-                        margin=float(params["margin"]), time_unit=unit)
+    interval = _interval_of(params)
+    money = dict(horizon=params["horizon"], discount_rate=params["discount_rate"], step=params["step"],
+                 margin=float(params["margin"]), time_unit=unit)
+    if interval is not None:
+        from .uncertainty import INTERVAL_COLUMNS
+
+        method = params.get("interval_method") or "delta"
+        if with_spend:
+            out = model.clv(rfm, interval=interval, interval_method=method, **money)
+        else:  # expected purchases and P(alive) with their intervals; a unit spend stands in, then is blanked
+            # (and the horizon is one step: no discounting is reported, so the step need not divide it)
+            money["step"] = params["horizon"]
+            out = model.clv(rfm, interval=interval, interval_method=method, future_spend=np.ones(len(rfm)), **money)
+            out.loc[:, [c for c in out.columns if c.startswith(("expected_spend", "clv"))]] = np.nan
+        columns = list(OUTPUT_COLUMNS) + list(INTERVAL_COLUMNS)
     else:
-        out = model.predict(rfm, horizon=params["horizon"], time_unit=unit)
-    for column in OUTPUT_COLUMNS:
+        if with_spend:
+            out = model.clv(rfm, **money)
+        else:
+            out = model.predict(rfm, horizon=params["horizon"], time_unit=unit)
+        columns = list(OUTPUT_COLUMNS)
+    for column in columns:
         if column not in out:
             out[column] = np.nan
-    return out[list(OUTPUT_COLUMNS)].astype("float64").reset_index(drop=True)
+    return out[columns].astype("float64").reset_index(drop=True)
 
 
 def _warn_once_if_unreliable(pyfunc) -> None:
@@ -469,7 +504,8 @@ def _define_pyfunc_class(base):
         ``predict(model_input, params)``: ``model_input`` has frequency, recency, T (in the model's time
         unit) and optionally monetary_value; returns expected_purchases, p_alive, expected_spend and clv
         per row (NaN spend and CLV without monetary_value). ``params``: horizon, discount_rate, step,
-        margin (defaults: the logged run's values)."""
+        margin (defaults: the logged run's values), ``interval`` (e.g. 0.9: adds ``<forecast>_lower/_upper`` for
+        each forecast, :data:`clv_forecast.uncertainty.INTERVAL_COLUMNS`; 0: none) and ``interval_method``."""
 
         # The input is checked against the logged signature (MLflow's schema enforcement at predict); MLflow's
         # other, type-hint based validation of predict does not apply (predict has no type hints) and its

@@ -233,6 +233,41 @@ class Portfolio:
         self.clv += float(estimates["clv"])
         self.customers += customers
 
+    _ARRAYS = ("grad_purchases", "grad_clv_p", "grad_clv_s", "cov_p", "cov_s")
+
+    def state(self) -> dict:
+        """This accumulator as plain JSON values (a Spark partition's share, merged on the driver by
+        :meth:`merge`)."""
+        out = {"expected_purchases": self.expected_purchases, "clv": self.clv, "customers": self.customers,
+               "method": self.method}
+        for name in self._ARRAYS:
+            value = getattr(self, name)
+            out[name] = None if value is None else np.asarray(value, dtype=float).tolist()
+        out["draw_totals"] = (None if self.draw_totals is None
+                              else {q: np.asarray(t, dtype=float).tolist() for q, t in self.draw_totals.items()})
+        return out
+
+    def merge(self, state: dict) -> "Portfolio":
+        """Add another accumulator's :meth:`state` (the customers of another partition); returns self."""
+        self.expected_purchases += float(state["expected_purchases"])
+        self.clv += float(state["clv"])
+        self.customers += int(state["customers"])
+        self.method = state.get("method", self.method)
+        for name in ("grad_purchases", "grad_clv_p", "grad_clv_s"):
+            if state.get(name) is not None:
+                value = np.asarray(state[name], dtype=float)
+                mine = getattr(self, name)
+                setattr(self, name, value if mine is None else mine + value)
+        for name in ("cov_p", "cov_s"):
+            if state.get(name) is not None:
+                setattr(self, name, np.asarray(state[name], dtype=float))
+        if state.get("draw_totals") is not None:
+            if self.draw_totals is None:
+                self.draw_totals = {q: np.zeros(len(t)) for q, t in state["draw_totals"].items()}
+            for q, t in state["draw_totals"].items():
+                self.draw_totals[q] += np.asarray(t, dtype=float)
+        return self
+
     def band(self, level: float) -> dict:
         """``{"level", "method", "customers", "expected_purchases": {"total", "lower", "upper"}, "clv": {...}}``:
         the delta method's band on the log scale of each total, or the central quantiles of the draws' totals."""

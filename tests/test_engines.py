@@ -209,14 +209,30 @@ def test_both_engines_give_the_same_statistics_parameters_and_scores(spark, log_
     # per-customer scores: the one batch rule set on both engines, from the same RFM table
     table = tmp_path / "rfm.parquet"
     a.reset_index()[["customer_id", "frequency", "recency", "T", "monetary_value"]].to_parquet(table, index=False)
-    local.score(ma, table, tmp_path / "local.parquet")
-    report = remote.score(ma, table, tmp_path / "spark_scores", spark_master=spark.sparkContext.master)
+    mine = local.score(ma, table, tmp_path / "local.parquet", interval=0.9)
+    report = remote.score(ma, table, tmp_path / "spark_scores", spark_master=spark.sparkContext.master, interval=0.9)
     expected = pd.read_parquet(tmp_path / "local.parquet").set_index("customer_id").sort_index()
     got = pd.read_parquet(tmp_path / "spark_scores").set_index("customer_id").sort_index()
     assert report.scored == len(expected) and list(got.columns) == list(expected.columns)
     for column in expected.columns:
         np.testing.assert_allclose(got[column].to_numpy(float), expected[column].to_numpy(float), rtol=RTOL,
                                    err_msg=column)
+    # the band of the totals: the same on both engines (Spark merges its partitions' accumulators)
+    assert report.portfolio["customers"] == mine.portfolio["customers"] == len(expected)
+    for q in ("expected_purchases", "clv"):
+        for side in ("total", "lower", "upper"):
+            assert report.portfolio[q][side] == pytest.approx(mine.portfolio[q][side], rel=1e-9), (q, side)
+        assert mine.portfolio[q]["lower"] < mine.portfolio[q]["total"] < mine.portfolio[q]["upper"]
+    # the pipeline's per-customer table: the band's metrics on both engines
+    value = {"horizon": "12M", "discount_rate": "10%/Y", "step": "1M", "margin": 1.0, "interval": 0.9,
+             "interval_method": "delta"}
+    pa_, pb_ = local.predict(ma, a, value), remote.predict(ma, b, value)
+    ca, cb = local.value_coverage(pa_), remote.value_coverage(pb_)
+    pb_.unpersist()
+    for key in ("clv_total", "clv_total_lower", "clv_total_upper", "expected_purchases_total",
+                "expected_purchases_total_lower", "expected_purchases_total_upper"):
+        assert cb[key] == pytest.approx(ca[key], rel=1e-9), key
+    assert ca["clv_total_lower"] < ca["clv_total"] < ca["clv_total_upper"] and cb["band_level"] == 0.9
 
 
 # -- the one batch rule set -------------------------------------------------------------------------

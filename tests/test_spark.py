@@ -402,6 +402,9 @@ def test_spark_equals_score_file_on_100k_rows_with_every_reject(spark, model, tm
     local = score_file(model, source, tmp_path / "local.parquet", batch_rows=25_000, **args)
     remote = score_spark_to_parquet(model, source, tmp_path / "spark", spark=spark, **args)
     assert local.read == remote.read == len(frame)
+    # the band of the totals over the scored rows; Spark scores the first row of a duplicated id too (rejected
+    # locally only from the second on), so the totals differ by those rows: the band computed for them agrees
+    assert remote.portfolio["customers"] == remote.scored and local.portfolio["customers"] == local.scored
 
     rejects_local = pd.read_csv(tmp_path / "local.parquet.rejects.csv").set_index("row")["reason"]
     rejects_spark = pd.read_parquet(tmp_path / "spark.rejects")
@@ -431,6 +434,14 @@ def test_spark_equals_score_file_on_100k_rows_with_every_reject(spark, model, tm
     joined = scores_local.loc[scores_spark.index]
     for name in [*SCORES, "clv_lower", "clv_upper"]:
         np.testing.assert_allclose(scores_spark[name].to_numpy(), joined[name].to_numpy(), rtol=1e-9, atol=0)
+    from clv_forecast.uncertainty import Portfolio  # the band of the rows Spark scored, from one accumulator
+    inputs = frame.set_index("customer_id").loc[scores_spark.index, ["frequency", "recency", "T", "monetary_value"]]
+    alone = Portfolio()
+    model.clv(inputs.astype(float), horizon="12M", discount_rate="10%/Y", margin=0.3, interval=0.9, portfolio=alone)
+    band = alone.band(0.9)
+    for q in ("expected_purchases", "clv"):
+        for side in ("total", "lower", "upper"):
+            assert remote.portfolio[q][side] == pytest.approx(band[q][side], rel=1e-9), (q, side)
 
 
 # -- clv-forecast score --engine spark ---------------------------------------------------------------

@@ -181,7 +181,8 @@ def test_logged_model_carries_the_json_model_file_and_a_signature_with_params(ht
     assert [c.name for c in signature.inputs.inputs] == ["frequency", "recency", "T", "monetary_value"]
     assert [c.name for c in signature.outputs.inputs] == ["expected_purchases", "p_alive", "expected_spend", "clv"]
     params = {p.name: p.default for p in signature.params.params}
-    assert params == {"horizon": "12M", "discount_rate": "10%/Y", "step": "1M", "margin": 1.0}
+    assert params == {"horizon": "12M", "discount_rate": "10%/Y", "step": "1M", "margin": 1.0, "interval": 0.0,
+                      "interval_method": "delta"}
     files = {p.name for p in Path(folder).rglob("*")}
     assert "clv_model.json" in files
     data = json.loads(next(Path(folder).rglob("clv_model.json")).read_text())
@@ -278,6 +279,41 @@ def test_local_store_runs_share_the_experiment_and_non_finite_metrics_are_tags(l
     got = model.predict(rfm, params={"horizon": "24M", "margin": 0.3})
     want = cdnow_result.model.clv(rfm, horizon="24M", discount_rate="10%/Y", step="1M", margin=0.3)
     assert _rel_diff(got["clv"], want["clv"].to_numpy()) <= 1e-12
+
+
+def test_pyfunc_interval_param_gives_every_bound(local_store, cdnow_result):
+    """``params={"interval": 0.9}`` adds the bounds of every forecast, equal to ``ClvModel.clv``'s; without spend
+    columns the purchase forecasts keep their bounds and the money columns are NaN; a bad level is one line."""
+    from clv_forecast.uncertainty import INTERVAL_COLUMNS
+
+    tracked = tracking.log_run(cdnow_result, command="fit", tracking_uri=local_store)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", local_store)
+        model = tracking.load_model(tracked.model_uri)
+    value = cdnow_result.spec["value"]
+    money = dict(horizon=value["horizon"], discount_rate=value["discount_rate"], step=value["step"],
+                 margin=value["margin"])
+    rfm = cdnow_result.summary[["frequency", "recency", "T", "monetary_value"]].head(200)
+    plain = model.predict(rfm, params={"interval": 0.0})  # 0: no interval
+    assert list(plain.columns) == list(tracking.OUTPUT_COLUMNS)
+    assert value.get("interval")  # the run had an interval; the pyfunc gives one only when asked
+    assert list(model.predict(rfm).columns) == list(tracking.OUTPUT_COLUMNS)
+    got = model.predict(rfm, params={"interval": 0.9})
+    want = cdnow_result.model.clv(rfm, interval=0.9, **money)
+    assert list(got.columns) == list(tracking.OUTPUT_COLUMNS) + list(INTERVAL_COLUMNS)
+    for column in got.columns:
+        assert _rel_diff(got[column], want[column].to_numpy()) <= 1e-12, column
+    assert (got["clv_lower"] < got["clv"]).sum() > 100 and (got["clv_upper"] > got["clv"]).sum() > 100
+    drawn = model.predict(rfm, params={"interval": 0.8, "interval_method": "draws"})
+    want = cdnow_result.model.clv(rfm, interval=0.8, interval_method="draws", **money)
+    assert _rel_diff(drawn["p_alive_upper"], want["p_alive_upper"].to_numpy()) <= 1e-12
+    bare = model.predict(rfm[["frequency", "recency", "T"]], params={"interval": 0.9})
+    ref = cdnow_result.model.clv(rfm, interval=0.9, **money)
+    for column in ("expected_purchases", "expected_purchases_lower", "p_alive_lower", "p_alive_upper"):
+        assert _rel_diff(bare[column], ref[column].to_numpy()) <= 1e-12, column
+    assert bare[["expected_spend", "clv", "clv_lower", "expected_spend_upper"]].isna().all().all()
+    with pytest.raises(Exception, match="must be a probability between 0 and 1"):
+        model.predict(rfm, params={"interval": 1.5})
 
 
 def test_registration_in_the_local_store_sets_the_alias(local_store, cdnow_result, monkeypatch):

@@ -90,15 +90,19 @@ class SparkEngine(Engine):
         from one computation."""
         from pyspark import StorageLevel
 
-        from ..spark.summary import predict_spark
+        from ..spark.summary import portfolio_band_spark, predict_spark
 
         table = predict_spark(model, summary.rfm, value, time_unit=summary.time_unit)
+        # with an interval, the band of the totals: one more pass over the customers (a Spark DataFrame carries
+        # no attrs: kept here for value_coverage, as the local engine keeps it in the table's attrs)
+        self._band = portfolio_band_spark(model, summary.rfm, value, time_unit=summary.time_unit)
         return table.persist(StorageLevel.MEMORY_AND_DISK)
 
     def value_coverage(self, table) -> dict:
+        from .tables import band_metrics
         from ..spark.summary import value_coverage_frame
 
-        return value_coverage_frame(table)
+        return {**band_metrics(getattr(self, "_band", None)), **value_coverage_frame(table)}
 
     def write_predictions(self, table, path, spec: dict, model) -> tuple[Any, int]:
         from ..spark.session import write_parquet_dir

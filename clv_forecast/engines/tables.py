@@ -13,14 +13,28 @@ SCORE_COLUMNS = ("expected_purchases", "p_alive", "expected_spend", "clv",
                    for side in ("lower", "upper")))  # (clv_forecast.uncertainty.INTERVAL_COLUMNS)
 
 
-def clv_table(model, rfm, value: dict):
-    """Per-customer predictions over the horizon and the discounted CLV (with its interval if asked)."""
+def clv_table(model, rfm, value: dict, portfolio=None):
+    """Per-customer predictions over the horizon and the discounted CLV (with its interval if asked; ``portfolio``:
+    a :class:`clv_forecast.uncertainty.Portfolio` to add the customers to)."""
     kwargs = dict(horizon=value["horizon"], discount_rate=value["discount_rate"], step=value["step"],
                   margin=float(value["margin"]))
     if model.spend_ is None:
         return model.predict(rfm, horizon=value["horizon"])
     return model.clv(rfm, interval=value["interval"] or None, interval_method=value.get("interval_method") or "delta",
-                     **kwargs)
+                     portfolio=portfolio, **kwargs)
+
+
+def band_metrics(portfolio: dict | None) -> dict:
+    """The run metrics of the band of the totals (:meth:`clv_forecast.uncertainty.Portfolio.band`; {} without one):
+    ``clv_total_lower/_upper``, ``expected_purchases_total[_lower/_upper]``, ``band_level``, ``band_method``."""
+    band = {}
+    if portfolio:  # the band of the totals from the parameters' uncertainty (clv_forecast.uncertainty)
+        for q, key in (("clv", "clv_total"), ("expected_purchases", "expected_purchases_total")):
+            band[f"{key}_lower"], band[f"{key}_upper"] = portfolio[q]["lower"], portfolio[q]["upper"]
+        band["expected_purchases_total"] = portfolio["expected_purchases"]["total"]
+        band["band_level"] = portfolio["level"]
+        band["band_method"] = portfolio.get("method", "delta")
+    return band
 
 
 def value_coverage(table) -> dict:
@@ -38,14 +52,7 @@ def value_coverage(table) -> dict:
     for name in SCORE_COLUMNS:
         if name in table and name != "clv":
             others |= ~np.isfinite(table[name].to_numpy(dtype=float))
-    band = {}
-    portfolio = getattr(table, "attrs", {}).get("portfolio")
-    if portfolio:  # the band of the totals from the parameters' uncertainty (clv_forecast.uncertainty)
-        for q, key in (("clv", "clv_total"), ("expected_purchases", "expected_purchases_total")):
-            band[f"{key}_lower"], band[f"{key}_upper"] = portfolio[q]["lower"], portfolio[q]["upper"]
-        band["expected_purchases_total"] = portfolio["expected_purchases"]["total"]
-        band["band_level"] = portfolio["level"]
-        band["band_method"] = portfolio.get("method", "delta")
+    band = band_metrics(getattr(table, "attrs", {}).get("portfolio"))
     return {
         **band,
         "clv_total": float(clv[finite].sum()),

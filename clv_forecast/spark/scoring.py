@@ -61,8 +61,17 @@ from ..uncertainty import INTERVAL_COLUMNS  # noqa: E402 (every forecast's bound
 _DUPLICATE = "__clv_duplicate_id"  # the window's flag, given to the scoring function, not returned
 
 
-def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep: tuple = ()):
-    """The function given to ``mapInPandas``: rebuilds the model once per iterator (partition)."""
+#: the ``reject_reason`` of a partition's band row (:func:`_score_frames` with ``band``): this prefix, then the
+#: partition's :meth:`clv_forecast.uncertainty.Portfolio.state` as JSON. No reason of a real row starts with it.
+BAND_MARKER = "\x00band:"
+
+
+def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep: tuple = (), band: bool = False):
+    """The function given to ``mapInPandas``: rebuilds the model once per iterator (partition). With ``band`` (and
+    an interval) each partition adds its scored rows to a :class:`clv_forecast.uncertainty.Portfolio` and ends with
+    one more row: null id and numbers, ``reject_reason`` :data:`BAND_MARKER` + the accumulator's state, which
+    :func:`score_spark_to_parquet` merges on the driver into the band of the totals (in the same pass as the
+    scores) and drops from every output."""
     from .. import estimators
 
     registered = estimators.registered()
@@ -78,6 +87,12 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
 
         estimators.restore(registered)  # models registered on the driver (not modules of the package)
         model = ClvModel.from_dict(model_dict, source="model")
+        args, portfolio = clv_args, None
+        if band and clv_args.get("interval") is not None:
+            from ..uncertainty import Portfolio
+
+            portfolio = Portfolio()
+            args = {**clv_args, "portfolio": portfolio}
         for frame in frames:
             n = len(frame)
             if n == 0:
@@ -88,7 +103,7 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
                          else None)
             # the one batch rule set (clv_forecast._score_batch), as in score_file
             result = score_batch(model, {name: frame[name] for name in RFM_COLUMNS}, n, present=present,
-                                 control=control, duplicate=duplicate, time_unit=time_unit, clv_args=clv_args)
+                                 control=control, duplicate=duplicate, time_unit=time_unit, clv_args=args)
             reason = result.reason
             out = {name: np.full(n, np.nan) for name in names}
             if result.scored.size:
@@ -97,6 +112,11 @@ def _score_frames(model_dict: dict, id_col: str, time_unit, clv_args: dict, keep
             reason[reason == ""] = None
             yield pd.DataFrame({id_col: ids.to_numpy(), **{k: frame[k].to_numpy() for k in keep}, **out,
                                 "reject_reason": reason})
+        if portfolio is not None and portfolio.customers:
+            state = BAND_MARKER + json.dumps(portfolio.state())
+            yield pd.DataFrame({id_col: pd.Series([None], dtype=object),
+                                **{k: pd.Series([None], dtype=object) for k in keep},
+                                **{name: [np.nan] for name in names}, "reject_reason": [state]})
 
     return score
 
@@ -128,7 +148,7 @@ def _duplicate_flags(sdf, id_col: str):
 def score_spark(model, sdf, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE, step=DEFAULT_STEP,
                 margin=DEFAULT_MARGIN, interval: float | None = None, interval_method: str = "delta",
                 id_col: str = "customer_id", time_unit=None, reject_duplicates: bool = True, keep=(),
-                allow_unreliable: bool = False):
+                allow_unreliable: bool = False, _band: bool = False):
     """Score a Spark DataFrame of RFM rows; returns a (lazy) Spark DataFrame.
 
     ``model``: a ClvModel, a model JSON file or an MLflow URI (loaded on the driver).
@@ -137,7 +157,8 @@ def score_spark(model, sdf, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DI
     The result has ``id_col`` (its input type), the ``keep`` columns unchanged, ``expected_purchases,
     p_alive, expected_spend, clv`` (doubles; with ``interval``, e.g. 0.9, also the bounds of every forecast,
     :data:`clv_forecast.uncertainty.INTERVAL_COLUMNS`, the same numbers as
-    :func:`~clv_forecast.scoring.score_file` gives; the band of the totals is not computed on Spark) and
+    :func:`~clv_forecast.scoring.score_file` gives; the band of the totals is computed by
+    :func:`score_spark_to_parquet`) and
     ``reject_reason``: null for a scored row; for a rejected row the reason (the RFM rule it breaks,
     ``<column> not numeric``, ``duplicate id`` or ``missing id``) and null numbers. One output row per
     input row; ``horizon``, ``discount_rate``, ``step`` and ``margin`` as in :meth:`ClvModel.clv`.
@@ -178,10 +199,14 @@ def score_spark(model, sdf, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DI
     # the CLV settings travel with the clv column (Spark writes a field's metadata into the Parquet footer)
     meta = {f"clv_forecast.{k}": v
             for k, v in value_settings(horizon, discount_rate, step, margin, interval, interval_method).items()}
-    schema = StructType([sdf.schema[id_col]] + [sdf.schema[c] for c in keep]
+    band = _band and interval is not None
+    given = [sdf.schema[id_col]] + [sdf.schema[c] for c in keep]
+    if band:  # the partitions' band rows have null ids and keep columns
+        given = [StructField(f.name, f.dataType, True, f.metadata) for f in given]
+    schema = StructType(given
                         + [StructField(name, DoubleType(), True, meta if name == "clv" else None) for name in names]
                         + [StructField("reject_reason", StringType(), True)])
-    fn = _score_frames(model_dict, id_col, time_unit, clv_args, keep)
+    fn = _score_frames(model_dict, id_col, time_unit, clv_args, keep, band=band)
     rows = sdf.select(id_col, *RFM_COLUMNS, *keep)
     if reject_duplicates:
         rows = _duplicate_flags(rows, id_col)
@@ -257,7 +282,7 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
     scored = score_spark(clv_model, sdf, horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
                          interval=interval, interval_method=interval_method, id_col=id_col, time_unit=time_unit,
                          keep=(SOURCE_FILE, SOURCE_ROW),
-                         allow_unreliable=None)  # (checked above)
+                         allow_unreliable=None, _band=True)  # (checked above)
     names = SCORE_COLUMNS + (INTERVAL_COLUMNS if interval is not None else ())
     reason = F.col("reject_reason")
     temporaries = []
@@ -267,6 +292,15 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
         finite = F.col("clv").between(-1.7976931348623157e308, 1.7976931348623157e308)  # not NaN, not +-inf
         grouped = scored.groupBy("reject_reason").agg(F.count(F.lit(1)).alias("count"),
                                                       F.sum(F.when(finite, F.col("clv"))).alias("clv_total")).collect()
+        portfolio = None
+        if interval is not None:  # the partitions' band rows, merged (BAND_MARKER)
+            from ..uncertainty import Portfolio
+
+            portfolio = Portfolio()
+            for row in grouped:
+                if (row["reject_reason"] or "").startswith(BAND_MARKER):
+                    portfolio.merge(json.loads(row["reject_reason"][len(BAND_MARKER):]))
+        grouped = [row for row in grouped if not (row["reject_reason"] or "").startswith(BAND_MARKER)]
         counts = {row["reject_reason"]: int(row["count"]) for row in grouped}
         clv_total = float(next((row["clv_total"] or 0.0 for row in grouped if row["reject_reason"] is None), 0.0))
         read = sum(counts.values())
@@ -281,12 +315,14 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
                                clv_total=clv_total,
                                settings=value_settings(horizon, discount_rate, step, margin, interval,
                                                        interval_method),
+                               portfolio=None if portfolio is None or not portfolio.customers
+                               else portfolio.band(float(interval)),
                                model_problems=problems)
 
         rejects_tmp = _temporary(rejects_path)
         temporaries.append(rejects_tmp)
         rejects_path.parent.mkdir(parents=True, exist_ok=True)
-        (scored.filter(reason.isNotNull())
+        (scored.filter(reason.isNotNull() & ~reason.startswith(BAND_MARKER))
          .select(F.col(SOURCE_FILE).alias("file"), F.col(SOURCE_ROW).alias("row"),
                  F.col(id_col).cast("string").alias("customer_id"), reason.alias("reason"))
          .orderBy("file", "row")

@@ -498,6 +498,47 @@ def predict_spark(model, rfm_sdf, value: dict, *, time_unit):
     return rfm_sdf.mapInPandas(predict, schema)
 
 
+def portfolio_band_spark(model, rfm_sdf, value: dict, *, time_unit) -> dict | None:
+    """The band of the totals of the expected purchases and the CLV over the customers of ``rfm_sdf``
+    (:meth:`clv_forecast.uncertainty.Portfolio.band`), or None without an interval or a spend model: each partition
+    adds its customers to a :class:`~clv_forecast.uncertainty.Portfolio` with the same function as on one machine
+    (:func:`clv_forecast.engines.tables.clv_table`) and returns its state, one row; the driver merges them."""
+    import json
+
+    from ..engines.tables import clv_table
+
+    if not value.get("interval") or model.spend_ is None:
+        return None
+    model_dict = json.loads(model.to_json())
+    unit = str(time_unit)
+    from .. import estimators
+
+    registered = estimators.registered()
+
+    def states(frames):
+        import pandas as pd
+
+        from ..model import ClvModel
+        from ..uncertainty import Portfolio
+
+        estimators.restore(registered)
+        worker_model = ClvModel.from_dict(model_dict, source="model")
+        portfolio = Portfolio()
+        for frame in frames:
+            if len(frame):
+                frame.attrs["time_unit"] = unit
+                clv_table(worker_model, frame, value, portfolio=portfolio)
+        if portfolio.customers:
+            yield pd.DataFrame({"state": [json.dumps(portfolio.state())]})
+
+    from ..uncertainty import Portfolio
+
+    merged = Portfolio()
+    for row in rfm_sdf.mapInPandas(states, "state string").collect():
+        merged.merge(json.loads(row["state"]))
+    return merged.band(float(value["interval"])) if merged.customers else None
+
+
 def value_coverage_spark(session, path) -> dict:
     """:func:`clv_forecast.engines.tables.value_coverage` of a predictions directory, as one Spark aggregation."""
     return value_coverage_frame(session.read.parquet(str(path)))
