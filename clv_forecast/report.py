@@ -157,6 +157,51 @@ def band_of_metrics(metrics: dict) -> dict | None:
                                    "upper": metrics["expected_purchases_total_upper"]}}
 
 
+def summary_section(metrics: dict, value: dict) -> "Section | None":
+    """The report's first section: the totals over the customers (with the band of the totals when the run asked
+    for an interval) and the settings they were computed with; None without a CLV total."""
+    import pandas as pd
+
+    if "clv_total" not in metrics:
+        return None
+    band = band_of_metrics(metrics)
+    rows = {"customers with a CLV": {"estimate": float(metrics["clv_customers"])},
+            "total CLV": {"estimate": metrics["clv_total"]}}
+    if "expected_purchases_total" in metrics:
+        rows["total expected purchases"] = {"estimate": metrics["expected_purchases_total"]}
+    level = ""
+    if band is not None:
+        level = f"{band['level']:.0%}"
+        for key, q in (("total CLV", "clv"), ("total expected purchases", "expected_purchases")):
+            rows[key].update({f"{level} lower": band[q]["lower"], f"{level} upper": band[q]["upper"]})
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "over the horizon"
+    blocks = [f"Settings: {value_text(value)} (horizon, discount rate, discounting step, margin).", frame]
+    if band is not None:
+        blocks.append(f"The {level} band is the range of the totals that the uncertainty of the fitted parameters "
+                      f"allows ({band.get('method', 'delta')} method); the customers share the parameters, so it is "
+                      "not the sum of the per-customer intervals. It does not include the randomness of what each "
+                      "customer will do.")
+    return Section("Summary", blocks)
+
+
+def interval_columns(table, level) -> "pd.DataFrame":
+    """``table``'s forecasts with their intervals as one text column each (``<forecast> <level> interval``:
+    ``lower - upper``, unbroken), placed after the forecast; the bound columns themselves dropped."""
+    from .uncertainty import QUANTITIES
+
+    out = table.copy()
+    for q in QUANTITIES:
+        lo, hi = f"{q}_lower", f"{q}_upper"
+        if q in out and lo in out and hi in out:
+            text = [("" if (a != a or b != b) else f"{_number(float(a))}\u00a0\u2013\u00a0{_number(float(b))}")
+                    for a, b in zip(out[lo], out[hi])]
+            position = list(out.columns).index(q) + 1
+            out = out.drop(columns=[lo, hi])
+            out.insert(min(position, len(out.columns)), f"{q} {level} interval", text)
+    return out
+
+
 def coverage_line(metrics: dict, value: dict) -> str:
     missing = metrics["clv_missing"]
     text = (f"total CLV ({value_text(value)}): "
@@ -410,13 +455,19 @@ def run_report(result, *, accounting: list[str], periods: str, comparison=None, 
     if table is not None and "clv" in table:
         value = spec["value"]
         top = table.sort_values("clv", ascending=False, na_position="last").head(int(value.get("top") or 10))
+        from .uncertainty import INTERVAL_COLUMNS
+
         columns = [c for c in ("frequency", "recency", "T", "monetary_value", "p_alive", "expected_purchases",
-                               "expected_spend", "clv", "clv_lower", "clv_upper") if c in top]
+                               "expected_spend", "clv", *INTERVAL_COLUMNS) if c in top]
+        level = f"{float(value['interval']):.0%}" if value.get("interval") else ""
         sections.append(Section(
             f"Top {len(top)} customers by CLV ({value_text(value)})",
-            [top[columns]]))
+            [interval_columns(top[columns], level)]))
         if "clv_total" in metrics:
-            sections[-1].blocks.append(coverage_line(metrics, value))
+            sections[-1].blocks.extend(coverage_line(metrics, value).split("\n"))
+    summary = summary_section(metrics, spec.get("value") or {})
+    if summary is not None:  # first: what an analyst looks for
+        sections.insert(0, summary)
     warned = list(dict.fromkeys(" ".join(str(getattr(w, "template", w)).replace("{{", "").replace("}}", "").split())
                                 for w in (getattr(result, "warnings", None) or [])))
     if warned:  # what the run warned about (data outside a model, a figure a model cannot draw), as the CLI prints it

@@ -239,8 +239,12 @@ def test_data_that_identify_nothing_still_exit_3(logs, capsys):
     # either: it is given, labelled, with problems of its own (exit 3)
     rc, out, err = run(capsys, *FIT, "-t", logs["identical"], "--json")
     data = json.loads(out)
-    assert rc == 3 and data["reliable"] is False and data["boundary"]["fitted"] in ("nbd", "constant_dropout")
-    name = data["boundary"]["fitted_name"]
+    # which boundary the optimiser runs to on data without heterogeneity depends on rounding (numpy/scipy
+    # versions): r -> infinity (no heterogeneity in the rate) with BG/NBD kept, or a -> 0 with the nested model
+    # given; either way the fit is unreliable, exit 3, with its problems named
+    assert rc == 3 and data["reliable"] is False and data["problems"]
+    assert data["boundary"] is None or data["boundary"]["fitted"] in ("nbd", "constant_dropout")
+    name = "BG/NBD" if data["boundary"] is None else data["boundary"]["fitted_name"]
     assert data["problems"] and all(p.startswith(name) or p.startswith("Gamma-Gamma") for p in data["problems"])
     assert any(p.startswith(f"{name} parameters") for p in data["problems"]) and "--penalizer" in err
 

@@ -879,11 +879,15 @@ def test_unreliable_fit_is_not_a_model(case, tmp_path):
         model = ClvModel().fit(data, time_unit="W")
     problems = model.problems_
     assert problems and all("\n" not in p for p in problems)
-    assert any(p.startswith("BG/NBD") and ("not identified" in p or "did not converge" in p) for p in problems)
+    # the BG/NBD's problems, or those of the nested model fitted at the boundary it ran to (which boundary the
+    # optimiser reaches on data without heterogeneity depends on rounding: both are reported as unreliable)
+    named = model.purchases_.name
+    assert named in ("BG/NBD", "NBD", "NBD with constant dropout")
+    assert any(p.startswith(named) and ("not identified" in p or "did not converge" in p) for p in problems)
     if "monetary_value" in data:
         assert any(p.startswith("Gamma-Gamma") for p in problems)
     assert model.purchases_.problems_ == model.purchases_.result_.problems
-    with pytest.raises(UnreliableFitError, match="BG/NBD"):
+    with pytest.raises(UnreliableFitError, match=named):
         model.check_reliable()
     with pytest.raises(UnreliableFitError):
         model.purchases_.check_reliable()

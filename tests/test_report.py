@@ -90,6 +90,16 @@ def test_default_run_writes_a_report_that_renders(tmp_path, monkeypatch, capsys)
     assert _external_references(document) == []
     for fragment in ("Model: parameters and fit", "Holdout check", "1,882", "Top 10 customers by CLV", "-9,582.4"):
         assert fragment in document, fragment
+    # the summary first: the totals with the band of the default 90 % interval, as the run's metrics give them
+    assert document.index("<h2>Summary</h2>") < document.index("<h2>Data</h2>")
+    summary = document[document.index("<h2>Summary</h2>"):document.index("<h2>Data</h2>")]
+    for fragment in ("total CLV", "72,403.3", "90% lower", "66,448.8", "78,891.4", "total expected purchases"):
+        assert fragment in summary, fragment
+    # every forecast of the top customers with its interval, one unbroken text column each
+    top = document[document.index("Top 10 customers by CLV"):]
+    for q in ("p_alive", "expected_purchases", "expected_spend", "clv"):
+        assert f"{q} 90% interval" in top, q
+    assert "clv_lower" not in top and top.count("\u00a0\u2013\u00a0") == 40
     seen = _chromium_probe(path, tmp_path)
     assert seen["requests"] == [] and seen["decoded"] == seen["images"] and seen["tables"] >= 3
     assert [p.name for p in (tmp_path / "reports").iterdir()] == ["cdnow.html"]  # atomic: no temporary file left
