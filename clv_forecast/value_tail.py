@@ -144,3 +144,67 @@ def residual_discounted(model_cls, params, x, t_x, T, horizon_len: float, step_l
     if inverse is not None:
         tail = tail[inverse]
     return model_cls._p_alive(params, x, np.asarray(t_x, dtype=np.float64), T) * tail
+
+
+def residual_value(purchases, spend=None, data=None, *, horizon, discount_rate, step, margin: float = 1.0,
+                   interval: float | None = None, future_spend=None, time_unit=None):
+    r"""Per customer: ``residual_purchases`` (:func:`residual_discounted`, the discounted expected purchases after
+    ``horizon``), ``expected_spend`` per purchase and ``residual_value = margin x expected_spend x
+    residual_purchases``, indexed like ``data``. Units and defaults as in
+    :func:`clv_forecast.value.customer_lifetime_value` (the same ``horizon``, ``step`` and ``discount_rate``: the
+    CLV plus this is the value over an unbounded horizon). With ``interval`` (e.g. 0.9),
+    ``residual_value_lower``/``_upper``: the delta method on the log-parameters
+    (:mod:`clv_forecast.uncertainty`; one more tail per parameter, by :func:`~clv_forecast.uncertainty.perturbed`)."""
+    import pandas as pd
+
+    from . import uncertainty
+    from .estimators._data import as_frame_index, column, rfm_arrays, whole_periods
+    from .value import discount_schedule, known_spend
+
+    if not (np.isfinite(margin) and margin >= 0):
+        raise ClvInputError("must be a non-negative number (share of revenue kept as profit)", argument="margin",
+                            value=margin)
+    if interval is not None:
+        interval = uncertainty.check_level(interval)
+    params = purchases.check_fitted()
+    if future_spend is None:
+        if spend is None:
+            raise ClvInputError("the residual value needs a spend model or a known spend per purchase (future_spend=...)")
+        spend_params = spend.check_fitted()
+    if data is None:
+        raise ClvInputError("the residual value needs an RFM table", argument="data", value=None)
+    rfm = rfm_arrays(data, time_unit=time_unit, model_unit=purchases.time_unit_, with_weights=False)
+    if getattr(purchases, "whole_periods", False):
+        rfm = whole_periods(rfm, "RFM table")
+    x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
+    index = as_frame_index(data, len(x))
+    times, factors = discount_schedule(purchases.time_unit_, horizon, step, discount_rate)
+    step_len, K, d = float(times[0]), len(times), float(1.0 / factors[0] - 1.0)
+    if future_spend is None:
+        m = column(data, "monetary_value", None, "RFM table")
+        type(spend).check_inputs(x, m, index)
+        expected_spend = type(spend)._expected_spend(spend_params, x, m)
+    else:
+        expected_spend = known_spend(data, future_spend, len(x), index)
+    cls = type(purchases)
+    covs = None
+    if interval is not None:
+        covs = (uncertainty.log_covariance(purchases),
+                None if future_spend is not None else uncertainty.log_covariance(spend))
+    residual = residual_discounted(cls, params, x, t_x, big_t, K * step_len, step_len, d)
+    value = margin * expected_spend * residual
+    out = pd.DataFrame({"residual_purchases": residual, "expected_spend": expected_spend, "residual_value": value},
+                       index=index)
+    if interval is None:
+        return out
+    h = uncertainty.DELTA_STEP
+    g_p = np.column_stack([uncertainty._log_step(residual_discounted(cls, phi, x, t_x, big_t, K * step_len, step_len, d),
+                                                 residual, h) for phi in uncertainty.perturbed(params)])
+    var = uncertainty._quad(g_p, covs[0])
+    if covs[1] is not None:
+        g_s = np.column_stack([uncertainty._log_step(type(spend)._expected_spend(psi, x, m), expected_spend, h)
+                               for psi in uncertainty.perturbed(spend_params)])
+        var = var + uncertainty._quad(g_s, covs[1])
+    out["residual_value_lower"], out["residual_value_upper"] = uncertainty._log_interval(value, var,
+                                                                                         uncertainty._z(interval))
+    return out
