@@ -13,6 +13,8 @@ parameter vector first and then its data columns in the order of :attr:`Estimato
   (x, T) pair;
 * ``_expected_new(params, t)``: E[X(t)] of a newly acquired customer;
 * ``_prob_purchases(params, n, t)`` (optional): P(X(t) = n) of a newly acquired customer.
+* ``_p_alive_after(params, t, x, t_x, T)`` (optional): P(alive at T + t | x, t_x, T), whatever happens in
+  (T, T + t] (:meth:`PurchaseModel.p_alive_at`).
 
 Two kernels suffice for every conditional prediction because
 
