@@ -238,8 +238,9 @@ def future_columns(t, *columns):
 
 
 def once_per_pair(kernel, t, x, T, *params) -> np.ndarray:
-    """``kernel(t, x, T, *params)`` (a function of the future date and (x, T) alone) evaluated once per distinct (x, T) pair (:func:`distinct_pairs`) and spread
-    back, for a scalar ``t`` or a vector of horizons (one column each)."""
+    """``kernel(t, x, T, *params)`` (a function of the future date and (x, T) alone) evaluated once per distinct
+    (x, T) pair (:func:`distinct_pairs`) and spread back, for a scalar ``t`` or a vector of horizons (one column
+    each)."""
     t = np.asarray(t, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
