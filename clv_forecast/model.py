@@ -494,6 +494,23 @@ class ClvModel(Settings):
                                        seed=seed,
                                        future_spend=future_spend, time_unit=time_unit, portfolio=portfolio)
 
+    def residual_value(self, rfm: pd.DataFrame, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE,
+                       step=DEFAULT_STEP, margin=DEFAULT_MARGIN, interval: float | None = None, future_spend=None,
+                       time_unit=None) -> pd.DataFrame:
+        """The value beyond ``horizon`` per customer: ``margin x expected spend x`` the discounted expected purchases
+        after the horizon, to infinity, with the CLV's discrete discounting (:func:`clv_forecast.value_tail.residual_value`;
+        columns ``residual_purchases``, ``expected_spend``, ``residual_value`` and, with ``interval``, its delta-method
+        bounds). :meth:`clv` plus this, at the same settings, is the value over an unbounded horizon."""
+        from .value_tail import residual_value
+
+        self._check()
+        if self.spend_ is None and future_spend is None:
+            raise ClvInputError("this model has no spend model: fit it on an RFM table with a monetary_value "
+                                "column, or give a known spend per purchase with future_spend=")
+        return residual_value(self.purchases_, self.spend_, rfm, horizon=horizon, discount_rate=discount_rate,
+                              step=step, margin=margin, interval=interval, future_spend=future_spend,
+                              time_unit=time_unit)
+
     @property
     def params_(self) -> dict:
         """The fitted parameters by model kind: ``{"bgnbd": {"r": ...}, "gamma_gamma": {...}}``."""

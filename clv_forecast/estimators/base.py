@@ -13,6 +13,8 @@ parameter vector first and then its data columns in the order of :attr:`Estimato
   (x, T) pair;
 * ``_expected_new(params, t)``: E[X(t)] of a newly acquired customer;
 * ``_prob_purchases(params, n, t)`` (optional): P(X(t) = n) of a newly acquired customer.
+* ``_p_alive_after(params, t, x, t_x, T)`` (optional): P(alive at T + t | x, t_x, T), whatever happens in
+  (T, T + t] (:meth:`PurchaseModel.p_alive_at`).
 
 Two kernels suffice for every conditional prediction because
 
@@ -225,6 +227,30 @@ def distinct_pairs(x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return x, T, None
 
 
+def future_columns(t, *columns):
+    """``t`` and the customers' columns shaped for a kernel at a future date: a scalar ``t`` gives (n,)
+    results; a vector of horizons with (n,) columns gives (n, k), one column per horizon."""
+    t = np.asarray(t, dtype=np.float64)
+    columns = [np.asarray(c, dtype=np.float64) for c in columns]
+    if t.ndim == 1 and columns[0].ndim == 1:
+        columns = [c[:, None] for c in columns]
+    return (t, *columns)
+
+
+def once_per_pair(kernel, t, x, T, *params) -> np.ndarray:
+    """``kernel(t, x, T, *params)`` (a function of the future date and (x, T) alone) evaluated once per distinct
+    (x, T) pair (:func:`distinct_pairs`) and spread back, for a scalar ``t`` or a vector of horizons (one column
+    each)."""
+    t = np.asarray(t, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    T = np.asarray(T, dtype=np.float64)
+    inverse = None
+    if x.ndim == 1 and t.ndim <= 1:
+        x, T, inverse = distinct_pairs(x, T)
+    out = kernel(*future_columns(t, x, T), *params)
+    return out if inverse is None else out[inverse]
+
+
 class PurchaseModel(Estimator):
     """Base of the purchase models: predictions written once over the model's kernels (module docstring)."""
 
@@ -257,6 +283,11 @@ class PurchaseModel(Estimator):
     def _dert(cls, params, delta, x, t_x, T) -> np.ndarray:
         """Discounted expected residual transactions at continuous rate ``delta`` per time unit (optional)."""
         cls._not_available("DERT (discounted expected residual transactions)")
+
+    @classmethod
+    def _p_alive_after(cls, params, t, x, t_x, T) -> np.ndarray:
+        """P(alive at T + t | x, t_x, T) (optional kernel): a scalar ``t`` gives (n,), a vector of horizons (n, k)."""
+        cls._not_available("P(alive) at a future date (p_alive_at)")
 
     def population(self) -> dict:
         """The fitted heterogeneity as frozen scipy distributions by label (for plots); optional."""
@@ -394,6 +425,22 @@ class PurchaseModel(Estimator):
         params = self._check_fitted()
         rfm = self._rfm(data, frequency, recency, T, time_unit)
         return type(self)._p_alive(params, rfm.frequency, rfm.recency, rfm.T)
+
+    def p_alive_at(self, t, data=None, *, frequency=None, recency=None, T=None, time_unit=None):
+        """P(customer still active at T + t | x, t_x, T), whatever he does in (T, T + t]: P(alive) times the
+        posterior probability of surviving ``t`` more (each model's ``_p_alive_after``; ``t = 0`` is
+        :meth:`p_alive`). ``t`` a horizon (``"12M"`` or model units) or a vector of horizons (one column each);
+        ``time_unit`` as in :meth:`conditional_expected_purchases`. A discrete-time model (BG/BB) counts the
+        whole periods that end within ``t``."""
+        params = self._check_fitted()
+        if isinstance(t, (list, tuple)):
+            t = np.concatenate([np.atleast_1d(self.horizon(v)) for v in t])
+        else:
+            t = self.horizon(t)
+        if np.ndim(t) > 1:
+            raise ClvInputError(f"p_alive_at: t must be a horizon or a list of horizons (got shape {np.shape(t)})")
+        rfm = self._rfm(data, frequency, recency, T, time_unit)
+        return type(self)._p_alive_after(params, t, rfm.frequency, rfm.recency, rfm.T)
 
     def predict(self, data, horizon="39W", *, time_unit=None) -> pd.DataFrame:
         """Per customer: ``expected_purchases`` in (T, T+horizon] and ``p_alive``, indexed like ``data``.

@@ -61,7 +61,7 @@ import pandas as pd
 from scipy import special
 
 from .. import _mle
-from ..base import PurchaseModel, params_first, params_last
+from ..base import PurchaseModel, future_columns, params_first, params_last
 
 NAME = "BG/BB"
 PARAM_NAMES = ("alpha", "beta", "gamma", "delta")
@@ -310,6 +310,25 @@ def p_alive(frequency, recency, T, alpha, beta, gamma, delta) -> np.ndarray:
     return np.minimum(np.exp(alive - ll), 1.0)
 
 
+def p_alive_after(t, frequency, recency, T, alpha, beta, gamma, delta) -> np.ndarray:
+    r"""P(alive in period n + m | x, t_x, n), ``m = floor(t)`` whole periods, whatever happens in between:
+
+    .. math:: P(\text{alive} \mid x, t_x, n)\,\frac{B(\gamma, \delta+n+m)}{B(\gamma, \delta+n)}
+
+    Given alive in period n the dropout probability's posterior is ``theta ~ Beta(gamma, delta+n)`` (n chances
+    survived), and surviving the m chances at the starts of the next periods has probability
+    ``E[(1-theta)^m]`` (the terms of ``G``, FHS 2010). The ratio is
+    ``[ln Gamma(delta+n+m) - ln Gamma(delta+n)] - [ln Gamma(gamma+delta+n+m) - ln Gamma(gamma+delta+n)]`` by
+    :func:`_shift` (no cancellation of large ``ln Gamma``), in log space. ``t`` a scalar or a vector of
+    horizons (one column each)."""
+    ll, alive = _row_parts((alpha, beta, gamma, delta), frequency, recency, T)
+    log_alive = np.minimum(alive - ll, 0.0)
+    t, n, log_alive = future_columns(t, T, log_alive)
+    m = periods(t)
+    log_s = _shift(delta + n, m, derivatives=False) - _shift(gamma + delta + n, m, derivatives=False)
+    return np.exp(log_alive + np.minimum(log_s, 0.0))
+
+
 #: the dropout sums G are read from one cumulative table over the periods ``min n .. max n + max m`` when it
 #: has at most this many entries, else from the closed form (:func:`_dropout_sums`)
 _TABLE_MAX = 1 << 22
@@ -503,6 +522,8 @@ class BetaGeoBetaBinomModel(PurchaseModel):
     _expected_new = params_last(expected_new)
 
     _prob_purchases = params_last(prob_purchases)
+
+    _p_alive_after = params_last(p_alive_after)
 
     def population(self) -> dict:
         """The transaction probability per opportunity ``p ~ Beta(alpha, beta)`` and the dropout probability

@@ -38,7 +38,7 @@ from .. import _mle, _starts
 from . import _bgnbd_boundary as bgnbd_boundary, nbd
 from .._data import ByValue, index_by_value
 from ..base import (PurchaseModel, _unique_pairs, distinct_pairs,  # noqa: F401  (bgnbd.distinct_pairs: old name)
-                    params_first, params_last, weighted_derivatives)
+                    once_per_pair, params_first, params_last, weighted_derivatives)
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
 
@@ -620,6 +620,82 @@ def conditional_expected_purchases(t, frequency, recency, T, r, alpha, a, b) -> 
     return alive * if_alive
 
 
+def _survival_forms(t, x, T, r, alpha, a, b) -> tuple[np.ndarray, ...]:
+    """The three hypergeometric forms of :func:`log_survival_if_alive` (equal in exact arithmetic), the one
+    bounded at ``w -> 1`` first."""
+    w = t / (alpha + T + t)
+    log_1mw = -np.log1p(t / (alpha + T))  # ln(1 - w) without cancellation
+    R, c = r + x, a + b + x
+    with np.errstate(all="ignore"):
+        euler = np.log(special.hyp2f1(a + b - r, a, c, w)) + a * log_1mw  # bounded at w -> 1 when R > a
+        paper = np.log(special.hyp2f1(R, b + x, c, w)) + R * log_1mw  # bounded at w -> 1 when R < a
+        pfaff = np.log(special.hyp2f1(R, a, c, -t / (alpha + T)))
+    first = R > a
+    return np.where(first, euler, paper), np.where(first, paper, euler), pfaff
+
+
+def _log_survival_by_quadrature(t, x, T, r, alpha, a, b) -> np.ndarray:
+    r""":func:`log_survival_if_alive` as the integral over ``p ~ Beta(a, b+x)`` by tanh-sinh quadrature in the
+    Beta quantile (the nodes of :func:`_if_alive_by_quadrature`), summed in log space; the last resort where
+    no hypergeometric form is finite (about 1e-12 relative while the integrand's mass is not beyond the
+    quantile range of the nodes, about 1e-18 in probability)."""
+    u, v, wq = _TANH_SINH
+    xu, codes = np.unique(x, return_inverse=True)
+    big_b = (b + xu)[:, None]
+    with np.errstate(all="ignore"):
+        p = np.where(u < 0.5, special.betaincinv(a, big_b, u), 1.0 - special.betaincinv(big_b, a, v))[codes]
+        terms = -(r + x)[:, None] * np.log1p(p * (t / (alpha + T))[:, None])
+        return special.logsumexp(terms, b=wq, axis=1)
+
+
+def log_survival_if_alive(t, x, T, r, alpha, a, b) -> np.ndarray:
+    r"""``ln P(alive at T + t | alive at T, x, T)`` (elementwise over broadcast ``t, x, T``).
+
+    Given alive at T, the posterior of the purchase rate is ``lambda ~ Gamma(r+x, alpha+T)`` and that of the
+    dropout probability ``p ~ Beta(a, b+x)``, independent (the likelihood of an active customer factorises,
+    FHL 2005 eq. 3 with its ``A_3`` term only). Dropouts come after purchases, so a customer with (lambda, p)
+    drops out at rate ``lambda p``: he survives ``t`` more with probability ``e^{-lambda p t}``. Over lambda,
+    :math:`(1 + p t/(\alpha+T))^{-(r+x)}`; over p, Euler's integral of Gauss's hypergeometric function:
+
+    .. math:: S = E\left[\left(1 + \frac{p\,t}{\alpha+T}\right)^{-(r+x)}\right]
+              = {}_2F_1\!\left(r+x, a; a+b+x; -\frac{t}{\alpha+T}\right)
+              = (1-w)^{r+x}\,{}_2F_1(r+x, b+x; a+b+x; w)
+              = (1-w)^{a}\,{}_2F_1(a+b-r, a; a+b+x; w),
+
+    ``w = t / (alpha+T+t)`` (Pfaff's and Euler's transformations). The forms are evaluated in log space, the
+    one bounded at ``w -> 1`` first (``r + x > a``: the last; else the second), then the others where it is
+    not finite or above 1, then :func:`_log_survival_by_quadrature`. 0 at ``t = 0``; at most 0.
+    """
+    t, x, T = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (t, x, T)))
+    shape = t.shape
+    t, x, T = t.ravel(), x.ravel(), T.ravel()
+    out = np.full(t.shape, np.nan)
+    todo = np.ones(t.shape, dtype=bool)
+    for form in _survival_forms(t, x, T, r, alpha, a, b):
+        ok = todo & np.isfinite(form) & (form <= 1e-12)
+        out[ok] = form[ok]
+        todo &= ~ok
+        if not todo.any():
+            break
+    if todo.any():
+        out[todo] = _log_survival_by_quadrature(t[todo], x[todo], T[todo], r, alpha, a, b)
+    out = np.minimum(out, 0.0)
+    return np.where(t == 0, 0.0, out).reshape(shape)
+
+
+def p_alive_after(t, frequency, recency, T, r, alpha, a, b) -> np.ndarray:
+    r"""P(alive at T + t | x, t_x, T), whatever happens in (T, T + t]:
+    ``P(alive | x, t_x, T) * S(t | x, T)``, with the survival ``S`` of :func:`log_survival_if_alive`, in log space.
+    ``t`` a scalar, or a vector of horizons for arrays of customers (one column each)."""
+    x = np.asarray(frequency, dtype=np.float64)
+    log_alive = -np.logaddexp(0.0, _log_odds_dead(r, alpha, a, b, x, np.asarray(recency, float),
+                                                   np.asarray(T, float)))
+    log_s = once_per_pair(log_survival_if_alive, t, x, T, r, alpha, a, b)
+    if log_s.ndim == 2 and log_alive.ndim == 1:
+        log_alive = log_alive[:, None]
+    return np.exp(log_alive + log_s)
+
+
 def _nbinom_logpmf(n, r, t, alpha):
     r"""``ln P(N = n)`` for ``N ~ NB(r, alpha/(alpha+t))``:
     ``ln Gamma(r+n) - ln Gamma(r) - ln n! + r ln(alpha/(alpha+t)) + n ln(t/(alpha+t))``.
@@ -747,6 +823,8 @@ class BetaGeoModel(PurchaseModel):
     _expected_new = params_last(expected_purchases)
 
     _prob_purchases = params_last(prob_purchases)
+
+    _p_alive_after = params_last(p_alive_after)
 
     def population(self) -> dict:
         """Purchase rates ``lambda ~ Gamma(r, alpha)`` (per time unit) and dropout probabilities

@@ -44,7 +44,7 @@ from scipy import special
 
 from .. import _mle
 from .._data import ByValue, index_by_value
-from ..base import PurchaseModel, params_first, params_last
+from ..base import PurchaseModel, future_columns, params_first, params_last
 
 NAME = "NBD with constant dropout"
 PARAM_NAMES = ("r", "alpha", "p")
@@ -135,6 +135,22 @@ def p_alive(frequency, recency, T, r, alpha, p) -> np.ndarray:
     odds = _log_odds_dead(r, alpha, p, x, np.asarray(recency, dtype=np.float64), np.asarray(T, dtype=np.float64))
     with np.errstate(over="ignore"):
         return 1.0 / (1.0 + np.exp(odds))
+
+
+def p_alive_after(t, frequency, recency, T, r, alpha, p) -> np.ndarray:
+    r"""P(alive at T + t | x, t_x, T): a customer alive at T with rate lambda drops out at rate ``p lambda`` (one
+    chance ``p`` after each Poisson purchase), and ``lambda ~ Gamma(r+x, alpha+T)`` given alive, so
+
+    .. math:: P(\text{alive} \mid x, t_x, T)\left(1 + \frac{p\,t}{\alpha+T}\right)^{-(r+x)}
+
+    (BG/NBD's hypergeometric survival with the Beta distribution a point at ``p``), in log space. ``t`` a scalar
+    or a vector of horizons (one column each)."""
+    x = np.asarray(frequency, dtype=np.float64)
+    T = np.asarray(T, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        log_alive = -np.logaddexp(0.0, _log_odds_dead(r, alpha, p, x, np.asarray(recency, dtype=np.float64), T))
+    t, x_, T_, log_alive = future_columns(t, x, T, log_alive)
+    return np.exp(log_alive - (r + x_) * np.log1p(p * t / (alpha + T_)))
 
 
 def expected_if_alive(t, frequency, T, r, alpha, p) -> np.ndarray:
@@ -261,6 +277,8 @@ class ConstantDropoutModel(PurchaseModel):
     _expected_new = params_last(expected_new)
 
     _prob_purchases = params_last(prob_purchases)
+
+    _p_alive_after = params_last(p_alive_after)
 
     def population(self) -> dict:
         """Purchase rates ``lambda ~ Gamma(r, alpha)`` per time unit (the dropout probability is one number,

@@ -73,7 +73,7 @@ from scipy import special
 
 from .. import _mle, _starts
 from .._data import ByValue, index_by_value
-from ..base import PurchaseModel, params_first, params_last, weighted_derivatives
+from ..base import PurchaseModel, once_per_pair, params_first, params_last, weighted_derivatives
 from . import _bgnbd_boundary, bgnbd, nbd
 
 NAME = "MBG/NBD"
@@ -228,6 +228,23 @@ def expected_if_alive(t, frequency, T, r, alpha, a, b, dedupe: bool = True) -> n
     return bgnbd._expected_if_alive(t, frequency, T, r, alpha, a, b + 1.0, dedupe=dedupe)
 
 
+def p_alive_after(t, frequency, recency, T, r, alpha, a, b) -> np.ndarray:
+    r"""P(alive at T + t | x, t_x, T): P(alive) times BG/NBD's survival at ``b + 1``
+    (:func:`~clv_forecast.estimators.purchases.bgnbd.log_survival_if_alive`: given alive at T, ``p ~ Beta(a, b+x+1)``,
+    ``lambda ~ Gamma(r+x, alpha+T)``, and the next dropout chances come after purchases, at rate ``lambda p``):
+
+    .. math:: P(\text{alive} \mid x, t_x, T)\;{}_2F_1\!\left(r+x, a; a+b+x+1; -\frac{t}{\alpha+T}\right)
+
+    in log space; ``t`` a scalar or a vector of horizons (one column each)."""
+    x = np.asarray(frequency, dtype=np.float64)
+    log_alive = -np.logaddexp(0.0, _log_odds_dead(r, alpha, a, b, x, np.asarray(recency, dtype=np.float64),
+                                                   np.asarray(T, dtype=np.float64)))
+    log_s = once_per_pair(bgnbd.log_survival_if_alive, t, x, T, r, alpha, a, b + 1.0)
+    if log_s.ndim == 2 and log_alive.ndim == 1:
+        log_alive = log_alive[:, None]
+    return np.exp(log_alive + log_s)
+
+
 def conditional_expected_purchases(t, frequency, recency, T, r, alpha, a, b) -> np.ndarray:
     """E[Y(t) | x, t_x, T] = P(alive) x expected purchases if alive (module docstring)."""
     alive = p_alive(frequency, recency, T, r, alpha, a, b)
@@ -343,6 +360,8 @@ class ModifiedBetaGeoModel(PurchaseModel):
     _expected_new = params_last(expected_purchases)
 
     _prob_purchases = params_last(prob_purchases)
+
+    _p_alive_after = params_last(p_alive_after)
 
     def population(self) -> dict:
         """Purchase rates ``lambda ~ Gamma(r, alpha)`` (per time unit) and dropout probabilities ``p ~ Beta(a, b)``

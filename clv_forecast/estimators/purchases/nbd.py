@@ -32,7 +32,7 @@ from scipy import special
 
 from .. import _mle
 from .._data import ByValue
-from ..base import PurchaseModel, distinct_pairs, params_first, params_last, weighted_derivatives
+from ..base import PurchaseModel, distinct_pairs, future_columns, params_first, params_last, weighted_derivatives
 
 NAME = "NBD"
 PARAM_NAMES = ("r", "alpha")
@@ -74,6 +74,12 @@ def loglik_derivatives(params, x, t_x, T, weights=None, _by_x: ByValue | None = 
 def p_alive(frequency, recency, T, r, alpha) -> np.ndarray:
     """P(alive) = 1: nobody drops out."""
     return np.ones(np.shape(np.asarray(frequency, dtype=np.float64)))
+
+
+def p_alive_after(t, frequency, recency, T, r, alpha) -> np.ndarray:
+    """P(alive at T + t) = 1: nobody ever drops out (a scalar ``t``: (n,); a vector of horizons: (n, k))."""
+    t, x = future_columns(t, frequency)
+    return np.ones(np.broadcast_shapes(t.shape, x.shape))
 
 
 def expected_if_alive(t, frequency, T, r, alpha) -> np.ndarray:
@@ -189,6 +195,8 @@ class NBDModel(PurchaseModel):
     _expected_new = params_last(expected_new)
 
     _prob_purchases = params_last(prob_purchases)
+
+    _p_alive_after = params_last(p_alive_after)
 
     def population(self) -> dict:
         """Purchase rates ``lambda ~ Gamma(r, alpha)`` per time unit (nobody drops out)."""

@@ -58,7 +58,7 @@ from scipy import special
 from .. import _mle, _starts
 from . import _bgnbd_boundary, nbd
 from .._data import ByValue
-from ..base import PurchaseModel, _unique_pairs, params_first, params_last, weighted_derivatives
+from ..base import PurchaseModel, _unique_pairs, future_columns, params_first, params_last, weighted_derivatives
 
 NAME = "Pareto/NBD"
 PARAM_NAMES = ("r", "alpha", "s", "beta")
@@ -500,6 +500,21 @@ def p_alive(frequency, recency, T, r, alpha, s, beta) -> np.ndarray:
     return np.exp(-Pairs(frequency, recency, T).terms((r, alpha, s, beta))[2])
 
 
+def p_alive_after(t, frequency, recency, T, r, alpha, s, beta) -> np.ndarray:
+    r"""P(alive at T + t | x, t_x, T), whatever happens in (T, T + t]:
+
+    .. math:: P(\text{alive} \mid x, t_x, T)\left(\frac{\beta+T}{\beta+T+t}\right)^{s}
+
+    Given alive at T the dropout rate's posterior is ``mu ~ Gamma(s, beta+T)`` (an active customer's likelihood is
+    ``lambda^x e^{-lambda T} e^{-mu T}``: the exponent of ``mu`` is not raised, and ``lambda`` drops out), and the
+    lifetime is memoryless: ``E[e^{-mu t}] = (1 + t/(beta+T))^{-s}`` (FHL 2005 note: the integrand of eq. 22).
+    In log space, ``-M - s log1p(t/(beta+T))``; ``t`` a scalar or a vector of horizons (one column each)."""
+    log_alive = -Pairs(frequency, recency, T).terms((r, alpha, s, beta))[2]
+    t, T_ = future_columns(t, T)
+    log_alive = future_columns(t, log_alive)[1]
+    return np.exp(log_alive - s * np.log1p(t / (beta + T_)))
+
+
 def _rate_integral(k, u):
     """``(1 - (1 + u)^-k) / k``, with its limit ``ln(1 + u)`` at k = 0, for k > -1 and u >= 0."""
     k = np.asarray(k, dtype=np.float64)
@@ -721,6 +736,8 @@ class ParetoNBDModel(PurchaseModel):
     _prob_purchases = params_last(prob_purchases)
 
     _dert = params_last(dert)
+
+    _p_alive_after = params_last(p_alive_after)
 
     def population(self) -> dict:
         """Purchase rates ``lambda ~ Gamma(r, alpha)`` and dropout rates ``mu ~ Gamma(s, beta)`` per time unit."""
