@@ -5,6 +5,7 @@
     python benchmarks/bench_scoring.py --data-dir /tmp/clv-score-bench --no-lifetimes
     python benchmarks/bench_scoring.py --data-dir /tmp/clv-score-bench --sizes 10000000 --distinct --no-lifetimes
     python benchmarks/bench_scoring.py --data-dir /tmp/clv-score-bench --sizes 10000000 --models --no-lifetimes
+    python benchmarks/bench_scoring.py --data-dir /tmp/clv-score-bench --sizes 10000000 --interval 0 0.9 --no-lifetimes
 
 Data: N customers drawn from the BG/NBD + Gamma-Gamma generative process with the parameters of a
 model fitted on the bundled CDNOW sample (T a whole number of days from 182 to 546, in weeks, and
@@ -196,6 +197,10 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=None,
                         help="score with a model file per purchase model (each fitted on CDNOW): the kinds, or none "
                              "for every discovered one; without the option, the BG/NBD model file only")
+    parser.add_argument("--interval", type=float, nargs="*", default=None,
+                        help="also score with these interval levels (0: none), e.g. --interval 0 0.9: the plain "
+                             "scoring and the 90 %% interval on every forecast in the same run")
+    parser.add_argument("--interval-method", default="delta")
     args = parser.parse_args()
     exe = str(Path(sys.executable).with_name("clv-forecast"))
     rows = []
@@ -217,12 +222,18 @@ def main() -> None:
                 weeks = estimators.get(kind, "purchases").whole_periods
                 runs.append((f"{label} ({kind}{', whole weeks' if weeks else ''})", path,
                              whole_weeks(table_path) if weeks else table_path))
+        levels = args.interval if args.interval is not None else [0.0]
         for name, model, table in runs:
-            command = [exe, "score", "--model", str(model), "--input", str(table), "--output", str(out),
-                       "--no-tracking", "--batch-rows", str(args.batch_rows), "--max-reject-share", "0"]
-            result = measure(command, args.runs)
-            rows.append((f"{name}, {n:,}", result))
-            print(rows[-1], flush=True)
+            for level in levels:
+                command = [exe, "score", "--model", str(model), "--input", str(table), "--output", str(out),
+                           "--no-tracking", "--batch-rows", str(args.batch_rows), "--max-reject-share", "0"]
+                shown = name
+                if level:
+                    command += ["--interval", str(level), "--interval-method", args.interval_method]
+                    shown = f"{name} --interval {level:g} ({args.interval_method})"
+                result = measure(command, args.runs)
+                rows.append((f"{shown}, {n:,}", result))
+                print(rows[-1], flush=True)
         if n in args.lifetimes_sizes and not args.no_lifetimes:
             try:
                 import lifetimes  # noqa: F401
