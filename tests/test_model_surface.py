@@ -81,9 +81,28 @@ def test_fit_report_and_clv_with_interval(pair, runs):
     assert [sub.kind for _, sub in model.parts()] == list(pair)
     assert model.problems_ == []
     table = result.predictions
-    assert {"clv", "clv_lower", "clv_upper"} <= set(table.columns)
-    assert np.all(np.isfinite(table[["clv", "clv_lower", "clv_upper"]].to_numpy()))
-    assert np.all(table["clv_lower"] <= table["clv"]) and np.all(table["clv"] <= table["clv_upper"])
+    from clv_forecast.uncertainty import QUANTITIES
+
+    for q in QUANTITIES:  # every forecast carries its interval
+        cols = [q, f"{q}_lower", f"{q}_upper"]
+        assert set(cols) <= set(table.columns), q
+        assert np.all(np.isfinite(table[cols].to_numpy())), q
+        assert np.all(table[f"{q}_lower"] <= table[q]) and np.all(table[q] <= table[f"{q}_upper"]), q
+        if not (q == "p_alive" and model.purchases_.kind == "nbd"):  # (the NBD: nobody leaves, P(alive) = 1)
+            assert (table[f"{q}_upper"] > table[f"{q}_lower"]).any(), q  # the parameters' uncertainty shows
+    # and the band of the totals, in the run's metrics
+    metrics = result.metrics
+    assert metrics["band_level"] == 0.9
+    assert metrics["clv_total_lower"] < metrics["clv_total"] < metrics["clv_total_upper"]
+    assert (metrics["expected_purchases_total_lower"] < metrics["expected_purchases_total"]
+            < metrics["expected_purchases_total_upper"])
+    # P(alive) at a future date: today's at t = 0, never more later
+    purchases = model.purchases_
+    rfm = result.summary.head(300)
+    later = purchases.p_alive_at(["0W", "52W"], rfm)
+    now = purchases.p_alive(rfm)
+    np.testing.assert_allclose(np.asarray(later)[:, 0], np.asarray(now), rtol=1e-9)
+    assert np.all(np.asarray(later)[:, 1] <= np.asarray(later)[:, 0] + 1e-12)
     html = experiment._report_document(result)
     for _, sub in model.parts():
         assert sub.name in html
@@ -117,13 +136,22 @@ def test_save_load_score_file_and_pyfunc(pair, runs, tmp_path):
     np.testing.assert_allclose(scores["clv"].to_numpy(), expected["clv"].to_numpy(), rtol=1e-12)
 
     # the MLflow pyfunc, with the signature the run would log (the union of the parts' inputs)
-    defaults = {"horizon": "12M", "discount_rate": "10%/Y", "step": "1M", "margin": 1.0}
+    defaults = {"horizon": "12M", "discount_rate": "10%/Y", "step": "1M", "margin": 1.0, "interval": 0.0,
+                "interval_method": "delta"}
     signature = tracking._signature(loaded, table.head(5), defaults)
     assert [c.name for c in signature.inputs.inputs] == ["frequency", "recency", "T", "monetary_value"]
     mlflow.pyfunc.save_model(tmp_path / "pyfunc", python_model=tracking.ClvPyfunc(),
                              artifacts={"model_file": str(path)}, signature=signature)
-    predicted = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc")).predict(table.reset_index(drop=True))
+    pyfunc = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc"))
+    predicted = pyfunc.predict(table.reset_index(drop=True))
     np.testing.assert_allclose(predicted["clv"].to_numpy(), expected["clv"].to_numpy(), rtol=1e-12)
+    # with an interval asked per call: every bound, as ClvModel.clv gives it
+    from clv_forecast.uncertainty import INTERVAL_COLUMNS
+
+    bounded = pyfunc.predict(table.reset_index(drop=True), params={"interval": 0.9})
+    want = model.clv(table, horizon="12M", interval=0.9)
+    for column in INTERVAL_COLUMNS:
+        np.testing.assert_allclose(bounded[column].to_numpy(), want[column].to_numpy(), rtol=1e-12, err_msg=column)
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids="+".join)
@@ -137,4 +165,10 @@ def test_spark_scoring_equals_local_clv(pair, runs, spark):
     got = score_spark(model, spark.createDataFrame(frame).repartition(2), horizon="12M", interval=0.9).toPandas()
     got = got.set_index("customer_id").loc[table.index]
     assert got["reject_reason"].isna().all()
+    from clv_forecast.uncertainty import INTERVAL_COLUMNS
+
     np.testing.assert_allclose(got["clv"].to_numpy(), expected["clv"].to_numpy(), rtol=1e-12)
+    # the bounds come from forward differences at a step of 1e-6: a rounding difference of 1e-16 in a forecast
+    # between two batchings (Spark's partitions, SIMD alignment) is 1e-10 in a bound
+    for column in INTERVAL_COLUMNS:
+        np.testing.assert_allclose(got[column].to_numpy(), expected[column].to_numpy(), rtol=1e-8, err_msg=column)
