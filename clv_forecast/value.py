@@ -112,21 +112,49 @@ def discounted_if_alive(model_cls, purchase_params, xu, tu, times, weights) -> t
     return last, discounted
 
 
-def _clv_parts(model_cls, purchase_params, x, t_x, big_t, times, weights, pairs=None):
+def _clv_parts(model_cls, purchase_params, x, t_x, big_t, times, weights, pairs=None, if_alive=None):
     """Expected purchases over the horizon, P(alive) and the discounted purchases.
 
     The per-step expectations are computed and reduced (last step, discounted sum) once per
     distinct (x, T) pair; only the two reduced columns are spread back to the customers, never a
     customers x steps array (10M customers x 12 steps would be 960 MB). ``pairs``: the distinct pairs
-    (:func:`clv_forecast.estimators.base.distinct_pairs`) when already known."""
+    (:func:`clv_forecast.estimators.base.distinct_pairs`) when already known; ``if_alive``: the pairs' reduced
+    columns (:func:`discounted_if_alive`) when already known."""
     xu, tu, codes = distinct_pairs(x, big_t) if pairs is None else pairs
-    last, discounted = discounted_if_alive(model_cls, purchase_params, xu, tu, times, weights)
+    last, discounted = (discounted_if_alive(model_cls, purchase_params, xu, tu, times, weights) if if_alive is None
+                        else (if_alive[0].copy(), if_alive[1].copy()))
     if codes is not None:
         last, discounted = last[codes], discounted[codes]
     alive = model_cls._p_alive(purchase_params, x, t_x, big_t)
     last *= alive
     discounted *= alive
     return last, alive, discounted
+
+
+#: The delta method's gradient of the if-alive expectations is evaluated on a grid of T (relative spacing
+#: :data:`GRADIENT_GRID`, ``T = exp(k * GRADIENT_GRID)``) when that has at most half as many distinct (x, T) pairs as
+#: the data (T continuous: every pair distinct) and at least :data:`GRADIENT_GRID_MIN_PAIRS` of them. The forecast at
+#: the estimate stays exact per pair; only its relative change under each parameter step is read at the nearest grid
+#: T (:func:`_grid_sensitivity_parts`). The log-derivatives are smooth in log T, so a shift of at most half the
+#: spacing (5e-4 relative) changes a standard error by about that relative amount: bounds move by a few parts in
+#: 1e4 of their distance to the estimate (tested), while 1M customers with continuous T cost 1 + 5 small grid
+#: evaluations instead of 5 full ones.
+GRADIENT_GRID = 1e-3
+GRADIENT_GRID_MIN_PAIRS = 20_000
+
+
+def gradient_grid(model_cls, pairs):
+    """The grid pairs of :data:`GRADIENT_GRID` and each distinct pair's grid pair (codes), or None where the exact
+    gradient is as cheap (few distinct pairs) or the model counts whole periods (its T must stay whole)."""
+    xu, tu, _ = pairs
+    if len(xu) < GRADIENT_GRID_MIN_PAIRS or getattr(model_cls, "whole_periods", False):
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grid_t = np.where(tu > 0, np.exp(np.round(np.log(tu) / GRADIENT_GRID) * GRADIENT_GRID), tu)
+    gx, gt, gcodes = distinct_pairs(xu, grid_t)
+    if gcodes is None or 2 * len(gx) > len(xu):
+        return None
+    return gx, gt, gcodes
 
 
 def known_spend(data, future_spend, n: int, index) -> np.ndarray:
@@ -221,7 +249,9 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
     times, factors = discount_schedule(purchases.time_unit_, horizon, step, discount_rate)
     weights = _step_weights(factors)
     pairs = distinct_pairs(x, big_t)
-    expected, alive, discounted = _clv_parts(type(purchases), purchase_params, x, t_x, big_t, times, weights, pairs)
+    pair_parts = discounted_if_alive(type(purchases), purchase_params, pairs[0], pairs[1], times, weights)
+    expected, alive, discounted = _clv_parts(type(purchases), purchase_params, x, t_x, big_t, times, weights, pairs,
+                                             if_alive=pair_parts)
     out = pd.DataFrame(
         {
             "expected_purchases": expected,
@@ -240,7 +270,7 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
         counted = np.isfinite(out.to_numpy(dtype=float)).all(axis=1)  # (the forecasts; below, their bounds too)
     if interval_method == "delta":
         p_sens, s_sens = _sensitivities(purchases, None if future_spend is not None else spend, base, x, t_x, big_t,
-                                        m, times, weights, pairs, covs)
+                                        m, times, weights, pairs, covs, pair_parts)
         bounds = uncertainty.delta_intervals(p_sens, s_sens, interval)
     else:
         bounds, totals = _draw_intervals(purchases, None if future_spend is not None else spend, x, t_x, big_t, m,
@@ -260,15 +290,26 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
     return out
 
 
-def _sensitivities(purchases, spend, base: dict, x, t_x, big_t, m, times, weights, pairs, covs):
+def _sensitivities(purchases, spend, base: dict, x, t_x, big_t, m, times, weights, pairs, covs, pair_parts=None):
     """The forecasts at the forward steps of each log-parameter (:func:`clv_forecast.uncertainty.perturbed`): the
-    purchase model's on the same distinct pairs, the spend model's (None without one)."""
+    purchase model's on the same distinct pairs (their if-alive part read on :func:`gradient_grid` when the pairs are
+    many), the spend model's (None without one). ``pair_parts``: the pairs' if-alive columns at the estimate."""
     from . import uncertainty
 
     p_cls = type(purchases)
+    params = purchases.check_fitted()
+    grid = gradient_grid(p_cls, pairs) if pair_parts is not None else None
+    if grid is not None:
+        gx, gt, gcodes = grid
+        at_grid = discounted_if_alive(p_cls, params, gx, gt, times, weights)
     steps = []
-    for phi in uncertainty.perturbed(purchases.check_fitted()):
-        e, a, d = _clv_parts(p_cls, phi, x, t_x, big_t, times, weights, pairs)
+    for phi in uncertainty.perturbed(params):
+        if grid is None:
+            e, a, d = _clv_parts(p_cls, phi, x, t_x, big_t, times, weights, pairs)
+        else:  # the exact pairs' values times their grid pair's relative change (GRADIENT_GRID)
+            moved = discounted_if_alive(p_cls, phi, gx, gt, times, weights)
+            parts = tuple(exact * _ratio(new, old)[gcodes] for exact, new, old in zip(pair_parts, moved, at_grid))
+            e, a, d = _clv_parts(p_cls, phi, x, t_x, big_t, times, weights, pairs, if_alive=parts)
         steps.append({"expected_purchases": e, "p_alive": a, "discounted": d})
     p_sens = uncertainty.Sensitivity(base, steps, covs[0])
     if spend is None:
@@ -277,6 +318,13 @@ def _sensitivities(purchases, spend, base: dict, x, t_x, big_t, m, times, weight
     s_steps = [{"expected_spend": s_cls._expected_spend(psi, x, m)}
                for psi in uncertainty.perturbed(spend.check_fitted())]
     return p_sens, uncertainty.Sensitivity({"expected_spend": base["expected_spend"]}, s_steps, covs[1])
+
+
+def _ratio(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """``new / old``, 1 where it is not a finite number (a forecast of 0 does not move)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = new / old
+    return np.where(np.isfinite(out), out, 1.0)
 
 
 def _draw_intervals(purchases, spend, x, t_x, big_t, m, fixed_spend, times, weights, margin, interval, n_draws,

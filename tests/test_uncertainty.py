@@ -217,3 +217,38 @@ def test_fit_reports_the_band_in_its_metrics_and_json(cdnow_csv, tmp_path, capsy
     table = pd.read_parquet(tmp_path / "p.parquet")
     assert metrics["expected_purchases_total"] == pytest.approx(table["expected_purchases"].sum(), rel=1e-9)
     assert set(uncertainty.INTERVAL_COLUMNS) <= set(table.columns)
+
+
+@pytest.mark.parametrize("kind", ["bgnbd", "pareto_nbd"])
+def test_the_gradient_grid_of_continuous_t_moves_bounds_by_parts_in_ten_thousand(kind, cdnow_rfm, monkeypatch):
+    """With every (x, T) pair distinct (T continuous), the if-alive gradient is read on a grid of T
+    (value.GRADIENT_GRID): the estimates are exact, every bound and the band within 1e-3 of their distance to the
+    estimate of the exact delta method, and the grid is really used (far fewer pairs)."""
+    from clv_forecast import value
+    from clv_forecast.estimators.base import distinct_pairs
+
+    model = ClvModel(purchases=kind).fit(cdnow_rfm)
+    rng = np.random.default_rng(5)
+    n = 30_000
+    T = rng.uniform(20.0, 80.0, n)
+    x = rng.poisson(2.0, n).astype(float)
+    recency = np.where(x > 0, T * rng.uniform(0.1, 1.0, n), 0.0)
+    table = pd.DataFrame({"frequency": x, "recency": recency, "T": T,
+                          "monetary_value": np.where(x > 0, rng.gamma(4.0, 10.0, n), 0.0)})
+    table.attrs["time_unit"] = "W"
+    pairs = distinct_pairs(x, T)
+    grid = value.gradient_grid(type(model.purchases_), pairs)
+    assert grid is not None and len(grid[0]) < len(pairs[0]) / 2
+    fast = model.clv(table, interval=0.9)
+    monkeypatch.setattr(value, "GRADIENT_GRID_MIN_PAIRS", 10**12)
+    exact = model.clv(table, interval=0.9)
+    for q in uncertainty.QUANTITIES:
+        np.testing.assert_array_equal(fast[q].to_numpy(), exact[q].to_numpy())
+        for side in ("lower", "upper"):
+            gap = np.abs(exact[f"{q}_{side}"] - exact[q]).to_numpy()
+            err = np.abs(fast[f"{q}_{side}"] - exact[f"{q}_{side}"]).to_numpy()
+            assert np.all(err <= 1e-3 * gap + 1e-12), (q, side, float(np.max(err / np.maximum(gap, 1e-300))))
+    for q in ("expected_purchases", "clv"):
+        a, b = fast.attrs["portfolio"][q], exact.attrs["portfolio"][q]
+        assert abs(a["upper"] - b["upper"]) <= 1e-3 * (b["upper"] - b["total"])
+        assert abs(a["lower"] - b["lower"]) <= 1e-3 * (b["total"] - b["lower"])
