@@ -30,7 +30,7 @@ import click
 
 from . import engines  # (the engine names: --engine's choices)
 from .errors import ClvInputError, IdentificationError, UnreliableFitError, render_text
-from .report import accounting_lines, band_line, coverage_line, holdout_line, periods_line
+from .report import accounting_lines, band_line, coverage_line, holdout_line, periods_line, window_lines
 from .units import VALUE_DEFAULTS, value_settings_of, value_settings_text
 
 USER_ERRORS = (ClvInputError,)
@@ -913,6 +913,12 @@ EXIT_TOO_MANY_REJECTS = 4
 @click.option("--interval-method", "interval_method", default="delta", type=click.Choice(["delta", "draws"]),
               show_default=True, help="How the intervals are computed: delta (the delta method) or draws (200 "
                                       "parameter draws).")
+@click.option("--periods", "period", default=None,
+              help="Value by period: the expected purchases and value of every period (M, Q, Y or a duration) up to "
+                   "--horizon, one column each (a wide table) [none].")
+@click.option("--windows", default=None,
+              help="Value by window, e.g. 0-1Y,1-3Y,3-5Y: the expected purchases and value of each span of the "
+                   "horizon, one column each [none].")
 @click.option("--id-col", "id_col", default="customer_id", show_default=True,
               help="Customer id column of the --input table.")
 @click.option("--rejects", "rejects_path", default=None, type=click.Path(path_type=Path),
@@ -936,7 +942,7 @@ EXIT_TOO_MANY_REJECTS = 4
 @_VERBATIM_OPTION
 @_names_errors()
 def score(model, input_path, transactions, output_path, horizon, discount_rate, step, margin, interval,
-          interval_method, id_col,
+          interval_method, period, windows, id_col,
           rejects_path, max_reject_share, allow_unreliable, batch_rows, time_unit, engine, spark_master, spark_conf,
           tracking_uri, no_tracking, verbatim_csv=False, **read):
     """Score an RFM table (--input) or a transaction log (--transactions) with a saved model, batch by
@@ -975,7 +981,8 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
     _refuse_unused(tuple(k for k in specific if k not in scorer.score_options), f"--engine {scorer.name}")
     args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, rejects_path=rejects_path,
                 max_reject_share=max_reject_share, interval=interval, allow_unreliable=allow_unreliable,
-                **({"interval_method": interval_method} if interval is not None else {}))
+                **({"interval_method": interval_method} if interval is not None else {}),
+                **({"period": period, "windows": windows} if period is not None or windows is not None else {}))
     if input_path is not None:
         source, kind, inputs = input_path, "rfm table", dict(id_col=id_col, time_unit=time_unit)
     else:
@@ -1046,7 +1053,8 @@ def _score_retention(loaded, *, model, input_path, transactions, output_path, di
         raise ClvInputError(f"a retention model ({retention_model.name}) scores a table of customers and their "
                             "renewals: give {{input_path}} (the id, renewals and optionally churned), not "
                             "{{transactions}}")
-    _refuse_unused(("horizon", "step", "interval", "time_unit"), f"a retention model ({retention_model.name})")
+    _refuse_unused(("horizon", "step", "interval", "time_unit", "period", "windows"),
+                   f"a retention model ({retention_model.name})")
     tracker = _Tracking("score", tracking_uri, no_tracking, None)
     scorer = engines.get(engine)
     _refuse_unused(tuple(k for k in specific if k not in scorer.score_options), f"--engine {scorer.name}")
@@ -1140,6 +1148,10 @@ def _score_lines(report) -> None:
     band = getattr(report, "portfolio", None)
     if band:
         click.echo(band_line(band))
+    totals = getattr(report, "column_totals", None)
+    if totals:
+        for line in window_lines(totals, (report.settings or {}).get("interval")):
+            click.echo(line)
 
 
 # --------------------------------------------------------------------------------------------
