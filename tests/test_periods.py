@@ -177,7 +177,8 @@ def test_horizon_intervals_are_the_clvs(model, cdnow_rfm):
 def test_delta_bounds_of_a_period_agree_with_parameter_draws(model, cdnow_rfm):
     """The delta method's 90 % bounds of the second year's value and purchases against the quantiles of the same
     forecast under 600 parameter vectors drawn from the fit's distribution (the method the CLV's "draws" uses): for
-    the median customer within 10 % of the interval's width."""
+    the median customer within 5 % of the interval's width (measured: 0.5 to 1.3 %; a variance 1.6 times too large
+    gives 10 %)."""
     table = cdnow_rfm.iloc[::6]
     args = dict(horizon="2Y", period="Y")
     delta = model.value_by_period(table, interval=0.9, **args)
@@ -199,7 +200,7 @@ def test_delta_bounds_of_a_period_agree_with_parameter_draws(model, cdnow_rfm):
         width = (delta[f"{name}_upper"] - delta[f"{name}_lower"]).to_numpy()
         for side, q in (("lower", 0.05), ("upper", 0.95)):
             gap = np.abs(np.quantile(values, q, axis=0) - delta[f"{name}_{side}"].to_numpy())
-            assert np.median(gap / width) < 0.10, (name, side, np.median(gap / width))
+            assert np.median(gap / width) < 0.05, (name, side, np.median(gap / width))
 
 
 def test_known_spend_and_windows_only(model, cdnow_rfm):
