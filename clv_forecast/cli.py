@@ -356,6 +356,9 @@ def _finish(result, console_print, plain_print) -> None:
     m, spec = result.metrics, result.spec
     if "clv_total" in m:
         plain_print(coverage_line(m, spec["value"]))
+    if getattr(result, "period_values", None) is not None:  # [value] periods / windows: the windows' totals
+        for line in window_lines(result.period_values.attrs["totals"], spec["value"].get("interval")):
+            plain_print(line)
     names = _option_names()
     for warning in result.warnings:
         plain_print("warning: " + render_text(getattr(warning, "template", str(warning)), names, "option"))
@@ -698,6 +701,15 @@ _VALUE_OPTIONS = [
                       "draws) [delta]."),
 ]
 
+_PERIOD_OPTIONS = [
+    click.option("--periods", default=None,
+                 help="Value by period (M, Q, Y or a duration) up to --horizon, computed for the customers of the "
+                      "fit [none]."),
+    click.option("--windows", default=None,
+                 help="Value by window, e.g. 0-1Y,1-3Y,3-5Y: each window's total expected purchases and value "
+                      "(with its band under --interval) [none]."),
+]
+
 
 def _as_of(value):
     return None if value is None else value.replace("-", "_")
@@ -710,7 +722,7 @@ def _as_of(value):
 
 @app.command()
 @_with(_DATA_OPTIONS + _ENGINE_OPTIONS + _MODEL_OPTIONS)
-@_with(_OUTPUT_OPTIONS + _VALUE_OPTIONS + _TRACKING_OPTIONS)
+@_with(_OUTPUT_OPTIONS + _VALUE_OPTIONS + _PERIOD_OPTIONS + _TRACKING_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--output", "model", default=None, type=click.Path(path_type=Path),
               help="Save the fitted model (JSON) here.")
@@ -730,8 +742,8 @@ def fit(transactions, as_json, model, predictions, predictions_as_of, horizon, s
         predictions_as_of=_as_of(predictions_as_of), save_unreliable=save_unreliable or None,
         horizon=horizon, step=step, discount_rate=discount_rate, margin=margin, interval=interval, **options,
     )
-    if predictions is None:
-        spec["value"] = None  # no per-customer table asked for: fit only
+    if predictions is None and options.get("periods") is None and options.get("windows") is None:
+        spec["value"] = None  # no per-customer table nor periods asked for: fit only
     tracker = _Tracking("fit", tracking_uri, no_tracking, register_as)
     _execute(spec, save=True, as_json=as_json, top_table=False, tracker=tracker)
 
