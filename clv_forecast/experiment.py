@@ -637,6 +637,9 @@ def analyse_run(result: RunResult, source) -> RunResult:
         figures[f"P(alive) by frequency and recency: {other.purchases_.name}"] = plots.p_alive_heatmap(other, rfm=rfm)
     figures[f"Expected purchases in {value['horizon']} by frequency and recency"] = \
         plots.expected_purchases_heatmap(model, value["horizon"], rfm=rfm)
+    if result.period_values is not None and result.period_values.attrs.get("cumulative"):
+        figures[f"Expected value of the customers by period over {value['horizon']} (sum over the customers), "
+                "cumulative below"] = plots.value_curve(result.period_values)
     if result.comparison is not None:
         figures["Historical (simple) vs predictive CLV per customer"] = plots.clv_scatter(result.comparison.customers)
     if result.backtest is not None:

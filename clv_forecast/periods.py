@@ -323,7 +323,8 @@ def value_by_period(purchases, spend=None, data=None, *, horizon=DEFAULT_PERIODS
 
     ``attrs["totals"]``: each forecast's total (from ``expected_purchases`` on) over the customers whose forecasts
     are all finite, with its band under an interval (:class:`~clv_forecast.uncertainty.ColumnTotals`;
-    ``column_totals``: an accumulator to add this table to, a scorer's over its batches); ``attrs["portfolio"]``
+    ``column_totals``: an accumulator to add this table to, a scorer's over its batches); ``attrs["cumulative"]``
+    the total value up to each period's end, by period label, with its band; ``attrs["portfolio"]``
     the band of the horizon's totals as the CLV gives it (``portfolio``: likewise); ``attrs["plan"]`` the step,
     the labels and the spans in steps.
 
@@ -385,6 +386,9 @@ def value_by_period(purchases, spend=None, data=None, *, horizon=DEFAULT_PERIODS
     table = values if bounds is None else np.concatenate([values, bounds])
     out = pd.DataFrame(table.T, index=index, columns=output_columns(plan, interval), copy=False)
     out.attrs["totals"] = column_totals.band(interval)
+    if plan.period_labels:  # the customers' cumulative value up to each period's end, with its band
+        out.attrs["cumulative"] = dict(zip(plan.period_labels, column_totals.running_band(
+            [f"value_{label}" for label in plan.period_labels], interval)))
     out.attrs["plan"] = {"step": plan.step, "periods": list(plan.period_labels), "windows": list(plan.window_labels),
                          "spans": [list(span) for span in plan.spans[:-1]]}
     if interval is not None:

@@ -326,6 +326,19 @@ class ColumnTotals:
             self.grad_s = grad_s if self.grad_s is None else self.grad_s + grad_s
             self.cov_s = cov_s
 
+    def running_band(self, names, level: float | None = None) -> list[dict]:
+        """The bands of the running sums of the columns ``names`` in order (the cumulative value of the periods up
+        to each one): a running sum's gradient is the running sum of the gradients, so its band is exact, not
+        built from the columns' bands."""
+        rows = [self.names.index(name) for name in names]
+        totals = np.cumsum(self.totals[rows])
+        if level is None or self.grad_p is None:
+            return [{"total": float(t)} for t in totals]
+        g_p = np.cumsum(self.grad_p[rows], axis=0)
+        g_s = None if self.grad_s is None else np.cumsum(self.grad_s[rows], axis=0)
+        return [total_band(float(totals[i]), [(g_p[i], self.cov_p), (None if g_s is None else g_s[i], self.cov_s)],
+                           level) for i in range(len(rows))]
+
     def band(self, level: float | None = None) -> dict:
         """``{column: {"total", "lower", "upper", "se"}}`` (only ``"total"`` without a ``level`` or gradients)."""
         out = {}

@@ -292,3 +292,80 @@ def test_score_file_csv_and_refusals(model, cdnow_rfm, tmp_path):
     with pytest.raises(ClvInputError, match="ends after the horizon"):  # before anything is read or written
         score_file(model_path, tmp_path / "rfm.csv", tmp_path / "w2.csv", horizon="2Y", windows="0-3Y")
     assert not (tmp_path / "w2.csv").exists()
+
+
+# -- experiments, fit, the plot and the report ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def period_run(tmp_path_factory):
+    spec = experiment.cdnow_spec()
+    spec["value"].update(horizon="5Y", periods="Q", windows=WINDOWS, interval=0.9)
+    spec["output"].update(model=None, predictions=None, report=str(tmp_path_factory.mktemp("run") / "report.html"))
+    return experiment.run(spec)
+
+
+def test_experiment_keys_give_the_windows_totals_metrics_and_report(period_run):
+    table = period_run.period_values
+    assert table is not None and table.attrs["plan"]["periods"][0] == "Q01"
+    m = period_run.metrics
+    for window in ("0-1Y", "1-3Y", "3-5Y"):
+        assert m[f"window_{window}_value"] == pytest.approx(table[f"value_{window}"].sum(), rel=1e-12)
+        assert m[f"window_{window}_value_lower"] < m[f"window_{window}_value"] < m[f"window_{window}_value_upper"]
+    # the first year's window is the 12-month CLV of the run's own customers
+    twelve = period_run.model.clv(period_run.summary, horizon="12M")
+    assert m["window_0-1Y_value"] == pytest.approx(twelve["clv"].sum(), rel=1e-10)
+    html = period_run.report_path.read_text()
+    assert "Value by window" in html and "Expected value of the customers by period" in html
+    assert "3-5Y" in html
+
+
+def test_experiment_file_keys_and_their_errors(tmp_path, capsys):
+    from clv_forecast.cli import main
+
+    spec = tmp_path / "p.toml"
+    spec.write_text('[data]\nsource = "cdnow_sample"\namount_col = "amount"\n[summary]\ncalibration_end = 1997-09-30\n'
+                    '[value]\nhorizon = "3Y"\nwindows = "0-1Y,1-3Y"\n')
+    assert main(["run", "--experiment", str(spec), "--no-save", "--no-tracking"]) == 0
+    out = capsys.readouterr().out
+    assert "window 1-3Y: expected purchases" in out and "whole horizon" in out
+    spec.write_text(spec.read_text().replace("1-3Y", "1-4Y"))
+    assert main(["run", "--experiment", str(spec), "--no-save", "--no-tracking"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("[value] windows = '0-1Y,1-4Y': window 1-4Y ends after the horizon 3Y") and "\n" not in err
+    spec.write_text(spec.read_text().replace('windows = "0-1Y,1-4Y"', 'periods = "5W"'))
+    assert main(["run", "--experiment", str(spec), "--no-save", "--no-tracking"]) == 2
+    assert "[value] periods = '5W': must be a whole number of steps of 1M" in capsys.readouterr().err
+
+
+def test_fit_prints_the_windows(cdnow_csv, capsys):
+    from clv_forecast.cli import main
+
+    rc = main(["fit", "--transactions", str(cdnow_csv), "--amount-col", "amount", "--horizon", "2Y", "--windows",
+               "0-1Y,1-2Y", "--interval", "0.9", "--no-tracking"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    line = [ln for ln in out.splitlines() if ln.startswith("window 1-2Y")][0]
+    assert "90% band" in line
+    assert main(["fit", "--transactions", str(cdnow_csv), "--amount-col", "amount", "--periods", "fortnight",
+                 "--no-tracking"]) == 2
+    assert "--periods fortnight:" in capsys.readouterr().err
+
+
+def test_value_curve_draws_the_periods_and_the_running_band(period_run, tmp_path):
+    from clv_forecast import plots
+
+    table = period_run.period_values
+    fig = plots.value_curve(table)
+    top, bottom = fig.axes
+    heights = [bar.get_height() for bar in top.patches]
+    np.testing.assert_allclose(heights, [table[f"value_Q{q:02d}"].sum() for q in range(1, 21)], rtol=1e-12)
+    (line,) = [ln for ln in bottom.get_lines() if ln.get_gid() == "cumulative"]
+    np.testing.assert_allclose(line.get_ydata()[-1], table["clv"].sum(), rtol=1e-10)
+    # the running total's band at the horizon is the CLV's portfolio band
+    last = table.attrs["cumulative"]["Q20"]
+    assert last["lower"] == pytest.approx(table.attrs["portfolio"]["clv"]["lower"], rel=1e-8)
+    path = plots.save_png(fig, tmp_path / "curve.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ClvInputError, match="needs a value-by-period table with periods"):
+        plots.value_curve(period_run.predictions)
