@@ -186,6 +186,8 @@ def score_batch(model, columns: Mapping[str, Any], n: int, *, present: np.ndarra
     with np.errstate(all="ignore"):  # (inf - inf and the like: such rows are rejected next)
         if clv_args.get("period") is not None or clv_args.get("windows") is not None:  # the wide table
             scores = model.value_by_period(frame, time_unit=time_unit, **clv_args)
+            # its totals are in the scorer's accumulators; pandas would deep-copy the attrs at every column taken
+            scores.attrs = {}
         else:
             scores = model.clv(frame, time_unit=time_unit, **clv_args)
     unscored = nonfinite_reasons(scores, list(scores.columns))

@@ -250,10 +250,9 @@ def _span_values(model_cls, params, xu, tu, times, weights) -> np.ndarray:
 def _rows(plan: PeriodPlan) -> list[int]:
     """The rows of the (2S, .) span arrays in the order of the output's forecasts after P(alive) and the spend:
     the horizon's purchases and discounted purchases, then the spans' purchases, then their discounted purchases
-    (the first period's purchases, ``next_period_purchases``, in front when there are periods)."""
+    (``next_period_purchases`` is the first span's purchases, row 2)."""
     s, n_labels = len(plan.spans), len(plan.labels)
-    rows = [s - 1, 2 * s - 1] + list(range(n_labels)) + list(range(s, s + n_labels))
-    return ([0] if plan.period_labels else []) + rows
+    return [s - 1, 2 * s - 1] + list(range(n_labels)) + list(range(s, s + n_labels))
 
 
 class _Columns:
@@ -265,10 +264,11 @@ class _Columns:
         self.by_pair = by_pair[self.rows]
         self.alive, self.scale = alive, scale
         n_rows = len(self.rows)
-        first = 1 if plan.period_labels else 0
+        # the value rows: the horizon's CLV, then the spans' values (the last rows)
+        self.value_rows = (slice(1, 2), slice(2 + len(plan.labels), n_rows))
         self.is_value = np.zeros(n_rows, dtype=bool)
-        self.is_value[first + 1] = True  # the horizon's CLV
-        self.is_value[first + 2 + len(plan.labels):] = True
+        for rows in self.value_rows:
+            self.is_value[rows] = True
 
     def with_scale(self, scale: np.ndarray) -> "_Columns":
         """The same forecasts under another value scale (a spend model's forward step)."""
@@ -276,11 +276,18 @@ class _Columns:
         other.__dict__.update(self.__dict__, scale=scale)
         return other
 
-    def spread(self, codes) -> np.ndarray:
-        """(C, n): each customer's forecasts (purchases x P(alive); values x P(alive) x margin x spend)."""
-        out = self.by_pair.copy() if codes is None else np.take(self.by_pair, codes, axis=1)
+    def spread(self, codes, out: np.ndarray | None = None) -> np.ndarray:
+        """(C, n): each customer's forecasts (purchases x P(alive); values x P(alive) x margin x spend), written
+        into ``out`` (a C-contiguous (C, n) array, e.g. rows of the output's table) when given; in place."""
+        if out is None:
+            out = np.empty((self.by_pair.shape[0], len(self.alive)))
+        if codes is None:
+            out[...] = self.by_pair
+        else:
+            np.take(self.by_pair, codes, axis=1, out=out)
         out *= self.alive
-        out[self.is_value] *= self.scale
+        for rows in self.value_rows:
+            out[rows] *= self.scale
         return out
 
     def totals(self, codes, counted: np.ndarray) -> np.ndarray:
@@ -360,18 +367,22 @@ def value_by_period(purchases, spend=None, data=None, *, horizon=DEFAULT_PERIODS
     alive = p_cls._p_alive(purchase_params, x, t_x, big_t)
     base = _Columns(plan, _span_values(p_cls, purchase_params, xu, tu, plan.times, plan.weights), alive,
                     margin * expected_spend)
-    forecasts = base.spread(codes)  # (C, n)
     names = output_columns(plan)
     first = 1 if plan.period_labels else 0
-    values = np.concatenate([forecasts[:first], alive[None], expected_spend[None], forecasts[first:]])
-    del forecasts
+    n = len(x)
+    # the output's rows: [next period's purchases], P(alive), the spend, then the forecasts of the spans
+    values = np.empty((len(names), n))
+    values[first], values[first + 1] = alive, expected_spend
+    base.spread(codes, values[first + 2:])  # (the rows of _Columns)
+    if first:  # the next period's purchases: the first period's
+        values[0] = values[first + 4]
     with np.errstate(invalid="ignore"):
         counted = np.isfinite(values).all(axis=0)
     bounds = None
     column_totals = uncertainty.ColumnTotals() if column_totals is None else column_totals
     total_names = names[first + 2:]
     if interval is None:
-        column_totals.add(total_names, base.totals(codes, counted)[first:], int(counted.sum()))
+        column_totals.add(total_names, base.totals(codes, counted), int(counted.sum()))
     else:
         bounds, p_sens, s_sens, moved, scales = _delta(purchases, spend, plan, covs, base, values, names, x, t_x,
                                                        big_t, m, xu, tu, codes, interval, margin)
@@ -381,8 +392,8 @@ def value_by_period(purchases, spend=None, data=None, *, horizon=DEFAULT_PERIODS
         portfolio.add(p_sens, s_sens, margin, rows=counted)
         grad_p, grad_s = _total_gradients(base, moved, scales, codes, counted, uncertainty.DELTA_STEP)
         del moved
-        column_totals.add(total_names, base.totals(codes, counted)[first:], int(counted.sum()), grad_p[first:],
-                          None if grad_s is None else grad_s[first:], covs[0], covs[1])
+        column_totals.add(total_names, base.totals(codes, counted), int(counted.sum()), grad_p, grad_s, covs[0],
+                          covs[1])
     table = values if bounds is None else np.concatenate([values, bounds])
     out = pd.DataFrame(table.T, index=index, columns=output_columns(plan, interval), copy=False)
     out.attrs["totals"] = column_totals.band(interval)
@@ -416,14 +427,14 @@ def _delta(purchases, spend, plan, covs, base: _Columns, values, names, x, t_x, 
         all_moved.append(moved)
         pair_grads.append(_log_step(moved.by_pair, base.by_pair, h))
         row_grads.append(_log_step(moved.alive, base.alive, h))
-        e, d = (moved.by_pair[first + i] if codes is None else moved.by_pair[first + i][codes] for i in (0, 1))
+        e, d = (moved.by_pair[i] if codes is None else moved.by_pair[i][codes] for i in (0, 1))
         steps.append({"expected_purchases": e * moved.alive, "p_alive": moved.alive, "discounted": d * moved.alive})
     var = uncertainty.factored_log_variance(np.stack(pair_grads), np.stack(row_grads), covs[0], codes)  # (C, n)
     del pair_grads
     n = len(x)
     horizon = {"expected_purchases": values[names.index("expected_purchases")], "p_alive": base.alive,
                "expected_spend": values[names.index("expected_spend")], "clv": values[names.index("clv")]}
-    e0 = base.by_pair[first + 1] if codes is None else base.by_pair[first + 1][codes]
+    e0 = base.by_pair[1] if codes is None else base.by_pair[1][codes]
     p_sens = uncertainty.Sensitivity({**horizon, "discounted": e0 * base.alive}, steps, covs[0])
     s_sens, var_s, scales = None, np.zeros(n), []
     if spend is not None:
@@ -435,16 +446,22 @@ def _delta(purchases, spend, plan, covs, base: _Columns, values, names, x, t_x, 
         scales = [margin * s["expected_spend"] for s in s_steps]
     fixed = uncertainty.delta_intervals(p_sens, s_sens, interval)
     bounds = np.empty((2 * len(names), n))
-    span_row = 0
+    span_row = 0  # the rows of var are those of _Columns: the output's rows after P(alive) and the spend
     for row, name in enumerate(names):
-        if name in fixed:
+        if name == "next_period_purchases":
+            continue  # the first period's purchases: its bounds below
+        if name in ("p_alive", "expected_spend"):
             lo, hi = fixed[name]
-        else:  # a span's forecast (the rows of var skip P(alive) and the spend)
-            v = var[span_row] + (var_s if base.is_value[span_row] else 0.0)
-            lo, hi = uncertainty.log_bounds(values[row], v, interval)
-        if name not in ("p_alive", "expected_spend"):
+        else:
+            if name in fixed:  # the horizon's expected purchases and CLV: the CLV's own intervals
+                lo, hi = fixed[name]
+            else:
+                v = var[span_row] + (var_s if base.is_value[span_row] else 0.0)
+                lo, hi = uncertainty.log_bounds(values[row], v, interval)
             span_row += 1
         bounds[2 * row], bounds[2 * row + 1] = lo, hi
+    if first:
+        bounds[0], bounds[1] = bounds[2 * (first + 4)], bounds[2 * (first + 4) + 1]
     return bounds, p_sens, s_sens, all_moved, scales
 
 
