@@ -284,7 +284,7 @@ class _Columns:
         if codes is None:
             out[...] = self.by_pair
         else:
-            np.take(self.by_pair, codes, axis=1, out=out)
+            np.take(self.by_pair, codes, axis=1, out=out, mode="clip")  # (codes are valid: no check, no buffer)
         out *= self.alive
         for rows in self.value_rows:
             out[rows] *= self.scale

@@ -286,10 +286,10 @@ def factored_log_variance(pair_grads: np.ndarray, row_grads: np.ndarray, cov: np
     quad_pairs = np.einsum("jcu,jl,lcu->cu", pair_grads, cov, pair_grads)  # (C, U)
     sb = cov @ row_grads  # (k, n)
     quad_rows = np.einsum("jn,jn->n", row_grads, sb)
-    out = quad_pairs if codes is None else np.take(quad_pairs, codes, axis=1)
+    out = quad_pairs if codes is None else np.take(quad_pairs, codes, axis=1, mode="clip")
     out = out + quad_rows
     for j in range(k):
-        a_j = pair_grads[j] if codes is None else np.take(pair_grads[j], codes, axis=1)
+        a_j = pair_grads[j] if codes is None else np.take(pair_grads[j], codes, axis=1, mode="clip")
         a_j *= 2.0 * sb[j]
         out += a_j
         del a_j
