@@ -39,7 +39,7 @@ import pandas as pd
 
 from .errors import ClvInputError
 from .units import DEFAULT_DISCOUNT_RATE, DEFAULT_MARGIN, DEFAULT_STEP, Duration
-from .value import MAX_STEPS, _pairs_per_slice, discount_schedule, value_inputs
+from .value import _pairs_per_slice, discount_schedule, value_inputs
 
 __all__ = ["PeriodPlan", "plan_periods", "span_weights", "value_by_period", "output_columns", "DEFAULT_PERIODS_HORIZON"]
 

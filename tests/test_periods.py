@@ -209,9 +209,16 @@ def test_known_spend_and_windows_only(model, cdnow_rfm):
     assert "next_period_purchases" not in out.columns
     np.testing.assert_allclose(out["value_0-6M"] + out["value_6M-2Y"], out["clv"], rtol=1e-10)
     assert (out["expected_spend"] == 20.0).all() and (out["expected_spend_lower"] == 20.0).all()
-    # a known spend: a value's interval is its purchases' (relative widths equal)
-    rel_v = (out["value_0-6M_upper"] / out["value_0-6M"]).to_numpy()
-    np.testing.assert_allclose(rel_v[out["value_0-6M"] > 0], np.ones(1) * rel_v[out["value_0-6M"] > 0], rtol=0)
+    # a known spend: no spend uncertainty, so a window's value has the relative interval of its discounted purchases,
+    # which (one window of months at a nearly flat rate) is close to that of its purchases, and wider than none
+    moves = out["value_0-6M"] > 0
+    rel_v = (out["value_0-6M_upper"] / out["value_0-6M"])[moves].to_numpy()
+    rel_p = (out["purchases_0-6M_upper"] / out["purchases_0-6M"])[moves].to_numpy()
+    np.testing.assert_allclose(rel_v, rel_p, rtol=1e-3)
+    assert (rel_v > 1).all()
+    with_spend = model.value_by_period(cdnow_rfm, horizon="2Y", period=None, windows="0-6M,6M-2Y", interval=0.9)
+    rel_s = (with_spend["value_0-6M_upper"] / with_spend["value_0-6M"])[moves].to_numpy()
+    assert np.median(rel_s - rel_v) > 0  # the spend model's uncertainty widens the value's interval
 
 
 # -- the one-line errors ---------------------------------------------------------------------------------------------
@@ -369,3 +376,17 @@ def test_value_curve_draws_the_periods_and_the_running_band(period_run, tmp_path
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ClvInputError, match="needs a value-by-period table with periods"):
         plots.value_curve(period_run.predictions)
+
+
+def test_score_metrics_carry_the_windows(model, cdnow_rfm, tmp_path):
+    from clv_forecast import tracking
+    from clv_forecast.scoring import score_file
+
+    model_path = model.save(tmp_path / "m.json")
+    _rfm_file(cdnow_rfm, tmp_path / "rfm.csv")
+    report = score_file(model_path, tmp_path / "rfm.csv", tmp_path / "w.parquet", horizon="2Y", windows="0-1Y,1-2Y",
+                        interval=0.9)
+    metrics = tracking._score_metrics(report)
+    wide = pd.read_parquet(tmp_path / "w.parquet")
+    assert metrics["window_1-2Y_value"] == pytest.approx(wide["value_1-2Y"].sum(), rel=1e-9)
+    assert metrics["window_1-2Y_value_lower"] < metrics["window_1-2Y_value"] < metrics["window_1-2Y_value_upper"]
