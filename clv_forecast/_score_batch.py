@@ -17,7 +17,8 @@ A row's verdict, in increasing precedence (a later rule's reason replaces an ear
 4. ``missing id`` (:data:`MISSING_ID`);
 5. an id holding a control character (:data:`clv_forecast.ids.CONTROL_REASON`).
 
-The rows without a reason are scored with :meth:`ClvModel.clv <clv_forecast.model.ClvModel.clv>`; a row
+The rows without a reason are scored with :meth:`ClvModel.clv <clv_forecast.model.ClvModel.clv>` (with periods or
+windows in the settings, :meth:`ClvModel.value_by_period <clv_forecast.model.ClvModel.value_by_period>`); a row
 whose scores are not all finite is a reject too (:func:`nonfinite_reasons`).
 """
 
@@ -183,7 +184,12 @@ def score_batch(model, columns: Mapping[str, Any], n: int, *, present: np.ndarra
     index = None if first_row is None else pd.Index(good + first_row, name="row")
     frame = pd.DataFrame({name: values[name][good] for name in RFM_COLUMNS}, index=index)
     with np.errstate(all="ignore"):  # (inf - inf and the like: such rows are rejected next)
-        scores = model.clv(frame, time_unit=time_unit, **clv_args)
+        if clv_args.get("period") is not None or clv_args.get("windows") is not None:  # the wide table
+            scores = model.value_by_period(frame, time_unit=time_unit, **clv_args)
+            # its totals are in the scorer's accumulators; pandas would deep-copy the attrs at every column taken
+            scores.attrs = {}
+        else:
+            scores = model.clv(frame, time_unit=time_unit, **clv_args)
     unscored = nonfinite_reasons(scores, list(scores.columns))
     if unscored is not None:
         hit = unscored != ""

@@ -30,7 +30,7 @@ import click
 
 from . import engines  # (the engine names: --engine's choices)
 from .errors import ClvInputError, IdentificationError, UnreliableFitError, render_text
-from .report import accounting_lines, band_line, coverage_line, holdout_line, periods_line
+from .report import accounting_lines, band_line, coverage_line, holdout_line, periods_line, window_lines
 from .units import VALUE_DEFAULTS, value_settings_of, value_settings_text
 
 USER_ERRORS = (ClvInputError,)
@@ -356,6 +356,9 @@ def _finish(result, console_print, plain_print) -> None:
     m, spec = result.metrics, result.spec
     if "clv_total" in m:
         plain_print(coverage_line(m, spec["value"]))
+    if getattr(result, "period_values", None) is not None:  # [value] periods / windows: the windows' totals
+        for line in window_lines(result.period_values.attrs["totals"], spec["value"].get("interval")):
+            plain_print(line)
     names = _option_names()
     for warning in result.warnings:
         plain_print("warning: " + render_text(getattr(warning, "template", str(warning)), names, "option"))
@@ -698,6 +701,15 @@ _VALUE_OPTIONS = [
                       "draws) [delta]."),
 ]
 
+_PERIOD_OPTIONS = [
+    click.option("--periods", default=None,
+                 help="Value by period (M, Q, Y or a duration) up to --horizon, computed for the customers of the "
+                      "fit [none]."),
+    click.option("--windows", default=None,
+                 help="Value by window, e.g. 0-1Y,1-3Y,3-5Y: each window's total expected purchases and value "
+                      "(with its band under --interval) [none]."),
+]
+
 
 def _as_of(value):
     return None if value is None else value.replace("-", "_")
@@ -710,7 +722,7 @@ def _as_of(value):
 
 @app.command()
 @_with(_DATA_OPTIONS + _ENGINE_OPTIONS + _MODEL_OPTIONS)
-@_with(_OUTPUT_OPTIONS + _VALUE_OPTIONS + _TRACKING_OPTIONS)
+@_with(_OUTPUT_OPTIONS + _VALUE_OPTIONS + _PERIOD_OPTIONS + _TRACKING_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--output", "model", default=None, type=click.Path(path_type=Path),
               help="Save the fitted model (JSON) here.")
@@ -730,8 +742,8 @@ def fit(transactions, as_json, model, predictions, predictions_as_of, horizon, s
         predictions_as_of=_as_of(predictions_as_of), save_unreliable=save_unreliable or None,
         horizon=horizon, step=step, discount_rate=discount_rate, margin=margin, interval=interval, **options,
     )
-    if predictions is None:
-        spec["value"] = None  # no per-customer table asked for: fit only
+    if predictions is None and options.get("periods") is None and options.get("windows") is None:
+        spec["value"] = None  # no per-customer table nor periods asked for: fit only
     tracker = _Tracking("fit", tracking_uri, no_tracking, register_as)
     _execute(spec, save=True, as_json=as_json, top_table=False, tracker=tracker)
 
@@ -913,6 +925,12 @@ EXIT_TOO_MANY_REJECTS = 4
 @click.option("--interval-method", "interval_method", default="delta", type=click.Choice(["delta", "draws"]),
               show_default=True, help="How the intervals are computed: delta (the delta method) or draws (200 "
                                       "parameter draws).")
+@click.option("--periods", "period", default=None,
+              help="Value by period: the expected purchases and value of every period (M, Q, Y or a duration) up to "
+                   "--horizon, one column each (a wide table) [none].")
+@click.option("--windows", default=None,
+              help="Value by window, e.g. 0-1Y,1-3Y,3-5Y: the expected purchases and value of each span of the "
+                   "horizon, one column each [none].")
 @click.option("--id-col", "id_col", default="customer_id", show_default=True,
               help="Customer id column of the --input table.")
 @click.option("--rejects", "rejects_path", default=None, type=click.Path(path_type=Path),
@@ -936,7 +954,7 @@ EXIT_TOO_MANY_REJECTS = 4
 @_VERBATIM_OPTION
 @_names_errors()
 def score(model, input_path, transactions, output_path, horizon, discount_rate, step, margin, interval,
-          interval_method, id_col,
+          interval_method, period, windows, id_col,
           rejects_path, max_reject_share, allow_unreliable, batch_rows, time_unit, engine, spark_master, spark_conf,
           tracking_uri, no_tracking, verbatim_csv=False, **read):
     """Score an RFM table (--input) or a transaction log (--transactions) with a saved model, batch by
@@ -975,7 +993,8 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
     _refuse_unused(tuple(k for k in specific if k not in scorer.score_options), f"--engine {scorer.name}")
     args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, rejects_path=rejects_path,
                 max_reject_share=max_reject_share, interval=interval, allow_unreliable=allow_unreliable,
-                **({"interval_method": interval_method} if interval is not None else {}))
+                **({"interval_method": interval_method} if interval is not None else {}),
+                **({"period": period, "windows": windows} if period is not None or windows is not None else {}))
     if input_path is not None:
         source, kind, inputs = input_path, "rfm table", dict(id_col=id_col, time_unit=time_unit)
     else:
@@ -1046,7 +1065,8 @@ def _score_retention(loaded, *, model, input_path, transactions, output_path, di
         raise ClvInputError(f"a retention model ({retention_model.name}) scores a table of customers and their "
                             "renewals: give {{input_path}} (the id, renewals and optionally churned), not "
                             "{{transactions}}")
-    _refuse_unused(("horizon", "step", "interval", "time_unit"), f"a retention model ({retention_model.name})")
+    _refuse_unused(("horizon", "step", "interval", "time_unit", "period", "windows"),
+                   f"a retention model ({retention_model.name})")
     tracker = _Tracking("score", tracking_uri, no_tracking, None)
     scorer = engines.get(engine)
     _refuse_unused(tuple(k for k in specific if k not in scorer.score_options), f"--engine {scorer.name}")
@@ -1140,6 +1160,10 @@ def _score_lines(report) -> None:
     band = getattr(report, "portfolio", None)
     if band:
         click.echo(band_line(band))
+    totals = getattr(report, "column_totals", None)
+    if totals:
+        for line in window_lines(totals, (report.settings or {}).get("interval")):
+            click.echo(line)
 
 
 # --------------------------------------------------------------------------------------------

@@ -88,6 +88,10 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "interval": ((int, float), None, "interval level of every forecast (and the band of the totals) from the "
                                          "parameters' sampling distribution, e.g. 0.9"),
         "interval_method": ((str,), "delta", "how: 'delta' (the delta method, fast) or 'draws' (parameter draws)"),
+        "periods": ((str,), None, "value by period: expected purchases and value of every period up to the horizon "
+                                  "(M, Q, Y or a duration; clv_forecast.periods); the windows' totals printed"),
+        "windows": ((str,), None, "value by window, e.g. '0-1Y,1-3Y,3-5Y': each window's total expected purchases "
+                                  "and value (with its band under an interval), printed and in the report"),
         "top": ((int,), 10, "customers shown in the top-CLV table"),
     },
     "output": {
@@ -367,6 +371,9 @@ class RunResult:
     timings: dict = field(default_factory=dict)
     guarded_cells: int = 0  # CSV text cells written with a leading ' (clv_forecast.csv_guard)
     refused: str | None = None  # why the fit was refused (the run stopped there; nothing written), else None
+    #: with ``[value] periods`` or ``windows``: the per-customer value by period and window
+    #: (:func:`clv_forecast.periods.value_by_period`; ``attrs["totals"]`` the columns' totals and bands)
+    period_values: Any = None
 
     @property
     def clv(self):  # the per-customer table, under the name the first version used
@@ -465,6 +472,7 @@ def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = No
         from .scoring import check_value_settings
 
         check_value_settings(spec["summary"]["time_unit"], value["horizon"], value["step"], value["discount_rate"])
+        _check_periods(spec, engine)
     engine.check(spec, save=save, analyse=analyse)
     timings: dict = {}
     source = engine.open(_source(spec["data"])[0], spec["data"], timings)
@@ -494,7 +502,7 @@ def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = No
             metrics.update(holdout_metrics(holdout.table["predicted"], holdout.table["actual"], holdout.weights,
                                            holdout.duration))
             holdout = holdout.table
-        predictions = None
+        predictions = period_values = None
         # an engine whose tables are not in memory computes the per-customer table only to write it
         if value is not None and (engine.in_memory or (save and out.get("predictions"))):
             start = time.perf_counter()
@@ -505,9 +513,11 @@ def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = No
             predictions = engine.predict(model, scored, value)
             metrics.update(engine.value_coverage(predictions))
             timings["predictions"] = time.perf_counter() - start
+            period_values = _period_values(model, scored, value, metrics, timings)
     result = RunResult(spec=spec, summary=summary, model=model, holdout=holdout,
                        predictions=predictions if engine.in_memory else None,
                        metrics=metrics, warnings=[w.message for w in caught], timings=timings)
+    result.period_values = period_values
     if save and out.get("model"):
         try:
             result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
@@ -528,6 +538,57 @@ def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = No
     if save and out.get("report"):
         result.report_path = write_report(result, out["report"])
     return result
+
+
+def _wants_periods(value) -> bool:
+    return bool(value) and (value.get("periods") is not None or value.get("windows") is not None)
+
+
+def _check_periods(spec: dict, engine) -> None:
+    """``[value] periods`` / ``windows`` checked before any work (one line naming the key): their plan
+    (:func:`clv_forecast.periods.plan_periods`), the local engine, delta-method intervals."""
+    value = spec.get("value")
+    if not _wants_periods(value):
+        return
+    from .scoring import check_periods
+
+    argument = "periods" if value.get("periods") is not None else "windows"
+    if not engine.in_memory:
+        raise ClvInputError(f"value by period and window needs the local engine (the {engine.name} engine keeps no "
+                            "table in memory); score it with clv-forecast score --periods/--windows",
+                            argument=argument, value=value[argument])
+    try:
+        check_periods(spec["summary"]["time_unit"], value["horizon"], value["step"], value["discount_rate"],
+                      value.get("periods"), value.get("windows"), value.get("interval"),
+                      value.get("interval_method") or "delta")
+    except ClvInputError as exc:
+        if exc.argument == "period":  # the spec's key is [value] periods
+            raise ClvInputError(exc.reason, argument="periods", value=exc.value) from None
+        raise
+
+
+def _period_values(model, scored, value: dict, metrics: dict, timings: dict):
+    """With ``[value] periods`` or ``windows`` (and a spend model): the value by period and window of the scored
+    customers, and each window's (and the horizon's) totals, with their bands, into the run's metrics
+    (``window_<label>_value``, ``_value_lower``, ``_value_upper``, ``window_<label>_purchases``)."""
+    if not _wants_periods(value) or model.spend_ is None:
+        return None
+    from .report import window_rows
+
+    start = time.perf_counter()
+    table = model.value_by_period(scored, horizon=value["horizon"], period=value.get("periods"),
+                                  windows=value.get("windows"), discount_rate=value["discount_rate"],
+                                  step=value["step"], margin=float(value["margin"]),
+                                  interval=value.get("interval") or None)
+    for row in window_rows(table.attrs["totals"]):
+        if row["window"] == "horizon":
+            continue
+        key = f"window_{row['window']}"
+        metrics[f"{key}_purchases"], metrics[f"{key}_value"] = row["purchases"], row["value"]
+        if row["lower"] is not None:
+            metrics[f"{key}_value_lower"], metrics[f"{key}_value_upper"] = row["lower"], row["upper"]
+    timings["periods"] = time.perf_counter() - start
+    return table
 
 
 def analyse_run(result: RunResult, source) -> RunResult:
@@ -576,6 +637,9 @@ def analyse_run(result: RunResult, source) -> RunResult:
         figures[f"P(alive) by frequency and recency: {other.purchases_.name}"] = plots.p_alive_heatmap(other, rfm=rfm)
     figures[f"Expected purchases in {value['horizon']} by frequency and recency"] = \
         plots.expected_purchases_heatmap(model, value["horizon"], rfm=rfm)
+    if result.period_values is not None and result.period_values.attrs.get("cumulative"):
+        figures[f"Expected value of the customers by period over {value['horizon']} (sum over the customers), "
+                "cumulative below"] = plots.value_curve(result.period_values)
     if result.comparison is not None:
         figures["Historical (simple) vs predictive CLV per customer"] = plots.clv_scatter(result.comparison.customers)
     if result.backtest is not None:

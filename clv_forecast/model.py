@@ -511,6 +511,24 @@ class ClvModel(Settings):
                               step=step, margin=margin, interval=interval, future_spend=future_spend,
                               time_unit=time_unit)
 
+    def value_by_period(self, rfm: pd.DataFrame, *, horizon="5Y", period="M", windows=None,
+                        discount_rate=DEFAULT_DISCOUNT_RATE, step=None, margin=DEFAULT_MARGIN,
+                        interval: float | None = None, interval_method: str = "delta", future_spend=None,
+                        time_unit=None, residual: bool = False, portfolio=None, column_totals=None) -> pd.DataFrame:
+        """Expected purchases and discounted value per customer for every period (``"M"``, ``"Q"``, ``"Y"``) up to
+        the horizon and every window (``"0-1Y,1-3Y,3-5Y"``), in one pass, optionally with delta-method intervals
+        and the band of each column's total: :func:`clv_forecast.periods.value_by_period`."""
+        from .periods import value_by_period
+
+        self._check()
+        if self.spend_ is None and future_spend is None:
+            raise ClvInputError("this model has no spend model: fit it on an RFM table with a monetary_value "
+                                "column, or give a known spend per purchase with future_spend=")
+        return value_by_period(self.purchases_, self.spend_, rfm, horizon=horizon, period=period, windows=windows,
+                               discount_rate=discount_rate, step=step, margin=margin, interval=interval,
+                               interval_method=interval_method, future_spend=future_spend, time_unit=time_unit,
+                               residual=residual, portfolio=portfolio, column_totals=column_totals)
+
     @property
     def params_(self) -> dict:
         """The fitted parameters by model kind: ``{"bgnbd": {"r": ...}, "gamma_gamma": {...}}``."""

@@ -52,7 +52,7 @@ from .units import TimeUnit
 __all__ = [
     "frequency_histogram", "calibration_vs_holdout", "tracking_plot", "p_alive_heatmap",
     "expected_purchases_heatmap", "p_alive_history", "expected_purchases_curve", "heterogeneity", "clv_scatter",
-    "gains_chart", "retention_curve", "to_png", "save_png",
+    "gains_chart", "retention_curve", "value_curve", "to_png", "save_png",
 ]
 
 #: the one style of every figure (applied while a figure is built)
@@ -883,4 +883,51 @@ def retention_curve(model, *, data=None, periods: int | None = None, figsize=Non
         share_ax.set_xlim(left=0)
         fig.suptitle(f"{name} retention curve: actual vs projected" + (" (unreliable fit)" if unreliable else ""),
                      fontsize=12)
+    return fig
+
+
+def value_curve(values, *, title: str | None = None, figsize=None) -> Figure:
+    """The expected value of the whole customer base per period (the sum over the customers of each period's
+    discounted value, :func:`clv_forecast.periods.value_by_period`) with its band from the parameters'
+    uncertainty, and below it the cumulative value up to each period's end with its own band (the band of a
+    running total, not a sum of the periods' bands: :meth:`clv_forecast.uncertainty.ColumnTotals.running_band`).
+
+    ``values``: a table of :func:`~clv_forecast.periods.value_by_period` (its ``attrs["totals"]`` and
+    ``attrs["cumulative"]``), computed with periods. Without an interval the curves have no band."""
+    attrs = getattr(values, "attrs", {}) or {}
+    totals, cumulative = attrs.get("totals"), attrs.get("cumulative")
+    if not totals or not cumulative:
+        raise ClvInputError("needs a value-by-period table with periods (value_by_period(..., period='M'))",
+                            argument="values", value=type(values).__name__)
+    labels = list(cumulative)
+    per = [totals[f"value_{label}"] for label in labels]
+    cum = [cumulative[label] for label in labels]
+    x = np.arange(1, len(labels) + 1)
+    banded = "lower" in per[0]
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(figsize or (8.0, 6.5))
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(1, 1))
+        est = np.array([p["total"] for p in per])
+        top.bar(x, est, color=MODEL, alpha=0.85, width=0.8, label="expected value per period", gid="per_period")
+        if banded:
+            lo, hi = np.array([p["lower"] for p in per]), np.array([p["upper"] for p in per])
+            top.errorbar(x, est, yerr=[est - lo, hi - est], fmt="none", ecolor=ACTUAL, elinewidth=1, capsize=2,
+                         label="band (parameters' uncertainty)", gid="per_period_band")
+        top.set_ylabel("value per period")
+        top.set_ylim(bottom=0)
+        top.legend(loc="upper right")
+        c_est = np.array([c["total"] for c in cum])
+        bottom.plot(x, c_est, color=MODEL, label="cumulative expected value", gid="cumulative")
+        if banded:
+            bottom.fill_between(x, [c["lower"] for c in cum], [c["upper"] for c in cum], color=MODEL, alpha=0.2,
+                                label="band of the cumulative value", gid="cumulative_band")
+        bottom.set_ylabel("cumulative value")
+        bottom.set_ylim(bottom=0)
+        bottom.legend(loc="lower right")
+        step = max(1, len(labels) // 12)
+        bottom.set_xticks(x[::step], [labels[i] for i in range(0, len(labels), step)])
+        bottom.set_xlabel("period")
+        for ax in (top, bottom):
+            ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        fig.suptitle(title or "Expected value of the customer base by period")
     return fig

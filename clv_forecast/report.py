@@ -144,6 +144,59 @@ def band_line(band: dict) -> str:
             f"(estimate {purchases['total']:,.1f})")
 
 
+def window_rows(totals: dict) -> list[dict]:
+    """The windows of a value-by-period table's totals (:meth:`clv_forecast.uncertainty.ColumnTotals.band`, keyed
+    ``purchases_<label>`` / ``value_<label>``; a window's label has a dash, ``0-1Y``, a period's none), then the
+    whole horizon: ``[{"window", "purchases", "value", "lower", "upper"}]`` (bounds None without a band)."""
+    labels = [k[len("value_"):] for k in totals if k.startswith("value_") and "-" in k]
+    rows = []
+    for label, p_key, v_key in [(lb, f"purchases_{lb}", f"value_{lb}") for lb in labels] + [
+            ("horizon", "expected_purchases", "clv")]:
+        if v_key not in totals:
+            continue
+        value = totals[v_key]
+        rows.append({"window": label, "purchases": totals[p_key]["total"], "value": value["total"],
+                     "lower": value.get("lower"), "upper": value.get("upper")})
+    return rows
+
+
+def windows_section(result):
+    """The report's "Value by window" section of a run with ``[value] periods`` or ``windows``: each window's (and
+    the horizon's) total expected purchases and value over the customers, with the value's band; None otherwise."""
+    import pandas as pd
+
+    table = getattr(result, "period_values", None)
+    if table is None:
+        return None
+    value = result.spec["value"]
+    rows = window_rows(table.attrs["totals"])
+    level = value.get("interval")
+    frame = pd.DataFrame({"window": [("whole horizon" if r["window"] == "horizon" else r["window"]) for r in rows],
+                          "expected purchases": [r["purchases"] for r in rows],
+                          "value": [r["value"] for r in rows]})
+    if level and rows and rows[0]["lower"] is not None:
+        frame[f"{float(level):.0%} band: lower"] = [r["lower"] for r in rows]
+        frame["upper"] = [r["upper"] for r in rows]
+    text = (f"The customers' total expected purchases and discounted value in each window of the horizon "
+            f"({value_text(value)}; {len(table):,} customers)"
+            + (", with the band of each total from the parameters' uncertainty (the delta method; not a sum of the "
+               "customers' intervals)" if level else "") + ".")
+    return Section("Value by window", [text, frame.set_index("window")])
+
+
+def window_lines(totals: dict, interval=None) -> list[str]:
+    """One line per window (and the whole horizon): the customers' total expected purchases and value, with the
+    band of the value when there is one."""
+    out = []
+    level = None if interval in (None, "none") else float(interval)
+    for row in window_rows(totals):
+        band = (f" ({level:.0%} band {row['lower']:,.2f} to {row['upper']:,.2f})"
+                if level is not None and row["lower"] is not None else "")
+        name = "whole horizon" if row["window"] == "horizon" else f"window {row['window']}"
+        out.append(f"{name}: expected purchases {row['purchases']:,.1f}, value {row['value']:,.2f}{band}")
+    return out
+
+
 def band_of_metrics(metrics: dict) -> dict | None:
     """The band of the totals from a run's metrics (:func:`clv_forecast.engines.tables.value_coverage`), or None."""
     if "clv_total_lower" not in metrics:
@@ -427,6 +480,9 @@ def run_report(result, *, accounting: list[str], periods: str, comparison=None, 
         sections.append(chosen)
     if result.holdout is not None:
         sections.append(Section("Holdout check", [holdout_line(metrics, model.time_unit_)]))
+    windows = windows_section(result)
+    if windows is not None:
+        sections.append(windows)
     if backtest is not None:
         labelled = backtest.metrics.rename(index=lambda m: method_label(m, model))
         blocks = ["Every method computed on the calibration period only, scored against what each customer "

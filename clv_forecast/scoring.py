@@ -83,7 +83,10 @@ class ScoreReport:
     portfolio: dict | None = None
     #: why the model is not reliable (its file's ``"reliable": false``); empty for a reliable model
     model_problems: list = field(default_factory=list)
-    guarded_cells: int = 0  # text cells written to a CSV with a leading ' (clv_forecast.csv_guard)
+    guarded_cells: int = 0
+    #: with periods or windows: each forecast's total over the scored rows, with its band under an interval
+    #: (:meth:`clv_forecast.uncertainty.ColumnTotals.band`), by column name
+    column_totals: dict | None = None  # text cells written to a CSV with a leading ' (clv_forecast.csv_guard)
 
     @property
     def reject_share(self) -> float:
@@ -189,6 +192,39 @@ def _setup(model, time_unit=None, *, allow_unreliable: bool = False):
         except ClvInputError as exc:
             raise ClvInputError(exc.reason.split(": ", 1)[-1], argument="time_unit", value=time_unit) from None
     return clv_model, time_unit, model_file, problems
+
+
+def check_periods(time_unit: str, horizon, step, discount_rate, period, windows, interval=None,
+                  interval_method="delta") -> None:
+    """With periods or windows (:mod:`clv_forecast.periods`), their plan checked before any data is read (one line
+    naming the option); the intervals of a value-by-period table are the delta method's only."""
+    if period is None and windows is None:
+        return
+    from .periods import plan_periods
+
+    plan_periods(time_unit, horizon=horizon, period=period, windows=windows, step=step, discount_rate=discount_rate)
+    if interval is not None and interval_method != "delta":
+        raise ClvInputError("value by period has delta-method intervals only; use delta", argument="interval_method",
+                            value=interval_method)
+
+
+#: with periods or windows, at most this many output values (rows x columns) are scored at a time: the batches
+#: are cut to fit (a 60-month table with its intervals has ~400 columns), so memory does not grow with the columns
+PERIOD_VALUES_PER_BATCH = 1 << 24
+
+
+def period_batch_rows(batch_rows: int, time_unit: str, clv_args: dict) -> int:
+    """The rows scored at a time: ``batch_rows``, fewer for a wide value-by-period table
+    (:data:`PERIOD_VALUES_PER_BATCH`)."""
+    if clv_args.get("period") is None and clv_args.get("windows") is None:
+        return batch_rows
+    from .periods import output_columns, plan_periods
+
+    plan = plan_periods(time_unit, horizon=clv_args["horizon"], period=clv_args.get("period"),
+                        windows=clv_args.get("windows"), step=clv_args["step"], discount_rate=clv_args["discount_rate"])
+    # the forecasts, their bounds and the delta method's working arrays (about as many again per parameter)
+    width = len(output_columns(plan, clv_args.get("interval"))) * (1 if clv_args.get("interval") is None else 3)
+    return max(1, min(batch_rows, PERIOD_VALUES_PER_BATCH // width))
 
 
 def check_value_settings(time_unit: str, horizon, step, discount_rate) -> None:
@@ -355,8 +391,13 @@ def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, disco
                id_col: str = "customer_id", batch_rows: int = 1_000_000, rejects_path=None,
                max_reject_share: float = 0.01, interval: float | None = None, interval_method: str = "delta",
                time_unit=None, progress=None, allow_unreliable: bool = False,
-               verbatim_csv: bool = False) -> ScoreReport:
+               verbatim_csv: bool = False, period=None, windows=None) -> ScoreReport:
     """Score an RFM table file batch by batch; see the module docstring.
+
+    With ``period`` (``"M"``, ``"Q"``, ``"Y"``) and/or ``windows`` (``"0-1Y,1-3Y,3-5Y"``) the output is the wide
+    table of :func:`clv_forecast.periods.value_by_period` (every period's and window's expected purchases and
+    value, and their bounds with ``interval``), streamed the same way in batches of at most
+    :data:`PERIOD_VALUES_PER_BATCH` values; the report's ``column_totals`` has each column's total (and band).
 
     ``model``: a ClvModel, a model JSON file or an MLflow URI (:func:`load_scoring_model`).
     ``input_path``: CSV or Parquet with ``id_col``, frequency, recency, T and monetary_value
@@ -387,6 +428,9 @@ def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, disco
             total = None
     # checks that need no data: fail before reading (a bad horizon is not a batch-time surprise)
     check_value_settings(clv_model.time_unit_, horizon, step, discount_rate)
+    check_periods(clv_model.time_unit_, horizon, step, discount_rate, period, windows, interval, interval_method)
+    clv_args = _clv_args(horizon, discount_rate, step, margin, interval, interval_method, period, windows)
+    batch_rows = period_batch_rows(batch_rows, clv_model.time_unit_, clv_args)
 
     def id_plan(first_ids):
         column = lambda: (b.column(0) for b, _ in _batches(input_path, [id_col], batch_rows))  # noqa: E731
@@ -395,10 +439,18 @@ def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, disco
     batches = (b for b, _ in _batches(input_path, [id_col, *RFM_COLUMNS], batch_rows))
     return _score(clv_model, batches, output_path, out_kind, rejects_path, source=str(input_path), what="rows",
                   id_col=id_col, id_plan=id_plan, max_reject_share=max_reject_share, time_unit=time_unit,
-                  clv_args=dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
-                                interval=interval, interval_method=interval_method),
+                  clv_args=clv_args,
                   progress=progress, total=total, started=started, model_file=model_file, problems=problems,
                   verbatim_csv=verbatim_csv)
+
+
+def _clv_args(horizon, discount_rate, step, margin, interval, interval_method, period=None, windows=None) -> dict:
+    """The value settings a batch is scored with (periods and windows only when asked)."""
+    out = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, interval=interval,
+               interval_method=interval_method)
+    if period is not None or windows is not None:
+        out.update(period=period, windows=windows)
+    return out
 
 
 def summary_settings(model) -> dict:
@@ -427,7 +479,7 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
                        interval: float | None = None, interval_method: str = "delta",
                        batch_rows: int = 1_000_000, rejects_path=None,
                        max_reject_share: float = 0.01, progress=None, allow_unreliable: bool = False,
-                       verbatim_csv: bool = False) -> ScoreReport:
+                       verbatim_csv: bool = False, period=None, windows=None) -> ScoreReport:
     """Score a raw transaction log: summarise it per customer, then score the summary as :func:`score_file`
     scores a table (same verdict rules, rejects file, threshold, atomic output, interval).
 
@@ -448,6 +500,9 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
         raise ClvInputError("CLV needs the amounts: give {{amount_col}} (or {{quantity_col}} and {{price_col}})")
     clv_model, _, model_file, problems = _setup(model, allow_unreliable=allow_unreliable)
     check_value_settings(clv_model.time_unit_, horizon, step, discount_rate)
+    check_periods(clv_model.time_unit_, horizon, step, discount_rate, period, windows, interval, interval_method)
+    clv_args = _clv_args(horizon, discount_rate, step, margin, interval, interval_method, period, windows)
+    batch_rows = period_batch_rows(batch_rows, clv_model.time_unit_, clv_args)
     import pyarrow as pa
 
     from .rfm import summarize
@@ -462,9 +517,7 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
     report = _score(clv_model, iter(table.to_batches(max_chunksize=batch_rows)), output_path, out_kind, rejects_path,
                     source=str(transactions) if source is not None else "transactions", what="customers",
                     id_col="customer_id", id_plan=None, max_reject_share=max_reject_share, time_unit=None,
-                    clv_args=dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin,
-                                  interval=interval, interval_method=interval_method),
-                    progress=progress, total=table.num_rows, started=started, model_file=model_file, summary=attrs,
+                    clv_args=clv_args, progress=progress, total=table.num_rows, started=started, model_file=model_file, summary=attrs,
                     problems=problems, verbatim_csv=verbatim_csv)
     return report
 
@@ -515,6 +568,12 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
         check_method(clv_args.get("interval_method", "delta"))
         portfolio = Portfolio()
         clv_args = {**clv_args, "portfolio": portfolio}
+    column_totals = None
+    if clv_args.get("period") is not None or clv_args.get("windows") is not None:  # each column's total and band
+        from .uncertainty import ColumnTotals
+
+        column_totals = ColumnTotals()
+        clv_args = {**clv_args, "column_totals": column_totals}
 
     def report(published: bool = False) -> ScoreReport:
         return ScoreReport(read=counts["read"], scored=counts["scored"], rejected=sum(reasons.values()),
@@ -524,7 +583,9 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
                            time_unit=str(clv_model.time_unit_), settings=value_settings_of(clv_args),
                            model_problems=list(problems), guarded_cells=counts["guarded"],
                            portfolio=None if portfolio is None or not portfolio.customers
-                           else portfolio.band(float(clv_args["interval"])))
+                           else portfolio.band(float(clv_args["interval"])),
+                           column_totals=None if column_totals is None or column_totals.totals is None
+                           else column_totals.band(clv_args.get("interval")))
 
     publish(output_path, rejects_path,
             lambda out_tmp, rej_tmp: _stream(clv_model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan,
@@ -649,7 +710,7 @@ class _GuardedCsvWriter:
         self.writer.close()
 
 
-def _output_schema(id_col, id_type, clv_args):
+def _output_schema(id_col, id_type, clv_args, time_unit=None):
     """The scores' schema; its metadata (the Parquet footer's key-value metadata) records the CLV settings,
     ``clv_forecast.horizon``, ``.discount_rate``, ``.step``, ``.margin``, ``.interval``."""
     import pyarrow as pa
@@ -660,6 +721,13 @@ def _output_schema(id_col, id_type, clv_args):
 
     names = ["expected_purchases", "p_alive", "expected_spend", "clv"] + (
         list(INTERVAL_COLUMNS) if clv_args["interval"] is not None else [])
+    if time_unit is not None and (clv_args.get("period") is not None or clv_args.get("windows") is not None):
+        from .periods import output_columns, plan_periods  # the wide table of value by period and window
+
+        plan = plan_periods(time_unit, horizon=clv_args["horizon"], period=clv_args.get("period"),
+                            windows=clv_args.get("windows"), step=clv_args["step"],
+                            discount_rate=clv_args["discount_rate"])
+        names = output_columns(plan, clv_args["interval"])
     return pa.schema([pa.field(id_col, id_type)] + [pa.field(n, pa.float64()) for n in names],
                      metadata=parquet_metadata(value_settings_of(clv_args)))
 
@@ -677,7 +745,8 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
         clv = scores["clv"].to_numpy()
         counts["clv_total"] += float(clv[np.isfinite(clv)].sum())
 
-    stream_scores(batches, score, lambda id_type: _output_schema(id_col, id_type, clv_args), tally, out_tmp,
+    stream_scores(batches, score, lambda id_type: _output_schema(id_col, id_type, clv_args, model.time_unit_), tally,
+                  out_tmp,
                   out_kind, rej_tmp, id_col, id_plan, counts, reasons, progress, total, verbatim_csv)
 
 

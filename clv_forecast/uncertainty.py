@@ -279,16 +279,110 @@ class Portfolio:
                 out[q] = {"total": total, "lower": min(total, float(np.quantile(t, lo_q, method="lower"))),
                           "upper": max(total, float(np.quantile(t, hi_q, method="higher")))}
             return out
-        z = _z(level)
-
-        def one(total: float, parts) -> dict:
-            var = sum(float(g @ c @ g) for g, c in parts if g is not None and c is not None)
-            if not total > 0:
-                return {"total": total, "lower": total, "upper": total, "se": 0.0}
-            se_log = math.sqrt(max(var, 0.0)) / total
-            lower, upper = _log_interval(np.array([total]), np.array([se_log ** 2]), z)
-            return {"total": total, "lower": float(lower[0]), "upper": float(upper[0]), "se": se_log * total}
-
         return {"level": level, "method": self.method, "customers": self.customers,
-                "expected_purchases": one(self.expected_purchases, [(self.grad_purchases, self.cov_p)]),
-                "clv": one(self.clv, [(self.grad_clv_p, self.cov_p), (self.grad_clv_s, self.cov_s)])}
+                "expected_purchases": total_band(self.expected_purchases, [(self.grad_purchases, self.cov_p)], level),
+                "clv": total_band(self.clv, [(self.grad_clv_p, self.cov_p), (self.grad_clv_s, self.cov_s)], level)}
+
+
+def total_band(total: float, parts, level: float) -> dict:
+    """The delta method's band of a portfolio total (module docstring): ``parts``, pairs of the total's gradient
+    in a model's log-parameters and that model's :math:`\\Sigma` (None entries: no such model), give
+    :math:`\\mathrm{se}(T)`; the band is :math:`T\\exp(\\mp z\\,\\mathrm{se}/T)`."""
+    var = sum(float(g @ c @ g) for g, c in parts if g is not None and c is not None)
+    if not total > 0:
+        return {"total": total, "lower": total, "upper": total, "se": 0.0}
+    se_log = math.sqrt(max(var, 0.0)) / total
+    lower, upper = _log_interval(np.array([total]), np.array([se_log ** 2]), _z(level))
+    return {"total": total, "lower": float(lower[0]), "upper": float(upper[0]), "se": se_log * total}
+
+
+def log_bounds(q: np.ndarray, var_log: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The delta method's central ``level`` interval of forecasts ``q`` (any shape) from the variance of their
+    logs: ``q exp(-/+ z se)`` (``q = 0``: ``[0, 0]``)."""
+    return _log_interval(q, var_log, _z(level))
+
+
+def factored_log_variance(pair_grads: np.ndarray, row_grads: np.ndarray, cov: np.ndarray,
+                          codes: np.ndarray | None) -> np.ndarray:
+    r"""Variance of the log of many forecasts that factor into a part shared by the customers of one distinct
+    (x, T) pair and a part of the customer's own: :math:`\log q_{ci} = \log f_c(u_i) + \log g_i` (a period's
+    expected purchases: the if-alive expectation of the pair times the customer's P(alive)).
+
+    ``pair_grads`` (k, C, U): :math:`\partial \log f_c(u) / \partial \log\phi_j`; ``row_grads`` (k, n):
+    :math:`\partial \log g_i / \partial \log\phi_j`; ``codes``: each customer's pair (None: pairs are the
+    customers). With :math:`d = a + b` the gradient of :math:`\log q`,
+
+    .. math:: d^T\Sigma d = a^T\Sigma a + 2\,a^T(\Sigma b) + b^T\Sigma b,
+
+    the first term once per pair and column, the last once per customer, the middle one ``k`` products per
+    customer and column: no (customers x columns x parameters) array. Returns (C, n), >= 0; the delta method of
+    :func:`delta_intervals` for C columns at once."""
+    k = pair_grads.shape[0]
+    quad_pairs = np.einsum("jcu,jl,lcu->cu", pair_grads, cov, pair_grads)  # (C, U)
+    sb = cov @ row_grads  # (k, n)
+    quad_rows = np.einsum("jn,jn->n", row_grads, sb)
+    out = quad_pairs if codes is None else np.take(quad_pairs, codes, axis=1, mode="clip")
+    out = out + quad_rows
+    for j in range(k):
+        a_j = pair_grads[j] if codes is None else np.take(pair_grads[j], codes, axis=1, mode="clip")
+        a_j *= 2.0 * sb[j]
+        out += a_j
+        del a_j
+    return np.maximum(out, 0.0)
+
+
+@dataclass
+class ColumnTotals:
+    """Portfolio totals of many forecast columns (a period's expected purchases, a window's value) with their
+    gradients in each model's log-parameters, added batch by batch (:meth:`add`); :meth:`band` gives each
+    total's band by the delta method (:func:`total_band`): the sibling of :class:`Portfolio` for any number of
+    columns. Without gradients (no interval asked) only the totals."""
+
+    names: tuple = ()
+    totals: np.ndarray | None = None
+    grad_p: np.ndarray | None = None  # (C, k_p)
+    grad_s: np.ndarray | None = None  # (C, k_s)
+    cov_p: np.ndarray | None = None
+    cov_s: np.ndarray | None = None
+    customers: int = 0
+
+    def add(self, names, totals, customers: int, grad_p=None, grad_s=None, cov_p=None, cov_s=None) -> None:
+        names = tuple(names)
+        if self.totals is None:
+            self.names, self.totals = names, np.zeros(len(names))
+        elif names != self.names:
+            raise ValueError("ColumnTotals: the columns of a batch differ from the first batch's")
+        self.totals = self.totals + np.asarray(totals, dtype=float)
+        self.customers += int(customers)
+        if grad_p is not None:
+            self.grad_p = grad_p if self.grad_p is None else self.grad_p + grad_p
+            self.cov_p = cov_p
+        if grad_s is not None:
+            self.grad_s = grad_s if self.grad_s is None else self.grad_s + grad_s
+            self.cov_s = cov_s
+
+    def running_band(self, names, level: float | None = None) -> list[dict]:
+        """The bands of the running sums of the columns ``names`` in order (the cumulative value of the periods up
+        to each one): a running sum's gradient is the running sum of the gradients, so its band is exact, not
+        built from the columns' bands."""
+        rows = [self.names.index(name) for name in names]
+        totals = np.cumsum(self.totals[rows])
+        if level is None or self.grad_p is None:
+            return [{"total": float(t)} for t in totals]
+        g_p = np.cumsum(self.grad_p[rows], axis=0)
+        g_s = None if self.grad_s is None else np.cumsum(self.grad_s[rows], axis=0)
+        return [total_band(float(totals[i]), [(g_p[i], self.cov_p), (None if g_s is None else g_s[i], self.cov_s)],
+                           level) for i in range(len(rows))]
+
+    def band(self, level: float | None = None) -> dict:
+        """``{column: {"total", "lower", "upper", "se"}}`` (only ``"total"`` without a ``level`` or gradients)."""
+        out = {}
+        for c, name in enumerate(self.names):
+            total = float(self.totals[c])
+            if level is None or self.grad_p is None:
+                out[name] = {"total": total}
+                continue
+            parts = [(self.grad_p[c], self.cov_p),
+                     (None if self.grad_s is None else self.grad_s[c], self.cov_s)]
+            out[name] = total_band(total, parts, level)
+        return out

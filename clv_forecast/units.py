@@ -31,7 +31,7 @@ VALUE_DEFAULTS = {"horizon": DEFAULT_HORIZON, "discount_rate": DEFAULT_DISCOUNT_
 
 
 def value_settings(horizon=None, discount_rate=None, step=None, margin=None, interval=None,
-                   interval_method=None) -> dict:
+                   interval_method=None, period=None, windows=None) -> dict:
     """The CLV settings of a run as plain text, defaults filled in (None: the default): what is printed
     beside a total CLV and recorded as metadata (Parquet key-value metadata ``clv_forecast.<key>``,
     MLflow params, the report)."""
@@ -41,6 +41,10 @@ def value_settings(horizon=None, discount_rate=None, step=None, margin=None, int
     out["interval"] = "none" if interval is None else f"{float(interval):g}"
     if interval is not None:  # (clv_forecast.uncertainty.INTERVAL_METHODS)
         out["interval_method"] = str(interval_method or "delta")
+    if period is not None:  # value by period and window (clv_forecast.periods): only when asked
+        out["periods"] = str(period)
+    if windows is not None:
+        out["windows"] = windows if isinstance(windows, str) else ",".join(f"{a}-{b}" for a, b in windows)
     return out
 
 
@@ -49,7 +53,8 @@ def value_settings_of(value) -> dict:
     missing keys and None: the defaults)."""
     value = value or {}
     return value_settings(value.get("horizon"), value.get("discount_rate"), value.get("step"), value.get("margin"),
-                          value.get("interval"), value.get("interval_method"))
+                          value.get("interval"), value.get("interval_method"), value.get("period", value.get("periods")),
+                          value.get("windows"))
 
 
 def value_settings_text(settings: dict) -> str:

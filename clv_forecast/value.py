@@ -190,6 +190,34 @@ def known_spend(data, future_spend, n: int, index) -> np.ndarray:
     return spend
 
 
+def value_inputs(purchases, spend, data, *, frequency=None, recency=None, T=None, monetary_value=None,
+                 future_spend=None, time_unit=None):
+    """The validated inputs of a value forecast: ``(x, t_x, T, m, expected_spend, index)``, recency and T in the
+    purchase model's unit (a discrete-time model's whole-period rules checked), ``m`` the mean spends (None with
+    a ``future_spend``) and the expected spend per purchase (the spend model's, or the known one)."""
+    purchases.check_fitted()
+    if future_spend is None:
+        if spend is None:
+            raise ClvInputError("CLV needs a spend model or a known spend per purchase (future_spend=...)")
+        spend_params = spend.check_fitted()
+    rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, time_unit=time_unit,
+                     model_unit=purchases.time_unit_, with_weights=False)
+    if getattr(purchases, "whole_periods", False):  # a discrete-time model: whole periods (its rules)
+        rfm = whole_periods(rfm, "RFM table" if data is not None else "input")
+    x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
+    index = as_frame_index(data, len(x))
+    if future_spend is None:
+        m = column(data, "monetary_value", monetary_value, "RFM table" if data is not None else "input")
+        if len(m) != len(x):
+            raise ClvInputError(f"monetary_value has {len(m)} values for {len(x)} customers")
+        type(spend).check_inputs(x, m, index)
+        expected_spend = type(spend)._expected_spend(spend_params, x, m)
+    else:
+        m = None
+        expected_spend = known_spend(data, future_spend, len(x), index)
+    return x, t_x, big_t, m, expected_spend, index
+
+
 def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT_HORIZON,
                             discount_rate=DEFAULT_DISCOUNT_RATE, step=DEFAULT_STEP,
                             margin: float = DEFAULT_MARGIN, interval: float | None = None,
@@ -223,25 +251,9 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
         interval = uncertainty.check_level(interval)
         uncertainty.check_method(interval_method)
     purchase_params = purchases.check_fitted()
-    if future_spend is None:
-        if spend is None:
-            raise ClvInputError("CLV needs a spend model or a known spend per purchase (future_spend=...)")
-        spend_params = spend.check_fitted()
-    rfm = rfm_arrays(data, frequency=frequency, recency=recency, T=T, time_unit=time_unit,
-                     model_unit=purchases.time_unit_, with_weights=False)
-    if getattr(purchases, "whole_periods", False):  # a discrete-time model: whole periods (its rules)
-        rfm = whole_periods(rfm, "RFM table" if data is not None else "input")
-    x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
-    index = as_frame_index(data, len(x))
-    if future_spend is None:
-        m = column(data, "monetary_value", monetary_value, "RFM table" if data is not None else "input")
-        if len(m) != len(x):
-            raise ClvInputError(f"monetary_value has {len(m)} values for {len(x)} customers")
-        type(spend).check_inputs(x, m, index)
-        expected_spend = type(spend)._expected_spend(spend_params, x, m)
-    else:
-        m = None
-        expected_spend = known_spend(data, future_spend, len(x), index)
+    x, t_x, big_t, m, expected_spend, index = value_inputs(purchases, spend, data, frequency=frequency,
+                                                           recency=recency, T=T, monetary_value=monetary_value,
+                                                           future_spend=future_spend, time_unit=time_unit)
     covs = None
     if interval is not None:  # checked before any work: a model without covariance is one line
         covs = (uncertainty.log_covariance(purchases),

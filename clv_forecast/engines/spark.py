@@ -113,8 +113,16 @@ class SparkEngine(Engine):
             table.unpersist()
 
     def score(self, model, input_path, output_path, **options):
+        """Score on Spark; value by period and window (``period``, ``windows``) is the local engine's: refused with
+        one line (its wide table is streamed in batches of any file size there)."""
         from ..spark.scoring import score_command
 
+        period, windows = options.pop("period", None), options.pop("windows", None)
+        if period is not None or windows is not None:
+            raise ClvInputError("value by period and window needs the local engine ({{engine='local'}}: the wide "
+                                "table streamed in batches of any file size)",
+                                argument="period" if period is not None else "windows",
+                                value=period if period is not None else windows)
         return score_command(model, input_path, output_path, **options)
 
     def score_retention(self, model, input_path, output_path, **options):
