@@ -24,8 +24,9 @@ scale, its gradient split into the pair's part and the customer's
 expected purchases and CLV exactly as :func:`clv_forecast.value.customer_lifetime_value` gives them. The
 portfolio band of each column's total is :class:`clv_forecast.uncertainty.ColumnTotals`.
 
-The residual value beyond the horizon (``residual=True``, DERT-based for the models with a closed form) comes
-with :mod:`clv_forecast.value_tail`; until then it is refused with one line.
+The residual value beyond the horizon (``residual=True``): :func:`clv_forecast.value_tail.residual_value` with
+the same steps and rate (the CLV's discounting continued to infinity; the NBD in closed form, the other models by
+a numerical tail with a stated truncation bound), as the last columns ``residual_purchases`` and ``residual_value``.
 """
 
 from __future__ import annotations
@@ -335,16 +336,16 @@ def value_by_period(purchases, spend=None, data=None, *, horizon=DEFAULT_PERIODS
     the band of the horizon's totals as the CLV gives it (``portfolio``: likewise); ``attrs["plan"]`` the step,
     the labels and the spans in steps.
 
-    ``residual``: the value beyond the horizon, from :mod:`clv_forecast.value_tail` (coming; refused until then).
+    ``residual``: also ``residual_purchases`` and ``residual_value`` (with ``interval``, their ``_lower``/``_upper``
+    after them), the discounted expected purchases and value after the horizon, to infinity, with the same steps
+    and rate (:func:`clv_forecast.value_tail.residual_value`); ``attrs["residual_total"]``: the value's total over
+    the customers with a finite one.
     """
     from . import uncertainty
     from .estimators.base import distinct_pairs
 
     if not (np.isfinite(margin) and margin >= 0):
         raise ClvInputError(f"margin {margin!r}: must be a non-negative number (share of revenue kept as profit)")
-    if residual:
-        raise ClvInputError("the residual value beyond the horizon is not available yet (it comes with "
-                            "clv_forecast.value_tail); leave it out", argument="residual", value=residual)
     if interval is not None:
         interval = uncertainty.check_level(interval)
         uncertainty.check_method(interval_method)
@@ -404,6 +405,19 @@ def value_by_period(purchases, spend=None, data=None, *, horizon=DEFAULT_PERIODS
                          "spans": [list(span) for span in plan.spans[:-1]]}
     if interval is not None:
         out.attrs["portfolio"] = portfolio.band(interval)
+    if residual:
+        from .value_tail import residual_value
+
+        beyond = residual_value(purchases, spend, data, horizon=horizon, discount_rate=discount_rate,
+                                step=plan.step, margin=margin, interval=interval, future_spend=future_spend,
+                                time_unit=time_unit)
+        for name in ("residual_purchases", "residual_value"):
+            out[name] = beyond[name].to_numpy()
+        if interval is not None:  # (the residual purchases' bounds: those of the value, which has the spend's too)
+            for side in ("lower", "upper"):
+                out[f"residual_value_{side}"] = beyond[f"residual_value_{side}"].to_numpy()
+        finite = np.isfinite(out["residual_value"].to_numpy())
+        out.attrs["residual_total"] = float(out["residual_value"].to_numpy()[finite].sum())
     return out
 
 

@@ -224,6 +224,22 @@ def test_known_spend_and_windows_only(model, cdnow_rfm):
 # -- the one-line errors ---------------------------------------------------------------------------------------------
 
 
+def test_residual_beyond_the_horizon_continues_the_periods(model, cdnow_rfm):
+    """The value beyond a 2-year horizon plus the second year's value is the value beyond one year: the periods and
+    the tail are one discounting; the residual columns are value_tail's."""
+    rfm = cdnow_rfm.head(400)
+    two = model.value_by_period(rfm, horizon="2Y", period="Y", residual=True, interval=0.9)
+    one = model.value_by_period(rfm, horizon="1Y", period="Y", residual=True)
+    np.testing.assert_allclose(two["residual_value"] + two["value_Y2"], one["residual_value"], rtol=1e-7)
+    np.testing.assert_allclose(two["residual_purchases"] + two["value_Y2"] / two["expected_spend"],
+                               one["residual_purchases"], rtol=1e-7)
+    direct = model.residual_value(rfm, horizon="2Y", step="1M", interval=0.9)
+    for column in ("residual_purchases", "residual_value", "residual_value_lower", "residual_value_upper"):
+        np.testing.assert_array_equal(two[column].to_numpy(), direct[column].to_numpy())
+    assert two.attrs["residual_total"] == pytest.approx(float(direct["residual_value"].sum()), rel=1e-12)
+    assert np.all(two["residual_value_lower"] < two["residual_value"])
+
+
 @pytest.mark.parametrize("args, argument, words", [
     (dict(windows="0-1Y,1-7Y"), "windows", "ends after the horizon"),
     (dict(windows="2-1Y"), "windows", "end must be after its start"),
@@ -236,7 +252,7 @@ def test_known_spend_and_windows_only(model, cdnow_rfm):
     (dict(period="Y", horizon="18M"), "horizon", "not a whole number of periods"),
     (dict(period=None), "period", "give the periods"),
     (dict(interval=0.9, interval_method="draws"), "interval_method", "delta-method intervals only"),
-    (dict(residual=True), "residual", "value_tail"),
+    (dict(residual=True, discount_rate="0%/Y"), "discount_rate", "must be positive"),
 ])
 def test_bad_settings_are_one_line(model, cdnow_rfm, args, argument, words):
     with pytest.raises(ClvInputError) as info:
