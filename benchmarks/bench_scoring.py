@@ -6,6 +6,8 @@
     python benchmarks/bench_scoring.py --data-dir /tmp/clv-score-bench --sizes 10000000 --distinct --no-lifetimes
     python benchmarks/bench_scoring.py --data-dir /tmp/clv-score-bench --sizes 10000000 --models --no-lifetimes
     python benchmarks/bench_scoring.py --data-dir /tmp/clv-score-bench --sizes 10000000 --interval 0 0.9 --no-lifetimes
+    python benchmarks/bench_scoring.py --data-dir /tmp/clv-score-bench --sizes 10000000 --no-lifetimes \
+        --extra "--windows 0-1Y,1-2Y,2-3Y,3-5Y,0-5Y --horizon 5Y" --extra "--periods M --windows 0-1Y,1-2Y,2-3Y,3-5Y,0-5Y --horizon 5Y"
 
 Data: N customers drawn from the BG/NBD + Gamma-Gamma generative process with the parameters of a
 model fitted on the bundled CDNOW sample (T a whole number of days from 182 to 546, in weeks, and
@@ -201,6 +203,10 @@ def main() -> None:
                         help="also score with these interval levels (0: none), e.g. --interval 0 0.9: the plain "
                              "scoring and the 90 %% interval on every forecast in the same run")
     parser.add_argument("--interval-method", default="delta")
+    parser.add_argument("--extra", action="append", default=None,
+                        help="a variant of the score command: these extra options (one string, e.g. \"--periods M "
+                             "--windows 0-1Y,1-3Y,3-5Y --horizon 5Y\"), measured after the plain command in the same "
+                             "run; repeatable")
     args = parser.parse_args()
     exe = str(Path(sys.executable).with_name("clv-forecast"))
     rows = []
@@ -234,6 +240,10 @@ def main() -> None:
                 result = measure(command, args.runs)
                 rows.append((f"{shown}, {n:,}", result))
                 print(rows[-1], flush=True)
+                for extra in ([] if level else args.extra or []):
+                    result = measure(command + extra.split(), args.runs)
+                    rows.append((f"{name} {extra}, {n:,}", result))
+                    print(rows[-1], flush=True)
         if n in args.lifetimes_sizes and not args.no_lifetimes:
             try:
                 import lifetimes  # noqa: F401
