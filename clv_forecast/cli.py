@@ -931,6 +931,9 @@ EXIT_TOO_MANY_REJECTS = 4
 @click.option("--windows", default=None,
               help="Value by window, e.g. 0-1Y,1-3Y,3-5Y: the expected purchases and value of each span of the "
                    "horizon, one column each [none].")
+@click.option("--residual", is_flag=True,
+              help="With --periods or --windows: also the value beyond --horizon, to infinity, with the same steps "
+                   "and discount rate (columns residual_purchases, residual_value).")
 @click.option("--id-col", "id_col", default="customer_id", show_default=True,
               help="Customer id column of the --input table.")
 @click.option("--rejects", "rejects_path", default=None, type=click.Path(path_type=Path),
@@ -954,7 +957,7 @@ EXIT_TOO_MANY_REJECTS = 4
 @_VERBATIM_OPTION
 @_names_errors()
 def score(model, input_path, transactions, output_path, horizon, discount_rate, step, margin, interval,
-          interval_method, period, windows, id_col,
+          interval_method, period, windows, residual, id_col,
           rejects_path, max_reject_share, allow_unreliable, batch_rows, time_unit, engine, spark_master, spark_conf,
           tracking_uri, no_tracking, verbatim_csv=False, **read):
     """Score an RFM table (--input) or a transaction log (--transactions) with a saved model, batch by
@@ -994,7 +997,8 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
     args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, rejects_path=rejects_path,
                 max_reject_share=max_reject_share, interval=interval, allow_unreliable=allow_unreliable,
                 **({"interval_method": interval_method} if interval is not None else {}),
-                **({"period": period, "windows": windows} if period is not None or windows is not None else {}))
+                **({"period": period, "windows": windows} if period is not None or windows is not None else {}),
+                **({"residual": True} if residual else {}))
     if input_path is not None:
         source, kind, inputs = input_path, "rfm table", dict(id_col=id_col, time_unit=time_unit)
     else:
@@ -1065,7 +1069,7 @@ def _score_retention(loaded, *, model, input_path, transactions, output_path, di
         raise ClvInputError(f"a retention model ({retention_model.name}) scores a table of customers and their "
                             "renewals: give {{input_path}} (the id, renewals and optionally churned), not "
                             "{{transactions}}")
-    _refuse_unused(("horizon", "step", "interval", "time_unit", "period", "windows"),
+    _refuse_unused(("horizon", "step", "interval", "time_unit", "period", "windows", "residual"),
                    f"a retention model ({retention_model.name})")
     tracker = _Tracking("score", tracking_uri, no_tracking, None)
     scorer = engines.get(engine)

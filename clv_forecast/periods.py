@@ -223,14 +223,17 @@ def plan_periods(time_unit: str, *, horizon=DEFAULT_PERIODS_HORIZON, period="M",
                       span_weights(factors, spans), str(step))
 
 
-def output_columns(plan: PeriodPlan, interval=None) -> list[str]:
+def output_columns(plan: PeriodPlan, interval=None, residual: bool = False) -> list[str]:
     """The columns of :func:`value_by_period`'s table, in order (the scorers' schema); ``next_period_purchases``
-    only when there are periods."""
+    only when there are periods; the residual's columns last."""
     names = (["next_period_purchases"] if plan.period_labels else []) + [
         "p_alive", "expected_spend", "expected_purchases", "clv"]
     names += [f"purchases_{label}" for label in plan.labels] + [f"value_{label}" for label in plan.labels]
     if interval is not None:
         names += [f"{name}_{side}" for name in names for side in ("lower", "upper")]
+    if residual:
+        names += ["residual_purchases", "residual_value"] + (
+            ["residual_value_lower", "residual_value_upper"] if interval is not None else [])
     return names
 
 

@@ -195,11 +195,22 @@ def _setup(model, time_unit=None, *, allow_unreliable: bool = False):
 
 
 def check_periods(time_unit: str, horizon, step, discount_rate, period, windows, interval=None,
-                  interval_method="delta") -> None:
+                  interval_method="delta", residual: bool = False) -> None:
     """With periods or windows (:mod:`clv_forecast.periods`), their plan checked before any data is read (one line
-    naming the option); the intervals of a value-by-period table are the delta method's only."""
+    naming the option); the intervals of a value-by-period table are the delta method's only; the residual value
+    beyond the horizon is a column of that table (it needs periods or windows) and a positive discount rate."""
     if period is None and windows is None:
+        if residual:
+            raise ClvInputError("the value beyond the horizon is a column of the value-by-period table: give "
+                                "{{period}} or {{windows}} with it", argument="residual")
         return
+    if residual:
+        from .units import Rate
+
+        if not Rate.parse(discount_rate).value > 0:
+            raise ClvInputError("must be positive with the residual value: without discounting the value of a "
+                                "customer who may never leave is infinite", argument="discount_rate",
+                                value=discount_rate)
     from .periods import plan_periods
 
     plan_periods(time_unit, horizon=horizon, period=period, windows=windows, step=step, discount_rate=discount_rate)
@@ -223,7 +234,8 @@ def period_batch_rows(batch_rows: int, time_unit: str, clv_args: dict) -> int:
     plan = plan_periods(time_unit, horizon=clv_args["horizon"], period=clv_args.get("period"),
                         windows=clv_args.get("windows"), step=clv_args["step"], discount_rate=clv_args["discount_rate"])
     # the forecasts, their bounds and the delta method's working arrays (about as many again per parameter)
-    width = len(output_columns(plan, clv_args.get("interval"))) * (1 if clv_args.get("interval") is None else 3)
+    width = len(output_columns(plan, clv_args.get("interval"), clv_args.get("residual", False))) * (
+        1 if clv_args.get("interval") is None else 3)
     return max(1, min(batch_rows, PERIOD_VALUES_PER_BATCH // width))
 
 
@@ -391,11 +403,12 @@ def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, disco
                id_col: str = "customer_id", batch_rows: int = 1_000_000, rejects_path=None,
                max_reject_share: float = 0.01, interval: float | None = None, interval_method: str = "delta",
                time_unit=None, progress=None, allow_unreliable: bool = False,
-               verbatim_csv: bool = False, period=None, windows=None) -> ScoreReport:
+               verbatim_csv: bool = False, period=None, windows=None, residual: bool = False) -> ScoreReport:
     """Score an RFM table file batch by batch; see the module docstring.
 
     With ``period`` (``"M"``, ``"Q"``, ``"Y"``) and/or ``windows`` (``"0-1Y,1-3Y,3-5Y"``) the output is the wide
-    table of :func:`clv_forecast.periods.value_by_period` (every period's and window's expected purchases and
+    table of :func:`clv_forecast.periods.value_by_period` (``residual``: with the value beyond the horizon; every
+    period's and window's expected purchases and
     value, and their bounds with ``interval``), streamed the same way in batches of at most
     :data:`PERIOD_VALUES_PER_BATCH` values; the report's ``column_totals`` has each column's total (and band).
 
@@ -428,8 +441,9 @@ def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, disco
             total = None
     # checks that need no data: fail before reading (a bad horizon is not a batch-time surprise)
     check_value_settings(clv_model.time_unit_, horizon, step, discount_rate)
-    check_periods(clv_model.time_unit_, horizon, step, discount_rate, period, windows, interval, interval_method)
-    clv_args = _clv_args(horizon, discount_rate, step, margin, interval, interval_method, period, windows)
+    check_periods(clv_model.time_unit_, horizon, step, discount_rate, period, windows, interval, interval_method,
+                  residual)
+    clv_args = _clv_args(horizon, discount_rate, step, margin, interval, interval_method, period, windows, residual)
     batch_rows = period_batch_rows(batch_rows, clv_model.time_unit_, clv_args)
 
     def id_plan(first_ids):
@@ -444,12 +458,15 @@ def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, disco
                   verbatim_csv=verbatim_csv)
 
 
-def _clv_args(horizon, discount_rate, step, margin, interval, interval_method, period=None, windows=None) -> dict:
-    """The value settings a batch is scored with (periods and windows only when asked)."""
+def _clv_args(horizon, discount_rate, step, margin, interval, interval_method, period=None, windows=None,
+              residual: bool = False) -> dict:
+    """The value settings a batch is scored with (periods, windows and the residual only when asked)."""
     out = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, interval=interval,
                interval_method=interval_method)
     if period is not None or windows is not None:
         out.update(period=period, windows=windows)
+    if residual:
+        out["residual"] = True
     return out
 
 
@@ -479,7 +496,7 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
                        interval: float | None = None, interval_method: str = "delta",
                        batch_rows: int = 1_000_000, rejects_path=None,
                        max_reject_share: float = 0.01, progress=None, allow_unreliable: bool = False,
-                       verbatim_csv: bool = False, period=None, windows=None) -> ScoreReport:
+                       verbatim_csv: bool = False, period=None, windows=None, residual: bool = False) -> ScoreReport:
     """Score a raw transaction log: summarise it per customer, then score the summary as :func:`score_file`
     scores a table (same verdict rules, rejects file, threshold, atomic output, interval).
 
@@ -500,8 +517,9 @@ def score_transactions(model, transactions, output_path, *, observation_end=None
         raise ClvInputError("CLV needs the amounts: give {{amount_col}} (or {{quantity_col}} and {{price_col}})")
     clv_model, _, model_file, problems = _setup(model, allow_unreliable=allow_unreliable)
     check_value_settings(clv_model.time_unit_, horizon, step, discount_rate)
-    check_periods(clv_model.time_unit_, horizon, step, discount_rate, period, windows, interval, interval_method)
-    clv_args = _clv_args(horizon, discount_rate, step, margin, interval, interval_method, period, windows)
+    check_periods(clv_model.time_unit_, horizon, step, discount_rate, period, windows, interval, interval_method,
+                  residual)
+    clv_args = _clv_args(horizon, discount_rate, step, margin, interval, interval_method, period, windows, residual)
     batch_rows = period_batch_rows(batch_rows, clv_model.time_unit_, clv_args)
     import pyarrow as pa
 
@@ -727,7 +745,7 @@ def _output_schema(id_col, id_type, clv_args, time_unit=None):
         plan = plan_periods(time_unit, horizon=clv_args["horizon"], period=clv_args.get("period"),
                             windows=clv_args.get("windows"), step=clv_args["step"],
                             discount_rate=clv_args["discount_rate"])
-        names = output_columns(plan, clv_args["interval"])
+        names = output_columns(plan, clv_args["interval"], clv_args.get("residual", False))
     return pa.schema([pa.field(id_col, id_type)] + [pa.field(n, pa.float64()) for n in names],
                      metadata=parquet_metadata(value_settings_of(clv_args)))
 

@@ -299,6 +299,30 @@ def test_score_streams_the_wide_table_with_rejects(model, cdnow_rfm, tmp_path, m
     assert f"{expected['value_0-1Y'].sum():,.2f}" in line
 
 
+def test_score_writes_the_residual_value_in_batches(model, cdnow_rfm, tmp_path, capsys):
+    from clv_forecast.cli import main
+
+    model_path = model.save(tmp_path / "m.json")
+    _rfm_file(cdnow_rfm, tmp_path / "rfm.csv")
+    base = ["score", "--model", str(model_path), "--input", str(tmp_path / "rfm.csv"), "--no-tracking"]
+    rc = main(base + ["--output", str(tmp_path / "wide.parquet"), "--windows", "0-1Y,1-2Y", "--horizon", "2Y",
+                      "--residual", "--interval", "0.9", "--batch-rows", "500"])
+    assert rc == 0, capsys.readouterr().err
+    wide = pd.read_parquet(tmp_path / "wide.parquet").set_index("customer_id")
+    expected = model.value_by_period(cdnow_rfm.drop(cdnow_rfm.index[[4, 9]]), horizon="2Y", period=None,
+                                     windows="0-1Y,1-2Y", step="1M", interval=0.9, residual=True)
+    assert list(wide.columns) == list(expected.columns) and list(wide.columns)[-4:] == [
+        "residual_purchases", "residual_value", "residual_value_lower", "residual_value_upper"]
+    np.testing.assert_allclose(wide.to_numpy(), expected.to_numpy(), rtol=1e-9)
+    capsys.readouterr()
+    for extra, words in ((["--residual"], "--residual: the value beyond the horizon is a column"),
+                         (["--residual", "--windows", "0-1Y", "--discount-rate", "0%/Y"], "must be positive")):
+        assert main(base + ["--output", str(tmp_path / "w2.parquet"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1
+    assert not (tmp_path / "w2.parquet").exists()
+
+
 def test_score_file_csv_and_refusals(model, cdnow_rfm, tmp_path):
     from clv_forecast import engines
     from clv_forecast.scoring import score_file

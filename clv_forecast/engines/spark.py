@@ -118,6 +118,9 @@ class SparkEngine(Engine):
         from ..spark.scoring import score_command
 
         period, windows = options.pop("period", None), options.pop("windows", None)
+        residual = options.pop("residual", False)
+        if residual and period is None and windows is None:
+            period = "(the residual value)"
         if period is not None or windows is not None:
             raise ClvInputError("value by period and window needs the local engine ({{engine='local'}}: the wide "
                                 "table streamed in batches of any file size)",
