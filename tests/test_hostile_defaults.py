@@ -116,7 +116,8 @@ def test_pyfunc_signature_defaults_are_the_one_set_when_the_run_set_none():
     class Result:
         spec = {"value": None}
 
-    assert tracking._value_defaults(Result()) == {**VALUE_DEFAULTS, "margin": float(VALUE_DEFAULTS["margin"])}
+    assert tracking._value_defaults(Result()) == {**VALUE_DEFAULTS, "margin": float(VALUE_DEFAULTS["margin"]),
+                                                  "interval": 0.0, "interval_method": "delta"}
 
 
 def test_parquet_outputs_carry_the_settings(cdnow, tmp_path, capsys):
