@@ -143,10 +143,10 @@ def plan(args) -> list[tuple[str, int, dict, int, tuple]]:
                 ("a=1, b=20", 20_000, NEAR_BOUNDARY, 2, METHODS)]
     return [("CDNOW-like", 2_000, TRUE, args.reps, METHODS),
             ("CDNOW-like", 20_000, TRUE, args.reps, METHODS),
+            ("a=1, b=20", 20_000, NEAR_BOUNDARY, args.reps_boundary, METHODS),
             ("CDNOW-like", 200_000, TRUE, args.reps, ("delta",)),
             ("CDNOW-like", 200_000, TRUE, args.draws_reps_200k, ("draws",)),
-            ("CDNOW-like", 200_000, TRUE, args.boot_reps_200k, ("bootstrap",)),
-            ("a=1, b=20", 20_000, NEAR_BOUNDARY, args.reps_boundary, METHODS)]
+            ("CDNOW-like", 200_000, TRUE, args.boot_reps_200k, ("bootstrap",))]
 
 
 def _task(task):
@@ -157,14 +157,14 @@ def _task(task):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a 1-2 minute version (few replications)")
-    parser.add_argument("--reps", type=int, default=200,
-                        help="replications at 2k and 20k customers, and of delta at 200k [200]")
-    parser.add_argument("--draws-reps-200k", dest="draws_reps_200k", type=int, default=40,
-                        help="replications of draws at 200k customers [40]")
-    parser.add_argument("--boot-reps-200k", dest="boot_reps_200k", type=int, default=12,
-                        help="replications of the bootstrap at 200k customers (its refits are the costly part) [12]")
-    parser.add_argument("--reps-boundary", dest="reps_boundary", type=int, default=60,
-                        help="replications of the near-boundary row (20k customers) [60]")
+    parser.add_argument("--reps", type=int, default=100,
+                        help="replications at 2k and 20k customers, and of delta at 200k [100]")
+    parser.add_argument("--draws-reps-200k", dest="draws_reps_200k", type=int, default=20,
+                        help="replications of draws at 200k customers [20]")
+    parser.add_argument("--boot-reps-200k", dest="boot_reps_200k", type=int, default=6,
+                        help="replications of the bootstrap at 200k customers (its refits are the costly part) [6]")
+    parser.add_argument("--reps-boundary", dest="reps_boundary", type=int, default=30,
+                        help="replications of the near-boundary row (20k customers) [30]")
     parser.add_argument("--n-draws", dest="n_draws", type=int, default=200, help="parameter draws [200]")
     parser.add_argument("--n-boot", dest="n_boot", type=int, default=100, help="bootstrap resamples [100]")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes [1]")
