@@ -173,13 +173,13 @@ def main(argv=None) -> int:
     parser.add_argument("--n-boot", dest="n_boot", type=int, default=100, help="bootstrap resamples [100]")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes [1]")
     parser.add_argument("--raw", default=None, help="write the per-replication rows here (CSV), as they come")
-    parser.add_argument("--table-from", dest="table_from", default=None,
-                        help="print the table of the rows of an earlier --raw file (e.g. of an interrupted run)")
+    parser.add_argument("--table-from", dest="table_from", default=None, nargs="+",
+                        help="print the table of the rows of earlier --raw files (e.g. of runs made in parts)")
     args = parser.parse_args(argv)
     if args.table_from:
-        raw = pd.read_csv(args.table_from)
+        raw = pd.concat([pd.read_csv(path) for path in args.table_from], ignore_index=True)
         print(f"Coverage of nominal {LEVEL:.0%} intervals, % ± Monte-Carlo standard error (w: median relative "
-              f"width); from {args.table_from}\n")
+              f"width); from {', '.join(args.table_from)}\n")
         print(table(raw))
         return 0
     rows: list[dict] = []
