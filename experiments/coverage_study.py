@@ -48,10 +48,14 @@ METHODS = ("delta", "draws", "bootstrap")
 LEVEL = 0.9
 #: simulated window: customers born over 12 weeks, observed for 39 weeks (as CDNOW's calibration period)
 START, END, COHORT = "2020-01-01", "2020-09-30", "12W"
+#: the simulated window ends at the midnight that closes END, the last day the summary counts (summarize's
+#: observation_end includes its whole day): simulating to END itself gave every customer one more day without
+#: purchases than the simulation had, a -0.4 % bias of the rate, the size of the 90 % band at 200k customers
+SIM_END = "2020-10-01"
 
 
 def simulate_rfm(n: int, params: dict, seed: int) -> pd.DataFrame:
-    log = simulate(n, **params, time_unit="W", start=START, cohort_length=COHORT, end=END, seed=seed,
+    log = simulate(n, **params, time_unit="W", start=START, cohort_length=COHORT, end=SIM_END, seed=seed,
                    timestamp_resolution="h")
     return summarize(log, customer_col="customer_id", date_col="timestamp", amount_col="amount", time_unit="W",
                      merge="h", observation_end=END)
