@@ -18,6 +18,8 @@ Model file format (``"format": "clv-forecast-model"``):
   BG/NBD at ``a -> 0``) is stored as what it is (its own ``"kind"``) with a ``"requested"`` object under
   ``"purchases"``: the kind and settings asked for, the boundary and the reason (:attr:`ClvModel.boundary_`);
   ``settings.purchases`` names the requested kind and ``settings.on_boundary`` the composite's choice.
+  An optional top-level ``"bootstrap"`` object holds the parameter vectors refitted on resamples of the customers
+  (:meth:`ClvModel.bootstrap`, :class:`clv_forecast.bootstrap.BootstrapResult`); files without it load as before.
 """
 
 from __future__ import annotations
