@@ -240,6 +240,10 @@ def _model_json(result) -> dict:
     out["problems"] = problems
     out["boundary"] = _boundary_json(model)
     out["selection"] = _selection_json(model)
+    boot = getattr(model, "bootstrap_", None)
+    out["bootstrap"] = None if boot is None else {
+        "n_boot": boot.n_boot, "used": boot.n_used, "seed": boot.seed, "failed": dict(boot.failed),
+        "on_boundary": dict(boot.on_boundary), "seconds": boot.seconds}
     out["metrics"] = dict(result.metrics)
     if result.spec.get("value") is not None:  # the settings every CLV number of the run depends on
         out["value_settings"] = _run_value_settings(result.spec)
@@ -293,6 +297,8 @@ def _report(result, console_print, plain_print) -> None:
     if model is not None:
         _boundary_line(model, plain_print)
         _print_model(model, plain_print)
+        if getattr(model, "bootstrap_", None) is not None:  # the refits: used, failed, on a boundary
+            plain_print(model.bootstrap_.line())
     for problem in _run_problems(result):
         plain_print(f"warning: unreliable fit: {problem}")
     if result.holdout is not None:
@@ -696,9 +702,11 @@ _VALUE_OPTIONS = [
                  help=f"Share of revenue kept as profit [{VALUE_DEFAULTS['margin']}]."),
     click.option("--interval", default=None, type=float,
                  help="Interval level of every forecast and band of the totals, e.g. 0.9 [none]."),
-    click.option("--interval-method", "interval_method", default=None, type=click.Choice(["delta", "draws"]),
-                 help="How the intervals are computed: delta (the delta method, fast) or draws (200 parameter "
-                      "draws) [delta]."),
+    click.option("--interval-method", "interval_method", default=None,
+                 type=click.Choice(["delta", "draws", "bootstrap"]),
+                 help="How the intervals are computed: delta (the delta method, fast), draws (200 parameter "
+                      "draws) or bootstrap (refits on resamples of the customers: --bootstrap N, default 200) "
+                      "[delta]."),
 ]
 
 _PERIOD_OPTIONS = [
@@ -726,6 +734,9 @@ def _as_of(value):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--output", "model", default=None, type=click.Path(path_type=Path),
               help="Save the fitted model (JSON) here.")
+@click.option("--bootstrap", "bootstrap", default=None, type=int, metavar="N",
+              help="Refit both models on N resamples of the customers and save the refitted parameters with the "
+                   "model, for --interval-method bootstrap (here and in score) [none].")
 @_VERBATIM_OPTION
 @_names_errors()
 def fit(transactions, as_json, model, predictions, predictions_as_of, horizon, step, discount_rate, margin,
@@ -922,9 +933,10 @@ EXIT_TOO_MANY_REJECTS = 4
               help="Share of revenue kept as profit (a retention model: money a customer leaves per period).")
 @click.option("--interval", default=None, type=float,
               help="Interval level of every forecast and band of the totals, e.g. 0.9 [none].")
-@click.option("--interval-method", "interval_method", default="delta", type=click.Choice(["delta", "draws"]),
-              show_default=True, help="How the intervals are computed: delta (the delta method) or draws (200 "
-                                      "parameter draws).")
+@click.option("--interval-method", "interval_method", default="delta",
+              type=click.Choice(["delta", "draws", "bootstrap"]), show_default=True,
+              help="How the intervals are computed: delta (the delta method), draws (200 parameter draws) or "
+                   "bootstrap (the refits saved in the model file by fit --bootstrap N).")
 @click.option("--periods", "period", default=None,
               help="Value by period: the expected purchases and value of every period (M, Q, Y or a duration) up to "
                    "--horizon, one column each (a wide table) [none].")

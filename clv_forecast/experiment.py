@@ -79,6 +79,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "spend_penalizer": ((int, float), 0.0, "L2 penalty of the spend model's fit (= [model.spend] penalizer)"),
         "strict_spend": ((bool,), False, "repeat buyers with a non-positive mean spend are an error, "
                                           "not left out of the spend fit with a warning (= [model.spend] strict)"),
+        "bootstrap": ((int,), 0, "refit both models on this many resamples of the customers after the fit "
+                                 "(ClvModel.bootstrap), saved with the model, for interval_method 'bootstrap' "
+                                 "(which uses 200 when this is 0); 0: none"),
     },
     "value": {
         "horizon": ((str,), VALUE_DEFAULTS["horizon"], "CLV and expected-purchases horizon, with its unit"),
@@ -87,7 +90,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "margin": ((int, float), VALUE_DEFAULTS["margin"], "share of revenue kept as profit"),
         "interval": ((int, float), None, "interval level of every forecast (and the band of the totals) from the "
                                          "parameters' sampling distribution, e.g. 0.9"),
-        "interval_method": ((str,), "delta", "how: 'delta' (the delta method, fast) or 'draws' (parameter draws)"),
+        "interval_method": ((str,), "delta", "how: 'delta' (the delta method, fast), 'draws' (parameter draws) or "
+                                             "'bootstrap' (refits on resamples of the customers, [model] bootstrap)"),
         "periods": ((str,), None, "value by period: expected purchases and value of every period up to the horizon "
                                   "(M, Q, Y or a duration; clv_forecast.periods); the windows' totals printed"),
         "windows": ((str,), None, "value by window, e.g. '0-1Y,1-3Y,3-5Y': each window's total expected purchases "
@@ -115,7 +119,7 @@ _CHOICES = {
     ("data", "duplicates"): ("keep", "drop"),
     ("data", "returns"): ("drop", "net", "error"),
     ("output", "predictions_as_of"): ("calibration_end", "observation_end"),
-    ("value", "interval_method"): ("delta", "draws"),  # (clv_forecast.uncertainty.INTERVAL_METHODS)
+    ("value", "interval_method"): ("delta", "draws", "bootstrap"),  # (clv_forecast.uncertainty.INTERVAL_METHODS)
 }
 _PATHS = (("data", "source"), ("output", "model"), ("output", "predictions"), ("output", "report"))
 
@@ -442,6 +446,25 @@ def holdout_metrics(predicted, actual, weights, duration: float) -> dict:
     }
 
 
+#: the resamples of customers when ``[value] interval_method = "bootstrap"`` and ``[model] bootstrap`` is 0
+DEFAULT_BOOTSTRAP = 200
+
+
+def bootstrap_count(spec: dict) -> int:
+    """The resamples of customers a spec asks for: ``[model] bootstrap``, else :data:`DEFAULT_BOOTSTRAP` when its
+    intervals are by the bootstrap, else 0."""
+    from .bootstrap import MAX_BOOT
+
+    n_boot = spec["model"].get("bootstrap") or 0
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot == 1 or not 0 <= n_boot <= MAX_BOOT:
+        raise ClvInputError(f"must be 0 (none) or a whole number from 2 to {MAX_BOOT:,} (resamples of customers)",
+                            argument="bootstrap", value=n_boot)
+    value = spec.get("value") or {}
+    if not n_boot and value.get("interval") is not None and value.get("interval_method") == "bootstrap":
+        n_boot = DEFAULT_BOOTSTRAP
+    return n_boot
+
+
 def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = None) -> RunResult:
     """Execute a spec: summary -> fit -> reliability check -> holdout check -> predictions ->
     comparison with the historical formulas and backtest -> files.
@@ -474,6 +497,10 @@ def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = No
         check_value_settings(spec["summary"]["time_unit"], value["horizon"], value["step"], value["discount_rate"])
         _check_periods(spec, engine)
     engine.check(spec, save=save, analyse=analyse)
+    if bootstrap_count(spec) and not engine.in_memory:  # (checked before any work)
+        raise ClvInputError("the bootstrap resamples every customer's row on one machine: use the local engine, "
+                            "then score with the saved model on any engine", argument="bootstrap",
+                            value=bootstrap_count(spec))
     timings: dict = {}
     source = engine.open(_source(spec["data"])[0], spec["data"], timings)
     options = summary_options(spec)
@@ -496,6 +523,11 @@ def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = No
             raise _refused(exc, partial()) from None
         timings["fit"] = time.perf_counter() - start
         _check_reliable(model, out, lambda: partial(model))
+        n_boot = bootstrap_count(spec)
+        if n_boot:  # the refits on resamples of the customers (interval_method "bootstrap"), saved with the model
+            start = time.perf_counter()
+            model.bootstrap(summary, n_boot=n_boot, seed=0)
+            timings["bootstrap"] = time.perf_counter() - start
         metrics: dict = {}
         holdout = engine.holdout(model, summary)
         if holdout is not None:

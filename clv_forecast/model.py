@@ -18,6 +18,8 @@ Model file format (``"format": "clv-forecast-model"``):
   BG/NBD at ``a -> 0``) is stored as what it is (its own ``"kind"``) with a ``"requested"`` object under
   ``"purchases"``: the kind and settings asked for, the boundary and the reason (:attr:`ClvModel.boundary_`);
   ``settings.purchases`` names the requested kind and ``settings.on_boundary`` the composite's choice.
+  An optional top-level ``"bootstrap"`` object holds the parameter vectors refitted on resamples of the customers
+  (:meth:`ClvModel.bootstrap`, :class:`clv_forecast.bootstrap.BootstrapResult`); files without it load as before.
 """
 
 from __future__ import annotations
@@ -377,6 +379,7 @@ class ClvModel(Settings):
         self.purchases_, self.spend_, self.time_unit_, self.training_ = purchases, spend, unit, training
         self.boundary_ = boundary
         self.selection_ = selection
+        self.bootstrap_ = None  # a new fit: earlier resamples' vectors no longer belong to it
         return self
 
     def boundary_line(self) -> str | None:
@@ -399,7 +402,7 @@ class ClvModel(Settings):
                     on_boundary=on_boundary)
         model.purchases_, model.spend_, model.time_unit_ = purchases, spend, str(time_unit)
         model.training_ = {}
-        model.boundary_ = model.selection_ = None
+        model.boundary_ = model.selection_ = model.bootstrap_ = None
         return model
 
     @classmethod
@@ -426,7 +429,7 @@ class ClvModel(Settings):
             raise ClvInputError("given without spend parameters", argument="spend_cov", value="array")
         model.time_unit_ = unit
         model.training_ = {"source": "parameters given (from_params)"}
-        model.boundary_ = model.selection_ = None
+        model.boundary_ = model.selection_ = model.bootstrap_ = None
         return model
 
     def _check(self) -> None:
@@ -463,6 +466,20 @@ class ClvModel(Settings):
             out.append(f"a small {{{{spend_penalizer}}}} holds back runaway {self.spend_.name} parameters")
         return "; ".join(out)
 
+    # -- bootstrap ---------------------------------------------------------------------------
+    def bootstrap(self, rfm: pd.DataFrame, n_boot: int = 200, seed=0) -> "ClvModel":
+        """Refit the purchase and the spend model on ``n_boot`` resamples of the customers of ``rfm`` (the training
+        table, one row per customer) and keep the refitted parameter vectors in :attr:`bootstrap_`, for
+        ``interval_method="bootstrap"`` (:mod:`clv_forecast.bootstrap`: each refit is one fit on the compressed
+        statistics with the resample's counts as weights, started from the estimate). Refits that fail or land on
+        a boundary are counted in :attr:`bootstrap_` (``failed``, ``on_boundary``, ``line()``). The vectors are
+        saved in the model file. Returns ``self``."""
+        from .bootstrap import bootstrap_model
+
+        self._check()
+        self.bootstrap_ = bootstrap_model(self, rfm, n_boot, seed)
+        return self
+
     # -- predictions -----------------------------------------------------------------------
     def predict(self, rfm: pd.DataFrame, horizon="39W", *, time_unit=None) -> pd.DataFrame:
         """Per customer: expected purchases in the horizon, P(alive) and expected spend per purchase.
@@ -492,7 +509,8 @@ class ClvModel(Settings):
                                        discount_rate=discount_rate, step=step, margin=margin,
                                        interval=interval, interval_method=interval_method, n_draws=n_draws,
                                        seed=seed,
-                                       future_spend=future_spend, time_unit=time_unit, portfolio=portfolio)
+                                       future_spend=future_spend, time_unit=time_unit, portfolio=portfolio,
+                                       bootstrap=getattr(self, "bootstrap_", None))
 
     def residual_value(self, rfm: pd.DataFrame, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DISCOUNT_RATE,
                        step=DEFAULT_STEP, margin=DEFAULT_MARGIN, interval: float | None = None, future_spend=None,
@@ -582,6 +600,9 @@ class ClvModel(Settings):
         }
         if selection is not None:  # the purchase model was chosen: the ranking, and why it won
             out["selection"] = selection.to_dict()
+        boot = getattr(self, "bootstrap_", None)
+        if boot is not None:  # the refitted vectors of ClvModel.bootstrap (interval_method="bootstrap")
+            out["bootstrap"] = boot.to_dict()
         return out
 
     @classmethod
@@ -674,6 +695,13 @@ class ClvModel(Settings):
         model.purchases_, model.spend_, model.time_unit_, model.training_ = purchases, spend, str(unit), dict(training)
         model.boundary_ = requested
         model.selection_ = selection
+        model.bootstrap_ = None
+        if data.get("bootstrap") is not None:  # (older files have none)
+            from .bootstrap import BootstrapResult
+
+            shapes = {"purchases": len(type(purchases).param_names),
+                      "spend": None if spend is None else len(type(spend).param_names)}
+            model.bootstrap_ = BootstrapResult.from_dict(data["bootstrap"], fields, shapes)
         for sub in (purchases, spend):
             if sub is not None:
                 sub.time_unit_ = sub.result_.time_unit = str(unit)

@@ -583,7 +583,11 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
         from .uncertainty import Portfolio, check_level, check_method
 
         check_level(clv_args["interval"])
-        check_method(clv_args.get("interval_method", "delta"))
+        if check_method(clv_args.get("interval_method", "delta")) == "bootstrap" \
+                and getattr(clv_model, "bootstrap_", None) is None:  # one line before any work
+            raise ClvInputError(f"{model_file or 'the model'}: has no bootstrap parameter vectors; fit it with "
+                                "--bootstrap N (ClvModel.bootstrap) and save it again", argument="interval_method",
+                                value="bootstrap")
         portfolio = Portfolio()
         clv_args = {**clv_args, "portfolio": portfolio}
     column_totals = None

@@ -46,7 +46,7 @@ from scipy import special
 from .errors import ClvInputError
 
 #: the interval methods (module docstring)
-INTERVAL_METHODS = ("delta", "draws")
+INTERVAL_METHODS = ("delta", "draws", "bootstrap")
 #: the forward-difference step of the delta method, in the log-parameters (relative error of a standard error
 #: about this size; rounding error about 1e-16 / DELTA_STEP)
 DELTA_STEP = 1e-6
@@ -222,9 +222,10 @@ class Portfolio:
             self.grad_clv_s = gs if self.grad_clv_s is None else self.grad_clv_s + gs
             self.cov_s = spend.cov
 
-    def add_draws(self, totals: dict, estimates: dict, customers: int) -> None:
-        """Add one table's totals under each parameter draw (``interval_method="draws"``) and at the estimate."""
-        self.method = "draws"
+    def add_draws(self, totals: dict, estimates: dict, customers: int, method: str = "draws") -> None:
+        """Add one table's totals under each parameter vector (``interval_method="draws"`` or ``"bootstrap"``)
+        and at the estimate."""
+        self.method = method
         if self.draw_totals is None:
             self.draw_totals = {q: np.zeros_like(t) for q, t in totals.items()}
         for q, t in totals.items():

@@ -223,7 +223,7 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
                             margin: float = DEFAULT_MARGIN, interval: float | None = None,
                             interval_method: str = "delta", n_draws: int = 200, seed=0, frequency=None,
                             recency=None, T=None, monetary_value=None, future_spend=None,
-                            time_unit=None, portfolio=None) -> pd.DataFrame:
+                            time_unit=None, portfolio=None, bootstrap=None) -> pd.DataFrame:
     """Per-customer discounted CLV over ``horizon``.
 
     Returns a DataFrame indexed like ``data`` with ``expected_purchases`` (over the horizon),
@@ -231,7 +231,9 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
     purchases). With ``interval`` (e.g. 0.9), also ``<forecast>_lower`` / ``<forecast>_upper`` for each of
     the four (:data:`clv_forecast.uncertainty.INTERVAL_COLUMNS`): the central interval from the models'
     parameter uncertainty (not the customer's own purchase randomness), by ``interval_method`` ``"delta"``
-    (default) or ``"draws"`` (``n_draws`` parameter draws, ``seed``), :mod:`clv_forecast.uncertainty`; and
+    (default), ``"draws"`` (``n_draws`` parameter draws, ``seed``) or ``"bootstrap"`` (the refitted parameter
+    vectors ``bootstrap`` of :meth:`clv_forecast.model.ClvModel.bootstrap`, used as the draws are),
+    :mod:`clv_forecast.uncertainty`; and
     ``attrs["portfolio"]``, the band of the totals of the expected purchases and the CLV over the table's
     customers (:meth:`clv_forecast.uncertainty.Portfolio.band`).
 
@@ -255,7 +257,9 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
                                                            recency=recency, T=T, monetary_value=monetary_value,
                                                            future_spend=future_spend, time_unit=time_unit)
     covs = None
-    if interval is not None:  # checked before any work: a model without covariance is one line
+    if interval is not None and interval_method == "bootstrap":  # checked before any work
+        vectors = _bootstrap_vectors(bootstrap, purchases, None if future_spend is not None else spend)
+    elif interval is not None:  # checked before any work: a model without covariance is one line
         covs = (uncertainty.log_covariance(purchases),
                 None if future_spend is not None else uncertainty.log_covariance(spend))
     times, factors = discount_schedule(purchases.time_unit_, horizon, step, discount_rate)
@@ -285,9 +289,15 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
                                         m, times, weights, pairs, covs, pair_parts)
         bounds = uncertainty.delta_intervals(p_sens, s_sens, interval)
     else:
+        if interval_method == "draws":
+            draws_p = purchases.result_.draws(n_draws, seed, bounds=purchases.param_bounds)
+            draws_s = None if future_spend is not None else spend.result_.draws(
+                n_draws, None if seed is None else seed + 1, bounds=spend.param_bounds)
+        else:
+            draws_p, draws_s = vectors
         bounds, totals = _draw_intervals(purchases, None if future_spend is not None else spend, x, t_x, big_t, m,
                                          expected_spend if future_spend is not None else None, times, weights,
-                                         margin, interval, n_draws, seed, counted)
+                                         margin, interval, draws_p, draws_s, counted)
     for q in uncertainty.QUANTITIES:
         out[f"{q}_lower"], out[f"{q}_upper"] = bounds[q]
     if interval_method == "delta":
@@ -297,7 +307,7 @@ def customer_lifetime_value(purchases, spend=None, data=None, *, horizon=DEFAULT
     else:
         portfolio.add_draws(totals,
                             {q: out[q].to_numpy()[counted].sum() for q in ("expected_purchases", "clv")},
-                            int(counted.sum()))
+                            int(counted.sum()), method=interval_method)
     out.attrs["portfolio"] = portfolio.band(interval)
     return out
 
@@ -339,21 +349,39 @@ def _ratio(new: np.ndarray, old: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(out), out, 1.0)
 
 
-def _draw_intervals(purchases, spend, x, t_x, big_t, m, fixed_spend, times, weights, margin, interval, n_draws,
-                    seed, counted, max_values: int = 2**25) -> tuple[dict, dict]:
-    """Central ``interval`` of every forecast over ``n_draws`` parameter draws, per customer, and the portfolio
-    totals under each draw over the customers ``counted`` (a boolean mask) (``interval_method="draws"``,
-    :mod:`clv_forecast.uncertainty`).
+def _bootstrap_vectors(bootstrap, purchases, spend) -> tuple[np.ndarray, np.ndarray | None]:
+    """The refitted parameter vectors of :meth:`clv_forecast.model.ClvModel.bootstrap` for the purchase model and
+    (None: a known spend) the spend model; one line when there are none or they are another model's."""
+    if bootstrap is None or bootstrap["purchases"] is None:
+        raise ClvInputError("the model has no bootstrap parameter vectors: call model.bootstrap(rfm) first "
+                            "(CLI: fit --bootstrap N)", argument="interval_method", value="bootstrap")
+    out = [np.asarray(bootstrap["purchases"], dtype=float), None]
+    if spend is not None:
+        if bootstrap["spend"] is None:
+            raise ClvInputError("the model's bootstrap has no spend vectors: call model.bootstrap(rfm) again on a "
+                                "table with monetary_value", argument="interval_method", value="bootstrap")
+        out[1] = np.asarray(bootstrap["spend"], dtype=float)
+    for vectors, model in zip(out, (purchases, spend)):
+        if vectors is not None and vectors.shape[1] != len(model.param_names):
+            raise ClvInputError(f"the bootstrap vectors have {vectors.shape[1]} parameters, the {model.name} model "
+                                f"{len(model.param_names)}: call model.bootstrap(rfm) again",
+                                argument="interval_method", value="bootstrap")
+    return out[0], out[1]
+
+
+def _draw_intervals(purchases, spend, x, t_x, big_t, m, fixed_spend, times, weights, margin, interval, draws_p,
+                    draws_s, counted, max_values: int = 2**25) -> tuple[dict, dict]:
+    """Central ``interval`` of every forecast over parameter vectors, per customer, and the portfolio totals under
+    each vector over the customers ``counted`` (a boolean mask): ``draws_p`` (n, k) the purchase model's,
+    ``draws_s`` the spend model's (None: a known spend ``fixed_spend``), row i of both one joint vector; parameter
+    draws (``interval_method="draws"``) or the bootstrap's refits (``"bootstrap"``), :mod:`clv_forecast.uncertainty`.
 
     Customers are taken in blocks (at most ``max_values`` samples of all four forecasts held at once); within
-    a block the hypergeometric part is evaluated once per distinct (x, T) pair and draw. With a
-    known spend (``fixed_spend``) only the purchase parameters are drawn.
+    a block the hypergeometric part is evaluated once per distinct (x, T) pair and vector.
     """
     from .uncertainty import QUANTITIES
 
-    draws_p = purchases.result_.draws(n_draws, seed, bounds=purchases.param_bounds)
-    draws_s = None if spend is None else spend.result_.draws(n_draws, None if seed is None else seed + 1,
-                                                             bounds=spend.param_bounds)
+    n_draws = len(draws_p)
     p_cls, s_cls = type(purchases), type(spend)
     bounds = {q: (np.empty(len(x)), np.empty(len(x))) for q in QUANTITIES}
     totals = {"expected_purchases": np.zeros(n_draws), "clv": np.zeros(n_draws)}
