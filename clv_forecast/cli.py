@@ -38,7 +38,8 @@ EXIT_USER_ERROR = 2
 EXIT_UNRELIABLE_FIT = 3
 
 
-@click.group(help="Probabilistic customer-lifetime-value forecasting (BG/NBD + Gamma-Gamma).")
+@click.group(help="Probabilistic customer-lifetime-value forecasting (BG/NBD + Gamma-Gamma).",
+             context_settings={"help_option_names": ["-h", "--help"]})  # (-h too, inherited by every command)
 @click.version_option(package_name="clv-forecast")
 def app() -> None:
     pass

@@ -109,6 +109,14 @@ def test_bare_command_prints_help(capsys):
     assert "Usage:" in out and "fit" in out and "run" in out
 
 
+@pytest.mark.parametrize("command", [[], ["fit"], ["score"], ["compare"], ["retention"]])
+def test_dash_h_is_help_everywhere(command, capsys):
+    assert main(command + ["-h"]) == 0
+    short = capsys.readouterr().out
+    assert main(command + ["--help"]) == 0
+    assert short == capsys.readouterr().out and short.startswith("Usage: clv-forecast")
+
+
 def test_default_run_is_the_cdnow_experiment_file():
     from pathlib import Path
 
