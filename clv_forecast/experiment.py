@@ -605,20 +605,14 @@ def _period_values(model, scored, value: dict, metrics: dict, timings: dict):
     (``window_<label>_value``, ``_value_lower``, ``_value_upper``, ``window_<label>_purchases``)."""
     if not _wants_periods(value) or model.spend_ is None:
         return None
-    from .report import window_rows
+    from .report import window_metrics
 
     start = time.perf_counter()
     table = model.value_by_period(scored, horizon=value["horizon"], period=value.get("periods"),
                                   windows=value.get("windows"), discount_rate=value["discount_rate"],
                                   step=value["step"], margin=float(value["margin"]),
                                   interval=value.get("interval") or None)
-    for row in window_rows(table.attrs["totals"]):
-        if row["window"] == "horizon":
-            continue
-        key = f"window_{row['window']}"
-        metrics[f"{key}_purchases"], metrics[f"{key}_value"] = row["purchases"], row["value"]
-        if row["lower"] is not None:
-            metrics[f"{key}_value_lower"], metrics[f"{key}_value_upper"] = row["lower"], row["upper"]
+    metrics.update(window_metrics(table.attrs["totals"]))
     timings["periods"] = time.perf_counter() - start
     return table
 

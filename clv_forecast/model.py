@@ -466,6 +466,13 @@ class ClvModel(Settings):
             out.append(f"a small {{{{spend_penalizer}}}} holds back runaway {self.spend_.name} parameters")
         return "; ".join(out)
 
+    def _check_value(self, future_spend) -> None:
+        """Fitted, and a spend per purchase to value the purchases with (the spend model or ``future_spend``)."""
+        self._check()
+        if self.spend_ is None and future_spend is None:
+            raise ClvInputError("this model has no spend model: fit it on an RFM table with a monetary_value "
+                                "column, or give a known spend per purchase with future_spend=")
+
     # -- bootstrap ---------------------------------------------------------------------------
     def bootstrap(self, rfm: pd.DataFrame, n_boot: int = 200, seed=0) -> "ClvModel":
         """Refit the purchase and the spend model on ``n_boot`` resamples of the customers of ``rfm`` (the training
@@ -501,10 +508,7 @@ class ClvModel(Settings):
         or one value per row) replaces the spend model's expectation; ``time_unit`` as in
         :meth:`predict`. The defaults are the package's one set (:data:`clv_forecast.units.VALUE_DEFAULTS`:
         12 months, 10 %/year, monthly steps, margin 1), the same for every command, scorer and the pyfunc."""
-        self._check()
-        if self.spend_ is None and future_spend is None:
-            raise ClvInputError("this model has no spend model: fit it on an RFM table with a monetary_value "
-                                "column, or give a known spend per purchase with future_spend=")
+        self._check_value(future_spend)
         return customer_lifetime_value(self.purchases_, self.spend_, rfm, horizon=horizon,
                                        discount_rate=discount_rate, step=step, margin=margin,
                                        interval=interval, interval_method=interval_method, n_draws=n_draws,
@@ -521,10 +525,7 @@ class ClvModel(Settings):
         bounds). :meth:`clv` plus this, at the same settings, is the value over an unbounded horizon."""
         from .value_tail import residual_value
 
-        self._check()
-        if self.spend_ is None and future_spend is None:
-            raise ClvInputError("this model has no spend model: fit it on an RFM table with a monetary_value "
-                                "column, or give a known spend per purchase with future_spend=")
+        self._check_value(future_spend)
         return residual_value(self.purchases_, self.spend_, rfm, horizon=horizon, discount_rate=discount_rate,
                               step=step, margin=margin, interval=interval, future_spend=future_spend,
                               time_unit=time_unit)
@@ -538,10 +539,7 @@ class ClvModel(Settings):
         and the band of each column's total: :func:`clv_forecast.periods.value_by_period`."""
         from .periods import value_by_period
 
-        self._check()
-        if self.spend_ is None and future_spend is None:
-            raise ClvInputError("this model has no spend model: fit it on an RFM table with a monetary_value "
-                                "column, or give a known spend per purchase with future_spend=")
+        self._check_value(future_spend)
         return value_by_period(self.purchases_, self.spend_, rfm, horizon=horizon, period=period, windows=windows,
                                discount_rate=discount_rate, step=step, margin=margin, interval=interval,
                                interval_method=interval_method, future_spend=future_spend, time_unit=time_unit,

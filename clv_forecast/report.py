@@ -160,6 +160,20 @@ def window_rows(totals: dict) -> list[dict]:
     return rows
 
 
+def window_metrics(totals: dict) -> dict:
+    """Each window's totals as run metrics (``fit``/``run`` and ``score`` log the same keys):
+    ``window_<label>_purchases``, ``window_<label>_value`` and, with a band, ``_value_lower``/``_value_upper``."""
+    out = {}
+    for row in window_rows(totals):
+        if row["window"] == "horizon":  # (the horizon's totals are the CLV's own metrics)
+            continue
+        key = f"window_{row['window']}"
+        out[f"{key}_purchases"], out[f"{key}_value"] = row["purchases"], row["value"]
+        if row["lower"] is not None:
+            out[f"{key}_value_lower"], out[f"{key}_value_upper"] = row["lower"], row["upper"]
+    return out
+
+
 def windows_section(result):
     """The report's "Value by window" section of a run with ``[value] periods`` or ``windows``: each window's (and
     the horizon's) total expected purchases and value over the customers, with the value's band; None otherwise."""

@@ -83,10 +83,10 @@ class ScoreReport:
     portfolio: dict | None = None
     #: why the model is not reliable (its file's ``"reliable": false``); empty for a reliable model
     model_problems: list = field(default_factory=list)
-    guarded_cells: int = 0
+    guarded_cells: int = 0  # text cells written to a CSV with a leading ' (clv_forecast.csv_guard)
     #: with periods or windows: each forecast's total over the scored rows, with its band under an interval
     #: (:meth:`clv_forecast.uncertainty.ColumnTotals.band`), by column name
-    column_totals: dict | None = None  # text cells written to a CSV with a leading ' (clv_forecast.csv_guard)
+    column_totals: dict | None = None
 
     @property
     def reject_share(self) -> float:
@@ -224,18 +224,26 @@ def check_periods(time_unit: str, horizon, step, discount_rate, period, windows,
 PERIOD_VALUES_PER_BATCH = 1 << 24
 
 
-def period_batch_rows(batch_rows: int, time_unit: str, clv_args: dict) -> int:
-    """The rows scored at a time: ``batch_rows``, fewer for a wide value-by-period table
-    (:data:`PERIOD_VALUES_PER_BATCH`)."""
+def period_columns(time_unit: str, clv_args: dict) -> list[str] | None:
+    """The columns of the wide value-by-period table the settings ``clv_args`` ask for
+    (:func:`clv_forecast.periods.output_columns`), None without periods or windows."""
     if clv_args.get("period") is None and clv_args.get("windows") is None:
-        return batch_rows
+        return None
     from .periods import output_columns, plan_periods
 
     plan = plan_periods(time_unit, horizon=clv_args["horizon"], period=clv_args.get("period"),
                         windows=clv_args.get("windows"), step=clv_args["step"], discount_rate=clv_args["discount_rate"])
+    return output_columns(plan, clv_args.get("interval"), clv_args.get("residual", False))
+
+
+def period_batch_rows(batch_rows: int, time_unit: str, clv_args: dict) -> int:
+    """The rows scored at a time: ``batch_rows``, fewer for a wide value-by-period table
+    (:data:`PERIOD_VALUES_PER_BATCH`)."""
+    columns = period_columns(time_unit, clv_args)
+    if columns is None:
+        return batch_rows
     # the forecasts, their bounds and the delta method's working arrays (about as many again per parameter)
-    width = len(output_columns(plan, clv_args.get("interval"), clv_args.get("residual", False))) * (
-        1 if clv_args.get("interval") is None else 3)
+    width = len(columns) * (1 if clv_args.get("interval") is None else 3)
     return max(1, min(batch_rows, PERIOD_VALUES_PER_BATCH // width))
 
 
@@ -743,13 +751,9 @@ def _output_schema(id_col, id_type, clv_args, time_unit=None):
 
     names = ["expected_purchases", "p_alive", "expected_spend", "clv"] + (
         list(INTERVAL_COLUMNS) if clv_args["interval"] is not None else [])
-    if time_unit is not None and (clv_args.get("period") is not None or clv_args.get("windows") is not None):
-        from .periods import output_columns, plan_periods  # the wide table of value by period and window
-
-        plan = plan_periods(time_unit, horizon=clv_args["horizon"], period=clv_args.get("period"),
-                            windows=clv_args.get("windows"), step=clv_args["step"],
-                            discount_rate=clv_args["discount_rate"])
-        names = output_columns(plan, clv_args["interval"], clv_args.get("residual", False))
+    wide = None if time_unit is None else period_columns(time_unit, clv_args)
+    if wide is not None:  # the wide table of value by period and window
+        names = wide
     return pa.schema([pa.field(id_col, id_type)] + [pa.field(n, pa.float64()) for n in names],
                      metadata=parquet_metadata(value_settings_of(clv_args)))
 

@@ -795,14 +795,9 @@ def _score_metrics(report) -> dict[str, float]:
                     "band_level": band["level"]})
     columns = getattr(report, "column_totals", None)
     if columns:  # value by period and window: each window's totals (and band), as fit/run log them
-        from .report import window_rows
+        from .report import window_metrics
 
-        for row in window_rows(columns):
-            if row["window"] != "horizon":
-                key = f"window_{row['window']}"
-                out[f"{key}_purchases"], out[f"{key}_value"] = row["purchases"], row["value"]
-                if row["lower"] is not None:
-                    out[f"{key}_value_lower"], out[f"{key}_value_upper"] = row["lower"], row["upper"]
+        out.update(window_metrics(columns))
     for reason, count in report.reasons.items():
         out[f"rejects.{_slug(reason)}"] = count
     return out

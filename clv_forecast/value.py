@@ -122,9 +122,11 @@ def _clv_parts(model_cls, purchase_params, x, t_x, big_t, times, weights, pairs=
     columns (:func:`discounted_if_alive`) when already known."""
     xu, tu, codes = distinct_pairs(x, big_t) if pairs is None else pairs
     last, discounted = (discounted_if_alive(model_cls, purchase_params, xu, tu, times, weights) if if_alive is None
-                        else (if_alive[0].copy(), if_alive[1].copy()))
-    if codes is not None:
+                        else if_alive)
+    if codes is not None:  # (spread: new arrays)
         last, discounted = last[codes], discounted[codes]
+    elif if_alive is not None:  # (scaled in place below: the caller's arrays stay as they were)
+        last, discounted = last.copy(), discounted.copy()
     alive = model_cls._p_alive(purchase_params, x, t_x, big_t)
     last *= alive
     discounted *= alive
@@ -135,7 +137,7 @@ def _clv_parts(model_cls, purchase_params, x, t_x, big_t, times, weights, pairs=
 #: :data:`GRADIENT_GRID`, ``T = exp(k * GRADIENT_GRID)``) when that has at most half as many distinct (x, T) pairs as
 #: the data (T continuous: every pair distinct) and at least :data:`GRADIENT_GRID_MIN_PAIRS` of them. The forecast at
 #: the estimate stays exact per pair; only its relative change under each parameter step is read at the nearest grid
-#: T (:func:`_grid_sensitivity_parts`). The log-derivatives are smooth in log T, so a shift of at most half the
+#: T (:func:`_sensitivities`). The log-derivatives are smooth in log T, so a shift of at most half the
 #: spacing (5e-4 relative) changes a standard error by about that relative amount: bounds move by a few parts in
 #: 1e4 of their distance to the estimate (tested), while 1M customers with continuous T cost 1 + 5 small grid
 #: evaluations instead of 5 full ones.

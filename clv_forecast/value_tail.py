@@ -158,8 +158,7 @@ def residual_value(purchases, spend=None, data=None, *, horizon, discount_rate, 
     import pandas as pd
 
     from . import uncertainty
-    from .estimators._data import as_frame_index, column, rfm_arrays, whole_periods
-    from .value import discount_schedule, known_spend
+    from .value import discount_schedule, value_inputs
 
     if not (np.isfinite(margin) and margin >= 0):
         raise ClvInputError("must be a non-negative number (share of revenue kept as profit)", argument="margin",
@@ -167,25 +166,12 @@ def residual_value(purchases, spend=None, data=None, *, horizon, discount_rate, 
     if interval is not None:
         interval = uncertainty.check_level(interval)
     params = purchases.check_fitted()
-    if future_spend is None:
-        if spend is None:
-            raise ClvInputError("the residual value needs a spend model or a known spend per purchase (future_spend=...)")
-        spend_params = spend.check_fitted()
     if data is None:
         raise ClvInputError("the residual value needs an RFM table", argument="data", value=None)
-    rfm = rfm_arrays(data, time_unit=time_unit, model_unit=purchases.time_unit_, with_weights=False)
-    if getattr(purchases, "whole_periods", False):
-        rfm = whole_periods(rfm, "RFM table")
-    x, t_x, big_t = rfm.frequency, rfm.recency, rfm.T
-    index = as_frame_index(data, len(x))
+    x, t_x, big_t, m, expected_spend, index = value_inputs(purchases, spend, data, future_spend=future_spend,
+                                                           time_unit=time_unit)
     times, factors = discount_schedule(purchases.time_unit_, horizon, step, discount_rate)
     step_len, K, d = float(times[0]), len(times), float(1.0 / factors[0] - 1.0)
-    if future_spend is None:
-        m = column(data, "monetary_value", None, "RFM table")
-        type(spend).check_inputs(x, m, index)
-        expected_spend = type(spend)._expected_spend(spend_params, x, m)
-    else:
-        expected_spend = known_spend(data, future_spend, len(x), index)
     cls = type(purchases)
     covs = None
     if interval is not None:
@@ -203,8 +189,7 @@ def residual_value(purchases, spend=None, data=None, *, horizon, discount_rate, 
     var = uncertainty._quad(g_p, covs[0])
     if covs[1] is not None:
         g_s = np.column_stack([uncertainty._log_step(type(spend)._expected_spend(psi, x, m), expected_spend, h)
-                               for psi in uncertainty.perturbed(spend_params)])
+                               for psi in uncertainty.perturbed(spend.check_fitted())])
         var = var + uncertainty._quad(g_s, covs[1])
-    out["residual_value_lower"], out["residual_value_upper"] = uncertainty._log_interval(value, var,
-                                                                                         uncertainty._z(interval))
+    out["residual_value_lower"], out["residual_value_upper"] = uncertainty.log_bounds(value, var, interval)
     return out

@@ -117,15 +117,13 @@ class SparkEngine(Engine):
         one line (its wide table is streamed in batches of any file size there)."""
         from ..spark.scoring import score_command
 
-        period, windows = options.pop("period", None), options.pop("windows", None)
-        residual = options.pop("residual", False)
-        if residual and period is None and windows is None:
-            period = "(the residual value)"
-        if period is not None or windows is not None:
+        given = {name: options.pop(name, None) for name in ("period", "windows", "residual")}
+        asked = {name: value for name, value in given.items() if value not in (None, False)}
+        if asked:
+            argument, value = next(iter(asked.items()))
             raise ClvInputError("value by period and window needs the local engine ({{engine='local'}}: the wide "
-                                "table streamed in batches of any file size)",
-                                argument="period" if period is not None else "windows",
-                                value=period if period is not None else windows)
+                                "table streamed in batches of any file size)", argument=argument,
+                                **({} if value is True else {"value": value}))  # (a flag: named, no value)
         return score_command(model, input_path, output_path, **options)
 
     def score_retention(self, model, input_path, output_path, **options):
