@@ -238,3 +238,66 @@ def test_a_boundary_is_kept_in_the_result_document():
         _mle.check_model_dict(BetaGeoModel, {**clean, "boundary": "nbd"}, _mle.Fields("m.json"))
     _mle.check_model_dict(BetaGeoModel, {**clean, "boundary": ["nbd", "a -> 0"]}, _mle.Fields("m.json"))
     assert "boundary" not in clean  # a fit without a boundary writes the document as before
+
+
+# ------------------------------------------------------------------------------------------------
+# the third limit: a, b -> 0 with a/(a+b) = pi (dropout probability 0 or 1), not a model of the package
+# ------------------------------------------------------------------------------------------------
+
+
+def two_point_population(n, r, alpha, pi, seed, t_max=52.0):
+    """(x, t_x, T): as :func:`population`, but a share ``pi`` drops out right after the first repeat purchase
+    (p = 1) and the others never (p = 0)."""
+    rng = np.random.default_rng(seed)
+    T = rng.uniform(1.0, t_max, n)
+    N = rng.poisson(rng.gamma(r, 1.0 / alpha, n) * T)
+    x = np.where(rng.random(n) < pi, np.minimum(N, 1), N)
+    t_x = np.where(x > 0, T * rng.beta(np.maximum(x, 1), N - x + 1), 0.0)
+    return x.astype(float), t_x, T
+
+
+@pytest.mark.parametrize("pi", [0.05, 0.4, 0.9])
+def test_two_point_is_bgnbd_at_a_b_to_zero(pi):
+    x, t_x, T = _rows()
+    x[3:6] = [1.0, 1.0, 2.0]  # (x = 1 carries the mixture)
+    limit = bgnbd_boundary.two_point_loglik([0.8, 9.0, pi], x, t_x, T)
+    gaps = [np.max(np.abs(bgnbd.loglik(0.8, 9.0, eps * pi, eps * (1 - pi), x, t_x, T) - limit))
+            for eps in (1e-5, 1e-7)]  # the gap closes in proportion to a + b
+    assert gaps[1] < 1e-4 and gaps[1] < gaps[0] / 50
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_two_point_population_is_named_and_refused(seed):
+    x, t_x, T = two_point_population(5000, 0.6, 5.0, 0.4, seed)
+    model = _fit(x, t_x, T)
+    result = model.result_
+    assert result.boundary is None and model.boundary_model() is None
+    first = model.problems_[0]
+    assert first.startswith("BG/NBD maximum at a limit: a, b -> 0 with a/(a+b) = pi")
+    pi = float(first.split("a share pi = ")[1].split(" ")[0])
+    assert abs(pi - 0.4) < 0.05
+    # the limit's maximum is the BG/NBD supremum: above every nested model and every other start
+    params, ll = bgnbd_boundary.fit_two_point((x, t_x, T, None))
+    assert ll >= result.log_likelihood - 1e-6 * len(x)
+    for fit in bgnbd_boundary.nested_fits((x, t_x, T, None)).values():
+        assert ll > fit.log_likelihood + 10
+    doc = json.loads(json.dumps(result.to_dict()))
+    back = _mle.MLEResult.from_dict("BG/NBD", bgnbd.PARAM_NAMES, doc, "W")
+    assert back.limit == result.limit and back.problems[0] == first
+
+
+def test_no_limit_on_an_interior_maximum_or_a_nested_boundary(cdnow_rfm):
+    model = BetaGeoModel().fit(cdnow_rfm)
+    assert model.result_.limit is None
+    x, t_x, T = population(5000, 0.8, 10.0, 0.0, 1)
+    assert _fit(x, t_x, T).result_.limit is None  # the NBD boundary: named as such, not as the limit
+
+
+def test_a_limit_must_be_text_in_a_model_document():
+    from clv_forecast.errors import ClvInputError
+
+    given = BetaGeoModel.from_params({"r": 1.0, "alpha": 1.0, "a": 1.0, "b": 1.0}, cov=np.eye(4)).result_.to_dict()
+    clean = json.loads(json.dumps(given).replace("NaN", "null"))  # (a model file stores NaN as null)
+    with pytest.raises(ClvInputError, match=r"m.json: limit = 3"):
+        _mle.check_model_dict(BetaGeoModel, {**clean, "limit": 3}, _mle.Fields("m.json"))
+    _mle.check_model_dict(BetaGeoModel, {**clean, "limit": "a, b -> 0"}, _mle.Fields("m.json"))

@@ -74,6 +74,10 @@ class MLEResult:
     #: None, or (kind, reason) when the likelihood's supremum is on a boundary that is a known nested model
     #: (BG/NBD: :func:`clv_forecast.estimators.purchases._bgnbd_boundary.diagnose_boundary`)
     boundary: tuple[str, str] | None = None
+    #: None, or one line when the supremum is at a limit of the parameter space that is not a model of the
+    #: package (BG/NBD's ``a, b -> 0``: :func:`clv_forecast.estimators.purchases._bgnbd_boundary.two_point_limit`);
+    #: the fit stays refused, and this is its first problem
+    limit: str | None = None
     objective: float = field(default=float("nan"), repr=False)  # the minimised (penalised) objective
 
     @property
@@ -86,7 +90,7 @@ class MLEResult:
         parameters (``from_params``) has no fit to judge; without a covariance it simply has no
         standard errors.
         """
-        out = []
+        out = [f"{self.model} maximum at a limit: {self.limit}"] if self.limit else []
         if not np.all(np.isfinite(self.params.to_numpy(dtype=float))):
             out.append(f"{self.model} has non-finite parameter estimates")
         if self.source == "params":
@@ -231,6 +235,7 @@ class MLEResult:
             "problems": self.problems,
             "extra": {k: v for k, v in self.extra.items()},
             **({"boundary": list(self.boundary)} if self.boundary is not None else {}),
+            **({"limit": self.limit} if self.limit else {}),
         }
 
     @classmethod
@@ -254,6 +259,7 @@ class MLEResult:
             max_gradient=_nan(data.get("max_gradient")),
             source=str(data.get("source", "fit")),
             boundary=tuple(data["boundary"]) if data.get("boundary") is not None else None,
+            limit=str(data["limit"]) if data.get("limit") else None,
         )
 
 
@@ -752,6 +758,8 @@ def check_model_dict(cls, data, fields: Fields, where: str = "") -> dict:
     if data.get("boundary") is not None and not (isinstance(data["boundary"], list) and len(data["boundary"]) == 2
                                                  and all(isinstance(p, str) for p in data["boundary"])):
         fields.fail(_join(where, "boundary"), data["boundary"], "must be null or [kind, reason] (two texts)")
+    if data.get("limit") is not None:
+        fields.text(_join(where, "limit"), data["limit"])
     if "problems" in data and not (isinstance(data["problems"], list) and all(isinstance(p, str) for p in data["problems"])):
         fields.fail(_join(where, "problems"), data["problems"], "must be a list of text")
     fields.unit(_join(where, "time_unit"), data.get("time_unit"))

@@ -17,9 +17,11 @@ nested model's maximised log-likelihood reaches the best BG/NBD log-likelihood f
 :mod:`clv_forecast.estimators._starts`) within :data:`TOLERANCE_PER_CUSTOMER` per customer. When both do
 (``p -> 0`` of constant dropout is the NBD again) the simpler NBD is named.
 
-Not covered: ``a, b -> 0`` with ``a / (a + b)`` fixed (a share of the customers drops out at their first
-repeat purchase, the others never) is a third limit; :func:`diagnose_boundary` returns None there and
-the fit keeps its generic "no interior maximum" problem.
+A third limit, ``a, b -> 0`` with ``a / (a + b) = pi``, puts every dropout probability at 0 or 1: a share
+``pi`` of the customers drops out right after their first repeat purchase and the others never do
+(:func:`two_point_loglik`). It is not a model of this package, so it is not given as one: when its
+maximised log-likelihood reaches BG/NBD's best (:func:`two_point_limit`) the refused fit says so, with
+``pi``, instead of the generic "no interior maximum".
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy import optimize, special
 
 from .. import _mle
 from . import constant_dropout, nbd
@@ -130,3 +133,75 @@ def diagnose_boundary(result: _mle.MLEResult, stats, *, fits: dict | None = None
                   f"alpha = {fit.params['alpha']:.4g}; log-likelihood {fit.log_likelihood:.4f}, the BG/NBD "
                   "supremum)")
     return kind, reason
+
+
+def two_point_loglik(params, x, t_x, T) -> np.ndarray:
+    r"""Per-customer log-likelihood of BG/NBD's limit ``a, b -> 0`` with ``a / (a + b) = pi`` (module
+    docstring): purchase rates ``lambda ~ Gamma(r, alpha)``; a share ``pi`` drops out right after the first
+    repeat purchase, the rest never. With ``A = r log alpha + log Gamma(r + x) - log Gamma(r)``:
+
+    * ``x = 0``: ``A - r log(alpha + T)`` (nobody has dropped out yet);
+    * ``x = 1``: ``A + log[(1 - pi) (alpha + T)^{-(r+1)} + pi (alpha + t_x)^{-(r+1)}]``;
+    * ``x >= 2``: ``A + log(1 - pi) - (r + x) log(alpha + T)`` (only those who never drop out).
+
+    It is the BG/NBD likelihood (Fader, Hardie & Lee 2005, eq. 6) as ``a, b -> 0``: ``B(a, b + x) / B(a, b)``
+    tends to ``1 - pi`` and ``B(a + 1, b + x - 1) / B(a, b)`` to ``pi`` for ``x = 1`` and to 0 beyond.
+    """
+    r, alpha, pi = (float(v) for v in params)
+    x, t_x, T = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
+    head = r * np.log(alpha) + special.gammaln(r + x) - special.gammaln(r)
+    stay = np.log1p(-pi) - (r + x) * np.log(alpha + T)
+    one = np.logaddexp(stay, np.log(pi) - (r + 1.0) * np.log(alpha + t_x))
+    return head + np.where(x == 0, -r * np.log(alpha + T), np.where(x == 1, one, stay))
+
+
+def fit_two_point(stats) -> tuple[dict, float] | None:
+    """The limit's maximum on ``stats`` (:func:`_arrays`): ``({"r", "alpha", "pi"}, total log-likelihood)``,
+    or None when the optimiser fails. Parameters on log / logit scale, numerical gradients (three of them,
+    on the compressed rows: a diagnosis, not a fit the user is given)."""
+    x, t_x, T, w = _arrays(stats)
+
+    def natural(theta):
+        return np.exp(theta[0]), np.exp(theta[1]), special.expit(theta[2])
+
+    def objective(theta):
+        with np.errstate(all="ignore"):
+            value = float(np.dot(w, two_point_loglik(natural(theta), x, t_x, T)))
+        return -value if np.isfinite(value) else np.inf
+
+    mean_t = float(np.average(T, weights=w)) or 1.0
+    best = None
+    for start in ([0.0, np.log(mean_t), 0.0], [np.log(0.5), np.log(mean_t / 2), -2.0]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = optimize.minimize(objective, np.array(start), method="Nelder-Mead",
+                                    options={"xatol": 1e-10, "fatol": 1e-10, "maxiter": 4000})
+            res = optimize.minimize(objective, res.x, method="BFGS", options={"gtol": 1e-8})
+        if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
+            best = res
+    if best is None:
+        return None
+    r, alpha, pi = natural(best.x)
+    return {"r": float(r), "alpha": float(alpha), "pi": float(pi)}, -float(best.fun)
+
+
+def two_point_limit(result: _mle.MLEResult, stats) -> str | None:
+    """None, or one line for the user when the BG/NBD ``result`` (not a clean interior maximum, no nested
+    model reached) runs to the limit ``a, b -> 0`` (:func:`two_point_loglik`): the limit's maximum reaches
+    the best log-likelihood found within :data:`TOLERANCE_PER_CUSTOMER` per customer."""
+    if result.source != "fit" or result.penalizer != 0 or not result.problems:
+        return None
+    a, b = (float(result.params[k]) for k in ("a", "b"))
+    if not (np.isfinite(a) and np.isfinite(b)) or a + b > 1e-3:
+        return None
+    fit = fit_two_point(stats)
+    if fit is None:
+        return None
+    params, ll = fit
+    if ll < _penalised_total(result) - TOLERANCE_PER_CUSTOMER * max(result.n_obs, 1.0):
+        return None
+    return (f"a, b -> 0 with a/(a+b) = pi (reached a = {a:.3g}, b = {b:.3g}): a share pi = {params['pi']:.4g} of "
+            "the customers drops out right after their first repeat purchase and the others never do (r = "
+            f"{params['r']:.4g}, alpha = {params['alpha']:.4g}; log-likelihood {ll:.4f}, the BG/NBD supremum); "
+            "this limit is not a model the package fits; another purchase model (--purchase-model mbgnbd, "
+            "pareto_nbd) may fit, at a lower likelihood")

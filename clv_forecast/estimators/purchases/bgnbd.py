@@ -809,6 +809,8 @@ class BetaGeoModel(PurchaseModel):
             result.boundary = bgnbd_boundary.diagnose_boundary(result, None, fits=fits)
             if result.boundary is not None:
                 self.boundary_result_ = fits[result.boundary[0]]
+            else:
+                result.limit = bgnbd_boundary.two_point_limit(result, (x, t_x, big_t, w))
         return result
 
     # -- kernels (the public predictions are PurchaseModel's) ------------------------------
