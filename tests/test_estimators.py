@@ -280,3 +280,15 @@ def test_the_btyd_shim_is_the_moved_modules():
     from clv_forecast.estimators.spend import gamma_gamma as new_gg
 
     assert old_gg is new_gg and issubclass(new_gg.GammaGammaModel, SpendModel)
+
+
+@pytest.mark.parametrize("kind", estimators.available("spend"))
+def test_spend_models_fit_on_repeat_buyers_only(kind):
+    """Both engines hand a spend model the statistics of the repeat buyers only
+    (:func:`clv_forecast.engines.base.compressed_statistics`): a spend model whose likelihood used a customer
+    without a repeat purchase would silently lose that row there."""
+    cls = estimators.get(kind, "spend")
+    x = np.array([0, 0, 1, 3])
+    m = np.array([5.0, 0.0, 5.0, 7.5])
+    rows = cls._fit_rows(x, m)
+    assert not rows[x == 0].any() and rows[x > 0].all()

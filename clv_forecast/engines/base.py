@@ -25,7 +25,8 @@ def compressed_statistics(count, *, inputs: dict | None, split: bool, has_amount
     engine's kernel, the unique rows of ``columns`` (of every customer, or of the repeat buyers only) with
     their ``count``, sorted, as a pandas frame on the driver. ``inputs``: role -> columns (default
     :data:`DEFAULT_INPUTS`); ``split``: the summary has a holdout; ``attrs``: its accounting, set on
-    every frame."""
+    every frame. The spend statistics hold the repeat buyers only: every spend model fits on them
+    (``SpendModel._fit_rows``; a test holds every discovered spend model to it)."""
     import numpy as np
 
     inputs = {**DEFAULT_INPUTS, **(inputs or {})}
