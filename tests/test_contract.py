@@ -240,4 +240,3 @@ def test_analytic_derivatives_equal_finite_differences(name, fitted, cdnow_rfm):
         assert ll == pytest.approx(nll, rel=1e-12)
         np.testing.assert_allclose(score, nscore, rtol=1e-5, atol=1e-6 * np.abs(score).max())
         np.testing.assert_allclose(hess, nhess, rtol=1e-4, atol=1e-5 * np.abs(hess).max())
-
