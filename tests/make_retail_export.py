@@ -102,6 +102,7 @@ def make_retail_export(
     n_returns_only: int | None = None,
     guest_share: float = 0.05,
     duplicate_share: float = 0.02,
+    population: dict | None = None,
 ) -> RetailTruth:
     """Write the export to ``path`` and return the ground truth.
 
@@ -109,13 +110,14 @@ def make_retail_export(
     (``;``-separated, decimal commas, cp1252). ``return_share``: share of customers with one
     cancellation invoice; ``n_returns_only``: customers with only returns (default 2% of
     ``n_customers``); ``guest_share``: guest invoices per customer invoice; ``duplicate_share``:
-    share of customer purchase lines written twice.
+    share of customer purchase lines written twice. ``population``: BG/NBD + Gamma-Gamma parameters
+    that replace the default (CDNOW-like) ones, e.g. ``{"a": 1e-6, "b": 1e3}`` for a population without dropout.
     """
     if variant not in ("comma", "semicolon"):
         raise ValueError("variant must be 'comma' or 'semicolon'")
     rng = np.random.default_rng(seed)
-    sim = simulate(n_customers, r=0.24, alpha=4.4, a=0.79, b=2.4, p=6.25, q=3.74, v=15.44, time_unit="W",
-                   start=_START, cohort_length="12W", end=_END, seed=seed, timestamp_resolution="min")
+    params = {"r": 0.24, "alpha": 4.4, "a": 0.79, "b": 2.4, "p": 6.25, "q": 3.74, "v": 15.44, **(population or {})}
+    sim = simulate(n_customers, **params, time_unit="W", start=_START, cohort_length="12W", end=_END, seed=seed, timestamp_resolution="min")
     semicolon = variant == "semicolon"
     truth = RetailTruth(str(path), ";" if semicolon else ",", "cp1252" if semicolon else "latin-1", semicolon,
                         DATE_FORMAT, CALIBRATION_END, OBSERVATION_END)

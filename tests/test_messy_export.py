@@ -185,3 +185,31 @@ def test_script_writes_and_reports(tmp_path, capsys):
     counts = json.loads(capsys.readouterr().out)
     assert out.is_file() and counts["n_rows"] == len(out.read_bytes().splitlines()) - 1
     assert counts["separator"] == ";" and counts["encoding"] == "cp1252"
+
+
+def test_a_boundary_fit_on_a_messy_export(tmp_path, capsys):
+    """Issue 18's boundary on a messy export (cp1252, ``;``, decimal commas, day-first dates, guest rows,
+    duplicates, returns): a population without dropout is given as the NBD, labelled, exit 0; insisting on
+    BG/NBD is exit 3 with the row accounting and ``"reliable": false`` in ``--json``."""
+    from clv_forecast.cli import main
+
+    truth = make_retail_export(tmp_path / "nodrop.csv", 2000, seed=5, variant="semicolon",
+                               population={"r": 0.8, "alpha": 5.0, "a": 1e-6, "b": 1e3})
+    args = ["fit", "-t", truth.path, "--customer-col", "CustomerID", "--date-col", "InvoiceDate", "--quantity-col",
+            "Quantity", "--price-col", "UnitPrice", "--date-format", truth.date_format, "--encoding", truth.encoding,
+            "--decimal-comma", "--missing-customer", "drop", "--calibration-end", truth.calibration_end,
+            "--no-tracking"]
+    assert main([*args, "--output", str(tmp_path / "m.json")]) == 0
+    out = capsys.readouterr().out
+    assert "BG/NBD maximum on a boundary (a -> 0: the data show no dropout); fitted the NBD instead" in out
+    assert f"{truth.n_rows:,} rows read" in out
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["purchases"]["kind"] == "nbd" and saved["purchases"]["requested"]["kind"] == "bgnbd"
+
+    assert main([*args, "--on-boundary", "refuse", "--json"]) == 3
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["reliable"] is False and any("a -> 0" in p for p in doc["problems"])
+    assert doc["accounting"]["n_transactions"] == truth.n_rows
+    assert doc["accounting"]["n_rows_missing_customer"] == truth.n_rows_missing_customer
+    assert "--on-boundary nested" in captured.err and "Traceback" not in captured.err
