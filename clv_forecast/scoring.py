@@ -364,10 +364,27 @@ def _csv_error(path: Path, exc: BaseException) -> ClvInputError:
 
 
 def _require_columns(path: Path, names, columns) -> None:
-    missing = [c for c in columns if c not in names]
-    if missing:
-        raise ClvInputError(f"{path}: column(s) {', '.join(map(repr, missing))} not found; "
-                            f"columns are: {', '.join(names) or 'none'}")
+    """``columns`` (the id column first) are all in the file's ``names``, else :func:`missing_columns_error`."""
+    error = missing_columns_error(str(path), names, columns[0], columns[1:])
+    if error is not None:
+        raise error
+
+
+def missing_columns_error(source: str | None, names, id_col: str, columns) -> ClvInputError | None:
+    """The one-line error of an input without some of its columns (None when none is missing): the columns
+    missing and the ones found; a missing id column names the option that gives another (``{{id_col}}``, with
+    the first found column that is not an RFM column as the example). Shared by the local and Spark scorers."""
+    names = [str(n) for n in names]
+    missing = [c for c in (id_col, *columns) if c not in names]
+    if not missing:
+        return None
+    text = (f"{source + ': ' if source else ''}column(s) {', '.join(map(repr, missing))} not found; "
+            f"columns are: {', '.join(names) or 'none'}")
+    if id_col in missing:
+        others = [n for n in names if n not in RFM_COLUMNS and n not in columns]
+        text += ("; give the customer id column with " + (f"{{{{id_col='{others[0]}'}}}}" if others
+                                                           else "{{id_col}}"))
+    return ClvInputError(text)
 
 
 class _SeenIds:
