@@ -1032,6 +1032,9 @@ EXIT_TOO_MANY_REJECTS = 4
                    "and discount rate (columns residual_purchases, residual_value).")
 @click.option("--id-col", "id_col", default="customer_id", show_default=True,
               help="Customer id column of the --input table.")
+@click.option("--spend-col", "spend_col", default=None,
+              help="Column of the --input table with each customer's known spend per future purchase: the CLV "
+                   "uses it instead of the spend model, so monetary_value (and a spend model) is not needed [none].")
 @click.option("--rejects", "rejects_path", default=None, type=click.Path(path_type=Path),
               help="Rejected rows with their reason [OUTPUT.rejects.csv].")
 @click.option("--max-reject-share", "max_reject_share", default=0.01, type=float, show_default=True,
@@ -1053,7 +1056,7 @@ EXIT_TOO_MANY_REJECTS = 4
 @_VERBATIM_OPTION
 @_names_errors()
 def score(model, input_path, transactions, output_path, horizon, discount_rate, step, margin, interval,
-          interval_method, period, windows, residual, id_col,
+          interval_method, period, windows, residual, id_col, spend_col,
           rejects_path, max_reject_share, allow_unreliable, batch_rows, time_unit, engine, spark_master, spark_conf,
           tracking_uri, no_tracking, verbatim_csv=False, **read):
     """Score an RFM table (--input) or a transaction log (--transactions) with a saved model, batch by
@@ -1069,7 +1072,7 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
     if (input_path is None) == (transactions is None):
         raise ClvInputError("give either {{input_path}} (an RFM table) or {{transactions}} (a transaction log)"
                             + (", not both" if input_path is not None else ""))
-    _refuse_unused(tuple(read) if input_path is not None else ("time_unit", "id_col"),
+    _refuse_unused(tuple(read) if input_path is not None else ("time_unit", "id_col", "spend_col"),
                    "{{input_path}}" if input_path is not None else "{{transactions}}")
     server = None
     if tracking_uri is not None and str(model).startswith(("runs:/", "models:/")):
@@ -1088,7 +1091,8 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
                                 tracking_uri=tracking_uri, no_tracking=no_tracking)
     tracker = _Tracking("score", tracking_uri, no_tracking, None)
     scorer = engines.get(engine)
-    specific = dict(batch_rows=batch_rows, verbatim_csv=verbatim_csv, spark_master=spark_master, spark_conf=spark_conf)
+    specific = dict(batch_rows=batch_rows, verbatim_csv=verbatim_csv, spark_master=spark_master, spark_conf=spark_conf,
+                    spend_col=spend_col)
     _refuse_unused(tuple(k for k in specific if k not in scorer.score_options), f"--engine {scorer.name}")
     args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, rejects_path=rejects_path,
                 max_reject_share=max_reject_share, interval=interval, allow_unreliable=allow_unreliable,
@@ -1103,7 +1107,8 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
                             **{k: specific[k] for k in scorer.score_options})
     params = dict(model=model, input=source, input_kind=kind, output=output_path, **args,
                   **({"batch_rows": batch_rows} if "batch_rows" in scorer.score_options else {}),
-                  **({"id_col": id_col, "input_time_unit": time_unit} if input_path is not None else read))
+                  **({"id_col": id_col, "input_time_unit": time_unit} if input_path is not None else read),
+                  **({"spend_col": spend_col} if spend_col is not None else {}))
     failed = None
     try:
         with _model_server(server):
@@ -1165,7 +1170,7 @@ def _score_retention(loaded, *, model, input_path, transactions, output_path, di
         raise ClvInputError(f"a retention model ({retention_model.name}) scores a table of customers and their "
                             "renewals: give {{input_path}} (the id, renewals and optionally churned), not "
                             "{{transactions}}")
-    _refuse_unused(("horizon", "step", "interval", "time_unit", "period", "windows", "residual"),
+    _refuse_unused(("horizon", "step", "interval", "time_unit", "period", "windows", "residual", "spend_col"),
                    f"a retention model ({retention_model.name})")
     tracker = _Tracking("score", tracking_uri, no_tracking, None)
     scorer = engines.get(engine)
@@ -1173,7 +1178,7 @@ def _score_retention(loaded, *, model, input_path, transactions, output_path, di
     args = dict(discount_rate=discount_rate, margin=margin, id_col=id_col, rejects_path=rejects_path,
                 max_reject_share=max_reject_share, allow_unreliable=allow_unreliable)
     run = functools.partial(scorer.score_retention, retention_model, input_path, output_path, model_file=model_file,
-                            **args, **{k: specific[k] for k in scorer.score_options})
+                            **args, **{k: specific[k] for k in scorer.score_options if k in specific})
     params = dict(model=model, model_kind=retention_model.kind, input=input_path, input_kind="customer table",
                   output=output_path, **args, **{k: specific[k] for k in scorer.score_options if k == "batch_rows"})
     failed = None

@@ -345,8 +345,7 @@ def _readme_row(prefix: str) -> list[float]:
 
 
 def test_readme_compare_example_runs_as_written(tmp_path, capsys, monkeypatch, terminal):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CLV_FORECAST_TRACKING", "off")  # (the README's command tracks into ./mlflow.db)
+    monkeypatch.chdir(tmp_path)  # (tests run without MLflow tracking: conftest)
     commands = _readme_block_with("clv-forecast compare")
     assert [c[0] for c in commands[:2]] == ["sample", "compare"]
     assert main(commands[0]) == 0 and (tmp_path / "cdnow.csv").exists()
@@ -380,3 +379,31 @@ def test_sample_writes_a_csv_log_only(tmp_path, capsys):
     expected = load_cdnow_sample()
     assert list(log.columns) == ["customer_id", "date", "amount"] and len(log) == len(expected)
     assert (pd.to_datetime(log["date"]) == expected["date"]).all() and (log["amount"] == expected["amount"]).all()
+
+
+def test_score_with_a_known_spend_needs_no_monetary_value_nor_spend_model(tmp_path, capsys, cdnow_rfm):
+    import numpy as np
+
+    model = ClvModel(spend=None).fit(cdnow_rfm[["frequency", "recency", "T"]])  # a purchase model only
+    model_file = model.save(tmp_path / "purchases_only.json")
+    table = cdnow_rfm[["frequency", "recency", "T"]].reset_index()
+    table["known"] = 10.0 + (table["customer_id"] % 7)
+    table.loc[3, "known"] = -1.0  # a negative spend: rejected, named by its column
+    path = tmp_path / "rfm.csv"
+    table.to_csv(path, index=False)
+    out = tmp_path / "scores.parquet"
+    rc, err = _error(["score", "--model", str(model_file), "--input", str(path), "--output", str(out)], capsys)
+    assert rc == 2 and "--spend-col" in err and err.count("\n") == 0  # no spend model: the option is named
+    assert main(["score", "--model", str(model_file), "--input", str(path), "--output", str(out),
+                 "--spend-col", "known"]) == 0
+    assert "known negative: 1" in capsys.readouterr().out
+    got = pd.read_parquet(out).set_index("customer_id")
+    valid = table.drop(index=3).set_index("customer_id")
+    expected = model.clv(valid, future_spend=valid["known"])
+    assert got.index.astype(str).tolist() == expected.index.astype(str).tolist()  # (CSV ids are read as text)
+    for name in ("expected_purchases", "p_alive", "expected_spend", "clv"):
+        np.testing.assert_allclose(got[name].to_numpy(), expected[name].to_numpy(), rtol=1e-12)
+    assert (got["expected_spend"].to_numpy() == valid["known"].to_numpy()).all()
+    rc, err = _error(["score", "--model", str(model_file), "--transactions", str(path), "--amount-col", "known",
+                      "--output", str(out), "--spend-col", "known"], capsys)
+    assert rc == 2 and "--spend-col: not used with --transactions" in err
