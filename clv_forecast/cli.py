@@ -8,8 +8,9 @@
 ``retention`` contractual retention (sBG) from a cohort table or a log.
 Each command's one-line summary in ``clv-forecast --help`` is its ``short_help`` (whole, never cut).
 
-``run``, ``fit``, ``compare`` and ``report`` drive the one pipeline (:func:`clv_forecast.experiment.run`): ``fit`` and ``compare`` build a
-spec from their options; each run is logged in MLflow unless ``--no-tracking``. User errors (bad file, column, value or option) print one line on stderr and exit with
+``run``, ``fit``, ``compare`` and ``report`` drive the one pipeline (:func:`clv_forecast.experiment.run`; ``fit``
+and ``compare`` build a spec from their options), showing its steps with their timings on a terminal (:func:`_steps`);
+each run is logged in MLflow unless ``--no-tracking``. User errors (bad file, column, value or option) print one line on stderr and exit with
 code 2, a fit that is not reliable exits with code 3; no traceback. Ctrl-C exits with 130; the console
 script turns SIGTERM and SIGHUP into the same unwinding (temporary files removed) and exits with 143 / 129.
 Every command checks its files together before any work (:func:`clv_forecast._paths.check_paths`).
@@ -41,8 +42,9 @@ EXIT_USER_ERROR = 2
 EXIT_UNRELIABLE_FIT = 3
 
 
-@click.group(help="Probabilistic customer-lifetime-value forecasting: purchase models (BG/NBD, Pareto/NBD, MBG/NBD, "
-                  "BG/BB, NBD...), spend models (Gamma-Gamma) and contractual retention (sBG).",
+@click.group(help="Probabilistic customer-lifetime-value forecasting: a family of purchase models (BG/NBD, Pareto/NBD, "
+                  "MBG/NBD, BG/BB, NBD, ...) with a spend model (Gamma-Gamma), and contractual retention (sBG). "
+                  "Each command's options: its -h (fit -h).",
              context_settings={"help_option_names": ["-h", "--help"]})  # (-h too, inherited by every command)
 @click.version_option(package_name="clv-forecast")
 def app() -> None:
