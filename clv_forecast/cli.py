@@ -10,9 +10,10 @@ Each command's one-line summary in ``clv-forecast --help`` is its ``short_help``
 
 ``run``, ``fit``, ``compare`` and ``report`` drive the one pipeline (:func:`clv_forecast.experiment.run`; ``fit``
 and ``compare`` build a spec from their options), showing its steps with their timings on a terminal (:func:`_steps`);
-each run is logged in MLflow unless ``--no-tracking``. User errors (bad file, column, value or option) print one line on stderr and exit with
-code 2, a fit that is not reliable exits with code 3; no traceback. Ctrl-C exits with 130; the console
-script turns SIGTERM and SIGHUP into the same unwinding (temporary files removed) and exits with 143 / 129.
+each run is logged in MLflow unless ``--no-tracking``. User errors (bad file, column, value or option) print one
+line on stderr and exit with code 2, a fit that is not reliable exits with code 3; no traceback. Ctrl-C exits with
+130; the console script turns SIGTERM and SIGHUP into the same unwinding (temporary files removed) and exits with
+143 / 129.
 Every command checks its files together before any work (:func:`clv_forecast._paths.check_paths`).
 An error about one argument is rendered with this command's own name for it (``--time-unit``, or
 ``spec.toml: [summary] key``).
