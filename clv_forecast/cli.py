@@ -510,7 +510,11 @@ def _steps(quiet: bool = False):
         return
     import time
 
+    from rich.live import Live
+    from rich.spinner import Spinner
+
     console = _console()
+    spinner = Spinner("dots", text="starting ...", style="status.spinner")
     current: dict = {}  # the running step: its name and start
 
     def finish() -> None:
@@ -521,9 +525,10 @@ def _steps(quiet: bool = False):
     def step(name: str) -> None:
         finish()
         current.update(name=name, start=time.perf_counter())
-        status.update(f"{name} ...")
+        spinner.update(text=f"{name} ...")
 
-    with console.status("starting ...") as status:
+    # (standard error is not redirected into the display: warnings and errors stay on their stream)
+    with Live(spinner, console=console, transient=True, refresh_per_second=12.5, redirect_stderr=False):
         try:
             yield step
         except BaseException:
