@@ -489,7 +489,7 @@ def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = No
     Its files are checked first (:func:`check_spec_paths`): no output may replace an input or another
     output.
 
-    ``on_step``: called with a step's name (``"reading and summarising the data"``, ``"fitting the models"``,
+    ``on_step``: called with a step's name (``"reading and summarising the data"``, ``"holdout check"``,
     ...) as the step starts (and the one before ends), for a front end's progress display; the pipeline
     itself prints nothing.
     """
