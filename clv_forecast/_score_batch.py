@@ -147,6 +147,14 @@ def batch_verdicts(columns: Mapping[str, Any], n: int, *, present: np.ndarray, c
     return values, reason
 
 
+def _rename_spend_reasons(reason: np.ndarray, spend_name: str) -> None:
+    """The reasons about ``monetary_value`` (in place) named with the input's spend column ``spend_name``."""
+    column = RFM_COLUMNS[-1]
+    for i in np.flatnonzero(reason != ""):
+        if reason[i].startswith(column):
+            reason[i] = spend_name + reason[i][len(column):]
+
+
 @dataclass
 class BatchResult:
     """A scored batch: ``reason`` per row (``""`` for a scored row), ``scored`` the positions of the scored
@@ -160,16 +168,19 @@ class BatchResult:
 
 def score_batch(model, columns: Mapping[str, Any], n: int, *, present: np.ndarray, control: np.ndarray | None = None,
                 duplicate: np.ndarray | None = None, time_unit=None, clv_args: dict,
-                first_row: int | None = None) -> BatchResult:
+                first_row: int | None = None, spend_name: str | None = None) -> BatchResult:
     """One batch through the verdicts (:func:`batch_verdicts`) and the model: the valid rows scored with
     :meth:`ClvModel.clv` (``time_unit``: the input's, None for the model's; ``clv_args``: horizon,
     discount_rate, step, margin, interval), a row whose scores are not all finite rejected with its
     reason (:func:`nonfinite_reasons`). ``first_row``: the input's 1-based number of the batch's first
     row, when the engine knows it: the frame given to the model is then indexed by the rows' numbers, so
-    that a warning about some rows names them."""
+    that a warning about some rows names them. ``spend_name``: the input's column given as ``monetary_value``
+    (a known spend per purchase), named so in the reasons of its rows."""
     import pandas as pd
 
     values, reason = batch_verdicts(columns, n, present=present, control=control, duplicate=duplicate)
+    if spend_name is not None:
+        _rename_spend_reasons(reason, spend_name)
     purchases = getattr(model, "purchases_", None)
     if getattr(purchases, "whole_periods", False):  # a discrete-time model: the rules of whole periods too
         from .estimators._data import convert_times, period_reasons

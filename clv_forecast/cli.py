@@ -1,14 +1,19 @@
 """The ``clv-forecast`` command.
 
 ``run``      run an experiment file (default: the CDNOW experiment on the bundled data) and its report;
-``fit``      fit BG/NBD + Gamma-Gamma on a transaction log; optionally score every customer;
+``fit``      fit a purchase and a spend model on a transaction log; optionally score every customer;
 ``compare``  backtest the historical CLV formulas and the model on a calibration/holdout split;
-``report``   write an experiment's self-contained HTML report.
+``report``   write an experiment's self-contained HTML report;
+``score``    score an RFM table or a transaction log with a saved model;
+``retention`` contractual retention (sBG) from a cohort table or a log.
+Each command's one-line summary in ``clv-forecast --help`` is its ``short_help`` (whole, never cut).
 
-All drive the one pipeline (:func:`clv_forecast.experiment.run`): ``fit`` and ``compare`` build a
-spec from their options; each run is logged in MLflow unless ``--no-tracking``. User errors (bad file, column, value or option) print one line on stderr and exit with
-code 2, a fit that is not reliable exits with code 3; no traceback. Ctrl-C exits with 130; the console
-script turns SIGTERM and SIGHUP into the same unwinding (temporary files removed) and exits with 143 / 129.
+``run``, ``fit``, ``compare`` and ``report`` drive the one pipeline (:func:`clv_forecast.experiment.run`; ``fit``
+and ``compare`` build a spec from their options), showing its steps with their timings on a terminal (:func:`_steps`);
+each run is logged in MLflow unless ``--no-tracking``. User errors (bad file, column, value or option) print one
+line on stderr and exit with code 2, a fit that is not reliable exits with code 3; no traceback. Ctrl-C exits with
+130; the console script turns SIGTERM and SIGHUP into the same unwinding (temporary files removed) and exits with
+143 / 129.
 Every command checks its files together before any work (:func:`clv_forecast._paths.check_paths`).
 An error about one argument is rendered with this command's own name for it (``--time-unit``, or
 ``spec.toml: [summary] key``).
@@ -38,7 +43,9 @@ EXIT_USER_ERROR = 2
 EXIT_UNRELIABLE_FIT = 3
 
 
-@click.group(help="Probabilistic customer-lifetime-value forecasting (BG/NBD + Gamma-Gamma).",
+@click.group(help="Probabilistic customer-lifetime-value forecasting: a family of purchase models (BG/NBD, Pareto/NBD, "
+                  "MBG/NBD, BG/BB, NBD, ...) with a spend model (Gamma-Gamma), and contractual retention (sBG). "
+                  "Each command's options: its -h (fit -h).",
              context_settings={"help_option_names": ["-h", "--help"]})  # (-h too, inherited by every command)
 @click.version_option(package_name="clv-forecast")
 def app() -> None:
@@ -158,6 +165,21 @@ def _boundary_line(model, out) -> None:
     line = model.boundary_line() if hasattr(model, "boundary_line") else None
     if line:
         out(line)
+
+
+def _spend_skipped_line(model) -> str | None:
+    """The one line saying that the spend model asked for was not fitted because the data have no amounts
+    (None when it was fitted, or when none was asked for), with this command's names for the fix."""
+    if model is None or model.spend_ is not None or model.spend is None:
+        return None
+    spend = model.spend
+    if isinstance(spend, str):
+        from .estimators import get
+
+        spend = get(spend, "spend")
+    text = (f"spend model ({spend.name}) skipped: the data have no amounts (give {{{{amount_col}}}}, or "
+            "{{quantity_col}} and {{price_col}}); expected purchases and P(alive) only, no spend and no CLV")
+    return render_text(text, {**_spec_names(), **_option_names()}, "option")
 
 
 def _boundary_json(model) -> dict | None:
@@ -298,6 +320,9 @@ def _report(result, console_print, plain_print) -> None:
     if model is not None:
         _boundary_line(model, plain_print)
         _print_model(model, plain_print)
+        skipped = _spend_skipped_line(model)
+        if skipped:
+            plain_print(skipped)
         if getattr(model, "bootstrap_", None) is not None:  # the refits: used, failed, on a boundary
             plain_print(model.bootstrap_.line())
     for problem in _run_problems(result):
@@ -459,10 +484,57 @@ def _tracked_line(tracked) -> str:
     return text
 
 
+def _is_terminal() -> bool:
+    """The one test of whether a person watches: standard output is a terminal (not a pipe, a file or a test
+    runner's capture). Progress (``score``'s bar, the steps of ``run``/``fit``/``compare``) is shown only then."""
+    return sys.stdout.isatty()
+
+
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+    return Console(highlight=False, soft_wrap=True, width=None if _is_terminal() else 120)
+
+
+def _no_step(name: str) -> None:
+    """The step callback when no progress is shown."""
+
+
+@contextlib.contextmanager
+def _steps(quiet: bool = False):
+    """The steps of a long command with their timings, on a terminal: yields ``step(name)``, which starts a step
+    and ends the one before; the running step has a spinner, each finished one is printed with its seconds.
+    On a pipe or when ``quiet`` (``--json``: standard output stays pure JSON) ``step`` does nothing."""
+    if quiet or not _is_terminal():
+        yield _no_step
+        return
+    import time
+
+    from rich.live import Live
+    from rich.spinner import Spinner
+
+    console = _console()
+    spinner = Spinner("dots", text="starting ...", style="status.spinner")
+    current: dict = {}  # the running step: its name and start
+
+    def finish() -> None:
+        if current:
+            seconds = time.perf_counter() - current.pop("start")
+            console.print(f"  {current.pop('name')}: {seconds:.1f} s", style="dim", markup=False, highlight=False)
+
+    def step(name: str) -> None:
+        finish()
+        current.update(name=name, start=time.perf_counter())
+        spinner.update(text=f"{name} ...")
+
+    # (standard error is not redirected into the display: warnings and errors stay on their stream)
+    with Live(spinner, console=console, transient=True, refresh_per_second=12.5, redirect_stderr=False):
+        try:
+            yield step
+        except BaseException:
+            current.clear()  # a failed step is not printed as done: its error follows on stderr
+            raise
+        finish()
 
 
 def _report_refused(exc, *, as_json: bool, tracker: "_Tracking | None", data_path, spec_style: bool) -> None:
@@ -499,12 +571,17 @@ def _execute(spec: dict, *, save: bool, as_json: bool, top_table: bool, tracker:
     from .experiment import run as run_pipeline
 
     _check_outputs(spec, save)
-    try:
-        result = run_pipeline(spec, save=save)
-    except IdentificationError as exc:  # a refused fit: reported, then exit 3
-        _report_refused(exc, as_json=as_json, tracker=tracker, data_path=_data_path(spec), spec_style=spec_style)
-        raise
-    tracked = None if tracker is None else tracker.log(result, _data_path(spec))
+    refused = tracked = None
+    with _steps(quiet=as_json) as step:
+        try:
+            result = run_pipeline(spec, save=save, on_step=step)
+        except IdentificationError as exc:  # a refused fit: reported (after the steps), then exit 3
+            refused = exc
+        else:
+            tracked = _log_run(tracker, result, _data_path(spec), step)
+    if refused is not None:
+        _report_refused(refused, as_json=as_json, tracker=tracker, data_path=_data_path(spec), spec_style=spec_style)
+        raise refused
     if as_json:
         from .model import json_safe
 
@@ -513,9 +590,7 @@ def _execute(spec: dict, *, save: bool, as_json: bool, top_table: bool, tracker:
             data["mlflow"] = _mlflow_json(tracked)
         click.echo(json.dumps(json_safe(data), allow_nan=False))
         return
-    from rich.console import Console
-
-    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+    console = _console()
 
     def plain(text: str) -> None:
         console.print(text, markup=False)
@@ -528,6 +603,14 @@ def _execute(spec: dict, *, save: bool, as_json: bool, top_table: bool, tracker:
     _finish(result, console.print, plain)
     if tracked is not None:
         plain(_tracked_line(tracked))
+
+
+def _log_run(tracker: "_Tracking | None", result, data_path, step=_no_step):
+    """The run logged in MLflow (None when tracking is off), as a step of the progress display."""
+    if tracker is None or not tracker.enabled:
+        return None
+    step("logging the run in MLflow")
+    return tracker.log(result, data_path)
 
 
 def _data_path(spec: dict) -> str | None:
@@ -729,7 +812,7 @@ def _as_of(value):
 # --------------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Fit a purchase and a spend model on a transaction log.")
 @_with(_DATA_OPTIONS + _ENGINE_OPTIONS + _MODEL_OPTIONS)
 @_with(_OUTPUT_OPTIONS + _VALUE_OPTIONS + _PERIOD_OPTIONS + _TRACKING_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -760,7 +843,7 @@ def fit(transactions, as_json, model, predictions, predictions_as_of, horizon, s
     _execute(spec, save=True, as_json=as_json, top_table=False, tracker=tracker)
 
 
-@app.command()
+@app.command(short_help="Run an experiment file (default: the CDNOW sample).")
 @click.option("--experiment", default=None, type=click.Path(path_type=Path),
               help="Experiment file (TOML); default: the CDNOW experiment on the bundled sample.")
 @click.option("--output", "model", default=None, type=click.Path(path_type=Path),
@@ -793,7 +876,7 @@ def run(experiment, model, no_save, predictions, predictions_as_of, save_unrelia
     _execute(spec, save=not no_save, as_json=as_json, top_table=True, tracker=tracker, spec_style=True)
 
 
-@app.command()
+@app.command(short_help="Write an experiment's self-contained HTML report.")
 @click.option("--experiment", default=None, type=click.Path(path_type=Path),
               help="Experiment file (TOML); default: the CDNOW experiment on the bundled sample.")
 @click.option("--output", "report", default=None, type=click.Path(path_type=Path),
@@ -812,11 +895,15 @@ def report(experiment, report, model_settings=(), **overrides) -> None:
     _override_spec(spec, overrides)
     _nest_model_settings(spec["model"], model_settings)
     _check_outputs(spec, True)
-    try:
-        result = run_pipeline(spec, save=True)
-    except IdentificationError as exc:  # a refused fit: reported, then exit 3
-        _report_refused(exc, as_json=False, tracker=None, data_path=None, spec_style=True)
-        raise
+    refused = None
+    with _steps() as step:
+        try:
+            result = run_pipeline(spec, save=True, on_step=step)
+        except IdentificationError as exc:  # a refused fit: reported (after the steps), then exit 3
+            refused = exc
+    if refused is not None:
+        _report_refused(refused, as_json=False, tracker=None, data_path=None, spec_style=True)
+        raise refused
     _boundary_line(result.model, click.echo)
     for text in result.model.problems_:
         click.echo(f"warning: unreliable fit: {text}")
@@ -834,7 +921,7 @@ def _override_spec(spec: dict, options: dict) -> None:
             spec[owners[key]][key] = value
 
 
-@app.command()
+@app.command(short_help="Backtest the historical formulas and the models.")
 @_with(_DATA_OPTIONS + _MODEL_OPTIONS + [_SAVE_UNRELIABLE_OPTION])
 @_with(_VALUE_OPTIONS + _TRACKING_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: the metrics of every method.")
@@ -860,16 +947,22 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
     if output_dir is not None and output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise ClvInputError(f"{output_dir}: exists and is not an empty folder; give a new folder for the results")
     tracker = _Tracking("compare", tracking_uri, no_tracking, register_as)
-    try:
-        result = analyse_run(run_pipeline(spec, save=False), transactions)
-    except IdentificationError as exc:  # a refused fit: reported, then exit 3
-        _report_refused(exc, as_json=as_json, tracker=tracker, data_path=str(transactions), spec_style=False)
-        raise
-    if result.backtest is None:
-        raise ClvInputError("no backtest: the summary has no holdout spend (give {{amount_col}})")
-    if output_dir is not None:
-        write_analysis(result, output_dir)
-    tracked = tracker.log(result, str(transactions))
+    refused = None
+    with _steps(quiet=as_json) as step:
+        try:
+            result = analyse_run(run_pipeline(spec, save=False, on_step=step), transactions, on_step=step)
+        except IdentificationError as exc:  # a refused fit: reported (after the steps), then exit 3
+            refused = exc
+        else:
+            if result.backtest is None:
+                raise ClvInputError("no backtest: the summary has no holdout spend (give {{amount_col}})")
+            if output_dir is not None:
+                step("writing the tables, plots and report")
+                write_analysis(result, output_dir)
+            tracked = _log_run(tracker, result, str(transactions), step)
+    if refused is not None:
+        _report_refused(refused, as_json=as_json, tracker=tracker, data_path=str(transactions), spec_style=False)
+        raise refused
     if as_json:
         data = result.backtest.to_dict()
         data["reliable"], data["problems"] = not _run_problems(result), _run_problems(result)
@@ -885,9 +978,7 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
 
         click.echo(json.dumps(json_safe(data), allow_nan=False))
         return
-    from rich.console import Console
-
-    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+    console = _console()
     rfm = result.summary
     for line in accounting_lines(dict(rfm.attrs), len(rfm)):
         console.print(line, markup=False)
@@ -916,7 +1007,7 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
 EXIT_TOO_MANY_REJECTS = 4
 
 
-@app.command()
+@app.command(short_help="Score customers with a saved model, batch by batch.")
 @click.option("--model", "model", required=True,
               help="Model JSON file, or an MLflow URI (runs:/<run>/model, models:/NAME@champion).")
 @click.option("--input", "input_path", default=None, type=click.Path(path_type=Path),
@@ -949,6 +1040,9 @@ EXIT_TOO_MANY_REJECTS = 4
                    "and discount rate (columns residual_purchases, residual_value).")
 @click.option("--id-col", "id_col", default="customer_id", show_default=True,
               help="Customer id column of the --input table.")
+@click.option("--spend-col", "spend_col", default=None,
+              help="Column of the --input table with each customer's known spend per future purchase: the CLV "
+                   "uses it instead of the spend model, so monetary_value (and a spend model) is not needed [none].")
 @click.option("--rejects", "rejects_path", default=None, type=click.Path(path_type=Path),
               help="Rejected rows with their reason [OUTPUT.rejects.csv].")
 @click.option("--max-reject-share", "max_reject_share", default=0.01, type=float, show_default=True,
@@ -970,7 +1064,7 @@ EXIT_TOO_MANY_REJECTS = 4
 @_VERBATIM_OPTION
 @_names_errors()
 def score(model, input_path, transactions, output_path, horizon, discount_rate, step, margin, interval,
-          interval_method, period, windows, residual, id_col,
+          interval_method, period, windows, residual, id_col, spend_col,
           rejects_path, max_reject_share, allow_unreliable, batch_rows, time_unit, engine, spark_master, spark_conf,
           tracking_uri, no_tracking, verbatim_csv=False, **read):
     """Score an RFM table (--input) or a transaction log (--transactions) with a saved model, batch by
@@ -986,7 +1080,7 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
     if (input_path is None) == (transactions is None):
         raise ClvInputError("give either {{input_path}} (an RFM table) or {{transactions}} (a transaction log)"
                             + (", not both" if input_path is not None else ""))
-    _refuse_unused(tuple(read) if input_path is not None else ("time_unit", "id_col"),
+    _refuse_unused(tuple(read) if input_path is not None else ("time_unit", "id_col", "spend_col"),
                    "{{input_path}}" if input_path is not None else "{{transactions}}")
     server = None
     if tracking_uri is not None and str(model).startswith(("runs:/", "models:/")):
@@ -1005,7 +1099,8 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
                                 tracking_uri=tracking_uri, no_tracking=no_tracking)
     tracker = _Tracking("score", tracking_uri, no_tracking, None)
     scorer = engines.get(engine)
-    specific = dict(batch_rows=batch_rows, verbatim_csv=verbatim_csv, spark_master=spark_master, spark_conf=spark_conf)
+    specific = dict(batch_rows=batch_rows, verbatim_csv=verbatim_csv, spark_master=spark_master, spark_conf=spark_conf,
+                    spend_col=spend_col)
     _refuse_unused(tuple(k for k in specific if k not in scorer.score_options), f"--engine {scorer.name}")
     args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, rejects_path=rejects_path,
                 max_reject_share=max_reject_share, interval=interval, allow_unreliable=allow_unreliable,
@@ -1020,7 +1115,8 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
                             **{k: specific[k] for k in scorer.score_options})
     params = dict(model=model, input=source, input_kind=kind, output=output_path, **args,
                   **({"batch_rows": batch_rows} if "batch_rows" in scorer.score_options else {}),
-                  **({"id_col": id_col, "input_time_unit": time_unit} if input_path is not None else read))
+                  **({"id_col": id_col, "input_time_unit": time_unit} if input_path is not None else read),
+                  **({"spend_col": spend_col} if spend_col is not None else {}))
     failed = None
     try:
         with _model_server(server):
@@ -1082,7 +1178,7 @@ def _score_retention(loaded, *, model, input_path, transactions, output_path, di
         raise ClvInputError(f"a retention model ({retention_model.name}) scores a table of customers and their "
                             "renewals: give {{input_path}} (the id, renewals and optionally churned), not "
                             "{{transactions}}")
-    _refuse_unused(("horizon", "step", "interval", "time_unit", "period", "windows", "residual"),
+    _refuse_unused(("horizon", "step", "interval", "time_unit", "period", "windows", "residual", "spend_col"),
                    f"a retention model ({retention_model.name})")
     tracker = _Tracking("score", tracking_uri, no_tracking, None)
     scorer = engines.get(engine)
@@ -1090,7 +1186,7 @@ def _score_retention(loaded, *, model, input_path, transactions, output_path, di
     args = dict(discount_rate=discount_rate, margin=margin, id_col=id_col, rejects_path=rejects_path,
                 max_reject_share=max_reject_share, allow_unreliable=allow_unreliable)
     run = functools.partial(scorer.score_retention, retention_model, input_path, output_path, model_file=model_file,
-                            **args, **{k: specific[k] for k in scorer.score_options})
+                            **args, **{k: specific[k] for k in scorer.score_options if k in specific})
     params = dict(model=model, model_kind=retention_model.kind, input=input_path, input_kind="customer table",
                   output=output_path, **args, **{k: specific[k] for k in scorer.score_options if k == "batch_rows"})
     failed = None
@@ -1146,7 +1242,7 @@ def _refuse_unused(names, mode: str) -> None:
 
 def _with_progress(run):
     """``run(progress=...)`` with a progress bar (rate, ETA) on a terminal; ``run()`` otherwise."""
-    if not sys.stdout.isatty():
+    if not _is_terminal():
         return run()
     import time
 
@@ -1289,7 +1385,7 @@ def _retention_model_paths(save_model: Path | None, by_cohort: bool, labels) -> 
     return paths
 
 
-@app.command()
+@app.command(short_help="Contractual retention (sBG) from cohorts or a log.")
 @click.option("--cohorts", "cohorts_path", default=None, type=click.Path(path_type=Path),
               help="Cohort table, .csv or .parquet: columns cohort, period (0, 1, ...) and alive (customers at the "
                    "start of the period), or share and size instead of alive.")
@@ -1584,6 +1680,32 @@ def _tracked_retention_line(tracked, by_cohort: bool) -> str:
     if not by_cohort:
         return text + f" (model {next(iter(tracked.model_uris.values()))})"
     return text + " (cohort models: " + ", ".join(f"{k} {v}" for k, v in tracked.model_uris.items()) + ")"
+
+
+# --------------------------------------------------------------------------------------------
+# sample: the bundled CDNOW sample as a transaction log file (the README's examples read it)
+# --------------------------------------------------------------------------------------------
+
+
+@app.command(short_help="Write the bundled CDNOW sample as a CSV log.")
+@click.option("--output", "output_path", required=True, type=click.Path(path_type=Path),
+              help="The CSV file to write (columns customer_id, date, amount), e.g. cdnow.csv.")
+@_names_errors()
+def sample(output_path) -> None:
+    """Write the bundled CDNOW sample (2,357 customers, 6,919 transactions from 1997-01-01 to 1998-06-30) as a
+    CSV transaction log with the columns customer_id, date (ISO) and amount: the cdnow.csv the README's
+    examples read (clv-forecast compare --transactions cdnow.csv --amount-col amount ...)."""
+    from ._io import atomic_write
+    from .datasets import load_cdnow_sample
+
+    if not output_path.name.lower().endswith(".csv"):
+        raise ClvInputError(f"{output_path}: the sample is written as CSV; give a path ending in .csv")
+    _check_output(output_path, "the sample", "cdnow.csv")
+    log = load_cdnow_sample()[["customer_id", "date", "amount"]]
+    log = log.assign(date=log["date"].dt.strftime("%Y-%m-%d"))
+    written = atomic_write(output_path, lambda tmp: log.to_csv(tmp, index=False))
+    click.echo(f"CDNOW sample ({len(log):,} transactions of {log['customer_id'].nunique():,} customers) "
+               f"written to {written}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -465,7 +465,11 @@ def bootstrap_count(spec: dict) -> int:
     return n_boot
 
 
-def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = None) -> RunResult:
+def _no_step(name: str) -> None:
+    """The step callback of a run nobody watches."""
+
+
+def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = None, on_step=None) -> RunResult:
     """Execute a spec: summary -> fit -> reliability check -> holdout check -> predictions ->
     comparison with the historical formulas and backtest -> files.
 
@@ -484,8 +488,14 @@ def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = No
     (the summary and its accounting, the model with the values reached, ``refused`` the reason).
     Its files are checked first (:func:`check_spec_paths`): no output may replace an input or another
     output.
+
+    ``on_step``: called with a step's name (``"reading and summarising the data"``, ``"holdout check"``,
+    ...) as the step starts (and the one before ends), for a front end's progress display; the pipeline
+    itself prints nothing.
     """
     from . import engines
+
+    on_step = on_step or _no_step
 
     engine = engines.get(spec["data"].get("engine", "local") if engine is None else engine)
     check_spec_paths(spec, save=save)
@@ -502,6 +512,7 @@ def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = No
                             "then score with the saved model on any engine", argument="bootstrap",
                             value=bootstrap_count(spec))
     timings: dict = {}
+    on_step("reading and summarising the data")
     source = engine.open(_source(spec["data"])[0], spec["data"], timings)
     options = summary_options(spec)
     calibration_end = spec["summary"]["calibration_end"]
@@ -517,6 +528,7 @@ def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = No
             return RunResult(spec=spec, summary=summary, model=model, warnings=[w.message for w in caught],
                              timings=dict(timings))
 
+        on_step("fitting the purchase model" + (" and the spend model" if _has_spend(spec) else ""))
         try:
             model = engine.fit(model_of(spec["model"]), summary)
         except IdentificationError as exc:  # the data identify nothing: no model, the accounting still reported
@@ -525,10 +537,13 @@ def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = No
         _check_reliable(model, out, lambda: partial(model))
         n_boot = bootstrap_count(spec)
         if n_boot:  # the refits on resamples of the customers (interval_method "bootstrap"), saved with the model
+            on_step(f"bootstrap: {n_boot:,} refits on resamples of the customers")
             start = time.perf_counter()
             model.bootstrap(summary, n_boot=n_boot, seed=0)
             timings["bootstrap"] = time.perf_counter() - start
         metrics: dict = {}
+        if calibration_end is not None:
+            on_step("holdout check")
         holdout = engine.holdout(model, summary)
         if holdout is not None:
             metrics.update(holdout_metrics(holdout.table["predicted"], holdout.table["actual"], holdout.weights,
@@ -541,21 +556,27 @@ def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = No
             scored = summary
             if out.get("predictions_as_of") == "observation_end" and calibration_end is not None:
                 # every customer, histories to the end of the data, scored by the calibration fit
+                on_step("summarising every customer to the observation end")
                 scored = engine.summarize(source, options, calibration_end=None)
+            on_step("CLV of every customer")
             predictions = engine.predict(model, scored, value)
             metrics.update(engine.value_coverage(predictions))
             timings["predictions"] = time.perf_counter() - start
+            if _wants_periods(value) and model.spend_ is not None:
+                on_step("value by period and window")
             period_values = _period_values(model, scored, value, metrics, timings)
     result = RunResult(spec=spec, summary=summary, model=model, holdout=holdout,
                        predictions=predictions if engine.in_memory else None,
                        metrics=metrics, warnings=[w.message for w in caught], timings=timings)
     result.period_values = period_values
     if save and out.get("model"):
+        on_step("saving the model")
         try:
             result.model_path = model.save(out["model"], allow_unreliable=bool(out.get("save_unreliable")))
         except UnreliableFitError as exc:  # parameters a model file may not hold (a runaway fit): nothing written
             raise _refused(exc, result) from None
     if save and out.get("predictions") and predictions is not None:
+        on_step("writing the per-customer table")
         start = time.perf_counter()
         result.predictions_path, result.guarded_cells = engine.write_predictions(predictions, out["predictions"],
                                                                                   spec, model)
@@ -565,11 +586,19 @@ def run(spec: dict, engine=None, *, save: bool = True, analyse: bool | None = No
         analyse = bool(save and out.get("report"))
     if analyse:
         start = time.perf_counter()
-        analyse_run(result, source)
+        analyse_run(result, source, on_step=on_step)
         result.timings["analysis"] = time.perf_counter() - start
     if save and out.get("report"):
+        on_step("writing the report")
         result.report_path = write_report(result, out["report"])
     return result
+
+
+def _has_spend(spec: dict) -> bool:
+    """The spec's run fits a spend model: it has amounts and its spend model is not ``"none"``."""
+    data = spec["data"]
+    amounts = bool(data.get("amount_col") or data.get("quantity_col"))
+    return amounts and _model_tables(spec["model"])["spend"][0] is not None
 
 
 def _wants_periods(value) -> bool:
@@ -617,11 +646,13 @@ def _period_values(model, scored, value: dict, metrics: dict, timings: dict):
     return table
 
 
-def analyse_run(result: RunResult, source) -> RunResult:
+def analyse_run(result: RunResult, source, on_step=None) -> RunResult:
     """Historical formulas beside the predictive CLV (:func:`clv_forecast.compare.side_by_side`), the
     holdout backtest of every method when the summary has a holdout (:func:`clv_forecast.compare.backtest`)
-    and the diagnostic plots (:mod:`clv_forecast.plots`); stored on the result."""
+    and the diagnostic plots (:mod:`clv_forecast.plots`); stored on the result. ``on_step``: as :func:`run`'s."""
     from . import compare, plots
+
+    on_step = on_step or _no_step
 
     value = result.spec.get("value") or SCHEMA_DEFAULTS["value"]
     money = dict(discount_rate=value["discount_rate"], margin=float(value["margin"]))
@@ -630,14 +661,17 @@ def analyse_run(result: RunResult, source) -> RunResult:
     name = model.purchases_.name
     figures: dict = {}
     if has_spend:
+        on_step("historical formulas beside the model")
         result.comparison = compare.side_by_side(model, rfm, horizon=value["horizon"], **money)
     has_backtest = has_spend and "frequency_holdout" in rfm and "monetary_value_holdout" in rfm
     others = {}
     if has_backtest:
         # scored against the undiscounted holdout spend: no discounting inside the holdout window
         # a tournament: every purchase model with a reliable fit (with the run's spend model) beside the formulas
+        on_step("backtest: every purchase model and formula on the holdout")
         others = compare.tournament(model, rfm)
         result.backtest = compare.backtest(model, rfm, margin=money["margin"], others=others)
+    on_step("plots")
     try:
         figures["Repeat purchases per customer in the calibration period: actual vs " + name] = \
             plots.frequency_histogram(model, rfm)

@@ -53,7 +53,8 @@ def _n(attrs: dict, key: str) -> int:
 
 
 def accounting_lines(attrs: dict, n_customers: int) -> list[str]:
-    """Where every input row went, from the summary's accounting (``attrs``)."""
+    """Where every input row went, from the summary's accounting (``attrs``): the rows read and summarised, the
+    rows left out (with why), and the rows kept that a policy could have left out (exact duplicates kept)."""
     rows = _n(attrs, "n_transactions")
     late_rows = _n(attrs, "n_transactions_first_purchase_after_calibration")
     after = _n(attrs, "n_transactions_after_observation_end")
@@ -66,17 +67,22 @@ def accounting_lines(attrs: dict, n_customers: int) -> list[str]:
     if used is None:  # a summary without the detailed accounting
         used = rows - late_rows - after - missing - dup_dropped - returns - fully_returned
     lines = [f"{rows:,} rows read: {int(used):,} summarised for {n_customers:,} customers"]
-    left_out = []
+    left_out, kept = [], []
     if late_rows or _n(attrs, "n_customers_first_purchase_after_calibration"):
-        left_out.append(f"{late_rows:,} of {_n(attrs, 'n_customers_first_purchase_after_calibration'):,} "
-                        "customers first seen after the calibration end")
+        late = _n(attrs, "n_customers_first_purchase_after_calibration")
+        left_out.append(f"{_count(late_rows, 'row')} of {_count(late, 'customer')} first seen after the "
+                        "calibration end")
     if after:
         left_out.append(f"{after:,} after the observation end")
     if missing:
         left_out.append(f"{missing:,} without a customer id (dropped)")
-    if _n(attrs, "n_duplicate_rows"):
-        state = "dropped" if dup_dropped else "kept, as separate rows"
-        left_out.append(f"{_n(attrs, 'n_duplicate_rows'):,} exact duplicate rows ({state})")
+    if _n(attrs, "n_duplicate_rows"):  # counted either way: under "left out" when dropped, else under "kept"
+        duplicates = _count(_n(attrs, "n_duplicate_rows"), "exact duplicate row")
+        if dup_dropped:
+            left_out.append(f"{duplicates} (dropped)")
+        else:
+            kept.append(f"{duplicates}, each counted as a row of its own: --duplicates drop "
+                        "(duplicates='drop') leaves them out")
     if returns:
         how = attrs.get("returns", "drop")
         text = (f"{returns:,} returns (negative amounts, total {float(attrs.get('return_value') or 0):,.2f}) "
@@ -102,7 +108,14 @@ def accounting_lines(attrs: dict, n_customers: int) -> list[str]:
         left_out.append(f"{_n(attrs, 'n_customers_returns_only'):,} customers with only returns (not in the summary)")
     if left_out:
         lines.append("left out: " + "; ".join(left_out))
+    if kept:
+        lines.append("kept: " + "; ".join(kept))
     return lines
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` with its noun, plural unless 1: ``41,823 rows``, ``1 customer``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _when(label) -> str | None:

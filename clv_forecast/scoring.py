@@ -178,11 +178,13 @@ def check_reliable_for_scoring(clv_model, allow_unreliable: bool | None, where=N
     return problems
 
 
-def _setup(model, time_unit=None, *, allow_unreliable: bool = False):
-    """:func:`scoring_setup` plus the local model file (None for a model object) and the model's problems."""
+def _setup(model, time_unit=None, *, allow_unreliable: bool = False, known_spend: bool = False):
+    """:func:`scoring_setup` plus the local model file (None for a model object) and the model's problems.
+    ``known_spend``: the input gives each customer's spend per purchase (no spend model needed)."""
     clv_model, model_file = _load(model)
-    if clv_model.spend_ is None:
-        raise ClvInputError("the model has no spend model (fit it with a monetary_value column) to score CLV")
+    if clv_model.spend_ is None and not known_spend:
+        raise ClvInputError("the model has no spend model (fit it with a monetary_value column) to score CLV; "
+                            "or give each customer's known spend per purchase with {{spend_col}}")
     problems = check_reliable_for_scoring(clv_model, allow_unreliable, model_file)
     if time_unit is not None:
         from .units import TimeUnit
@@ -364,10 +366,31 @@ def _csv_error(path: Path, exc: BaseException) -> ClvInputError:
 
 
 def _require_columns(path: Path, names, columns) -> None:
-    missing = [c for c in columns if c not in names]
-    if missing:
-        raise ClvInputError(f"{path}: column(s) {', '.join(map(repr, missing))} not found; "
-                            f"columns are: {', '.join(names) or 'none'}")
+    """``columns`` (the id column first) are all in the file's ``names``, else :func:`missing_columns_error`."""
+    error = missing_columns_error(str(path), names, columns[0], columns[1:], spend_hint=True)
+    if error is not None:
+        raise error
+
+
+def missing_columns_error(source: str | None, names, id_col: str, columns, *,
+                          spend_hint: bool = False) -> ClvInputError | None:
+    """The one-line error of an input without some of its columns (None when none is missing): the columns
+    missing and the ones found; a missing id column names the option that gives another (``{{id_col}}``, with
+    the first found column that is not an RFM column as the example), and with ``spend_hint`` a missing
+    ``monetary_value`` the option of a known spend (``{{spend_col}}``). Shared by the local and Spark scorers."""
+    names = [str(n) for n in names]
+    missing = [c for c in (id_col, *columns) if c not in names]
+    if not missing:
+        return None
+    text = (f"{source + ': ' if source else ''}column(s) {', '.join(map(repr, missing))} not found; "
+            f"columns are: {', '.join(names) or 'none'}")
+    if id_col in missing:
+        others = [n for n in names if n not in RFM_COLUMNS and n not in columns]
+        text += ("; give the customer id column with " + (f"{{{{id_col='{others[0]}'}}}}" if others
+                                                           else "{{id_col}}"))
+    if spend_hint and RFM_COLUMNS[-1] in missing:
+        text += "; with a known spend per purchase instead, give its column with {{spend_col}}"
+    return ClvInputError(text)
 
 
 class _SeenIds:
@@ -411,8 +434,14 @@ def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, disco
                id_col: str = "customer_id", batch_rows: int = 1_000_000, rejects_path=None,
                max_reject_share: float = 0.01, interval: float | None = None, interval_method: str = "delta",
                time_unit=None, progress=None, allow_unreliable: bool = False,
-               verbatim_csv: bool = False, period=None, windows=None, residual: bool = False) -> ScoreReport:
+               verbatim_csv: bool = False, period=None, windows=None, residual: bool = False,
+               spend_col: str | None = None) -> ScoreReport:
     """Score an RFM table file batch by batch; see the module docstring.
+
+    ``spend_col``: a column of the table holding each customer's known spend per future purchase: the CLV
+    values the expected purchases with it instead of the spend model's expectation (``ClvModel.clv``'s
+    ``future_spend``), so ``monetary_value`` is not read and the model needs no spend model; a missing,
+    non-numeric or negative spend rejects its row.
 
     With ``period`` (``"M"``, ``"Q"``, ``"Y"``) and/or ``windows`` (``"0-1Y,1-3Y,3-5Y"``) the output is the wide
     table of :func:`clv_forecast.periods.value_by_period` (``residual``: with the value beyond the horizon; every
@@ -438,7 +467,8 @@ def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, disco
     input_path, output_path = Path(input_path), Path(output_path)
     out_kind, rejects_path = _check_outputs(output_path, rejects_path, batch_rows, max_reject_share, input_path,
                                             model=model)
-    clv_model, time_unit, model_file, problems = _setup(model, time_unit, allow_unreliable=allow_unreliable)
+    clv_model, time_unit, model_file, problems = _setup(model, time_unit, allow_unreliable=allow_unreliable,
+                                                        known_spend=spend_col is not None)
     total = None
     if input_path.suffix.lower() in (".parquet", ".pq") and input_path.exists():
         try:
@@ -453,17 +483,20 @@ def score_file(model, input_path, output_path, *, horizon=DEFAULT_HORIZON, disco
                   residual)
     clv_args = _clv_args(horizon, discount_rate, step, margin, interval, interval_method, period, windows, residual)
     batch_rows = period_batch_rows(batch_rows, clv_model.time_unit_, clv_args)
+    if spend_col is not None:  # the known spend is scored under the spend column's usual name
+        clv_args["future_spend"] = "monetary_value"
 
     def id_plan(first_ids):
         column = lambda: (b.column(0) for b, _ in _batches(input_path, [id_col], batch_rows))  # noqa: E731
         return _integer_id_converter(first_ids, column, input_path)
 
-    batches = (b for b, _ in _batches(input_path, [id_col, *RFM_COLUMNS], batch_rows))
+    columns = [id_col, *RFM_COLUMNS[:-1], spend_col or RFM_COLUMNS[-1]]
+    batches = (b for b, _ in _batches(input_path, columns, batch_rows))
     return _score(clv_model, batches, output_path, out_kind, rejects_path, source=str(input_path), what="rows",
                   id_col=id_col, id_plan=id_plan, max_reject_share=max_reject_share, time_unit=time_unit,
                   clv_args=clv_args,
                   progress=progress, total=total, started=started, model_file=model_file, problems=problems,
-                  verbatim_csv=verbatim_csv)
+                  verbatim_csv=verbatim_csv, spend_col=spend_col)
 
 
 def _clv_args(horizon, discount_rate, step, margin, interval, interval_method, period=None, windows=None,
@@ -581,7 +614,7 @@ def _check_outputs(output_path: Path, rejects_path, batch_rows, max_reject_share
 
 def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, what, id_col, id_plan,
            max_reject_share, time_unit, clv_args, progress, total, started, model_file,
-           summary=None, problems=(), verbatim_csv: bool = False) -> ScoreReport:
+           summary=None, problems=(), verbatim_csv: bool = False, spend_col: str | None = None) -> ScoreReport:
     """The one scoring path of a file and of a summarised log: verdicts, scores and rejects written batch
     by batch to temporary files; the rejects published, then the scores unless there are too many rejects."""
     counts = {"read": 0, "scored": 0, "clv_total": 0.0, "guarded": 0}
@@ -619,7 +652,8 @@ def _score(clv_model, batches, output_path, out_kind, rejects_path, *, source, w
 
     publish(output_path, rejects_path,
             lambda out_tmp, rej_tmp: _stream(clv_model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan,
-                                             time_unit, clv_args, counts, reasons, progress, total, verbatim_csv),
+                                             time_unit, clv_args, counts, reasons, progress, total, verbatim_csv,
+                                             spend_col),
             counts, reasons, max_reject_share, source, what, report)
     return report(published=True)
 
@@ -759,12 +793,14 @@ def _output_schema(id_col, id_type, clv_args, time_unit=None):
 
 
 def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_unit, clv_args,
-            counts, reasons, progress, total, verbatim_csv: bool = False) -> None:
+            counts, reasons, progress, total, verbatim_csv: bool = False, spend_col: str | None = None) -> None:
     def score(batch, n, present, control, duplicate, first_row):
         names = batch.schema.names
-        result = score_batch(model, {name: batch.column(name) for name in RFM_COLUMNS if name in names}, n,
-                             present=present, control=control, duplicate=duplicate, time_unit=time_unit,
-                             clv_args=clv_args, first_row=first_row)
+        columns = {name: batch.column(name) for name in RFM_COLUMNS if name in names}
+        if spend_col is not None:  # the known spend per purchase, under the spend column's usual name
+            columns[RFM_COLUMNS[-1]] = batch.column(spend_col)
+        result = score_batch(model, columns, n, present=present, control=control, duplicate=duplicate,
+                             time_unit=time_unit, clv_args=clv_args, first_row=first_row, spend_name=spend_col)
         return result.reason, result.scored, result.scores
 
     def tally(scores) -> None:

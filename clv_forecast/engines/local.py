@@ -20,7 +20,7 @@ class LocalEngine(Engine):
 
     name = "local"
     in_memory = True
-    score_options = ("batch_rows", "verbatim_csv")
+    score_options = ("batch_rows", "verbatim_csv", "spend_col")
     score_progress = True
 
     def open(self, source, data: dict, timings: dict) -> Any:
@@ -90,6 +90,10 @@ class LocalEngine(Engine):
         from ..scoring import score_file, score_transactions
 
         if transactions is not None:
+            if options.pop("spend_col", None) is not None:  # (a log has amounts, not a spend column)
+                from ..errors import ClvInputError
+
+                raise ClvInputError("{{spend_col}} names a column of an RFM table, not of a transaction log")
             return score_transactions(model, transactions, output_path, **dict(read or {}), **options)
         return score_file(model, input_path, output_path, **options)
 

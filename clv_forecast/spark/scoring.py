@@ -177,11 +177,11 @@ def score_spark(model, sdf, *, horizon=DEFAULT_HORIZON, discount_rate=DEFAULT_DI
 
     clv_model, time_unit = scoring_setup(model, time_unit, allow_unreliable=allow_unreliable)
     keep = tuple(keep)
-    missing = [c for c in (id_col, *RFM_COLUMNS, *keep) if c not in sdf.columns]
-    if missing:
-        raise ClvInputError(f"column(s) {', '.join(map(repr, missing))} not found; "
-                            f"columns are: {', '.join(sdf.columns) or 'none'}")
-    from ..scoring import check_column_type
+    from ..scoring import check_column_type, missing_columns_error
+
+    missing = missing_columns_error(None, sdf.columns, id_col, (*RFM_COLUMNS, *keep))
+    if missing is not None:
+        raise missing
 
     for name in (id_col, *RFM_COLUMNS):
         check_column_type("the input", name, sdf.schema[name].dataType.simpleString(), id_column=name == id_col)
