@@ -146,6 +146,14 @@ def _unit_days(purchases) -> float:
     return TimeUnit.parse(unit).days
 
 
+def _span(value: float, unit) -> str:
+    """A length of ``value`` model time units as a title reads it: ``52.2 weeks (365 days)``
+    (:func:`clv_forecast.units.readable_duration`); ``value model time units`` without a unit."""
+    from .units import readable_duration
+
+    return f"{value:.3g} {_unit_text(unit)}" if unit is None else readable_duration(value, unit)
+
+
 def _unit_text(unit) -> str:
     if unit is None:
         return "model time units"
@@ -258,7 +266,7 @@ def calibration_vs_holdout(model, rfm_split: pd.DataFrame, max_frequency: int = 
         ax.set_xticks(x, [f"{lab}\nn={c:,}" for lab, c in zip(labels, counts)])
         ax.set_xlabel("repeat purchases in the calibration period (n = customers)")
         lengths = np.unique(duration)
-        span = (f"{lengths[0]:g} {_unit_text(unit)}" if len(lengths) == 1
+        span = (_span(float(lengths[0]), unit) if len(lengths) == 1
                 else f"{lengths.min():g}-{lengths.max():g} {_unit_text(unit)}")
         ax.set_ylabel("mean purchases in the holdout period")
         ax.set_title(f"Holdout purchases by calibration frequency (holdout {span})")
@@ -483,7 +491,7 @@ def expected_purchases_heatmap(model, horizon, max_frequency=None, max_recency=N
         values = np.where(impossible, np.nan, values)
         unit = _model_unit(purchases)
         return _heatmap(values, frequency, recency, vmin=0.0, unit=unit, figsize=figsize,
-                        title=f"Expected purchases in the next {h:g} {_unit_text(unit)} "
+                        title=f"Expected purchases in the next {_span(h, unit)} "
                               f"(customers of age T = {T:.3g} {_unit_text(unit)})",
                         cbar_label="expected purchases")
 
