@@ -146,11 +146,14 @@ def _unit_days(purchases) -> float:
     return TimeUnit.parse(unit).days
 
 
-def _span(value: float, unit) -> str:
-    """A length of ``value`` model time units as a title reads it: ``52.2 weeks (365 days)``
-    (:func:`clv_forecast.units.readable_duration`); ``value model time units`` without a unit."""
-    from .units import readable_duration
+def _span(value: float, unit, given=None) -> str:
+    """A length of ``value`` model time units as a title reads it: ``52.2 weeks (365 days)``, or the duration
+    ``given`` with its own unit (``"12M"``: ``12 months (365 days)``; :func:`clv_forecast.units.readable_duration`);
+    ``value model time units`` without a unit."""
+    from .units import Duration, readable_duration
 
+    if isinstance(given, (str, Duration)):
+        return readable_duration(given)
     return f"{value:.3g} {_unit_text(unit)}" if unit is None else readable_duration(value, unit)
 
 
@@ -491,7 +494,7 @@ def expected_purchases_heatmap(model, horizon, max_frequency=None, max_recency=N
         values = np.where(impossible, np.nan, values)
         unit = _model_unit(purchases)
         return _heatmap(values, frequency, recency, vmin=0.0, unit=unit, figsize=figsize,
-                        title=f"Expected purchases in the next {_span(h, unit)} "
+                        title=f"Expected purchases in the next {_span(h, unit, horizon)}\n"
                               f"(customers of age T = {T:.3g} {_unit_text(unit)})",
                         cbar_label="expected purchases")
 
