@@ -219,11 +219,11 @@ def band_of_metrics(metrics: dict) -> dict | None:
                                    "upper": metrics["expected_purchases_total_upper"]}}
 
 
-def coverage_line(metrics: dict, value: dict, *, readable: bool = False) -> str:
-    """The CLV total with its settings and the customers without a CLV (and why), then the band of the totals;
-    ``readable``: the settings in words (the report), else in their short form (the CLI)."""
+def coverage_line(metrics: dict, value: dict) -> str:
+    """The CLV total with its settings and the customers without a CLV (and why), then the band of the totals
+    (the CLI prints it, the report shows it under the top customers)."""
     missing = metrics["clv_missing"]
-    text = (f"total CLV ({settings_text(value) if readable else value_text(value)}): "
+    text = (f"total CLV ({value_text(value)}): "
             f"{metrics['clv_total']:,.2f} over {metrics['clv_customers']:,} customers")
     if missing:
         why = []
@@ -941,7 +941,7 @@ def top_section(result, money: str) -> "Section | None":
     blocks = [f"A row is a customer (by id), the {len(top)} with the highest CLV; {settings_text(value)}.",
               Table(frame, kinds, {**definitions, "margin": _MARGIN.split(": ", 1)[1]}, notes)]
     if "clv_total" in metrics:
-        blocks.extend(coverage_line(metrics, value, readable=True).split("\n"))
+        blocks.extend(coverage_line(metrics, value).split("\n"))
     return Section(f"Top {len(top)} customers by CLV", blocks)
 
 
@@ -998,7 +998,7 @@ def run_report(result, *, accounting: list[str], periods: str, comparison=None, 
                                           "--currency or [data] currency)") + "."])
     if spec.get("value") is not None:
         interval = spec["value"].get("interval")
-        data.blocks.append(f"CLV settings: {settings_text(spec['value'])}"
+        data.blocks.append(f"CLV settings: {value_text(spec['value'])}, that is {settings_text(spec['value'])}"
                            + (f"; interval {float(interval):.0%}" if interval else "") + ".")
     sections = [data, model_section(model)]
     chosen = selection_section(model)
