@@ -88,8 +88,17 @@ _NS_PER_DAY = 86_400 * 10**9
 # --------------------------------------------------------------------------------------------
 
 
+class _Figure(Figure):
+    """A matplotlib ``Figure`` that a notebook shows inline as a PNG (``_repr_png_``) without pyplot or its inline
+    backend: the figures here are built on the Agg canvas, outside pyplot, so IPython would otherwise print only
+    their text form."""
+
+    def _repr_png_(self) -> bytes:
+        return to_png(self)
+
+
 def _figure(figsize=None) -> Figure:
-    fig = Figure(figsize=figsize or FIGSIZE, dpi=100, layout="constrained")
+    fig = _Figure(figsize=figsize or FIGSIZE, dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 

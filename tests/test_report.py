@@ -399,3 +399,14 @@ def test_backtest_comparison_and_selection_show_the_report_tables(cdnow_run):
     chosen = " ".join(_parsed(auto.selection_._repr_html_()).text)
     assert "Model selection" in chosen and "Chosen:" in chosen
     assert all(name in chosen for name in auto.selection_.table["model"])
+
+
+def test_plots_show_inline_in_a_notebook_without_pyplot(cdnow_run):
+    from matplotlib.figure import Figure as MplFigure
+
+    from clv_forecast import plots
+
+    fig = plots.frequency_histogram(cdnow_run.model, cdnow_run.summary)
+    assert isinstance(fig, MplFigure)
+    png = fig._repr_png_()  # what IPython displays for a cell whose value is the figure
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (800, 500)
