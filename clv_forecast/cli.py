@@ -188,7 +188,7 @@ def _selection_table(model, console) -> None:
     t = selection.table
     holdout = selection.holdout_duration is not None and "holdout_rmse" in t and t["holdout_rmse"].notna().any()
     table = Table(title=f"purchase models ranked by {CRITERIA[selection.criterion][1]}"
-                        + (f" (holdout {readable_duration(selection.holdout_duration, model.time_unit_)})"
+                        + (f", holdout of {readable_duration(selection.holdout_duration, model.time_unit_)}"
                            if holdout else ""))
     columns = [("rank", "rank"), ("model", "model"), ("k", "params"), ("log_likelihood", "log-lik"), ("bic", "BIC")]
     if holdout:
@@ -343,8 +343,8 @@ def _backtest_table(result, console) -> None:
     metrics = result.backtest.metrics
     from .units import readable_duration
 
-    table = Table(title=f"backtest: each method from the calibration period, scored on the holdout "
-                        f"({readable_duration(result.backtest.horizon)})")
+    table = Table(title=f"backtest: each method from the calibration period, scored on the holdout of "
+                        f"{readable_duration(result.backtest.horizon)}")
     table.add_column("method")
     for column in metrics.columns:
         table.add_column(column, justify="right")

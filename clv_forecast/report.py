@@ -141,7 +141,7 @@ def holdout_line(metrics: dict, time_unit) -> str:
     """The holdout check in one line: predicted vs actual purchases, per-customer errors."""
     from .units import readable_duration
 
-    return (f"holdout ({readable_duration(metrics['holdout_duration'], time_unit)}): purchases predicted "
+    return (f"holdout of {readable_duration(metrics['holdout_duration'], time_unit)}: purchases predicted "
             f"{metrics['holdout_purchases_predicted']:,.1f} vs actual {metrics['holdout_purchases_actual']:,.0f}  "
             f"(per customer MAE {metrics['holdout_mae']:.3f}, RMSE {metrics['holdout_rmse']:.3f})")
 

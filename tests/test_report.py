@@ -150,6 +150,7 @@ def test_compare_prints_the_backtest_and_json_names_every_metric(cdnow_csv, caps
     out = capsys.readouterr().out
     for method in ("predictive", "simple", "run_rate", "segment_average"):
         assert method in out
+    assert "scored on the holdout of 39 weeks (273 days)" in out  # a duration as a person reads it
     assert main([*COMPARE, "--transactions", str(cdnow_csv), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert set(data["methods"]) >= {"predictive", "simple"}
