@@ -5,6 +5,13 @@ document with inline CSS and no script; :func:`run_report` builds the sections o
 (parameters with standard errors, row accounting, holdout check, backtest table, plots, segment table,
 top customers and the customers on whom the methods disagree most) from the run's results view, and
 :func:`write` saves it atomically. Everything shown comes from the same objects the CLI prints.
+
+The report is written for a reader who has not seen the README: a summary first (customers, total CLV with its
+band, expected purchases, who won the backtest and by how much), every table as a :class:`Table` with labelled
+columns, units, one number format per kind of quantity (:data:`FORMATS`) and its definitions beside it, money in
+the run's currency (``[data] currency``, ``--currency``; else "money units"), durations in words. :func:`fragment`
+renders the same blocks without the document: the notebooks' ``_repr_html_`` of models, estimators, the backtest,
+the comparison and the model selection.
 """
 
 from __future__ import annotations
