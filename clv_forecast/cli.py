@@ -205,11 +205,13 @@ def _selection_table(model, console) -> None:
     if selection is None:
         return
     from .estimators.selection import CRITERIA
+    from .units import readable_duration
 
     t = selection.table
     holdout = selection.holdout_duration is not None and "holdout_rmse" in t and t["holdout_rmse"].notna().any()
     table = Table(title=f"purchase models ranked by {CRITERIA[selection.criterion][1]}"
-                        + (f" (holdout {selection.holdout_duration:.4g} {model.time_unit_})" if holdout else ""))
+                        + (f", holdout of {readable_duration(selection.holdout_duration, model.time_unit_)}"
+                           if holdout else ""))
     columns = [("rank", "rank"), ("model", "model"), ("k", "params"), ("log_likelihood", "log-lik"), ("bic", "BIC")]
     if holdout:
         columns += [("holdout_mae", "holdout MAE"), ("holdout_rmse", "holdout RMSE"),
@@ -364,8 +366,10 @@ def _backtest_table(result, console) -> None:
     if result.backtest is None:
         return
     metrics = result.backtest.metrics
-    table = Table(title=f"backtest: each method from the calibration period, scored on the holdout "
-                        f"({result.backtest.horizon})")
+    from .units import readable_duration
+
+    table = Table(title=f"backtest: each method from the calibration period, scored on the holdout of "
+                        f"{readable_duration(result.backtest.horizon)}")
     table.add_column("method")
     for column in metrics.columns:
         table.add_column(column, justify="right")
@@ -714,6 +718,18 @@ _VERBATIM_OPTION = click.option(
     help="Write CSV text cells starting with = + - @ (tab, CR) as they are; default: with a leading ' "
          "(spreadsheet formula guard). Parquet is never altered.")
 
+# the currency of the amounts, for the report's money labels (run, report, compare --output)
+_CURRENCY_OPTION = click.option(
+    "--currency", default=None, metavar="CODE",
+    help="Currency of the amounts, a code or a symbol (EUR, €): the report labels money with it [money units].")
+
+
+def _check_currency(value) -> None:
+    from .report import check_currency
+
+    check_currency(value)
+
+
 _RUN_TRACKING_OPTIONS = [
     click.option("--tracking-uri", "tracking_uri", default=None,
                  help="MLflow tracking server or store [$MLFLOW_TRACKING_URI, else ./mlflow.db]."),
@@ -852,13 +868,17 @@ def fit(transactions, as_json, model, predictions, predictions_as_of, horizon, s
 @_with(_OUTPUT_OPTIONS + _TRACKING_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_VERBATIM_OPTION
+@_CURRENCY_OPTION
 @_names_errors(spec_file_of=lambda kwargs: None if kwargs.get("experiment") is None else str(kwargs["experiment"]))
 def run(experiment, model, no_save, predictions, predictions_as_of, save_unreliable, tracking_uri, no_tracking,
-        register_as, as_json, verbatim_csv=False) -> None:
+        register_as, as_json, verbatim_csv=False, currency=None) -> None:
     """Run an experiment (default: BG/NBD + Gamma-Gamma on the bundled CDNOW sample) and print a summary."""
     from .experiment import load_spec
 
+    _check_currency(currency)
     spec = load_spec(experiment)
+    if currency is not None:
+        spec["data"]["currency"] = currency
     out = spec["output"]
     if model is not None:
         out["model"] = str(model)
@@ -881,13 +901,14 @@ def run(experiment, model, no_save, predictions, predictions_as_of, save_unrelia
               help="Experiment file (TOML); default: the CDNOW experiment on the bundled sample.")
 @click.option("--output", "report", default=None, type=click.Path(path_type=Path),
               help="The HTML file to write (default: the experiment's [output] report, else reports/NAME.html).")
-@_with([_TIME_UNIT_OPTION, *_MODEL_OPTIONS, _SAVE_UNRELIABLE_OPTION])
+@_with([_TIME_UNIT_OPTION, *_MODEL_OPTIONS, _SAVE_UNRELIABLE_OPTION, _CURRENCY_OPTION])
 @_names_errors(spec_file_of=lambda kwargs: None if kwargs.get("experiment") is None else str(kwargs["experiment"]))
 def report(experiment, report, model_settings=(), **overrides) -> None:
     """Run an experiment and write its self-contained HTML report (parameters, backtest, plots, segments,
     top customers); nothing else is saved. The model options given here override the experiment's."""
     from .experiment import load_spec, run as run_pipeline
 
+    _check_currency(overrides.get("currency"))
     spec = load_spec(experiment)
     target = Path(report) if report is not None else Path(spec["output"].get("report")
                                                            or f"reports/{spec['name'] or 'report'}.html")
@@ -928,6 +949,7 @@ def _override_spec(spec: dict, options: dict) -> None:
 @click.option("--output", "output_dir", default=None, type=click.Path(path_type=Path),
               help="Write the tables (CSV and Parquet), the plots (PNG) and the report (HTML) into this new folder.")
 @_VERBATIM_OPTION
+@_CURRENCY_OPTION
 @_names_errors()
 def compare(transactions, as_json, output_dir, horizon, step, discount_rate, margin, interval, tracking_uri,
             no_tracking, register_as, save_unreliable, **options) -> None:
@@ -936,6 +958,7 @@ def compare(transactions, as_json, output_dir, horizon, step, discount_rate, mar
     from .experiment import analyse_run, check_spec_paths, run as run_pipeline, spec_from_options, write_analysis
 
     _nest_model_settings(options, options.pop("model_settings", ()))
+    _check_currency(options.get("currency"))
     if options.get("calibration_end") is None:
         raise ClvInputError("the backtest needs a holdout: give {{calibration_end}} (e.g. 1997-09-30)")
     if options.get("amount_col") is None and options.get("quantity_col") is None:

@@ -39,9 +39,28 @@ from .errors import ClvInputError
 from .units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, TimeUnit
 
 __all__ = ["side_by_side", "backtest", "Comparison", "Backtest", "rfm_segments", "spearman", "top_share",
-           "HISTORICAL_METHODS"]
+           "HISTORICAL_METHODS", "METHOD_DESCRIPTIONS", "SEGMENT_CODES"]
 
 HISTORICAL_METHODS = ("simple", "run_rate", "ltv_profit", "average", "segment_average")
+#: each historical method in one sentence (the module docstring's definitions), for readers of the report
+METHOD_DESCRIPTIONS = {
+    "simple": "the customer's own average purchase value x his own purchase rate (repeat purchases per period) x "
+              "his own observed lifespan (first to last purchase), the lifespan capped at the window: the simple "
+              "CLV formula of the source documents",
+    "run_rate": "the customer's own average purchase value x his own purchase rate, for the whole window (assumes "
+                "every customer stays for all of it)",
+    "ltv_profit": "the customer's own average value per period x the average observed lifespan of all customers "
+                  "(the engagement duration), capped at the window",
+    "average": "one value for everybody: the average purchase value x the average purchase rate x the average "
+               "lifespan, over all customers",
+    "segment_average": "the same aggregate formula as average, computed within the customer's segment (see the "
+                       "segment codes)",
+}
+#: what the codes of :func:`rfm_segments` mean, in words
+SEGMENT_CODES = ("one-time: no repeat purchase in the calibration period. R<r>F<f> (repeat buyers only): F is the "
+                 "tercile of the number of repeat purchases among repeat buyers (F1 the fewest, F3 the most), R the "
+                 "tercile of the time since the last purchase (R1 the longest ago, R3 the most recent); ties share "
+                 "a tercile. R3F3: frequent buyers who bought recently.")
 METRICS = ("mae", "rmse", "total_error_pct", "spearman", "top10_share", "top20_share", "gini")
 
 
@@ -233,6 +252,13 @@ class Comparison:
     disagreements: pd.DataFrame
     horizon: str = ""
     settings: dict = field(default_factory=dict)
+    model_name: str = ""  #: the predictive model's purchase model (its display name)
+
+    def _repr_html_(self) -> str:
+        """The report's tables of the comparison (by segment, rank agreement), for notebooks."""
+        from .report import comparison_html
+
+        return comparison_html(self)
 
     def to_dict(self) -> dict:
         return _json({"horizon": self.horizon, **self.settings, "customers": len(self.customers),
@@ -294,7 +320,8 @@ def side_by_side(model, rfm: pd.DataFrame, *, horizon=DEFAULT_HORIZON, discount_
     dis["abs_gap"] = dis["gap"].abs()
     dis = dis.sort_values("abs_gap", ascending=False, kind="stable").head(top)
     return Comparison(customers, segments_table, rho, dis, horizon=str(horizon),
-                      settings={"discount_rate": str(discount_rate), "margin": margin})
+                      settings={"discount_rate": str(discount_rate), "margin": margin},
+                      model_name=_purchase_name(model))
 
 
 def _step(horizon, window: float, unit: TimeUnit) -> str:
@@ -324,6 +351,13 @@ class Backtest:
     purchases: pd.DataFrame
     horizon: str = ""
     settings: dict = field(default_factory=dict)
+    model_name: str = ""  #: the ``predictive`` row's purchase model (its display name)
+
+    def _repr_html_(self) -> str:
+        """The report's backtest tables (every method's scores, the purchases by frequency), for notebooks."""
+        from .report import backtest_html
+
+        return backtest_html(self)
 
     def to_dict(self) -> dict:
         """JSON-friendly: ``{"horizon", "customers", "actual_total", ..., "methods": {method: {mae, rmse,
@@ -449,4 +483,9 @@ def backtest(model, rfm_split: pd.DataFrame, *, discount_rate="0%/Y", margin=1.0
     table["customers"] = table["customers"].astype(int)
     table.index.name = "frequency"
     return Backtest(metrics, scores, table.reset_index(), horizon=horizon,
-                    settings={"discount_rate": str(discount_rate), "margin": margin})
+                    settings={"discount_rate": str(discount_rate), "margin": margin}, model_name=_purchase_name(model))
+
+
+def _purchase_name(model) -> str:
+    """The display name of a model's purchase part ("" when it has none)."""
+    return str(getattr(getattr(model, "purchases_", None), "name", "") or "")

@@ -57,6 +57,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
                                     "engines are clv_forecast.engines.available()"),
         "spark_master": ((str,), None, "Spark master URL for the 'spark' engine (default: the active session, "
                                        "else local[*])"),
+        "currency": ((str,), None, "currency of the amounts, a code or a symbol (EUR, €): the report labels money "
+                                   "with it; not set: 'money units'"),
     },
     "summary": {
         "time_unit": ((str,), "W", "the model's time unit: D, W, M, Y or a multiple such as 2W"),
@@ -164,6 +166,13 @@ def _check(where: str, section: str, key: str, value) -> None:
         raise spec_error(where, section, key, value, "must be a finite number")
     if isinstance(value, str) and "\x00" in value:
         raise spec_error(where, section, key, _shown(value), "must not contain a NUL byte")
+    if (section, key) == ("data", "currency"):
+        from .report import check_currency
+
+        try:
+            check_currency(value)
+        except ClvInputError as exc:
+            raise spec_error(where, section, key, _shown(value), exc.reason) from None
     choices = _CHOICES.get((section, key))
     if (section, key) == ("data", "engine"):
         from . import engines
@@ -651,6 +660,7 @@ def analyse_run(result: RunResult, source, on_step=None) -> RunResult:
     holdout backtest of every method when the summary has a holdout (:func:`clv_forecast.compare.backtest`)
     and the diagnostic plots (:mod:`clv_forecast.plots`); stored on the result. ``on_step``: as :func:`run`'s."""
     from . import compare, plots
+    from .units import readable_duration
 
     on_step = on_step or _no_step
 
@@ -695,10 +705,11 @@ def analyse_run(result: RunResult, source, on_step=None) -> RunResult:
     figures[f"P(alive) by frequency and recency: {name}"] = plots.p_alive_heatmap(model, rfm=rfm)
     for other in (list(others.values()) if has_backtest else []):  # each purchase model's own map
         figures[f"P(alive) by frequency and recency: {other.purchases_.name}"] = plots.p_alive_heatmap(other, rfm=rfm)
-    figures[f"Expected purchases in {value['horizon']} by frequency and recency"] = \
+    figures[f"Expected purchases in the next {readable_duration(value['horizon'])} by frequency and recency"] = \
         plots.expected_purchases_heatmap(model, value["horizon"], rfm=rfm)
     if result.period_values is not None and result.period_values.attrs.get("cumulative"):
-        figures[f"Expected value of the customers by period over {value['horizon']} (sum over the customers), "
+        figures[f"Expected value of the customers by period over {readable_duration(value['horizon'])} (sum over the "
+                "customers), "
                 "cumulative below"] = plots.value_curve(result.period_values)
     if result.comparison is not None:
         figures["Historical (simple) vs predictive CLV per customer"] = plots.clv_scatter(result.comparison.customers)

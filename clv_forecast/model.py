@@ -738,6 +738,13 @@ class ClvModel(Settings):
 
         return cls.from_dict(read_model_json(path), source=str(Path(path)))
 
+    def _repr_html_(self) -> str | None:
+        """The parameters and fit statistics (the tables of :meth:`summary` and the report) for notebooks; None
+        before ``fit`` (the text ``repr`` is shown)."""
+        from .report import model_html
+
+        return model_html(self)
+
     def __repr__(self) -> str:
         if hasattr(self, "purchases_"):
             flag = " UNRELIABLE" if self.problems_ else ""

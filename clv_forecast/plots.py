@@ -88,8 +88,17 @@ _NS_PER_DAY = 86_400 * 10**9
 # --------------------------------------------------------------------------------------------
 
 
+class _Figure(Figure):
+    """A matplotlib ``Figure`` that a notebook shows inline as a PNG (``_repr_png_``) without pyplot or its inline
+    backend: the figures here are built on the Agg canvas, outside pyplot, so IPython would otherwise print only
+    their text form."""
+
+    def _repr_png_(self) -> bytes:
+        return to_png(self)
+
+
 def _figure(figsize=None) -> Figure:
-    fig = Figure(figsize=figsize or FIGSIZE, dpi=100, layout="constrained")
+    fig = _Figure(figsize=figsize or FIGSIZE, dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
@@ -144,6 +153,17 @@ def _unit_days(purchases) -> float:
         raise ClvInputError("the model's time unit is unknown: fit it with time_unit=... (or on a table from "
                             "summarize) to compare it with dated transactions", argument="model", value="no time unit")
     return TimeUnit.parse(unit).days
+
+
+def _span(value: float, unit, given=None) -> str:
+    """A length of ``value`` model time units as a title reads it: ``52.2 weeks (365 days)``, or the duration
+    ``given`` with its own unit (``"12M"``: ``12 months (365 days)``; :func:`clv_forecast.units.readable_duration`);
+    ``value model time units`` without a unit."""
+    from .units import Duration, readable_duration
+
+    if isinstance(given, (str, Duration)):
+        return readable_duration(given)
+    return f"{value:.3g} {_unit_text(unit)}" if unit is None else readable_duration(value, unit)
 
 
 def _unit_text(unit) -> str:
@@ -258,7 +278,7 @@ def calibration_vs_holdout(model, rfm_split: pd.DataFrame, max_frequency: int = 
         ax.set_xticks(x, [f"{lab}\nn={c:,}" for lab, c in zip(labels, counts)])
         ax.set_xlabel("repeat purchases in the calibration period (n = customers)")
         lengths = np.unique(duration)
-        span = (f"{lengths[0]:g} {_unit_text(unit)}" if len(lengths) == 1
+        span = (_span(float(lengths[0]), unit) if len(lengths) == 1
                 else f"{lengths.min():g}-{lengths.max():g} {_unit_text(unit)}")
         ax.set_ylabel("mean purchases in the holdout period")
         ax.set_title(f"Holdout purchases by calibration frequency (holdout {span})")
@@ -483,7 +503,7 @@ def expected_purchases_heatmap(model, horizon, max_frequency=None, max_recency=N
         values = np.where(impossible, np.nan, values)
         unit = _model_unit(purchases)
         return _heatmap(values, frequency, recency, vmin=0.0, unit=unit, figsize=figsize,
-                        title=f"Expected purchases in the next {h:g} {_unit_text(unit)} "
+                        title=f"Expected purchases in the next {_span(h, unit, horizon)}\n"
                               f"(customers of age T = {T:.3g} {_unit_text(unit)})",
                         cbar_label="expected purchases")
 

@@ -173,6 +173,44 @@ class Duration:
     def __str__(self) -> str:
         return f"{self.value:g}{self.unit}"
 
+    def readable(self) -> str:
+        """This duration as a person reads it: ``13.1 weeks (92 days)``, ``12 months (365 days)``, ``30 days``,
+        ``36 hours (1.5 days)``; the number in its own unit at three significant digits, and its length in days
+        beside any unit other than a day (for lengths of at least a day)."""
+        text = _counted(self.value * self.unit.n, _UNIT_WORDS[self.unit.base])
+        if self.unit.base != "D" and self.days >= 1:
+            text += f" ({_counted(self.days, 'day')})"
+        return text
+
+
+#: the name of one base unit, for :meth:`Duration.readable`
+_UNIT_WORDS = {"ns": "nanosecond", "us": "microsecond", "ms": "millisecond", "s": "second", "min": "minute",
+               "h": "hour", "D": "day", "W": "week", "M": "month", "Y": "year"}
+
+
+def _readable_number(value: float) -> str:
+    """A count of units at about three significant digits, with thousands separators and no exponent for
+    ordinary sizes: ``13.1``, ``92``, ``4.35``, ``1,461``."""
+    if abs(value - round(value)) <= 1e-9 * max(1.0, abs(value)) or abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def _counted(value: float, word: str) -> str:
+    number = _readable_number(value)
+    return f"{number} {word}{'' if number == '1' else 's'}"
+
+
+def readable_duration(value, unit=None) -> str:
+    """:meth:`Duration.readable` of a duration given as text (``"13.1428571428571W"``), a :class:`Duration`,
+    or a number of ``unit`` (``39.0, "W"``): what the report and ``compare`` print."""
+    if unit is not None and not isinstance(value, (str, Duration)):
+        parsed = TimeUnit.parse(unit)
+        return Duration(float(value) * parsed.n, TimeUnit(1.0, parsed.base)).readable()
+    return Duration.parse(value).readable()
+
 
 @dataclass(frozen=True)
 class Rate:
@@ -217,3 +255,9 @@ class Rate:
 
     def __str__(self) -> str:
         return f"{self.value:g}/{self.per}"
+
+    def readable(self) -> str:
+        """This rate as a person reads it: ``10 % per year``, ``1 % per 2 weeks``."""
+        per = self.per
+        unit = _UNIT_WORDS[per.base] if per.n == 1 else _counted(per.n, _UNIT_WORDS[per.base])
+        return f"{100 * self.value:g} % per {unit}"

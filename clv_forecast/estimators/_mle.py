@@ -851,6 +851,13 @@ class MLEModel(Settings):
         self._check_fitted()
         return self.result_.summary()
 
+    def _repr_html_(self) -> str | None:
+        """The table of :meth:`summary` (estimates, standard errors, intervals, fit statistics) as the report shows
+        it, for notebooks; None before ``fit`` (the text ``repr`` is shown)."""
+        from ..report import model_html
+
+        return model_html(self)
+
     def to_dict(self) -> dict:
         self._check_fitted()
         return {"model": self.name, "settings": {k: plain_setting(v) for k, v in self.get_params().items()},

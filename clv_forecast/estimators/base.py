@@ -261,6 +261,10 @@ class PurchaseModel(Estimator):
     #: (:data:`~clv_forecast.estimators._data.PERIOD_RULES`, checked by ``fit``, the predictions, CLV and the
     #: scorers); a horizon counts the periods that end within it.
     whole_periods: ClassVar[bool] = False
+    #: why the model gives P(alive) = 1 to a customer without a repeat purchase, in the model's own terms (one
+    #: sentence, without the model's name: the report writes "<name>: <this>" under any table showing it); "" for
+    #: a model that gives such customers less than 1
+    p_alive_without_repeat: ClassVar[str] = ""
 
     # -- kernels (each model writes the first four) ---------------------------------------------
     @staticmethod

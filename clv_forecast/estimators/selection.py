@@ -75,6 +75,13 @@ class Selection:
     reason: str
     holdout_duration: float | None = None
     models: dict = field(default_factory=dict, repr=False)
+    time_unit: str | None = None  #: the unit of ``holdout_duration`` (the models' time unit), when known
+
+    def _repr_html_(self) -> str:
+        """The report's "Model selection" table and the reason, for notebooks."""
+        from ..report import selection_html
+
+        return selection_html(self)
 
     def to_dict(self) -> dict:
         """JSON-ready: ``criterion``, ``winner``, ``reason``, ``holdout_duration`` and ``ranking`` (the table's
@@ -200,7 +207,8 @@ class AutoPurchases(Settings):
             raise IdentificationError(f"automatic choice of the purchase model: no candidate could be fitted ({notes})")
         winner = candidates[0]  # the best eligible one; if none is eligible, the best unreliable fit (refused later)
         reason = _reason(table, winner, CRITERIA[criterion][0], criterion, eligible, periods)
-        selection = Selection(table, winner, criterion, reason, holdout_duration, models=fitted)
+        selection = Selection(table, winner, criterion, reason, holdout_duration, models=fitted,
+                              time_unit=None if time_unit is None else str(time_unit))
         return selection, fitted[winner], boundaries.get(winner)
 
     def _fit_candidate(self, kind: str, purchases: pd.DataFrame, time_unit, on_boundary: str):

@@ -766,6 +766,9 @@ class BetaGeoModel(PurchaseModel):
     """
 
     kind = "bgnbd"
+    p_alive_without_repeat = ("a customer can drop out only just after a repeat purchase, so one who has made none "
+                              "has had no chance to drop out yet; his forecast still falls the longer he has not "
+                              "bought, through his purchase rate")
     name = "BG/NBD"
     boundaries = bgnbd_boundary.DESCRIPTIONS
     param_names = PARAM_NAMES

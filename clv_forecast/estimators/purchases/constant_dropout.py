@@ -235,6 +235,9 @@ class ConstantDropoutModel(PurchaseModel):
     """
 
     kind = "constant_dropout"
+    p_alive_without_repeat = ("a customer can drop out only just after a repeat purchase, so one who has made none "
+                              "has had no chance to drop out yet; his forecast still falls the longer he has not "
+                              "bought, through his purchase rate")
     name = NAME
     param_names = PARAM_NAMES
     scale_free_params = SCALE_FREE_PARAMS

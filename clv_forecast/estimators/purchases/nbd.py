@@ -169,6 +169,7 @@ class NBDModel(PurchaseModel):
     """
 
     kind = "nbd"
+    p_alive_without_repeat = "nobody drops out in this model, so P(alive) is 1 for every customer"
     name = NAME
     param_names = PARAM_NAMES
     scale_free_params = SCALE_FREE_PARAMS
