@@ -57,6 +57,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
                                     "engines are clv_forecast.engines.available()"),
         "spark_master": ((str,), None, "Spark master URL for the 'spark' engine (default: the active session, "
                                        "else local[*])"),
+        "spark_remote": ((str,), None, "Spark Connect server for the 'spark' engine, sc://host:port (instead of "
+                                       "spark_master)"),
     },
     "summary": {
         "time_unit": ((str,), "W", "the model's time unit: D, W, M, Y or a multiple such as 2W"),
