@@ -696,6 +696,8 @@ _ENGINE_OPTIONS = [
                       "the driver, --predictions written as a Parquet directory."),
     click.option("--spark-master", "spark_master", default=None,
                  help="Spark master URL for --engine spark [the active session, else local[*]]."),
+    click.option("--spark-remote", "spark_remote", default=None, metavar="sc://HOST:PORT",
+                 help="Spark Connect server for --engine spark, instead of --spark-master."),
 ]
 
 _SAVE_UNRELIABLE_OPTION = click.option(
@@ -1079,8 +1081,10 @@ EXIT_TOO_MANY_REJECTS = 4
               help="Unit of recency and T in the --input table when not the model's (converted) [the model's].")
 @click.option("--engine", type=click.Choice(engines.available()), default="local", show_default=True,
               help="spark: Parquet file or directory in, Parquet directories out (scores, OUTPUT.rejects).")
-@click.option("--spark-master", "spark_master", default="local[*]", show_default=True,
-              help="Spark master URL (--engine spark).")
+@click.option("--spark-master", "spark_master", default=None,
+              help="Spark master URL (--engine spark) [local[*]].")
+@click.option("--spark-remote", "spark_remote", default=None, metavar="sc://HOST:PORT",
+              help="Spark Connect server (--engine spark), instead of --spark-master.")
 @click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
               help="Spark setting, repeatable (--engine spark), e.g. spark.driver.memory=2g.")
 @_with([_OBSERVATION_END_OPTION, *_READ_OPTIONS, *_RUN_TRACKING_OPTIONS])
@@ -1089,7 +1093,7 @@ EXIT_TOO_MANY_REJECTS = 4
 def score(model, input_path, transactions, output_path, horizon, discount_rate, step, margin, interval,
           interval_method, period, windows, residual, id_col, spend_col,
           rejects_path, max_reject_share, allow_unreliable, batch_rows, time_unit, engine, spark_master, spark_conf,
-          tracking_uri, no_tracking, verbatim_csv=False, **read):
+          spark_remote, tracking_uri, no_tracking, verbatim_csv=False, **read):
     """Score an RFM table (--input) or a transaction log (--transactions) with a saved model, batch by
     batch, into a CSV or Parquet file; the run is logged in MLflow unless --no-tracking.
 
@@ -1118,12 +1122,13 @@ def score(model, input_path, transactions, output_path, horizon, discount_rate, 
                                 rejects_path=rejects_path, max_reject_share=max_reject_share,
                                 allow_unreliable=allow_unreliable, engine=engine,
                                 specific=dict(batch_rows=batch_rows, verbatim_csv=verbatim_csv,
-                                              spark_master=spark_master, spark_conf=spark_conf),
+                                              spark_master=spark_master, spark_conf=spark_conf,
+                                              spark_remote=spark_remote),
                                 tracking_uri=tracking_uri, no_tracking=no_tracking)
     tracker = _Tracking("score", tracking_uri, no_tracking, None)
     scorer = engines.get(engine)
     specific = dict(batch_rows=batch_rows, verbatim_csv=verbatim_csv, spark_master=spark_master, spark_conf=spark_conf,
-                    spend_col=spend_col)
+                    spend_col=spend_col, spark_remote=spark_remote)
     _refuse_unused(tuple(k for k in specific if k not in scorer.score_options), f"--engine {scorer.name}")
     args = dict(horizon=horizon, discount_rate=discount_rate, step=step, margin=margin, rejects_path=rejects_path,
                 max_reject_share=max_reject_share, interval=interval, allow_unreliable=allow_unreliable,

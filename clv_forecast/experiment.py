@@ -59,6 +59,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
                                        "else local[*])"),
         "currency": ((str,), None, "currency of the amounts, a code or a symbol (EUR, €): the report labels money "
                                    "with it; not set: 'money units'"),
+        "spark_remote": ((str,), None, "Spark Connect server for the 'spark' engine, sc://host:port (instead of "
+                                       "spark_master)"),
     },
     "summary": {
         "time_unit": ((str,), "W", "the model's time unit: D, W, M, Y or a multiple such as 2W"),

@@ -29,7 +29,7 @@ class SparkEngine(Engine):
 
     name = "spark"
     in_memory = False
-    score_options = ("spark_master", "spark_conf")
+    score_options = ("spark_master", "spark_conf", "spark_remote")
 
     def check(self, spec: dict, *, save: bool, analyse: bool | None) -> None:
         data, out = spec["data"], spec["output"]
@@ -63,7 +63,7 @@ class SparkEngine(Engine):
 
         sps.check_parquet_path(source, argument="source")
         start = time.perf_counter()
-        session = sps.spark_session(data.get("spark_master") or "local[*]", app_name="clv-forecast")
+        session = sps.spark_session(data.get("spark_master"), app_name="clv-forecast", remote=data.get("spark_remote"))
         sdf = sps.read_parquet(session, source)
         timings["spark_start"] = time.perf_counter() - start
         return {"session": session, "frame": sdf, "source": str(source)}

@@ -48,7 +48,7 @@ from ..errors import ClvInputError
 from ..ids import spark_ids
 from ..units import DEFAULT_DISCOUNT_RATE, DEFAULT_HORIZON, DEFAULT_MARGIN, DEFAULT_STEP
 from .session import (_is_uri, _publish, _require_pyspark, _spark_error, _temporary, cancel_jobs, check_parquet_path,
-                      check_replaceable, spark_session)
+                      check_replaceable, coalesce_cached, spark_path, spark_session)
 
 __all__ = ["score_spark", "score_spark_to_parquet", "score_command", "SCORE_COLUMNS"]
 
@@ -136,12 +136,9 @@ def _duplicate_flags(sdf, id_col: str):
         key = F.when(~F.isnan(column), column)
     else:
         key = column
-    try:  # as many partitions after the shuffle as the input has (spark.sql.shuffle.partitions, 200 by
-        # default, is a fixed cost per Python task, and AQE does not coalesce a plan that is then cached)
-        sdf = sdf.repartition(max(1, sdf.rdd.getNumPartitions()), key)
-    except Exception:  # noqa: BLE001 - Spark Connect has no .rdd: Spark's own shuffle partitions then
-        pass
-    count = F.count(F.lit(1)).over(Window.partitionBy(key))  # the partitioning above serves the window
+    # the window's shuffle has spark.sql.shuffle.partitions (200 by default), each a Python task of fixed cost
+    # downstream: adaptive execution coalesces them, in a plan then cached too (session.coalesce_cached)
+    count = F.count(F.lit(1)).over(Window.partitionBy(key))
     return sdf.withColumn(_DUPLICATE, key.isNotNull() & (count > 1))
 
 
@@ -258,7 +255,7 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
         raise ClvInputError("must be a share between 0 and 1", argument="max_reject_share", value=max_reject_share)
     check_parquet_path(input_text, argument="input_path")
     if not _is_uri(input_text):
-        input_text = Path(input_text).resolve().as_uri()
+        input_text = spark_path(input_text)
     check_replaceable(output_path, "the scores", "output_path")
     check_replaceable(rejects_path, "the rejects", "rejects_path")
     from ..scoring import check_reliable_for_scoring, scoring_setup
@@ -287,6 +284,7 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
     reason = F.col("reject_reason")
     temporaries = []
     interrupted = False
+    restore = coalesce_cached(spark)  # the cached scores in as many partitions as they need, not 200
     scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         finite = F.col("clv").between(-1.7976931348623157e308, 1.7976931348623157e308)  # not NaN, not +-inf
@@ -326,7 +324,7 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
          .select(F.col(SOURCE_FILE).alias("file"), F.col(SOURCE_ROW).alias("row"),
                  F.col(id_col).cast("string").alias("customer_id"), reason.alias("reason"))
          .orderBy("file", "row")
-         .write.mode("errorifexists").parquet(rejects_tmp.resolve().as_uri()))
+         .write.mode("error").parquet(spark_path(rejects_tmp)))
         share = rejected / read if read else 0.0
         if share > max_reject_share:
             _publish(rejects_tmp, rejects_path)
@@ -337,7 +335,7 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
         temporaries.append(output_tmp)
         output_path.parent.mkdir(parents=True, exist_ok=True)
         (scored.filter(reason.isNull()).select(id_col, *names)
-         .write.mode("errorifexists").parquet(output_tmp.resolve().as_uri()))
+         .write.mode("error").parquet(spark_path(output_tmp)))
         _publish(rejects_tmp, rejects_path)
         _publish(output_tmp, output_path)
         return report(True)
@@ -348,6 +346,7 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
     finally:
         try:
             scored.unpersist()
+            restore()
         except Exception:  # noqa: BLE001 - after an interrupt py4j may fail: the interrupt is what is reported
             if not interrupted:
                 raise
@@ -356,10 +355,11 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-def score_command(model, input_path, output_path, *, spark_master: str = "local[*]", spark_conf=(),
-                  transactions=None, read: dict | None = None, **args):
+def score_command(model, input_path, output_path, *, spark_master: str | None = None, spark_conf=(),
+                  spark_remote: str | None = None, transactions=None, read: dict | None = None, **args):
     """``clv-forecast score --engine spark``: checks the paths (Parquet in, a directory out), starts a session
-    (:func:`spark_session`), runs :func:`score_spark_to_parquet` and stops the session.
+    (:func:`spark_session`: classic on ``spark_master``, default ``local[*]``, or Spark Connect with
+    ``spark_remote``), runs :func:`score_spark_to_parquet` and stops the session.
 
     With ``transactions`` (a Parquet log) instead of ``input_path``: the log is summarised on Spark with
     the model's settings (:func:`clv_forecast.scoring.summary_settings`, ``read``: the reading options
@@ -385,8 +385,9 @@ def score_command(model, input_path, output_path, *, spark_master: str = "local[
         raise ClvInputError(f"--engine spark: {exc}") from None
     from pyspark.sql import SparkSession
 
-    running = SparkSession.getActiveSession()  # called from a program with its own session: keep it running
-    spark = spark_session(spark_master, spark_conf)
+    # called from a program with its own classic session: keep it running (a Connect session is always a new one)
+    running = None if spark_remote is not None else SparkSession.getActiveSession()
+    spark = spark_session(spark_master, spark_conf, remote=spark_remote)
     failed = False
     try:
         if transactions is None:
@@ -425,7 +426,7 @@ def _score_log(spark, model, transactions, output_path, read: dict, args: dict):
     output_path = Path(output_path)
     table = temporary_path(output_path, ".summary")
     try:
-        summary.rfm.write.parquet(str(table))
+        summary.rfm.write.parquet(spark_path(table))
         report = score_spark_to_parquet(clv_model, table, output_path, spark=spark, **args)
     finally:
         shutil.rmtree(table, ignore_errors=True)

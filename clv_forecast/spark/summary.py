@@ -541,7 +541,9 @@ def portfolio_band_spark(model, rfm_sdf, value: dict, *, time_unit) -> dict | No
 
 def value_coverage_spark(session, path) -> dict:
     """:func:`clv_forecast.engines.tables.value_coverage` of a predictions directory, as one Spark aggregation."""
-    return value_coverage_frame(session.read.parquet(str(path)))
+    from .session import spark_path
+
+    return value_coverage_frame(session.read.parquet(spark_path(path)))
 
 
 def value_coverage_frame(table) -> dict:

@@ -1,0 +1,328 @@
+"""``--engine spark`` as its users run it: on a standalone cluster and through a Spark Connect server.
+
+Both are started here, on 127.0.0.1, from pyspark's own scripts, once for this module: a standalone master and one
+worker (``spark-class ...Master`` / ``...Worker``), and a Spark Connect server (``spark-submit --class
+...SparkConnectServer``, its jobs in its own JVM: what the client does is the same whatever runs them). Every process is started in its own process group and
+the group is killed at the end (no JVM left behind). ``score`` and ``fit`` run through the command line, one process
+each (a process that has opened a Connect session is in Connect mode for good), and their results are checked
+against the local engine on the same inputs: scores to 1e-9 relative, parameters to 1e-8, the rows' accounting,
+the rejected rows and the band of the totals.
+
+The servers need what the ``spark`` fixture needs (pyspark, Java): they depend on it, so they follow its policy.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample
+from clv_forecast.model import ClvModel
+from clv_forecast.rfm import summarize
+
+pytestmark = [pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+
+START_TIMEOUT = 180  # seconds for a server to come up on a busy 2-core machine
+RUN_TIMEOUT = 600  # seconds for one command
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def _environment(work: Path) -> dict:
+    """The servers' environment: this interpreter for the Python workers, 127.0.0.1, scratch space under ``work``."""
+    return {**os.environ, "SPARK_HOME": str(_spark_home()), "PYSPARK_PYTHON": sys.executable,
+            "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOCAL_DIRS": str(work), "SPARK_WORKER_DIR": str(work / "worker"),
+            "SPARK_LOG_DIR": str(work), "CLV_FORECAST_TRACKING": "off"}
+
+
+class _Server:
+    """A server process in its own process group, its output in a log file."""
+
+    def __init__(self, name: str, command: list, env: dict, log: Path):
+        self.name, self.log = name, log
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+
+    def wait_for(self, pattern: str, timeout: float = START_TIMEOUT) -> None:
+        """Wait until the log has a line matching ``pattern``; fail with the log's end if it does not come."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if re.search(pattern, self.log.read_text(errors="replace")):
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.5)
+        tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+        self.stop()
+        pytest.fail(f"{self.name} did not start within {timeout} s (exit {self.process.poll()}):\n{tail}",
+                    pytrace=False)
+
+    def stop(self) -> None:
+        """SIGTERM to the whole group (the JVM and what it started: executors, Python workers), SIGKILL if it
+        lingers."""
+        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 30)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout=grace)
+                _wait_group_gone(self.process.pid, grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise subprocess.TimeoutExpired(f"process group {pgid}", timeout)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def cluster(spark, tmp_path_factory):
+    """A standalone master and one worker (2 cores, 2 GB) and a Spark Connect server (local[2]), all on 127.0.0.1,
+    started together: ``{"master": "spark://...", "remote": "sc://...", "work": scratch folder}``. Stopped (process
+    groups killed) at the end, and checked gone."""
+    work = tmp_path_factory.mktemp("cluster")
+    env = _environment(work)
+    bin_dir = _spark_home() / "bin"
+    port, connect_port = _free_port(), _free_port()
+    master_url = f"spark://127.0.0.1:{port}"
+    conf = ["spark.connect.grpc.binding.address=127.0.0.1", f"spark.connect.grpc.binding.port={connect_port}",
+            "spark.ui.enabled=false", "spark.driver.memory=1g", f"spark.pyspark.python={sys.executable}"]
+    commands = {
+        "the standalone master": [str(bin_dir / "spark-class"), "org.apache.spark.deploy.master.Master", "--host",
+                                  "127.0.0.1", "--port", str(port), "--webui-port", str(_free_port())],
+        "the standalone worker": [str(bin_dir / "spark-class"), "org.apache.spark.deploy.worker.Worker", "--host",
+                                  "127.0.0.1", "--webui-port", str(_free_port()), "--cores", "2", "--memory", "2g",
+                                  "--work-dir", str(work / "worker"), master_url],  # (retries until the master is up)
+        "the Spark Connect server": [str(bin_dir / "spark-submit"), "--class",
+                                     "org.apache.spark.sql.connect.service.SparkConnectServer", "--master", "local[2]",
+                                     *[arg for item in conf for arg in ("--conf", item)]],
+    }
+    servers = []
+    try:
+        for name, command in commands.items():
+            servers.append(_Server(name, command, env, work / f"{len(servers)}.log"))
+        master, _, connect = servers
+        master.wait_for(r"Registering worker 127\.0\.0\.1")
+        connect.wait_for(r"Spark Connect server started at")
+        yield {"master": master_url, "remote": f"sc://127.0.0.1:{connect_port}", "work": work}
+    finally:
+        for server in reversed(servers):
+            server.stop()
+    left = [s.name for s in servers if _group_alive(s.process.pid)]
+    assert not left, f"still running after the tests: {left}"
+
+
+def _cli(*args, cwd: Path, env: dict):
+    """``clv-forecast ARGS`` in a new process (and process group: killed whole on a timeout)."""
+    process = subprocess.Popen([sys.executable, "-m", "clv_forecast.cli", *map(str, args)], cwd=cwd, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    return process.returncode, out, err
+
+
+def _engine_args(cluster, way: str) -> list:
+    """The options that put a command on the cluster: a master URL, or the Connect server's URL."""
+    if way == "standalone":
+        return ["--spark-master", cluster["master"]]
+    return ["--spark-remote", cluster["remote"]]
+
+
+WAYS = ["standalone", "connect"]
+
+
+# -- the inputs: small, with rejects, several partitions ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """CDNOW as a Parquet log (with two returns), the CDNOW calibration table with bad rows as a Parquet file,
+    and the model fitted on it."""
+    folder = tmp_path_factory.mktemp("inputs")
+    log = load_cdnow_sample()[["customer_id", "date", "amount"]].astype({"date": "datetime64[us]"})
+    returns = log.iloc[[5, 40]].assign(amount=lambda d: -d["amount"])  # returns of two purchases, same day
+    log = pd.concat([log, returns], ignore_index=True)
+    log.to_parquet(folder / "log.parquet", index=False)
+    rfm = summarize(load_cdnow_sample(), amount_col="amount", calibration_end=CDNOW_CALIBRATION_END)
+    model = ClvModel().fit(rfm)
+    model.save(folder / "model.json")
+    table = rfm.reset_index()[["customer_id", "frequency", "recency", "T", "monetary_value"]]
+    table = table.astype({"customer_id": "Int64", "frequency": float})
+    table.loc[3, "recency"] = -1.0
+    table.loc[10, "frequency"] = 1.5
+    table.loc[20, "monetary_value"] = np.nan
+    table.loc[30, "customer_id"] = pd.NA
+    late = table.index[table["recency"] > 1][0]
+    table.loc[late, "T"] = 0.5 * table.loc[late, "recency"]  # recency greater than T
+    table.to_parquet(folder / "rfm.parquet", index=False, row_group_size=500)  # several splits
+    return folder
+
+
+def _normalised(stdout: str) -> list[str]:
+    """The score lines a person compares: without the elapsed time and the output paths."""
+    lines = [re.sub(r" in \d+(\.\d+)? s$", "", line) for line in stdout.splitlines()]
+    return [line for line in lines if not line.startswith("scores written to")]
+
+
+@pytest.fixture(scope="module")
+def local_score(inputs, tmp_path_factory):
+    """``score`` with the local engine on the same table: its printed lines, scores and rejects."""
+    folder = tmp_path_factory.mktemp("local_score")
+    rc, out, err = _cli("score", "--model", inputs / "model.json", "--input", inputs / "rfm.parquet",
+                        "--output", folder / "scores.parquet", "--interval", "0.9", cwd=folder,
+                        env={**os.environ, "CLV_FORECAST_TRACKING": "off"})
+    assert rc == 0, err
+    return {"lines": _normalised(out), "scores": pd.read_parquet(folder / "scores.parquet"),
+            "rejects": pd.read_csv(folder / "scores.parquet.rejects.csv")}
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_score_on_the_cluster_equals_the_local_engine(cluster, inputs, local_score, way, tmp_path):
+    """Scores to 1e-9 relative, the same printed accounting (rows read, scored, rejected by reason) and band of the
+    totals, the same rejected rows."""
+    rc, out, err = _cli("score", "--engine", "spark", *_engine_args(cluster, way),
+                        "--spark-conf", "spark.sql.files.maxPartitionBytes=20k",  # several partitions: band rows
+                        "--model", inputs / "model.json", "--input", inputs / "rfm.parquet", "--output", "scores",
+                        "--interval", "0.9", cwd=tmp_path, env=_environment(cluster["work"]))
+    assert rc == 0, err[-3000:]
+    assert "Traceback" not in err
+    assert sorted(_normalised(out)) == sorted(local_score["lines"])  # (reasons of equal counts: in any order)
+    assert "rejected 5" in out and "90% band of the totals" in out
+    expected = local_score["scores"].set_index("customer_id").sort_index()
+    got = pd.read_parquet(tmp_path / "scores").set_index("customer_id").sort_index()
+    assert list(got.columns) == list(expected.columns) and got.index.equals(expected.index)
+    for column in expected.columns:
+        np.testing.assert_allclose(got[column].to_numpy(float), expected[column].to_numpy(float), rtol=1e-9,
+                                   atol=0, err_msg=column)
+    rejects = pd.read_parquet(tmp_path / "scores.rejects")
+    local = local_score["rejects"]
+    assert sorted(zip(rejects["row"], rejects["reason"])) == sorted(zip(local["row"], local["reason"]))
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+@pytest.fixture(scope="module")
+def local_fit(inputs, tmp_path_factory):
+    """``fit --json`` with the local engine on the same log, with its per-customer table."""
+    folder = tmp_path_factory.mktemp("local_fit")
+    rc, out, err = _cli("fit", "-t", inputs / "log.parquet", "--amount-col", "amount", "--calibration-end",
+                        "1997-09-30", "--interval", "0.9", "--predictions", folder / "p.parquet", "--json",
+                        cwd=folder, env={**os.environ, "CLV_FORECAST_TRACKING": "off"})
+    assert rc == 0, err
+    return json.loads(out), pd.read_parquet(folder / "p.parquet")
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_fit_on_the_cluster_equals_the_local_engine(cluster, inputs, local_fit, way, tmp_path):
+    """Parameters to 1e-8, every count of the accounting, the holdout check, the per-customer table and the band
+    of the totals to 1e-9."""
+    expected, table = local_fit
+    rc, out, err = _cli("fit", "--engine", "spark", *_engine_args(cluster, way), "-t", inputs / "log.parquet",
+                        "--amount-col", "amount", "--calibration-end", "1997-09-30", "--interval", "0.9",
+                        "--predictions", "predictions", "--json", cwd=tmp_path, env=_environment(cluster["work"]))
+    assert rc == 0, err[-3000:]
+    got = json.loads(out)
+    for model in ("bgnbd", "gamma_gamma"):
+        for name, value in expected[model].items():
+            if isinstance(value, float):
+                assert got[model][name] == pytest.approx(value, rel=1e-8), (model, name)
+    assert got["accounting"] == expected["accounting"]
+    assert got["accounting"]["n_return_rows"] == 2 and got["n_customers"] == expected["n_customers"]
+    assert set(got["metrics"]) == {*expected["metrics"], "n_predictions"}  # (the Spark table's rows, counted)
+    assert got["metrics"]["n_predictions"] == expected["n_customers"]
+    for name, value in expected["metrics"].items():
+        assert got["metrics"][name] == (pytest.approx(value, rel=1e-9) if isinstance(value, float) else value), name
+    assert "clv_total_lower" in got["metrics"]  # the band of the totals, from the partitions' states
+    predictions = pd.read_parquet(tmp_path / "predictions").set_index("customer_id").sort_index()
+    table = table.set_index("customer_id").sort_index()
+    assert list(predictions.columns) == list(table.columns) and predictions.index.equals(table.index)
+    for column in table.columns:
+        np.testing.assert_allclose(predictions[column].to_numpy(float), table[column].to_numpy(float), rtol=1e-9,
+                                   err_msg=column)
+
+
+# -- the options' errors: one line, no hang --------------------------------------------------------------------
+
+
+def test_spark_remote_with_spark_master_is_one_line(spark, inputs, tmp_path, capsys):
+    """(``spark``: this process's session is not used, but its requirements and skip policy are the tests'.)"""
+    from clv_forecast.cli import main
+
+    for command in (["score", "--model", inputs / "model.json", "--input", inputs / "rfm.parquet", "--output",
+                     tmp_path / "o"],
+                    ["fit", "-t", inputs / "log.parquet", "--amount-col", "amount"]):
+        rc = main([*map(str, command), "--engine", "spark", "--spark-master", "local[1]", "--spark-remote",
+                   "sc://127.0.0.1:1"])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert err == ("clv-forecast: error: give --spark-remote (a Spark Connect server, sc://host:port) "
+                       "or --spark-master (a master URL), not both\n"), err
+
+
+def test_an_unreachable_connect_server_is_one_line_naming_the_url(spark, inputs, tmp_path, capsys):
+    """A port nobody listens on: refused at once; a server that accepts and never answers: the timeout, not a
+    wait of minutes. No Connect session is opened in this process (its classic ``spark`` session, whose skip
+    policy this test follows, stays usable)."""
+    from clv_forecast.cli import main
+    from clv_forecast.errors import ClvInputError
+    from clv_forecast.spark.session import spark_session
+
+    url = f"sc://127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    rc = main(["score", "--engine", "spark", "--spark-remote", url, "--model", str(inputs / "model.json"),
+               "--input", str(inputs / "rfm.parquet"), "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"clv-forecast: error: --spark-remote {url}: cannot reach the Spark Connect server"), err
+    assert time.monotonic() - started < 15
+    with socket.socket() as silent:  # accepts connections (the backlog), never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"sc://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(ClvInputError, match=re.escape(f"spark_remote='{url}': cannot reach the Spark Connect "
+                                                          "server: no answer within 2 s")):
+            spark_session(remote=url, connect_timeout=2)
+    with pytest.raises(ClvInputError, match="starts with sc://"):
+        spark_session(remote="http://127.0.0.1:15002")
+    assert "SPARK_CONNECT_MODE_ENABLED" not in os.environ and spark.range(3).count() == 3
