@@ -9,6 +9,7 @@ session fixtures.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -19,6 +20,7 @@ import sys
 import textwrap
 import time
 import urllib.request
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -435,3 +437,147 @@ def test_cli_refuses_an_unreachable_server_before_any_work(cdnow_csv, tmp_path, 
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "--tracking-uri http://127.0.0.1:" in err and "--no-tracking" in err
     assert elapsed < 10 and not model.exists()  # nothing written
+
+
+# ---- the model behind MLflow's scoring server (mlflow models serve) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, migrated_db, cdnow_result):
+    """The logged model behind a real ``mlflow models serve --env-manager local`` on a free local port: one
+    server for every check of this module, killed at the end. Yields the URL, the tracked run and the
+    model loaded in this process."""
+    root = tmp_path_factory.mktemp("served")
+    store = root / "mlflow.db"
+    shutil.copyfile(migrated_db, store)
+    uri = f"sqlite:///{store}"
+    cwd = os.getcwd()
+    os.chdir(root)  # the sqlite store's artifacts go to ./mlruns
+    try:
+        tracked = tracking.log_run(cdnow_result, command="fit", tracking_uri=uri)
+    finally:
+        os.chdir(cwd)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = uri
+    # the server runs `uvicorn` from PATH: this interpreter's scripts, as in an activated virtual environment
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    log = open(root / "serve.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", tracked.model_uri,
+                                "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/ping", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mlflow models serve did not start: " + (root / "serve.log").read_text()[-3000:])
+            time.sleep(0.3)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MLFLOW_TRACKING_URI", uri)
+            loaded = tracking.load_model(tracked.model_uri)
+        yield url, tracked, loaded
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 15)  # the server and its uvicorn worker
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+                process.wait(timeout=15)
+        log.close()
+
+
+def _post(url: str, body: str, content_type: str) -> tuple[int, dict]:
+    request = urllib.request.Request(url + "/invocations", data=body.encode("utf-8"),
+                                     headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _split(frame: pd.DataFrame) -> dict:
+    """``frame`` in MLflow's ``dataframe_split`` form, numbers exactly (``DataFrame.to_json`` rounds to 10 digits)."""
+    return {"columns": list(frame.columns), "data": frame.astype(object).values.tolist()}
+
+
+def _served_rfm(cdnow_result, n: int = 40) -> pd.DataFrame:
+    """CDNOW customers as a client sends them: text ids with leading zeros, frequency a whole number."""
+    rfm = cdnow_result.summary.reset_index()[["customer_id", "frequency", "recency", "T", "monetary_value"]].head(n)
+    return rfm.assign(customer_id=[f"c{int(i):05d}" for i in rfm["customer_id"]])
+
+
+def _expected(cdnow_result, rfm, **change) -> pd.DataFrame:
+    value = {**cdnow_result.spec["value"], **change}
+    return cdnow_result.model.clv(rfm.drop(columns="customer_id"), horizon=value["horizon"],
+                                  discount_rate=value["discount_rate"], step=value["step"], margin=value["margin"])
+
+
+def test_served_model_scores_csv_and_json_and_returns_the_ids(served, cdnow_result):
+    url, tracked, loaded = served
+    rfm = _served_rfm(cdnow_result)
+    text = rfm.to_csv(index=False)
+    # pandas' CSV parser (the server's) may read a decimal 1 ulp away from the number written: the expected
+    # scores are those of the numbers as that parser reads them
+    as_read = pd.read_csv(io.StringIO(text), dtype={"customer_id": str})
+    expected = _expected(cdnow_result, as_read).reset_index(drop=True)
+    status, body = _post(url, text, "text/csv")
+    assert status == 200, body
+    from_csv = pd.DataFrame(body["predictions"])
+    split = _split(rfm)
+    status, body = _post(url, json.dumps({"dataframe_split": split, "params": {"horizon": "6M"}}),
+                         "application/json")
+    assert status == 200, body
+    from_json = pd.DataFrame(body["predictions"])
+    six = _expected(cdnow_result, rfm, horizon="6M").reset_index(drop=True)
+    for got, want in ((from_csv, expected), (from_json, six)):
+        assert list(got.columns) == ["customer_id", *tracking.OUTPUT_COLUMNS]
+        assert got["customer_id"].tolist() == rfm["customer_id"].tolist()  # text ids, leading zeros kept
+        for column in tracking.OUTPUT_COLUMNS:
+            assert _rel_diff(got[column], want[column]) <= 1e-12, column
+    assert not np.allclose(from_json["clv"], from_csv["clv"])  # the params reached the model
+    # the same model loaded in this process (mlflow.pyfunc's own load_model, doubles given) predicts the same
+    local = loaded.pyfunc.predict(as_read.astype({"frequency": "float64"}))
+    assert local["customer_id"].tolist() == from_csv["customer_id"].tolist()
+    for column in tracking.OUTPUT_COLUMNS:
+        assert _rel_diff(local[column], from_csv[column]) <= 1e-12, column
+
+
+@pytest.mark.parametrize("case", ["negative frequency", "fractional frequency", "recency > T", "missing column"])
+def test_served_model_answers_bad_input_with_one_line(served, cdnow_result, case):
+    url, _, loaded = served
+    rfm = _served_rfm(cdnow_result, n=5)
+    if case == "negative frequency":
+        rfm.loc[2, "frequency"] = -1
+    elif case == "fractional frequency":
+        rfm["frequency"] = rfm["frequency"].astype(float)
+        rfm.loc[2, "frequency"] = 2.5
+    elif case == "recency > T":
+        rfm.loc[2, "recency"] = rfm.loc[2, "T"] + 1
+    else:
+        rfm = rfm.drop(columns="T")
+    want = {"negative frequency": "column 'frequency', row 3", "fractional frequency": "column 'frequency', row 3",
+            "recency > T": "row 3", "missing column": "missing columns ['T']"}[case]
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException) as local:  # the model's own line, in this process
+        loaded.predict(rfm)
+    assert local.value.error_code == "INVALID_PARAMETER_VALUE"
+    line = local.value.message
+    assert "\n" not in line and want in line
+    for body, content_type in ((rfm.to_csv(index=False), "text/csv"),
+                               (json.dumps({"dataframe_split": _split(rfm)}), "application/json")):
+        status, answer = _post(url, body, content_type)
+        assert status == 400, answer
+        assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
+        # MLflow's server puts the input it received before the model's message: the last line is ours
+        assert answer["message"].splitlines()[-1] == f"Error: {line}"
+        assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer)
