@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -180,13 +181,21 @@ def test_logged_model_carries_the_json_model_file_and_a_signature_with_params(ht
         info = get_model_info(http_run.logged_model_uri)
         folder = mlflow.artifacts.download_artifacts(http_run.logged_model_uri)
     signature = info.signature
-    assert [c.name for c in signature.inputs.inputs] == ["frequency", "recency", "T", "monetary_value"]
-    assert [c.name for c in signature.outputs.inputs] == ["expected_purchases", "p_alive", "expected_spend", "clv"]
+    # concrete types (MLflow's scoring server reads CSV with them), every column optional (the model names a
+    # missing one), the optional id passed through
+    assert [(c.name, str(c.type), c.required) for c in signature.inputs.inputs] == [
+        ("frequency", "double", False), ("recency", "double", False), ("T", "double", False),
+        ("monetary_value", "double", False), ("customer_id", "string", False)]
+    assert [c.name for c in signature.outputs.inputs] == ["customer_id", "expected_purchases", "p_alive",
+                                                          "expected_spend", "clv"]
     params = {p.name: p.default for p in signature.params.params}
     assert params == {"horizon": "12M", "discount_rate": "10%/Y", "step": "1M", "margin": 1.0, "interval": 0.0,
                       "interval_method": "delta"}
     files = {p.name for p in Path(folder).rglob("*")}
     assert "clv_model.json" in files
+    # logged as code (models-from-code): the code file, no pickled wrapper
+    assert "clv.py" in files and "python_model.pkl" not in files
+    assert info.flavors["python_function"]["loader_module"] == "mlflow.pyfunc.loaders.code_model"
     data = json.loads(next(Path(folder).rglob("clv_model.json")).read_text())
     assert data["format"] == "clv-forecast-model" and data["purchases"]["params"]["r"] > 0
     assert {"plots", "tables", "experiment", "report"} <= set(artifacts)
@@ -281,6 +290,24 @@ def test_local_store_runs_share_the_experiment_and_non_finite_metrics_are_tags(l
     got = model.predict(rfm, params={"horizon": "24M", "margin": 0.3})
     want = cdnow_result.model.clv(rfm, horizon="24M", discount_rate="10%/Y", step="1M", margin=0.3)
     assert _rel_diff(got["clv"], want["clv"].to_numpy()) <= 1e-12
+
+
+def test_run_name_input_dataset_and_experiment_kind(local_store, cdnow_result):
+    """A readable run name, the input file as the run's training dataset (digest: its SHA-256), and a new
+    experiment tagged to open on its runs in MLflow's UI."""
+    from clv_forecast.datasets import cdnow_sample_path
+
+    tracked = tracking.log_run(cdnow_result, command="run", tracking_uri=local_store)
+    client = _client(local_store)
+    run = client.get_run(tracked.run_id)
+    assert client.get_experiment(tracked.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert re.fullmatch(r"run bgnbd\+gamma_gamma cdnow \d{4}-\d\d-\d\d \d\d:\d\d UTC", run.info.run_name)
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "CDNOW sample (bundled)"
+    digest = dataset_input.dataset.digest
+    assert len(digest) == 36 and run.data.params["data_sha256"].startswith(digest)
+    assert json.loads(dataset_input.dataset.source) == {"uri": str(cdnow_sample_path().resolve())}
+    assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "training"
 
 
 def test_pyfunc_interval_param_gives_every_bound(local_store, cdnow_result):
@@ -581,3 +608,46 @@ def test_served_model_answers_bad_input_with_one_line(served, cdnow_result, case
         # MLflow's server puts the input it received before the model's message: the last line is ours
         assert answer["message"].splitlines()[-1] == f"Error: {line}"
         assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer)
+
+
+def test_a_model_logged_with_a_pickled_wrapper_still_loads(local_store, cdnow_result, tmp_path):
+    """Models logged before models-from-code carry a pickled ClvPyfunc, found by its name at load: they load
+    and predict as before (no signature: the package's CLV settings)."""
+    import mlflow
+
+    from clv_forecast.units import VALUE_DEFAULTS
+
+    model_file = cdnow_result.model.save(tmp_path / "clv_model.json")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", local_store)
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(name="model", python_model=tracking.ClvPyfunc(),
+                                           artifacts={"model_file": str(model_file)})
+        folder = Path(mlflow.artifacts.download_artifacts(info.model_uri))
+        model = tracking.load_model(info.model_uri)
+    assert (folder / "python_model.pkl").is_file()
+    rfm = cdnow_result.summary[["frequency", "recency", "T", "monetary_value"]].head(30)
+    got = model.predict(rfm)
+    want = cdnow_result.model.clv(rfm, **{k: VALUE_DEFAULTS[k] for k in ("horizon", "discount_rate", "step")},
+                                  margin=float(VALUE_DEFAULTS["margin"]))
+    assert _rel_diff(got["clv"], want["clv"].to_numpy()) <= 1e-12
+
+
+def test_load_model_takes_the_tables_summarize_writes(local_store, cdnow_result):
+    """MLflow refuses int64 for a double column and a number for a text one; ``tracking.load_model`` gives it the
+    whole numbers as doubles and returns the ids as they were, where ``mlflow.pyfunc.load_model`` refuses."""
+    from mlflow.exceptions import MlflowException
+
+    tracked = tracking.log_run(cdnow_result, command="fit", tracking_uri=local_store)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", local_store)
+        model = tracking.load_model(tracked.model_uri)
+    rfm = cdnow_result.summary.reset_index()[["customer_id", "frequency", "recency", "T", "monetary_value"]].head(30)
+    assert rfm["frequency"].dtype == "int64" and rfm["customer_id"].dtype == "int64"
+    got = model.predict(rfm)
+    assert got["customer_id"].tolist() == rfm["customer_id"].tolist() and got["customer_id"].dtype == "int64"
+    want = model.pyfunc.predict(rfm.astype({"frequency": "float64", "customer_id": str}))
+    for column in tracking.OUTPUT_COLUMNS:
+        assert _rel_diff(got[column], want[column]) <= 1e-12, column
+    with pytest.raises(MlflowException, match="frequency"):
+        model.pyfunc.predict(rfm.drop(columns="customer_id"))
