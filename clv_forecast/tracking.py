@@ -532,7 +532,8 @@ def _define_pyfunc_class(base):
         ``predict(model_input, params)``: ``model_input`` has frequency, recency, T (in the model's time
         unit) and optionally monetary_value and ``customer_id``; returns expected_purchases, p_alive,
         expected_spend and clv per row (NaN spend and CLV without monetary_value), after ``customer_id``
-        (unchanged) when given. Bad input raises MLflow's INVALID_PARAMETER_VALUE with one line. ``params``: horizon, discount_rate, step,
+        (unchanged) when given. Bad input raises MLflow's INVALID_PARAMETER_VALUE with one line.
+        ``params``: horizon, discount_rate, step,
         margin (defaults: the logged run's values), ``interval`` (e.g. 0.9: adds ``<forecast>_lower/_upper`` for
         each forecast, :data:`clv_forecast.uncertainty.INTERVAL_COLUMNS`; 0: none) and ``interval_method``."""
 
@@ -579,23 +580,30 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _signature(model, example, defaults: dict):
-    """The logged signature: concrete types, so that MLflow's scoring server can read CSV (it gives each column
-    its declared dtype) as well as JSON. Every input column is a double (frequency too: CSV, JSON and Spark give
-    whole numbers as doubles, and the model accepts a double that is a whole number), then the optional id
-    column as text; the outputs, after the optional id, the forecasts. Every input column is declared optional:
-    a missing one reaches the model, whose one-line message names it (MLflow's own check would answer with
-    the whole input in its message)."""
-    from mlflow.models import infer_signature
-    from mlflow.types.schema import ColSpec, Schema
-
-    output = _predict_frame(model, example, defaults)
-    inferred = infer_signature(example, output, params=defaults)
+def _signature(model, defaults: dict):
+    """The logged signature, written out (no inference from an example: nothing to compute per run). Its types
+    are concrete, so that MLflow's scoring server reads CSV (it gives each column its declared dtype) as well as
+    JSON: every input column a double (frequency too: CSV, JSON and Spark give whole numbers as doubles, and the
+    model takes a double that is a whole number), then the optional id column as text; the outputs, after the
+    optional id, the forecasts; the params, the run's CLV settings. Every input column is declared optional: a
+    missing one reaches the model, whose one-line message names it (MLflow's own check would put the whole input
+    in its message)."""
     required, optional = model_inputs(model)
-    inferred.inputs = Schema([ColSpec("double", name, required=False) for name in required + optional]
-                             + [ColSpec("string", ID_COLUMN, required=False)])
-    inferred.outputs = Schema([ColSpec("string", ID_COLUMN, required=False)] + list(inferred.outputs.inputs))
-    return inferred
+    return _typed_signature(required + optional, OUTPUT_COLUMNS, defaults)
+
+
+def _typed_signature(inputs, outputs, defaults: dict):
+    """A signature of optional double ``inputs`` and then the optional text :data:`ID_COLUMN`, double ``outputs``
+    after the optional id, and ``defaults`` as params (text or double, by the default's type)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    text_id = ColSpec("string", ID_COLUMN, required=False)
+    return ModelSignature(
+        inputs=Schema([ColSpec("double", name, required=False) for name in inputs] + [text_id]),
+        outputs=Schema([text_id] + [ColSpec("double", name) for name in outputs]),
+        params=ParamSchema([ParamSpec(key, "double" if isinstance(value, float) else "string", value)
+                            for key, value in defaults.items()]))
 
 
 def _model_example(frame, columns):
@@ -639,11 +647,9 @@ def _no_requirement_check():
 
 
 class _DropRecords:
-    """A logging filter dropping MLflow's notes that do not apply to this model: the CloudPickle warning (the
-    pickled object is the stateless wrapper, found by name at load; the model is the JSON file) and the
-    'validating input example' progress line."""
+    """A logging filter dropping MLflow's 'validating input example' progress line while a model is logged."""
 
-    _NOTES = ("CloudPickle", "Validating input example")
+    _NOTES = ("Validating input example",)
 
     def filter(self, record) -> bool:
         message = str(record.msg)
@@ -674,7 +680,7 @@ def _log_model(result, folder: Path):
     with _no_requirement_check(), _quiet_pyfunc_log():
         return mlflow.pyfunc.log_model(
             name="model", python_model=str(_CODE / "clv.py"), artifacts={"model_file": str(model_file)},
-            signature=_signature(model, example, defaults), input_example=example,
+            signature=_signature(model, defaults), input_example=example,
             pip_requirements=_requirements())
 
 
@@ -979,7 +985,8 @@ def _define_retention_pyfunc_class(base):
         with ``RetentionModel.load``.
 
         ``predict(model_input, params)``: ``model_input`` has ``renewals`` (whole numbers >= 0) and optionally
-        ``churned`` (0 or 1) and ``customer_id`` (returned unchanged, first); returns p_renew, expected_remaining_lifetime, derl and residual_value per row, the
+        ``churned`` (0 or 1) and ``customer_id`` (returned unchanged, first); returns p_renew,
+        expected_remaining_lifetime, derl and residual_value per row, the
         scores of ``clv-forecast score`` (``clv_forecast.estimators.retention._scoring``). ``params``:
         discount_rate (per period, ``"0.1"``, or with its period, ``"10%/Y"``) and margin (money per period);
         defaults: the logged run's values."""
@@ -1027,22 +1034,15 @@ def _log_retention_model(mlflow, model, folder: Path, discount_rate: str, margin
     ``churned``) in, the scores out, the params ``discount_rate`` and ``margin`` (the run's values)."""
     import numpy as np
     import pandas as pd
-    from mlflow.models import infer_signature
-    from mlflow.types.schema import ColSpec, Schema
-
     from .estimators.retention._scoring import predict_frame
 
     folder.mkdir(parents=True, exist_ok=True)
     model_file = model.save(folder / "clv_model.json")
     example = pd.DataFrame({"renewals": np.arange(5, dtype=np.float64)})
     defaults = {"discount_rate": str(discount_rate), "margin": float(margin)}
-    signature = infer_signature(example, predict_frame(model, example, discount_rate, margin), params=defaults)
-    # doubles that are whole numbers, optional in the signature so that the model's one line names a missing one
-    # (as a purchase model's, see _signature)
-    signature.inputs = Schema([ColSpec("double", "renewals", required=False),
-                               ColSpec("double", "churned", required=False),
-                               ColSpec("string", ID_COLUMN, required=False)])
-    signature.outputs = Schema([ColSpec("string", ID_COLUMN, required=False)] + list(signature.outputs.inputs))
+    # doubles that are whole numbers, optional so that the model's one line names a missing one (see _signature)
+    outputs = predict_frame(model, example, discount_rate, margin).columns
+    signature = _typed_signature(["renewals", "churned"], outputs, defaults)
     with _no_requirement_check(), _quiet_pyfunc_log():
         return mlflow.pyfunc.log_model(name="model", python_model=str(_CODE / "retention.py"),
                                        artifacts={"model_file": str(model_file)}, signature=signature,
@@ -1103,14 +1103,14 @@ def log_retention_run(fits, *, source, input_kind: str, time_unit, discount_rate
     if refused:
         tags["failure"] = "fit refused (not reliable); nothing saved, no model logged"
     name = path.stem or "clv-forecast"
+    run_name = _run_name("retention", fits[0]["model"].kind, name)
     restore = _use_tracking_uri(mlflow, uri)
     uris = {}
     try:
         client = MlflowClient()
         experiment_id = _experiment_id(client, name, mlflow.get_tracking_uri())
         with tempfile.TemporaryDirectory(prefix="clv-tracking-") as tmp, \
-                mlflow.start_run(experiment_id=experiment_id, run_name=_run_name("retention", fits[0]["model"].kind, name),
-                                 tags=tags) as active:
+                mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as active:
             run_id = active.info.run_id
             sha = params["input_sha256"]
             _log_input(client, run_id, path, path.name, "training",

@@ -138,7 +138,7 @@ def test_save_load_score_file_and_pyfunc(pair, runs, tmp_path):
     # the MLflow pyfunc, with the signature the run would log (the union of the parts' inputs)
     defaults = {"horizon": "12M", "discount_rate": "10%/Y", "step": "1M", "margin": 1.0, "interval": 0.0,
                 "interval_method": "delta"}
-    signature = tracking._signature(loaded, table.head(5), defaults)
+    signature = tracking._signature(loaded, defaults)
     assert [c.name for c in signature.inputs.inputs] == ["frequency", "recency", "T", "monetary_value", "customer_id"]
     mlflow.pyfunc.save_model(tmp_path / "pyfunc", python_model=tracking.ClvPyfunc(),
                              artifacts={"model_file": str(path)}, signature=signature)

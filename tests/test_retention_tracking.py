@@ -116,7 +116,8 @@ def test_a_retention_run_is_logged_with_its_model_as_a_pyfunc(store, segments, t
         predicted = pyfunc.predict(customers[["renewals", "churned"]], params=params_given)
         pd.testing.assert_frame_equal(predicted.reset_index(drop=True), scored, check_exact=False, rtol=1e-15)
     # renewals as doubles (Spark's, a CSV's): the signature's type, through MLflow's own pyfunc; the ids come back
-    again = pyfunc.pyfunc.predict(customers[["customer_id", "renewals"]].astype({"renewals": float, "customer_id": str}))
+    given = customers[["customer_id", "renewals"]].astype({"renewals": float, "customer_id": str})
+    again = pyfunc.pyfunc.predict(given)
     np.testing.assert_allclose(again["derl"], logged.derl(0.1, customers["renewals"]), rtol=1e-15)
     assert again["customer_id"].tolist() == customers["customer_id"].astype(str).tolist()
     # a bad row: MLflow's INVALID_PARAMETER_VALUE with the model's one line
