@@ -125,8 +125,9 @@ def main(argv=None) -> int:
         print(f"A  whole process, CDNOW fit pipeline:                   {_fmt([r[i] for r in a])}")
         print(f"B  the same + log_run to an existing sqlite store:      {_fmt([r[i] for r in b])}")
         print(f"C  B ending with gc.freeze():                            {_fmt([r[i] for r in c])}")
-        print(f"added by tracking, B - A (pair by pair):  {_fmt([y[i] - x[i] for x, y in zip(a, b)])}   target <= 1.5 s")
-        print(f"added by tracking, C - A (pair by pair):  {_fmt([y[i] - x[i] for x, y in zip(a, c)])}   target <= 1.5 s")
+        for name, runs in (("B", b), ("C", c)):
+            added = _fmt([y[i] - x[i] for x, y in zip(a, runs)])
+            print(f"added by tracking, {name} - A (pair by pair):  {added}   target <= 1.5 s")
     print("inside one process (medians of the runs):")
     for key in ("pipeline", "import_mlflow", "first_log_run", "model_logging", "second_log_run"):
         print(f"  {key:<16} {_fmt([p[key] for p in pieces])}")
