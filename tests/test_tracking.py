@@ -651,3 +651,18 @@ def test_load_model_takes_the_tables_summarize_writes(local_store, cdnow_result)
         assert _rel_diff(got[column], want[column]) <= 1e-12, column
     with pytest.raises(MlflowException, match="frequency"):
         model.pyfunc.predict(rfm.drop(columns="customer_id"))
+
+
+def test_input_digest_of_a_file_and_of_a_folder(tmp_path):
+    """A file's digest is its SHA-256 (36 digits, what MLflow's stores keep); a folder's (a Parquet dataset)
+    follows its files' names and sizes without reading them."""
+    import hashlib
+
+    data = tmp_path / "part-0.parquet"
+    data.write_bytes(b"abc")
+    digest, of = tracking._input_digest(data)
+    assert digest == hashlib.sha256(b"abc").hexdigest()[:36] and "contents" in of
+    before, of = tracking._input_digest(tmp_path)
+    assert len(before) == 36 and "names" in of
+    data.write_bytes(b"abcd")
+    assert tracking._input_digest(tmp_path)[0] != before
