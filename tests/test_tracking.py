@@ -183,7 +183,7 @@ def test_logged_model_carries_the_json_model_file_and_a_signature_with_params(ht
     signature = info.signature
     # concrete types (MLflow's scoring server reads CSV with them), every column optional (the model names a
     # missing one), the optional id passed through
-    assert [(c.name, str(c.type), c.required) for c in signature.inputs.inputs] == [
+    assert [(c.name, c.type.name, c.required) for c in signature.inputs.inputs] == [
         ("frequency", "double", False), ("recency", "double", False), ("T", "double", False),
         ("monetary_value", "double", False), ("customer_id", "string", False)]
     assert [c.name for c in signature.outputs.inputs] == ["customer_id", "expected_purchases", "p_alive",
