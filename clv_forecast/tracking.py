@@ -2,9 +2,10 @@
 
 :func:`log_run` records one :class:`~clv_forecast.experiment.RunResult` as one MLflow run: the spec
 and settings as params, fit statistics, parameters, holdout/backtest metrics and timings as metrics,
-plots, report and tables as artifacts, and the fitted :class:`~clv_forecast.model.ClvModel` as a
-pyfunc model that carries the small JSON model file (no pickle of the model: the
-:class:`ClvPyfunc` wrapper is stateless and reads the JSON in ``load_context``).
+plots, report and tables as artifacts, the input file as an MLflow dataset, and the fitted
+:class:`~clv_forecast.model.ClvModel` as a pyfunc model logged as code (MLflow's models-from-code: the
+file :mod:`clv_forecast.pyfunc_code.clv` builds the stateless :class:`ClvPyfunc`, which reads the JSON model
+file artifact in ``load_context``; nothing is pickled).
 
 Importing this module is cheap: mlflow is imported inside the functions that need it, and
 ``ClvPyfunc`` (a ``mlflow.pyfunc.PythonModel``) is built on first access.
@@ -34,6 +35,12 @@ __all__ = ["TrackedRun", "TrackedScore", "resolve_tracking_uri", "check_tracking
 #: Columns the pyfunc model reads (``monetary_value`` optional) and returns, in this order.
 INPUT_COLUMNS = ("frequency", "recency", "T", "monetary_value")
 OUTPUT_COLUMNS = ("expected_purchases", "p_alive", "expected_spend", "clv")
+#: The optional id column of the pyfunc's input, returned unchanged as the first output column.
+ID_COLUMN = "customer_id"
+#: The experiment tag MLflow's UI reads to choose an experiment's first page; the project's experiments open on
+#: the runs (MLflow 3 opens an experiment without it on its GenAI traces page).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+_CODE = Path(__file__).parent / "pyfunc_code"  # the models-from-code files
 #: Versions recorded with every run (``version.<name>`` params).
 VERSIONED = ("clv_forecast", "numpy", "scipy", "pandas", "polars", "pyarrow", "mlflow")
 #: Alias set on a registered version by default (``models:/NAME@champion``); MLflow reserves "latest".
@@ -441,7 +448,8 @@ def model_inputs(model) -> tuple[list[str], list[str]]:
 
 
 def _predict_frame(model, frame, params: dict):
-    """The pyfunc prediction: one row per input row, same order, the columns of :data:`OUTPUT_COLUMNS`."""
+    """The pyfunc prediction: one row per input row, same order, the columns of :data:`OUTPUT_COLUMNS`, after
+    the input's :data:`ID_COLUMN` (unchanged) when it has one."""
     import numpy as np
     import pandas as pd
 
@@ -479,7 +487,27 @@ def _predict_frame(model, frame, params: dict):
     for column in columns:
         if column not in out:
             out[column] = np.nan
-    return out[columns].astype("float64").reset_index(drop=True)
+    return _pass_ids(frame, out[columns].astype("float64"))
+
+
+def _pass_ids(frame, out):
+    """``out`` (one row per row of ``frame``) after ``frame``'s :data:`ID_COLUMN`, unchanged, when it has one."""
+    out = out.reset_index(drop=True)
+    if ID_COLUMN in getattr(frame, "columns", ()):
+        out.insert(0, ID_COLUMN, frame[ID_COLUMN].reset_index(drop=True))
+    return out
+
+
+@contextlib.contextmanager
+def _one_line_errors():
+    """Bad input to a pyfunc's ``predict`` raises MLflow's INVALID_PARAMETER_VALUE with the project's one-line
+    message (the :class:`ClvInputError`'s): MLflow's scoring server answers 400 with that line, no stack trace."""
+    try:
+        yield
+    except ClvInputError as exc:
+        from mlflow.exceptions import MlflowException
+
+        raise MlflowException.invalid_parameter_value(str(exc)) from None
 
 
 def _warn_once_if_unreliable(pyfunc) -> None:
@@ -502,8 +530,10 @@ def _define_pyfunc_class(base):
         """Stateless wrapper: ``load_context`` reads the JSON model file artifact with ``ClvModel.load``.
 
         ``predict(model_input, params)``: ``model_input`` has frequency, recency, T (in the model's time
-        unit) and optionally monetary_value; returns expected_purchases, p_alive, expected_spend and clv
-        per row (NaN spend and CLV without monetary_value). ``params``: horizon, discount_rate, step,
+        unit) and optionally monetary_value and ``customer_id``; returns expected_purchases, p_alive,
+        expected_spend and clv per row (NaN spend and CLV without monetary_value), after ``customer_id``
+        (unchanged) when given. Bad input raises MLflow's INVALID_PARAMETER_VALUE with one line.
+        ``params``: horizon, discount_rate, step,
         margin (defaults: the logged run's values), ``interval`` (e.g. 0.9: adds ``<forecast>_lower/_upper`` for
         each forecast, :data:`clv_forecast.uncertainty.INTERVAL_COLUMNS`; 0: none) and ``interval_method``."""
 
@@ -526,7 +556,8 @@ def _define_pyfunc_class(base):
             from .units import VALUE_DEFAULTS
 
             settings = {**VALUE_DEFAULTS, **{k: v for k, v in (params or {}).items() if v is not None}}
-            return _predict_frame(self._model, model_input, settings)
+            with _one_line_errors():
+                return _predict_frame(self._model, model_input, settings)
 
     ClvPyfunc.__module__ = __name__
     ClvPyfunc.__qualname__ = "ClvPyfunc"
@@ -549,22 +580,35 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _signature(model, example, defaults: dict):
-    from mlflow.models import infer_signature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
-
-    output = _predict_frame(model, example, defaults)
-    with warnings.catch_warnings():  # the integer-column hint: frequency is declared a whole number on purpose
-        warnings.filterwarnings("ignore", message=".*integer column.*", category=UserWarning)
-        inferred = infer_signature(example, output, params=defaults)
-    # frequency is a whole number that pandas holds as int64 (summarize) and Spark as double: MLflow converts
-    # neither to the other (int64 -> double is refused as unsafe), so the column is declared "any" and the
-    # model's own checks (a non-negative whole number) apply; mlflow.pyfunc.spark_udf then takes Spark's doubles
+def _signature(model, defaults: dict):
+    """The logged signature, written out (no inference from an example: nothing to compute per run). Its types
+    are concrete, so that MLflow's scoring server reads CSV (it gives each column its declared dtype) as well as
+    JSON: every input column a double (frequency too: CSV, JSON and Spark give whole numbers as doubles, and the
+    model takes a double that is a whole number), then the optional id column as text; the outputs, after the
+    optional id, the forecasts; the params, the run's CLV settings. Every input column is declared optional: a
+    missing one reaches the model, whose one-line message names it (MLflow's own check would put the whole input
+    in its message)."""
     required, optional = model_inputs(model)
-    inputs = Schema([ColSpec(AnyType() if name == "frequency" else "double", name, required=name in required)
-                     for name in required + optional])
-    inferred.inputs = inputs
-    return inferred
+    return _typed_signature(required + optional, OUTPUT_COLUMNS, defaults)
+
+
+def _typed_signature(inputs, outputs, defaults: dict):
+    """A signature of optional double ``inputs`` and then the optional text :data:`ID_COLUMN`, double ``outputs``
+    after the optional id, and ``defaults`` as params (text or double, by the default's type)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    text_id = ColSpec("string", ID_COLUMN, required=False)
+    return ModelSignature(
+        inputs=Schema([ColSpec("double", name, required=False) for name in inputs] + [text_id]),
+        outputs=Schema([text_id] + [ColSpec("double", name) for name in outputs]),
+        params=ParamSchema([ParamSpec(key, "double" if isinstance(value, float) else "string", value)
+                            for key, value in defaults.items()]))
+
+
+def _model_example(frame, columns):
+    """Five rows of ``columns`` as the logged input example, as doubles (the signature's type)."""
+    return frame.head(5)[columns].reset_index(drop=True).astype("float64")  # (a SparkSummary too)
 
 
 def _requirements() -> list[str]:
@@ -603,11 +647,9 @@ def _no_requirement_check():
 
 
 class _DropRecords:
-    """A logging filter dropping MLflow's notes that do not apply to this model: the CloudPickle warning (the
-    pickled object is the stateless wrapper, found by name at load; the model is the JSON file) and the
-    'validating input example' progress line."""
+    """A logging filter dropping MLflow's 'validating input example' progress line while a model is logged."""
 
-    _NOTES = ("CloudPickle", "Validating input example")
+    _NOTES = ("Validating input example",)
 
     def filter(self, record) -> bool:
         message = str(record.msg)
@@ -633,15 +675,12 @@ def _log_model(result, folder: Path):
     model_file = folder / "clv_model.json"
     model.save(model_file, allow_unreliable=True)  # a run that produced a result has accepted its reliability
     required, optional = model_inputs(model)
-    columns = [c for c in required + optional if c in result.summary.columns]
-    # frequency a whole number, the others floats: the dtypes summarize() writes (MLflow converts no int64 to float)
-    example = result.summary.head(5)[columns].reset_index(drop=True).astype("float64")  # (a SparkSummary too)
-    example["frequency"] = example["frequency"].astype("int64")
+    example = _model_example(result.summary, [c for c in required + optional if c in result.summary.columns])
     defaults = _value_defaults(result)
     with _no_requirement_check(), _quiet_pyfunc_log():
         return mlflow.pyfunc.log_model(
-            name="model", python_model=__getattr__("ClvPyfunc")(), artifacts={"model_file": str(model_file)},
-            signature=_signature(model, example, defaults), input_example=example,
+            name="model", python_model=str(_CODE / "clv.py"), artifacts={"model_file": str(model_file)},
+            signature=_signature(model, defaults), input_example=example,
             pip_requirements=_requirements())
 
 
@@ -675,13 +714,50 @@ def _use_tracking_uri(mlflow, uri: str | None):
 
 
 def _experiment_id(client, name: str, where: str) -> str:
-    """The id of the experiment called ``name``, created when missing; a deleted one is a one-line error."""
+    """The id of the experiment called ``name``, created when missing (tagged :data:`EXPERIMENT_KIND`, so that
+    MLflow's UI opens it on its runs); a deleted one is a one-line error."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None and experiment.lifecycle_stage == "deleted":
         raise ClvInputError(f"experiment {name!r} was deleted in the tracking store {where}; "
                             f"restore it (mlflow experiments restore --experiment-id {experiment.experiment_id}) "
                             "or give the experiment another name", argument="name", value=name)
-    return experiment.experiment_id if experiment is not None else client.create_experiment(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(name, tags=EXPERIMENT_KIND)
+
+
+def _run_name(command: str, *words) -> str:
+    """A run's name as the runs table shows it: the command, what was fitted or scored, the data, the start
+    time in UTC (``fit bgnbd+gamma_gamma cdnow 2026-12-03 14:05 UTC``); empty words are left out."""
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return " ".join(str(w) for w in (command, *words, now) if w)[:250]
+
+
+def _input_digest(path: Path) -> tuple[str, str]:
+    """``(digest, what it is of)`` of an input: a file's SHA-256 (its first 36 hex digits, the most MLflow's
+    stores keep; the whole hash is the run's ``*_sha256`` param), or for a folder (a Parquet dataset) the
+    SHA-256 of its files' names, sizes and modification times (not their bytes: it can be any size)."""
+    if not path.is_dir():
+        return _sha256(path)[:36], "file contents (SHA-256)"
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:36], "file names, sizes and modification times (SHA-256)"
+
+
+def _log_input(client, run_id: str, path, name: str, context: str, digest: tuple[str, str] | None = None) -> None:
+    """Record the input file (or folder) ``path`` as the run's MLflow dataset (source: the local path, digest:
+    :func:`_input_digest`) used for ``context`` (``"training"``, ``"scoring"``): the run's Datasets column and
+    its inputs in the UI."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    path = Path(path)
+    value, of = digest or _input_digest(path)
+    dataset = Dataset(name=name, digest=value, source_type="local",
+                      source=json.dumps({"uri": str(path.resolve())}), profile=json.dumps({"digest_of": of}))
+    client.log_inputs(run_id, [DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])])
 
 
 def log_run(result, *, command: str, tracking_uri: str | None = None, register_as: str | None = None,
@@ -721,11 +797,17 @@ def log_run(result, *, command: str, tracking_uri: str | None = None, register_a
         tags = _tags(result, command)
         if skipped:
             tags["skipped_metrics"] = "; ".join(f"{k}={v}" for k, v in skipped.items())[:5000]
+        kinds = "+".join(sub.kind for _, sub in result.model.parts()) if result.model is not None else None
         with tempfile.TemporaryDirectory(prefix="clv-tracking-") as tmp, \
-                mlflow.start_run(experiment_id=experiment_id, run_name=f"{name} ({command})", tags=tags) as active:
+                mlflow.start_run(experiment_id=experiment_id, run_name=_run_name(command, kinds, name),
+                                 tags=tags) as active:
             run_id = active.info.run_id
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
+            if "data_file" in params:
+                sha = params["data_sha256"]
+                digest = (sha[:36], "file contents (SHA-256)") if re.fullmatch(r"[0-9a-f]{64}", sha) else None
+                _log_input(client, run_id, params["data_file"], tags["dataset"], "training", digest)
             files = Path(tmp) / "files"
             files.mkdir()
             _write_artifacts(result, files)
@@ -758,12 +840,36 @@ def log_run(result, *, command: str, tracking_uri: str | None = None, register_a
                       status="FAILED" if refused else "FINISHED")
 
 
-def load_model(model_uri: str):
-    """The logged model as a pyfunc (``runs:/<id>/model``, ``models:/NAME/1``, ``models:/NAME@champion``);
-    ``.predict(rfm_frame, params={"horizon": "39W"})`` returns the columns of :data:`OUTPUT_COLUMNS`."""
+def load_model(model_uri: str) -> "LoadedModel":
+    """The logged model (``runs:/<id>/model``, ``models:/NAME/1``, ``models:/NAME@champion``) as MLflow's pyfunc
+    model in a :class:`LoadedModel`: ``.predict(rfm_frame, params={"horizon": "39W"})`` returns the columns of
+    :data:`OUTPUT_COLUMNS` (after ``customer_id`` when the frame has one) for the tables ``summarize`` writes."""
     import mlflow.pyfunc
 
-    return mlflow.pyfunc.load_model(model_uri)
+    return LoadedModel(mlflow.pyfunc.load_model(model_uri))
+
+
+class LoadedModel:
+    """MLflow's pyfunc model (``.pyfunc``; its other attributes are reached as they are) whose ``predict`` first
+    does what MLflow's signature check refuses to do although it is exact: whole-number columns (``frequency``
+    as ``summarize`` writes it, int64) become doubles, and the id column, whatever its type (MLflow takes text
+    ids only), is set aside and returned unchanged. Through ``mlflow.pyfunc.load_model`` itself, give doubles
+    and text ids."""
+
+    def __init__(self, pyfunc) -> None:
+        self.pyfunc = pyfunc
+
+    def __getattr__(self, name: str):
+        return getattr(self.pyfunc, name)
+
+    def predict(self, data, params: dict | None = None):
+        import pandas as pd
+
+        if not isinstance(data, pd.DataFrame):
+            return self.pyfunc.predict(data, params=params)
+        frame = data.drop(columns=[ID_COLUMN], errors="ignore")
+        whole = {c: "float64" for c in frame.columns if pd.api.types.is_integer_dtype(frame[c].dtype)}
+        return _pass_ids(data, self.pyfunc.predict(frame.astype(whole) if whole else frame, params=params))
 
 
 # -- score runs -------------------------------------------------------------------------------------
@@ -850,10 +956,12 @@ def log_score_run(report, *, params: dict, input_path, tracking_uri: str | None 
 
     client = MlflowClient(tracking_uri=uri)
     experiment_id = _experiment_id(client, name, uri or "(default store)")
-    run = client.create_run(experiment_id, run_name=f"{name} (score)", tags=tags)
+    run = client.create_run(experiment_id, run_name=_run_name("score", name), tags=tags)
     run_id = run.info.run_id
     status = "FAILED" if failed else "FINISHED"
     try:
+        if Path(str(input_path)).exists():
+            _log_input(client, run_id, input_path, Path(str(input_path)).name, "scoring")
         now = int(time.time() * 1000)
         items = sorted(values.items())
         for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
@@ -877,7 +985,8 @@ def _define_retention_pyfunc_class(base):
         with ``RetentionModel.load``.
 
         ``predict(model_input, params)``: ``model_input`` has ``renewals`` (whole numbers >= 0) and optionally
-        ``churned`` (0 or 1); returns p_renew, expected_remaining_lifetime, derl and residual_value per row, the
+        ``churned`` (0 or 1) and ``customer_id`` (returned unchanged, first); returns p_renew,
+        expected_remaining_lifetime, derl and residual_value per row, the
         scores of ``clv-forecast score`` (``clv_forecast.estimators.retention._scoring``). ``params``:
         discount_rate (per period, ``"0.1"``, or with its period, ``"10%/Y"``) and margin (money per period);
         defaults: the logged run's values."""
@@ -897,7 +1006,9 @@ def _define_retention_pyfunc_class(base):
             _warn_once_if_unreliable(self)
             settings = {"discount_rate": DEFAULT_DISCOUNT_RATE, "margin": 1.0,
                         **{k: v for k, v in (params or {}).items() if v is not None}}
-            return predict_frame(self._model, model_input, settings["discount_rate"], float(settings["margin"]))
+            with _one_line_errors():
+                out = predict_frame(self._model, model_input, settings["discount_rate"], float(settings["margin"]))
+            return _pass_ids(model_input, out)
 
     RetentionPyfunc.__module__ = __name__
     RetentionPyfunc.__qualname__ = "RetentionPyfunc"
@@ -923,22 +1034,17 @@ def _log_retention_model(mlflow, model, folder: Path, discount_rate: str, margin
     ``churned``) in, the scores out, the params ``discount_rate`` and ``margin`` (the run's values)."""
     import numpy as np
     import pandas as pd
-    from mlflow.models import infer_signature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
-
     from .estimators.retention._scoring import predict_frame
 
     folder.mkdir(parents=True, exist_ok=True)
     model_file = model.save(folder / "clv_model.json")
-    example = pd.DataFrame({"renewals": np.arange(5, dtype=np.int64)})
+    example = pd.DataFrame({"renewals": np.arange(5, dtype=np.float64)})
     defaults = {"discount_rate": str(discount_rate), "margin": float(margin)}
-    with warnings.catch_warnings():  # the integer-column hint: renewals are declared "any" below
-        warnings.filterwarnings("ignore", message=".*integer column.*", category=UserWarning)
-        signature = infer_signature(example, predict_frame(model, example, discount_rate, margin), params=defaults)
-    # renewals: whole numbers that pandas holds as int64 and other tools as double (as frequency, see _signature)
-    signature.inputs = Schema([ColSpec(AnyType(), "renewals"), ColSpec(AnyType(), "churned", required=False)])
+    # doubles that are whole numbers, optional so that the model's one line names a missing one (see _signature)
+    outputs = predict_frame(model, example, discount_rate, margin).columns
+    signature = _typed_signature(["renewals", "churned"], outputs, defaults)
     with _no_requirement_check(), _quiet_pyfunc_log():
-        return mlflow.pyfunc.log_model(name="model", python_model=__getattr__("RetentionPyfunc")(),
+        return mlflow.pyfunc.log_model(name="model", python_model=str(_CODE / "retention.py"),
                                        artifacts={"model_file": str(model_file)}, signature=signature,
                                        input_example=example, pip_requirements=_requirements())
 
@@ -997,14 +1103,18 @@ def log_retention_run(fits, *, source, input_kind: str, time_unit, discount_rate
     if refused:
         tags["failure"] = "fit refused (not reliable); nothing saved, no model logged"
     name = path.stem or "clv-forecast"
+    run_name = _run_name("retention", fits[0]["model"].kind, name)
     restore = _use_tracking_uri(mlflow, uri)
     uris = {}
     try:
         client = MlflowClient()
         experiment_id = _experiment_id(client, name, mlflow.get_tracking_uri())
         with tempfile.TemporaryDirectory(prefix="clv-tracking-") as tmp, \
-                mlflow.start_run(experiment_id=experiment_id, run_name=f"{name} (retention)", tags=tags) as active:
+                mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as active:
             run_id = active.info.run_id
+            sha = params["input_sha256"]
+            _log_input(client, run_id, path, path.name, "training",
+                       (sha[:36], "file contents (SHA-256)") if not path.is_dir() else None)
             files = Path(tmp) / "files"
             (files / "tables").mkdir(parents=True)
             guard_frame(projection.reset_index(drop=True), verbatim_csv)[0].to_csv(

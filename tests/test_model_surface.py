@@ -138,11 +138,11 @@ def test_save_load_score_file_and_pyfunc(pair, runs, tmp_path):
     # the MLflow pyfunc, with the signature the run would log (the union of the parts' inputs)
     defaults = {"horizon": "12M", "discount_rate": "10%/Y", "step": "1M", "margin": 1.0, "interval": 0.0,
                 "interval_method": "delta"}
-    signature = tracking._signature(loaded, table.head(5), defaults)
-    assert [c.name for c in signature.inputs.inputs] == ["frequency", "recency", "T", "monetary_value"]
+    signature = tracking._signature(loaded, defaults)
+    assert [c.name for c in signature.inputs.inputs] == ["frequency", "recency", "T", "monetary_value", "customer_id"]
     mlflow.pyfunc.save_model(tmp_path / "pyfunc", python_model=tracking.ClvPyfunc(),
                              artifacts={"model_file": str(path)}, signature=signature)
-    pyfunc = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc"))
+    pyfunc = tracking.load_model(str(tmp_path / "pyfunc"))  # (int64 frequency as the signature's double)
     predicted = pyfunc.predict(table.reset_index(drop=True))
     np.testing.assert_allclose(predicted["clv"].to_numpy(), expected["clv"].to_numpy(), rtol=1e-12)
     # with an interval asked per call: every bound, as ClvModel.clv gives it

@@ -55,10 +55,12 @@ def _artifacts(client, run_id, path=None):
 
 
 def _load_pyfunc(uri, store, monkeypatch):
-    import mlflow.pyfunc
+    """The logged pyfunc as ``clv_forecast.tracking.load_model`` gives it (whole-number int64 columns as the
+    signature's doubles)."""
+    from clv_forecast.tracking import load_model
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    return mlflow.pyfunc.load_model(uri)
+    return load_model(uri)
 
 
 def _gap(curve) -> float:
@@ -113,9 +115,18 @@ def test_a_retention_run_is_logged_with_its_model_as_a_pyfunc(store, segments, t
         scored = pd.read_csv(scores_file).drop(columns="customer_id")
         predicted = pyfunc.predict(customers[["renewals", "churned"]], params=params_given)
         pd.testing.assert_frame_equal(predicted.reset_index(drop=True), scored, check_exact=False, rtol=1e-15)
-    # renewals as doubles (Spark's, a CSV's): the signature takes them
-    again = pyfunc.predict(customers[["renewals"]].astype(float))
+    # renewals as doubles (Spark's, a CSV's): the signature's type, through MLflow's own pyfunc; the ids come back
+    given = customers[["customer_id", "renewals"]].astype({"renewals": float, "customer_id": str})
+    again = pyfunc.pyfunc.predict(given)
     np.testing.assert_allclose(again["derl"], logged.derl(0.1, customers["renewals"]), rtol=1e-15)
+    assert again["customer_id"].tolist() == customers["customer_id"].astype(str).tolist()
+    # a bad row: MLflow's INVALID_PARAMETER_VALUE with the model's one line
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException) as caught:
+        pyfunc.predict(pd.DataFrame({"renewals": [1.0, -2.0]}))
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE" and "\n" not in caught.value.message
+    assert "renewals" in caught.value.message
 
 
 def test_score_reads_a_retention_model_from_its_run(store, segments, tmp_path, capsys):

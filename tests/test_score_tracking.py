@@ -69,6 +69,12 @@ def test_a_score_run_is_one_mlflow_run_with_params_metrics_and_rejects(store, mo
     artifacts = [f.path for f in client.list_artifacts(run.info.run_id, "rejects")]
     assert artifacts == ["rejects/scores.parquet.rejects.csv"]
     assert [f.path for f in client.list_artifacts(run.info.run_id)] == ["rejects"]  # not the scores file
+    # the input file as the run's scoring dataset (digest: its SHA-256) and a readable run name
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "customers.parquet"
+    assert hashlib.sha256(source.read_bytes()).hexdigest().startswith(dataset_input.dataset.digest)
+    assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "scoring"
+    assert run.info.run_name.startswith("score customers ") and run.info.run_name.endswith(" UTC")
 
 
 def test_too_many_rejects_is_a_failed_run_and_a_log_is_logged_with_its_accounting(store, model_file, cdnow_rfm,

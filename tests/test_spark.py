@@ -334,11 +334,13 @@ def test_logged_model_through_mlflow_spark_udf(spark, local_store, monkeypatch):
     assert got["customer_id"].tolist() == expected.index.tolist()
     for name in SCORES:
         np.testing.assert_allclose(got[name].to_numpy(), expected[name].to_numpy(), rtol=1e-12, atol=1e-12)
-    # the signature's column names, other params, and a whole-number long frequency work too
+    # the signature's column names, other params, and a long frequency (as summarize_spark writes it) cast to
+    # the signature's double work too
     six = mlflow.pyfunc.spark_udf(spark, tracked.model_uri, result_type="clv double", env_manager="local",
                                   params={"horizon": "6M"})
     longs = sdf.withColumn("frequency", F.col("frequency").cast("long"))
-    short = longs.withColumn("p", six(F.struct("frequency", "recency", "T", "monetary_value")))  # struct<clv>
+    short = longs.withColumn("p", six(F.struct(F.col("frequency").cast("double").alias("frequency"), "recency", "T",
+                                               "monetary_value")))  # struct<clv>
     got6 = short.select("customer_id", "p.clv").toPandas().sort_values("customer_id")["clv"].to_numpy()
     expected6 = result.model.clv(table.set_index("customer_id"), horizon="6M", discount_rate=value["discount_rate"],
                                  step=value["step"], margin=value["margin"]).sort_index()["clv"].to_numpy()

@@ -9,9 +9,11 @@ session fixtures.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,6 +21,7 @@ import sys
 import textwrap
 import time
 import urllib.request
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -178,13 +181,21 @@ def test_logged_model_carries_the_json_model_file_and_a_signature_with_params(ht
         info = get_model_info(http_run.logged_model_uri)
         folder = mlflow.artifacts.download_artifacts(http_run.logged_model_uri)
     signature = info.signature
-    assert [c.name for c in signature.inputs.inputs] == ["frequency", "recency", "T", "monetary_value"]
-    assert [c.name for c in signature.outputs.inputs] == ["expected_purchases", "p_alive", "expected_spend", "clv"]
+    # concrete types (MLflow's scoring server reads CSV with them), every column optional (the model names a
+    # missing one), the optional id passed through
+    assert [(c.name, c.type.name, c.required) for c in signature.inputs.inputs] == [
+        ("frequency", "double", False), ("recency", "double", False), ("T", "double", False),
+        ("monetary_value", "double", False), ("customer_id", "string", False)]
+    assert [c.name for c in signature.outputs.inputs] == ["customer_id", "expected_purchases", "p_alive",
+                                                          "expected_spend", "clv"]
     params = {p.name: p.default for p in signature.params.params}
     assert params == {"horizon": "12M", "discount_rate": "10%/Y", "step": "1M", "margin": 1.0, "interval": 0.0,
                       "interval_method": "delta"}
     files = {p.name for p in Path(folder).rglob("*")}
     assert "clv_model.json" in files
+    # logged as code (models-from-code): the code file, no pickled wrapper
+    assert "clv.py" in files and "python_model.pkl" not in files
+    assert info.flavors["python_function"]["loader_module"] == "mlflow.pyfunc.loaders.code_model"
     data = json.loads(next(Path(folder).rglob("clv_model.json")).read_text())
     assert data["format"] == "clv-forecast-model" and data["purchases"]["params"]["r"] > 0
     assert {"plots", "tables", "experiment", "report"} <= set(artifacts)
@@ -279,6 +290,24 @@ def test_local_store_runs_share_the_experiment_and_non_finite_metrics_are_tags(l
     got = model.predict(rfm, params={"horizon": "24M", "margin": 0.3})
     want = cdnow_result.model.clv(rfm, horizon="24M", discount_rate="10%/Y", step="1M", margin=0.3)
     assert _rel_diff(got["clv"], want["clv"].to_numpy()) <= 1e-12
+
+
+def test_run_name_input_dataset_and_experiment_kind(local_store, cdnow_result):
+    """A readable run name, the input file as the run's training dataset (digest: its SHA-256), and a new
+    experiment tagged to open on its runs in MLflow's UI."""
+    from clv_forecast.datasets import cdnow_sample_path
+
+    tracked = tracking.log_run(cdnow_result, command="run", tracking_uri=local_store)
+    client = _client(local_store)
+    run = client.get_run(tracked.run_id)
+    assert client.get_experiment(tracked.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert re.fullmatch(r"run bgnbd\+gamma_gamma cdnow \d{4}-\d\d-\d\d \d\d:\d\d UTC", run.info.run_name)
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "CDNOW sample (bundled)"
+    digest = dataset_input.dataset.digest
+    assert len(digest) == 36 and run.data.params["data_sha256"].startswith(digest)
+    assert json.loads(dataset_input.dataset.source) == {"uri": str(cdnow_sample_path().resolve())}
+    assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "training"
 
 
 def test_pyfunc_interval_param_gives_every_bound(local_store, cdnow_result):
@@ -435,3 +464,205 @@ def test_cli_refuses_an_unreachable_server_before_any_work(cdnow_csv, tmp_path, 
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "--tracking-uri http://127.0.0.1:" in err and "--no-tracking" in err
     assert elapsed < 10 and not model.exists()  # nothing written
+
+
+# ---- the model behind MLflow's scoring server (mlflow models serve) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, migrated_db, cdnow_result):
+    """The logged model behind a real ``mlflow models serve --env-manager local`` on a free local port: one
+    server for every check of this module, killed at the end. Yields the URL, the tracked run and the
+    model loaded in this process."""
+    root = tmp_path_factory.mktemp("served")
+    store = root / "mlflow.db"
+    shutil.copyfile(migrated_db, store)
+    uri = f"sqlite:///{store}"
+    cwd = os.getcwd()
+    os.chdir(root)  # the sqlite store's artifacts go to ./mlruns
+    try:
+        tracked = tracking.log_run(cdnow_result, command="fit", tracking_uri=uri)
+    finally:
+        os.chdir(cwd)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = uri
+    # the server runs `uvicorn` from PATH: this interpreter's scripts, as in an activated virtual environment
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    log = open(root / "serve.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", tracked.model_uri,
+                                "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/ping", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mlflow models serve did not start: " + (root / "serve.log").read_text()[-3000:])
+            time.sleep(0.3)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MLFLOW_TRACKING_URI", uri)
+            loaded = tracking.load_model(tracked.model_uri)
+        yield url, tracked, loaded
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 15)  # the server and its uvicorn worker
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+                process.wait(timeout=15)
+        log.close()
+
+
+def _post(url: str, body: str, content_type: str) -> tuple[int, dict]:
+    request = urllib.request.Request(url + "/invocations", data=body.encode("utf-8"),
+                                     headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _split(frame: pd.DataFrame) -> dict:
+    """``frame`` in MLflow's ``dataframe_split`` form, numbers exactly (``DataFrame.to_json`` rounds to 10 digits)."""
+    return {"columns": list(frame.columns), "data": frame.astype(object).values.tolist()}
+
+
+def _served_rfm(cdnow_result, n: int = 40) -> pd.DataFrame:
+    """CDNOW customers as a client sends them: text ids with leading zeros, frequency a whole number."""
+    rfm = cdnow_result.summary.reset_index()[["customer_id", "frequency", "recency", "T", "monetary_value"]].head(n)
+    return rfm.assign(customer_id=[f"c{int(i):05d}" for i in rfm["customer_id"]])
+
+
+def _expected(cdnow_result, rfm, **change) -> pd.DataFrame:
+    value = {**cdnow_result.spec["value"], **change}
+    return cdnow_result.model.clv(rfm.drop(columns="customer_id"), horizon=value["horizon"],
+                                  discount_rate=value["discount_rate"], step=value["step"], margin=value["margin"])
+
+
+def test_served_model_scores_csv_and_json_and_returns_the_ids(served, cdnow_result):
+    url, tracked, loaded = served
+    rfm = _served_rfm(cdnow_result)
+    text = rfm.to_csv(index=False)
+    # pandas' CSV parser (the server's) may read a decimal 1 ulp away from the number written: the expected
+    # scores are those of the numbers as that parser reads them
+    as_read = pd.read_csv(io.StringIO(text), dtype={"customer_id": str})
+    expected = _expected(cdnow_result, as_read).reset_index(drop=True)
+    status, body = _post(url, text, "text/csv")
+    assert status == 200, body
+    from_csv = pd.DataFrame(body["predictions"])
+    split = _split(rfm)
+    status, body = _post(url, json.dumps({"dataframe_split": split, "params": {"horizon": "6M"}}),
+                         "application/json")
+    assert status == 200, body
+    from_json = pd.DataFrame(body["predictions"])
+    six = _expected(cdnow_result, rfm, horizon="6M").reset_index(drop=True)
+    for got, want in ((from_csv, expected), (from_json, six)):
+        assert list(got.columns) == ["customer_id", *tracking.OUTPUT_COLUMNS]
+        assert got["customer_id"].tolist() == rfm["customer_id"].tolist()  # text ids, leading zeros kept
+        for column in tracking.OUTPUT_COLUMNS:
+            assert _rel_diff(got[column], want[column]) <= 1e-12, column
+    assert not np.allclose(from_json["clv"], from_csv["clv"])  # the params reached the model
+    # the same model loaded in this process (mlflow.pyfunc's own load_model, doubles given) predicts the same
+    local = loaded.pyfunc.predict(as_read.astype({"frequency": "float64"}))
+    assert local["customer_id"].tolist() == from_csv["customer_id"].tolist()
+    for column in tracking.OUTPUT_COLUMNS:
+        assert _rel_diff(local[column], from_csv[column]) <= 1e-12, column
+
+
+@pytest.mark.parametrize("case", ["negative frequency", "fractional frequency", "recency > T", "missing column"])
+def test_served_model_answers_bad_input_with_one_line(served, cdnow_result, case):
+    url, _, loaded = served
+    rfm = _served_rfm(cdnow_result, n=5)
+    if case == "negative frequency":
+        rfm.loc[2, "frequency"] = -1
+    elif case == "fractional frequency":
+        rfm["frequency"] = rfm["frequency"].astype(float)
+        rfm.loc[2, "frequency"] = 2.5
+    elif case == "recency > T":
+        rfm.loc[2, "recency"] = rfm.loc[2, "T"] + 1
+    else:
+        rfm = rfm.drop(columns="T")
+    want = {"negative frequency": "column 'frequency', row 3", "fractional frequency": "column 'frequency', row 3",
+            "recency > T": "row 3", "missing column": "missing columns ['T']"}[case]
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException) as local:  # the model's own line, in this process
+        loaded.predict(rfm)
+    assert local.value.error_code == "INVALID_PARAMETER_VALUE"
+    line = local.value.message
+    assert "\n" not in line and want in line
+    for body, content_type in ((rfm.to_csv(index=False), "text/csv"),
+                               (json.dumps({"dataframe_split": _split(rfm)}), "application/json")):
+        status, answer = _post(url, body, content_type)
+        assert status == 400, answer
+        assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
+        # MLflow's server puts the input it received before the model's message: the last line is ours
+        assert answer["message"].splitlines()[-1] == f"Error: {line}"
+        assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer)
+
+
+def test_a_model_logged_with_a_pickled_wrapper_still_loads(local_store, cdnow_result, tmp_path):
+    """Models logged before models-from-code carry a pickled ClvPyfunc, found by its name at load: they load
+    and predict as before (no signature: the package's CLV settings)."""
+    import mlflow
+
+    from clv_forecast.units import VALUE_DEFAULTS
+
+    model_file = cdnow_result.model.save(tmp_path / "clv_model.json")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", local_store)
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(name="model", python_model=tracking.ClvPyfunc(),
+                                           artifacts={"model_file": str(model_file)})
+        folder = Path(mlflow.artifacts.download_artifacts(info.model_uri))
+        model = tracking.load_model(info.model_uri)
+    assert (folder / "python_model.pkl").is_file()
+    rfm = cdnow_result.summary[["frequency", "recency", "T", "monetary_value"]].head(30)
+    got = model.predict(rfm)
+    want = cdnow_result.model.clv(rfm, **{k: VALUE_DEFAULTS[k] for k in ("horizon", "discount_rate", "step")},
+                                  margin=float(VALUE_DEFAULTS["margin"]))
+    assert _rel_diff(got["clv"], want["clv"].to_numpy()) <= 1e-12
+
+
+def test_load_model_takes_the_tables_summarize_writes(local_store, cdnow_result):
+    """MLflow refuses int64 for a double column and a number for a text one; ``tracking.load_model`` gives it the
+    whole numbers as doubles and returns the ids as they were, where ``mlflow.pyfunc.load_model`` refuses."""
+    from mlflow.exceptions import MlflowException
+
+    tracked = tracking.log_run(cdnow_result, command="fit", tracking_uri=local_store)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", local_store)
+        model = tracking.load_model(tracked.model_uri)
+    rfm = cdnow_result.summary.reset_index()[["customer_id", "frequency", "recency", "T", "monetary_value"]].head(30)
+    assert rfm["frequency"].dtype == "int64" and rfm["customer_id"].dtype == "int64"
+    got = model.predict(rfm)
+    assert got["customer_id"].tolist() == rfm["customer_id"].tolist() and got["customer_id"].dtype == "int64"
+    want = model.pyfunc.predict(rfm.astype({"frequency": "float64", "customer_id": str}))
+    for column in tracking.OUTPUT_COLUMNS:
+        assert _rel_diff(got[column], want[column]) <= 1e-12, column
+    with pytest.raises(MlflowException, match="frequency"):
+        model.pyfunc.predict(rfm.drop(columns="customer_id"))
+
+
+def test_input_digest_of_a_file_and_of_a_folder(tmp_path):
+    """A file's digest is its SHA-256 (36 digits, what MLflow's stores keep); a folder's (a Parquet dataset)
+    follows its files' names and sizes without reading them."""
+    import hashlib
+
+    data = tmp_path / "part-0.parquet"
+    data.write_bytes(b"abc")
+    digest, of = tracking._input_digest(data)
+    assert digest == hashlib.sha256(b"abc").hexdigest()[:36] and "contents" in of
+    before, of = tracking._input_digest(tmp_path)
+    assert len(before) == 36 and "names" in of
+    data.write_bytes(b"abcd")
+    assert tracking._input_digest(tmp_path)[0] != before
