@@ -180,3 +180,17 @@ def test_the_heavy_packages_are_extras_not_dependencies(extra, wanted):
     assert "mlflow-skinny" in names(project["dependencies"]) and wanted not in names(project["dependencies"])
     assert wanted in names(extras[extra])
     assert extra in re.search(r"clv-forecast\[([^\]]*)\]", " ".join(extras["dev"])).group(1).split(",")
+
+
+def test_the_readme_commands_and_ci_install_the_same_way():
+    """The README's first command installs no extra and runs the main job; its second installs ``[dev]`` and runs
+    the test command; ``.ci/run`` installs ``[dev]`` from the project's files and runs that same command."""
+    import re
+
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    first, second = re.search(r"```bash\n(.*?)\n```", readme, re.S).group(1).splitlines()
+    assert re.search(r"pip install -e \. && clv-forecast run$", first) and "[" not in first
+    assert second.endswith('pip install -e ".[dev]" && python -m pytest -q')
+    ci = (PACKAGE.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert re.search(r'^python -m pip install --quiet -e "\.\[dev\]"', ci, re.M)
+    assert re.search(r"^[^#]*python -m pytest -q\b", ci, re.M)
