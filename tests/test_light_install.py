@@ -55,7 +55,8 @@ for _name in list(sys.modules):
         del sys.modules[_name]
 """
 #: Run last: prints, as JSON, the modules of this package that asked for an absent package, and what.
-ASKED_BY_US = "import json\nprint(json.dumps(sorted({(who, name) for who, name in _ABSENT.asked if who.startswith('clv_forecast')})))\n"
+ASKED_BY_US = ("import json\n"
+               "print(json.dumps(sorted({a for a in _ABSENT.asked if a[0].startswith('clv_forecast')})))\n")
 
 
 def _probe(code: str, cwd: Path) -> list[str]:
