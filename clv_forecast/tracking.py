@@ -199,13 +199,18 @@ def _json_default(value):
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    names = {"clv_forecast": "clv-forecast"}
+    # the distributions that may provide each module, first found wins: mlflow's module comes from the full
+    # mlflow (the [server] extra) or from mlflow-skinny alone (the plain install), at the same version
+    names = {"clv_forecast": ("clv-forecast",), "mlflow": ("mlflow", "mlflow-skinny")}
     out = {}
     for name in VERSIONED:
-        try:
-            out[name] = version(names.get(name, name))
-        except PackageNotFoundError:
-            out[name] = "not installed"
+        out[name] = "not installed"
+        for dist in names.get(name, (name,)):
+            try:
+                out[name] = version(dist)
+                break
+            except PackageNotFoundError:
+                continue
     import platform
 
     out["python"] = platform.python_version()
