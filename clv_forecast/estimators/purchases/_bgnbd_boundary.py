@@ -29,7 +29,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from .. import _mle
 from . import constant_dropout, nbd
@@ -159,6 +159,8 @@ def fit_two_point(stats) -> tuple[dict, float] | None:
     """The limit's maximum on ``stats`` (:func:`_arrays`): ``({"r", "alpha", "pi"}, total log-likelihood)``,
     or None when the optimiser fails. Parameters on log / logit scale, numerical gradients (three of them,
     on the compressed rows: a diagnosis, not a fit the user is given)."""
+    from scipy import optimize  # (a fit's import: loading and predicting do not need the optimiser)
+
     x, t_x, T, w = _arrays(stats)
 
     def natural(theta):
