@@ -105,7 +105,7 @@ def test_no_source_file_imports_the_server_stack():
 def test_a_tracked_fit_and_its_model_need_neither_the_server_stack_nor_spark(tmp_path, cdnow_csv):
     """``fit`` tracked to MLflow's default store (no URI given: ``mlflow.db`` in the working directory, as
     ``clv-forecast run`` does), then the logged model loaded with ``mlflow.pyfunc.load_model``: it predicts what
-    the saved model file predicts."""
+    the saved model file predicts (the signature's columns are doubles: ``frequency`` given as such)."""
     code = f"""
 import contextlib, io, json
 from clv_forecast.cli import main
@@ -119,7 +119,7 @@ import mlflow, mlflow.pyfunc, numpy as np, pandas as pd
 from mlflow.tracking import MlflowClient
 from clv_forecast.model import ClvModel
 run = MlflowClient().get_run(tracked["run_id"])
-rfm = pd.DataFrame({{"frequency": [2, 0, 7], "recency": [5.0, 0.0, 30.0], "T": [10.0, 12.0, 38.0],
+rfm = pd.DataFrame({{"frequency": [2.0, 0.0, 7.0], "recency": [5.0, 0.0, 30.0], "T": [10.0, 12.0, 38.0],
                     "monetary_value": [20.0, 0.0, 55.0]}})
 got = mlflow.pyfunc.load_model(f"runs:/{{tracked['run_id']}}/model").predict(rfm, params={{"horizon": "12M"}})
 rfm.attrs["time_unit"] = "W"
