@@ -7,6 +7,22 @@ import pytest
 
 from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample
 from clv_forecast.rfm import summarize
+from external_tools import pytest_runtest_setup, require  # noqa: F401 (the skip-or-fail hook, registered here)
+
+# A test using one of these fixtures gets the marker (and so the policy of tests/external_tools.py, and
+# one xdist group: the tests sharing the session's Spark stay on one worker, which starts Spark once).
+FIXTURE_MARKERS = {"spark": "spark"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Marks the tests by the fixtures they use; every ``spark`` test joins the xdist group ``spark``."""
+    for item in items:
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in item.fixturenames and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+        if item.get_closest_marker("spark") is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group("spark"))
 
 
 @pytest.fixture(scope="session")
@@ -47,13 +63,10 @@ def _no_tracking_unless_a_test_asks(monkeypatch):
 
 @pytest.fixture(scope="session")
 def spark():
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        pytest.fail("pyspark is not installed: the Spark tests need it (pip install -e '.[dev]')", pytrace=False)
-    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-        pytest.fail("no Java runtime (java not on PATH, JAVA_HOME unset): the Spark tests need one "
-                    "(apt-get install default-jre-headless)", pytrace=False)
+    """One local Spark session for the whole run (skipped or, with CI=true, failed without pyspark/Java)."""
+    require("spark")
+    from pyspark.sql import SparkSession
+
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers run this interpreter
     session = (SparkSession.builder.master("local[2]").appName("clv-forecast-tests")
                .config("spark.ui.enabled", "false")
