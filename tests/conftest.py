@@ -12,17 +12,23 @@ from external_tools import pytest_runtest_setup, require  # noqa: F401 (the skip
 # A test using one of these fixtures gets the marker (and so the policy of tests/external_tools.py, and
 # one xdist group: the tests sharing the session's Spark stay on one worker, which starts Spark once).
 FIXTURE_MARKERS = {"spark": "spark"}
+# the per-test limit of Spark tests, seconds (the others: `timeout` in pyproject.toml)
+SPARK_TIMEOUT = 900
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Marks the tests by the fixtures they use; every ``spark`` test joins the xdist group ``spark``."""
+    """Marks the tests by the fixtures they use; every ``spark`` test joins the xdist group ``spark`` and gets
+    the longer limit SPARK_TIMEOUT."""
     for item in items:
         for fixture, marker in FIXTURE_MARKERS.items():
             if fixture in item.fixturenames and item.get_closest_marker(marker) is None:
                 item.add_marker(marker)
-        if item.get_closest_marker("spark") is not None and item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group("spark"))
+        if item.get_closest_marker("spark") is not None:
+            if item.get_closest_marker("xdist_group") is None:
+                item.add_marker(pytest.mark.xdist_group("spark"))
+            if item.get_closest_marker("timeout") is None:  # a JVM start on a busy machine: 90-300 s seen
+                item.add_marker(pytest.mark.timeout(SPARK_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
