@@ -9,26 +9,35 @@ from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample
 from clv_forecast.rfm import summarize
 from external_tools import pytest_runtest_setup, require  # noqa: F401 (the skip-or-fail hook, registered here)
 
-# A test using one of these fixtures gets the marker (and so the policy of tests/external_tools.py, and
-# one xdist group: the tests sharing the session's Spark stay on one worker, which starts Spark once).
-FIXTURE_MARKERS = {"spark": "spark"}
+# A test using one of these fixtures gets the marker (and so the policy of tests/external_tools.py for
+# `spark`); `server` is test_tracking.py's real MLflow server.
+FIXTURE_MARKERS = {"spark": "spark", "server": "mlflow_server"}
+# Tests with these markers share a session-scoped process (a Spark session, an MLflow server): one xdist
+# group each, so that one worker starts it once.
+GROUPED_MARKERS = ("spark", "mlflow_server")
 # the per-test limit of Spark tests, seconds (the others: `timeout` in pyproject.toml)
 SPARK_TIMEOUT = 900
 
 
+def _uses_fixture(item: pytest.Item, name: str) -> bool:
+    """True when the test requests the fixture ``name`` (not a parametrize argument of that name)."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return name in getattr(item, "fixturenames", ()) and name not in params
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Marks the tests by the fixtures they use; every ``spark`` test joins the xdist group ``spark`` and gets
-    the longer limit SPARK_TIMEOUT."""
+    """Marks the tests by the fixtures they use, puts each GROUPED_MARKERS group on one xdist worker and gives
+    the Spark tests the longer limit SPARK_TIMEOUT."""
     for item in items:
         for fixture, marker in FIXTURE_MARKERS.items():
-            if fixture in item.fixturenames and item.get_closest_marker(marker) is None:
+            if _uses_fixture(item, fixture) and item.get_closest_marker(marker) is None:
                 item.add_marker(marker)
-        if item.get_closest_marker("spark") is not None:
-            if item.get_closest_marker("xdist_group") is None:
-                item.add_marker(pytest.mark.xdist_group("spark"))
-            if item.get_closest_marker("timeout") is None:  # a JVM start on a busy machine: 90-300 s seen
-                item.add_marker(pytest.mark.timeout(SPARK_TIMEOUT))
+        group = next((m for m in GROUPED_MARKERS if item.get_closest_marker(m) is not None), None)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+        if item.get_closest_marker("spark") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SPARK_TIMEOUT))  # a JVM start on a busy machine: 90-300 s seen
 
 
 @pytest.fixture(scope="session")
