@@ -7,6 +7,37 @@ import pytest
 
 from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample
 from clv_forecast.rfm import summarize
+from external_tools import pytest_runtest_setup, require  # noqa: F401 (the skip-or-fail hook, registered here)
+
+# A test using one of these fixtures gets the marker (and so the policy of tests/external_tools.py for
+# `spark`); `server` is test_tracking.py's real MLflow server.
+FIXTURE_MARKERS = {"spark": "spark", "server": "mlflow_server"}
+# Tests with these markers share a session-scoped process (a Spark session, an MLflow server): one xdist
+# group each, so that one worker starts it once.
+GROUPED_MARKERS = ("spark", "mlflow_server")
+# the per-test limit of Spark tests, seconds (the others: `timeout` in pyproject.toml)
+SPARK_TIMEOUT = 900
+
+
+def _uses_fixture(item: pytest.Item, name: str) -> bool:
+    """True when the test requests the fixture ``name`` (not a parametrize argument of that name)."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return name in getattr(item, "fixturenames", ()) and name not in params
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Marks the tests by the fixtures they use, puts each GROUPED_MARKERS group on one xdist worker and gives
+    the Spark tests the longer limit SPARK_TIMEOUT."""
+    for item in items:
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if _uses_fixture(item, fixture) and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+        group = next((m for m in GROUPED_MARKERS if item.get_closest_marker(m) is not None), None)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+        if item.get_closest_marker("spark") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SPARK_TIMEOUT))  # a JVM start on a busy machine: 90-300 s seen
 
 
 @pytest.fixture(scope="session")
@@ -47,13 +78,10 @@ def _no_tracking_unless_a_test_asks(monkeypatch):
 
 @pytest.fixture(scope="session")
 def spark():
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        pytest.fail("pyspark is not installed: the Spark tests need it (pip install -e '.[dev]')", pytrace=False)
-    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-        pytest.fail("no Java runtime (java not on PATH, JAVA_HOME unset): the Spark tests need one "
-                    "(apt-get install default-jre-headless)", pytrace=False)
+    """One local Spark session for the whole run (skipped or, with CI=true, failed without pyspark/Java)."""
+    require("spark")
+    from pyspark.sql import SparkSession
+
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers run this interpreter
     session = (SparkSession.builder.master("local[2]").appName("clv-forecast-tests")
                .config("spark.ui.enabled", "false")

@@ -55,6 +55,7 @@ def _random_case(rng, k):
     return (r, alpha, a, b), x, big_t, times
 
 
+@pytest.mark.slow
 def test_tables_match_the_direct_evaluation_on_a_random_grid(monkeypatch, table_calls):
     rng = np.random.default_rng(20261127)
     worst = 0.0

@@ -93,6 +93,7 @@ _H_GRID = [(q, q + d, w)
            if q + d > 0]
 
 
+@pytest.mark.slow
 def test_log_h_matches_mpmath_on_a_grid_of_both_methods():
     """ln 2F1(1, q; A+1; w) by the series (w <= 0.9) and by quadrature (w > 0.9), q and A - q from 1e-4 to 1e4
     (A - q near 0 and near integers: where scipy's hyp2f1 loses digits or returns NaN)."""
@@ -386,6 +387,8 @@ def _no_dropout_rfm(n=4000, seed=3):
     return pd.DataFrame({"frequency": x, "recency": t_x, "T": T})
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_no_dropout_gives_the_nbd_labelled(tmp_path):
     """Data without dropout: the Pareto/NBD supremum is on s -> 0 / beta -> infinity, the NBD is named and its fit
     kept; the composite fits the NBD, labelled, through its model file; on CDNOW (real dropout) no boundary."""

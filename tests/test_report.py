@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
 import struct
 import subprocess
 import zlib
@@ -19,8 +18,7 @@ import pytest
 
 from clv_forecast.cli import main
 from clv_forecast.report import Figure, Section, render
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from external_tools import chromium_path, require  # noqa: E402 (tests folder)
 
 # Loaded into a copy of the report by the test only: counts the images that decoded and every resource the
 # page requested (data: URIs excluded), and writes the result into the title, which --dump-dom prints.
@@ -57,10 +55,12 @@ def _png(width: int = 4, height: int = 3) -> bytes:
 
 
 def _chromium_probe(path: Path, tmp_path: Path, width: int | None = None) -> dict:
-    assert CHROMIUM, "Chromium is needed for this test (.ci/run installs Debian's chromium package)"
+    """Opens ``path`` in headless Chromium (tests calling it are marked ``browser``: skipped without Chromium
+    unless CI=true)."""
+    require("browser")
     probe = tmp_path / "probe.html"
     probe.write_text(path.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"), encoding="utf-8")
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    cmd = [chromium_path(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
            "--proxy-server=127.0.0.1:9", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]
@@ -91,6 +91,7 @@ def test_render_is_self_contained_and_escapes_text():
     assert "<script" not in document
 
 
+@pytest.mark.browser
 def test_report_renders_in_chromium_with_every_image_decoded(tmp_path):
     path = tmp_path / "r.html"
     path.write_text(render("report", "sub", [Section("figures", [[Figure(_png(), "one"), Figure(_png(8, 5), "two")],
@@ -100,6 +101,7 @@ def test_report_renders_in_chromium_with_every_image_decoded(tmp_path):
     assert seen["requests"] == [] and seen["tables"] == 1
 
 
+@pytest.mark.browser
 def test_default_run_writes_a_report_that_renders(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["run"]) == 0
@@ -159,6 +161,7 @@ def test_compare_prints_the_backtest_and_json_names_every_metric(cdnow_csv, caps
     assert data["methods"]["predictive"]["rmse"] < data["methods"]["run_rate"]["rmse"]
 
 
+@pytest.mark.browser
 def test_compare_output_folder_holds_tables_plots_and_a_report_that_renders(cdnow_csv, tmp_path, capsys):
     folder = tmp_path / "results"
     assert main([*COMPARE, "--transactions", str(cdnow_csv), "--output", str(folder)]) == 0

@@ -193,6 +193,7 @@ def test_the_backtest_is_a_tournament(split):
     assert bt.metrics["gini"].between(-1, 1).all() and bt.metrics.loc["average", "gini"] == pytest.approx(0)
 
 
+@pytest.mark.slow
 def test_compare_report_show_the_tournament_and_the_choice(capsys, cdnow_csv, tmp_path):
     rc, out, err = run(capsys, "compare", "-t", cdnow_csv, "--amount-col", "amount", "--calibration-end",
                        CDNOW_CALIBRATION_END, "--purchase-model", "auto", "--no-tracking", "--json")

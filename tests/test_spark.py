@@ -1,7 +1,8 @@
 """Scoring on Spark (clv_forecast.spark) with a real local Spark session.
 
 pyspark and a Java runtime are test requirements (the ``dev`` extra installs pyspark, CI installs
-Java): when either is missing the Spark tests fail and say so, they are not skipped.
+Java): when either is missing the Spark tests are skipped with what to install, and fail with CI=true
+(tests/external_tools.py).
 """
 
 import os
@@ -284,6 +285,7 @@ def test_parquet_user_errors(spark, model, table, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.spark  # Spark in a subprocess, without the fixture
 def test_killed_run_leaves_no_output(model, tmp_path):
     """A run SIGKILLed while Spark writes the scores (driver, JVM and Python workers: the whole process
     group) leaves its temporary directory and nothing under the final names."""
@@ -449,6 +451,7 @@ def test_spark_equals_score_file_on_100k_rows_with_every_reject(spark, model, tm
 # -- clv-forecast score --engine spark ---------------------------------------------------------------
 
 
+@pytest.mark.spark  # Spark in a subprocess, without the fixture
 def test_cli_engine_spark_as_a_user_runs_it(model, table, tmp_path):
     """A whole process, with the venv's bin off the PATH (the Python workers must still find clv_forecast):
     the local engine's lines, exit 0, and none of Spark's log lines."""

@@ -221,6 +221,7 @@ def _cli(*args, cwd):
                           text=True, env=env, timeout=600)
 
 
+@pytest.mark.spark  # Spark in a subprocess, without the fixture
 def test_cli_fit_engine_spark_on_a_parquet_directory(cdnow, cdnow_parquet_dir, tmp_path):
     out = _cli("fit", "-t", str(cdnow_parquet_dir), "--amount-col", "amount", "--calibration-end", "1997-09-30",
                "--engine", "spark", "--spark-master", "local[2]", "--predictions", "preds", "--output",

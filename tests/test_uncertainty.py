@@ -43,6 +43,7 @@ def test_every_forecast_has_its_bounds_around_the_estimate(delta):
     assert (delta["p_alive_lower"] >= 0).all() and (delta["p_alive_upper"] <= 1).all()
 
 
+@pytest.mark.slow
 def test_delta_agrees_with_parameter_draws(model, cdnow_rfm, delta):
     """On CDNOW's fit the linearisation is good: 4,000 draws give the same bounds, for the median customer within 8 %
     of the interval's width for every forecast (the Gamma-Gamma spend is the most skewed: 5 % at its upper bound;
