@@ -11,7 +11,7 @@ from external_tools import pytest_runtest_setup, require  # noqa: F401 (the skip
 
 # A test using one of these fixtures gets the marker (and so the policy of tests/external_tools.py for
 # `spark`); `server` is test_tracking.py's real MLflow server.
-FIXTURE_MARKERS = {"spark": "spark", "server": "mlflow_server"}
+FIXTURE_MARKERS = {"spark": "spark", "server": "mlflow_server", "served": "mlflow_server"}
 # Tests with these markers share a session-scoped process (a Spark session, an MLflow server): one xdist
 # group each, so that one worker starts it once.
 GROUPED_MARKERS = ("spark", "mlflow_server")
