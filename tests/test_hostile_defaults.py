@@ -287,8 +287,11 @@ def test_score_run_metadata_in_mlflow_says_unreliable(cdnow, unreliable, tmp_pat
         def get_experiment_by_name(self, name):
             return None
 
-        def create_experiment(self, name):
+        def create_experiment(self, name, tags=None):
             return "1"
+
+        def log_inputs(self, run_id, datasets=None, models=None):
+            logged["datasets"] = datasets
 
         def create_run(self, experiment_id, run_name, tags):
             logged["tags"] = tags

@@ -29,7 +29,9 @@ from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample
 from clv_forecast.model import ClvModel
 from clv_forecast.rfm import summarize
 
-pytestmark = [pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas"),
+# (their own xdist group: the servers are theirs, so they need not wait behind the local-session Spark tests)
+pytestmark = [pytest.mark.xdist_group("spark_cluster"),
+              pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 
 START_TIMEOUT = 180  # seconds for a server to come up on a busy 2-core machine
