@@ -48,3 +48,21 @@ def kill_when_writing(process, folder: Path, prefix: str, *, timeout: float, set
         if process.poll() is None:
             kill()
             process.wait()
+
+
+def wait_until_up(url: str, process, log: Path, *, timeout: float, what: str, pause: float = 0.2) -> None:
+    """Wait until ``url`` answers 200 (a server started as ``process``, writing to ``log``); a RuntimeError with
+    the log's end when the process exits or ``timeout`` seconds pass first."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start: " + log.read_text(errors="replace")[-3000:])
+        time.sleep(pause)

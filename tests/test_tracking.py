@@ -32,6 +32,8 @@ pytest.importorskip("mlflow")
 
 from clv_forecast import tracking  # noqa: E402
 from clv_forecast.errors import ClvInputError  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import wait_until_up  # noqa: E402 (tests folder)
 
 MODEL_NAME = "cdnow_tracking_test"
 
@@ -60,17 +62,7 @@ def server(tmp_path_factory, request):
     try:
         request.getfixturevalue("migrated_db")
         request.getfixturevalue("cdnow_result")
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(uri + "/health", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("mlflow server did not start: " + (root / "server.log").read_text()[-2000:])
-            time.sleep(0.2)
+        wait_until_up(uri + "/health", process, root / "server.log", timeout=90, what="mlflow server")
         yield uri
     finally:
         process.terminate()
@@ -495,17 +487,7 @@ def served(tmp_path_factory, migrated_db, cdnow_result):
                                stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/ping", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("mlflow models serve did not start: " + (root / "serve.log").read_text()[-3000:])
-            time.sleep(0.3)
+        wait_until_up(url + "/ping", process, root / "serve.log", timeout=120, what="mlflow models serve", pause=0.3)
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("MLFLOW_TRACKING_URI", uri)
             loaded = tracking.load_model(tracked.model_uri)
