@@ -738,12 +738,13 @@ def _run_name(command: str, *words) -> str:
     return " ".join(str(w) for w in (command, *words, now) if w)[:250]
 
 
-def _input_digest(path: Path) -> tuple[str, str]:
+def _input_digest(path: Path, sha256: str | None = None) -> tuple[str, str]:
     """``(digest, what it is of)`` of an input: a file's SHA-256 (its first 36 hex digits, the most MLflow's
-    stores keep; the whole hash is the run's ``*_sha256`` param), or for a folder (a Parquet dataset) the
-    SHA-256 of its files' names, sizes and modification times (not their bytes: it can be any size)."""
+    stores keep; the whole hash is the run's ``*_sha256`` param: ``sha256`` when the run has computed it
+    already), or for a folder (a Parquet dataset) the SHA-256 of its files' names, sizes and modification times
+    (not their bytes: it can be any size)."""
     if not path.is_dir():
-        return _sha256(path)[:36], "file contents (SHA-256)"
+        return (sha256 or _sha256(path))[:36], "file contents (SHA-256)"
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         stat = file.stat()
@@ -751,15 +752,15 @@ def _input_digest(path: Path) -> tuple[str, str]:
     return digest.hexdigest()[:36], "file names, sizes and modification times (SHA-256)"
 
 
-def _log_input(client, run_id: str, path, name: str, context: str, digest: tuple[str, str] | None = None) -> None:
+def _log_input(client, run_id: str, path, name: str, context: str, sha256: str | None = None) -> None:
     """Record the input file (or folder) ``path`` as the run's MLflow dataset (source: the local path, digest:
-    :func:`_input_digest`) used for ``context`` (``"training"``, ``"scoring"``): the run's Datasets column and
-    its inputs in the UI."""
+    :func:`_input_digest`, given the file's ``sha256`` when known) used for ``context`` (``"training"``,
+    ``"scoring"``): the run's Datasets column and its inputs in the UI."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     path = Path(path)
-    value, of = digest or _input_digest(path)
+    value, of = _input_digest(path, sha256)
     dataset = Dataset(name=name, digest=value, source_type="local",
                       source=json.dumps({"uri": str(path.resolve())}), profile=json.dumps({"digest_of": of}))
     client.log_inputs(run_id, [DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])])
@@ -810,9 +811,7 @@ def log_run(result, *, command: str, tracking_uri: str | None = None, register_a
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
             if "data_file" in params:
-                sha = params["data_sha256"]
-                digest = (sha[:36], "file contents (SHA-256)") if re.fullmatch(r"[0-9a-f]{64}", sha) else None
-                _log_input(client, run_id, params["data_file"], tags["dataset"], "training", digest)
+                _log_input(client, run_id, params["data_file"], tags["dataset"], "training", params["data_sha256"])
             files = Path(tmp) / "files"
             files.mkdir()
             _write_artifacts(result, files)
@@ -1117,9 +1116,7 @@ def log_retention_run(fits, *, source, input_kind: str, time_unit, discount_rate
         with tempfile.TemporaryDirectory(prefix="clv-tracking-") as tmp, \
                 mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as active:
             run_id = active.info.run_id
-            sha = params["input_sha256"]
-            _log_input(client, run_id, path, path.name, "training",
-                       (sha[:36], "file contents (SHA-256)") if not path.is_dir() else None)
+            _log_input(client, run_id, path, path.name, "training", params["input_sha256"])
             files = Path(tmp) / "files"
             (files / "tables").mkdir(parents=True)
             guard_frame(projection.reset_index(drop=True), verbatim_csv)[0].to_csv(
