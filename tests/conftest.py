@@ -3,11 +3,17 @@ import shutil
 import sys
 from pathlib import Path
 
-import pytest
+# The suite runs on two xdist workers, one per core (pyproject's addopts): one BLAS thread per process, or the
+# workers' BLAS threads compete for the same two cores. Set before numpy is first imported (below); the CLI
+# processes the tests start inherit it.
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
-from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample
-from clv_forecast.rfm import summarize
-from external_tools import pytest_runtest_setup, require  # noqa: F401 (the skip-or-fail hook, registered here)
+import pytest  # noqa: E402
+
+from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample  # noqa: E402
+from clv_forecast.rfm import summarize  # noqa: E402
+from external_tools import pytest_runtest_setup, require  # noqa: E402, F401 (the skip-or-fail hook, registered here)
 
 # A test using one of these fixtures gets the marker (and so the policy of tests/external_tools.py for
 # `spark`); `server` is test_tracking.py's real MLflow server.
