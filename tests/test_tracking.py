@@ -607,8 +607,11 @@ def test_a_model_logged_with_a_pickled_wrapper_still_loads(local_store, cdnow_re
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", local_store)
         with mlflow.start_run():
+            # the requirements given, as the package logged them then (else MLflow infers them by loading the
+            # model in a subprocess, seconds of CPU that this check does not need)
             info = mlflow.pyfunc.log_model(name="model", python_model=tracking.ClvPyfunc(),
-                                           artifacts={"model_file": str(model_file)})
+                                           artifacts={"model_file": str(model_file)},
+                                           pip_requirements=tracking._requirements())
         folder = Path(mlflow.artifacts.download_artifacts(info.model_uri))
         model = tracking.load_model(info.model_uri)
     assert (folder / "python_model.pkl").is_file()
