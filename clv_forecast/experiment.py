@@ -19,6 +19,7 @@ import math
 import time
 import tomllib
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -382,7 +383,7 @@ class RunResult:
     report_path: Path | None = None
     comparison: Any = None  # clv_forecast.compare.Comparison
     backtest: Any = None  # clv_forecast.compare.Backtest
-    figures: dict = field(default_factory=dict)  # caption -> PNG bytes
+    figures: Mapping = field(default_factory=dict)  # caption -> PNG bytes (a _Pngs: rendered when first read)
     timings: dict = field(default_factory=dict)
     guarded_cells: int = 0  # CSV text cells written with a leading ' (clv_forecast.csv_guard)
     refused: str | None = None  # why the fit was refused (the run stopped there; nothing written), else None
@@ -718,8 +719,34 @@ def analyse_run(result: RunResult, source, on_step=None) -> RunResult:
     if result.backtest is not None:
         figures["Gains: share of holdout revenue captured by the top customers of each method"] = \
             plots.gains_chart(result.backtest.scores.drop(columns=["actual", "actual_purchases"]), result.backtest.scores["actual"])
-    result.figures = {caption: plots.to_png(fig) for caption, fig in figures.items()}
+    result.figures = _Pngs(figures)
     return result
+
+
+class _Pngs(Mapping):
+    """Caption -> PNG bytes of a run's figures, each rendered when it is first read, then kept (the figure itself
+    is dropped). Rendering is most of the plots' cost (about 0.25 CPU-s a figure, a dozen a run): a command that
+    neither writes nor logs its plots (``compare`` without ``--output``, untracked) does not pay for it."""
+
+    def __init__(self, figures: dict) -> None:
+        self._items = dict(figures)  # caption -> matplotlib Figure until rendered, then its PNG bytes
+
+    def __getitem__(self, caption: str) -> bytes:
+        item = self._items[caption]
+        if not isinstance(item, bytes):
+            from . import plots
+
+            item = self._items[caption] = plots.to_png(item)
+        return item
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self._items)!r})"
 
 
 def _report_document(result: RunResult) -> str:

@@ -46,7 +46,9 @@ def _run_without_tools(tmp_path: Path, ci: str | None) -> tuple[int, dict[str, t
     (tmp_path / "pytest.ini").write_text("[pytest]\n")  # not the project's options (no workers, no timeout)
     (tmp_path / "empty").mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "CI", "PYTEST_ADDOPTS")}
-    env.update(PATH=str(tmp_path / "empty"), PYTHONPATH=str(TESTS), COLUMNS="1000")
+    # no plugin autoloading: the policy is this folder's conftest alone, and the installed plugins (hypothesis,
+    # xdist, timeout) cost more than half of the inner run's CPU
+    env.update(PATH=str(tmp_path / "empty"), PYTHONPATH=str(TESTS), COLUMNS="1000", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     if ci is not None:
         env["CI"] = ci
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",

@@ -1,6 +1,5 @@
 """Streaming batch scoring (clv_forecast.scoring) and the ``score`` command."""
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -201,17 +200,7 @@ def test_killed_run_leaves_no_output(model_file, tmp_path):
 # -- MLflow ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def local_store(tmp_path, tmp_path_factory, monkeypatch) -> str:
-    from mlflow.tracking import MlflowClient
-
-    template = tmp_path_factory.getbasetemp() / "scoring_mlflow_template.db"
-    if not template.exists():
-        MlflowClient(f"sqlite:///{template}").search_experiments()
-    monkeypatch.chdir(tmp_path)  # the sqlite store keeps artifacts in ./mlruns: here, not in the checkout
-    path = tmp_path / "mlflow.db"
-    shutil.copyfile(template, path)
-    return f"sqlite:///{path}"
+# local_store: conftest's (a copy of the session's migrated template store; the working directory is tmp_path)
 
 
 def test_runs_uri_scores_like_the_model(local_store, tmp_path, monkeypatch):

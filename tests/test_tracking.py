@@ -2,8 +2,8 @@
 ``mlflow server`` on 127.0.0.1.
 
 MLflow's sqlite migration takes seconds, so one migrated database is made per session and copied
-where a fresh store is needed. The server, the pipeline run and the run logged over HTTP are
-session fixtures.
+where a fresh store is needed (the servers start on such copies too). The pipeline run is a session
+fixture; the servers and the run logged over HTTP are module fixtures, stopped when this module is done.
 """
 
 from __future__ import annotations
@@ -44,23 +44,27 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory, request):
-    """A real ``mlflow server`` (sqlite backend, proxied artifacts in tmp) on a free local port.
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, migrated_db, request):
+    """A real ``mlflow server`` (sqlite backend, proxied artifacts in tmp) on a free local port, for this module
+    only (stopped when its last test is done, not at the end of the session).
 
-    The server creates its own store; while it starts (seconds), this process migrates the template store
-    and runs the pipeline."""
+    Two settings keep its CPU cost down without changing what the tests talk to: the store is a copy of the
+    already-migrated template (no migration at start), and MLflow's job execution (a background runner for
+    GenAI scorers and trace roll-ups that these tests never use) is off: with it on, the idle server burns
+    about half a core for as long as it lives. While the server starts, this process runs the pipeline."""
     root = tmp_path_factory.mktemp("mlflow_server")
     db = root / "mlflow.db"
+    shutil.copyfile(migrated_db, db)
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                "--backend-store-uri", f"sqlite:///{db}", "--artifacts-destination", str(root / "artifacts"),
                "--workers", "1"]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = open(root / "server.log", "wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env)
     try:
-        request.getfixturevalue("migrated_db")
         request.getfixturevalue("cdnow_result")
         wait_until_up(uri + "/health", process, root / "server.log", timeout=90, what="mlflow server")
         yield uri
@@ -84,7 +88,7 @@ def cdnow_result(tmp_path_factory):
     return run(spec, save=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def http_run(server, cdnow_result):
     with pytest.MonkeyPatch.context() as patch:  # the fail-fast settings log_run sets stay in this fixture
         for key in tracking._FAST_FAIL_ENV:
@@ -603,8 +607,11 @@ def test_a_model_logged_with_a_pickled_wrapper_still_loads(local_store, cdnow_re
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", local_store)
         with mlflow.start_run():
+            # the requirements given, as the package logged them then (else MLflow infers them by loading the
+            # model in a subprocess, seconds of CPU that this check does not need)
             info = mlflow.pyfunc.log_model(name="model", python_model=tracking.ClvPyfunc(),
-                                           artifacts={"model_file": str(model_file)})
+                                           artifacts={"model_file": str(model_file)},
+                                           pip_requirements=tracking._requirements())
         folder = Path(mlflow.artifacts.download_artifacts(info.model_uri))
         model = tracking.load_model(info.model_uri)
     assert (folder / "python_model.pkl").is_file()
