@@ -172,17 +172,26 @@ def _newton_level(f, target, v0, v_lo, v_hi, iterations: int = 60):
     """Roots of a convex function ``f`` (returning value, slope) at ``target``, by Newton's method from a
     start on the outer side of each root (monotone convergence), kept in ``[v_lo, v_hi]``, to 1e-10
     relative: the roots are panel ends of a quadrature, where no more digits change the integral (at 1e-15 the
-    iterations ran to their limit on rounding, half the cost of an evaluation)."""
+    iterations ran to their limit on rounding, half the cost of an evaluation).
+
+    ``f`` is evaluated on (n, k) arrays with one row per element of its parameters, and ``f.subset(rows)`` is the
+    same function for the given rows: each iteration evaluates only the roots still moving (most converge in a
+    few steps, a few take three times as many), as a column of (row, root) pairs."""
     v = v0.copy()
+    shape = v.shape
+    target, lo, hi = (np.broadcast_to(np.asarray(a, dtype=np.float64), shape) for a in (target, v_lo, v_hi))
+    rows, cols = (i.ravel() for i in np.indices(shape))
     for _ in range(iterations):
-        value, slope = f(v)
+        current = v[rows, cols]
+        value, slope = f.subset(rows)(current[:, None])
         with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(slope != 0, (value - target) / slope, 0.0)
+            step = np.where(slope[:, 0] != 0, (value[:, 0] - target[rows, cols]) / slope[:, 0], 0.0)
         step = np.where(np.isfinite(step), step, 0.0)
-        new = np.clip(v - step, v_lo, v_hi)
-        done = np.all(np.abs(new - v) <= 1e-10 * np.maximum(1.0, np.abs(v)))
-        v = new
-        if done:
+        new = np.clip(current - step, lo[rows, cols], hi[rows, cols])
+        v[rows, cols] = new
+        moving = np.abs(new - current) > 1e-10 * np.maximum(1.0, np.abs(current))
+        rows, cols = rows[moving], cols[moving]
+        if rows.size == 0:
             break
     return v
 
@@ -203,8 +212,8 @@ def _convex_integral(psi, v_mode, v_upper, extra_breaks):
     r"""Nodes ``v`` and normalised weights ``p`` (rows sum to 1) of :math:`\int_0^\infty e^{-\psi(v)}dv`
     for convex ``psi`` with ``psi(0) = 0``, minimum at ``v_mode`` (>= 0), and the log of the integral.
 
-    ``psi(v)`` returns (value, slope) elementwise for arrays of shape (n, k) and ``psi.subset(rows)`` is the
-    same function for a subset of the elements. ``v_upper(level)`` is a point
+    ``psi(v)`` returns (value, slope) elementwise for arrays of shape (n, k), ``psi.value(v)`` the value alone, and
+    ``psi.subset(rows)`` is the same function for a subset of the elements. ``v_upper(level)`` is a point
     right of the mode where ``psi >= psi(v_mode) + level``. Panels end where ``psi`` has risen by each of
     :data:`_LEVELS` above its minimum (both sides of the mode) and at ``extra_breaks`` (where ``psi'``
     changes on a unit scale); each is integrated by an 8-point Gauss-Legendre rule, on which ``e^{-psi}``
@@ -238,7 +247,7 @@ def _convex_integral(psi, v_mode, v_upper, extra_breaks):
     weights = half[:, :, None] * _PANEL_W[None, None, :]
     nodes = nodes.reshape(n, -1)
     weights = weights.reshape(n, -1)
-    value = psi(nodes)[0]
+    value = psi.value(nodes)
     with np.errstate(under="ignore"):
         mass = weights * np.exp(-(value - psi_mode[:, None]))
     total = mass.sum(axis=1)
@@ -260,6 +269,10 @@ class _Psi:
         inner = self.inner(v)
         sigma = np.exp(self.log_eps + v - inner)  # eps e^v / (1 + eps (e^v - 1)), in (0, 1]
         return self.p * v + self.q * inner, self.p + self.q * sigma
+
+    def value(self, v):
+        """``psi(v)`` without its slope (the quadrature's nodes need no slope)."""
+        return self.p * v + self.q * self.inner(v)
 
     def subset(self, rows):
         out = _Psi.__new__(_Psi)
@@ -612,6 +625,11 @@ class _Chi:
     def __call__(self, u):
         with np.errstate(over="ignore"):
             return self.y * np.expm1(u) + self.k * u, self.y * np.exp(u) + self.k
+
+    def value(self, u):
+        """``chi(u)`` without its slope."""
+        with np.errstate(over="ignore"):
+            return self.y * np.expm1(u) + self.k * u
 
     def subset(self, rows):
         out = _Chi.__new__(_Chi)
