@@ -69,8 +69,9 @@ PARAM_BOUNDS = {"r": (1e-6, 1e5), "alpha": (1e-6, 1e10), "s": (1e-6, 1e5), "beta
 
 #: the power series of h serves ``w <= W_SERIES`` (at most ~440 terms; ~70 up to ``W_BAND``); quadrature the rest
 W_SERIES, W_BAND = 0.9, 0.5
-#: Gauss-Legendre rule of each quadrature panel
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(10)
+#: Gauss-Legendre rule of each quadrature panel of :func:`_convex_integral`: 8 points (the rule every result
+#: and test since P(X(t) = n) was added has used: a second ``_GL_X`` of 8 points further down replaced the 10 here)
+_PANEL_X, _PANEL_W = np.polynomial.legendre.leggauss(8)
 #: rises of psi above its minimum at which quadrature panels end (e^-48 of the peak: beyond any digit)
 #: quadrature panel ends around the knee of psi (``eps e^v = 1``), in units of v: psi - (its asymptote) decays
 #: like e^-(v - knee) to the right, and psi's slope rises on a unit scale up to the knee
@@ -171,30 +172,51 @@ def _newton_level(f, target, v0, v_lo, v_hi, iterations: int = 60):
     """Roots of a convex function ``f`` (returning value, slope) at ``target``, by Newton's method from a
     start on the outer side of each root (monotone convergence), kept in ``[v_lo, v_hi]``, to 1e-10
     relative: the roots are panel ends of a quadrature, where no more digits change the integral (at 1e-15 the
-    iterations ran to their limit on rounding, half the cost of an evaluation)."""
+    iterations ran to their limit on rounding, half the cost of an evaluation).
+
+    ``f`` is evaluated on (n, k) arrays with one row per element of its parameters, and ``f.subset(rows)`` is the
+    same function for the given rows: each iteration evaluates only the roots still moving (most converge in a
+    few steps, a few take three times as many), as a column of (row, root) pairs."""
     v = v0.copy()
+    shape = v.shape
+    target, lo, hi = (np.broadcast_to(np.asarray(a, dtype=np.float64), shape) for a in (target, v_lo, v_hi))
+    rows, cols = (i.ravel() for i in np.indices(shape))
     for _ in range(iterations):
-        value, slope = f(v)
+        current = v[rows, cols]
+        value, slope = f.subset(rows)(current[:, None])
         with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(slope != 0, (value - target) / slope, 0.0)
+            step = np.where(slope[:, 0] != 0, (value[:, 0] - target[rows, cols]) / slope[:, 0], 0.0)
         step = np.where(np.isfinite(step), step, 0.0)
-        new = np.clip(v - step, v_lo, v_hi)
-        done = np.all(np.abs(new - v) <= 1e-10 * np.maximum(1.0, np.abs(v)))
-        v = new
-        if done:
+        new = np.clip(current - step, lo[rows, cols], hi[rows, cols])
+        v[rows, cols] = new
+        moving = np.abs(new - current) > 1e-10 * np.maximum(1.0, np.abs(current))
+        rows, cols = rows[moving], cols[moving]
+        if rows.size == 0:
             break
     return v
+
+
+def _nonempty_panels(breaks):
+    """Panel ends ``(lo, hi)`` between sorted ``breaks`` (n, k), without the empty panels: repeated breaks (every
+    level left of a mode at 0, knee breaks clipped to the range) are about half of them, and an empty panel adds
+    exactly 0 to the integral. Each row's non-empty panels come first, in order; rows with fewer than the most are
+    padded with empty panels at their right end."""
+    lo, hi = breaks[:, :-1], breaks[:, 1:]
+    full = hi > lo
+    keep = int(full.sum(axis=1).max()) if full.size else 0
+    order = np.argsort(~full, axis=1, kind="stable")[:, :keep]
+    return np.take_along_axis(lo, order, axis=1), np.take_along_axis(hi, order, axis=1)
 
 
 def _convex_integral(psi, v_mode, v_upper, extra_breaks):
     r"""Nodes ``v`` and normalised weights ``p`` (rows sum to 1) of :math:`\int_0^\infty e^{-\psi(v)}dv`
     for convex ``psi`` with ``psi(0) = 0``, minimum at ``v_mode`` (>= 0), and the log of the integral.
 
-    ``psi(v)`` returns (value, slope) elementwise for arrays of shape (n, k) and ``psi.subset(rows)`` is the
-    same function for a subset of the elements. ``v_upper(level)`` is a point
+    ``psi(v)`` returns (value, slope) elementwise for arrays of shape (n, k), ``psi.value(v)`` the value alone, and
+    ``psi.subset(rows)`` is the same function for a subset of the elements. ``v_upper(level)`` is a point
     right of the mode where ``psi >= psi(v_mode) + level``. Panels end where ``psi`` has risen by each of
     :data:`_LEVELS` above its minimum (both sides of the mode) and at ``extra_breaks`` (where ``psi'``
-    changes on a unit scale); each is integrated by a 10-point Gauss-Legendre rule, on which ``e^{-psi}``
+    changes on a unit scale); each is integrated by an 8-point Gauss-Legendre rule, on which ``e^{-psi}``
     changes by a factor of at most ``e^2``.
     """
     n = len(v_mode)
@@ -219,14 +241,13 @@ def _convex_integral(psi, v_mode, v_upper, extra_breaks):
         left[interior] = np.where(lv >= 0.0, 0.0, left[interior])
     breaks = np.concatenate((np.zeros((n, 1)), v_mode[:, None], right, left,
                              np.clip(extra_breaks, 0.0, v_end[:, None])), axis=1)
-    breaks = np.sort(breaks, axis=1)
-    lo, hi = breaks[:, :-1], breaks[:, 1:]
+    lo, hi = _nonempty_panels(np.sort(breaks, axis=1))
     half = 0.5 * (hi - lo)
-    nodes = (lo + half)[:, :, None] + half[:, :, None] * _GL_X[None, None, :]
-    weights = half[:, :, None] * _GL_W[None, None, :]
+    nodes = (lo + half)[:, :, None] + half[:, :, None] * _PANEL_X[None, None, :]
+    weights = half[:, :, None] * _PANEL_W[None, None, :]
     nodes = nodes.reshape(n, -1)
     weights = weights.reshape(n, -1)
-    value = psi(nodes)[0]
+    value = psi.value(nodes)
     with np.errstate(under="ignore"):
         mass = weights * np.exp(-(value - psi_mode[:, None]))
     total = mass.sum(axis=1)
@@ -248,6 +269,10 @@ class _Psi:
         inner = self.inner(v)
         sigma = np.exp(self.log_eps + v - inner)  # eps e^v / (1 + eps (e^v - 1)), in (0, 1]
         return self.p * v + self.q * inner, self.p + self.q * sigma
+
+    def value(self, v):
+        """``psi(v)`` without its slope (the quadrature's nodes need no slope)."""
+        return self.p * v + self.q * self.inner(v)
 
     def subset(self, rows):
         out = _Psi.__new__(_Psi)
@@ -546,7 +571,8 @@ def expected_new(t, r, alpha, s, beta) -> np.ndarray:
     return r / alpha * beta * _rate_integral(s - 1.0, t / beta)
 
 
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(8)
+#: Gauss-Legendre rule of each geometric panel of :func:`prob_purchases`
+_MIX_X, _MIX_W = np.polynomial.legendre.leggauss(8)
 
 
 def _log_nb(n, t, r, alpha):
@@ -576,8 +602,8 @@ def prob_purchases(n, t, r, alpha, s, beta) -> np.ndarray:
     hi = 2.0 ** -np.arange(panels, dtype=np.float64)  # panel ends as fractions of t: 1, 1/2, ...
     lo = np.append(hi[1:], 0.0)
     mid, half = (hi + lo) / 2, (hi - lo) / 2
-    u = (mid[:, None] + half[:, None] * _GL_X[None, :]).ravel()
-    wq = (half[:, None] * _GL_W[None, :]).ravel()
+    u = (mid[:, None] + half[:, None] * _MIX_X[None, :]).ravel()
+    wq = (half[:, None] * _MIX_W[None, :]).ravel()
     out = np.empty(n.size)
     step = max(1, 2_000_000 // u.size)  # rows per block: bounded memory for long inputs
     for i in range(0, n.size, step):
@@ -599,6 +625,11 @@ class _Chi:
     def __call__(self, u):
         with np.errstate(over="ignore"):
             return self.y * np.expm1(u) + self.k * u, self.y * np.exp(u) + self.k
+
+    def value(self, u):
+        """``chi(u)`` without its slope."""
+        with np.errstate(over="ignore"):
+            return self.y * np.expm1(u) + self.k * u
 
     def subset(self, rows):
         out = _Chi.__new__(_Chi)
