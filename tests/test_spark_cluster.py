@@ -59,12 +59,22 @@ def _jvm_options() -> str:
     return os.environ.get("SPARK_SUBMIT_OPTS", "")
 
 
+def _write_spark_defaults(work: Path) -> None:
+    """``work/conf/spark-defaults.conf`` (``SPARK_CONF_DIR`` of :func:`_environment`): the tests' JVM options for
+    the executors of every application a command starts on the cluster (``score`` and ``fit`` as a user types
+    them: ``fit`` has no ``--spark-conf``)."""
+    (work / "conf").mkdir(exist_ok=True)
+    (work / "conf" / "spark-defaults.conf").write_text(f"spark.executor.extraJavaOptions {_jvm_options()}\n")
+
+
 def _environment(work: Path) -> dict:
-    """The servers' environment: this interpreter for the Python workers, 127.0.0.1, scratch space under ``work``,
-    the tests' JVM options for the master and the worker (``SPARK_DAEMON_JAVA_OPTS``)."""
+    """The servers' and the commands' environment: this interpreter for the Python workers, 127.0.0.1, scratch
+    space under ``work``, the tests' JVM options for the master and the worker (``SPARK_DAEMON_JAVA_OPTS``) and,
+    through ``work/conf``, for the executors (:func:`_write_spark_defaults`)."""
     return {**os.environ, "SPARK_HOME": str(_spark_home()), "PYSPARK_PYTHON": sys.executable,
             "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOCAL_DIRS": str(work), "SPARK_WORKER_DIR": str(work / "worker"),
-            "SPARK_LOG_DIR": str(work), "CLV_FORECAST_TRACKING": "off", "SPARK_DAEMON_JAVA_OPTS": _jvm_options()}
+            "SPARK_LOG_DIR": str(work), "CLV_FORECAST_TRACKING": "off", "SPARK_DAEMON_JAVA_OPTS": _jvm_options(),
+            "SPARK_CONF_DIR": str(work / "conf")}
 
 
 class _Server:
@@ -131,6 +141,7 @@ def cluster(tmp_path_factory):
     started together: ``{"master": "spark://...", "remote": "sc://...", "work": scratch folder}``. Stopped (process
     groups killed) at the end, and checked gone."""
     work = tmp_path_factory.mktemp("cluster")
+    _write_spark_defaults(work)
     env = _environment(work)
     bin_dir = _spark_home() / "bin"
     port, connect_port = _free_port(), _free_port()
@@ -176,11 +187,9 @@ def _cli(*args, cwd: Path, env: dict):
 
 
 def _engine_args(cluster, way: str) -> list:
-    """The options that put a command on the cluster: a master URL (with the tests' JVM options for the
-    application's executors), or the Connect server's URL."""
+    """The options that put a command on the cluster: a master URL, or the Connect server's URL."""
     if way == "standalone":
-        return ["--spark-master", cluster["master"], "--spark-conf",
-                f"spark.executor.extraJavaOptions={_jvm_options()}"]
+        return ["--spark-master", cluster["master"]]
     return ["--spark-remote", cluster["remote"]]
 
 
