@@ -8,7 +8,10 @@ each (a process that has opened a Connect session is in Connect mode for good), 
 against the local engine on the same inputs: scores to 1e-9 relative, parameters to 1e-8, the rows' accounting,
 the rejected rows and the band of the totals.
 
-The servers need what the ``spark`` fixture needs (pyspark, Java): they depend on it, so they follow its policy.
+The servers need what the ``spark`` fixture needs (pyspark, Java): the module is marked ``spark``, so it follows that
+policy (tests/external_tools.py) without starting a local session of its own. Its JVMs (the daemons, the drivers, the
+executors) get the tests' JVM options (``SPARK_SUBMIT_OPTS``, set by tests/conftest.py): short-lived, they spend less
+CPU without the C2 compiler.
 """
 
 import json
@@ -30,7 +33,7 @@ from clv_forecast.model import ClvModel
 from clv_forecast.rfm import summarize
 
 # (their own xdist group: the servers are theirs, so they need not wait behind the local-session Spark tests)
-pytestmark = [pytest.mark.xdist_group("spark_cluster"),
+pytestmark = [pytest.mark.xdist_group("spark_cluster"), pytest.mark.spark,
               pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 
@@ -50,11 +53,28 @@ def _spark_home() -> Path:
     return Path(pyspark.__file__).parent
 
 
+def _jvm_options() -> str:
+    """The tests' JVM options (tests/conftest.py puts them in ``SPARK_SUBMIT_OPTS``, the drivers' and the Connect
+    server's), given to the standalone daemons and executors too."""
+    return os.environ.get("SPARK_SUBMIT_OPTS", "")
+
+
+def _write_spark_defaults(work: Path) -> None:
+    """``work/conf/spark-defaults.conf`` (``SPARK_CONF_DIR`` of :func:`_environment`): the tests' JVM options for
+    the executors of every application a command starts on the cluster (``score`` and ``fit`` as a user types
+    them: ``fit`` has no ``--spark-conf``)."""
+    (work / "conf").mkdir(exist_ok=True)
+    (work / "conf" / "spark-defaults.conf").write_text(f"spark.executor.extraJavaOptions {_jvm_options()}\n")
+
+
 def _environment(work: Path) -> dict:
-    """The servers' environment: this interpreter for the Python workers, 127.0.0.1, scratch space under ``work``."""
+    """The servers' and the commands' environment: this interpreter for the Python workers, 127.0.0.1, scratch
+    space under ``work``, the tests' JVM options for the master and the worker (``SPARK_DAEMON_JAVA_OPTS``) and,
+    through ``work/conf``, for the executors (:func:`_write_spark_defaults`)."""
     return {**os.environ, "SPARK_HOME": str(_spark_home()), "PYSPARK_PYTHON": sys.executable,
             "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOCAL_DIRS": str(work), "SPARK_WORKER_DIR": str(work / "worker"),
-            "SPARK_LOG_DIR": str(work), "CLV_FORECAST_TRACKING": "off"}
+            "SPARK_LOG_DIR": str(work), "CLV_FORECAST_TRACKING": "off", "SPARK_DAEMON_JAVA_OPTS": _jvm_options(),
+            "SPARK_CONF_DIR": str(work / "conf")}
 
 
 class _Server:
@@ -116,11 +136,12 @@ def _group_alive(pgid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def cluster(spark, tmp_path_factory):
+def cluster(tmp_path_factory):
     """A standalone master and one worker (2 cores, 2 GB) and a Spark Connect server (local[2]), all on 127.0.0.1,
     started together: ``{"master": "spark://...", "remote": "sc://...", "work": scratch folder}``. Stopped (process
     groups killed) at the end, and checked gone."""
     work = tmp_path_factory.mktemp("cluster")
+    _write_spark_defaults(work)
     env = _environment(work)
     bin_dir = _spark_home() / "bin"
     port, connect_port = _free_port(), _free_port()
@@ -287,8 +308,9 @@ def test_fit_on_the_cluster_equals_the_local_engine(cluster, inputs, local_fit, 
 # -- the options' errors: one line, no hang --------------------------------------------------------------------
 
 
-def test_spark_remote_with_spark_master_is_one_line(spark, inputs, tmp_path, capsys):
-    """(``spark``: this process's session is not used, but its requirements and skip policy are the tests'.)"""
+def test_spark_remote_with_spark_master_is_one_line(inputs, tmp_path, capsys):
+    """Refused before any session starts (the module's ``spark`` marker: the requirements and skip policy of the
+    Spark tests)."""
     from clv_forecast.cli import main
 
     for command in (["score", "--model", inputs / "model.json", "--input", inputs / "rfm.parquet", "--output",
@@ -301,30 +323,3 @@ def test_spark_remote_with_spark_master_is_one_line(spark, inputs, tmp_path, cap
         assert err == ("clv-forecast: error: give --spark-remote (a Spark Connect server, sc://host:port) "
                        "or --spark-master (a master URL), not both\n"), err
 
-
-def test_an_unreachable_connect_server_is_one_line_naming_the_url(spark, inputs, tmp_path, capsys):
-    """A port nobody listens on: refused at once; a server that accepts and never answers: the timeout, not a
-    wait of minutes. No Connect session is opened in this process (its classic ``spark`` session, whose skip
-    policy this test follows, stays usable)."""
-    from clv_forecast.cli import main
-    from clv_forecast.errors import ClvInputError
-    from clv_forecast.spark.session import spark_session
-
-    url = f"sc://127.0.0.1:{_free_port()}"
-    started = time.monotonic()
-    rc = main(["score", "--engine", "spark", "--spark-remote", url, "--model", str(inputs / "model.json"),
-               "--input", str(inputs / "rfm.parquet"), "--output", str(tmp_path / "o")])
-    err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1, err
-    assert err.startswith(f"clv-forecast: error: --spark-remote {url}: cannot reach the Spark Connect server"), err
-    assert time.monotonic() - started < 15
-    with socket.socket() as silent:  # accepts connections (the backlog), never speaks
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(1)
-        url = f"sc://127.0.0.1:{silent.getsockname()[1]}"
-        with pytest.raises(ClvInputError, match=re.escape(f"spark_remote='{url}': cannot reach the Spark Connect "
-                                                          "server: no answer within 2 s")):
-            spark_session(remote=url, connect_timeout=2)
-    with pytest.raises(ClvInputError, match="starts with sc://"):
-        spark_session(remote="http://127.0.0.1:15002")
-    assert "SPARK_CONNECT_MODE_ENABLED" not in os.environ and spark.range(3).count() == 3

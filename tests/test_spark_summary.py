@@ -221,13 +221,18 @@ def _cli(*args, cwd):
                           text=True, env=env, timeout=600)
 
 
-@pytest.mark.spark  # Spark in a subprocess, without the fixture
-def test_cli_fit_engine_spark_on_a_parquet_directory(cdnow, cdnow_parquet_dir, tmp_path):
-    out = _cli("fit", "-t", str(cdnow_parquet_dir), "--amount-col", "amount", "--calibration-end", "1997-09-30",
+def test_cli_fit_engine_spark_on_a_parquet_directory(spark, cdnow, cdnow_parquet_dir, tmp_path, monkeypatch, capsys):
+    """The command in this process, on the tests' session (a JVM start less: the command as a user runs it, in a
+    process of its own, is run by test_spark.py's and test_spark_cluster.py's CLI tests)."""
+    from clv_forecast.cli import main
+
+    monkeypatch.chdir(tmp_path)  # (the relative output paths)
+    rc = main(["fit", "-t", str(cdnow_parquet_dir), "--amount-col", "amount", "--calibration-end", "1997-09-30",
                "--engine", "spark", "--spark-master", "local[2]", "--predictions", "preds", "--output",
-               "model.json", "--json", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-2000:]
-    data = json.loads(out.stdout)
+               "model.json", "--json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err[-2000:]
+    data = json.loads(out.out)
     local = ClvModel().fit(summarize(cdnow, amount_col="amount", calibration_end="1997-09-30"))
     for name, value in local.purchases_.params_.items():
         assert data["bgnbd"][name] == pytest.approx(value, rel=RTOL)
