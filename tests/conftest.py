@@ -18,9 +18,9 @@ from external_tools import pytest_runtest_setup, require  # noqa: E402, F401 (th
 # A test using one of these fixtures gets the marker (and so the policy of tests/external_tools.py for
 # `spark`); `server` is test_tracking.py's real MLflow server.
 FIXTURE_MARKERS = {"spark": "spark", "server": "mlflow_server", "served": "mlflow_server"}
-# Tests with these markers share a session-scoped process (a Spark session, an MLflow server): one xdist
-# group each, so that one worker starts it once.
-GROUPED_MARKERS = ("spark", "mlflow_server")
+# Tests using these fixtures share the process the fixture starts (the session's Spark session, a module's MLflow
+# server): one xdist group per fixture's marker, so that one worker starts it once. A test that starts its own JVM
+# or server (marked, without the fixture) is balanced like any other test.
 # the per-test limit of Spark tests, seconds (the others: `timeout` in pyproject.toml)
 SPARK_TIMEOUT = 900
 # The tests' JVMs live seconds: the C2 compiler and the parallel collector mostly burn CPU there (a session's
@@ -39,13 +39,13 @@ def _uses_fixture(item: pytest.Item, name: str) -> bool:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Marks the tests by the fixtures they use, puts each GROUPED_MARKERS group on one xdist worker and gives
-    the Spark tests the longer limit SPARK_TIMEOUT."""
+    """Marks the tests by the fixtures they use, puts the users of each FIXTURE_MARKERS fixture on one xdist worker
+    and gives the Spark tests the longer limit SPARK_TIMEOUT."""
     for item in items:
         for fixture, marker in FIXTURE_MARKERS.items():
             if _uses_fixture(item, fixture) and item.get_closest_marker(marker) is None:
                 item.add_marker(marker)
-        group = next((m for m in GROUPED_MARKERS if item.get_closest_marker(m) is not None), None)
+        group = next((m for f, m in FIXTURE_MARKERS.items() if _uses_fixture(item, f)), None)
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
         if item.get_closest_marker("spark") is not None and item.get_closest_marker("timeout") is None:
