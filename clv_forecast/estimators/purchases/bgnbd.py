@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
@@ -372,11 +373,70 @@ def _hyp2f1_taylor(A, B, C, z, groups) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     position = np.zeros(n_codes, dtype=np.int64)
     position[codes] = np.arange(len(codes))
-    g, j = codes // _TAYLOR_CENTRES, codes % _TAYLOR_CENTRES
+    coef, good = _taylor_rows(A, B, C, codes // _TAYLOR_CENTRES, codes % _TAYLOR_CENTRES)
+    out = np.empty(n)
+    ok = inside  # reused in place: inside and served by a good centre
+    with np.errstate(all="ignore"):
+        for lo in range(0, n, _TAYLOR_CHUNK):
+            part = slice(lo, lo + _TAYLOR_CHUNK)
+            k = position[code[part]]
+            ok[part] &= good[k]
+            out[part] = _horner(coef[k], z[part])
+    out[~ok] = np.nan
+    return out, ok
+
+
+#: groups (A, B, C) whose Taylor coefficients are kept between calls (:func:`_taylor_rows`); ~37 kB each at most
+TAYLOR_CACHE_GROUPS = 256
+_TAYLOR_CACHE: OrderedDict = OrderedDict()
+
+
+def _taylor_rows(A, B, C, g, j) -> tuple[np.ndarray, np.ndarray]:
+    """The Taylor coefficients (and the centre, last column) and the check of centres ``j`` of groups ``g``.
+
+    A centre's row depends on (A, B, C, centre) alone, so the rows are kept per (A, B, C) between calls (the
+    :data:`TAYLOR_CACHE_GROUPS` last used groups): scoring in batches, or a residual value's tail in chunks of
+    steps, meets the same centres again and computes each once (about 11 hyp2f1 calls per centre). A row comes
+    from :func:`_taylor_coefficients` whether cached or not: the same bits either way.
+    """
+    coef = np.empty((len(g), TAYLOR_DEGREE + 2))
+    good = np.empty(len(g), dtype=bool)
+    entries, rows = [], []
+    groups, starts = np.unique(g, return_index=True)  # g is sorted: each group's rows are one run
+    for gi, lo, hi in zip(groups, starts, [*starts[1:], len(g)]):
+        key = (float(A[gi]), float(B[gi]), float(C[gi]))
+        entry = _TAYLOR_CACHE.pop(key, None)
+        if entry is None:
+            entry = (np.empty((_TAYLOR_CENTRES, TAYLOR_DEGREE + 2)), np.zeros(_TAYLOR_CENTRES, dtype=bool),
+                     np.zeros(_TAYLOR_CENTRES, dtype=bool))  # rows, check, known
+        _TAYLOR_CACHE[key] = entry  # (most recently used last)
+        entries.append(entry)
+        rows.append(np.arange(lo, hi))
+    while len(_TAYLOR_CACHE) > TAYLOR_CACHE_GROUPS:
+        _TAYLOR_CACHE.popitem(last=False)
+    missing = [r[~e[2][j[r]]] for e, r in zip(entries, rows)]
+    todo = np.concatenate(missing) if missing else np.zeros(0, dtype=np.int64)
+    if todo.size:
+        new_coef, new_good = _taylor_coefficients(A[g[todo]], B[g[todo]], C[g[todo]], j[todo])
+        at = 0
+        for (table, check, known), r in zip(entries, missing):
+            table[j[r]] = new_coef[at:at + len(r)]
+            check[j[r]] = new_good[at:at + len(r)]
+            known[j[r]] = True
+            at += len(r)
+    for (table, check, _), r in zip(entries, rows):
+        coef[r] = table[j[r]]
+        good[r] = check[j[r]]
+    return coef, good
+
+
+def _taylor_coefficients(a, b, c, j) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the Taylor coefficients of ``2F1(a, b; c; z)`` about centre ``j`` (the centre ``z0`` in the last
+    column) and whether the series matches scipy's hyp2f1 at both ends of the centre's interval
+    (:func:`_hyp2f1_taylor`)."""
     z0 = -np.expm1(-j * TAYLOR_DELTA)
-    a, b, c = A[g], B[g], C[g]
-    coef = np.empty((len(codes), TAYLOR_DEGREE + 2))  # the last column: the centre
-    scale = np.ones(len(codes))
+    coef = np.empty((len(j), TAYLOR_DEGREE + 2))  # the last column: the centre
+    scale = np.ones(len(j))
     with np.errstate(all="ignore"):
         for m in range(TAYLOR_DEGREE + 1):
             if m:
@@ -391,16 +451,7 @@ def _hyp2f1_taylor(A, B, C, z, groups) -> tuple[np.ndarray, np.ndarray] | None:
             exact = special.hyp2f1(a, b, c, z_end)
             series = _horner(coef, z_end)
             good &= np.abs(series - exact) <= TAYLOR_CHECK * np.abs(exact)
-    out = np.empty(n)
-    ok = inside  # reused in place: inside and served by a good centre
-    with np.errstate(all="ignore"):
-        for lo in range(0, n, _TAYLOR_CHUNK):
-            part = slice(lo, lo + _TAYLOR_CHUNK)
-            k = position[code[part]]
-            ok[part] &= good[k]
-            out[part] = _horner(coef[k], z[part])
-    out[~ok] = np.nan
-    return out, ok
+    return coef, good
 
 
 def _horner(coef: np.ndarray, z: np.ndarray) -> np.ndarray:
