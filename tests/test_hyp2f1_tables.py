@@ -121,3 +121,29 @@ def test_guarded_and_uncovered_elements_are_scipys_own_values():
     x_frac = x + 0.5  # not whole numbers: no table at all
     assert np.array_equal(bgnbd._hyp2f1_rows(params, x_frac, z, prefactor),
                           prefactor * special.hyp2f1(2.4, -0.2, 2.25 + x_frac, z), equal_nan=True)
+
+
+def test_kept_coefficients_give_the_same_bits_as_fresh_ones(monkeypatch):
+    """The coefficients kept between calls (``bgnbd._TAYLOR_CACHE``): a call served partly from rows another call
+    computed (a batch after a batch) gives exactly what it gives with nothing kept, for groups met before and new."""
+    from collections import OrderedDict
+
+    rng = np.random.default_rng(11)
+    A, B, C = np.array([2.0, 0.5, 1.5]), np.array([-0.2, 0.7, 0.3]), np.array([2.3, 1.9, 4.0])
+
+    def batch(lo, hi, groups):
+        z = np.sort(rng.uniform(lo, hi, 30_000))
+        return z, rng.choice(groups, len(z))
+
+    first, second = batch(0.0, 0.6, [0, 1]), batch(0.3, 0.9, [0, 1, 2])  # overlapping centres, a new group
+    monkeypatch.setattr(bgnbd, "_TAYLOR_CACHE", OrderedDict())
+    bgnbd._hyp2f1_taylor(A, B, C, *first)
+    assert len(bgnbd._TAYLOR_CACHE) == 2
+    warm = bgnbd._hyp2f1_taylor(A, B, C, *second)
+    monkeypatch.setattr(bgnbd, "_TAYLOR_CACHE", OrderedDict())
+    cold = bgnbd._hyp2f1_taylor(A, B, C, *second)
+    assert warm[1].mean() > 0.99 and np.array_equal(warm[1], cold[1])
+    assert np.array_equal(warm[0], cold[0], equal_nan=True)
+    monkeypatch.setattr(bgnbd, "TAYLOR_CACHE_GROUPS", 1)  # the least recently used groups are let go
+    bgnbd._hyp2f1_taylor(A, B, C, *first)
+    assert list(bgnbd._TAYLOR_CACHE) == [(float(A[1]), float(B[1]), float(C[1]))]
