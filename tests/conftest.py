@@ -37,10 +37,17 @@ def _uses_fixture(item: pytest.Item, name: str) -> bool:
     return name in getattr(item, "fixturenames", ()) and name not in params
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+@pytest.hookimpl(wrapper=True)  # before xdist reads the groups, and after it has written them into the ids
 def pytest_collection_modifyitems(config, items):
     """Marks the tests by the fixtures they use, puts the users of each FIXTURE_MARKERS fixture on one xdist worker
     and gives the Spark tests the longer limit SPARK_TIMEOUT."""
+    _mark(items)
+    result = yield
+    carry_xdist_groups(config, items)
+    return result
+
+
+def _mark(items) -> None:
     for item in items:
         for fixture, marker in FIXTURE_MARKERS.items():
             if _uses_fixture(item, fixture) and item.get_closest_marker(marker) is None:
@@ -50,6 +57,29 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(group))
         if item.get_closest_marker("spark") is not None and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(SPARK_TIMEOUT))  # a JVM start on a busy machine: 90-300 s seen
+
+
+def carry_xdist_groups(config, items) -> None:
+    """On a ``--dist loadgroup`` worker, the group name as the suffix of each grouped test's id (``...@spark``):
+    how the controller's scheduler reads the groups. pytest-xdist (3.8) writes the suffix into ``item._nodeid``,
+    which pytest 9.2 no longer reads (its ids are structured): there, every group was silently split over the
+    workers, and each worker started its own Spark session, cluster and MLflow server (pytest-dev/pytest-xdist
+    issue 1386). Done here the same way as xdist does it, only where its suffix is missing: a no-op once xdist
+    writes the id pytest reads. tests/test_external_tools.py checks that the ids carry the groups."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if not names or item.nodeid.endswith("@" + "_".join(names)):
+            continue
+        grouped = f"{item.nodeid}@{'_'.join(names)}"
+        if hasattr(item, "_id"):  # pytest >= 9.2: the structured id, parsed back from the string form
+            from _pytest.nodeid import NodeId
+
+            item._id = NodeId.parse(grouped)
+        else:
+            item._nodeid = grouped
 
 
 @pytest.fixture(scope="session")

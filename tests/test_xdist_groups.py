@@ -1,0 +1,42 @@
+"""The suite's xdist groups (tests/conftest.py): the tests sharing a process that a fixture starts (the Spark
+session, an MLflow server) or a module's own servers (the standalone cluster) run on one worker, so that it is
+started once. The controller's scheduler reads a test's group from the suffix of its id (``...@spark``): checked
+here on the ids this worker collected, as the scheduler receives them. Without ``--dist loadgroup`` (``-n 0``)
+no id carries a suffix."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import FIXTURE_MARKERS, _uses_fixture
+
+
+def _group(item: pytest.Item) -> str | None:
+    names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                    for m in item.iter_markers("xdist_group")})
+    return "_".join(names) or None
+
+
+@pytest.mark.xdist_group("self_check")
+def test_a_grouped_test_carries_its_group_in_its_id(request):
+    loadgroup = getattr(request.config.option, "loadgroup", False)
+    assert request.node.nodeid.endswith("@self_check") == loadgroup, request.node.nodeid
+
+
+def test_the_users_of_a_shared_fixture_and_the_cluster_module_carry_their_group(request):
+    loadgroup = getattr(request.config.option, "loadgroup", False)
+    items = request.session.items
+    seen = set()
+    for item in items:
+        group = _group(item)
+        fixture_group = next((m for f, m in FIXTURE_MARKERS.items() if _uses_fixture(item, f)), None)
+        if fixture_group is not None:
+            assert group == fixture_group, item.nodeid
+            seen.add(group)
+        if item.nodeid.startswith("tests/test_spark_cluster.py::"):
+            assert group == "spark_cluster", item.nodeid
+            seen.add(group)
+        if group is not None:  # the suffix with --dist loadgroup, none without
+            assert item.nodeid.endswith(f"@{group}") == loadgroup, item.nodeid
+    if len(items) > 1000:  # the whole suite was collected: every group has its tests
+        assert seen == {"spark", "mlflow_server", "spark_cluster"}, seen
