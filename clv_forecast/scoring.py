@@ -812,6 +812,12 @@ def _stream(model, batches, out_tmp, out_kind, rej_tmp, id_col, id_plan, time_un
                   out_kind, rej_tmp, id_col, id_plan, counts, reasons, progress, total, verbatim_csv)
 
 
+def rejects_id_column(id_col: str) -> str:
+    """The rejects file's id column: headed like the input's id column (``--id-col``), or ``customer_id`` when
+    that name is one of the rejects' own columns (``row``, ``reason``, Spark's ``file``)."""
+    return "customer_id" if id_col in ("row", "reason", "file") else id_col
+
+
 def stream_scores(batches, score, schema_of, tally, out_tmp, out_kind, rej_tmp, id_col, id_plan, counts, reasons,
                   progress, total, verbatim_csv: bool = False) -> None:
     """The one streaming loop of the scorers: per batch, the ids (the one id rule, :mod:`clv_forecast.ids`, and
@@ -824,7 +830,8 @@ def stream_scores(batches, score, schema_of, tally, out_tmp, out_kind, rej_tmp, 
     seen = _SeenIds()
     writer = schema = None
     convert = None
-    rejects_schema = pa.schema([("row", pa.int64()), ("customer_id", pa.string()), ("reason", pa.string())])
+    id_name = rejects_id_column(id_col)
+    rejects_schema = pa.schema([("row", pa.int64()), (id_name, pa.string()), ("reason", pa.string())])
     rej_writer = _writer(rej_tmp, "csv", rejects_schema, counts, verbatim_csv)
     try:
         for batch in batches:
@@ -848,7 +855,7 @@ def stream_scores(batches, score, schema_of, tally, out_tmp, out_kind, rej_tmp, 
                 rows = np.flatnonzero(bad)
                 id_text = _read_ids(batch.column(id_col), rows, control)
                 rej_writer.write_table(pa.table({"row": pa.array(rows + first_row, pa.int64()),
-                                                 "customer_id": id_text,
+                                                 id_name: id_text,
                                                  "reason": pa.array(reason[rows].tolist(), pa.string())},
                                                 schema=rejects_schema))
                 reasons.update(reason[rows].tolist())

@@ -313,9 +313,18 @@ def test_score_without_the_id_column_suggests_id_col(tmp_path, capsys):
     assert rc == 2 and err.count("\n") == 0, err
     assert "'customer_id' not found" in err and "columns are: id, frequency, recency, T, monetary_value" in err
     assert err.endswith("give the customer id column with --id-col id"), err
-    # and the suggestion works
+    # and the suggestion works; the rejects file heads its id column as the input does ("row" is its own column)
+    pd.DataFrame({"id": [1, 2, 3], "frequency": [2, 0, 1], "recency": [30.0, 0.0, -1.0], "T": [38.0, 38.0, 38.0],
+                  "monetary_value": [20.0, 0.0, 5.0]}).to_csv(table, index=False)
     assert main(["score", "--model", str(model_file), "--input", str(table), "--output", str(tmp_path / "s.csv"),
-                 "--no-tracking", "--id-col", "id"]) == 0
+                 "--no-tracking", "--id-col", "id", "--max-reject-share", "0.5"]) == 0
+    assert pd.read_csv(tmp_path / "s.csv")["id"].tolist() == [1, 2]
+    assert pd.read_csv(tmp_path / "s.csv.rejects.csv").to_dict("list") == {"row": [3], "id": [3],
+                                                                            "reason": ["recency negative"]}
+    pd.read_csv(table).rename(columns={"id": "row"}).to_csv(table, index=False)
+    assert main(["score", "--model", str(model_file), "--input", str(table), "--output", str(tmp_path / "r.csv"),
+                 "--no-tracking", "--id-col", "row", "--max-reject-share", "0.5"]) == 0
+    assert list(pd.read_csv(tmp_path / "r.csv.rejects.csv").columns) == ["row", "customer_id", "reason"]
 
 
 def _readme_block_with(command: str) -> list[list[str]]:

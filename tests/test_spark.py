@@ -232,6 +232,11 @@ def test_parquet_directory_in_counts_rejects_and_publishes(spark, model, table, 
         9: "frequency not a non-negative whole number", 10: "T negative",
         11: "recency non-zero for a customer with frequency 0", 12: "monetary_value missing or non-finite value"}
     assert rejects.loc[rejects["row"] == 1, "customer_id"].tolist() == [str(bad.loc[0, "customer_id"])]
+    # an id column of another name heads the rejects' id column too, as in the local rejects file
+    bad.iloc[:20].rename(columns={"customer_id": "cust"}).to_parquet(tmp_path / "cust.parquet", index=False)
+    score_spark_to_parquet(model, tmp_path / "cust.parquet", tmp_path / "cust_scores", spark=spark, id_col="cust",
+                           max_reject_share=1.0)
+    assert list(pd.read_parquet(tmp_path / "cust_scores.rejects").columns) == ["file", "row", "cust", "reason"]
     expected = model.clv(bad.iloc[12:].set_index("customer_id"), interval=0.9)
     got = scores.set_index("customer_id").loc[expected.index]
     np.testing.assert_allclose(got["clv"], expected["clv"], rtol=1e-12)

@@ -239,7 +239,7 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from ..scoring import ScoreReport, TooManyRejectsError
+    from ..scoring import ScoreReport, TooManyRejectsError, rejects_id_column
 
     started = time.perf_counter()
     input_text = str(input_path)
@@ -322,7 +322,7 @@ def score_spark_to_parquet(model, input_path, output_path, *, spark=None, reject
         rejects_path.parent.mkdir(parents=True, exist_ok=True)
         (scored.filter(reason.isNotNull() & ~reason.startswith(BAND_MARKER))
          .select(F.col(SOURCE_FILE).alias("file"), F.col(SOURCE_ROW).alias("row"),
-                 F.col(id_col).cast("string").alias("customer_id"), reason.alias("reason"))
+                 F.col(id_col).cast("string").alias(rejects_id_column(id_col)), reason.alias("reason"))
          .orderBy("file", "row")
          .write.mode("error").parquet(spark_path(rejects_tmp)))
         share = rejected / read if read else 0.0
