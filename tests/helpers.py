@@ -66,3 +66,15 @@ def wait_until_up(url: str, process, log: Path, *, timeout: float, what: str, pa
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not start: " + log.read_text(errors="replace")[-3000:])
         time.sleep(pause)
+
+
+# the lines of Spark's own log (log4j's default layout): `score --engine spark` prints none of them
+SPARK_LOG_LINE = r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d (INFO|WARN)"
+
+
+def user_environment() -> dict:
+    """A user's shell: the virtual environment not activated (its bin off the PATH, no VIRTUAL_ENV) and no
+    PYSPARK_PYTHON: the Python workers must still find clv_forecast."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_PYTHON", "VIRTUAL_ENV")}
+    env["PATH"] = "/usr/bin:/bin"
+    return env

@@ -17,7 +17,7 @@ from clv_forecast.btyd._data import rfm_verdict, verdict_reasons
 from clv_forecast.errors import ClvInputError
 from clv_forecast.model import ClvModel
 from clv_forecast.uncertainty import INTERVAL_COLUMNS
-from helpers import kill_when_writing, simulated_rfm_table  # noqa: E402 (tests folder)
+from helpers import SPARK_LOG_LINE, kill_when_writing, simulated_rfm_table, user_environment  # noqa: E402
 
 # pyspark 4 on pandas 3: its own conversion code warns about the pandas version (driver side, not ours)
 pytestmark = [pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas"),
@@ -292,26 +292,35 @@ def test_parquet_user_errors(spark, model, table, tmp_path):
 
 @pytest.mark.spark  # Spark in a subprocess, without the fixture
 def test_killed_run_leaves_no_output(model, tmp_path):
-    """A run SIGKILLed while Spark writes the scores (driver, JVM and Python workers: the whole process
-    group) leaves its temporary directory and nothing under the final names.
+    """``clv-forecast score --engine spark`` as a user runs it (a whole process, local[2], the environment of
+    :func:`user_environment`), SIGKILLed while Spark writes the scores (driver, JVM and Python workers: the whole
+    process group): its temporary directory is left and nothing under the final names. Reaching the writing
+    means the session started and the Python workers scored; until then it printed none of Spark's log lines and
+    no traceback. (A whole run on a cluster, its exit code and printed lines: tests/test_spark_cluster.py.)
 
     100,000 rows suffice: the scores are persisted before anything is written, so the time from the first
     temporary (the rejects') to the publishing is the writing jobs' own, 1.5-2.2 s measured at 50,000-200,000 rows
     on a busy 2-core machine, against the 10 ms poll of kill_when_writing (1,000,000 rows cost twice the CPU)."""
+    import re
     import signal
 
     model_file = model.save(tmp_path / "model.json")
     simulated_rfm_table(100_000, seed=3).to_parquet(tmp_path / "big.parquet")
     out = tmp_path / "out"
-    code = ("import sys; from clv_forecast.spark import spark_session, score_spark_to_parquet; "
-            "s = spark_session('local[2]', ['spark.driver.memory=1g', 'spark.sql.files.maxPartitionBytes=2m']); "
-            "score_spark_to_parquet(sys.argv[1], sys.argv[2], sys.argv[3], spark=s)")
-    process = subprocess.Popen([sys.executable, "-c", code, str(model_file), str(tmp_path / "big.parquet"), str(out)],
-                               start_new_session=True, stderr=subprocess.DEVNULL)
-    kill_when_writing(process, tmp_path, ".out.", timeout=300, group=True)
+    with open(tmp_path / "stderr.txt", "wb") as err:
+        process = subprocess.Popen([sys.executable, "-m", "clv_forecast.cli", "score", "--engine", "spark",
+                                    "--spark-master", "local[2]", "--spark-conf", "spark.driver.memory=1g",
+                                    "--spark-conf", "spark.sql.files.maxPartitionBytes=2m", "--model",
+                                    str(model_file), "--input", str(tmp_path / "big.parquet"), "--output", str(out)],
+                                   start_new_session=True, stdout=subprocess.DEVNULL, stderr=err,
+                                   env=user_environment())
+        kill_when_writing(process, tmp_path, ".out.", timeout=300, group=True)
     assert process.returncode == -signal.SIGKILL
     assert not out.exists()
     assert any(p.name.startswith(".out.") and p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    printed = (tmp_path / "stderr.txt").read_text(errors="replace")
+    assert not re.search(SPARK_LOG_LINE, printed, re.M), printed
+    assert "Traceback" not in printed, printed
 
 
 # -- the logged MLflow model through mlflow.pyfunc.spark_udf ----------------------------------------
@@ -458,32 +467,6 @@ def test_spark_equals_score_file_on_100k_rows_with_every_reject(spark, model, tm
 
 
 # -- clv-forecast score --engine spark ---------------------------------------------------------------
-
-
-@pytest.mark.spark  # Spark in a subprocess, without the fixture
-def test_cli_engine_spark_as_a_user_runs_it(model, table, tmp_path):
-    """A whole process, with the venv's bin off the PATH (the Python workers must still find clv_forecast):
-    the local engine's lines, exit 0, and none of Spark's log lines."""
-    import re
-
-    model_file = model.save(tmp_path / "model.json")
-    bad = table.copy()
-    bad.loc[3, "recency"] = -1.0
-    bad.to_parquet(tmp_path / "in.parquet", index=False)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_PYTHON", "VIRTUAL_ENV")}
-    env["PATH"] = "/usr/bin:/bin"
-    done = subprocess.run([sys.executable, "-m", "clv_forecast.cli", "score", "--engine", "spark",
-                           "--spark-master", "local[2]", "--spark-conf", "spark.driver.memory=1g",
-                           "--model", str(model_file), "--input", str(tmp_path / "in.parquet"),
-                           "--output", str(tmp_path / "out.parquet")],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert f"read {len(table)}, scored {len(table) - 1}, rejected 1 (0.04%)" in done.stdout
-    assert "  recency negative: 1" in done.stdout
-    assert f"rejected rows in {tmp_path / 'out.parquet.rejects'}" in done.stdout
-    assert not re.search(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d (INFO|WARN)", done.stderr, re.M), done.stderr
-    assert "Traceback" not in done.stderr
-    assert len(pd.read_parquet(tmp_path / "out.parquet")) == len(table) - 1
 
 
 def test_cli_engine_spark_exit_codes(spark, model, table, tmp_path, capsys):

@@ -31,6 +31,7 @@ import pytest
 from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample
 from clv_forecast.model import ClvModel
 from clv_forecast.rfm import summarize
+from helpers import SPARK_LOG_LINE  # noqa: E402 (tests folder)
 
 # (their own xdist group: the servers are theirs, so they need not wait behind the local-session Spark tests)
 pytestmark = [pytest.mark.xdist_group("spark_cluster"), pytest.mark.spark,
@@ -250,7 +251,7 @@ def test_score_on_the_cluster_equals_the_local_engine(cluster, inputs, local_sco
                         "--model", inputs / "model.json", "--input", inputs / "rfm.parquet", "--output", "scores",
                         "--interval", "0.9", cwd=tmp_path, env=_environment(cluster["work"]))
     assert rc == 0, err[-3000:]
-    assert "Traceback" not in err
+    assert "Traceback" not in err and not re.search(SPARK_LOG_LINE, err, re.M), err[-3000:]
     assert sorted(_normalised(out)) == sorted(local_score["lines"])  # (reasons of equal counts: in any order)
     assert "rejected 5" in out and "90% band of the totals" in out
     expected = local_score["scores"].set_index("customer_id").sort_index()
