@@ -378,8 +378,11 @@ def _draw_intervals(purchases, spend, x, t_x, big_t, m, fixed_spend, times, weig
     ``draws_s`` the spend model's (None: a known spend ``fixed_spend``), row i of both one joint vector; parameter
     draws (``interval_method="draws"``) or the bootstrap's refits (``"bootstrap"``), :mod:`clv_forecast.uncertainty`.
 
-    Customers are taken in blocks (at most ``max_values`` samples of all four forecasts held at once); within
-    a block the hypergeometric part is evaluated once per distinct (x, T) pair and vector.
+    Customers are taken in blocks (at most ``max_values`` samples of all four forecasts held at once), in the
+    order of their (x, T) pair: within a block the hypergeometric part is evaluated once per distinct pair and
+    vector, and a pair's customers fill consecutive blocks, so that each pair is evaluated in one block (two where
+    a block ends inside its run), not once in every block that happens to hold one of its customers. Each
+    customer's bounds are the same bits in any order or block.
     """
     from .uncertainty import QUANTITIES
 
@@ -389,8 +392,9 @@ def _draw_intervals(purchases, spend, x, t_x, big_t, m, fixed_spend, times, weig
     totals = {"expected_purchases": np.zeros(n_draws), "clv": np.zeros(n_draws)}
     block = max(1, max_values // (4 * n_draws))
     lo_q, hi_q = (1 - interval) / 2, (1 + interval) / 2
+    order = np.lexsort((big_t, x)) if len(x) > block else None  # (one block: the rows as they are)
     for start in range(0, len(x), block):
-        rows = slice(start, start + block)
+        rows = slice(start, start + block) if order is None else order[start:start + block]
         xb, tb, big_tb = x[rows], t_x[rows], big_t[rows]
         pairs = distinct_pairs(xb, big_tb)  # once per block, not per draw
         samples = {q: np.empty((n_draws, len(xb))) for q in QUANTITIES}

@@ -253,3 +253,27 @@ def test_the_gradient_grid_of_continuous_t_moves_bounds_by_parts_in_ten_thousand
         a, b = fast.attrs["portfolio"][q], exact.attrs["portfolio"][q]
         assert abs(a["upper"] - b["upper"]) <= 1e-3 * (b["upper"] - b["total"])
         assert abs(a["lower"] - b["lower"]) <= 1e-3 * (b["total"] - b["lower"])
+
+
+def test_draw_bounds_are_the_same_bits_in_one_block_or_many(model, cdnow_rfm):
+    """Parameter draws in blocks of customers taken in the order of their (x, T) pair: each customer's bounds are
+    the same bits with one block as with blocks of 100 customers (pairs cut at the blocks' edges), and the totals
+    under each vector the same sums to rounding."""
+    from clv_forecast import value
+
+    purchases, spend = model.purchases_, model.spend_
+    x, t_x, big_t, m = (cdnow_rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T", "monetary_value"))
+    times, factors = value.discount_schedule(purchases.time_unit_, "12M", "1M", "10%/Y")
+    weights = value._step_weights(factors)
+    draws_p = purchases.result_.draws(60, 1, bounds=purchases.param_bounds)
+    draws_s = spend.result_.draws(60, 2, bounds=spend.param_bounds)
+    counted = np.ones(len(x), bool)
+    args = (purchases, spend, x, t_x, big_t, m, None, times, weights, 1.0, 0.9, draws_p, draws_s, counted)
+    one, one_totals = value._draw_intervals(*args, max_values=4 * 60 * len(x))
+    many, many_totals = value._draw_intervals(*args, max_values=4 * 60 * 100)
+    for q in uncertainty.QUANTITIES:
+        for side in (0, 1):
+            np.testing.assert_array_equal(many[q][side], one[q][side], err_msg=q)
+        assert np.ptp(one[q][1] - one[q][0]) > 0, q  # (bounds that differ by customer: a real comparison)
+    for q in one_totals:
+        np.testing.assert_allclose(many_totals[q], one_totals[q], rtol=1e-12, atol=0)
