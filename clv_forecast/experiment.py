@@ -725,7 +725,7 @@ def analyse_run(result: RunResult, source, on_step=None) -> RunResult:
 
 class _Pngs(Mapping):
     """Caption -> PNG bytes of a run's figures, each rendered when it is first read, then kept (the figure itself
-    is dropped). Rendering is most of the plots' cost (about 0.25 CPU-s a figure, a dozen a run): a command that
+    is dropped). Rendering is most of the plots' cost (about 0.2 CPU-s a figure, a dozen a run): a command that
     neither writes nor logs its plots (``compare`` without ``--output``, untracked) does not pay for it."""
 
     def __init__(self, figures: dict) -> None:

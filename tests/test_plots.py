@@ -350,6 +350,22 @@ def test_to_png_decodes_at_800_by_500(model, cdnow_rfm, tmp_path):
     assert struct.unpack(">II", small[16:24]) == (400, 250)
 
 
+def test_to_png_has_the_pixels_of_savefig(model, cdnow_rfm):
+    """One draw by the canvas, then its pixels: the same image as matplotlib's savefig (which lays the figure out
+    in a draw of its own first), for a figure with a legend and one with a colour bar (constrained layout)."""
+    import io
+
+    from matplotlib.image import imread
+
+    for make in (lambda: plots.frequency_histogram(model, cdnow_rfm), lambda: plots.p_alive_heatmap(model, rfm=cdnow_rfm)):
+        buffer = io.BytesIO()
+        make().savefig(buffer, format="png", dpi=100)
+        expected = imread(io.BytesIO(buffer.getvalue()))
+        got = imread(io.BytesIO(plots.to_png(make())))
+        assert got.shape == expected.shape == (500, 800, 4)
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_importing_the_package_does_not_import_matplotlib():
     code = ("import clv_forecast, sys\n"
             "from clv_forecast import ClvModel, summarize, read_transactions\n"
