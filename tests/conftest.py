@@ -50,12 +50,24 @@ def pytest_collection_modifyitems(config, items):
     return result
 
 
+def fixture_group(item: pytest.Item) -> str | None:
+    """The xdist group a test joins by the shared fixture it uses (FIXTURE_MARKERS), or None."""
+    return next((m for f, m in FIXTURE_MARKERS.items() if _uses_fixture(item, f)), None)
+
+
+def xdist_group_name(item: pytest.Item) -> str | None:
+    """The test's xdist group as xdist names it: its ``xdist_group`` markers' names, sorted and joined by ``_``."""
+    names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                    for m in item.iter_markers("xdist_group")})
+    return "_".join(names) or None
+
+
 def _mark(items) -> None:
     for item in items:
         for fixture, marker in FIXTURE_MARKERS.items():
             if _uses_fixture(item, fixture) and item.get_closest_marker(marker) is None:
                 item.add_marker(marker)
-        group = next((m for f, m in FIXTURE_MARKERS.items() if _uses_fixture(item, f)), None)
+        group = fixture_group(item)
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
         if item.get_closest_marker("spark") is not None and item.get_closest_marker("timeout") is None:
@@ -68,15 +80,14 @@ def carry_xdist_groups(config, items) -> None:
     which pytest 9.2 no longer reads (its ids are structured): there, every group was silently split over the
     workers, and each worker started its own Spark session, cluster and MLflow server (pytest-dev/pytest-xdist
     issue 1386). Done here the same way as xdist does it, only where its suffix is missing: a no-op once xdist
-    writes the id pytest reads. tests/test_external_tools.py checks that the ids carry the groups."""
+    writes the id pytest reads. tests/test_xdist_groups.py checks that the ids carry the groups."""
     if not getattr(config.option, "loadgroup", False):
         return
     for item in items:
-        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
-                        for m in item.iter_markers("xdist_group")})
-        if not names or item.nodeid.endswith("@" + "_".join(names)):
+        group = xdist_group_name(item)
+        if group is None or item.nodeid.endswith(f"@{group}"):
             continue
-        grouped = f"{item.nodeid}@{'_'.join(names)}"
+        grouped = f"{item.nodeid}@{group}"
         if hasattr(item, "_id"):  # pytest >= 9.2: the structured id, parsed back from the string form
             from _pytest.nodeid import NodeId
 

@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import FIXTURE_MARKERS, _uses_fixture
-
-
-def _group(item: pytest.Item) -> str | None:
-    names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
-                    for m in item.iter_markers("xdist_group")})
-    return "_".join(names) or None
+from conftest import FIXTURE_MARKERS, fixture_group, xdist_group_name
 
 
 @pytest.mark.xdist_group("self_check")
@@ -28,10 +22,10 @@ def test_the_users_of_a_shared_fixture_and_the_cluster_module_carry_their_group(
     items = request.session.items
     seen = set()
     for item in items:
-        group = _group(item)
-        fixture_group = next((m for f, m in FIXTURE_MARKERS.items() if _uses_fixture(item, f)), None)
-        if fixture_group is not None:
-            assert group == fixture_group, item.nodeid
+        group = xdist_group_name(item)
+        by_fixture = fixture_group(item)
+        if by_fixture is not None:
+            assert group == by_fixture, item.nodeid
             seen.add(group)
         if item.nodeid.startswith("tests/test_spark_cluster.py::"):
             assert group == "spark_cluster", item.nodeid
