@@ -145,8 +145,11 @@ def test_save_load_score_file_and_pyfunc(pair, runs, tmp_path):
                 "interval_method": "delta"}
     signature = tracking._signature(loaded, defaults)
     assert [c.name for c in signature.inputs.inputs] == ["frequency", "recency", "T", "monetary_value", "customer_id"]
+    # the requirements given, as a run logs them (else MLflow infers them by loading the model in a subprocess:
+    # seconds of CPU per model that this check does not need)
     mlflow.pyfunc.save_model(tmp_path / "pyfunc", python_model=tracking.ClvPyfunc(),
-                             artifacts={"model_file": str(path)}, signature=signature)
+                             artifacts={"model_file": str(path)}, signature=signature,
+                             pip_requirements=tracking._requirements())
     pyfunc = tracking.load_model(str(tmp_path / "pyfunc"))  # (int64 frequency as the signature's double)
     predicted = pyfunc.predict(table.reset_index(drop=True))
     np.testing.assert_allclose(predicted["clv"].to_numpy(), expected["clv"].to_numpy(), rtol=1e-12)
