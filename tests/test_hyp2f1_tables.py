@@ -94,8 +94,9 @@ def test_clv_of_distinct_customers_matches_the_direct_evaluation(monkeypatch, ta
 
 @pytest.mark.parametrize("A, B, C", [(2.0, -0.2, 2.3), (0.5, 0.7, 1.9), (-3.5, 0.4, 6.0), (4.0, 9.0, 12.5)])
 def test_taylor_series_of_2f1_against_scipy(A, B, C):
-    """The tables' values of 2F1 itself (no cancellation after them) from z = 0 to 1 - 1e-4: 1e-13."""
-    z = np.concatenate([[0.0], np.sort(-np.expm1(-np.random.default_rng(1).uniform(0, 9.2, 200_000)))])
+    """The tables' values of 2F1 itself (no cancellation after them) from z = 0 to 1 - 1e-4: 1e-13. (50,000 points
+    uniform in u = -ln(1 - z): about 100 in each of the ~460 centres' intervals, their ends included.)"""
+    z = np.concatenate([[0.0], np.sort(-np.expm1(-np.random.default_rng(1).uniform(0, 9.2, 50_000)))])
     groups = np.zeros(len(z), dtype=np.intp)
     value, ok = bgnbd._hyp2f1_taylor(np.array([A]), np.array([B]), np.array([C]), z, groups)
     assert ok.mean() > 0.99
