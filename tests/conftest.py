@@ -14,10 +14,12 @@ import pytest  # noqa: E402
 from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample  # noqa: E402
 from clv_forecast.rfm import summarize  # noqa: E402
 from external_tools import pytest_runtest_setup, require  # noqa: E402, F401 (the skip-or-fail hook, registered here)
+from helpers import free_port  # noqa: E402 (tests folder)
 
 # A test using one of these fixtures gets the marker (and so the policy of tests/external_tools.py for
-# `spark`); `server` is test_tracking.py's real MLflow server.
-FIXTURE_MARKERS = {"spark": "spark", "server": "mlflow_server", "served": "mlflow_server"}
+# `spark`); `spark_connect` is the Spark Connect server of the `spark` fixture's JVM, `server` test_tracking.py's
+# real MLflow server.
+FIXTURE_MARKERS = {"spark": "spark", "spark_connect": "spark", "server": "mlflow_server", "served": "mlflow_server"}
 # Tests using these fixtures share the process the fixture starts (the session's Spark session, a module's MLflow
 # server): one xdist group per fixture's marker, so that one worker starts it once. A test that starts its own JVM
 # or server (marked, without the fixture) is balanced like any other test.
@@ -134,7 +136,11 @@ def _no_tracking_unless_a_test_asks(monkeypatch):
 
 @pytest.fixture(scope="session")
 def spark():
-    """One local Spark session for the whole run (skipped or, with CI=true, failed without pyspark/Java)."""
+    """One local Spark session for the whole run (skipped or, with CI=true, failed without pyspark/Java).
+
+    Its driver also serves Spark Connect on a free port of 127.0.0.1 (Spark's ``SparkConnectPlugin``, the server
+    that ``spark-submit --class ...SparkConnectServer`` starts, here in this JVM): :func:`spark_connect`. A client
+    sees the same server either way, and the JVM a server of its own would start is saved."""
     require("spark")
     from pyspark.sql import SparkSession
 
@@ -145,10 +151,19 @@ def spark():
                .config("spark.driver.bindAddress", "127.0.0.1")
                .config("spark.driver.host", "127.0.0.1")  # large task results are fetched from here
                .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin")
+               .config("spark.connect.grpc.binding.address", "127.0.0.1")
+               .config("spark.connect.grpc.binding.port", str(free_port()))
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_connect(spark) -> str:
+    """The URL (``sc://127.0.0.1:PORT``) of the Spark Connect server in the ``spark`` fixture's driver."""
+    return f"sc://127.0.0.1:{spark.conf.get('spark.connect.grpc.binding.port')}"
 
 
 @pytest.fixture(scope="session")

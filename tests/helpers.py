@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nobody listens on (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def simulated_rfm_table(n: int, seed: int = 1) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import simulated_rfm_table  # noqa: E402 (tests folder)
+from helpers import free_port, simulated_rfm_table  # noqa: E402 (tests folder)
 
 from clv_forecast import _io  # noqa: E402
 from clv_forecast._paths import check_paths  # noqa: E402
@@ -318,12 +318,6 @@ def test_interrupts_and_only_interrupts_exit_130(monkeypatch, capsys, log):
 # -- 3. a server is never waited on for minutes ---------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def silent_server():
     """A socket that accepts connections (the kernel's backlog) and never answers."""
@@ -336,7 +330,7 @@ def silent_server():
 @pytest.mark.parametrize("server", ["closed", "silent"])
 def test_model_from_a_dead_server_fails_in_seconds_untracked(server, silent_server, rfm_csv, tmp_path, monkeypatch,
                                                               capsys):
-    uri = f"http://127.0.0.1:{_free_port()}" if server == "closed" else silent_server
+    uri = f"http://127.0.0.1:{free_port()}" if server == "closed" else silent_server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     out = tmp_path / "s.csv"
     start = time.monotonic()

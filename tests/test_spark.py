@@ -498,8 +498,7 @@ def test_cli_engine_spark_exit_codes(spark, model, table, tmp_path, capsys):
 def test_an_unreachable_connect_server_is_one_line_naming_the_url(spark, model, table, tmp_path, capsys):
     """A port nobody listens on: refused at once; a server that accepts and never answers: the timeout, not a
     wait of minutes. No Connect session is opened in this process (its classic ``spark`` session stays usable).
-    (Here rather than in test_spark_cluster.py: this module's session is the one that must stay usable, and the
-    cluster module starts no local session.)"""
+    (Here rather than in test_spark_cluster.py: this module's session is the one that must stay usable.)"""
     import re
     import socket
     import time

@@ -1,24 +1,26 @@
 """``--engine spark`` as its users run it: on a standalone cluster and through a Spark Connect server.
 
-Both are started here, on 127.0.0.1, from pyspark's own scripts, once for this module: a standalone master and one
-worker (``spark-class ...Master`` / ``...Worker``), and a Spark Connect server (``spark-submit --class
-...SparkConnectServer``, its jobs in its own JVM: what the client does is the same whatever runs them). Every process is started in its own process group and
-the group is killed at the end (no JVM left behind). ``score`` and ``fit`` run through the command line, one process
-each (a process that has opened a Connect session is in Connect mode for good), and their results are checked
-against the local engine on the same inputs: scores to 1e-9 relative, parameters to 1e-8, the rows' accounting,
-the rejected rows and the band of the totals.
+Both run on 127.0.0.1. The standalone master and one worker are started here from pyspark's own scripts
+(``spark-class ...Master`` / ``...Worker``), once for this module's standalone tests (their own xdist group), in
+their own process groups, killed at the end and checked gone. The Spark Connect server is the one in the driver of
+the tests' Spark session (the ``spark_connect`` fixture of tests/conftest.py: Spark's ``SparkConnectPlugin``, the
+server ``spark-submit --class ...SparkConnectServer`` starts, without a JVM of its own; what the client does is the
+same whatever runs its jobs). ``score`` and ``fit`` run through the command line, one process each (a process that
+has opened a Connect session is in Connect mode for good), and their results are checked against the local engine
+on the same inputs: scores to 1e-9 relative, parameters to 1e-8, the rows' accounting, the rejected rows and the
+band of the totals.
 
 The servers need what the ``spark`` fixture needs (pyspark, Java): the module is marked ``spark``, so it follows that
-policy (tests/external_tools.py) without starting a local session of its own. Its JVMs (the daemons, the drivers, the
-executors) get the tests' JVM options (``SPARK_SUBMIT_OPTS``, set by tests/conftest.py): short-lived, they spend less
-CPU without the C2 compiler.
+policy (tests/external_tools.py). The standalone JVMs (the daemons, the drivers, the executors) get the tests' JVM
+options (``SPARK_SUBMIT_OPTS``, set by tests/conftest.py): short-lived, they spend less CPU without the C2 compiler.
 """
 
+import contextlib
+import io
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,21 +33,16 @@ import pytest
 from clv_forecast.datasets import CDNOW_CALIBRATION_END, load_cdnow_sample
 from clv_forecast.model import ClvModel
 from clv_forecast.rfm import summarize
-from helpers import SPARK_LOG_LINE  # noqa: E402 (tests folder)
+from helpers import SPARK_LOG_LINE, free_port  # noqa: E402 (tests folder)
 
-# (their own xdist group: the servers are theirs, so they need not wait behind the local-session Spark tests)
-pytestmark = [pytest.mark.xdist_group("spark_cluster"), pytest.mark.spark,
-              pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas"),
+pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+# the standalone cluster's tests: their own xdist group (the daemons are theirs, so they need not wait behind the
+# tests of the local session, whose group the Connect tests join through the spark_connect fixture)
+STANDALONE = pytest.mark.xdist_group("spark_cluster")
 
 START_TIMEOUT = 180  # seconds for a server to come up on a busy 2-core machine
 RUN_TIMEOUT = 600  # seconds for one command
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _spark_home() -> Path:
@@ -138,35 +135,27 @@ def _group_alive(pgid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A standalone master and one worker (2 cores, 2 GB) and a Spark Connect server (local[2]), all on 127.0.0.1,
-    started together: ``{"master": "spark://...", "remote": "sc://...", "work": scratch folder}``. Stopped (process
-    groups killed) at the end, and checked gone."""
+    """A standalone master and one worker (2 cores, 2 GB) on 127.0.0.1: ``{"master": "spark://...", "work":
+    scratch folder}``. Stopped (process groups killed) at the end, and checked gone."""
     work = tmp_path_factory.mktemp("cluster")
     _write_spark_defaults(work)
     env = _environment(work)
     bin_dir = _spark_home() / "bin"
-    port, connect_port = _free_port(), _free_port()
+    port = free_port()
     master_url = f"spark://127.0.0.1:{port}"
-    conf = ["spark.connect.grpc.binding.address=127.0.0.1", f"spark.connect.grpc.binding.port={connect_port}",
-            "spark.ui.enabled=false", "spark.driver.memory=1g", f"spark.pyspark.python={sys.executable}"]
     commands = {
         "the standalone master": [str(bin_dir / "spark-class"), "org.apache.spark.deploy.master.Master", "--host",
-                                  "127.0.0.1", "--port", str(port), "--webui-port", str(_free_port())],
+                                  "127.0.0.1", "--port", str(port), "--webui-port", str(free_port())],
         "the standalone worker": [str(bin_dir / "spark-class"), "org.apache.spark.deploy.worker.Worker", "--host",
-                                  "127.0.0.1", "--webui-port", str(_free_port()), "--cores", "2", "--memory", "2g",
+                                  "127.0.0.1", "--webui-port", str(free_port()), "--cores", "2", "--memory", "2g",
                                   "--work-dir", str(work / "worker"), master_url],  # (retries until the master is up)
-        "the Spark Connect server": [str(bin_dir / "spark-submit"), "--class",
-                                     "org.apache.spark.sql.connect.service.SparkConnectServer", "--master", "local[2]",
-                                     *[arg for item in conf for arg in ("--conf", item)]],
     }
     servers = []
     try:
         for name, command in commands.items():
             servers.append(_Server(name, command, env, work / f"{len(servers)}.log"))
-        master, _, connect = servers
-        master.wait_for(r"Registering worker 127\.0\.0\.1")
-        connect.wait_for(r"Spark Connect server started at")
-        yield {"master": master_url, "remote": f"sc://127.0.0.1:{connect_port}", "work": work}
+        servers[0].wait_for(r"Registering worker 127\.0\.0\.1")
+        yield {"master": master_url, "work": work}
     finally:
         for server in reversed(servers):
             server.stop()
@@ -187,14 +176,27 @@ def _cli(*args, cwd: Path, env: dict):
     return process.returncode, out, err
 
 
-def _engine_args(cluster, way: str) -> list:
-    """The options that put a command on the cluster: a master URL, or the Connect server's URL."""
-    if way == "standalone":
-        return ["--spark-master", cluster["master"]]
-    return ["--spark-remote", cluster["remote"]]
+def _cli_in_process(*args, cwd: Path):
+    """``clv-forecast ARGS`` in this process (tracking off, in ``cwd``): ``(exit code, stdout, stderr)``. For the
+    local engine's reference runs, which need no process of their own."""
+    from clv_forecast.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        patch.setenv("CLV_FORECAST_TRACKING", "off")
+        patch.chdir(cwd)
+        rc = main([*map(str, args)])
+    return rc, out.getvalue(), err.getvalue()
 
 
-WAYS = ["standalone", "connect"]
+def _standalone(cluster) -> tuple[list, dict]:
+    """The option that puts a command on the standalone cluster, and the command's environment."""
+    return ["--spark-master", cluster["master"]], _environment(cluster["work"])
+
+
+def _connect(spark_connect) -> tuple[list, dict]:
+    """The option that runs a command through the Spark Connect server, and the command's environment."""
+    return ["--spark-remote", spark_connect], {**os.environ, "CLV_FORECAST_TRACKING": "off"}
 
 
 # -- the inputs: small, with rejects, several partitions ------------------------------------------------------
@@ -234,22 +236,29 @@ def _normalised(stdout: str) -> list[str]:
 def local_score(inputs, tmp_path_factory):
     """``score`` with the local engine on the same table: its printed lines, scores and rejects."""
     folder = tmp_path_factory.mktemp("local_score")
-    rc, out, err = _cli("score", "--model", inputs / "model.json", "--input", inputs / "rfm.parquet",
-                        "--output", folder / "scores.parquet", "--interval", "0.9", cwd=folder,
-                        env={**os.environ, "CLV_FORECAST_TRACKING": "off"})
+    rc, out, err = _cli_in_process("score", "--model", inputs / "model.json", "--input", inputs / "rfm.parquet",
+                                   "--output", folder / "scores.parquet", "--interval", "0.9", cwd=folder)
     assert rc == 0, err
     return {"lines": _normalised(out), "scores": pd.read_parquet(folder / "scores.parquet"),
             "rejects": pd.read_csv(folder / "scores.parquet.rejects.csv")}
 
 
-@pytest.mark.parametrize("way", WAYS)
-def test_score_on_the_cluster_equals_the_local_engine(cluster, inputs, local_score, way, tmp_path):
+@STANDALONE
+def test_score_on_the_standalone_cluster_equals_the_local_engine(cluster, inputs, local_score, tmp_path):
+    _check_score(*_standalone(cluster), inputs, local_score, tmp_path)
+
+
+def test_score_through_spark_connect_equals_the_local_engine(spark_connect, inputs, local_score, tmp_path):
+    _check_score(*_connect(spark_connect), inputs, local_score, tmp_path)
+
+
+def _check_score(engine_args, env, inputs, local_score, tmp_path):
     """Scores to 1e-9 relative, the same printed accounting (rows read, scored, rejected by reason) and band of the
     totals, the same rejected rows."""
-    rc, out, err = _cli("score", "--engine", "spark", *_engine_args(cluster, way),
+    rc, out, err = _cli("score", "--engine", "spark", *engine_args,
                         "--spark-conf", "spark.sql.files.maxPartitionBytes=20k",  # several partitions: band rows
                         "--model", inputs / "model.json", "--input", inputs / "rfm.parquet", "--output", "scores",
-                        "--interval", "0.9", cwd=tmp_path, env=_environment(cluster["work"]))
+                        "--interval", "0.9", cwd=tmp_path, env=env)
     assert rc == 0, err[-3000:]
     assert "Traceback" not in err and not re.search(SPARK_LOG_LINE, err, re.M), err[-3000:]
     assert sorted(_normalised(out)) == sorted(local_score["lines"])  # (reasons of equal counts: in any order)
@@ -270,21 +279,29 @@ def test_score_on_the_cluster_equals_the_local_engine(cluster, inputs, local_sco
 def local_fit(inputs, tmp_path_factory):
     """``fit --json`` with the local engine on the same log, with its per-customer table."""
     folder = tmp_path_factory.mktemp("local_fit")
-    rc, out, err = _cli("fit", "-t", inputs / "log.parquet", "--amount-col", "amount", "--calibration-end",
-                        "1997-09-30", "--interval", "0.9", "--predictions", folder / "p.parquet", "--json",
-                        cwd=folder, env={**os.environ, "CLV_FORECAST_TRACKING": "off"})
+    rc, out, err = _cli_in_process("fit", "-t", inputs / "log.parquet", "--amount-col", "amount",
+                                   "--calibration-end", "1997-09-30", "--interval", "0.9", "--predictions",
+                                   folder / "p.parquet", "--json", cwd=folder)
     assert rc == 0, err
     return json.loads(out), pd.read_parquet(folder / "p.parquet")
 
 
-@pytest.mark.parametrize("way", WAYS)
-def test_fit_on_the_cluster_equals_the_local_engine(cluster, inputs, local_fit, way, tmp_path):
+@STANDALONE
+def test_fit_on_the_standalone_cluster_equals_the_local_engine(cluster, inputs, local_fit, tmp_path):
+    _check_fit(*_standalone(cluster), inputs, local_fit, tmp_path)
+
+
+def test_fit_through_spark_connect_equals_the_local_engine(spark_connect, inputs, local_fit, tmp_path):
+    _check_fit(*_connect(spark_connect), inputs, local_fit, tmp_path)
+
+
+def _check_fit(engine_args, env, inputs, local_fit, tmp_path):
     """Parameters to 1e-8, every count of the accounting, the holdout check, the per-customer table and the band
     of the totals to 1e-9."""
     expected, table = local_fit
-    rc, out, err = _cli("fit", "--engine", "spark", *_engine_args(cluster, way), "-t", inputs / "log.parquet",
+    rc, out, err = _cli("fit", "--engine", "spark", *engine_args, "-t", inputs / "log.parquet",
                         "--amount-col", "amount", "--calibration-end", "1997-09-30", "--interval", "0.9",
-                        "--predictions", "predictions", "--json", cwd=tmp_path, env=_environment(cluster["work"]))
+                        "--predictions", "predictions", "--json", cwd=tmp_path, env=env)
     assert rc == 0, err[-3000:]
     got = json.loads(out)
     for model in ("bgnbd", "gamma_gamma"):
@@ -309,6 +326,7 @@ def test_fit_on_the_cluster_equals_the_local_engine(cluster, inputs, local_fit, 
 # -- the options' errors: one line, no hang --------------------------------------------------------------------
 
 
+@STANDALONE  # (with the module's inputs)
 def test_spark_remote_with_spark_master_is_one_line(inputs, tmp_path, capsys):
     """Refused before any session starts (the module's ``spark`` marker: the requirements and skip policy of the
     Spark tests)."""

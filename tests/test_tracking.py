@@ -15,7 +15,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -33,15 +32,9 @@ pytest.importorskip("mlflow")
 from clv_forecast import tracking  # noqa: E402
 from clv_forecast.errors import ClvInputError  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import wait_until_up  # noqa: E402 (tests folder)
+from helpers import free_port, wait_until_up  # noqa: E402 (tests folder)
 
 MODEL_NAME = "cdnow_tracking_test"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +49,7 @@ def server(tmp_path_factory, migrated_db, request):
     root = tmp_path_factory.mktemp("mlflow_server")
     db = root / "mlflow.db"
     shutil.copyfile(migrated_db, db)
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                "--backend-store-uri", f"sqlite:///{db}", "--artifacts-destination", str(root / "artifacts"),
@@ -403,7 +396,7 @@ def test_resolve_tracking_uri(monkeypatch):
 def test_check_reachable_fails_fast_with_one_line(monkeypatch):
     for key in tracking._FAST_FAIL_ENV:
         monkeypatch.delenv(key, raising=False)
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     start = time.monotonic()
     with pytest.raises(ClvInputError) as caught:
         tracking.check_reachable(uri)
@@ -455,7 +448,7 @@ def test_cli_refuses_an_unreachable_server_before_any_work(cdnow_csv, tmp_path, 
     model = tmp_path / "m.json"
     start = time.perf_counter()
     rc = main(["fit", "--transactions", str(cdnow_csv), "--amount-col", "amount", "--output", str(model),
-               "--tracking-uri", f"http://127.0.0.1:{_free_port()}"])
+               "--tracking-uri", f"http://127.0.0.1:{free_port()}"])
     elapsed = time.perf_counter() - start
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "--tracking-uri http://127.0.0.1:" in err and "--no-tracking" in err
@@ -480,7 +473,7 @@ def served(tmp_path_factory, migrated_db, cdnow_result):
         tracked = tracking.log_run(cdnow_result, command="fit", tracking_uri=uri)
     finally:
         os.chdir(cwd)
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_TRACKING_URI"] = uri
     # the server runs `uvicorn` from PATH: this interpreter's scripts, as in an activated virtual environment

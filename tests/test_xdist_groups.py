@@ -1,5 +1,6 @@
 """The suite's xdist groups (tests/conftest.py): the tests sharing a process that a fixture starts (the Spark
-session, an MLflow server) or a module's own servers (the standalone cluster) run on one worker, so that it is
+session and its Spark Connect server, an MLflow server) or a module's own servers (the standalone cluster) run on one
+worker, so that it is
 started once. The controller's scheduler reads a test's group from the suffix of its id (``...@spark``): checked
 here on the ids this worker collected, as the scheduler receives them. Without ``--dist loadgroup`` (``-n 0``)
 no id carries a suffix."""
@@ -27,12 +28,13 @@ def test_the_users_of_a_shared_fixture_and_the_cluster_module_carry_their_group(
         if by_fixture is not None:
             assert group == by_fixture, item.nodeid
             seen.add(group)
-        if item.nodeid.startswith("tests/test_spark_cluster.py::"):
+        elif item.nodeid.startswith("tests/test_spark_cluster.py::"):  # (the standalone cluster's tests)
             assert group == "spark_cluster", item.nodeid
             seen.add(group)
         if group is not None:  # the suffix with --dist loadgroup, none without
             assert item.nodeid.endswith(f"@{group}") == loadgroup, item.nodeid
     # every group whose tests were selected was checked (in the whole suite: all three)
     present = {m for item in items for f, m in FIXTURE_MARKERS.items() if f in getattr(item, "fixturenames", ())}
-    present |= {"spark_cluster"} if any(i.nodeid.startswith("tests/test_spark_cluster.py::") for i in items) else set()
+    standalone = [i for i in items if i.nodeid.startswith("tests/test_spark_cluster.py::") and fixture_group(i) is None]
+    present |= {"spark_cluster"} if standalone else set()
     assert seen == present, (seen, present)
