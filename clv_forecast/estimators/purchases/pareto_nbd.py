@@ -260,6 +260,7 @@ class _Psi:
     def __init__(self, p, q, log_eps):
         self.p, self.q, self.log_eps = p[:, None], q[:, None], log_eps[:, None]
         self.log_1m_eps = np.log(-np.expm1(log_eps))[:, None]
+        self._last_inner = None  # (v, inner(v)) of the last value(v): the quadrature's nodes
 
     def inner(self, v):
         """``ln(1 + eps (e^v - 1)) = logaddexp(ln(1 - eps), ln eps + v)``."""
@@ -272,11 +273,21 @@ class _Psi:
 
     def value(self, v):
         """``psi(v)`` without its slope (the quadrature's nodes need no slope)."""
-        return self.p * v + self.q * self.inner(v)
+        inner = self.inner(v)
+        self._last_inner = (v, inner)
+        return self.p * v + self.q * inner
+
+    def inner_at(self, v):
+        """:meth:`inner` at ``v``, the array of the last :meth:`value` given again (the nodes: the derivatives
+        reuse it, the same bits) or computed."""
+        if self._last_inner is not None and self._last_inner[0] is v:
+            return self._last_inner[1]
+        return self.inner(v)
 
     def subset(self, rows):
         out = _Psi.__new__(_Psi)
         out.p, out.q, out.log_eps, out.log_1m_eps = self.p[rows], self.q[rows], self.log_eps[rows], self.log_1m_eps[rows]
+        out._last_inner = None
         return out
 
 
@@ -304,7 +315,7 @@ def _log_h_quadrature(q, A, zeta, derivatives: bool):
     log_h = np.log(A) + log_int
     if not derivatives:
         return log_h, None, None
-    inner = psi.inner(nodes)
+    inner = psi.inner_at(nodes)  # (computed once, by the quadrature's psi.value(nodes))
     omega = -np.expm1(-inner)  # eps (e^v - 1) / (1 + eps (e^v - 1))
     d_q = inner - nodes  # d psi / d q (p = A - q)
     d_A = nodes
