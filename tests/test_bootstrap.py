@@ -21,9 +21,11 @@ def model(cdnow_rfm):
 
 
 def test_the_same_seed_gives_the_same_vectors_and_another_seed_others(model, cdnow_rfm):
-    again = ClvModel().fit(cdnow_rfm).bootstrap(cdnow_rfm, n_boot=200, seed=3)
+    """The same seed gives the same refits, the first 50 of 200 as 50 alone (the k-th refit does not depend on how
+    many are asked for); another seed others."""
+    again = ClvModel().fit(cdnow_rfm).bootstrap(cdnow_rfm, n_boot=50, seed=3)
     for role in ("purchases", "spend"):
-        np.testing.assert_array_equal(again.bootstrap_[role], model.bootstrap_[role])
+        np.testing.assert_array_equal(again.bootstrap_[role], model.bootstrap_[role][:50])
     other = ClvModel().fit(cdnow_rfm).bootstrap(cdnow_rfm, n_boot=20, seed=4)
     assert not np.allclose(other.bootstrap_["purchases"][:20], model.bootstrap_["purchases"][:20])
 
