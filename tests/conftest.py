@@ -142,19 +142,21 @@ def spark():
     that ``spark-submit --class ...SparkConnectServer`` starts, here in this JVM): :func:`spark_connect`. A client
     sees the same server either way, and the JVM a server of its own would start is saved."""
     require("spark")
+    import pyspark
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers run this interpreter
-    session = (SparkSession.builder.master("local[2]").appName("clv-forecast-tests")
+    builder = (SparkSession.builder.master("local[2]").appName("clv-forecast-tests")
                .config("spark.ui.enabled", "false")
                .config("spark.sql.shuffle.partitions", "2")
                .config("spark.driver.bindAddress", "127.0.0.1")
                .config("spark.driver.host", "127.0.0.1")  # large task results are fetched from here
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin")
-               .config("spark.connect.grpc.binding.address", "127.0.0.1")
-               .config("spark.connect.grpc.binding.port", str(free_port()))
-               .getOrCreate())
+               .config("spark.sql.session.timeZone", "UTC"))
+    if any((Path(pyspark.__file__).parent / "jars").glob("spark-connect_*.jar")):  # (bundled since Spark 4.0)
+        builder = (builder.config("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin")
+                   .config("spark.connect.grpc.binding.address", "127.0.0.1")
+                   .config("spark.connect.grpc.binding.port", str(free_port())))
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
@@ -162,8 +164,13 @@ def spark():
 
 @pytest.fixture(scope="session")
 def spark_connect(spark) -> str:
-    """The URL (``sc://127.0.0.1:PORT``) of the Spark Connect server in the ``spark`` fixture's driver."""
-    return f"sc://127.0.0.1:{spark.conf.get('spark.connect.grpc.binding.port')}"
+    """The URL (``sc://127.0.0.1:PORT``) of the Spark Connect server in the ``spark`` fixture's driver (failed
+    when this pyspark has no Spark Connect server: its jar is bundled since Spark 4.0)."""
+    port = spark.conf.get("spark.connect.grpc.binding.port", None)
+    if port is None:
+        pytest.fail("this pyspark bundles no Spark Connect server (jars/spark-connect_*.jar, Spark 4.0 and later): "
+                    "install pyspark 4 to run the Spark Connect tests", pytrace=False)
+    return f"sc://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")
