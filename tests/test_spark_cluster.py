@@ -243,15 +243,6 @@ def local_score(inputs, tmp_path_factory):
             "rejects": pd.read_csv(folder / "scores.parquet.rejects.csv")}
 
 
-@STANDALONE
-def test_score_on_the_standalone_cluster_equals_the_local_engine(cluster, inputs, local_score, tmp_path):
-    _check_score(*_standalone(cluster), inputs, local_score, tmp_path)
-
-
-def test_score_through_spark_connect_equals_the_local_engine(spark_connect, inputs, local_score, tmp_path):
-    _check_score(*_connect(spark_connect), inputs, local_score, tmp_path)
-
-
 def _check_score(engine_args, env, inputs, local_score, tmp_path):
     """Scores to 1e-9 relative, the same printed accounting (rows read, scored, rejected by reason) and band of the
     totals, the same rejected rows."""
@@ -286,15 +277,6 @@ def local_fit(inputs, tmp_path_factory):
     return json.loads(out), pd.read_parquet(folder / "p.parquet")
 
 
-@STANDALONE
-def test_fit_on_the_standalone_cluster_equals_the_local_engine(cluster, inputs, local_fit, tmp_path):
-    _check_fit(*_standalone(cluster), inputs, local_fit, tmp_path)
-
-
-def test_fit_through_spark_connect_equals_the_local_engine(spark_connect, inputs, local_fit, tmp_path):
-    _check_fit(*_connect(spark_connect), inputs, local_fit, tmp_path)
-
-
 def _check_fit(engine_args, env, inputs, local_fit, tmp_path):
     """Parameters to 1e-8, every count of the accounting, the holdout check, the per-customer table and the band
     of the totals to 1e-9."""
@@ -321,6 +303,22 @@ def _check_fit(engine_args, env, inputs, local_fit, tmp_path):
     for column in table.columns:
         np.testing.assert_allclose(predictions[column].to_numpy(float), table[column].to_numpy(float), rtol=1e-9,
                                    err_msg=column)
+
+
+# -- the commands on the cluster and through Spark Connect, against the local engine ---------------------------
+
+CHECKS = {"score": _check_score, "fit": _check_fit}
+
+
+@STANDALONE
+@pytest.mark.parametrize("command", CHECKS)
+def test_the_standalone_cluster_equals_the_local_engine(cluster, inputs, command, request, tmp_path):
+    CHECKS[command](*_standalone(cluster), inputs, request.getfixturevalue(f"local_{command}"), tmp_path)
+
+
+@pytest.mark.parametrize("command", CHECKS)
+def test_spark_connect_equals_the_local_engine(spark_connect, inputs, command, request, tmp_path):
+    CHECKS[command](*_connect(spark_connect), inputs, request.getfixturevalue(f"local_{command}"), tmp_path)
 
 
 # -- the options' errors: one line, no hang --------------------------------------------------------------------
