@@ -1,8 +1,8 @@
 """The suite's xdist groups (tests/conftest.py): the tests sharing a process that a fixture starts (the Spark
 session and its Spark Connect server, an MLflow server) or a module's own servers (the standalone cluster) run on
 one worker, so that it is started once. The controller's scheduler reads a test's group from the suffix of its id
-(``...@spark``): checked here on the ids this worker collected, as the scheduler receives them. Without ``--dist loadgroup`` (``-n 0``)
-no id carries a suffix."""
+(``...@spark``): checked here on the ids this worker collected, as the scheduler receives them. Without
+``--dist loadgroup`` (``-n 0``) no id carries a suffix."""
 
 from __future__ import annotations
 
