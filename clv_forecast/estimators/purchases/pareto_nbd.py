@@ -210,10 +210,12 @@ def _nonempty_panels(breaks):
 
 def _convex_integral(psi, v_mode, v_upper, extra_breaks):
     r"""Nodes ``v`` and normalised weights ``p`` (rows sum to 1) of :math:`\int_0^\infty e^{-\psi(v)}dv`
-    for convex ``psi`` with ``psi(0) = 0``, minimum at ``v_mode`` (>= 0), and the log of the integral.
+    for convex ``psi`` with ``psi(0) = 0``, minimum at ``v_mode`` (>= 0), the log of the integral, and what
+    ``psi.at_nodes`` gave besides the values (for the caller's derivatives at the same nodes).
 
-    ``psi(v)`` returns (value, slope) elementwise for arrays of shape (n, k), ``psi.value(v)`` the value alone, and
-    ``psi.subset(rows)`` is the same function for a subset of the elements. ``v_upper(level)`` is a point
+    ``psi(v)`` returns (value, slope) elementwise for arrays of shape (n, k), ``psi.at_nodes(v)`` the value alone and
+    a part of it the caller reuses (or None), and ``psi.subset(rows)`` is the same function for a subset of the
+    elements. ``v_upper(level)`` is a point
     right of the mode where ``psi >= psi(v_mode) + level``. Panels end where ``psi`` has risen by each of
     :data:`_LEVELS` above its minimum (both sides of the mode) and at ``extra_breaks`` (where ``psi'``
     changes on a unit scale); each is integrated by an 8-point Gauss-Legendre rule, on which ``e^{-psi}``
@@ -247,11 +249,11 @@ def _convex_integral(psi, v_mode, v_upper, extra_breaks):
     weights = half[:, :, None] * _PANEL_W[None, None, :]
     nodes = nodes.reshape(n, -1)
     weights = weights.reshape(n, -1)
-    value = psi.value(nodes)
+    value, parts = psi.at_nodes(nodes)
     with np.errstate(under="ignore"):
         mass = weights * np.exp(-(value - psi_mode[:, None]))
     total = mass.sum(axis=1)
-    return nodes, mass / total[:, None], np.log(total) - psi_mode
+    return nodes, mass / total[:, None], np.log(total) - psi_mode, parts
 
 
 class _Psi:
@@ -260,7 +262,6 @@ class _Psi:
     def __init__(self, p, q, log_eps):
         self.p, self.q, self.log_eps = p[:, None], q[:, None], log_eps[:, None]
         self.log_1m_eps = np.log(-np.expm1(log_eps))[:, None]
-        self._last_inner = None  # (v, inner(v)) of the last value(v): the quadrature's nodes
 
     def inner(self, v):
         """``ln(1 + eps (e^v - 1)) = logaddexp(ln(1 - eps), ln eps + v)``."""
@@ -271,23 +272,15 @@ class _Psi:
         sigma = np.exp(self.log_eps + v - inner)  # eps e^v / (1 + eps (e^v - 1)), in (0, 1]
         return self.p * v + self.q * inner, self.p + self.q * sigma
 
-    def value(self, v):
-        """``psi(v)`` without its slope (the quadrature's nodes need no slope)."""
+    def at_nodes(self, v):
+        """``psi(v)`` without its slope (the quadrature's nodes need no slope), and :meth:`inner` at ``v``, which
+        the derivatives at the same nodes reuse."""
         inner = self.inner(v)
-        self._last_inner = (v, inner)
-        return self.p * v + self.q * inner
-
-    def inner_at(self, v):
-        """:meth:`inner` at ``v``, the array of the last :meth:`value` given again (the nodes: the derivatives
-        reuse it, the same bits) or computed."""
-        if self._last_inner is not None and self._last_inner[0] is v:
-            return self._last_inner[1]
-        return self.inner(v)
+        return self.p * v + self.q * inner, inner
 
     def subset(self, rows):
         out = _Psi.__new__(_Psi)
         out.p, out.q, out.log_eps, out.log_1m_eps = self.p[rows], self.q[rows], self.log_eps[rows], self.log_1m_eps[rows]
-        out._last_inner = None
         return out
 
 
@@ -311,11 +304,10 @@ def _log_h_quadrature(q, A, zeta, derivatives: bool):
 
     knee = -zeta  # where eps e^v = 1: psi' turns from p towards A over a few units of v
     extra = knee[:, None] + _KNEE_BREAKS[None, :]
-    nodes, prob, log_int = _convex_integral(psi, v_mode, v_upper, extra)
+    nodes, prob, log_int, inner = _convex_integral(psi, v_mode, v_upper, extra)
     log_h = np.log(A) + log_int
     if not derivatives:
         return log_h, None, None
-    inner = psi.inner_at(nodes)  # (computed once, by the quadrature's psi.value(nodes))
     omega = -np.expm1(-inner)  # eps (e^v - 1) / (1 + eps (e^v - 1))
     d_q = inner - nodes  # d psi / d q (p = A - q)
     d_A = nodes
@@ -637,10 +629,10 @@ class _Chi:
         with np.errstate(over="ignore"):
             return self.y * np.expm1(u) + self.k * u, self.y * np.exp(u) + self.k
 
-    def value(self, u):
-        """``chi(u)`` without its slope."""
+    def at_nodes(self, u):
+        """``chi(u)`` without its slope (nothing else to reuse)."""
         with np.errstate(over="ignore"):
-            return self.y * np.expm1(u) + self.k * u
+            return self.y * np.expm1(u) + self.k * u, None
 
     def subset(self, rows):
         out = _Chi.__new__(_Chi)
@@ -659,7 +651,7 @@ def _log_residual_factor(s, y) -> np.ndarray:
     v_mode = np.maximum(v_mode, 0.0)
     knee = -np.log(y)
     extra = knee[:, None] + _KNEE_BREAKS[None, :]
-    _, _, log_int = _convex_integral(chi, v_mode, lambda level: v_mode[:, None] + 1.0 + 0.0 * level, extra)
+    _, _, log_int, _ = _convex_integral(chi, v_mode, lambda level: v_mode[:, None] + 1.0 + 0.0 * level, extra)
     return np.log(y) + log_int
 
 
