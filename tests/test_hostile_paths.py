@@ -11,7 +11,6 @@ import http.server
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import free_port, simulated_rfm_table  # noqa: E402 (tests folder)
+from helpers import free_port, silent_port, simulated_rfm_table  # noqa: E402 (tests folder)
 
 from clv_forecast import _io  # noqa: E402
 from clv_forecast._paths import check_paths  # noqa: E402
@@ -321,10 +320,8 @@ def test_interrupts_and_only_interrupts_exit_130(monkeypatch, capsys, log):
 @pytest.fixture
 def silent_server():
     """A socket that accepts connections (the kernel's backlog) and never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with silent_port() as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.mark.parametrize("server", ["closed", "silent"])

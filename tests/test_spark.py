@@ -17,7 +17,8 @@ from clv_forecast.btyd._data import rfm_verdict, verdict_reasons
 from clv_forecast.errors import ClvInputError
 from clv_forecast.model import ClvModel
 from clv_forecast.uncertainty import INTERVAL_COLUMNS
-from helpers import SPARK_LOG_LINE, kill_when_writing, simulated_rfm_table, user_environment  # noqa: E402
+from helpers import (SPARK_LOG_LINE, free_port, kill_when_writing, silent_port,  # noqa: E402
+                     simulated_rfm_table, user_environment)
 
 # pyspark 4 on pandas 3: its own conversion code warns about the pandas version (driver side, not ours)
 pytestmark = [pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas"),
@@ -500,7 +501,6 @@ def test_an_unreachable_connect_server_is_one_line_naming_the_url(spark, model, 
     wait of minutes. No Connect session is opened in this process (its classic ``spark`` session stays usable).
     (Here rather than in test_spark_cluster.py: this module's session is the one that must stay usable.)"""
     import re
-    import socket
     import time
 
     from clv_forecast.cli import main
@@ -508,9 +508,7 @@ def test_an_unreachable_connect_server_is_one_line_naming_the_url(spark, model, 
 
     model_file = model.save(tmp_path / "model.json")
     table.to_parquet(tmp_path / "rfm.parquet", index=False)
-    with socket.socket() as sock:  # a free port: nobody listens there
-        sock.bind(("127.0.0.1", 0))
-        url = f"sc://127.0.0.1:{sock.getsockname()[1]}"
+    url = f"sc://127.0.0.1:{free_port()}"  # nobody listens there
     started = time.monotonic()
     rc = main(["score", "--engine", "spark", "--spark-remote", url, "--model", str(model_file),
                "--input", str(tmp_path / "rfm.parquet"), "--output", str(tmp_path / "o")])
@@ -518,10 +516,8 @@ def test_an_unreachable_connect_server_is_one_line_naming_the_url(spark, model, 
     assert rc == 2 and err.count("\n") == 1, err
     assert err.startswith(f"clv-forecast: error: --spark-remote {url}: cannot reach the Spark Connect server"), err
     assert time.monotonic() - started < 15
-    with socket.socket() as silent:  # accepts connections (the backlog), never speaks
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(1)
-        url = f"sc://127.0.0.1:{silent.getsockname()[1]}"
+    with silent_port() as port:  # accepts connections (the backlog), never speaks
+        url = f"sc://127.0.0.1:{port}"
         with pytest.raises(ClvInputError, match=re.escape(f"spark_remote='{url}': cannot reach the Spark Connect "
                                                           "server: no answer within 2 s")):
             spark_session(remote=url, connect_timeout=2)
